@@ -1,0 +1,80 @@
+//! Safe Rust over Xen 4.17's libxl, for dom0 tools that create, control and watch guest
+//! domains in-process (no `xl` subprocesses).
+//!
+//! # Walkthrough
+//! Open the process's [`Context`], describe a guest with a [`DomainSpec`], create it paused,
+//! do pre-boot setup, let it run, then shut it down gracefully and destroy what is left:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use xenctl::{Context, DomainEvent, DomainSpec, VifSpec};
+//!
+//! # fn main() -> Result<(), xenctl::Error> {
+//! let ctx = Context::open()?; // fails with a clear error off dom0
+//! let spec = DomainSpec::pv("demo")
+//!     .memory_mib(128)
+//!     .kernel("/var/lib/xen/images/vmlinux")
+//!     .ramdisk("/var/lib/xen/images/initrd.gz")
+//!     .cmdline("console=hvc0")
+//!     .vif(VifSpec::bridged("xenbr0"));
+//!
+//! let domid = ctx.create_paused(&spec)?;
+//! let watch = ctx.watch_domain(domid)?; // shutdown and death events, pushed, no polling
+//! ctx.xenstore().disable_vif_offload(domid, spec.vifs.len())?;
+//! ctx.unpause(domid)?;
+//! println!("{} is {}", domid, ctx.info(domid)?.state);
+//!
+//! ctx.shutdown(domid)?; // ask the guest
+//! match watch.recv_timeout(Duration::from_secs(30)) {
+//!     Some(DomainEvent::Shutdown { reason, .. }) => println!("guest shut down: {reason}"),
+//!     _ => println!("guest ignored the request"),
+//! }
+//! ctx.destroy(domid)?; // release it (Xen keeps shut-down domains until the toolstack does)
+//! watch.wait_for(Duration::from_secs(10), |e| matches!(e, DomainEvent::Death { .. }));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design
+//! - One libxl context per process, shared by all threads ([`Context`] is `Send + Sync` and
+//!   cheap to clone). libxl's log messages go to the `log` crate with their levels.
+//! - SIGCHLD: libxl's "mainloop" mode with a forwarding thread, so libxl reaps only its own
+//!   children and the application's `std::process` children keep working (see [`Context`]).
+//! - Every `unsafe` is in this crate, each with its `SAFETY:` reason; libxl structs are
+//!   `_init`ed and `_dispose`d exactly once by owning guards; no panic crosses into C.
+//! - Errors ([`Error`]) name the operation, the domain and libxl's error code.
+//! - [`sys`] re-exports the raw bindings for the rare caller who needs them.
+
+#![deny(missing_docs)]
+
+mod context;
+mod convert;
+mod devices;
+mod error;
+mod events;
+mod info;
+mod lifecycle;
+mod logger;
+mod pci;
+mod raw;
+mod save;
+mod spec;
+mod types;
+mod xenstore;
+mod xlu;
+
+pub use context::{Context, XenVersions};
+pub use convert::LibxlDomainConfig;
+pub use devices::{DiskBackend, DiskFormat, DiskSpec, Mac, VifSpec, VncSpec};
+pub use error::{Error, LibxlErrorCode, Result, Subject};
+pub use events::{DomainEvent, DomainWatch, WatchRegistration};
+pub use info::{DomainInfo, DomainState, HostInfo};
+pub use pci::{Bdf, PciSpec};
+pub use save::SaveImageHeader;
+pub use spec::{DomainSpec, TscMode};
+pub use types::{DomId, DomainKind, ShutdownAction, ShutdownReason};
+pub use uuid::Uuid;
+pub use xenstore::{VIF_OFFLOAD_FEATURES, Xenstore, vif_backend_path};
+
+/// The raw bindings (`xen-sys`), for what this crate does not wrap.
+pub use xen_sys as sys;

@@ -1,0 +1,327 @@
+//! Save and restore, in `xl`'s save-file format, so images move freely between this crate and
+//! `xl save` / `xl restore`.
+//!
+//! The format (tools/xl/xl.h): a 48-byte header — 32 bytes of magic, then four native-endian
+//! u32s: byte-order mark `0x01020304`, mandatory flags (bit 0: config is JSON, bit 1: libxl
+//! stream v2), optional flags, optional-data length — then the optional data (a u32 length and
+//! the domain config as libxl JSON, NUL-terminated), then libxl's migration stream.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::context::Context;
+use crate::convert::LibxlDomainConfig;
+use crate::error::{Error, Result, Subject, check};
+use crate::raw::{self, MallocString, Owned};
+use crate::spec::DomainSpec;
+use crate::types::DomId;
+
+const MAGIC: &[u8; 32] = b"Xen saved domain, xl format\n \0 \r";
+const BYTEORDER: u32 = 0x0102_0304;
+const FLAG_JSON: u32 = 1 << 0;
+const FLAG_STREAM_V2: u32 = 1 << 1;
+const KNOWN_MANDATORY: u32 = FLAG_JSON | FLAG_STREAM_V2;
+const HEADER_LEN: usize = 48;
+/// Refuse absurd optional-data sizes before allocating (real configs are a few KiB).
+const MAX_OPTIONAL_DATA: u32 = 16 << 20;
+
+/// What the header of a save image says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveImageHeader {
+    /// The domain config saved with it, as libxl JSON (what `xl -N create` prints), if any.
+    pub config_json: Option<String>,
+    /// libxl stream version (2 for any image from Xen 4.7 on).
+    pub stream_version: u32,
+    /// Where libxl's stream starts in the file.
+    pub stream_offset: u64,
+}
+
+impl SaveImageHeader {
+    /// Reads and checks the header of the image at `path`.
+    pub fn read(path: &Path) -> Result<SaveImageHeader> {
+        let mut file =
+            File::open(path).map_err(|source| Error::Io { op: "open save image", path: path.into(), source })?;
+        Self::read_from(&mut file, path)
+    }
+
+    fn read_from(r: &mut impl Read, path: &Path) -> Result<SaveImageHeader> {
+        let bad = |reason: &str| Error::BadSaveImage { path: path.into(), reason: reason.into() };
+        let mut head = [0u8; HEADER_LEN];
+        r.read_exact(&mut head).map_err(|_| bad("shorter than a save-file header"))?;
+        if &head[..32] != MAGIC {
+            return Err(bad("not an xl save file (wrong magic)"));
+        }
+        let word =
+            |i: usize| u32::from_ne_bytes([head[32 + 4 * i], head[33 + 4 * i], head[34 + 4 * i], head[35 + 4 * i]]);
+        let (byteorder, mandatory, optional, optlen) = (word(0), word(1), word(2), word(3));
+        if byteorder != BYTEORDER {
+            return Err(bad("written on a machine of the other byte order"));
+        }
+        if mandatory & !KNOWN_MANDATORY != 0 {
+            return Err(bad(&format!(
+                "has mandatory flags this version does not know ({:#x})",
+                mandatory & !KNOWN_MANDATORY
+            )));
+        }
+        if optional != 0 {
+            log::debug!("{}: ignoring optional flags {optional:#x}", path.display());
+        }
+        if optlen > MAX_OPTIONAL_DATA {
+            return Err(bad("claims an implausibly large config section"));
+        }
+        let mut opt = vec![0u8; optlen as usize];
+        r.read_exact(&mut opt).map_err(|_| bad("truncated in its config section"))?;
+        let config_json = if opt.len() >= 4 {
+            let len = u32::from_ne_bytes([opt[0], opt[1], opt[2], opt[3]]) as usize;
+            let data = opt.get(4..4 + len).ok_or_else(|| bad("config length runs past its section"))?;
+            if mandatory & FLAG_JSON == 0 {
+                return Err(bad("holds an old xl.cfg-text config, not JSON; restore it with xl"));
+            }
+            let text = data.strip_suffix(&[0]).unwrap_or(data);
+            Some(String::from_utf8(text.to_vec()).map_err(|_| bad("config is not UTF-8"))?)
+        } else {
+            None
+        };
+        Ok(SaveImageHeader {
+            config_json,
+            stream_version: if mandatory & FLAG_STREAM_V2 != 0 { 2 } else { 1 },
+            stream_offset: (HEADER_LEN + opt.len()) as u64,
+        })
+    }
+
+    /// The header bytes for an image carrying `config_json`.
+    fn encode(config_json: &str) -> Vec<u8> {
+        let mut config = config_json.as_bytes().to_vec();
+        config.push(0);
+        // A config over 4 GiB cannot come from libxl; saturate rather than wrap.
+        let config_len = u32::try_from(config.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(HEADER_LEN + 4 + config.len());
+        out.extend_from_slice(MAGIC);
+        for word in [BYTEORDER, FLAG_STREAM_V2 | FLAG_JSON, 0, config_len.saturating_add(4)] {
+            out.extend_from_slice(&word.to_ne_bytes());
+        }
+        out.extend_from_slice(&config_len.to_ne_bytes());
+        out.extend_from_slice(&config);
+        out
+    }
+}
+
+impl Context {
+    /// Saves the domain's memory and state to `path` (an `xl restore`-compatible image, mode
+    /// 0600) and destroys it, as `xl save` does.
+    ///
+    /// The image is written to `<path>.partial` and renamed into place only once complete, so
+    /// `path` never holds half an image. If saving fails the domain is resumed and keeps running.
+    pub fn save(&self, domid: DomId, path: &Path) -> Result<()> {
+        if domid.is_dom0() {
+            return Err(Error::Dom0Refused { op: "save" });
+        }
+        let config_json = self.domain_config_json(domid)?;
+        let partial = partial_path(path);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io("create save image", &partial))?;
+        let result = (|| {
+            file.write_all(&SaveImageHeader::encode(&config_json)).map_err(io("write save image", &partial))?;
+            // SAFETY: ctx is live; the fd is open for writing for the whole synchronous call.
+            let rc = unsafe {
+                xen_sys::libxl_domain_suspend(self.raw(), domid.get(), file.as_raw_fd(), 0, std::ptr::null())
+            };
+            check(rc, "save", || Subject::Domain(domid))?;
+            file.sync_all().map_err(io("sync save image", &partial))?;
+            std::fs::rename(&partial, path).map_err(io("rename save image into place", path))
+        })();
+        if let Err(err) = result {
+            let _ = std::fs::remove_file(&partial);
+            // Bring the guest back if it got suspended; harmless if it never did.
+            // SAFETY: ctx is live; suspend_cancel=1 resumes a guest that was suspended.
+            let rc = unsafe { xen_sys::libxl_domain_resume(self.raw(), domid.get(), 1, std::ptr::null()) };
+            if rc != 0 {
+                log::warn!("domain {domid}: resume after a failed save also failed ({rc})");
+            }
+            return Err(err);
+        }
+        log::info!("domain {domid} saved to {}", path.display());
+        self.destroy(domid)
+    }
+
+    /// Restores the image at `path` as a new domain configured by `spec`, and leaves it paused
+    /// (as [`create_paused`](Context::create_paused) does). The spec must describe the same
+    /// guest the image was saved from (memory size, devices); the image is not deleted.
+    pub fn restore_paused(&self, spec: &DomainSpec, path: &Path) -> Result<DomId> {
+        let mut cfg = spec.to_libxl()?;
+        self.restore_with(&mut cfg, path, &spec.name)
+    }
+
+    /// Restores the image at `path` with the domain config saved inside it (as `xl restore`
+    /// does), paused.
+    pub fn restore_paused_as_saved(&self, path: &Path) -> Result<DomId> {
+        let header = SaveImageHeader::read(path)?;
+        let json = header.config_json.ok_or_else(|| Error::BadSaveImage {
+            path: path.into(),
+            reason: "carries no domain config; give one with restore_paused".into(),
+        })?;
+        let mut cfg = LibxlDomainConfig::empty();
+        let json_c = raw::c_string("saved config", &json)?;
+        // SAFETY: ctx is live; cfg is initialised and empty; json_c is a valid C string.
+        let rc = unsafe { xen_sys::libxl_domain_config_from_json(self.raw(), cfg.as_mut_ptr(), json_c.as_ptr()) };
+        if rc != 0 {
+            return Err(Error::BadSaveImage {
+                path: path.into(),
+                reason: format!("its config JSON does not parse ({rc})"),
+            });
+        }
+        // SAFETY: c_info.name is null or a string owned by cfg.
+        let name = unsafe { raw::string_from_c(cfg.as_raw().c_info.name) }.unwrap_or_else(|| "(unnamed)".into());
+        // Let Xen pick a fresh domid, as xl restore does by default.
+        // SAFETY: cfg is exclusively ours; a plain field write.
+        unsafe { (*cfg.as_mut_ptr()).c_info.domid = 0 };
+        self.restore_with(&mut cfg, path, &name)
+    }
+
+    fn restore_with(&self, cfg: &mut LibxlDomainConfig, path: &Path, name: &str) -> Result<DomId> {
+        let header = SaveImageHeader::read(path)?;
+        let mut file =
+            File::open(path).map_err(|source| Error::Io { op: "open save image", path: path.into(), source })?;
+        file.seek(SeekFrom::Start(header.stream_offset)).map_err(|source| Error::Io {
+            op: "seek save image",
+            path: path.into(),
+            source,
+        })?;
+        let mut params = Owned::<xen_sys::libxl_domain_restore_params>::new();
+        params.checkpointed_stream = xen_sys::LIBXL_CHECKPOINTED_STREAM_NONE as i32;
+        params.stream_version = header.stream_version;
+        let mut domid: u32 = xen_sys::INVALID_DOMID as u32;
+        // SAFETY: ctx is live; cfg and params are initialised and ours for the whole
+        // synchronous call; the fd is open and positioned at the stream; no send-back fd.
+        let rc = unsafe {
+            xen_sys::libxl_domain_create_restore(
+                self.raw(),
+                cfg.as_mut_ptr(),
+                &mut domid,
+                file.as_raw_fd(),
+                -1,
+                params.as_ptr(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        check(rc, "restore", || Subject::Named(name.to_string()))?;
+        let domid = DomId::new(domid);
+        log::info!("domain '{name}' restored paused from {} as domain {domid}", path.display());
+        Ok(domid)
+    }
+
+    /// The running domain's configuration as libxl JSON (what `xl -N create` prints), as libxl
+    /// recorded it at create time, with the devices it has now.
+    pub fn domain_config_json(&self, domid: DomId) -> Result<String> {
+        let mut cfg = LibxlDomainConfig::empty();
+        // SAFETY: ctx is live; cfg is initialised and ours; synchronous call.
+        let rc = unsafe {
+            xen_sys::libxl_retrieve_domain_configuration(self.raw(), domid.get(), cfg.as_mut_ptr(), std::ptr::null())
+        };
+        check(rc, "read the configuration", || Subject::Domain(domid))?;
+        // Saved images must not pin the old domid (xl does the same unless asked to).
+        // SAFETY: cfg is exclusively ours; a plain field write.
+        unsafe { (*cfg.as_mut_ptr()).c_info.domid = 0 };
+        self.config_to_json(&mut cfg, || Subject::Domain(domid))
+    }
+
+    /// A spec's libxl config as JSON, exactly what libxl would be handed for it.
+    pub fn spec_json(&self, spec: &DomainSpec) -> Result<String> {
+        let mut cfg = spec.to_libxl()?;
+        self.config_to_json(&mut cfg, || Subject::Named(spec.name.clone()))
+    }
+
+    fn config_to_json(&self, cfg: &mut LibxlDomainConfig, subject: impl FnOnce() -> Subject) -> Result<String> {
+        // SAFETY: ctx is live; cfg is initialised; the result is malloc'd and ours.
+        let json = unsafe { xen_sys::libxl_domain_config_to_json(self.raw(), cfg.as_mut_ptr()) };
+        // SAFETY: json is null or a malloc'd NUL-terminated string we now own.
+        let json = unsafe { MallocString::from_raw(json) };
+        json.map(|j| j.to_string_lossy()).ok_or_else(|| Error::Libxl {
+            op: "convert the configuration to JSON",
+            subject: subject(),
+            code: crate::error::LibxlErrorCode::ERROR_FAIL,
+        })
+    }
+}
+
+/// A `map_err` adapter: an I/O error on `path` during `op`.
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io { op, path: path.to_path_buf(), source }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Result<SaveImageHeader> {
+        SaveImageHeader::read_from(&mut &bytes[..], Path::new("img"))
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let mut bytes = SaveImageHeader::encode(r#"{"c_info":{"name":"web"}}"#);
+        let stream_at = bytes.len();
+        bytes.extend_from_slice(b"libxl stream...");
+        let h = read(&bytes).unwrap();
+        assert_eq!(h.config_json.as_deref(), Some(r#"{"c_info":{"name":"web"}}"#));
+        assert_eq!((h.stream_version, h.stream_offset), (2, stream_at as u64));
+    }
+
+    #[test]
+    fn the_magic_is_xls_32_bytes() {
+        assert_eq!(MAGIC.len(), 32);
+        assert_eq!(&MAGIC[..27], b"Xen saved domain, xl format");
+    }
+
+    #[test]
+    fn bad_headers_are_refused_with_a_reason() {
+        let good = SaveImageHeader::encode("{}");
+        assert!(read(&good[..20]).unwrap_err().to_string().contains("shorter than"));
+        let mut wrong = good.clone();
+        wrong[0] = b'Y';
+        assert!(read(&wrong).unwrap_err().to_string().contains("wrong magic"));
+        let mut flags = good.clone();
+        flags[36..40].copy_from_slice(&(FLAG_JSON | 0x80).to_ne_bytes());
+        assert!(read(&flags).unwrap_err().to_string().contains("mandatory flags"));
+        let mut order = good.clone();
+        order[32..36].copy_from_slice(&0x0403_0201u32.to_ne_bytes());
+        assert!(read(&order).unwrap_err().to_string().contains("byte order"));
+        assert!(read(&good[..good.len() - 1]).unwrap_err().to_string().contains("truncated"));
+        let mut huge = good.clone();
+        huge[44..48].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert!(read(&huge).unwrap_err().to_string().contains("implausibly large"));
+        let mut overrun = good.clone();
+        overrun[48..52].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(read(&overrun).unwrap_err().to_string().contains("runs past"));
+    }
+
+    #[test]
+    fn an_image_without_config_is_readable() {
+        let mut bytes = MAGIC.to_vec();
+        for w in [BYTEORDER, FLAG_STREAM_V2, 0, 0] {
+            bytes.extend_from_slice(&w.to_ne_bytes());
+        }
+        let h = read(&bytes).unwrap();
+        assert_eq!((h.config_json, h.stream_offset), (None, 48));
+    }
+
+    #[test]
+    fn partial_path_sits_beside_the_image() {
+        assert_eq!(partial_path(Path::new("/var/lib/xen/save/web")), Path::new("/var/lib/xen/save/web.partial"));
+    }
+}

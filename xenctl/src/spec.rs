@@ -1,0 +1,423 @@
+//! [`DomainSpec`]: everything needed to create a guest, as plain Rust data with a builder, and
+//! its validation. The conversion to libxl's `libxl_domain_config` is in `convert.rs`.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use crate::devices::{DiskSpec, VifSpec, VncSpec};
+use crate::error::{Error, Result};
+use crate::pci::PciSpec;
+use crate::types::{DomainKind, ShutdownAction};
+
+/// How a guest keeps time (xl.cfg's `tsc_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TscMode {
+    /// libxl's default: native unless that is unsafe, then emulated.
+    #[default]
+    Default,
+    /// Always emulate the TSC.
+    AlwaysEmulate,
+    /// Never emulate (needed for PVH under QEMU's software emulation).
+    Native,
+    /// Native, with paravirtual time for PV guests.
+    NativeParavirt,
+}
+
+impl TscMode {
+    pub(crate) fn to_libxl(self) -> xen_sys::libxl_tsc_mode {
+        match self {
+            TscMode::Default => xen_sys::LIBXL_TSC_MODE_DEFAULT,
+            TscMode::AlwaysEmulate => xen_sys::LIBXL_TSC_MODE_ALWAYS_EMULATE,
+            TscMode::Native => xen_sys::LIBXL_TSC_MODE_NATIVE,
+            TscMode::NativeParavirt => xen_sys::LIBXL_TSC_MODE_NATIVE_PARAVIRT,
+        }
+    }
+}
+
+/// A guest domain's configuration: what `xl create` reads from an xl.cfg file.
+///
+/// ```
+/// use xenctl::{DiskSpec, DomainSpec, VifSpec};
+/// let spec = DomainSpec::pv("web")
+///     .memory_mib(256)
+///     .vcpus(2)
+///     .kernel("/var/lib/guests/vmlinux")
+///     .ramdisk("/var/lib/guests/initrd.gz")
+///     .cmdline("console=hvc0 root=/dev/xvda")
+///     .disk(DiskSpec::new("/srv/web.img", "xvda"))
+///     .vif(VifSpec::bridged("xenbr0"));
+/// assert!(spec.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainSpec {
+    /// The domain's name; unique on the host.
+    pub name: String,
+    /// The domain's UUID. [`DomainSpec::new`] makes a random one, as `xl` does.
+    pub uuid: Uuid,
+    /// PV, PVH or HVM.
+    pub kind: DomainKind,
+    /// Memory at boot, MiB.
+    pub memory_mib: u64,
+    /// Maximum memory (balloon ceiling), MiB; `memory_mib` when `None`.
+    pub max_memory_mib: Option<u64>,
+    /// vCPUs online at boot.
+    pub vcpus: u32,
+    /// Maximum vCPUs (hotplug ceiling); `vcpus` when `None`.
+    pub max_vcpus: Option<u32>,
+    /// Guest kernel in dom0 (PV and PVH direct boot; optional for HVM).
+    pub kernel: Option<String>,
+    /// Initial ramdisk in dom0.
+    pub ramdisk: Option<String>,
+    /// Kernel command line.
+    pub cmdline: Option<String>,
+    /// Bootloader program run in dom0 to pick the kernel (PV), e.g. `pygrub`.
+    pub bootloader: Option<String>,
+    /// Arguments for the bootloader.
+    pub bootloader_args: Vec<String>,
+    /// Disks, in order.
+    pub disks: Vec<DiskSpec>,
+    /// Network interfaces, in order; the n-th gets device id n.
+    pub vifs: Vec<VifSpec>,
+    /// PCI devices passed through.
+    pub pcis: Vec<PciSpec>,
+    /// What the toolstack should do when the guest powers off.
+    pub on_poweroff: ShutdownAction,
+    /// ... when it reboots.
+    pub on_reboot: ShutdownAction,
+    /// ... when it crashes.
+    pub on_crash: ShutdownAction,
+    /// HVM serial port backend, e.g. `pty` (PV and PVH guests always have a PV console).
+    pub serial: Option<String>,
+    /// HVM boot order, e.g. `cd` (disk, then CD-ROM).
+    pub boot_order: Option<String>,
+    /// A VNC console.
+    pub vnc: Option<VncSpec>,
+    /// TSC (time stamp counter) mode.
+    pub tsc_mode: TscMode,
+}
+
+impl DomainSpec {
+    /// A spec with xl's defaults: 128 MiB, one vCPU, no devices, destroy on poweroff and crash,
+    /// restart on reboot, and a random UUID.
+    pub fn new(name: impl Into<String>, kind: DomainKind) -> DomainSpec {
+        DomainSpec {
+            name: name.into(),
+            uuid: Uuid::new_v4(),
+            kind,
+            memory_mib: 128,
+            max_memory_mib: None,
+            vcpus: 1,
+            max_vcpus: None,
+            kernel: None,
+            ramdisk: None,
+            cmdline: None,
+            bootloader: None,
+            bootloader_args: Vec::new(),
+            disks: Vec::new(),
+            vifs: Vec::new(),
+            pcis: Vec::new(),
+            on_poweroff: ShutdownAction::Destroy,
+            on_reboot: ShutdownAction::Restart,
+            on_crash: ShutdownAction::Destroy,
+            serial: None,
+            boot_order: None,
+            vnc: None,
+            tsc_mode: TscMode::Default,
+        }
+    }
+
+    /// A PV guest; see [`DomainSpec::new`].
+    pub fn pv(name: impl Into<String>) -> DomainSpec {
+        DomainSpec::new(name, DomainKind::Pv)
+    }
+
+    /// A PVH guest; see [`DomainSpec::new`].
+    pub fn pvh(name: impl Into<String>) -> DomainSpec {
+        DomainSpec::new(name, DomainKind::Pvh)
+    }
+
+    /// An HVM guest; see [`DomainSpec::new`].
+    pub fn hvm(name: impl Into<String>) -> DomainSpec {
+        DomainSpec::new(name, DomainKind::Hvm)
+    }
+
+    /// Sets the UUID.
+    pub fn uuid(mut self, uuid: Uuid) -> Self {
+        self.uuid = uuid;
+        self
+    }
+    /// Sets the boot memory, MiB.
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+    /// Sets the maximum memory, MiB.
+    pub fn max_memory_mib(mut self, mib: u64) -> Self {
+        self.max_memory_mib = Some(mib);
+        self
+    }
+    /// Sets the vCPUs online at boot.
+    pub fn vcpus(mut self, n: u32) -> Self {
+        self.vcpus = n;
+        self
+    }
+    /// Sets the maximum vCPUs.
+    pub fn max_vcpus(mut self, n: u32) -> Self {
+        self.max_vcpus = Some(n);
+        self
+    }
+    /// Sets the kernel path.
+    pub fn kernel(mut self, path: impl Into<String>) -> Self {
+        self.kernel = Some(path.into());
+        self
+    }
+    /// Sets the ramdisk path.
+    pub fn ramdisk(mut self, path: impl Into<String>) -> Self {
+        self.ramdisk = Some(path.into());
+        self
+    }
+    /// Sets the kernel command line.
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.cmdline = Some(cmdline.into());
+        self
+    }
+    /// Sets the bootloader and its arguments.
+    pub fn bootloader(mut self, program: impl Into<String>, args: Vec<String>) -> Self {
+        self.bootloader = Some(program.into());
+        self.bootloader_args = args;
+        self
+    }
+    /// Adds a disk.
+    pub fn disk(mut self, disk: DiskSpec) -> Self {
+        self.disks.push(disk);
+        self
+    }
+    /// Adds a network interface.
+    pub fn vif(mut self, vif: VifSpec) -> Self {
+        self.vifs.push(vif);
+        self
+    }
+    /// Adds a PCI device.
+    pub fn pci(mut self, pci: impl Into<PciSpec>) -> Self {
+        self.pcis.push(pci.into());
+        self
+    }
+    /// Sets the poweroff, reboot and crash actions.
+    pub fn on_shutdown(mut self, poweroff: ShutdownAction, reboot: ShutdownAction, crash: ShutdownAction) -> Self {
+        self.on_poweroff = poweroff;
+        self.on_reboot = reboot;
+        self.on_crash = crash;
+        self
+    }
+    /// Sets the HVM serial port.
+    pub fn serial(mut self, serial: impl Into<String>) -> Self {
+        self.serial = Some(serial.into());
+        self
+    }
+    /// Adds a VNC console.
+    pub fn vnc(mut self, vnc: VncSpec) -> Self {
+        self.vnc = Some(vnc);
+        self
+    }
+    /// Sets the TSC mode.
+    pub fn tsc_mode(mut self, mode: TscMode) -> Self {
+        self.tsc_mode = mode;
+        self
+    }
+
+    /// The effective maximum memory, MiB.
+    pub fn effective_max_memory_mib(&self) -> u64 {
+        self.max_memory_mib.unwrap_or(self.memory_mib)
+    }
+
+    /// The effective maximum vCPUs.
+    pub fn effective_max_vcpus(&self) -> u32 {
+        self.max_vcpus.unwrap_or(self.vcpus)
+    }
+
+    /// Checks the spec for values libxl would reject late, misread or silently ignore.
+    /// Every error names the field and value.
+    pub fn validate(&self) -> Result<()> {
+        validate_name(&self.name)?;
+        if self.memory_mib == 0 {
+            return Err(Error::invalid("memory", "0", "a domain needs memory"));
+        }
+        // libxl keeps memory in KiB in a u64; stay far from overflow and from nonsense.
+        const MAX_MIB: u64 = 1 << 32;
+        if self.memory_mib > MAX_MIB {
+            return Err(Error::invalid("memory", self.memory_mib.to_string(), "more than 4 PiB"));
+        }
+        let max_mem = self.effective_max_memory_mib();
+        if max_mem < self.memory_mib || max_mem > MAX_MIB {
+            return Err(Error::invalid(
+                "maxmem",
+                max_mem.to_string(),
+                format!("must be at least memory ({} MiB) and at most 4 PiB", self.memory_mib),
+            ));
+        }
+        if self.vcpus == 0 {
+            return Err(Error::invalid("vcpus", "0", "a domain needs at least one vCPU"));
+        }
+        let max_vcpus = self.effective_max_vcpus();
+        if max_vcpus < self.vcpus || max_vcpus > 4096 {
+            return Err(Error::invalid(
+                "maxvcpus",
+                max_vcpus.to_string(),
+                format!("must be at least vcpus ({}) and at most 4096", self.vcpus),
+            ));
+        }
+        match self.kind {
+            DomainKind::Pv if self.kernel.is_none() && self.bootloader.is_none() => {
+                return Err(Error::invalid("kernel", "", "a PV guest needs a kernel or a bootloader"));
+            }
+            DomainKind::Pvh if self.kernel.is_none() => {
+                return Err(Error::invalid(
+                    "kernel",
+                    "",
+                    "a PVH guest needs a kernel (e.g. pvgrub or the guest's own)",
+                ));
+            }
+            DomainKind::Hvm if self.bootloader.is_some() => {
+                return Err(Error::invalid(
+                    "bootloader",
+                    self.bootloader.clone().unwrap_or_default(),
+                    "HVM guests boot from their firmware, not a dom0 bootloader",
+                ));
+            }
+            _ => {}
+        }
+        if self.ramdisk.is_some() && self.kernel.is_none() {
+            return Err(Error::invalid(
+                "ramdisk",
+                self.ramdisk.clone().unwrap_or_default(),
+                "a ramdisk needs a kernel",
+            ));
+        }
+        if self.kind != DomainKind::Hvm {
+            if let Some(serial) = &self.serial {
+                return Err(Error::invalid(
+                    "serial",
+                    serial,
+                    "serial applies to HVM guests; PV and PVH guests always have a PV console",
+                ));
+            }
+            if let Some(boot) = &self.boot_order {
+                return Err(Error::invalid("boot", boot, "a boot order applies to HVM guests only"));
+            }
+        }
+        let mut vdevs = HashSet::new();
+        for (i, disk) in self.disks.iter().enumerate() {
+            let field = format!("disks[{i}]");
+            disk.validate(&field)?;
+            if !vdevs.insert(disk.vdev.as_str()) {
+                return Err(Error::invalid(format!("{field}.vdev"), &disk.vdev, "used by an earlier disk"));
+            }
+        }
+        let mut macs = HashSet::new();
+        for (i, vif) in self.vifs.iter().enumerate() {
+            if let Some(mac) = vif.mac {
+                if !macs.insert(mac) {
+                    return Err(Error::invalid(format!("vifs[{i}].mac"), mac.to_string(), "used by an earlier vif"));
+                }
+            }
+        }
+        let mut bdfs = HashSet::new();
+        for (i, pci) in self.pcis.iter().enumerate() {
+            if !bdfs.insert(pci.bdf) {
+                return Err(Error::invalid(format!("pcis[{i}]"), pci.bdf.to_string(), "listed twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names end up in xenstore values, file names (console and device-model logs) and `xl`
+/// command lines, so keep them printable, without `/`, and not all digits (xl would read a
+/// numeric name as a domain id).
+fn validate_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "a domain needs a name"
+    } else if name.len() > 128 {
+        "longer than 128 bytes"
+    } else if name.chars().any(|c| c.is_control() || c == '/') {
+        "contains '/' or a control character"
+    } else if name.bytes().all(|b| b.is_ascii_digit()) {
+        "all digits (tools would read it as a domain id)"
+    } else if name.starts_with('-') {
+        "starts with '-'"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid("name", name, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::Bdf;
+
+    fn good() -> DomainSpec {
+        DomainSpec::pv("guest").kernel("/k")
+    }
+
+    fn err_of(spec: DomainSpec) -> String {
+        spec.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_xls() {
+        let s = good();
+        assert_eq!((s.memory_mib, s.vcpus, s.effective_max_memory_mib(), s.effective_max_vcpus()), (128, 1, 128, 1));
+        assert_eq!(
+            (s.on_poweroff, s.on_reboot, s.on_crash),
+            (ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Destroy)
+        );
+        assert!(!s.uuid.is_nil());
+        assert_ne!(s.uuid, good().uuid);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for (name, want) in
+            [("", "needs a name"), ("a/b", "'/'"), ("a\nb", "control"), ("123", "all digits"), ("-x", "'-'")]
+        {
+            let e = err_of(DomainSpec::pv(name).kernel("/k"));
+            assert!(e.starts_with(&format!("invalid name {name:?}")) && e.contains(want), "{e}");
+        }
+        assert!(DomainSpec::pv("web-01.example").kernel("/k").validate().is_ok());
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        assert_eq!(err_of(good().memory_mib(0)), "invalid memory \"0\": a domain needs memory");
+        assert!(err_of(good().memory_mib(256).max_memory_mib(128)).starts_with("invalid maxmem \"128\""));
+        assert_eq!(err_of(good().vcpus(0)), "invalid vcpus \"0\": a domain needs at least one vCPU");
+        assert!(err_of(good().vcpus(4).max_vcpus(2)).starts_with("invalid maxvcpus \"2\""));
+        assert!(good().memory_mib(256).max_memory_mib(512).vcpus(2).max_vcpus(4).validate().is_ok());
+    }
+
+    #[test]
+    fn kind_specific_rules() {
+        assert!(err_of(DomainSpec::pv("g")).contains("needs a kernel or a bootloader"));
+        assert!(DomainSpec::pv("g").bootloader("pygrub", vec![]).validate().is_ok());
+        assert!(err_of(DomainSpec::pvh("g")).contains("PVH guest needs a kernel"));
+        assert!(DomainSpec::hvm("g").validate().is_ok());
+        assert!(err_of(DomainSpec::hvm("g").bootloader("pygrub", vec![])).starts_with("invalid bootloader"));
+        assert!(err_of(good().serial("pty")).starts_with("invalid serial \"pty\""));
+        assert!(DomainSpec::hvm("g").serial("pty").validate().is_ok());
+        assert!(err_of(DomainSpec::pv("g").bootloader("pygrub", vec![]).ramdisk("/r")).contains("needs a kernel"));
+    }
+
+    #[test]
+    fn devices_are_checked_for_duplicates() {
+        let d = || DiskSpec::new("/a", "xvda");
+        assert!(err_of(good().disk(d()).disk(d())).starts_with("invalid disks[1].vdev \"xvda\""));
+        let mac = "00:16:3e:00:00:01".parse().unwrap();
+        let vif = VifSpec { mac: Some(mac), ..VifSpec::default() };
+        assert!(err_of(good().vif(vif.clone()).vif(vif)).starts_with("invalid vifs[1].mac"));
+        let bdf: Bdf = "0000:00:02.0".parse().unwrap();
+        assert!(err_of(good().pci(bdf).pci(bdf)).starts_with("invalid pcis[1]"));
+    }
+}
