@@ -25,6 +25,8 @@ const FLAG_JSON: u32 = 1 << 0;
 const FLAG_STREAM_V2: u32 = 1 << 1;
 const KNOWN_MANDATORY: u32 = FLAG_JSON | FLAG_STREAM_V2;
 const HEADER_LEN: usize = 48;
+/// How long `save` waits for the destroyed domain to disappear.
+const DEATH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Refuse absurd optional-data sizes before allocating (real configs are a few KiB).
 const MAX_OPTIONAL_DATA: u32 = 16 << 20;
 
@@ -111,7 +113,7 @@ impl SaveImageHeader {
 
 impl Context {
     /// Saves the domain's memory and state to `path` (an `xl restore`-compatible image, mode
-    /// 0600) and destroys it, as `xl save` does.
+    /// 0600) and destroys it, as `xl save` does. Returns once the domain is gone.
     ///
     /// The image is written to `<path>.partial` and renamed into place only once complete, so
     /// `path` never holds half an image. If saving fails the domain is resumed and keeps running.
@@ -149,7 +151,14 @@ impl Context {
             return Err(err);
         }
         log::info!("domain {domid} saved to {}", path.display());
-        self.destroy(domid)
+        // Return only once the domain is gone: libxl's destroy returns while it is still dying,
+        // and a caller that saved it usually restores it next.
+        let watch = self.watch_domain(domid)?;
+        self.destroy(domid)?;
+        if watch.wait_for(DEATH_TIMEOUT, |e| matches!(e, crate::DomainEvent::Death { .. })).is_none() {
+            log::warn!("domain {domid}: saved and destroyed, but still dying after {DEATH_TIMEOUT:?}");
+        }
+        Ok(())
     }
 
     /// Restores the image at `path` as a new domain configured by `spec`, and leaves it paused
