@@ -2,7 +2,7 @@
 # setup.sh - install what building and testing this project needs on Debian 12 (bookworm).
 #
 # System packages: the Xen 4.17 libraries we link (libxen-dev), libclang for bindgen,
-# pkg-config and a C compiler. A Rust toolchain (>= 1.85, edition 2024) via rustup if cargo
+# pkg-config and a C compiler. A Rust toolchain (>= 1.89, edition 2024) via rustup if cargo
 # is missing or too old (Debian 12's own rustc is 1.63). The Xen test box installs its own
 # extra packages (QEMU, debootstrap...) when it is first built (tests/xen-box/build.sh).
 # Re-runs are cheap. Never removes a package.
@@ -28,7 +28,7 @@ fi
 need_rust() {
   command -v cargo >/dev/null 2>&1 || return 0
   local v; v=$(cargo --version | awk '{print $2}')
-  [ "$(printf '%s\n1.85.0\n' "$v" | sort -V | head -1)" != "1.85.0" ]
+  [ "$(printf '%s\n1.89.0\n' "$v" | sort -V | head -1)" != "1.89.0" ]
 }
 if need_rust; then
   echo "setup: installing a Rust toolchain with rustup (https://rustup.rs)"

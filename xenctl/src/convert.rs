@@ -65,6 +65,17 @@ impl DomainSpec {
         // validate() bounds max_vcpus to 4096.
         b.max_vcpus = i32::try_from(self.effective_max_vcpus()).unwrap_or(i32::MAX);
         fill_bitmap(&mut b.avail_vcpus, self.vcpus)?;
+        if !self.cpus.is_empty() {
+            // Hard affinity for every vCPU, as xl does for `cpus = "..."`.
+            let n = self.effective_max_vcpus() as usize;
+            b.vcpu_hard_affinity = raw::calloc_array(n)?;
+            b.num_vcpu_hard_affinity = count(n);
+            for i in 0..n {
+                // SAFETY: the array holds n zeroed (empty, disposable) bitmaps.
+                let map = unsafe { &mut *b.vcpu_hard_affinity.add(i) };
+                fill_bitmap_bits(map, &self.cpus)?;
+            }
+        }
         b.kernel = raw::strdup_opt("kernel", self.kernel.as_deref())?;
         b.ramdisk = raw::strdup_opt("ramdisk", self.ramdisk.as_deref())?;
         b.cmdline = raw::strdup_opt("cmdline", self.cmdline.as_deref())?;
@@ -149,6 +160,21 @@ fn fill_bitmap(map: &mut xen_sys::libxl_bitmap, bits: u32) -> Result<()> {
     map.size = u32::try_from(bytes).unwrap_or(u32::MAX);
     for bit in 0..bits as usize {
         // SAFETY: bit / 8 < bytes, inside the allocation just made.
+        unsafe { *p.add(bit / 8) |= 1 << (bit % 8) };
+    }
+    Ok(())
+}
+
+/// A bitmap with exactly `bits` set, sized to hold the highest.
+fn fill_bitmap_bits(map: &mut xen_sys::libxl_bitmap, bits: &[u32]) -> Result<()> {
+    let highest = bits.iter().copied().max().unwrap_or(0);
+    let bytes = (highest / 8 + 1) as usize;
+    let p = raw::calloc_array::<u8>(bytes)?;
+    map.map = p;
+    map.size = u32::try_from(bytes).unwrap_or(u32::MAX);
+    for &bit in bits {
+        let bit = bit as usize;
+        // SAFETY: bit <= highest, so bit / 8 < bytes.
         unsafe { *p.add(bit / 8) |= 1 << (bit % 8) };
     }
     Ok(())
@@ -315,6 +341,21 @@ mod tests {
         // SAFETY: one initialised disk.
         let cd = unsafe { &*d.disks };
         assert_eq!((cd.is_cdrom, cd.removable, cd.readwrite), (1, 1, 0));
+    }
+
+    #[test]
+    fn cpu_pinning_applies_to_every_vcpu() {
+        let cfg = DomainSpec::pv("p").kernel("/k").vcpus(2).max_vcpus(3).cpus(vec![1, 9]).to_libxl().unwrap();
+        let b = &cfg.as_raw().b_info;
+        assert_eq!(b.num_vcpu_hard_affinity, 3);
+        // SAFETY: three initialised bitmaps.
+        let maps = unsafe { std::slice::from_raw_parts(b.vcpu_hard_affinity, 3) };
+        for m in maps {
+            assert_eq!(bits(m), vec![1, 9]);
+        }
+        let none = DomainSpec::pv("p").kernel("/k").to_libxl().unwrap();
+        assert_eq!(none.as_raw().b_info.num_vcpu_hard_affinity, 0);
+        assert!(DomainSpec::pv("p").kernel("/k").cpus(vec![5000]).validate().is_err());
     }
 
     #[test]

@@ -61,6 +61,7 @@ mod save;
 mod spec;
 mod types;
 mod xenstore;
+mod xlcfg;
 mod xlu;
 
 pub use context::{Context, XenVersions};

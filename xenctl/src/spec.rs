@@ -65,6 +65,8 @@ pub struct DomainSpec {
     pub vcpus: u32,
     /// Maximum vCPUs (hotplug ceiling); `vcpus` when `None`.
     pub max_vcpus: Option<u32>,
+    /// Physical CPUs every vCPU may run on (hard affinity, xl's `cpus = "1,3"`); empty for any.
+    pub cpus: Vec<u32>,
     /// Guest kernel in dom0 (PV and PVH direct boot; optional for HVM).
     pub kernel: Option<String>,
     /// Initial ramdisk in dom0.
@@ -109,6 +111,7 @@ impl DomainSpec {
             max_memory_mib: None,
             vcpus: 1,
             max_vcpus: None,
+            cpus: Vec::new(),
             kernel: None,
             ramdisk: None,
             cmdline: None,
@@ -165,6 +168,11 @@ impl DomainSpec {
     /// Sets the maximum vCPUs.
     pub fn max_vcpus(mut self, n: u32) -> Self {
         self.max_vcpus = Some(n);
+        self
+    }
+    /// Pins every vCPU to these physical CPUs.
+    pub fn cpus(mut self, cpus: Vec<u32>) -> Self {
+        self.cpus = cpus;
         self
     }
     /// Sets the kernel path.
@@ -267,6 +275,9 @@ impl DomainSpec {
                 format!("must be at least vcpus ({}) and at most 4096", self.vcpus),
             ));
         }
+        if let Some(&cpu) = self.cpus.iter().find(|&&c| c >= 4096) {
+            return Err(Error::invalid("cpus", cpu.to_string(), "CPU numbers go up to 4095"));
+        }
         match self.kind {
             DomainKind::Pv if self.kernel.is_none() && self.bootloader.is_none() => {
                 return Err(Error::invalid("kernel", "", "a PV guest needs a kernel or a bootloader"));
@@ -316,10 +327,10 @@ impl DomainSpec {
         }
         let mut macs = HashSet::new();
         for (i, vif) in self.vifs.iter().enumerate() {
-            if let Some(mac) = vif.mac {
-                if !macs.insert(mac) {
-                    return Err(Error::invalid(format!("vifs[{i}].mac"), mac.to_string(), "used by an earlier vif"));
-                }
+            if let Some(mac) = vif.mac
+                && !macs.insert(mac)
+            {
+                return Err(Error::invalid(format!("vifs[{i}].mac"), mac.to_string(), "used by an earlier vif"));
             }
         }
         let mut bdfs = HashSet::new();
