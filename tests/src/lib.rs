@@ -1,2 +1,211 @@
-//! Cross-crate and end-to-end tests. The end-to-end suite runs inside a real Xen 4.17 dom0
-//! booted under QEMU (see `xen-box/`).
+//! Cross-crate and end-to-end tests.
+//!
+//! The end-to-end suite (`src/bin/xen-e2e.rs`) runs inside a real Xen 4.17 dom0 booted under
+//! QEMU by `xen-box/run.sh`; `tests/xen_box.rs` is the `cargo test` entry that boots the box and
+//! runs it. This library holds what the in-box tests share: the test guest's spec, waiting on
+//! its console, `xl` as an oracle, and a guard that destroys a test domain whatever happens.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
+
+/// A test failure message.
+pub type TestResult<T = ()> = Result<T, String>;
+
+/// Adds context to any error: `ctx.unpause(d).ctx("unpause")?`.
+pub trait Ctx<T> {
+    /// Maps the error to "`what`: `error`".
+    fn ctx(self, what: &str) -> TestResult<T>;
+}
+
+impl<T, E: Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> TestResult<T> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// Fails with `msg` unless `cond`.
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+fn env_path(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// The busybox PV test guest of the box: its init obeys `xenbox.*` words on the kernel command
+/// line (see xen-box/files/guest-init): `ignore_shutdown=1`, `crash_after=N`, `reboot_after=N`,
+/// `poweroff_after=N`, `marker=WORD`, `busy=1`.
+pub fn test_guest(name: &str, xenbox_args: &str) -> DomainSpec {
+    DomainSpec::pv(name)
+        .memory_mib(128)
+        .kernel(env_path("XENBOX_GUEST_KERNEL", "/var/lib/xenbox/vmlinux"))
+        .ramdisk(env_path("XENBOX_GUEST_RAMDISK", "/var/lib/xenbox/domU-initrd.cpio.gz"))
+        .cmdline(format!("console=hvc0 loglevel=4 {xenbox_args}").trim_end().to_string())
+        .on_shutdown(ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Preserve)
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique_name(base: &str) -> String {
+    format!("e2e-{base}-{}", std::process::id())
+}
+
+/// Where xenconsoled logs the guest's console.
+pub fn console_log(name: &str) -> PathBuf {
+    Path::new(&env_path("XENBOX_CONSOLE_LOG_DIR", "/var/log/xen/console")).join(format!("guest-{name}.log"))
+}
+
+/// The guest's console output so far ("" if none).
+pub fn console_text(name: &str) -> String {
+    std::fs::read(console_log(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// Waits until the guest's console shows a line containing `pattern`; returns that line.
+pub fn wait_console(name: &str, pattern: &str, timeout: Duration) -> TestResult<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(line) = console_text(name).lines().find(|l| l.contains(pattern)) {
+            return Ok(line.trim().to_string());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "guest {name}: no {pattern:?} on its console within {timeout:?}; console tail:\n{}",
+                tail(&console_text(name), 15)
+            ));
+        }
+        // The console is a file xenconsoled appends to; re-reading it is the only way to
+        // see new lines, so a short sleep with a deadline is the condition wait here.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `check` returns `Some`, up to `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> TestResult<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{what}: not within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `xl ARGS`; its stdout, or an error with its stderr.
+pub fn xl(args: &[&str]) -> TestResult<String> {
+    run("xl", args)
+}
+
+/// Runs a program; its stdout, or an error naming it with its stderr.
+pub fn run(program: &str, args: &[&str]) -> TestResult<String> {
+    let out = Command::new(program).args(args).output().ctx(&format!("run {program}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// One row of `xl list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XlListRow {
+    /// Name.
+    pub name: String,
+    /// Domain id.
+    pub domid: u32,
+    /// Memory, MiB.
+    pub mem_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// State letters, e.g. `-b----`.
+    pub state: String,
+}
+
+/// Parses `xl list`.
+pub fn xl_list() -> TestResult<Vec<XlListRow>> {
+    let text = xl(&["list"])?;
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            // The name may contain spaces in theory; ours do not. Split from the right.
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 6 {
+                return Err(format!("unexpected xl list line {line:?}"));
+            }
+            let n = f.len();
+            Ok(XlListRow {
+                name: f[..n - 5].join(" "),
+                domid: f[n - 5].parse().ctx("xl list domid")?,
+                mem_mib: f[n - 4].parse().ctx("xl list mem")?,
+                vcpus: f[n - 3].parse().ctx("xl list vcpus")?,
+                state: f[n - 2].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `key : value` pairs of `xl info`.
+pub fn xl_info() -> TestResult<Vec<(String, String)>> {
+    Ok(xl(&["info"])?
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect())
+}
+
+/// Destroys the domain when dropped unless disarmed, so a failing test leaves nothing behind.
+#[derive(Debug)]
+pub struct DomainGuard {
+    ctx: Context,
+    domid: Option<DomId>,
+    name: String,
+}
+
+impl DomainGuard {
+    /// Guards `domid`, named `name` (for messages).
+    pub fn new(ctx: &Context, domid: DomId, name: &str) -> DomainGuard {
+        DomainGuard { ctx: ctx.clone(), domid: Some(domid), name: name.to_string() }
+    }
+
+    /// The guarded domain.
+    pub fn domid(&self) -> DomId {
+        self.domid.unwrap_or(DomId::DOM0)
+    }
+
+    /// Replaces the guarded domain (after a restore gave it a new id).
+    pub fn replace(&mut self, domid: DomId) {
+        self.domid = Some(domid);
+    }
+
+    /// Stops guarding (the test destroyed it itself).
+    pub fn disarm(&mut self) {
+        self.domid = None;
+    }
+}
+
+impl Drop for DomainGuard {
+    fn drop(&mut self) {
+        if let Some(domid) = self.domid.take()
+            && self.ctx.info(domid).is_ok()
+            && let Err(e) = self.ctx.destroy(domid)
+        {
+            eprintln!("cleanup: destroy of {} (domain {domid}) failed: {e}", self.name);
+        }
+    }
+}

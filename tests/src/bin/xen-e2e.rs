@@ -1,0 +1,372 @@
+//! End-to-end tests of xenctl on a real Xen 4.17 hypervisor. Runs as root in dom0 of the Xen
+//! box (`tests/xen-box/run.sh -- xen-e2e`); `xl`, `xenstore-read` and the guests' consoles are
+//! the oracles. Takes libtest's usual flags (`--list`, filters, `--test-threads`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use xen_tests::*;
+use xenctl::{
+    Bdf, Context, DiskSpec, DomId, DomainEvent, DomainState, Error, SaveImageHeader, ShutdownReason,
+    VIF_OFFLOAD_FEATURES, VifSpec,
+};
+
+/// An end-to-end test: it gets the shared context.
+type E2eTest = fn(&Context) -> TestResult;
+
+const BOOT: Duration = Duration::from_secs(90);
+const EVENT: Duration = Duration::from_secs(60);
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Arguments::from_args();
+    let tests: Vec<(&str, E2eTest)> = vec![
+        ("context_and_host_info_agree_with_xl_info", host_info_agrees_with_xl),
+        ("create_paused_then_vif_offloads_read_back_zero", create_paused_and_vif_offload),
+        ("unpause_runs_cpu_time_grows_list_agrees_with_xl", unpause_runs_and_list_agrees),
+        ("graceful_shutdown_reports_poweroff_then_death", graceful_shutdown_events),
+        ("ignored_shutdown_times_out_then_destroy_removes_it", ignored_shutdown_then_destroy),
+        ("guest_reboot_reports_reboot", guest_reboot_reason),
+        ("reboot_request_reports_reboot", reboot_request_reason),
+        ("guest_crash_reports_crash", guest_crash_reason),
+        ("pci_assignable_add_list_remove_and_passthrough", pci_assignable_and_passthrough),
+        ("save_then_restore_runs_again_and_interoperates_with_xl", save_and_restore),
+        ("xl_save_image_is_restored_by_xenctl", restore_of_an_xl_image),
+        ("xl_disk_spec_disk_appears_in_guest", disk_from_xl_spec),
+        ("errors_name_operation_domain_and_code", errors_are_specific),
+    ];
+    let ctx = match Context::open() {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("xen-e2e: cannot open the libxl context: {e}");
+            std::process::exit(2);
+        }
+    };
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let ctx = ctx.clone();
+            Trial::test(name, move || f(&ctx).map_err(Failed::from))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Creates the test guest paused and guards it.
+fn create(ctx: &Context, spec: &xenctl::DomainSpec) -> TestResult<DomainGuard> {
+    let domid = ctx.create_paused(spec).ctx(&format!("create {}", spec.name))?;
+    Ok(DomainGuard::new(ctx, domid, &spec.name))
+}
+
+/// Creates, unpauses and waits for the guest's init to say it is ready.
+fn boot(ctx: &Context, spec: &xenctl::DomainSpec) -> TestResult<DomainGuard> {
+    let guard = create(ctx, spec)?;
+    ctx.unpause(guard.domid()).ctx("unpause")?;
+    wait_console(&spec.name, "XENBOX-GUEST-READY", BOOT)?;
+    Ok(guard)
+}
+
+fn host_info_agrees_with_xl(ctx: &Context) -> TestResult {
+    let host = ctx.host_info().ctx("host_info")?;
+    let info: BTreeMap<_, _> = xl_info()?.into_iter().collect();
+    let xl_cpus: u32 = info.get("nr_cpus").ok_or("xl info has no nr_cpus")?.parse().ctx("nr_cpus")?;
+    let xl_total: u64 = info.get("total_memory").ok_or("xl info has no total_memory")?.parse().ctx("total_memory")?;
+    ensure(host.nr_cpus == xl_cpus, || format!("nr_cpus: xenctl {} vs xl {xl_cpus}", host.nr_cpus))?;
+    ensure(host.total_memory_bytes >> 20 == xl_total, || {
+        format!("total memory: xenctl {} MiB vs xl {xl_total} MiB", host.total_memory_bytes >> 20)
+    })?;
+    let xl_khz: u32 = info.get("cpu_mhz").and_then(|m| m.parse::<f64>().ok()).map(|m| (m * 1000.0) as u32).unwrap_or(0);
+    ensure(host.cpu_khz.abs_diff(xl_khz) <= 1, || format!("cpu_khz: xenctl {} vs xl {xl_khz}", host.cpu_khz))?;
+    ensure(host.free_memory_bytes <= host.total_memory_bytes && host.free_memory_bytes > 0, || format!("{host:?}"))?;
+    let xen_version = format!("{}.{}{}", info["xen_major"], info["xen_minor"], info["xen_extra"]);
+    ensure(host.xen_version == xen_version, || format!("version: xenctl {} vs xl {xen_version}", host.xen_version))?;
+    ensure(ctx.versions().library.starts_with("4.17"), || format!("{:?}", ctx.versions()))
+}
+
+fn create_paused_and_vif_offload(ctx: &Context) -> TestResult {
+    let name = unique_name("vif");
+    let spec = test_guest(&name, "").vif(VifSpec::bridged("xenbr0"));
+    let guard = create(ctx, &spec)?;
+    let domid = guard.domid();
+    ensure(domid.get() > 0, || format!("domid {domid}"))?;
+    let info = ctx.info(domid).ctx("info")?;
+    ensure(info.state == DomainState::Paused, || format!("state after create_paused: {}", info.state))?;
+    ensure(info.name.as_deref() == Some(name.as_str()), || format!("name {:?}", info.name))?;
+    ensure(info.uuid == spec.uuid, || format!("uuid {} vs {}", info.uuid, spec.uuid))?;
+    ensure(info.max_memory_kib >= 128 * 1024, || format!("max memory {} KiB", info.max_memory_kib))?;
+
+    ctx.xenstore().disable_vif_offload(domid, spec.vifs.len()).ctx("disable_vif_offload")?;
+    let dir = xenctl::vif_backend_path(domid, 0);
+    for key in VIF_OFFLOAD_FEATURES {
+        let path = format!("{dir}/{key}");
+        let ours = ctx.xenstore().read(&path).ctx("xenstore read")?;
+        let oracle = run("xenstore-read", &[&path])?;
+        ensure(ours == "0" && oracle.trim() == "0", || format!("{path}: xenctl {ours:?}, xenstore-read {oracle:?}"))?;
+    }
+    // Still paused: the writes happened before the guest could connect.
+    ensure(ctx.info(domid).ctx("info")?.state == DomainState::Paused, || "no longer paused".into())?;
+    // The disabling must be seen by the guest's netfront: it connects after unpause.
+    ctx.unpause(domid).ctx("unpause")?;
+    let net = wait_console(&name, "XENBOX-GUEST-NET eth0", BOOT)?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let bridge_ports = std::fs::read_dir("/sys/class/net/xenbr0/brif").ctx("xenbr0 ports")?;
+    let ports: Vec<String> =
+        bridge_ports.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into()).collect();
+    ensure(ports.contains(&format!("vif{domid}.0")), || format!("vif{domid}.0 not on xenbr0: {ports:?} ({net})"))?;
+    // A vif the domain does not have is an error, not a silent skip.
+    let err = ctx.xenstore().disable_vif_offload(domid, 2).err().ok_or("vif 1 does not exist, yet no error")?;
+    ensure(err.to_string().contains(&format!("backend/vif/{domid}/1")), || err.to_string())
+}
+
+fn unpause_runs_and_list_agrees(ctx: &Context) -> TestResult {
+    let name = unique_name("busy");
+    let spec = test_guest(&name, "xenbox.busy=1");
+    let guard = boot(ctx, &spec)?;
+    let domid = guard.domid();
+    let state = ctx.info(domid).ctx("info")?.state;
+    ensure(state.is_live(), || format!("state after unpause: {state}"))?;
+
+    let t0 = ctx.info(domid).ctx("info")?.cpu_time_ns;
+    let grown = wait_until("CPU time to grow by 200 ms", Duration::from_secs(30), || {
+        let t = ctx.info(domid).ok()?.cpu_time_ns;
+        (t > t0 + 200_000_000).then_some(t)
+    })?;
+    ensure(grown > t0, || "cpu time".into())?;
+
+    let ours = ctx.list().ctx("list")?;
+    let oracle = xl_list()?;
+    ensure(ours.len() == oracle.len(), || format!("xenctl lists {} domains, xl {}", ours.len(), oracle.len()))?;
+    for row in &oracle {
+        let d = ours
+            .iter()
+            .find(|d| d.domid.get() == row.domid)
+            .ok_or_else(|| format!("xl lists domain {} ({}), xenctl does not", row.domid, row.name))?;
+        ensure(d.name.as_deref() == Some(row.name.as_str()), || {
+            format!("domain {}: name {:?} vs xl {:?}", row.domid, d.name, row.name)
+        })?;
+        ensure(d.current_memory_kib / 1024 == row.mem_mib, || {
+            format!("domain {}: {} MiB vs xl {} MiB", row.domid, d.current_memory_kib / 1024, row.mem_mib)
+        })?;
+        ensure(d.vcpus_online == row.vcpus, || {
+            format!("domain {}: vcpus {} vs xl {}", row.domid, d.vcpus_online, row.vcpus)
+        })?;
+    }
+    ensure(ours.iter().any(|d| d.domid == DomId::DOM0 && d.name.as_deref() == Some("Domain-0")), || {
+        "no Domain-0".into()
+    })
+}
+
+fn graceful_shutdown_events(ctx: &Context) -> TestResult {
+    let name = unique_name("shutdown");
+    let mut guard = boot(ctx, &test_guest(&name, ""))?;
+    let domid = guard.domid();
+    let watch = ctx.watch_domain(domid).ctx("watch")?;
+    let asked = Instant::now();
+    ctx.shutdown(domid).ctx("shutdown")?;
+    let ev = watch.recv_timeout(EVENT).ok_or("no event after a shutdown request")?;
+    ensure(ev == DomainEvent::Shutdown { domid, reason: ShutdownReason::Poweroff }, || format!("first event {ev:?}"))?;
+    println!("    shutdown event {:?} after the request", asked.elapsed());
+    let state = ctx.info(domid).ctx("info")?.state;
+    ensure(state == DomainState::Shutdown(ShutdownReason::Poweroff), || format!("state {state}"))?;
+    ctx.destroy(domid).ctx("destroy")?;
+    guard.disarm();
+    let ev = watch.recv_timeout(EVENT).ok_or("no death event after destroy")?;
+    ensure(ev == DomainEvent::Death { domid }, || format!("second event {ev:?}"))?;
+    ensure(matches!(ctx.info(domid), Err(Error::DomainNotFound { .. })), || "domain still there".into())?;
+    ensure(!xl_list()?.iter().any(|r| r.name == name), || "xl still lists it".into())
+}
+
+fn ignored_shutdown_then_destroy(ctx: &Context) -> TestResult {
+    let name = unique_name("stubborn");
+    let mut guard = boot(ctx, &test_guest(&name, "xenbox.ignore_shutdown=1"))?;
+    let domid = guard.domid();
+    let err =
+        ctx.shutdown_and_wait(domid, Duration::from_secs(8)).err().ok_or("the guest was expected to ignore it")?;
+    ensure(matches!(err, Error::ShutdownTimedOut { .. }), || format!("unexpected error {err}"))?;
+    wait_console(&name, "XENBOX-GUEST-IGNORED-SHUTDOWN", Duration::from_secs(5))?;
+    ensure(ctx.info(domid).ctx("info")?.state.is_live(), || "it should still run".into())?;
+    let watch = ctx.watch_domain(domid).ctx("watch")?;
+    ctx.destroy(domid).ctx("destroy")?;
+    guard.disarm();
+    watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Death { .. })).ok_or("no death event")?;
+    ensure(matches!(ctx.info(domid), Err(Error::DomainNotFound { .. })), || "still exists".into())?;
+    ensure(!xl_list()?.iter().any(|r| r.name == name), || "xl still lists it".into())
+}
+
+/// Starts a guest with its watch armed before it runs (so a guest that stops early is seen),
+/// lets `act` make it shut down, and checks the reason.
+fn expect_reason(
+    ctx: &Context,
+    base: &str,
+    args: &str,
+    want: ShutdownReason,
+    act: impl FnOnce(DomId) -> TestResult,
+) -> TestResult {
+    let name = unique_name(base);
+    let guard = create(ctx, &test_guest(&name, args))?;
+    let domid = guard.domid();
+    let watch = ctx.watch_domain(domid).ctx("watch")?;
+    ctx.unpause(domid).ctx("unpause")?;
+    act(domid)?;
+    let ev =
+        watch.recv_timeout(EVENT).ok_or_else(|| format!("no event; console:\n{}", tail(&console_text(&name), 10)))?;
+    ensure(ev == DomainEvent::Shutdown { domid, reason: want }, || format!("expected {want} shutdown, got {ev:?}"))?;
+    let state = ctx.info(domid).ctx("info")?.state;
+    ensure(state == DomainState::Shutdown(want), || format!("state {state}"))
+}
+
+fn guest_reboot_reason(ctx: &Context) -> TestResult {
+    expect_reason(ctx, "reboot", "xenbox.reboot_after=1", ShutdownReason::Reboot, |_| Ok(()))
+}
+
+fn reboot_request_reason(ctx: &Context) -> TestResult {
+    expect_reason(ctx, "rebootreq", "", ShutdownReason::Reboot, |domid| {
+        wait_console(&unique_name("rebootreq"), "XENBOX-GUEST-READY", BOOT)?;
+        ctx.reboot(domid).ctx("reboot")
+    })
+}
+
+fn guest_crash_reason(ctx: &Context) -> TestResult {
+    expect_reason(ctx, "crash", "xenbox.crash_after=1", ShutdownReason::Crash, |_| Ok(()))
+}
+
+/// The e1000 NICs in dom0, by PCI address.
+fn e1000_nics() -> TestResult<Vec<Bdf>> {
+    let mut nics = Vec::new();
+    for entry in std::fs::read_dir("/sys/bus/pci/devices").ctx("read /sys/bus/pci/devices")? {
+        let path = entry.ctx("pci entry")?.path();
+        let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default().trim().to_string();
+        if read("vendor") == "0x8086" && read("device") == "0x100e" {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            nics.push(name.parse::<Bdf>().ctx("bdf")?);
+        }
+    }
+    nics.sort();
+    Ok(nics)
+}
+
+fn pci_assignable_and_passthrough(ctx: &Context) -> TestResult {
+    let nics = e1000_nics()?;
+    // The box has two e1000s; hand the last to guests and leave the first in dom0.
+    let bdf = *nics.last().ok_or("the box has no e1000 NIC")?;
+    ensure(nics.len() >= 2, || format!("expected two e1000s, found {nics:?}"))?;
+    ensure(!ctx.pci_assignable_list().ctx("list")?.contains(&bdf), || format!("{bdf} already assignable"))?;
+
+    ctx.pci_assignable_add(bdf).ctx("pci_assignable_add")?;
+    let result = (|| -> TestResult {
+        ensure(ctx.pci_assignable_list().ctx("list")?.contains(&bdf), || format!("{bdf} not listed after add"))?;
+        let oracle = xl(&["pci-assignable-list"])?;
+        ensure(oracle.lines().any(|l| l.trim() == bdf.to_string()), || format!("xl pci-assignable-list: {oracle:?}"))?;
+        let driver = std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver")).ctx("driver link")?;
+        ensure(driver.ends_with("pciback"), || format!("{bdf} bound to {driver:?}"))?;
+
+        let name = unique_name("pci");
+        let guard = boot(ctx, &test_guest(&name, "").pci(bdf))?;
+        let line = wait_console(&name, "XENBOX-GUEST-PCI", Duration::from_secs(10))?;
+        ensure(line.contains("8086:100e") && line.contains("driver=e1000"), || format!("guest sees {line:?}"))?;
+        drop(guard);
+        wait_until("the guest to be gone", EVENT, || ctx.domid_of(&name).ok().flatten().is_none().then_some(()))?;
+        Ok(())
+    })();
+    let removed = ctx.pci_assignable_remove(bdf, true).ctx("pci_assignable_remove");
+    result?;
+    removed?;
+    ensure(!ctx.pci_assignable_list().ctx("list")?.contains(&bdf), || format!("{bdf} still listed after remove"))?;
+    let driver = wait_until("the e1000 driver to rebind", Duration::from_secs(10), || {
+        std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver")).ok().filter(|d| d.ends_with("e1000"))
+    })?;
+    ensure(driver.ends_with("e1000"), || format!("{driver:?}"))
+}
+
+fn save_and_restore(ctx: &Context) -> TestResult {
+    let name = unique_name("save");
+    let spec = test_guest(&name, "xenbox.marker=before-save");
+    let mut guard = boot(ctx, &spec)?;
+    let image = format!("/tmp/{name}.save");
+    let image = Path::new(&image);
+
+    // 1. xenctl save: the domain is gone, the image carries its config.
+    ctx.save(guard.domid(), image).ctx("save")?;
+    ensure(matches!(ctx.info(guard.domid()), Err(Error::DomainNotFound { .. })), || "domain survived save".into())?;
+    let header = SaveImageHeader::read(image).ctx("read header")?;
+    let json = header.config_json.ok_or("no config in the image")?;
+    ensure(json.contains(&format!("\"name\": \"{name}\"")), || format!("config lacks the name: {json:.300}"))?;
+
+    // 2. xl restores our image (format interoperability), and the guest runs.
+    xl(&["restore", "-p", "-e", &image.to_string_lossy()])?;
+    let domid = ctx.domid_of(&name).ctx("domid_of")?.ok_or("xl restore made no domain")?;
+    guard.replace(domid);
+    ensure(ctx.info(domid).ctx("info")?.state == DomainState::Paused, || {
+        "xl restore -p should leave it paused".into()
+    })?;
+    ctx.destroy(domid).ctx("destroy")?;
+    guard.disarm();
+
+    // 3. xenctl restores with the spec: paused, then it runs and answers a shutdown request.
+    let domid = ctx.restore_paused(&spec, image).ctx("restore_paused")?;
+    guard.replace(domid);
+    ensure(ctx.info(domid).ctx("info")?.state == DomainState::Paused, || "restore should leave it paused".into())?;
+    ctx.unpause(domid).ctx("unpause")?;
+    let reason = ctx.shutdown_and_wait(domid, EVENT).ctx("shutdown after restore")?;
+    ensure(reason == Some(ShutdownReason::Poweroff), || format!("restored guest shut down with {reason:?}"))?;
+
+    let _ = std::fs::remove_file(image);
+    Ok(())
+}
+
+/// `xl save` writes an image of a guest; xenctl restores it with the config inside the image.
+fn restore_of_an_xl_image(ctx: &Context) -> TestResult {
+    let name = unique_name("xlsave");
+    let mut guard = boot(ctx, &test_guest(&name, ""))?;
+    let image = format!("/tmp/{name}.xlsave");
+    xl(&["save", &guard.domid().to_string(), &image])?;
+    wait_until("the saved domain to be gone", EVENT, || ctx.info(guard.domid()).is_err().then_some(()))?;
+    guard.disarm();
+    let domid = ctx.restore_paused_as_saved(Path::new(&image)).ctx("restore_paused_as_saved")?;
+    guard.replace(domid);
+    ensure(ctx.domain_name(domid).as_deref() == Some(name.as_str()), || "restored under another name".into())?;
+    ctx.unpause(domid).ctx("unpause")?;
+    let reason = ctx.shutdown_and_wait(domid, EVENT).ctx("shutdown after restore of xl's image")?;
+    ensure(reason == Some(ShutdownReason::Poweroff), || format!("{reason:?}"))?;
+    let _ = std::fs::remove_file(&image);
+    Ok(())
+}
+
+fn disk_from_xl_spec(ctx: &Context) -> TestResult {
+    let name = unique_name("disk");
+    let img = format!("/tmp/{name}.img");
+    let file = std::fs::File::create(&img).ctx("create image")?;
+    file.set_len(64 << 20).ctx("size image")?;
+    let disk = DiskSpec::from_xl(&format!("format=raw,vdev=xvda,access=rw,target={img}")).ctx("parse disk spec")?;
+    let guard = boot(ctx, &test_guest(&name, "").disk(disk))?;
+    let line = wait_console(&name, "XENBOX-GUEST-BLOCK xvda", Duration::from_secs(10))?;
+    ensure(line.ends_with(" 131072"), || format!("guest sees {line:?}, expected 131072 sectors"))?;
+    let oracle = xl(&["block-list", &guard.domid().to_string()])?;
+    ensure(oracle.lines().count() == 2, || format!("xl block-list: {oracle}"))?;
+    drop(guard);
+    let _ = std::fs::remove_file(&img);
+    Ok(())
+}
+
+fn errors_are_specific(ctx: &Context) -> TestResult {
+    let missing = DomId::new(31000);
+    let err = ctx.info(missing).err().ok_or("info of a missing domain succeeded")?;
+    ensure(matches!(err, Error::DomainNotFound { op: "info", .. }), || format!("{err}"))?;
+    let err = ctx.unpause(missing).err().ok_or("unpause of a missing domain succeeded")?;
+    ensure(err.to_string().contains("31000") && err.libxl_code().is_some(), || format!("{err}"))?;
+    let err = ctx.destroy(DomId::DOM0).err().ok_or("destroying dom0 was not refused")?;
+    ensure(matches!(err, Error::Dom0Refused { .. }), || format!("{err}"))?;
+    let bad = DiskSpec::new("/nonexistent/disk.img", "xvda");
+    let name = unique_name("baddisk");
+    let err = ctx.create_paused(&test_guest(&name, "").disk(bad)).err().ok_or("a missing disk image was accepted")?;
+    ensure(err.libxl_code().is_some() && err.to_string().contains(&name), || format!("{err}"))?;
+    ensure(ctx.domid_of(&name).ctx("domid_of")?.is_none(), || "a failed create left a domain behind".into())?;
+    // A PV guest has no ACPI power button.
+    let guard = create(ctx, &test_guest(&unique_name("pwr"), ""))?;
+    let err = ctx.power_button(guard.domid()).err().ok_or("power button on PV succeeded")?;
+    ensure(err.libxl_code().is_some(), || format!("{err}"))?;
+    let tty = ctx.console_tty(guard.domid()).ctx("console_tty")?;
+    ensure(tty.starts_with("/dev/pts/") && tty.exists(), || format!("console tty {tty:?}"))
+}
