@@ -1,29 +1,103 @@
-//! domainmgrd: the dom0 domain manager daemon.
+//! domainmgrd: runs Xen guest domains from EVE DomainConfig files through libxl.
 //!
-//! For now (the foundation step) it opens the libxl context, prints the host's CPUs and memory
-//! and the domains that run, and exits. On a machine without Xen it exits with status 1 and one
-//! sentence saying so.
+//! It never stops a domain because it stops: SIGTERM and SIGINT end the daemon and leave every
+//! domain running; the next start adopts them.
 
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use xenctl::Context;
+use clap::Parser;
+use domainmgrd::files::Paths;
+use domainmgrd::hypervisor::{Hypervisor, LibxlHypervisor};
+use domainmgrd::supervisor::{Daemon, Options};
+
+/// Runs Xen guest domains from EVE DomainConfig files, through libxl, in-process.
+///
+/// Reads <CONFIG_DIR>/DomainConfig/<uuid>.json, writes <STATUS_DIR>/DomainStatus/<uuid>.json
+/// and the xl config it asked libxl for in <STATUS_DIR>/xen/xen<AppNum>.cfg. Stopping the
+/// daemon (SIGTERM, SIGINT, even SIGKILL) stops no domain; a restart adopts what runs.
+#[derive(Debug, Parser)]
+#[command(version, after_help = SETTINGS_HELP)]
+struct Cli {
+    /// Where DomainConfig/ is read from (EVE's zedmanager output).
+    #[arg(long, default_value = "/run/zedmanager", value_name = "DIR")]
+    config_dir: PathBuf,
+    /// Where DomainStatus/ and xen/ are written (EVE's domainmgr output).
+    #[arg(long, default_value = "/run/domainmgr", value_name = "DIR")]
+    status_dir: PathBuf,
+    /// Private state: the instance lock and lifecycle records (keep it on tmpfs).
+    #[arg(long, default_value = "/run/domainmgrd", value_name = "DIR")]
+    run_dir: PathBuf,
+    /// Settings file: EVE's ConfigItemValueMap global.json, or {"key": value, ...}.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// A setting, overriding the file, e.g. --config=timer.boot.retry:600 (repeatable).
+    #[arg(long = "config", value_name = "KEY:VALUE")]
+    config_flags: Vec<String>,
+    /// Print the host's CPUs and memory and its domains, then exit.
+    #[arg(long)]
+    show: bool,
+}
+
+const SETTINGS_HELP: &str = "Settings (seconds unless noted):
+  timer.boot.retry       wait before booting again a domain that failed or stopped (600)
+  timer.domain.shutdown  grace for a graceful shutdown before destroy (60)
+  timer.domain.destroy   wait for a destroyed domain to vanish before BROKEN (30)
+  timer.domain.poll      safety-net check of each domain (60)
+  timer.metric.interval  metrics interval (60)
+  debug.enable.usb       keep USB controllers in dom0 (true/false, false)
+
+Logging: RUST_LOG (default info; RUST_LOG=xen=debug shows libxl's own messages).";
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("domainmgrd: {}", error_chain(&err));
+            eprintln!("domainmgrd: {}", error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<(), xenctl::Error> {
-    let ctx = Context::open()?;
-    let host = ctx.host_info()?;
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let hv = LibxlHypervisor::open()?;
+    if cli.show {
+        return show(&hv);
+    }
+    let mut options =
+        Options::new(Paths { config_dir: cli.config_dir, status_dir: cli.status_dir, run_dir: cli.run_dir });
+    options.settings_file = cli.settings;
+    options.config_flags = cli.config_flags;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let daemon = Daemon::start(options, Arc::new(hv))?;
+    log::info!("domainmgrd {} running", env!("CARGO_PKG_VERSION"));
+    let handle = signals.handle();
+    let watchdog = std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            log::info!("signal {signal}: stopping; every domain keeps running");
+        }
+    });
+    while !watchdog.is_finished() {
+        if !daemon.is_running() {
+            handle.close();
+            return Err("the supervisor stopped unexpectedly".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    daemon.stop();
+    Ok(())
+}
+
+fn show(hv: &LibxlHypervisor) -> Result<(), Box<dyn std::error::Error>> {
+    let host = hv.host_info()?;
     println!(
         "host: Xen {}, {} CPUs at {} MHz, {} MiB memory, {} MiB free",
         host.xen_version,
@@ -32,10 +106,10 @@ fn run() -> Result<(), xenctl::Error> {
         host.total_memory_bytes >> 20,
         host.free_memory_bytes >> 20
     );
-    println!("{:<24} {:>5} {:>8} {:>5} {:>6} {:>10}", "Name", "ID", "Mem(MiB)", "VCPUs", "State", "Time(s)");
-    for d in ctx.list()? {
+    println!("{:<40} {:>5} {:>8} {:>5} {:>6} {:>10}", "Name", "ID", "Mem(MiB)", "VCPUs", "State", "Time(s)");
+    for d in hv.list()? {
         println!(
-            "{:<24} {:>5} {:>8} {:>5} {:>6} {:>10.1}",
+            "{:<40} {:>5} {:>8} {:>5} {:>6} {:>10.1}",
             d.name.as_deref().unwrap_or("(none)"),
             d.domid,
             d.current_memory_kib / 1024,

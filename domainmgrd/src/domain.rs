@@ -1,0 +1,776 @@
+//! One domain's life: a thread that owns the domain's state machine and is the only writer of
+//! its status file. It never waits on another domain: creates, shutdowns and retries happen here.
+//!
+//! ```text
+//!                    activate                 create paused, offloads, unpause
+//!   INSTALLED/HALTED ─────────> (BOOTING) ───────────────────────────────────> RUNNING
+//!        ^   ^  failure: HALTED + BootFailed + error, retry after timer.boot.retry │
+//!        │   └────────────────────────────────────────────────────────────────────┤
+//!        │      guest poweroff / crash (on_crash=destroy): destroy → HALTED,      │
+//!        │      retried after timer.boot.retry while still wanted                 │
+//!        │      guest reboot (on_reboot=restart): destroy → create again ─────────┤
+//!        │      deactivate / delete: shutdown request (or ACPI power button)      │
+//!        │                                                                        v
+//!        └─────── death ─────── destroy after timer.domain.shutdown ───────── HALTING
+//!                 (BROKEN if the domain will not die; destroy retried)
+//! ```
+//!
+//! Inputs are commands from the supervisor (new config, delete, stop), domain events from the
+//! hypervisor (shutdown with reason, death), and timers (boot retry, halt deadlines, the
+//! safety-net poll). `Stop` leaves the domain exactly as it is: stopping the daemon never stops
+//! a domain.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use crossbeam_channel::{Receiver, Sender, select};
+use parking_lot::RwLock;
+use uuid::Uuid;
+use xenctl::{DomId, DomainEvent, DomainInfo, DomainState, ShutdownAction, ShutdownReason};
+
+use crate::eve::{DomainConfig, DomainStatus, ErrorDescription, SwState, UuidAndVersion, VifInfo};
+use crate::files::{self, Marker, Paths};
+use crate::hypervisor::{Hypervisor, WatchGuard};
+use crate::settings::Settings;
+use crate::translate::{ConfigError, Translated};
+
+/// A config as loaded from its file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The parsed config.
+    pub config: DomainConfig,
+    /// What it translates to, or why it cannot be used.
+    pub translated: Result<Translated, ConfigError>,
+}
+
+/// What the supervisor tells a domain thread.
+#[derive(Debug)]
+pub enum Command {
+    /// A new or changed config.
+    Config(Box<Loaded>),
+    /// The config file changed but cannot be read; keep the last good one.
+    ConfigUnreadable(String),
+    /// The config is gone: halt the domain, remove its status, and end.
+    Delete,
+    /// The daemon is stopping: leave the domain as it is and end.
+    Stop,
+}
+
+/// What every domain thread shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The hypervisor.
+    pub hv: Arc<dyn Hypervisor>,
+    /// Current settings (reloaded by the supervisor).
+    pub settings: Arc<RwLock<Settings>>,
+    /// The daemon's directories.
+    pub paths: Arc<Paths>,
+}
+
+/// Where the domain is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No domain. `halted`: it ran or failed (HALTED); otherwise it never ran (INSTALLED).
+    Idle { halted: bool },
+    /// Being created and started (published as BOOTING while libxl works).
+    Booting,
+    /// The domain runs (or an operator paused it).
+    Running { domid: DomId, paused: bool },
+    /// Getting rid of the domain.
+    Halting { domid: DomId, stage: HaltStage, deadline: Instant, then: AfterDeath },
+    /// Crashed and kept for inspection (on_crash=preserve).
+    Preserved { domid: DomId },
+    /// It will not die; destroy is retried.
+    Broken { domid: DomId, next_try: Instant, then: AfterDeath },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HaltStage {
+    /// A graceful shutdown was requested.
+    Requested,
+    /// The ACPI power button was pressed (no PV drivers).
+    PowerButton,
+    /// Destroyed; waiting for the death event.
+    Destroyed,
+}
+
+/// What to do once the domain is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterDeath {
+    /// A halt we asked for: HALTED, no error.
+    Halted,
+    /// The guest stopped on its own: HALTED, boot again after timer.boot.retry if wanted.
+    GuestStopped,
+    /// The guest rebooted: create it again at once.
+    Reboot,
+    /// Someone saved (suspended) it: HALTED, not restarted by us.
+    Saved,
+}
+
+/// When an idle, wanted domain boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// As soon as it is idle.
+    Now,
+    /// Not before this instant (timer.boot.retry after a failure or a guest stop).
+    At(Instant),
+    /// Not until it is activated again (it was saved by someone else).
+    Never,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("paths", &self.paths).finish_non_exhaustive()
+    }
+}
+
+/// The domain thread's state.
+pub struct Domain {
+    shared: Shared,
+    key: String,
+    uuid: Uuid,
+    desired: Option<Loaded>,
+    phase: Phase,
+    status: DomainStatus,
+    deleting: bool,
+    events_tx: Sender<DomainEvent>,
+    events_rx: Receiver<DomainEvent>,
+    watch: Option<Box<dyn WatchGuard>>,
+    retry: Retry,
+    /// Errors by source; the status shows the first present.
+    unreadable_error: Option<ErrorDescription>,
+    config_error: Option<ErrorDescription>,
+    run_error: Option<ErrorDescription>,
+    next_poll: Instant,
+    written: Option<Vec<u8>>,
+    logged_state: Option<(SwState, u32)>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domain").field("key", &self.key).field("phase", &self.phase).finish_non_exhaustive()
+    }
+}
+
+impl Domain {
+    /// A domain thread's state for `key` (the config file's stem, the UUID).
+    pub fn new(shared: Shared, key: String, uuid: Uuid, desired: Option<Loaded>) -> Domain {
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let poll = shared.settings.read().poll_interval;
+        let mut status = empty_status(uuid);
+        // Keep what the previous daemon reported (boot time, tries), to be overwritten as we learn.
+        if let Some(previous) = read_status(&shared.paths, &key) {
+            status.boot_time = previous.boot_time;
+            status.tried_count = previous.tried_count;
+        }
+        let mut domain = Domain {
+            shared,
+            key,
+            uuid,
+            desired: None,
+            phase: Phase::Idle { halted: false },
+            status,
+            deleting: false,
+            events_tx,
+            events_rx,
+            watch: None,
+            retry: Retry::Now,
+            unreadable_error: None,
+            config_error: None,
+            run_error: None,
+            next_poll: Instant::now() + poll,
+            written: None,
+            logged_state: None,
+            finished: false,
+        };
+        if let Some(loaded) = desired {
+            domain.set_desired(loaded);
+        }
+        domain
+    }
+
+    /// Marks the domain for removal from the start (a config deleted while the daemon was down).
+    pub fn delete_on_start(&mut self) {
+        self.deleting = true;
+    }
+
+    /// The thread body: take over `existing` (the hypervisor's domain with our UUID, if any),
+    /// then follow commands, events and timers until deleted or stopped.
+    pub fn run(mut self, commands: Receiver<Command>, existing: Option<DomainInfo>) {
+        self.adopt(existing);
+        self.reconcile();
+        self.publish();
+        while !self.finished {
+            let timeout = self.next_deadline().saturating_duration_since(Instant::now());
+            select! {
+                recv(commands) -> cmd => match cmd {
+                    Ok(Command::Stop) | Err(_) => return,
+                    Ok(cmd) => self.on_command(cmd),
+                },
+                recv(self.events_rx) -> ev => {
+                    if let Ok(ev) = ev {
+                        self.on_event(ev);
+                    }
+                }
+                default(timeout) => self.on_timer(),
+            }
+            self.reconcile();
+            self.publish();
+        }
+        self.finish();
+    }
+
+    fn settings(&self) -> Settings {
+        self.shared.settings.read().clone()
+    }
+
+    fn name(&self) -> String {
+        self.desired.as_ref().map_or_else(|| self.key.clone(), |d| d.config.display_name.clone())
+    }
+
+    fn domain_name(&self) -> String {
+        self.desired.as_ref().map_or_else(|| self.status.domain_name.clone(), |d| d.config.domain_name())
+    }
+
+    /// Whether a domain should run now.
+    fn wanted(&self) -> bool {
+        !self.deleting && self.desired.as_ref().is_some_and(|d| d.config.activate && d.translated.is_ok())
+    }
+
+    /// Whether the domain must go (deactivated or deleted). A config that cannot be translated
+    /// but still says Activate leaves a running domain alone.
+    fn unwanted(&self) -> bool {
+        self.deleting || self.desired.as_ref().is_none_or(|d| !d.config.activate)
+    }
+
+    fn set_desired(&mut self, loaded: Loaded) {
+        // A config that comes back while its domain is being removed wins.
+        self.deleting = false;
+        let was_active = self.desired.as_ref().is_some_and(|d| d.config.activate);
+        if loaded.config.activate && !was_active {
+            // A fresh activation: count tries anew and boot at once.
+            self.status.tried_count = 0;
+            self.retry = Retry::Now;
+        }
+        self.unreadable_error = None;
+        self.config_error = match &loaded.translated {
+            Ok(_) => None,
+            Err(e) => {
+                log::error!("{}: {e}", loaded.config.display_name);
+                Some(ErrorDescription::now(e.to_string(), "the config file is fixed"))
+            }
+        };
+        if let (Some(old), Ok(new)) = (&self.desired, &loaded.translated) {
+            let running = matches!(self.phase, Phase::Running { .. });
+            if running && old.translated.as_ref().is_ok_and(|t| t.spec != new.spec) {
+                log::info!(
+                    "{}: config changed; it takes effect when the domain next boots",
+                    loaded.config.display_name
+                );
+            }
+        }
+        self.desired = Some(loaded);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Config(loaded) => self.set_desired(*loaded),
+            Command::ConfigUnreadable(reason) => {
+                log::error!("{}: {reason}", self.name());
+                self.unreadable_error = Some(ErrorDescription::now(
+                    reason,
+                    "the config file is fixed; the last good config stays in force",
+                ));
+            }
+            Command::Delete => {
+                log::info!("{}: config deleted", self.name());
+                self.deleting = true;
+            }
+            Command::Stop => {}
+        }
+    }
+
+    /// Takes over the domain the hypervisor has with our UUID, if any.
+    fn adopt(&mut self, existing: Option<DomainInfo>) {
+        let marker = self.shared.paths.read_marker(self.uuid);
+        let Some(info) = existing else {
+            if marker.is_some() {
+                let _ = self.shared.paths.clear_marker(self.uuid);
+            }
+            return;
+        };
+        let domid = info.domid;
+        self.status.domain_name = info.name.clone().unwrap_or_default();
+        if marker == Some(Marker::Creating) && !info.state.is_live() {
+            log::warn!(
+                "{}: domain {domid} was left half-created by an earlier domainmgrd; destroying it to create it again",
+                self.name()
+            );
+            if let Err(e) = self.shared.hv.destroy(domid) {
+                log::error!("{}: destroying the half-created domain {domid}: {e}", self.name());
+                self.phase = Phase::Broken {
+                    domid,
+                    next_try: Instant::now() + self.settings().destroy_timeout,
+                    then: AfterDeath::Halted,
+                };
+                self.arm_watch(domid);
+                return;
+            }
+            let _ = self.shared.paths.clear_marker(self.uuid);
+            self.phase = Phase::Idle { halted: false };
+            return;
+        }
+        self.arm_watch(domid);
+        if marker.is_none() {
+            let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
+        }
+        self.phase = match info.state {
+            DomainState::Dying => Phase::Halting {
+                domid,
+                stage: HaltStage::Destroyed,
+                deadline: Instant::now() + self.settings().destroy_timeout,
+                then: AfterDeath::GuestStopped,
+            },
+            // A shut-down domain reports its shutdown through the watch just armed.
+            state => Phase::Running { domid, paused: state == DomainState::Paused },
+        };
+        self.status.domain_id = domid.get();
+        log::info!("{}: adopted running domain {domid} ({}), left untouched", self.name(), info.state);
+    }
+
+    /// Acts on the difference between what is wanted and where the domain is.
+    fn reconcile(&mut self) {
+        match self.phase {
+            Phase::Idle { .. } if self.wanted() => {
+                let due = match self.retry {
+                    Retry::Now => true,
+                    Retry::At(at) => Instant::now() >= at,
+                    Retry::Never => false,
+                };
+                if due {
+                    self.boot();
+                }
+            }
+            Phase::Idle { .. } if self.deleting => self.finished = true,
+            Phase::Running { domid, .. } if self.unwanted() => self.begin_halt(domid),
+            Phase::Preserved { domid } if self.unwanted() => self.destroy(domid, AfterDeath::Halted),
+            _ => {}
+        }
+    }
+
+    fn boot(&mut self) {
+        let Some(Ok(translated)) = self.desired.as_ref().map(|d| d.translated.clone()) else {
+            return;
+        };
+        let spec = translated.spec;
+        let name = self.name();
+        self.retry = Retry::Now;
+        self.status.tried_count += 1;
+        self.phase = Phase::Booting;
+        self.status.domain_name = spec.name.clone();
+        self.status.disk_status_list = translated.disks;
+        self.publish();
+
+        let app_num = self.desired.as_ref().map_or(0, |d| d.config.app_num);
+        match spec.to_xl_config() {
+            Ok(text) => {
+                let header = format!("# Generated by domainmgrd for {name} ({}); what it asked libxl for.\n", self.key);
+                if let Err(e) =
+                    files::write_atomic(&self.shared.paths.xl_cfg_file(app_num), format!("{header}{text}").as_bytes())
+                {
+                    log::warn!("{name}: cannot write its xl config: {e}");
+                }
+            }
+            Err(e) => log::warn!("{name}: its config has no xl.cfg form: {e}"),
+        }
+
+        if let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Creating) {
+            self.boot_failed(format!("cannot record the create in {}: {e}", self.shared.paths.run_dir.display()));
+            return;
+        }
+        let started = Instant::now();
+        let domid = match self.shared.hv.create_paused(&spec) {
+            Ok(domid) => domid,
+            Err(e) => {
+                let _ = self.shared.paths.clear_marker(self.uuid);
+                self.boot_failed(e.to_string());
+                return;
+            }
+        };
+        self.arm_watch(domid);
+        let hv = &self.shared.hv;
+        let prepared = hv
+            .disable_vif_offload(domid, spec.vifs.len())
+            .and_then(|()| hv.vif_names(domid, spec.vifs.len()))
+            .and_then(|names| hv.unpause(domid).map(|()| names));
+        let names = match prepared {
+            Ok(names) => names,
+            Err(e) => {
+                if let Err(d) = self.shared.hv.destroy(domid) {
+                    log::error!("{name}: destroying domain {domid} after a failed boot: {d}");
+                }
+                self.watch = None;
+                let _ = self.shared.paths.clear_marker(self.uuid);
+                self.boot_failed(e.to_string());
+                return;
+            }
+        };
+        let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
+        self.status.vif_list = self
+            .desired
+            .as_ref()
+            .map(|d| d.config.vif_list.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .zip(names)
+            .map(|(config, vif_used)| VifInfo { config, vif_used })
+            .collect();
+        self.status.domain_id = domid.get();
+        self.status.boot_time = Some(Utc::now());
+        self.status.boot_failed = false;
+        self.run_error = None;
+        self.phase = Phase::Running { domid, paused: false };
+        log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
+    }
+
+    fn boot_failed(&mut self, error: String) {
+        let retry = self.settings().boot_retry;
+        log::error!("{}: boot failed: {error}; retrying in {}s", self.name(), retry.as_secs());
+        self.status.boot_failed = true;
+        self.run_error = Some(ErrorDescription::now(error, format!("retry in {} s", retry.as_secs())));
+        self.status.domain_id = 0;
+        self.phase = Phase::Idle { halted: true };
+        self.retry = Retry::At(Instant::now() + retry);
+    }
+
+    fn arm_watch(&mut self, domid: DomId) {
+        match self.shared.hv.watch(domid, self.events_tx.clone()) {
+            Ok(guard) => self.watch = Some(guard),
+            // The safety-net poll still notices what the events would have said.
+            Err(e) => log::error!("{}: cannot watch domain {domid} for events: {e}", self.name()),
+        }
+    }
+
+    fn begin_halt(&mut self, domid: DomId) {
+        let settings = self.settings();
+        let deadline = Instant::now() + settings.shutdown_timeout;
+        let halting = |stage| Phase::Halting { domid, stage, deadline, then: AfterDeath::Halted };
+        match self.shared.hv.shutdown(domid) {
+            Ok(()) => self.phase = halting(HaltStage::Requested),
+            Err(xenctl::Error::NoPvDrivers { .. }) => match self.shared.hv.power_button(domid) {
+                Ok(()) => self.phase = halting(HaltStage::PowerButton),
+                Err(e) => {
+                    log::warn!(
+                        "{}: no PV drivers and the power button failed ({e}); destroying domain {domid}",
+                        self.name()
+                    );
+                    self.destroy(domid, AfterDeath::Halted);
+                }
+            },
+            Err(xenctl::Error::DomainNotFound { .. }) => self.gone(AfterDeath::Halted),
+            Err(e) => {
+                log::warn!("{}: shutdown request failed ({e}); destroying domain {domid}", self.name());
+                self.destroy(domid, AfterDeath::Halted);
+            }
+        }
+    }
+
+    fn destroy(&mut self, domid: DomId, then: AfterDeath) {
+        let settings = self.settings();
+        match self.shared.hv.destroy(domid) {
+            Ok(()) => {
+                self.phase = Phase::Halting {
+                    domid,
+                    stage: HaltStage::Destroyed,
+                    deadline: Instant::now() + settings.destroy_timeout,
+                    then,
+                }
+            }
+            Err(xenctl::Error::DomainNotFound { .. }) => self.gone(then),
+            Err(e) => {
+                log::error!("{}: destroy of domain {domid} failed: {e}", self.name());
+                self.run_error =
+                    Some(ErrorDescription::now(format!("destroy of domain {domid} failed: {e}"), "destroy is retried"));
+                self.phase = Phase::Broken { domid, next_try: Instant::now() + settings.destroy_timeout, then };
+            }
+        }
+    }
+
+    /// The domain no longer exists.
+    fn gone(&mut self, then: AfterDeath) {
+        self.watch = None;
+        let _ = self.shared.paths.clear_marker(self.uuid);
+        self.status.domain_id = 0;
+        self.phase = Phase::Idle { halted: true };
+        match then {
+            AfterDeath::Halted => {
+                self.run_error = None;
+                self.status.boot_failed = false;
+            }
+            AfterDeath::GuestStopped => self.retry = Retry::At(Instant::now() + self.settings().boot_retry),
+            AfterDeath::Reboot => self.retry = Retry::Now,
+            AfterDeath::Saved => self.retry = Retry::Never,
+        }
+    }
+
+    fn current_domid(&self) -> Option<DomId> {
+        match self.phase {
+            Phase::Idle { .. } | Phase::Booting => None,
+            Phase::Running { domid, .. }
+            | Phase::Halting { domid, .. }
+            | Phase::Preserved { domid }
+            | Phase::Broken { domid, .. } => Some(domid),
+        }
+    }
+
+    fn on_event(&mut self, ev: DomainEvent) {
+        if Some(ev.domid()) != self.current_domid() {
+            return; // from an earlier incarnation of this domain
+        }
+        match (self.phase, ev) {
+            (Phase::Running { domid, .. }, DomainEvent::Shutdown { reason, .. }) => self.guest_shutdown(domid, reason),
+            (Phase::Running { domid, .. }, DomainEvent::Death { .. }) => {
+                log::warn!("{}: domain {domid} disappeared (destroyed outside domainmgrd)", self.name());
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} was destroyed outside domainmgrd"),
+                    "boot retry timer",
+                ));
+                self.gone(AfterDeath::GuestStopped);
+            }
+            (Phase::Halting { domid, stage, then, .. }, DomainEvent::Shutdown { .. })
+                if stage != HaltStage::Destroyed =>
+            {
+                self.destroy(domid, then)
+            }
+            (Phase::Halting { then, .. } | Phase::Broken { then, .. }, DomainEvent::Death { .. }) => self.gone(then),
+            (Phase::Preserved { .. }, DomainEvent::Death { .. }) => self.gone(AfterDeath::Halted),
+            _ => {}
+        }
+    }
+
+    /// The guest shut down by itself (or after a request we did not make).
+    fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
+        let Some(spec) = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| &t.spec) else {
+            self.destroy(domid, AfterDeath::GuestStopped);
+            return;
+        };
+        let (on_poweroff, on_reboot, on_crash) = (spec.on_poweroff, spec.on_reboot, spec.on_crash);
+        let name = self.name();
+        if self.unwanted() {
+            self.destroy(domid, AfterDeath::Halted);
+            return;
+        }
+        let action = match reason {
+            ShutdownReason::Poweroff => on_poweroff,
+            ShutdownReason::Reboot => on_reboot,
+            ShutdownReason::Suspend => {
+                log::info!("{name}: domain {domid} suspended (saved) outside domainmgrd; not restarting it");
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} was saved outside domainmgrd"),
+                    "reactivate to boot it again",
+                ));
+                self.destroy(domid, AfterDeath::Saved);
+                return;
+            }
+            _ => on_crash,
+        };
+        let crashed = !matches!(reason, ShutdownReason::Poweroff | ShutdownReason::Reboot);
+        log::info!("{name}: domain {domid} shut down ({reason}); {action}");
+        match action {
+            ShutdownAction::Restart
+            | ShutdownAction::RestartRename
+            | ShutdownAction::CoredumpRestart
+            | ShutdownAction::SoftReset => self.destroy(domid, AfterDeath::Reboot),
+            ShutdownAction::Preserve => {
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} {} and is kept for inspection (on_crash=preserve)", describe(reason)),
+                    "deactivate to destroy it",
+                ));
+                self.phase = Phase::Preserved { domid };
+            }
+            ShutdownAction::Destroy | ShutdownAction::CoredumpDestroy => {
+                if crashed {
+                    let retry = self.settings().boot_retry;
+                    self.run_error = Some(ErrorDescription::now(
+                        format!("domain {domid} {}", describe(reason)),
+                        format!("retry in {} s", retry.as_secs()),
+                    ));
+                }
+                self.destroy(domid, AfterDeath::GuestStopped);
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Halting { domid, stage, deadline, then } if now >= deadline => match stage {
+                HaltStage::Requested | HaltStage::PowerButton => {
+                    log::warn!(
+                        "{}: domain {domid} did not shut down within {}s; destroying it",
+                        self.name(),
+                        self.settings().shutdown_timeout.as_secs()
+                    );
+                    self.destroy(domid, then);
+                }
+                HaltStage::Destroyed => match self.shared.hv.info(domid) {
+                    Ok(None) => self.gone(then),
+                    _ => {
+                        log::error!("{}: domain {domid} did not die after destroy", self.name());
+                        self.run_error = Some(ErrorDescription::now(
+                            format!("domain {domid} did not die after destroy"),
+                            "destroy is retried",
+                        ));
+                        self.phase = Phase::Broken { domid, next_try: now + self.settings().destroy_timeout, then };
+                    }
+                },
+            },
+            Phase::Broken { domid, next_try, then } if now >= next_try => self.destroy(domid, then),
+            _ => {}
+        }
+        if now >= self.next_poll {
+            self.next_poll = now + self.settings().poll_interval;
+            self.safety_net_poll();
+        }
+    }
+
+    /// Catches anything the events missed.
+    fn safety_net_poll(&mut self) {
+        let Some(domid) = self.current_domid() else { return };
+        match self.shared.hv.info(domid) {
+            Ok(None) => self.on_event(DomainEvent::Death { domid }),
+            Ok(Some(info)) => match (self.phase, info.state) {
+                (Phase::Running { .. }, DomainState::Shutdown(reason)) => {
+                    log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
+                    self.guest_shutdown(domid, reason);
+                }
+                (Phase::Running { .. }, state) => {
+                    self.phase = Phase::Running { domid, paused: state == DomainState::Paused }
+                }
+                _ => {}
+            },
+            Err(e) => log::warn!("{}: checking domain {domid}: {e}", self.name()),
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut at = self.next_poll;
+        if let (Retry::At(r), Phase::Idle { .. }) = (self.retry, self.phase) {
+            at = at.min(r);
+        }
+        match self.phase {
+            Phase::Halting { deadline, .. } => at.min(deadline),
+            Phase::Broken { next_try, .. } => at.min(next_try),
+            _ => at,
+        }
+    }
+
+    /// Writes the status file if it changed; logs each state transition once.
+    fn publish(&mut self) {
+        self.status.state = match self.phase {
+            Phase::Idle { halted: false } => SwState::INSTALLED,
+            Phase::Booting => SwState::BOOTING,
+            Phase::Idle { halted: true } | Phase::Preserved { .. } => SwState::HALTED,
+            Phase::Running { paused: false, .. } => SwState::RUNNING,
+            Phase::Running { paused: true, .. } => SwState::PAUSED,
+            Phase::Halting { .. } => SwState::HALTING,
+            Phase::Broken { .. } => SwState::BROKEN,
+        };
+        self.status.config_failed = self.config_error.is_some();
+        self.status.error = [&self.unreadable_error, &self.config_error, &self.run_error]
+            .into_iter()
+            .find_map(|e| e.clone())
+            .unwrap_or_default();
+        self.write_status();
+    }
+
+    fn write_status(&mut self) {
+        let s = &mut self.status;
+        if let Some(d) = &self.desired {
+            s.uuid_and_version = d.config.uuid_and_version.clone();
+            s.display_name = d.config.display_name.clone();
+            s.app_num = d.config.app_num;
+            s.io_adapter_list = d.config.io_adapter_list.clone();
+            s.vm = d.config.vm.clone();
+        }
+        s.activated = matches!(s.state, SwState::RUNNING | SwState::PAUSED);
+        if s.domain_name.is_empty() {
+            s.domain_name = self.desired.as_ref().map(|d| d.config.domain_name()).unwrap_or_default();
+        }
+        s.state_name = s.state.to_string();
+        if self.logged_state != Some((s.state, s.domain_id)) {
+            let domid = if s.domain_id == 0 { String::new() } else { format!(", domain {}", s.domain_id) };
+            log::info!("{} ({}{domid}): {}", s.display_name, self.key, s.state);
+            self.logged_state = Some((s.state, s.domain_id));
+        }
+        let bytes = match serde_json::to_vec_pretty(&self.status) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("{}: cannot serialise its status: {e}", self.key);
+                return;
+            }
+        };
+        if self.written.as_deref() == Some(&bytes) {
+            return;
+        }
+        match files::write_atomic(&self.shared.paths.status_file(&self.key), &bytes) {
+            Ok(()) => self.written = Some(bytes),
+            Err(e) => log::error!("{}: cannot write its status: {e}", self.key),
+        }
+    }
+
+    /// Deleted and gone: remove what we published about it.
+    fn finish(&mut self) {
+        let paths = &self.shared.paths;
+        let _ = files::remove_if_exists(&paths.status_file(&self.key));
+        if let Some(d) = &self.desired {
+            let _ = files::remove_if_exists(&paths.xl_cfg_file(d.config.app_num));
+        }
+        let _ = paths.clear_marker(self.uuid);
+        log::info!("{} ({}): removed", self.name(), self.domain_name());
+    }
+}
+
+fn describe(reason: ShutdownReason) -> &'static str {
+    match reason {
+        ShutdownReason::Crash => "crashed",
+        ShutdownReason::Watchdog => "was reset by its watchdog",
+        ShutdownReason::SoftReset => "asked for a soft reset",
+        _ => "stopped unexpectedly",
+    }
+}
+
+/// A status for a domain we know only by UUID so far.
+pub fn empty_status(uuid: Uuid) -> DomainStatus {
+    DomainStatus {
+        uuid_and_version: UuidAndVersion { uuid, version: String::new() },
+        display_name: String::new(),
+        state: SwState::INSTALLED,
+        state_name: SwState::INSTALLED.to_string(),
+        activated: false,
+        app_num: 0,
+        pending_add: false,
+        pending_modify: false,
+        pending_delete: false,
+        domain_name: String::new(),
+        domain_id: 0,
+        boot_time: None,
+        disk_status_list: Vec::new(),
+        vif_list: Vec::new(),
+        io_adapter_list: Vec::new(),
+        tried_count: 0,
+        error: ErrorDescription::default(),
+        config_failed: false,
+        boot_failed: false,
+        adapters_failed: false,
+        vm: Default::default(),
+    }
+}
+
+/// The status file of `key`, if it exists and parses.
+pub fn read_status(paths: &Paths, key: &str) -> Option<DomainStatus> {
+    let bytes = std::fs::read(paths.status_file(key)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}

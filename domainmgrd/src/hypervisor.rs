@@ -1,0 +1,111 @@
+//! The daemon's view of the hypervisor: the [`Hypervisor`] trait, and [`LibxlHypervisor`], its
+//! implementation over xenctl. [`crate::sim::SimHypervisor`] is the in-memory stand-in the
+//! supervisor tests and benchmarks use.
+//!
+//! The trait speaks xenctl's plain data types (`DomainSpec`, `DomId`, `DomainInfo`,
+//! `DomainEvent`) and error type, so both implementations report failures the same way.
+
+use crossbeam_channel::Sender;
+use xenctl::{Context, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo};
+
+/// Results of hypervisor calls.
+pub type HvResult<T> = Result<T, xenctl::Error>;
+
+/// Keeps a domain's event watch alive; dropping it stops the watch.
+pub trait WatchGuard: Send {}
+
+impl<T: Send> WatchGuard for T {}
+
+/// What the daemon needs from a hypervisor. Every method may be called from any thread.
+pub trait Hypervisor: Send + Sync + 'static {
+    /// Creates the domain, paused.
+    fn create_paused(&self, spec: &DomainSpec) -> HvResult<DomId>;
+    /// Lets a paused domain run.
+    fn unpause(&self, domid: DomId) -> HvResult<()>;
+    /// Turns off the offload features of the domain's first `vif_count` vifs (before unpause).
+    fn disable_vif_offload(&self, domid: DomId, vif_count: usize) -> HvResult<()>;
+    /// The dom0 names of the domain's first `vif_count` vifs.
+    fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>>;
+    /// Asks the guest to shut down (`Error::NoPvDrivers` if it cannot be asked).
+    fn shutdown(&self, domid: DomId) -> HvResult<()>;
+    /// Presses the ACPI power button.
+    fn power_button(&self, domid: DomId) -> HvResult<()>;
+    /// Destroys the domain.
+    fn destroy(&self, domid: DomId) -> HvResult<()>;
+    /// The domain's state, or `None` if it does not exist.
+    fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>>;
+    /// All domains (names included).
+    fn list(&self) -> HvResult<Vec<DomainInfo>>;
+    /// The host's CPUs and memory.
+    fn host_info(&self) -> HvResult<HostInfo>;
+    /// Sends the domain's shutdown and death events to `events` until the guard is dropped.
+    fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>>;
+}
+
+/// The real hypervisor, through libxl.
+#[derive(Debug, Clone)]
+pub struct LibxlHypervisor {
+    ctx: Context,
+}
+
+impl LibxlHypervisor {
+    /// Opens the process's libxl context.
+    pub fn open() -> HvResult<LibxlHypervisor> {
+        Ok(LibxlHypervisor { ctx: Context::open()? })
+    }
+
+    /// The libxl context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+fn not_found_is_none<T>(r: HvResult<T>) -> HvResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(xenctl::Error::DomainNotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Hypervisor for LibxlHypervisor {
+    fn create_paused(&self, spec: &DomainSpec) -> HvResult<DomId> {
+        self.ctx.create_paused(spec)
+    }
+    fn unpause(&self, domid: DomId) -> HvResult<()> {
+        self.ctx.unpause(domid)
+    }
+    fn disable_vif_offload(&self, domid: DomId, vif_count: usize) -> HvResult<()> {
+        self.ctx.xenstore().disable_vif_offload(domid, vif_count)
+    }
+    fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>> {
+        (0..vif_count)
+            .map(|n| {
+                // libxl records a name only when one was asked for; otherwise it is vif<domid>.<n>.
+                let path = format!("{}/vifname", xenctl::vif_backend_path(domid, n));
+                Ok(self.ctx.xenstore().read_opt(&path)?.unwrap_or_else(|| format!("vif{domid}.{n}")))
+            })
+            .collect()
+    }
+    fn shutdown(&self, domid: DomId) -> HvResult<()> {
+        self.ctx.shutdown(domid)
+    }
+    fn power_button(&self, domid: DomId) -> HvResult<()> {
+        self.ctx.power_button(domid)
+    }
+    fn destroy(&self, domid: DomId) -> HvResult<()> {
+        self.ctx.destroy(domid)
+    }
+    fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>> {
+        not_found_is_none(self.ctx.info(domid))
+    }
+    fn list(&self) -> HvResult<Vec<DomainInfo>> {
+        self.ctx.list()
+    }
+    fn host_info(&self) -> HvResult<HostInfo> {
+        self.ctx.host_info()
+    }
+    fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>> {
+        Ok(Box::new(self.ctx.watch_domain_into(domid, events)?))
+    }
+}

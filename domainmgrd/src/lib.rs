@@ -1,0 +1,19 @@
+//! domainmgrd, the dom0 domain manager daemon, as a library: the binary (`main.rs`) is a thin
+//! shell around [`supervisor::Daemon`], and tests and benchmarks drive the same code against
+//! [`sim::SimHypervisor`].
+//!
+//! Data flow: EVE `DomainConfig` files → [`watcher`] → [`supervisor`] → one [`domain`] thread
+//! per domain → hypervisor calls through the [`hypervisor::Hypervisor`] trait, and
+//! `DomainStatus` files out. Safe Rust only.
+
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod eve;
+pub mod files;
+pub mod hypervisor;
+pub mod settings;
+pub mod sim;
+pub mod supervisor;
+pub mod translate;
+pub mod watcher;

@@ -1,0 +1,641 @@
+//! [`SimHypervisor`]: an in-memory hypervisor faithful to libxl's semantics, for driving the
+//! real daemon code in tests and benchmarks without Xen.
+//!
+//! What it models, as libxl and Xen behave: domain ids only grow; a created domain is paused;
+//! names are unique; a shutdown request is only a request (the guest may take time, ignore it,
+//! or have no PV drivers to receive it); a shut-down domain stays until destroyed; events
+//! (shutdown with reason, then death) go to every watch of the domain, and a watch on a domain
+//! already shut down or gone reports that at once; guests reboot and crash on their own.
+//!
+//! What tests can inject: per-guest behaviour ([`Behaviour`]), failing calls ([`Fault`]), slow
+//! calls ([`SimHypervisor::set_delay`]), and killed clients ([`SimHypervisor::kill_client`]):
+//! every call of a killed client blocks forever, the way a daemon killed with SIGKILL in the
+//! middle of a call never continues, while what the hypervisor already did stays done.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex};
+use uuid::Uuid;
+use xenctl::{
+    DomId, DomainEvent, DomainInfo, DomainKind, DomainSpec, DomainState, Error, HostInfo, LibxlErrorCode,
+    ShutdownReason, Subject,
+};
+
+use crate::hypervisor::{HvResult, Hypervisor, WatchGuard};
+
+/// How a simulated guest reacts to requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    /// Whether it has PV drivers (without them a shutdown request fails with `NoPvDrivers`).
+    pub pv_drivers: bool,
+    /// Whether it honours a shutdown request (or the ACPI power button).
+    pub honours_shutdown: bool,
+    /// How long it takes to power off once asked.
+    pub shutdown_delay: Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour { pv_drivers: true, honours_shutdown: true, shutdown_delay: Duration::ZERO }
+    }
+}
+
+/// A call that can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `create_paused`.
+    Create,
+    /// `unpause`.
+    Unpause,
+    /// `disable_vif_offload`.
+    VifOffload,
+    /// `shutdown`.
+    Shutdown,
+    /// `power_button`.
+    PowerButton,
+    /// `destroy`.
+    Destroy,
+}
+
+/// An injected failure: the next `count` calls of `op` for the guest fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Which call.
+    pub op: Op,
+    /// How many times.
+    pub count: u32,
+}
+
+/// A simulated domain, as tests see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimDomain {
+    /// Its id.
+    pub domid: DomId,
+    /// The spec it was created from.
+    pub spec: DomainSpec,
+    /// Its state.
+    pub state: DomainState,
+    /// vifs whose offloads were disabled.
+    pub vif_offload_disabled: usize,
+    /// CPU time, ns (tests set it).
+    pub cpu_time_ns: u64,
+    /// Whether it was ever unpaused.
+    pub ever_unpaused: bool,
+}
+
+#[derive(Default)]
+struct State {
+    next_domid: u32,
+    domains: BTreeMap<u32, SimDomain>,
+    behaviours: HashMap<Uuid, Behaviour>,
+    faults: HashMap<(Uuid, Op), u32>,
+    delays: HashMap<Op, Duration>,
+    watches: HashMap<u64, (u32, Sender<DomainEvent>)>,
+    killed: HashSet<u64>,
+    calls: HashMap<Op, u64>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Parks the calls of killed clients (never notified for them).
+    parked: Condvar,
+    next_id: AtomicU64,
+}
+
+/// The simulated hypervisor. Clones share one hypervisor; each [`client`](Self::client) is a
+/// separate connection that can be killed.
+#[derive(Clone)]
+pub struct SimHypervisor {
+    shared: Arc<Shared>,
+    client: u64,
+}
+
+impl std::fmt::Debug for SimHypervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHypervisor").field("client", &self.client).finish_non_exhaustive()
+    }
+}
+
+impl Default for SimHypervisor {
+    fn default() -> Self {
+        SimHypervisor::new()
+    }
+}
+
+/// dom0's memory in the simulated host, MiB.
+const DOM0_MIB: u64 = 1024;
+/// The simulated host's memory, MiB.
+const HOST_MIB: u64 = 1 << 20;
+
+impl SimHypervisor {
+    /// A hypervisor with only dom0.
+    pub fn new() -> SimHypervisor {
+        let mut state = State { next_domid: 1, ..State::default() };
+        let dom0 = DomainSpec::pv("Domain-0").uuid(Uuid::nil()).memory_mib(DOM0_MIB).kernel("/boot/vmlinuz");
+        state.domains.insert(
+            0,
+            SimDomain {
+                domid: DomId::DOM0,
+                spec: dom0,
+                state: DomainState::Running,
+                vif_offload_disabled: 0,
+                cpu_time_ns: 0,
+                ever_unpaused: true,
+            },
+        );
+        SimHypervisor {
+            shared: Arc::new(Shared { state: Mutex::new(state), parked: Condvar::new(), next_id: AtomicU64::new(1) }),
+            client: 0,
+        }
+    }
+
+    /// A new connection to the same hypervisor (a new daemon process, say).
+    pub fn client(&self) -> SimHypervisor {
+        SimHypervisor { shared: Arc::clone(&self.shared), client: self.shared.next_id.fetch_add(1, Ordering::Relaxed) }
+    }
+
+    /// This connection's id.
+    pub fn client_id(&self) -> u64 {
+        self.client
+    }
+
+    /// Kills a connection: its calls in flight and all later ones block forever.
+    pub fn kill_client(&self, client: u64) {
+        self.shared.state.lock().killed.insert(client);
+    }
+
+    /// Sets how the guest with `uuid` behaves (before or after it is created).
+    pub fn set_behaviour(&self, uuid: Uuid, behaviour: Behaviour) {
+        self.shared.state.lock().behaviours.insert(uuid, behaviour);
+    }
+
+    /// Makes the next `fault.count` calls of `fault.op` for the guest with `uuid` fail.
+    pub fn inject(&self, uuid: Uuid, fault: Fault) {
+        self.shared.state.lock().faults.insert((uuid, fault.op), fault.count);
+    }
+
+    /// Makes every call of `op` take `delay` (the domain exists during a slow create).
+    pub fn set_delay(&self, op: Op, delay: Duration) {
+        self.shared.state.lock().delays.insert(op, delay);
+    }
+
+    /// How many times `op` was called.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.shared.state.lock().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// Every domain but dom0.
+    pub fn domains(&self) -> Vec<SimDomain> {
+        self.shared.state.lock().domains.values().filter(|d| !d.domid.is_dom0()).cloned().collect()
+    }
+
+    /// The domains created from `uuid`.
+    pub fn domains_of(&self, uuid: Uuid) -> Vec<SimDomain> {
+        self.domains().into_iter().filter(|d| d.spec.uuid == uuid).collect()
+    }
+
+    /// The domain with id `domid`, if it exists.
+    pub fn info_of(&self, domid: u32) -> Option<SimDomain> {
+        self.shared.state.lock().domains.get(&domid).cloned()
+    }
+
+    /// An operator pauses the domain (`xl pause`).
+    pub fn operator_pause(&self, domid: DomId) {
+        if let Some(d) = self.shared.state.lock().domains.get_mut(&domid.get())
+            && d.state.is_live()
+        {
+            d.state = DomainState::Paused;
+        }
+    }
+
+    /// Sets a domain's CPU time.
+    pub fn set_cpu_time(&self, domid: DomId, ns: u64) {
+        if let Some(d) = self.shared.state.lock().domains.get_mut(&domid.get()) {
+            d.cpu_time_ns = ns;
+        }
+    }
+
+    /// The guest powers itself off.
+    pub fn guest_poweroff(&self, domid: DomId) {
+        self.shut_down(domid.get(), ShutdownReason::Poweroff);
+    }
+
+    /// The guest reboots itself.
+    pub fn guest_reboot(&self, domid: DomId) {
+        self.shut_down(domid.get(), ShutdownReason::Reboot);
+    }
+
+    /// The guest crashes.
+    pub fn guest_crash(&self, domid: DomId) {
+        self.shut_down(domid.get(), ShutdownReason::Crash);
+    }
+
+    /// Someone else (an operator with `xl destroy`) destroys the domain.
+    pub fn external_destroy(&self, domid: DomId) {
+        let mut st = self.shared.state.lock();
+        if st.domains.remove(&domid.get()).is_some() {
+            emit(&st, domid.get(), DomainEvent::Death { domid });
+        }
+    }
+
+    /// Someone else creates a domain (not through the daemon); it runs at once.
+    pub fn external_create(&self, spec: &DomainSpec) -> DomId {
+        let mut st = self.shared.state.lock();
+        let domid = st.next_domid;
+        st.next_domid += 1;
+        let d = SimDomain {
+            domid: DomId::new(domid),
+            spec: spec.clone(),
+            state: DomainState::Blocked,
+            vif_offload_disabled: 0,
+            cpu_time_ns: 0,
+            ever_unpaused: true,
+        };
+        st.domains.insert(domid, d);
+        DomId::new(domid)
+    }
+
+    fn shut_down(&self, domid: u32, reason: ShutdownReason) {
+        let mut st = self.shared.state.lock();
+        if let Some(d) = st.domains.get_mut(&domid) {
+            if matches!(d.state, DomainState::Shutdown(_) | DomainState::Dying) {
+                return;
+            }
+            d.state = DomainState::Shutdown(reason);
+            emit(&st, domid, DomainEvent::Shutdown { domid: DomId::new(domid), reason });
+        }
+    }
+
+    /// Blocks forever if this client was killed; sleeps for the op's delay; counts the call.
+    fn enter(&self, op: Op) {
+        let delay = {
+            let mut st = self.shared.state.lock();
+            self.park_if_killed(&mut st);
+            *st.calls.entry(op).or_default() += 1;
+            st.delays.get(&op).copied()
+        };
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+            let mut st = self.shared.state.lock();
+            self.park_if_killed(&mut st);
+        }
+    }
+
+    fn park_if_killed(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        while st.killed.contains(&self.client) {
+            self.shared.parked.wait(st);
+        }
+    }
+
+    fn take_fault(st: &mut State, uuid: Uuid, op: Op) -> bool {
+        match st.faults.get_mut(&(uuid, op)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn behaviour(st: &State, uuid: Uuid) -> Behaviour {
+        st.behaviours.get(&uuid).cloned().unwrap_or_default()
+    }
+}
+
+fn emit(st: &State, domid: u32, event: DomainEvent) {
+    for (watched, tx) in st.watches.values() {
+        if *watched == domid {
+            // Unbounded channel: never blocks; a gone receiver is fine.
+            let _ = tx.send(event);
+        }
+    }
+}
+
+fn failed(op: &'static str, subject: Subject) -> Error {
+    Error::Libxl { op, subject, code: LibxlErrorCode::ERROR_FAIL }
+}
+
+fn not_found(op: &'static str, domid: DomId) -> Error {
+    Error::DomainNotFound { op, domid }
+}
+
+fn info_of(d: &SimDomain) -> DomainInfo {
+    DomainInfo {
+        domid: d.domid,
+        name: Some(d.spec.name.clone()),
+        uuid: d.spec.uuid,
+        kind: Some(d.spec.kind),
+        state: d.state,
+        cpu_time_ns: d.cpu_time_ns,
+        current_memory_kib: d.spec.memory_mib * 1024,
+        max_memory_kib: d.spec.effective_max_memory_mib() * 1024,
+        outstanding_memory_kib: 0,
+        vcpus_online: d.spec.vcpus,
+        vcpus_max: d.spec.effective_max_vcpus(),
+    }
+}
+
+struct SimWatch {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for SimWatch {
+    fn drop(&mut self) {
+        self.shared.state.lock().watches.remove(&self.id);
+    }
+}
+
+impl Hypervisor for SimHypervisor {
+    fn create_paused(&self, spec: &DomainSpec) -> HvResult<DomId> {
+        spec.validate()?;
+        let domid = {
+            let mut st = self.shared.state.lock();
+            self.park_if_killed(&mut st);
+            *st.calls.entry(Op::Create).or_default() += 1;
+            let subject = || Subject::Named(spec.name.clone());
+            if st.domains.values().any(|d| d.spec.name == spec.name) {
+                return Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_INVAL });
+            }
+            if Self::take_fault(&mut st, spec.uuid, Op::Create) {
+                return Err(failed("create", subject()));
+            }
+            let domid = st.next_domid;
+            st.next_domid += 1;
+            let d = SimDomain {
+                domid: DomId::new(domid),
+                spec: spec.clone(),
+                state: DomainState::Paused,
+                vif_offload_disabled: 0,
+                cpu_time_ns: 0,
+                ever_unpaused: false,
+            };
+            st.domains.insert(domid, d);
+            DomId::new(domid)
+        };
+        // A slow create: the domain already exists, paused, while libxl builds it.
+        let delay = self.shared.state.lock().delays.get(&Op::Create).copied();
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        Ok(domid)
+    }
+
+    fn unpause(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::Unpause);
+        let mut st = self.shared.state.lock();
+        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("unpause", domid))?;
+        if Self::take_fault(&mut st, uuid, Op::Unpause) {
+            return Err(failed("unpause", Subject::Domain(domid)));
+        }
+        if let Some(d) = st.domains.get_mut(&domid.get())
+            && d.state == DomainState::Paused
+        {
+            d.state = DomainState::Blocked;
+            d.ever_unpaused = true;
+        }
+        Ok(())
+    }
+
+    fn disable_vif_offload(&self, domid: DomId, vif_count: usize) -> HvResult<()> {
+        self.enter(Op::VifOffload);
+        let mut st = self.shared.state.lock();
+        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("vif offload", domid))?;
+        if Self::take_fault(&mut st, uuid, Op::VifOffload) {
+            return Err(failed("vif offload", Subject::Domain(domid)));
+        }
+        let d = st.domains.get_mut(&domid.get()).ok_or_else(|| not_found("vif offload", domid))?;
+        if vif_count > d.spec.vifs.len() {
+            return Err(Error::Xenstore {
+                op: "disable vif offload",
+                path: xenctl::vif_backend_path(domid, d.spec.vifs.len()),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such vif backend"),
+            });
+        }
+        d.vif_offload_disabled = vif_count;
+        Ok(())
+    }
+
+    fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>> {
+        let st = self.shared.state.lock();
+        let d = st.domains.get(&domid.get()).ok_or_else(|| not_found("vif names", domid))?;
+        Ok((0..vif_count)
+            .map(|n| d.spec.vifs.get(n).and_then(|v| v.vifname.clone()).unwrap_or_else(|| format!("vif{domid}.{n}")))
+            .collect())
+    }
+
+    fn shutdown(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::Shutdown);
+        let (behaviour, uuid) = {
+            let mut st = self.shared.state.lock();
+            let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("shutdown", domid))?;
+            if Self::take_fault(&mut st, uuid, Op::Shutdown) {
+                return Err(failed("shutdown", Subject::Domain(domid)));
+            }
+            (Self::behaviour(&st, uuid), uuid)
+        };
+        if !behaviour.pv_drivers {
+            return Err(Error::NoPvDrivers { op: "shutdown", domid });
+        }
+        self.schedule_poweroff(domid, uuid, behaviour);
+        Ok(())
+    }
+
+    fn power_button(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::PowerButton);
+        let (behaviour, uuid, kind) = {
+            let st = self.shared.state.lock();
+            let d = st.domains.get(&domid.get()).ok_or_else(|| not_found("power button", domid))?;
+            (Self::behaviour(&st, d.spec.uuid), d.spec.uuid, d.spec.kind)
+        };
+        if kind != DomainKind::Hvm {
+            return Err(Error::Libxl {
+                op: "power button",
+                subject: Subject::Domain(domid),
+                code: LibxlErrorCode::ERROR_INVAL,
+            });
+        }
+        self.schedule_poweroff(domid, uuid, behaviour);
+        Ok(())
+    }
+
+    fn destroy(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::Destroy);
+        let mut st = self.shared.state.lock();
+        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("destroy", domid))?;
+        if Self::take_fault(&mut st, uuid, Op::Destroy) {
+            return Err(failed("destroy", Subject::Domain(domid)));
+        }
+        st.domains.remove(&domid.get());
+        emit(&st, domid.get(), DomainEvent::Death { domid });
+        Ok(())
+    }
+
+    fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>> {
+        let st = self.shared.state.lock();
+        Ok(st.domains.get(&domid.get()).map(info_of))
+    }
+
+    fn list(&self) -> HvResult<Vec<DomainInfo>> {
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        Ok(st.domains.values().map(info_of).collect())
+    }
+
+    fn host_info(&self) -> HvResult<HostInfo> {
+        let st = self.shared.state.lock();
+        let used: u64 = st.domains.values().map(|d| d.spec.memory_mib).sum();
+        Ok(HostInfo {
+            nr_cpus: 8,
+            cpu_khz: 2_000_000,
+            threads_per_core: 2,
+            cores_per_socket: 4,
+            nr_nodes: 1,
+            total_memory_bytes: HOST_MIB << 20,
+            free_memory_bytes: HOST_MIB.saturating_sub(used) << 20,
+            scrub_memory_bytes: 0,
+            cap_hvm: true,
+            cap_pv: true,
+            xen_version: "4.17.7-sim".into(),
+        })
+    }
+
+    fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>> {
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // As libxl: a domain already shut down reports it at once; a missing one reports death.
+        match st.domains.get(&domid.get()).map(|d| d.state) {
+            Some(DomainState::Shutdown(reason)) => {
+                let _ = events.send(DomainEvent::Shutdown { domid, reason });
+            }
+            Some(_) => {}
+            None => {
+                let _ = events.send(DomainEvent::Death { domid });
+            }
+        }
+        st.watches.insert(id, (domid.get(), events));
+        Ok(Box::new(SimWatch { shared: Arc::clone(&self.shared), id }))
+    }
+}
+
+impl SimHypervisor {
+    /// The guest powers off after its shutdown delay, if it honours requests.
+    fn schedule_poweroff(&self, domid: DomId, uuid: Uuid, behaviour: Behaviour) {
+        if !behaviour.honours_shutdown {
+            return;
+        }
+        if behaviour.shutdown_delay.is_zero() {
+            self.shut_down(domid.get(), ShutdownReason::Poweroff);
+            return;
+        }
+        let sim = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(behaviour.shutdown_delay);
+            // Only if it is still the same guest (ids never repeat, but be exact).
+            let same = sim.shared.state.lock().domains.get(&domid.get()).is_some_and(|d| d.spec.uuid == uuid);
+            if same {
+                sim.shut_down(domid.get(), ShutdownReason::Poweroff);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> DomainSpec {
+        DomainSpec::pv(name).kernel("/k")
+    }
+
+    #[test]
+    fn domids_grow_and_domains_start_paused() {
+        let sim = SimHypervisor::new();
+        let a = sim.create_paused(&spec("a")).unwrap();
+        sim.destroy(a).unwrap();
+        let b = sim.create_paused(&spec("a")).unwrap();
+        assert!(b > a, "domids only grow");
+        assert_eq!(sim.info(b).unwrap().unwrap().state, DomainState::Paused);
+        sim.unpause(b).unwrap();
+        assert!(sim.info(b).unwrap().unwrap().state.is_live());
+        assert!(sim.create_paused(&spec("a")).is_err(), "names are unique");
+    }
+
+    #[test]
+    fn shutdown_is_a_request_and_events_follow() {
+        let sim = SimHypervisor::new();
+        let s = spec("g");
+        let d = sim.create_paused(&s).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _w = sim.watch(d, tx).unwrap();
+        sim.shutdown(d).unwrap();
+        assert_eq!(rx.try_recv(), Ok(DomainEvent::Shutdown { domid: d, reason: ShutdownReason::Poweroff }));
+        assert!(sim.info(d).unwrap().is_some(), "a shut-down domain stays until destroyed");
+        sim.destroy(d).unwrap();
+        assert_eq!(rx.try_recv(), Ok(DomainEvent::Death { domid: d }));
+
+        let s2 = spec("stubborn");
+        sim.set_behaviour(s2.uuid, Behaviour { honours_shutdown: false, ..Behaviour::default() });
+        let d2 = sim.create_paused(&s2).unwrap();
+        sim.shutdown(d2).unwrap();
+        assert!(sim.info(d2).unwrap().unwrap().state == DomainState::Paused);
+
+        let s3 = spec("nopv");
+        sim.set_behaviour(s3.uuid, Behaviour { pv_drivers: false, ..Behaviour::default() });
+        let d3 = sim.create_paused(&s3).unwrap();
+        assert!(matches!(sim.shutdown(d3), Err(Error::NoPvDrivers { .. })));
+    }
+
+    #[test]
+    fn watches_report_past_shutdowns_and_missing_domains() {
+        let sim = SimHypervisor::new();
+        let d = sim.create_paused(&spec("g")).unwrap();
+        sim.guest_crash(d);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _w = sim.watch(d, tx.clone()).unwrap();
+        assert_eq!(rx.try_recv(), Ok(DomainEvent::Shutdown { domid: d, reason: ShutdownReason::Crash }));
+        let _w2 = sim.watch(DomId::new(999), tx).unwrap();
+        assert_eq!(rx.try_recv(), Ok(DomainEvent::Death { domid: DomId::new(999) }));
+    }
+
+    #[test]
+    fn faults_fail_the_named_calls_only() {
+        let sim = SimHypervisor::new();
+        let s = spec("f");
+        sim.inject(s.uuid, Fault { op: Op::Create, count: 1 });
+        assert!(sim.create_paused(&s).is_err());
+        assert!(sim.create_paused(&s).is_ok());
+        assert_eq!(sim.calls(Op::Create), 2);
+    }
+
+    #[test]
+    fn a_killed_client_never_returns_but_its_work_stays_done() {
+        let sim = SimHypervisor::new();
+        sim.set_delay(Op::Create, Duration::from_millis(200));
+        let client = sim.client();
+        let s = spec("half");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let c = client.clone();
+        let s2 = s.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(c.create_paused(&s2));
+        });
+        // Wait until the domain exists (the create is in flight), then kill the client.
+        while sim.domains_of(s.uuid).is_empty() {
+            std::thread::yield_now();
+        }
+        sim.kill_client(client.client_id());
+        assert!(rx.recv_timeout(Duration::from_millis(600)).is_err(), "the killed call must not return");
+        let left = sim.domains_of(s.uuid);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].state, DomainState::Paused);
+        assert!(!left[0].ever_unpaused);
+    }
+}

@@ -1,0 +1,453 @@
+//! The supervisor: starts the daemon (one instance at a time), takes over the domains that
+//! already run, starts one thread per configured domain, and routes config changes to them.
+//!
+//! At start it lists the hypervisor's domains once and gives each domain thread the domain with
+//! its UUID, if there is one: a running domain is adopted untouched (same domid, events
+//! re-armed); a domain left half-created by a daemon that died mid-create is destroyed and
+//! created again; a domain whose UUID matches no config and that we have no record of creating
+//! is never touched. Stopping the daemon stops no domain.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use parking_lot::RwLock;
+use uuid::Uuid;
+use xenctl::DomainInfo;
+
+use crate::domain::{self, Command, Domain, Loaded, Shared};
+use crate::eve::DomainConfig;
+use crate::files::{self, Paths};
+use crate::hypervisor::Hypervisor;
+use crate::settings::{Settings, SettingsError};
+use crate::translate;
+use crate::watcher::{self, Change, Watcher};
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directories.
+    pub paths: Paths,
+    /// The settings file, if any.
+    pub settings_file: Option<PathBuf>,
+    /// `--config=key:value` flags.
+    pub config_flags: Vec<String>,
+    /// How often the config directory is rescanned in case inotify missed something.
+    pub rescan_interval: Duration,
+    /// How long a removed config file must stay away before its domain is halted.
+    pub removal_grace: Duration,
+}
+
+impl Options {
+    /// Options with EVE's default directories.
+    pub fn new(paths: Paths) -> Options {
+        Options {
+            paths,
+            settings_file: None,
+            config_flags: Vec::new(),
+            rescan_interval: Duration::from_secs(60),
+            removal_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another instance holds the lock.
+    #[error("another domainmgrd is running (it holds {})", .0.display())]
+    Locked(PathBuf),
+    /// A directory or the lock file could not be made.
+    #[error("cannot set up {}", path.display())]
+    Setup {
+        /// What.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings are invalid.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The hypervisor could not list its domains.
+    #[error("cannot list the hypervisor's domains")]
+    Hypervisor(#[source] xenctl::Error),
+}
+
+/// A running daemon.
+pub struct Daemon {
+    stop_tx: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+    lock: Option<File>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").finish_non_exhaustive()
+    }
+}
+
+struct DomainHandle {
+    tx: Sender<Command>,
+    thread: JoinHandle<()>,
+    /// The config file's bytes last sent, to skip unchanged rescans.
+    last_bytes: Option<Vec<u8>>,
+}
+
+struct Supervisor {
+    shared: Shared,
+    options: Options,
+    domains: HashMap<String, DomainHandle>,
+    pending_removals: HashMap<String, Instant>,
+    next_rescan: Instant,
+}
+
+impl Daemon {
+    /// Starts the daemon on `hv`: takes the lock, loads settings, adopts what runs, starts the
+    /// domain threads and the config watcher. Returns once every domain thread is started.
+    pub fn start(options: Options, hv: Arc<dyn Hypervisor>) -> Result<Daemon, StartError> {
+        let paths = &options.paths;
+        paths.create_all().map_err(|source| StartError::Setup { path: paths.status_dir.clone(), source })?;
+        let lock_path = paths.lock_file();
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StartError::Setup { path: lock_path.clone(), source })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StartError::Locked(lock_path)),
+            Err(std::fs::TryLockError::Error(source)) => return Err(StartError::Setup { path: lock_path, source }),
+        }
+        let settings = Settings::load(options.settings_file.as_deref(), &options.config_flags)?;
+        log::info!("settings: {settings:?}");
+        let domains_now = hv.list().map_err(StartError::Hypervisor)?;
+
+        let (change_tx, change_rx) = crossbeam_channel::unbounded();
+        let config_dir = paths.domain_config_dir();
+        let watcher =
+            match Watcher::start(&config_dir, options.settings_file.as_deref(), &paths.run_dir.join("wake"), change_tx)
+            {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
+                    None
+                }
+            };
+        let shared = Shared { hv, settings: Arc::new(RwLock::new(settings)), paths: Arc::new(paths.clone()) };
+        let mut sup = Supervisor {
+            shared,
+            next_rescan: Instant::now() + options.rescan_interval,
+            options,
+            domains: HashMap::new(),
+            pending_removals: HashMap::new(),
+        };
+        sup.take_over(domains_now);
+
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || sup.run(change_rx, stop_rx, watcher))
+            .map_err(|source| StartError::Setup { path: PathBuf::from("supervisor thread"), source })?;
+        Ok(Daemon { stop_tx, thread: Some(thread), lock: Some(lock) })
+    }
+
+    /// Stops the daemon: every thread ends, every domain is left exactly as it is.
+    pub fn stop(mut self) {
+        let _ = self.stop_tx.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        drop(self.lock.take());
+    }
+
+    /// Waits until the daemon stops on its own (it does not, unless its supervisor fails).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Simulates the process dying (for tests of restart safety): releases the lock and asks
+    /// every thread to stop without waiting for them. Threads stuck in a hypervisor call stay
+    /// stuck, as they would in a killed process.
+    pub fn abandon(mut self) {
+        let _ = self.stop_tx.send(());
+        drop(self.lock.take());
+        drop(self.thread.take());
+    }
+}
+
+impl Supervisor {
+    /// Starts a thread for every config and for every domain we were managing, given the
+    /// hypervisor's current domains.
+    fn take_over(&mut self, domains_now: Vec<DomainInfo>) {
+        let mut by_uuid: HashMap<Uuid, DomainInfo> = HashMap::new();
+        for d in domains_now.into_iter().filter(|d| !d.domid.is_dom0() && !d.uuid.is_nil()) {
+            if let Some(other) = by_uuid.insert(d.uuid, d.clone()) {
+                log::warn!("domains {} and {} share the UUID {}; managing {}", other.domid, d.domid, d.uuid, d.domid);
+            }
+        }
+        for key in self.list_config_keys() {
+            let existing = key.parse::<Uuid>().ok().and_then(|u| by_uuid.remove(&u));
+            self.on_config_file(&key, existing);
+        }
+        // A domain we created whose config vanished while we were down: halt it, as a delete.
+        for uuid in self.shared.paths.marked_uuids() {
+            let key = uuid.to_string();
+            if self.domains.contains_key(&key) {
+                continue;
+            }
+            match by_uuid.remove(&uuid) {
+                Some(info) => {
+                    log::info!("domain {} ({uuid}) lost its config while domainmgrd was down; halting it", info.domid);
+                    self.spawn(key, uuid, None, Some(info), true);
+                }
+                None => {
+                    let _ = self.shared.paths.clear_marker(uuid);
+                }
+            }
+        }
+        for d in by_uuid.values() {
+            log::info!(
+                "leaving domain {} ({}) alone: no config has its UUID {}",
+                d.domid,
+                d.name.as_deref().unwrap_or("no name"),
+                d.uuid
+            );
+        }
+        // Status files of configs that are gone (and whose domains are gone) are stale.
+        if let Ok(entries) = std::fs::read_dir(self.shared.paths.domain_status_dir()) {
+            for entry in entries.flatten() {
+                if let Some(key) = watcher::config_key(&entry.file_name())
+                    && !self.domains.contains_key(&key)
+                {
+                    let _ = files::remove_if_exists(&entry.path());
+                }
+            }
+        }
+    }
+
+    fn run(mut self, changes: Receiver<Change>, stop: Receiver<()>, watcher: Option<Watcher>) {
+        let tick = Duration::from_millis(250);
+        loop {
+            let timeout = self.next_wakeup().saturating_duration_since(Instant::now()).min(tick);
+            select! {
+                recv(stop) -> _ => break,
+                recv(changes) -> change => match change {
+                    Ok(change) => self.on_change(change),
+                    Err(_) => std::thread::sleep(timeout), // the watcher died; rescans carry on
+                },
+                default(timeout) => {}
+            }
+            self.settle_removals();
+            if Instant::now() >= self.next_rescan {
+                self.next_rescan = Instant::now() + self.options.rescan_interval;
+                self.rescan();
+            }
+            self.domains.retain(|_, h| !h.thread.is_finished());
+        }
+        if let Some(w) = watcher {
+            w.stop();
+        }
+        self.stop_domains();
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        self.pending_removals.values().copied().min().unwrap_or(self.next_rescan).min(self.next_rescan)
+    }
+
+    fn on_change(&mut self, change: Change) {
+        match change {
+            Change::Config(key) => {
+                self.pending_removals.remove(&key);
+                self.on_config_file(&key, None);
+            }
+            Change::ConfigGone(key) => {
+                self.pending_removals.insert(key, Instant::now() + self.options.removal_grace);
+            }
+            Change::Settings => self.reload_settings(),
+            Change::Rescan => self.rescan(),
+        }
+    }
+
+    fn reload_settings(&mut self) {
+        match Settings::load(self.options.settings_file.as_deref(), &self.options.config_flags) {
+            Ok(s) => {
+                log::info!("settings reloaded: {s:?}");
+                *self.shared.settings.write() = s;
+            }
+            Err(e) => log::error!("keeping the current settings: {e}"),
+        }
+    }
+
+    fn settle_removals(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> =
+            self.pending_removals.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect();
+        for key in due {
+            self.pending_removals.remove(&key);
+            if self.config_path(&key).exists() {
+                self.on_config_file(&key, None); // it was replaced, not removed
+            } else if let Some(h) = self.domains.get_mut(&key) {
+                h.last_bytes = None;
+                let _ = h.tx.send(Command::Delete);
+            }
+        }
+    }
+
+    fn rescan(&mut self) {
+        let present = self.list_config_keys();
+        for key in &present {
+            self.on_config_file(key, None);
+        }
+        let gone: Vec<String> = self.domains.keys().filter(|k| !present.contains(k)).cloned().collect();
+        for key in gone {
+            if self.domains.get(&key).is_some_and(|h| h.last_bytes.is_some()) {
+                self.pending_removals.entry(key).or_insert_with(Instant::now);
+            }
+        }
+    }
+
+    fn list_config_keys(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.shared.paths.domain_config_dir()) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<String> = entries.flatten().filter_map(|e| watcher::config_key(&e.file_name())).collect();
+        keys.sort();
+        keys
+    }
+
+    fn config_path(&self, key: &str) -> PathBuf {
+        self.shared.paths.domain_config_dir().join(format!("{key}.json"))
+    }
+
+    /// The config file of `key` was written (or found): parse it and hand it to its thread.
+    fn on_config_file(&mut self, key: &str, existing: Option<DomainInfo>) {
+        let Ok(uuid) = key.parse::<Uuid>() else { return };
+        let path = self.config_path(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                self.send_or_spawn(
+                    key,
+                    uuid,
+                    Command::ConfigUnreadable(format!("cannot read {}: {e}", path.display())),
+                    existing,
+                );
+                return;
+            }
+        };
+        if self.domains.get(key).is_some_and(|h| h.last_bytes.as_deref() == Some(&bytes)) {
+            return;
+        }
+        let command = match load(&path, uuid, &bytes) {
+            Ok(loaded) => Command::Config(Box::new(loaded)),
+            Err(reason) => Command::ConfigUnreadable(reason),
+        };
+        self.send_or_spawn(key, uuid, command, existing);
+        if let Some(h) = self.domains.get_mut(key) {
+            h.last_bytes = Some(bytes);
+        }
+    }
+
+    fn send_or_spawn(&mut self, key: &str, uuid: Uuid, command: Command, existing: Option<DomainInfo>) {
+        let command = match self.domains.get(key) {
+            Some(h) => match h.tx.send(command) {
+                Ok(()) => return,
+                Err(e) => e.into_inner(), // the thread ended (a delete finished): start anew
+            },
+            None => command,
+        };
+        let (loaded, first) = match command {
+            Command::Config(loaded) => (Some(*loaded), None),
+            other => (None, Some(other)),
+        };
+        self.spawn(key.to_string(), uuid, loaded, existing, false);
+        if let (Some(cmd), Some(h)) = (first, self.domains.get(key)) {
+            let _ = h.tx.send(cmd);
+        }
+    }
+
+    fn spawn(&mut self, key: String, uuid: Uuid, loaded: Option<Loaded>, existing: Option<DomainInfo>, delete: bool) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, loaded);
+        if delete {
+            domain.delete_on_start();
+        }
+        let paths = Arc::clone(&self.shared.paths);
+        let thread_key = key.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("domain-{}", &key[..key.len().min(8)]))
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| domain.run(rx, existing)));
+                if let Err(panic) = run {
+                    record_panic(&paths, &thread_key, panic.as_ref());
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                self.domains.insert(key, DomainHandle { tx, thread, last_bytes: None });
+            }
+            Err(e) => log::error!("{key}: cannot start its thread: {e}"),
+        }
+    }
+
+    /// Tells every domain thread to stop and waits (boundedly) for them: a thread in the middle
+    /// of a slow hypervisor call finishes that call first; its domain is left as it is.
+    fn stop_domains(&mut self) {
+        for h in self.domains.values() {
+            let _ = h.tx.send(Command::Stop);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (key, h) in self.domains.drain() {
+            while !h.thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.thread.is_finished() {
+                let _ = h.thread.join();
+            } else {
+                log::warn!("{key}: its thread is still in a hypervisor call; leaving it");
+            }
+        }
+    }
+}
+
+/// Parses and translates a config file's bytes.
+fn load(path: &Path, uuid: Uuid, bytes: &[u8]) -> Result<Loaded, String> {
+    let config: DomainConfig =
+        serde_json::from_slice(bytes).map_err(|e| format!("{}: not a valid DomainConfig: {e}", path.display()))?;
+    if config.uuid_and_version.uuid != uuid {
+        return Err(format!(
+            "{}: UUIDandVersion.UUID = {}: does not match the file name",
+            path.display(),
+            config.uuid_and_version.uuid
+        ));
+    }
+    let translated = translate::translate(&config, path);
+    Ok(Loaded { config, translated })
+}
+
+/// A domain thread panicked: say so in its status; the daemon and the domain carry on.
+fn record_panic(paths: &Paths, key: &str, panic: &(dyn std::any::Any + Send)) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    log::error!("{key}: its thread failed: {what}; the domain is left as it is");
+    let mut status =
+        domain::read_status(paths, key).unwrap_or_else(|| domain::empty_status(key.parse().unwrap_or_default()));
+    status.state = crate::eve::SwState::UNKNOWN;
+    status.state_name = status.state.to_string();
+    status.error =
+        crate::eve::ErrorDescription::now(format!("internal error in domainmgrd: {what}"), "restart domainmgrd");
+    if let Ok(bytes) = serde_json::to_vec_pretty(&status) {
+        let _ = files::write_atomic(&paths.status_file(key), &bytes);
+    }
+}

@@ -1,0 +1,321 @@
+//! EVE `DomainConfig` → xenctl `DomainSpec`, the way EVE's Xen backend builds its xl config:
+//! disks become xvda, xvdb, ... in order; PV guests get `console=hvc0 appuuid=<uuid>` before
+//! their own arguments; memory is KiB rounded up to MiB. Every value we cannot use is an error
+//! naming the file, the field and the value.
+
+use std::path::Path;
+
+use xenctl::{DiskFormat, DiskSpec, DomainKind, DomainSpec, Mac, ShutdownAction, VifSpec, VncSpec};
+
+use crate::eve::{DiskStatus, DomainConfig, Format, VmMode};
+
+/// A config value we cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field} = {value}: {reason}")]
+pub struct ConfigError {
+    /// The config file.
+    pub file: String,
+    /// The field, EVE's name (`DiskConfigList[1].Format`).
+    pub field: String,
+    /// The value, as JSON shows it.
+    pub value: String,
+    /// Why it cannot be used.
+    pub reason: String,
+}
+
+/// A config turned into what the daemon runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    /// What libxl is asked to create.
+    pub spec: DomainSpec,
+    /// The disks as the status reports them.
+    pub disks: Vec<DiskStatus>,
+}
+
+/// Translates `config`, read from `file`.
+pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, ConfigError> {
+    let err = |field: &str, value: String, reason: &str| ConfigError {
+        file: file.display().to_string(),
+        field: field.to_string(),
+        value,
+        reason: reason.to_string(),
+    };
+    let vm = &config.vm;
+    let uuid = config.uuid_and_version.uuid;
+    if uuid.is_nil() {
+        return Err(err("UUIDandVersion.UUID", uuid.to_string(), "a domain needs a UUID"));
+    }
+
+    let kind = match vm.virtualization_mode {
+        VmMode::PV => DomainKind::Pv,
+        VmMode::HVM | VmMode::FML | VmMode::LEGACY => DomainKind::Hvm,
+        VmMode::NOHYPER => {
+            return Err(err("VirtualizationMode", "4".into(), "NOHYPER (no hypervisor) cannot run as a Xen domain"));
+        }
+        VmMode(n) => {
+            return Err(err("VirtualizationMode", n.to_string(), "expected 0 (PV), 1 (HVM), 3 (FML) or 5 (LEGACY)"));
+        }
+    };
+
+    let kib_to_mib = |field: &str, kib: i64| -> Result<u64, ConfigError> {
+        u64::try_from(kib).map(|k| k.div_ceil(1024)).map_err(|_| err(field, kib.to_string(), "cannot be negative"))
+    };
+    if vm.memory <= 0 {
+        return Err(err("Memory", vm.memory.to_string(), "a domain needs memory (KiB)"));
+    }
+    let memory = kib_to_mib("Memory", vm.memory)?;
+    let max_memory = match vm.max_mem {
+        0 => None,
+        m if m < vm.memory => return Err(err("MaxMem", m.to_string(), "is less than Memory")),
+        m => Some(kib_to_mib("MaxMem", m)?),
+    };
+    let count = |field: &str, n: i64| -> Result<u32, ConfigError> {
+        u32::try_from(n).map_err(|_| err(field, n.to_string(), "must be 0 or more"))
+    };
+    let vcpus = count("VCpus", vm.vcpus)?.max(1);
+    let max_vcpus = match count("MaxCpus", vm.max_cpus)? {
+        0 => None,
+        m if m < vcpus => return Err(err("MaxCpus", m.to_string(), "is less than VCpus")),
+        m => Some(m),
+    };
+
+    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let kernel = non_empty(&vm.kernel);
+    let mut cmdline = Vec::new();
+    if kind == DomainKind::Pv {
+        cmdline.push("console=hvc0".to_string());
+        cmdline.push(format!("appuuid={uuid}"));
+    }
+    if kind == DomainKind::Pv || kernel.is_some() {
+        if let Some(root) = non_empty(&vm.root_dev) {
+            cmdline.push(format!("root={root}"));
+        }
+        if let Some(extra) = non_empty(&vm.extra_args) {
+            cmdline.push(extra);
+        }
+    }
+
+    let mut spec = DomainSpec::new(config.domain_name(), kind).uuid(uuid).memory_mib(memory).vcpus(vcpus);
+    spec.max_memory_mib = max_memory;
+    spec.max_vcpus = max_vcpus;
+    spec.kernel = kernel;
+    spec.ramdisk = non_empty(&vm.ramdisk);
+    spec.cmdline = (!cmdline.is_empty()).then(|| cmdline.join(" "));
+    spec.bootloader = non_empty(&vm.boot_loader);
+    spec.cpus = vm.cpus.0.clone();
+    spec.on_poweroff = ShutdownAction::Destroy;
+    spec.on_reboot = ShutdownAction::Restart;
+    spec.on_crash = ShutdownAction::Destroy;
+    if kind == DomainKind::Hvm {
+        spec.serial = Some("pty".into());
+        spec.boot_order = Some("dc".into());
+    }
+    if vm.enable_vnc {
+        spec.vnc = Some(VncSpec {
+            listen: Some("0.0.0.0".into()),
+            display: (vm.vnc_display != 0).then_some(vm.vnc_display),
+            password: non_empty(&vm.vnc_passwd),
+            find_unused: false,
+        });
+    }
+
+    let mut disks = Vec::new();
+    for (i, d) in config.disk_config_list.iter().enumerate() {
+        let field = |f: &str| format!("DiskConfigList[{i}].{f}");
+        if d.file_location.trim().is_empty() {
+            return Err(err(&field("FileLocation"), "\"\"".into(), "a disk needs its image file"));
+        }
+        let letter = u8::try_from(i).ok().filter(|&i| i < 26).map(|i| char::from(b'a' + i));
+        let Some(letter) = letter else {
+            return Err(err("DiskConfigList", format!("{} disks", config.disk_config_list.len()), "at most 26 disks"));
+        };
+        let vdev = format!("xvd{letter}");
+        let (format, cdrom) = match d.format {
+            Format::UNKNOWN | Format::RAW => (DiskFormat::Raw, false),
+            Format::QCOW => (DiskFormat::Qcow, false),
+            Format::QCOW2 => (DiskFormat::Qcow2, false),
+            Format::VHD => (DiskFormat::Vhd, false),
+            Format::ISO => (DiskFormat::Raw, true),
+            other => {
+                return Err(err(
+                    &field("Format"),
+                    other.0.to_string(),
+                    &format!("{} images cannot be given to a Xen guest", other.name()),
+                ));
+            }
+        };
+        let disk =
+            DiskSpec { format, cdrom, readonly: d.read_only || cdrom, ..DiskSpec::new(d.file_location.trim(), &vdev) };
+        spec.disks.push(disk);
+        disks.push(DiskStatus {
+            volume_key: d.volume_key.clone(),
+            read_only: d.read_only || cdrom,
+            file_location: d.file_location.clone(),
+            format: d.format,
+            mount_dir: d.mount_dir.clone(),
+            display_name: d.display_name.clone(),
+            devtype: if cdrom { "cdrom".into() } else { String::new() },
+            vdev,
+            wwn: d.wwn.clone(),
+            custom_meta: d.custom_meta.clone(),
+        });
+    }
+
+    for v in &config.vif_list {
+        spec.vifs.push(VifSpec {
+            bridge: non_empty(&v.bridge),
+            mac: v.mac.0.map(Mac),
+            vifname: non_empty(&v.vif),
+            mtu: (v.mtu != 0).then_some(u32::from(v.mtu)),
+            ..VifSpec::default()
+        });
+    }
+
+    if !config.io_adapter_list.is_empty() {
+        let names: Vec<&str> = config.io_adapter_list.iter().map(|a| a.name.as_str()).collect();
+        return Err(err(
+            "IoAdapterList",
+            format!("{names:?}"),
+            "passing physical adapters through needs the PhysicalIOAdapterList, which this daemon does not read yet",
+        ));
+    }
+
+    // The spec's own checks (names, sizes, kind rules), reported with EVE's field names.
+    spec.validate().map_err(|e| match e {
+        xenctl::Error::InvalidSpec { field, value, reason } => err(&eve_field(&field), format!("{value:?}"), &reason),
+        other => err("(config)", String::new(), &other.to_string()),
+    })?;
+    Ok(Translated { spec, disks })
+}
+
+/// Maps a DomainSpec field name back to the EVE field it came from.
+fn eve_field(spec_field: &str) -> String {
+    let (head, rest) = spec_field.split_once('[').map_or((spec_field, ""), |(h, r)| (h, r));
+    let eve = match head {
+        "name" => "DisplayName/AppNum",
+        "memory" => "Memory",
+        "maxmem" => "MaxMem",
+        "vcpus" => "VCpus",
+        "maxvcpus" => "MaxCpus",
+        "kernel" => "Kernel",
+        "ramdisk" => "Ramdisk",
+        "bootloader" => "BootLoader",
+        "cpus" => "CPUs",
+        "disks" => "DiskConfigList",
+        "vifs" => "VifList",
+        other => other,
+    };
+    if rest.is_empty() { eve.to_string() } else { format!("{eve}[{rest}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eve::{DiskConfig, GoMac, IoAdapter, UuidAndVersion, VifConfig, VmConfig};
+    use uuid::Uuid;
+
+    fn config() -> DomainConfig {
+        DomainConfig {
+            uuid_and_version: UuidAndVersion {
+                uuid: Uuid::parse_str("6ba7b810-9dad-11d1-80b4-00c04fd430c8").unwrap(),
+                version: "1".into(),
+            },
+            display_name: "web".into(),
+            activate: true,
+            app_num: 2,
+            vm: VmConfig {
+                kernel: "/k".into(),
+                memory: 130_000,
+                vcpus: 2,
+                root_dev: "/dev/xvda1".into(),
+                extra_args: "quiet".into(),
+                ..VmConfig::default()
+            },
+            disk_config_list: vec![
+                DiskConfig { file_location: "/v/root.qcow2".into(), format: Format::QCOW2, ..DiskConfig::default() },
+                DiskConfig { file_location: "/v/cd.iso".into(), format: Format::ISO, ..DiskConfig::default() },
+            ],
+            vif_list: vec![VifConfig {
+                bridge: "bn1".into(),
+                vif: "nbu1x2".into(),
+                mac: GoMac(Some([2, 0, 0, 0, 0, 1])),
+                mtu: 1400,
+                vif_order: 0,
+            }],
+            io_adapter_list: vec![],
+        }
+    }
+
+    fn t(c: &DomainConfig) -> Result<Translated, ConfigError> {
+        translate(c, Path::new("/run/zedmanager/DomainConfig/x.json"))
+    }
+
+    #[test]
+    fn translates_like_eves_xen_backend() {
+        let tr = t(&config()).unwrap();
+        let s = &tr.spec;
+        assert_eq!(s.name, "6ba7b810-9dad-11d1-80b4-00c04fd430c8.1.2");
+        assert_eq!((s.kind, s.memory_mib, s.vcpus, s.max_vcpus), (DomainKind::Pv, 127, 2, None));
+        assert_eq!(
+            s.cmdline.as_deref(),
+            Some("console=hvc0 appuuid=6ba7b810-9dad-11d1-80b4-00c04fd430c8 root=/dev/xvda1 quiet")
+        );
+        assert_eq!(s.disks[0].vdev, "xvda");
+        assert_eq!(s.disks[0].format, DiskFormat::Qcow2);
+        assert!(s.disks[1].cdrom && s.disks[1].readonly);
+        assert_eq!(tr.disks[1].devtype, "cdrom");
+        assert_eq!(tr.disks[1].vdev, "xvdb");
+        assert_eq!(s.vifs[0].vifname.as_deref(), Some("nbu1x2"));
+        assert_eq!(s.vifs[0].mtu, Some(1400));
+        assert_eq!(s.vifs[0].mac.map(|m| m.to_string()).as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(
+            (s.on_poweroff, s.on_reboot, s.on_crash),
+            (ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Destroy)
+        );
+    }
+
+    #[test]
+    fn hvm_modes_and_vnc() {
+        let mut c = config();
+        c.vm.virtualization_mode = VmMode::HVM;
+        c.vm.kernel.clear();
+        c.vm.enable_vnc = true;
+        c.vm.vnc_display = 3;
+        let s = t(&c).unwrap().spec;
+        assert_eq!((s.kind, s.serial.as_deref(), s.cmdline.as_deref()), (DomainKind::Hvm, Some("pty"), None));
+        assert_eq!(s.vnc.as_ref().and_then(|v| v.display), Some(3));
+        c.vm.virtualization_mode = VmMode::FML;
+        assert_eq!(t(&c).unwrap().spec.kind, DomainKind::Hvm);
+    }
+
+    #[test]
+    fn bad_values_name_file_field_and_value() {
+        type Mutation = Box<dyn Fn(&mut DomainConfig)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (Box::new(|c| c.vm.memory = 0), "x.json: Memory = 0: a domain needs memory"),
+            (Box::new(|c| c.vm.max_mem = 1000), "x.json: MaxMem = 1000: is less than Memory"),
+            (Box::new(|c| c.vm.vcpus = -1), "x.json: VCpus = -1: must be 0 or more"),
+            (Box::new(|c| c.vm.max_cpus = 1), "x.json: MaxCpus = 1: is less than VCpus"),
+            (Box::new(|c| c.vm.virtualization_mode = VmMode(9)), "x.json: VirtualizationMode = 9:"),
+            (Box::new(|c| c.vm.virtualization_mode = VmMode::NOHYPER), "VirtualizationMode = 4: NOHYPER"),
+            (
+                Box::new(|c| c.disk_config_list[1].format = Format::VMDK),
+                "x.json: DiskConfigList[1].Format = 5: VMDK images",
+            ),
+            (Box::new(|c| c.disk_config_list[0].file_location.clear()), "DiskConfigList[0].FileLocation"),
+            (Box::new(|c| c.vm.kernel.clear()), "x.json: Kernel = \"\": a PV guest needs a kernel or a bootloader"),
+            (Box::new(|c| c.vm.cpus.0 = vec![9999]), "x.json: CPUs = \"9999\""),
+            (Box::new(|c| c.uuid_and_version.uuid = Uuid::nil()), "UUIDandVersion.UUID"),
+            (
+                Box::new(|c| c.io_adapter_list = vec![IoAdapter { name: "eth1".into(), ..IoAdapter::default() }]),
+                "x.json: IoAdapterList = [\"eth1\"]",
+            ),
+        ];
+        for (mutate, want) in cases {
+            let mut c = config();
+            mutate(&mut c);
+            let e = t(&c).unwrap_err().to_string();
+            assert!(e.starts_with("/run/zedmanager/DomainConfig/") && e.contains(want), "{e}\n  wanted: {want}");
+        }
+    }
+}

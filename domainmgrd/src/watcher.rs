@@ -1,0 +1,204 @@
+//! Watches the config directory (and the settings file) with inotify and tells the supervisor
+//! which files changed or went away.
+//!
+//! Only completed files count: a file is reported when a writer closes it (`IN_CLOSE_WRITE`)
+//! or renames it into place (`IN_MOVED_TO`), never while it is being written, and only names of
+//! the form `<uuid>.json` (editors' swap and backup files, hidden and temporary files are
+//! ignored). Removals are reported as such; the supervisor waits a moment before believing them,
+//! because editors replace a file by moving it away and writing a new one.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::Sender;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+
+/// What the watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `<key>.json` was written or moved into place.
+    Config(String),
+    /// `<key>.json` was removed or moved away.
+    ConfigGone(String),
+    /// The settings file changed.
+    Settings,
+    /// Events were lost: rescan everything.
+    Rescan,
+}
+
+/// The key of a config file name (`<uuid>.json` → `<uuid>`), or `None` for any other file.
+pub fn config_key(name: &OsStr) -> Option<String> {
+    let name = name.to_str()?;
+    let key = name.strip_suffix(".json")?;
+    if key.starts_with('.') || key.parse::<uuid::Uuid>().is_err() {
+        return None;
+    }
+    Some(key.to_string())
+}
+
+/// The running watcher.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    wake_dir: PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Starts watching `config_dir` (and `settings_file`'s directory), reporting to `tx`.
+    /// `wake_dir` is a private directory used to wake the thread when stopping.
+    pub fn start(
+        config_dir: &Path,
+        settings_file: Option<&Path>,
+        wake_dir: &Path,
+        tx: Sender<Change>,
+    ) -> std::io::Result<Watcher> {
+        std::fs::create_dir_all(wake_dir)?;
+        let inotify = Inotify::init()?;
+        let config_wd = inotify.watches().add(
+            config_dir,
+            WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::DELETE
+                | WatchMask::DELETE_SELF,
+        )?;
+        let settings = match settings_file {
+            Some(file) => {
+                let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let wd = inotify.watches().add(dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
+                Some((wd, file.file_name().map(|n| n.to_os_string()).unwrap_or_default()))
+            }
+            None => None,
+        };
+        let wake_wd = inotify.watches().add(wake_dir, WatchMask::CREATE)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("config-watcher".into())
+            .spawn(move || run(inotify, config_wd, settings, wake_wd, thread_stop, tx))?;
+        Ok(Watcher { stop, wake_dir: wake_dir.to_path_buf(), thread: Some(thread) })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let poke = self.wake_dir.join(format!("stop-{}", std::process::id()));
+        let _ = std::fs::write(&poke, b"");
+        let _ = std::fs::remove_file(&poke);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut inotify: Inotify,
+    config_wd: WatchDescriptor,
+    settings: Option<(WatchDescriptor, std::ffi::OsString)>,
+    wake_wd: WatchDescriptor,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Change>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        let events = match inotify.read_events_blocking(&mut buffer) {
+            Ok(events) => events,
+            Err(e) => {
+                log::error!("reading inotify events failed: {e}; falling back to periodic rescans");
+                return;
+            }
+        };
+        for event in events {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let change = if event.mask.contains(EventMask::Q_OVERFLOW) {
+                Some(Change::Rescan)
+            } else if event.wd == wake_wd {
+                None
+            } else if event.wd == config_wd {
+                if event.mask.intersects(EventMask::DELETE_SELF | EventMask::IGNORED) {
+                    log::warn!("the config directory went away; relying on periodic rescans");
+                    Some(Change::Rescan)
+                } else {
+                    event.name.and_then(config_key).map(|key| {
+                        if event.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                            Change::ConfigGone(key)
+                        } else {
+                            Change::Config(key)
+                        }
+                    })
+                }
+            } else if settings
+                .as_ref()
+                .is_some_and(|(wd, name)| *wd == event.wd && event.name == Some(name.as_os_str()))
+            {
+                Some(Change::Settings)
+            } else {
+                None
+            };
+            if let Some(change) = change
+                && tx.send(change).is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const KEY: &str = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+
+    #[test]
+    fn only_uuid_json_names_are_configs() {
+        assert_eq!(config_key(OsStr::new(&format!("{KEY}.json"))), Some(KEY.to_string()));
+        for other in [
+            format!("{KEY}.json.tmp"),
+            format!(".{KEY}.json.swp"),
+            format!("{KEY}.json~"),
+            "4913".into(),
+            "web.json".into(),
+            format!(".{KEY}.json"),
+        ] {
+            assert_eq!(config_key(OsStr::new(&other)), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn reports_whole_files_renames_and_removals_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("DomainConfig");
+        std::fs::create_dir_all(&cfg).unwrap();
+        let settings = dir.path().join("settings.json");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let w = Watcher::start(&cfg, Some(&settings), &dir.path().join("wake"), tx).unwrap();
+        let next = || rx.recv_timeout(Duration::from_secs(5)).unwrap();
+
+        // A writer that writes in pieces is reported once, when it closes the file.
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(cfg.join(format!("{KEY}.json"))).unwrap();
+            f.write_all(b"{\"Disp").unwrap();
+            f.flush().unwrap();
+            f.write_all(b"layName\": \"x\"}").unwrap();
+        }
+        assert_eq!(next(), Change::Config(KEY.into()));
+        // An atomic replace: temp file written (ignored), renamed into place (reported).
+        std::fs::write(cfg.join(".tmp-123"), b"{}").unwrap();
+        std::fs::rename(cfg.join(".tmp-123"), cfg.join(format!("{KEY}.json"))).unwrap();
+        assert_eq!(next(), Change::Config(KEY.into()));
+        std::fs::write(&settings, b"{}").unwrap();
+        assert_eq!(next(), Change::Settings);
+        std::fs::remove_file(cfg.join(format!("{KEY}.json"))).unwrap();
+        assert_eq!(next(), Change::ConfigGone(KEY.into()));
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "nothing else");
+        w.stop();
+    }
+}

@@ -1,0 +1,156 @@
+//! A daemon on a simulated hypervisor in a temporary directory, driven through its config
+//! files and observed through its status files and the simulator.
+
+// Test support: a failed step panics, which is how a test fails.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domainmgrd::eve::{DomainStatus, SwState};
+use domainmgrd::files::Paths;
+use domainmgrd::sim::SimHypervisor;
+use domainmgrd::supervisor::{Daemon, Options, StartError};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Seconds of the test settings (small, so retries and timeouts happen within a test).
+pub const BOOT_RETRY: u64 = 1;
+pub const SHUTDOWN_TIMEOUT: u64 = 2;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sim: SimHypervisor,
+    pub daemon: Option<Daemon>,
+    pub flags: Vec<String>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let _ = env_logger::builder().is_test(true).try_init();
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            sim: SimHypervisor::new(),
+            daemon: None,
+            flags: vec![
+                format!("timer.boot.retry:{BOOT_RETRY}"),
+                format!("timer.domain.shutdown:{SHUTDOWN_TIMEOUT}"),
+                "timer.domain.destroy:2".into(),
+                "timer.domain.poll:1".into(),
+            ],
+        }
+    }
+
+    pub fn paths(&self) -> Paths {
+        Paths {
+            config_dir: self.dir.path().join("zedmanager"),
+            status_dir: self.dir.path().join("domainmgr"),
+            run_dir: self.dir.path().join("run"),
+        }
+    }
+
+    pub fn options(&self) -> Options {
+        let mut o = Options::new(self.paths());
+        o.config_flags = self.flags.clone();
+        o.removal_grace = Duration::from_millis(300);
+        o.rescan_interval = Duration::from_secs(2);
+        o
+    }
+
+    /// Starts a daemon on a new connection to the simulator.
+    pub fn try_start(&self) -> Result<Daemon, StartError> {
+        Daemon::start(self.options(), Arc::new(self.sim.client()))
+    }
+
+    pub fn start(&mut self) {
+        self.daemon = Some(self.try_start().unwrap());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.stop();
+        }
+    }
+
+    pub fn config_path(&self, uuid: Uuid) -> PathBuf {
+        self.paths().domain_config_dir().join(format!("{uuid}.json"))
+    }
+
+    /// Writes a config file as EVE's pubsub does: a temp file renamed into place.
+    pub fn write_config(&self, config: &Value) {
+        let uuid: Uuid = config["UUIDandVersion"]["UUID"].as_str().unwrap().parse().unwrap();
+        std::fs::create_dir_all(self.paths().domain_config_dir()).unwrap();
+        let tmp = self.paths().domain_config_dir().join(format!(".tmp-{uuid}"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        std::fs::rename(&tmp, self.config_path(uuid)).unwrap();
+    }
+
+    pub fn delete_config(&self, uuid: Uuid) {
+        std::fs::remove_file(self.config_path(uuid)).unwrap();
+    }
+
+    pub fn status(&self, uuid: Uuid) -> Option<DomainStatus> {
+        let bytes = std::fs::read(self.paths().status_file(&uuid.to_string())).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Waits until the status satisfies `want`.
+    pub fn wait_status(&self, uuid: Uuid, what: &str, want: impl Fn(&DomainStatus) -> bool) -> DomainStatus {
+        self.wait_status_within(uuid, what, Duration::from_secs(20), want)
+    }
+
+    pub fn wait_status_within(
+        &self,
+        uuid: Uuid,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&DomainStatus) -> bool,
+    ) -> DomainStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(uuid);
+            if let Some(s) = status.as_ref().filter(|s| want(s)) {
+                return s.clone();
+            }
+            assert!(Instant::now() < deadline, "waited {timeout:?} for {uuid} to be {what}; status now: {status:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_state(&self, uuid: Uuid, state: SwState) -> DomainStatus {
+        self.wait_status(uuid, state.name(), |s| s.state == state)
+    }
+
+    /// Waits until `check` holds.
+    pub fn wait_for(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "waited 20s for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A DomainConfig for a small PV guest with one disk and one vif, as EVE writes it.
+pub fn config(uuid: Uuid, name: &str, activate: bool) -> Value {
+    json!({
+        "UUIDandVersion": {"UUID": uuid.to_string(), "Version": "1"},
+        "DisplayName": name,
+        "Activate": activate,
+        "AppNum": (uuid.as_u128() % 1000) as i64 + 1,
+        "Kernel": "/persist/kernel", "Ramdisk": "", "Memory": 131072, "MaxMem": 0,
+        "VCpus": 1, "MaxCpus": 0, "RootDev": "/dev/xvda", "ExtraArgs": "", "BootLoader": "",
+        "CPUs": null, "VirtualizationMode": 0, "EnableVnc": false,
+        "DiskConfigList": [{"FileLocation": "/persist/img/root.img", "ReadOnly": false, "Format": 1}],
+        "VifList": [{"Bridge": "bn1", "Vif": format!("nbu{}", uuid.as_u128() % 1000), "Mac": "AhY+AAAB", "MTU": 1500}],
+        "IoAdapterList": null,
+        "SomeFieldFromANewerEve": {"ignored": true}
+    })
+}

@@ -1,0 +1,336 @@
+//! The domain lifecycle, driven through DomainConfig files against the simulated hypervisor:
+//! every transition of domain.rs's state machine and each injected fault.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use domainmgrd::eve::SwState;
+use domainmgrd::sim::{Behaviour, Fault, Op};
+use uuid::Uuid;
+use xenctl::{DomId, DomainState};
+
+#[test]
+fn config_in_boots_the_domain_and_reports_it_running() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+
+    let doms = env.sim.domains_of(uuid);
+    assert_eq!(doms.len(), 1);
+    let d = &doms[0];
+    assert_eq!(st.domain_id, d.domid.get());
+    assert!(d.state.is_live() && d.ever_unpaused);
+    assert_eq!(d.vif_offload_disabled, 1, "offloads are disabled on every vif before unpause");
+    assert_eq!(st.domain_name, format!("{uuid}.1.{}", st.app_num));
+    assert_eq!(d.spec.name, st.domain_name);
+    assert_eq!(d.spec.memory_mib, 128);
+    assert!(
+        d.spec
+            .cmdline
+            .as_deref()
+            .is_some_and(|c| c.contains(&format!("appuuid={uuid}")) && c.contains("root=/dev/xvda"))
+    );
+    assert_eq!(st.vif_list[0].vif_used, format!("nbu{}", uuid.as_u128() % 1000));
+    assert_eq!(st.disk_status_list[0].vdev, "xvda");
+    assert!(st.activated && st.boot_time.is_some() && !st.boot_failed);
+    assert_eq!((st.tried_count, st.error.error.as_str()), (1, ""));
+    assert_eq!(st.state_name, "RUNNING");
+    let cfg = std::fs::read_to_string(env.paths().xl_cfg_file(st.app_num)).unwrap();
+    assert!(cfg.contains(&format!("uuid = \"{uuid}\"")) && cfg.contains("disk = [ \"format=raw,vdev=xvda"), "{cfg}");
+}
+
+#[test]
+fn activate_false_is_installed_and_no_domain_is_made() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "idle", false));
+    let st = env.wait_state(uuid, SwState::INSTALLED);
+    assert!(!st.activated);
+    assert!(env.sim.domains_of(uuid).is_empty());
+    assert_eq!(env.sim.calls(Op::Create), 0);
+}
+
+#[test]
+fn deactivate_shuts_down_gracefully_then_halted() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    env.wait_state(uuid, SwState::RUNNING);
+    env.write_config(&config(uuid, "web", false));
+    let st = env.wait_state(uuid, SwState::HALTED);
+    assert_eq!((st.domain_id, st.activated, st.error.error.as_str()), (0, false, ""));
+    assert!(env.sim.domains_of(uuid).is_empty());
+    assert_eq!(env.sim.calls(Op::Shutdown), 1);
+    assert_eq!(env.sim.calls(Op::Destroy), 1, "the shut-down domain is destroyed to release it");
+}
+
+#[test]
+fn a_guest_ignoring_shutdown_is_destroyed_after_the_timeout() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.sim.set_behaviour(uuid, Behaviour { honours_shutdown: false, ..Behaviour::default() });
+    env.write_config(&config(uuid, "stubborn", true));
+    env.wait_state(uuid, SwState::RUNNING);
+    env.write_config(&config(uuid, "stubborn", false));
+    env.wait_state(uuid, SwState::HALTING);
+    assert_eq!(env.sim.domains_of(uuid).len(), 1, "it gets timer.domain.shutdown to comply");
+    env.wait_state(uuid, SwState::HALTED);
+    assert!(env.sim.domains_of(uuid).is_empty());
+}
+
+#[test]
+fn a_guest_without_pv_drivers_gets_the_acpi_power_button() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.sim.set_behaviour(uuid, Behaviour { pv_drivers: false, ..Behaviour::default() });
+    let mut cfg = config(uuid, "hvm", true);
+    cfg["VirtualizationMode"] = 1.into();
+    env.write_config(&cfg);
+    env.wait_state(uuid, SwState::RUNNING);
+    cfg["Activate"] = false.into();
+    env.write_config(&cfg);
+    env.wait_state(uuid, SwState::HALTED);
+    assert_eq!((env.sim.calls(Op::Shutdown), env.sim.calls(Op::PowerButton)), (1, 1));
+}
+
+#[test]
+fn a_deleted_config_halts_the_domain_and_removes_everything() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    env.delete_config(uuid);
+    env.wait_for("the status file to go", || env.status(uuid).is_none());
+    assert!(env.sim.domains_of(uuid).is_empty());
+    assert!(!env.paths().xl_cfg_file(st.app_num).exists());
+    assert!(env.paths().marked_uuids().is_empty());
+}
+
+#[test]
+fn a_failed_create_is_halted_with_the_error_and_retried() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.sim.inject(uuid, Fault { op: Op::Create, count: 1 });
+    env.write_config(&config(uuid, "flaky", true));
+    let st = env.wait_status(uuid, "HALTED with BootFailed", |s| s.state == SwState::HALTED && s.boot_failed);
+    assert!(st.error.error.contains("create of domain") && st.error.error.contains("ERROR_FAIL"), "{}", st.error.error);
+    assert!(st.error.error_time.is_some());
+    assert_eq!(st.error.error_retry_condition, format!("retry in {BOOT_RETRY} s"));
+    assert_eq!(st.tried_count, 1);
+    assert!(env.sim.domains_of(uuid).is_empty());
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    assert_eq!((st.tried_count, st.boot_failed, st.error.error.as_str()), (2, false, ""));
+}
+
+#[test]
+fn a_failure_after_create_destroys_the_domain() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.sim.inject(uuid, Fault { op: Op::Unpause, count: 1 });
+    env.write_config(&config(uuid, "flaky", true));
+    let st = env.wait_status(uuid, "boot failure", |s| s.boot_failed);
+    assert!(st.error.error.contains("unpause"), "{}", st.error.error);
+    assert!(env.sim.domains_of(uuid).is_empty(), "no half-created domain is left");
+    env.wait_state(uuid, SwState::RUNNING);
+    assert_eq!(env.sim.domains_of(uuid).len(), 1);
+}
+
+#[test]
+fn guest_poweroff_is_halted_then_booted_again_after_the_retry_timer() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.guest_poweroff(DomId::new(first.domain_id));
+    let halted = env.wait_state(uuid, SwState::HALTED);
+    assert_eq!((halted.domain_id, halted.error.error.as_str()), (0, ""));
+    let again =
+        env.wait_status(uuid, "running again", |s| s.state == SwState::RUNNING && s.domain_id != first.domain_id);
+    assert!(again.domain_id > first.domain_id);
+}
+
+#[test]
+fn guest_reboot_recreates_it_with_a_new_domid() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.guest_reboot(DomId::new(first.domain_id));
+    let again = env.wait_status_within(uuid, "rebooted", Duration::from_secs(5), |s| {
+        s.state == SwState::RUNNING && s.domain_id > first.domain_id
+    });
+    assert_eq!(env.sim.domains_of(uuid).len(), 1);
+    assert_eq!(again.error.error, "");
+    assert!(env.sim.info_of(first.domain_id).is_none());
+}
+
+#[test]
+fn guest_crash_is_halted_with_an_error_and_retried() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.guest_crash(DomId::new(first.domain_id));
+    let st = env.wait_state(uuid, SwState::HALTED);
+    assert_eq!(st.error.error, format!("domain {} crashed", first.domain_id));
+    let again = env.wait_state(uuid, SwState::RUNNING);
+    assert!(again.domain_id > first.domain_id);
+    assert_eq!(again.error.error, "", "a successful boot clears the error");
+}
+
+#[test]
+fn a_domain_destroyed_outside_the_daemon_is_reported_and_retried() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.external_destroy(DomId::new(first.domain_id));
+    let st = env.wait_state(uuid, SwState::HALTED);
+    assert!(st.error.error.contains("destroyed outside domainmgrd"), "{}", st.error.error);
+    env.wait_status(uuid, "running again", |s| s.state == SwState::RUNNING && s.domain_id > first.domain_id);
+}
+
+#[test]
+fn invalid_values_are_an_error_in_the_status_naming_file_field_and_value() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    let mut cfg = config(uuid, "bad", true);
+    cfg["DiskConfigList"][0]["Format"] = 5.into();
+    env.write_config(&cfg);
+    let st = env.wait_status(uuid, "config failure", |s| s.config_failed);
+    let file = env.config_path(uuid);
+    assert_eq!(
+        st.error.error,
+        format!("{}: DiskConfigList[0].Format = 5: VMDK images cannot be given to a Xen guest", file.display())
+    );
+    assert_eq!(st.state, SwState::INSTALLED);
+    assert_eq!(env.sim.calls(Op::Create), 0);
+    // Fixing the file clears the error and boots it.
+    env.write_config(&config(uuid, "bad", true));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    assert!(!st.config_failed && st.error.error.is_empty());
+}
+
+#[test]
+fn an_unreadable_file_keeps_the_running_domain_and_says_why() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    // A writer that is not atomic, caught half-way (closed after the first part).
+    std::fs::write(env.config_path(uuid), b"{\"UUIDandVersion\": {\"UUID\": ").unwrap();
+    let st = env.wait_status(uuid, "an error", |s| !s.error.error.is_empty());
+    assert!(st.error.error.contains("not a valid DomainConfig"), "{}", st.error.error);
+    assert_eq!((st.state, st.domain_id), (SwState::RUNNING, first.domain_id));
+    env.write_config(&config(uuid, "web", true));
+    let st = env.wait_status(uuid, "the error cleared", |s| s.error.error.is_empty());
+    assert_eq!(st.domain_id, first.domain_id, "the same config again does not restart it");
+}
+
+#[test]
+fn a_file_whose_uuid_does_not_match_its_name_is_refused() {
+    let mut env = Env::new();
+    env.start();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let cfg = config(b, "liar", true);
+    std::fs::create_dir_all(env.paths().domain_config_dir()).unwrap();
+    std::fs::write(env.config_path(a), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let st = env.wait_status(a, "an error", |s| !s.error.error.is_empty());
+    assert!(st.error.error.contains("does not match the file name"), "{}", st.error.error);
+    assert!(env.sim.domains().is_empty());
+}
+
+#[test]
+fn editor_and_temp_files_are_never_read_and_an_editor_replace_is_not_a_delete() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    let dir = env.paths().domain_config_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for junk in [format!(".{uuid}.json.swp"), format!("{uuid}.json~"), "4913".into(), format!("{uuid}.json.tmp")] {
+        std::fs::write(dir.join(junk), b"{ not json").unwrap();
+    }
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    assert_eq!(
+        std::fs::read_dir(env.paths().domain_status_dir()).unwrap().count(),
+        1,
+        "only the real config has a status"
+    );
+    // vim-style save: move the file away, write the new one.
+    std::fs::rename(env.config_path(uuid), dir.join(format!("{uuid}.json~"))).unwrap();
+    env.write_config(&config(uuid, "web-renamed", true));
+    let st = env.wait_status(uuid, "renamed", |s| s.display_name == "web-renamed");
+    std::thread::sleep(Duration::from_millis(600)); // past the removal grace
+    let st2 = env.status(uuid).unwrap();
+    assert_eq!((st.domain_id, st2.domain_id, st2.state), (first.domain_id, first.domain_id, SwState::RUNNING));
+}
+
+#[test]
+fn reactivation_after_halt_resets_the_tries() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    env.wait_state(uuid, SwState::RUNNING);
+    env.write_config(&config(uuid, "web", false));
+    env.wait_state(uuid, SwState::HALTED);
+    env.write_config(&config(uuid, "web", true));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    assert_eq!(st.tried_count, 1);
+}
+
+#[test]
+fn settings_come_from_a_file_and_flags_win() {
+    let mut env = Env::new();
+    let file = env.dir.path().join("global.json");
+    std::fs::write(
+        &file,
+        r#"{"GlobalSettings": {"timer.boot.retry": {"IntValue": 3600}, "timer.domain.shutdown": {"IntValue": 9}}}"#,
+    )
+    .unwrap();
+    let mut options = env.options();
+    options.settings_file = Some(file.clone());
+    options.config_flags = vec!["timer.domain.shutdown:1".into()];
+    let daemon = domainmgrd::supervisor::Daemon::start(options.clone(), std::sync::Arc::new(env.sim.client())).unwrap();
+    let uuid = Uuid::new_v4();
+    env.sim.inject(uuid, Fault { op: Op::Create, count: 1 });
+    env.write_config(&config(uuid, "slow-retry", true));
+    let st = env.wait_status(uuid, "failed", |s| s.boot_failed);
+    assert_eq!(st.error.error_retry_condition, "retry in 3600 s", "the file's retry timer");
+    daemon.stop();
+    // A bad settings file stops the start with a message naming it.
+    std::fs::write(&file, r#"{"timer.boot.retry": "soon"}"#).unwrap();
+    let err = domainmgrd::supervisor::Daemon::start(options, std::sync::Arc::new(env.sim.client())).unwrap_err();
+    assert!(err.to_string().contains("global.json: timer.boot.retry = \"soon\""), "{err}");
+    env.daemon = None;
+}
+
+#[test]
+fn paused_domains_from_an_operator_are_reported_paused() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.write_config(&config(uuid, "web", true));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.operator_pause(DomId::new(st.domain_id));
+    env.wait_state(uuid, SwState::PAUSED);
+    assert_eq!(env.sim.domains_of(uuid)[0].state, DomainState::Paused);
+}
