@@ -6,7 +6,7 @@
 //!   INSTALLED/HALTED ─────────> (BOOTING) ───────────────────────────────────> RUNNING
 //!        ^   ^  failure: HALTED + BootFailed + error, retry after timer.boot.retry │
 //!        │   └────────────────────────────────────────────────────────────────────┤
-//!        │      guest poweroff / crash (on_crash=destroy): destroy → HALTED,      │
+//!        │      guest poweroff / crash (on_crash=destroy): HALTED, then destroy;  │
 //!        │      retried after timer.boot.retry while still wanted                 │
 //!        │      guest reboot (on_reboot=restart): destroy → create again ─────────┤
 //!        │      deactivate / delete: shutdown request (or ACPI power button)      │
@@ -479,6 +479,15 @@ impl Domain {
 
     fn destroy(&mut self, domid: DomId, then: AfterDeath) {
         let settings = self.settings();
+        // Say what is happening before the (slow: device teardown runs hotplug scripts) destroy:
+        // a guest that stopped on its own is reported HALTED now, not when the teardown ends.
+        self.phase = Phase::Halting {
+            domid,
+            stage: HaltStage::Destroyed,
+            deadline: Instant::now() + settings.destroy_timeout,
+            then,
+        };
+        self.publish();
         match self.shared.hv.destroy(domid) {
             Ok(()) => {
                 self.phase = Phase::Halting {
@@ -675,7 +684,12 @@ impl Domain {
             Phase::Idle { halted: true } | Phase::Preserved { .. } => SwState::HALTED,
             Phase::Running { paused: false, .. } => SwState::RUNNING,
             Phase::Running { paused: true, .. } => SwState::PAUSED,
-            Phase::Halting { .. } => SwState::HALTING,
+            // A halt we asked for is HALTING until the domain is gone; a guest that stopped on
+            // its own is HALTED at once (the destroy that follows is housekeeping), and one that
+            // rebooted is BOOTING.
+            Phase::Halting { then: AfterDeath::Halted, .. } => SwState::HALTING,
+            Phase::Halting { then: AfterDeath::GuestStopped | AfterDeath::Saved, .. } => SwState::HALTED,
+            Phase::Halting { then: AfterDeath::Reboot, .. } => SwState::BOOTING,
             Phase::Broken { .. } => SwState::BROKEN,
         };
         self.status.config_failed = self.config_error.is_some();

@@ -154,8 +154,8 @@ fn guest_poweroff_is_halted_then_booted_again_after_the_retry_timer() {
     env.write_config(&config(uuid, "web", true));
     let first = env.wait_state(uuid, SwState::RUNNING);
     env.sim.guest_poweroff(DomId::new(first.domain_id));
-    let halted = env.wait_state(uuid, SwState::HALTED);
-    assert_eq!((halted.domain_id, halted.error.error.as_str()), (0, ""));
+    let halted = env.wait_status(uuid, "HALTED and released", |s| s.state == SwState::HALTED && s.domain_id == 0);
+    assert_eq!(halted.error.error, "");
     let again =
         env.wait_status(uuid, "running again", |s| s.state == SwState::RUNNING && s.domain_id != first.domain_id);
     assert!(again.domain_id > first.domain_id);

@@ -43,8 +43,9 @@ pub enum DomainEvent {
         /// Why.
         reason: ShutdownReason,
     },
-    /// The domain is gone. A domain destroyed without shutting down reports only this. The
-    /// last event of a watch.
+    /// The domain is dying or gone: it will never run again and its id is not reused, though
+    /// Xen may still list it (state dying) while it frees its memory. A domain destroyed
+    /// without shutting down reports only this. The last event of a watch.
     Death {
         /// The domain.
         domid: DomId,

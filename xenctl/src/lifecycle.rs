@@ -102,8 +102,8 @@ impl Context {
     }
 
     /// Destroys the domain at once, whatever it is doing, and tears down its devices. Returns
-    /// when libxl is done; the domain may linger as "dying" while Xen frees its memory, and a
-    /// [`DomainEvent::Death`] follows.
+    /// when libxl is done; the domain may linger as "dying" while Xen frees its memory (its name
+    /// is free already), and a [`DomainEvent::Death`] follows.
     pub fn destroy(&self, domid: DomId) -> Result<()> {
         refuse_dom0(domid, "destroy")?;
         // SAFETY: ctx is live; synchronous call.
