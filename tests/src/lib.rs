@@ -209,3 +209,136 @@ impl Drop for DomainGuard {
         }
     }
 }
+
+/// A domainmgrd process in dom0, with its own directories under `/tmp`.
+#[derive(Debug)]
+pub struct DaemonProcess {
+    /// The process.
+    pub child: Option<std::process::Child>,
+    /// Its root: `zedmanager/`, `domainmgr/`, `run/`, `daemon.log`.
+    pub root: PathBuf,
+    /// Its extra `--config` flags.
+    pub flags: Vec<String>,
+}
+
+impl DaemonProcess {
+    /// The binary: `$DOMAINMGRD`, else `domainmgrd` beside this test program.
+    pub fn binary() -> PathBuf {
+        std::env::var_os("DOMAINMGRD").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("domainmgrd"))).unwrap_or_default()
+        })
+    }
+
+    /// A daemon rooted at `/tmp/<name>` (not started).
+    pub fn new(name: &str, flags: &[&str]) -> DaemonProcess {
+        let root = PathBuf::from(format!("/tmp/{name}"));
+        let _ = std::fs::remove_dir_all(&root);
+        DaemonProcess { child: None, root, flags: flags.iter().map(|f| f.to_string()).collect() }
+    }
+
+    /// Starts it (again).
+    pub fn start(&mut self) -> TestResult {
+        std::fs::create_dir_all(&self.root).ctx("create daemon root")?;
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).ctx("log")?;
+        let mut cmd = Command::new(Self::binary());
+        cmd.arg(format!("--config-dir={}", self.root.join("zedmanager").display()))
+            .arg(format!("--status-dir={}", self.root.join("domainmgr").display()))
+            .arg(format!("--run-dir={}", self.root.join("run").display()));
+        for f in &self.flags {
+            cmd.arg(format!("--config={f}"));
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().ctx("log")?)
+            .stderr(log)
+            .spawn()
+            .ctx(&format!("start {}", Self::binary().display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills it with SIGKILL (as a crash would) and reaps it.
+    pub fn kill9(&mut self) -> TestResult {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ctx("kill -9")?;
+            c.wait().ctx("wait")?;
+        }
+        Ok(())
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit; its exit status.
+    pub fn terminate(&mut self) -> TestResult<std::process::ExitStatus> {
+        let mut c = self.child.take().ok_or("not running")?;
+        run("kill", &["-TERM", &c.id().to_string()])?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().ctx("wait")? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return Err("domainmgrd did not exit within 30 s of SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Writes a DomainConfig as EVE does (temp file renamed into place).
+    pub fn write_config(&self, config: &serde_json::Value) -> TestResult {
+        let uuid = config["UUIDandVersion"]["UUID"].as_str().ok_or("config without UUID")?;
+        let dir = self.root.join("zedmanager/DomainConfig");
+        std::fs::create_dir_all(&dir).ctx("config dir")?;
+        let tmp = dir.join(format!(".{uuid}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(config).ctx("json")?).ctx("write config")?;
+        std::fs::rename(&tmp, dir.join(format!("{uuid}.json"))).ctx("rename config")
+    }
+
+    /// The status file of `uuid`, parsed.
+    pub fn status(&self, uuid: &str) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.root.join(format!("domainmgr/DomainStatus/{uuid}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Waits until the status satisfies `want`, with the daemon's log tail on failure.
+    pub fn wait_status(
+        &self,
+        uuid: &str,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> TestResult<serde_json::Value> {
+        wait_until(what, timeout, || self.status(uuid).filter(|s| want(s))).map_err(|e| {
+            let log = std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default();
+            format!("{e}; status: {:?}\ndaemon log tail:\n{}", self.status(uuid), tail(&log, 20))
+        })
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A DomainConfig (EVE JSON) for the box's test guest, with a vif on the box's bridge.
+pub fn eve_config(uuid: &str, name: &str, app_num: u32, activate: bool, xenbox_args: &str) -> serde_json::Value {
+    serde_json::json!({
+        "UUIDandVersion": {"UUID": uuid, "Version": "1"},
+        "DisplayName": name,
+        "Activate": activate,
+        "AppNum": app_num,
+        "Kernel": env_path("XENBOX_GUEST_KERNEL", "/var/lib/xenbox/vmlinux"),
+        "Ramdisk": env_path("XENBOX_GUEST_RAMDISK", "/var/lib/xenbox/domU-initrd.cpio.gz"),
+        "Memory": 131072,
+        "VCpus": 1,
+        "ExtraArgs": format!("loglevel=4 {xenbox_args}"),
+        "VirtualizationMode": 0,
+        "DiskConfigList": null,
+        "VifList": [{"Bridge": env_path("XENBOX_BRIDGE", "xenbr0"), "Vif": format!("nbu{app_num}"), "MTU": 1500}],
+        "IoAdapterList": null
+    })
+}

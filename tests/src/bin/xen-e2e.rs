@@ -36,6 +36,9 @@ fn main() {
         ("xl_save_image_is_restored_by_xenctl", restore_of_an_xl_image),
         ("xl_disk_spec_disk_appears_in_guest", disk_from_xl_spec),
         ("errors_name_operation_domain_and_code", errors_are_specific),
+        ("daemon_config_in_running_with_real_domid_then_deactivate_halts", daemon_runs_and_halts),
+        ("daemon_reports_a_guest_poweroff_as_halted", daemon_sees_guest_poweroff),
+        ("daemon_kill9_and_restart_leave_the_guest_untouched", daemon_kill9_restart),
     ];
     let ctx = match Context::open() {
         Ok(ctx) => ctx,
@@ -174,8 +177,17 @@ fn graceful_shutdown_events(ctx: &Context) -> TestResult {
     guard.disarm();
     let ev = watch.recv_timeout(EVENT).ok_or("no death event after destroy")?;
     ensure(ev == DomainEvent::Death { domid }, || format!("second event {ev:?}"))?;
-    ensure(matches!(ctx.info(domid), Err(Error::DomainNotFound { .. })), || "domain still there".into())?;
+    ensure(dying_or_gone(ctx, domid), || "domain still there after its death event".into())?;
     ensure(!xl_list()?.iter().any(|r| r.name == name), || "xl still lists it".into())
+}
+
+/// After a death event a domain is gone, or listed as dying while Xen frees its memory.
+fn dying_or_gone(ctx: &Context, domid: DomId) -> bool {
+    match ctx.info(domid) {
+        Err(Error::DomainNotFound { .. }) => true,
+        Ok(info) => info.state == DomainState::Dying,
+        Err(_) => false,
+    }
 }
 
 fn ignored_shutdown_then_destroy(ctx: &Context) -> TestResult {
@@ -191,7 +203,7 @@ fn ignored_shutdown_then_destroy(ctx: &Context) -> TestResult {
     ctx.destroy(domid).ctx("destroy")?;
     guard.disarm();
     watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Death { .. })).ok_or("no death event")?;
-    ensure(matches!(ctx.info(domid), Err(Error::DomainNotFound { .. })), || "still exists".into())?;
+    ensure(dying_or_gone(ctx, domid), || "still running after its death event".into())?;
     ensure(!xl_list()?.iter().any(|r| r.name == name), || "xl still lists it".into())
 }
 
@@ -369,4 +381,92 @@ fn errors_are_specific(ctx: &Context) -> TestResult {
     ensure(err.libxl_code().is_some(), || format!("{err}"))?;
     let tty = ctx.console_tty(guard.domid()).ctx("console_tty")?;
     ensure(tty.starts_with("/dev/pts/") && tty.exists(), || format!("console tty {tty:?}"))
+}
+
+const RUNNING: u64 = 115;
+const HALTED: u64 = 119;
+
+fn state_is(want: u64) -> impl Fn(&serde_json::Value) -> bool {
+    move |s| s["State"].as_u64() == Some(want)
+}
+
+fn daemon_runs_and_halts(_ctx: &Context) -> TestResult {
+    let mut daemon = DaemonProcess::new("dm-run", &["timer.domain.shutdown:20"]);
+    daemon.start()?;
+    let uuid = xenctl::Uuid::new_v4().to_string();
+    daemon.write_config(&eve_config(&uuid, "dm-run", 101, true, "xenbox.marker=from-domainmgrd"))?;
+    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
+    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+    let domid = st["DomainId"].as_u64().unwrap_or_default();
+    let oracle = xl(&["domid", &name])?;
+    ensure(oracle.trim() == domid.to_string(), || format!("status DomainId {domid}, xl domid {name} says {oracle}"))?;
+    wait_console(&name, "XENBOX-MARKER from-domainmgrd", BOOT)?;
+    ensure(st["VifList"][0]["VifUsed"] == "nbu101", || format!("VifList {}", st["VifList"]))?;
+    for key in VIF_OFFLOAD_FEATURES {
+        let v = run("xenstore-read", &[&format!("/local/domain/0/backend/vif/{domid}/0/{key}")])?;
+        ensure(v.trim() == "0", || format!("{key} = {v}"))?;
+    }
+    let cfg = std::fs::read_to_string(daemon.root.join("domainmgr/xen/xen101.cfg")).ctx("xen101.cfg")?;
+    ensure(cfg.contains(&format!("name = \"{name}\"")), || cfg.clone())?;
+
+    daemon.write_config(&eve_config(&uuid, "dm-run", 101, false, "xenbox.marker=from-domainmgrd"))?;
+    let st = daemon.wait_status(&uuid, "HALTED", EVENT, state_is(HALTED))?;
+    ensure(st["DomainId"] == 0 && st["Activated"] == false, || format!("{st}"))?;
+    ensure(!xl_list()?.iter().any(|r| r.name == name), || format!("{name} is still in xl list"))?;
+    ensure(console_text(&name).contains("XENBOX-GUEST-POWEROFF"), || "the guest was not shut down gracefully".into())?;
+    let status = daemon.terminate()?;
+    ensure(status.success(), || format!("domainmgrd exited {status} on SIGTERM"))
+}
+
+fn daemon_sees_guest_poweroff(ctx: &Context) -> TestResult {
+    let mut daemon = DaemonProcess::new("dm-poweroff", &["timer.boot.retry:3600"]);
+    daemon.start()?;
+    let uuid = xenctl::Uuid::new_v4().to_string();
+    daemon.write_config(&eve_config(&uuid, "dm-poweroff", 102, true, ""))?;
+    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
+    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+    let domid = DomId::new(st["DomainId"].as_u64().unwrap_or_default() as u32);
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    // The guest powers off (asked from outside the daemon, as if from inside the guest).
+    let watch = ctx.watch_domain(domid).ctx("watch")?;
+    xl(&["shutdown", &domid.to_string()])?;
+    watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Shutdown { .. })).ok_or("no shutdown event")?;
+    let seen = Instant::now();
+    daemon.wait_status(&uuid, "HALTED", Duration::from_secs(20), state_is(HALTED))?;
+    println!("    guest poweroff -> HALTED status in {:?}", seen.elapsed());
+    wait_until("the powered-off domain to be released", EVENT, || dying_or_gone(ctx, domid).then_some(()))?;
+    let st = daemon.wait_status(&uuid, "DomainId 0", EVENT, |s| s["DomainId"] == 0)?;
+    ensure(st["State"].as_u64() == Some(HALTED), || format!("{st}"))
+}
+
+fn daemon_kill9_restart(ctx: &Context) -> TestResult {
+    let mut daemon = DaemonProcess::new("dm-kill", &[]);
+    daemon.start()?;
+    let uuid = xenctl::Uuid::new_v4().to_string();
+    daemon.write_config(&eve_config(&uuid, "dm-kill", 103, true, ""))?;
+    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
+    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+    let domid = DomId::new(st["DomainId"].as_u64().unwrap_or_default() as u32);
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let cpu_before = ctx.info(domid).ctx("info")?.cpu_time_ns;
+
+    daemon.kill9()?;
+    let after_kill = ctx.info(domid).ctx("info after kill -9")?;
+    ensure(after_kill.state.is_live(), || format!("after kill -9 the guest is {}", after_kill.state))?;
+
+    daemon.start()?;
+    let st = daemon.wait_status(&uuid, "RUNNING again", BOOT, |s| {
+        state_is(RUNNING)(s)
+            && daemon.root.join("daemon.log").exists()
+            && std::fs::read_to_string(daemon.root.join("daemon.log")).is_ok_and(|l| l.contains("adopted"))
+    })?;
+    ensure(st["DomainId"].as_u64() == Some(u64::from(domid.get())), || format!("DomainId changed: {st}"))?;
+    let info = ctx.info(domid).ctx("info after restart")?;
+    ensure(info.state.is_live() && info.cpu_time_ns >= cpu_before, || format!("{info:?}"))?;
+    let ups = console_text(&name).matches("XENBOX-GUEST-UP").count();
+    ensure(ups == 1, || format!("the guest booted {ups} times"))?;
+    // SIGTERM leaves it running too.
+    daemon.terminate()?;
+    ensure(ctx.info(domid).ctx("info after SIGTERM")?.state.is_live(), || "stopped by SIGTERM".into())?;
+    ctx.destroy(domid).ctx("cleanup")
 }

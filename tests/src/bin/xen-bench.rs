@@ -1,0 +1,155 @@
+//! Benchmarks on real Xen in the box, domainmgrd side by side with `xl` in one boot:
+//! one guest from config file to RUNNING vs `xl create`, four guests at once vs four `xl create`
+//! in a row, and a guest's poweroff to the HALTED status file. Prints a Markdown table.
+//!
+//! Run with `scripts/bench-box.sh` (it builds release binaries and boots the box).
+
+use std::time::{Duration, Instant};
+
+use xen_tests::*;
+use xenctl::{Context, DomId, DomainEvent};
+
+const ROUNDS: usize = 3;
+const LONG: Duration = Duration::from_secs(120);
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn fmt(v: &[Duration]) -> String {
+    let min = v.iter().min().copied().unwrap_or_default();
+    let max = v.iter().max().copied().unwrap_or_default();
+    format!("{:.2} s (min {:.2}, max {:.2})", median(v.to_vec()).as_secs_f64(), min.as_secs_f64(), max.as_secs_f64())
+}
+
+fn xl_cfg(name: &str) -> TestResult<String> {
+    let path = format!("/tmp/{name}.cfg");
+    let text = format!(
+        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4\"\nmemory = 128\nvcpus = 1\nvif = [ \"bridge=xenbr0\" ]\n",
+        std::env::var("XENBOX_GUEST_KERNEL").unwrap_or_default(),
+        std::env::var("XENBOX_GUEST_RAMDISK").unwrap_or_default()
+    );
+    std::fs::write(&path, text).ctx("write xl cfg")?;
+    Ok(path)
+}
+
+fn gone(ctx: &Context, name: &str) -> TestResult {
+    wait_until(&format!("{name} to be gone"), LONG, || ctx.domid_of(name).ok().flatten().is_none().then_some(()))
+}
+
+fn main() -> Result<(), String> {
+    let ctx = Context::open().ctx("open")?;
+    let mut daemon = DaemonProcess::new("bench-dm", &["timer.boot.retry:3600", "timer.domain.shutdown:30"]);
+    daemon.start()?;
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    // 1. One guest: xl create vs config file -> RUNNING (and both to the guest's READY line).
+    let (mut xl_ret, mut xl_ready, mut dm_run, mut dm_ready) = (vec![], vec![], vec![], vec![]);
+    for r in 0..ROUNDS {
+        let name = format!("bench-xl-{r}");
+        let cfg = xl_cfg(&name)?;
+        let t = Instant::now();
+        xl(&["create", &cfg])?;
+        xl_ret.push(t.elapsed());
+        wait_console(&name, "XENBOX-GUEST-READY", LONG)?;
+        xl_ready.push(t.elapsed());
+        xl(&["destroy", &name])?;
+        gone(&ctx, &name)?;
+
+        let uuid = xenctl::Uuid::new_v4().to_string();
+        let app = 200 + r as u32;
+        let t = Instant::now();
+        daemon.write_config(&eve_config(&uuid, "bench", app, true, ""))?;
+        let st = daemon.wait_status(&uuid, "RUNNING", LONG, |s| s["State"] == 115)?;
+        dm_run.push(t.elapsed());
+        let dname = st["DomainName"].as_str().unwrap_or_default().to_string();
+        wait_console(&dname, "XENBOX-GUEST-READY", LONG)?;
+        dm_ready.push(t.elapsed());
+        daemon.write_config(&eve_config(&uuid, "bench", app, false, ""))?;
+        daemon.wait_status(&uuid, "HALTED", LONG, |s| s["State"] == 119)?;
+        gone(&ctx, &dname)?;
+    }
+    rows.push(("one guest: `xl create` returns".into(), fmt(&xl_ret)));
+    rows.push(("one guest: config file in -> status RUNNING".into(), fmt(&dm_run)));
+    rows.push(("one guest: `xl create` -> guest READY".into(), fmt(&xl_ready)));
+    rows.push(("one guest: config file in -> guest READY".into(), fmt(&dm_ready)));
+
+    // 2. Four guests: four xl create in a row vs four configs at once.
+    let (mut xl4, mut dm4) = (vec![], vec![]);
+    for r in 0..ROUNDS {
+        let names: Vec<String> = (0..4).map(|i| format!("bench4-xl-{r}-{i}")).collect();
+        let t = Instant::now();
+        for n in &names {
+            xl(&["create", &xl_cfg(n)?])?;
+        }
+        for n in &names {
+            wait_console(n, "XENBOX-GUEST-READY", LONG)?;
+        }
+        xl4.push(t.elapsed());
+        for n in &names {
+            xl(&["destroy", n])?;
+            gone(&ctx, n)?;
+        }
+
+        let uuids: Vec<String> = (0..4).map(|_| xenctl::Uuid::new_v4().to_string()).collect();
+        let t = Instant::now();
+        for (i, u) in uuids.iter().enumerate() {
+            daemon.write_config(&eve_config(u, "bench4", 300 + (r * 4 + i) as u32, true, ""))?;
+        }
+        let mut names = Vec::new();
+        for u in &uuids {
+            let st = daemon.wait_status(u, "RUNNING", LONG, |s| s["State"] == 115)?;
+            names.push(st["DomainName"].as_str().unwrap_or_default().to_string());
+        }
+        for n in &names {
+            wait_console(n, "XENBOX-GUEST-READY", LONG)?;
+        }
+        dm4.push(t.elapsed());
+        for (i, u) in uuids.iter().enumerate() {
+            daemon.write_config(&eve_config(u, "bench4", 300 + (r * 4 + i) as u32, false, ""))?;
+        }
+        for (u, n) in uuids.iter().zip(&names) {
+            daemon.wait_status(u, "HALTED", LONG, |s| s["State"] == 119)?;
+            gone(&ctx, n)?;
+        }
+    }
+    rows.push(("four guests: four `xl create` in a row -> all READY".into(), fmt(&xl4)));
+    rows.push(("four guests: four config files at once -> all READY".into(), fmt(&dm4)));
+
+    // 3. A guest's poweroff -> HALTED in its status file.
+    let mut lat = vec![];
+    for r in 0..ROUNDS {
+        let uuid = xenctl::Uuid::new_v4().to_string();
+        let app = 400 + r as u32;
+        daemon.write_config(&eve_config(&uuid, "bench-off", app, true, ""))?;
+        let st = daemon.wait_status(&uuid, "RUNNING", LONG, |s| s["State"] == 115)?;
+        let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+        let domid = DomId::new(st["DomainId"].as_u64().unwrap_or_default() as u32);
+        wait_console(&name, "XENBOX-GUEST-READY", LONG)?;
+        let watch = ctx.watch_domain(domid).ctx("watch")?;
+        xl(&["shutdown", &domid.to_string()])?;
+        watch.wait_for(LONG, |e| matches!(e, DomainEvent::Shutdown { .. })).ok_or("no shutdown event")?;
+        let t = Instant::now();
+        daemon.wait_status(&uuid, "HALTED", LONG, |s| s["State"] == 119)?;
+        lat.push(t.elapsed());
+        gone(&ctx, &name)?;
+        daemon.write_config(&eve_config(&uuid, "bench-off", app, false, ""))?;
+    }
+    rows.push(("guest poweroff (shutdown event) -> HALTED in the status file".into(), fmt(&lat)));
+
+    daemon.terminate()?;
+    let host = ctx.host_info().ctx("host")?;
+    println!(
+        "\nXen {} in the box: {} CPUs, {} MiB; median of {ROUNDS} rounds",
+        host.xen_version,
+        host.nr_cpus,
+        host.total_memory_bytes >> 20
+    );
+    println!("| measure | time |");
+    println!("|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}
