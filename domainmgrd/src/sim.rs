@@ -244,19 +244,7 @@ impl SimHypervisor {
 
     /// Someone else creates a domain (not through the daemon); it runs at once.
     pub fn external_create(&self, spec: &DomainSpec) -> DomId {
-        let mut st = self.shared.state.lock();
-        let domid = st.next_domid;
-        st.next_domid += 1;
-        let d = SimDomain {
-            domid: DomId::new(domid),
-            spec: spec.clone(),
-            state: DomainState::Blocked,
-            vif_offload_disabled: 0,
-            cpu_time_ns: 0,
-            ever_unpaused: true,
-        };
-        st.domains.insert(domid, d);
-        DomId::new(domid)
+        new_domain(&mut self.shared.state.lock(), spec, DomainState::Blocked)
     }
 
     fn shut_down(&self, domid: u32, reason: ShutdownReason) {
@@ -304,6 +292,31 @@ impl SimHypervisor {
     fn behaviour(st: &State, uuid: Uuid) -> Behaviour {
         st.behaviours.get(&uuid).cloned().unwrap_or_default()
     }
+}
+
+/// Adds a domain with the next domid (they only grow).
+fn new_domain(st: &mut State, spec: &DomainSpec, state: DomainState) -> DomId {
+    let domid = DomId::new(st.next_domid);
+    st.next_domid += 1;
+    let d = SimDomain {
+        domid,
+        spec: spec.clone(),
+        state,
+        vif_offload_disabled: 0,
+        cpu_time_ns: 0,
+        ever_unpaused: state != DomainState::Paused,
+    };
+    st.domains.insert(domid.get(), d);
+    domid
+}
+
+/// The UUID of an existing domain that `op` is called on, after any injected fault.
+fn target(st: &mut State, domid: DomId, op: Op, name: &'static str) -> HvResult<Uuid> {
+    let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found(name, domid))?;
+    if SimHypervisor::take_fault(st, uuid, op) {
+        return Err(failed(name, Subject::Domain(domid)));
+    }
+    Ok(uuid)
 }
 
 fn emit(st: &State, domid: u32, event: DomainEvent) {
@@ -364,18 +377,7 @@ impl Hypervisor for SimHypervisor {
             if Self::take_fault(&mut st, spec.uuid, Op::Create) {
                 return Err(failed("create", subject()));
             }
-            let domid = st.next_domid;
-            st.next_domid += 1;
-            let d = SimDomain {
-                domid: DomId::new(domid),
-                spec: spec.clone(),
-                state: DomainState::Paused,
-                vif_offload_disabled: 0,
-                cpu_time_ns: 0,
-                ever_unpaused: false,
-            };
-            st.domains.insert(domid, d);
-            DomId::new(domid)
+            new_domain(&mut st, spec, DomainState::Paused)
         };
         // A slow create: the domain already exists, paused, while libxl builds it.
         let delay = self.shared.state.lock().delays.get(&Op::Create).copied();
@@ -390,10 +392,7 @@ impl Hypervisor for SimHypervisor {
     fn unpause(&self, domid: DomId) -> HvResult<()> {
         self.enter(Op::Unpause);
         let mut st = self.shared.state.lock();
-        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("unpause", domid))?;
-        if Self::take_fault(&mut st, uuid, Op::Unpause) {
-            return Err(failed("unpause", Subject::Domain(domid)));
-        }
+        target(&mut st, domid, Op::Unpause, "unpause")?;
         if let Some(d) = st.domains.get_mut(&domid.get())
             && d.state == DomainState::Paused
         {
@@ -406,10 +405,7 @@ impl Hypervisor for SimHypervisor {
     fn disable_vif_offload(&self, domid: DomId, vif_count: usize) -> HvResult<()> {
         self.enter(Op::VifOffload);
         let mut st = self.shared.state.lock();
-        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("vif offload", domid))?;
-        if Self::take_fault(&mut st, uuid, Op::VifOffload) {
-            return Err(failed("vif offload", Subject::Domain(domid)));
-        }
+        target(&mut st, domid, Op::VifOffload, "vif offload")?;
         let d = st.domains.get_mut(&domid.get()).ok_or_else(|| not_found("vif offload", domid))?;
         if vif_count > d.spec.vifs.len() {
             return Err(Error::Xenstore {
@@ -434,10 +430,7 @@ impl Hypervisor for SimHypervisor {
         self.enter(Op::Shutdown);
         let (behaviour, uuid) = {
             let mut st = self.shared.state.lock();
-            let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("shutdown", domid))?;
-            if Self::take_fault(&mut st, uuid, Op::Shutdown) {
-                return Err(failed("shutdown", Subject::Domain(domid)));
-            }
+            let uuid = target(&mut st, domid, Op::Shutdown, "shutdown")?;
             (Self::behaviour(&st, uuid), uuid)
         };
         if !behaviour.pv_drivers {
@@ -468,10 +461,7 @@ impl Hypervisor for SimHypervisor {
     fn destroy(&self, domid: DomId) -> HvResult<()> {
         self.enter(Op::Destroy);
         let mut st = self.shared.state.lock();
-        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found("destroy", domid))?;
-        if Self::take_fault(&mut st, uuid, Op::Destroy) {
-            return Err(failed("destroy", Subject::Domain(domid)));
-        }
+        target(&mut st, domid, Op::Destroy, "destroy")?;
         st.domains.remove(&domid.get());
         emit(&st, domid.get(), DomainEvent::Death { domid });
         Ok(())

@@ -15,9 +15,7 @@ use xenctl::{DomId, DomainState};
 fn config_in_boots_the_domain_and_reports_it_running() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let st = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, st) = env.run_domain("web");
 
     let doms = env.sim.domains_of(uuid);
     assert_eq!(doms.len(), 1);
@@ -59,9 +57,7 @@ fn activate_false_is_installed_and_no_domain_is_made() {
 fn deactivate_shuts_down_gracefully_then_halted() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, _) = env.run_domain("web");
     env.write_config(&config(uuid, "web", false));
     let st = env.wait_state(uuid, SwState::HALTED);
     assert_eq!((st.domain_id, st.activated, st.error.error.as_str()), (0, false, ""));
@@ -105,9 +101,7 @@ fn a_guest_without_pv_drivers_gets_the_acpi_power_button() {
 fn a_deleted_config_halts_the_domain_and_removes_everything() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let st = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, st) = env.run_domain("web");
     env.delete_config(uuid);
     env.wait_for("the status file to go", || env.status(uuid).is_none());
     assert!(env.sim.domains_of(uuid).is_empty());
@@ -150,9 +144,7 @@ fn a_failure_after_create_destroys_the_domain() {
 fn guest_poweroff_is_halted_then_booted_again_after_the_retry_timer() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let first = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, first) = env.run_domain("web");
     env.sim.guest_poweroff(DomId::new(first.domain_id));
     let halted = env.wait_status(uuid, "HALTED and released", |s| s.state == SwState::HALTED && s.domain_id == 0);
     assert_eq!(halted.error.error, "");
@@ -165,9 +157,7 @@ fn guest_poweroff_is_halted_then_booted_again_after_the_retry_timer() {
 fn guest_reboot_recreates_it_with_a_new_domid() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let first = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, first) = env.run_domain("web");
     env.sim.guest_reboot(DomId::new(first.domain_id));
     let again = env.wait_status_within(uuid, "rebooted", Duration::from_secs(5), |s| {
         s.state == SwState::RUNNING && s.domain_id > first.domain_id
@@ -181,9 +171,7 @@ fn guest_reboot_recreates_it_with_a_new_domid() {
 fn guest_crash_is_halted_with_an_error_and_retried() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let first = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, first) = env.run_domain("web");
     env.sim.guest_crash(DomId::new(first.domain_id));
     let st = env.wait_state(uuid, SwState::HALTED);
     assert_eq!(st.error.error, format!("domain {} crashed", first.domain_id));
@@ -196,9 +184,7 @@ fn guest_crash_is_halted_with_an_error_and_retried() {
 fn a_domain_destroyed_outside_the_daemon_is_reported_and_retried() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let first = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, first) = env.run_domain("web");
     env.sim.external_destroy(DomId::new(first.domain_id));
     let st = env.wait_state(uuid, SwState::HALTED);
     assert!(st.error.error.contains("destroyed outside domainmgrd"), "{}", st.error.error);
@@ -231,9 +217,7 @@ fn invalid_values_are_an_error_in_the_status_naming_file_field_and_value() {
 fn an_unreadable_file_keeps_the_running_domain_and_says_why() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let first = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, first) = env.run_domain("web");
     // A writer that is not atomic, caught half-way (closed after the first part).
     std::fs::write(env.config_path(uuid), b"{\"UUIDandVersion\": {\"UUID\": ").unwrap();
     let st = env.wait_status(uuid, "an error", |s| !s.error.error.is_empty());
@@ -287,9 +271,7 @@ fn editor_and_temp_files_are_never_read_and_an_editor_replace_is_not_a_delete() 
 fn reactivation_after_halt_resets_the_tries() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, _) = env.run_domain("web");
     env.write_config(&config(uuid, "web", false));
     env.wait_state(uuid, SwState::HALTED);
     env.write_config(&config(uuid, "web", true));
@@ -327,9 +309,7 @@ fn settings_come_from_a_file_and_flags_win() {
 fn paused_domains_from_an_operator_are_reported_paused() {
     let mut env = Env::new();
     env.start();
-    let uuid = Uuid::new_v4();
-    env.write_config(&config(uuid, "web", true));
-    let st = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, st) = env.run_domain("web");
     env.sim.operator_pause(DomId::new(st.domain_id));
     env.wait_state(uuid, SwState::PAUSED);
     assert_eq!(env.sim.domains_of(uuid)[0].state, DomainState::Paused);

@@ -118,6 +118,13 @@ impl Env {
         }
     }
 
+    /// Writes an active config for a new domain called `name` and waits until it runs.
+    pub fn run_domain(&self, name: &str) -> (Uuid, DomainStatus) {
+        let uuid = Uuid::new_v4();
+        self.write_config(&config(uuid, name, true));
+        (uuid, self.wait_state(uuid, SwState::RUNNING))
+    }
+
     pub fn wait_state(&self, uuid: Uuid, state: SwState) -> DomainStatus {
         self.wait_status(uuid, state.name(), |s| s.state == state)
     }
