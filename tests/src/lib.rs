@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 
 use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 
+pub mod devices_e2e;
+pub mod xlcfg_e2e;
+
+/// An end-to-end test: it gets the shared context.
+pub type E2eTest = fn(&Context) -> TestResult;
+
 /// A test failure message.
 pub type TestResult<T = ()> = Result<T, String>;
 

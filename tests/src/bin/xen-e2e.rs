@@ -13,8 +13,7 @@ use xenctl::{
     VIF_OFFLOAD_FEATURES, VifSpec,
 };
 
-/// An end-to-end test: it gets the shared context.
-type E2eTest = fn(&Context) -> TestResult;
+use xen_tests::E2eTest;
 
 const BOOT: Duration = Duration::from_secs(90);
 const EVENT: Duration = Duration::from_secs(60);
@@ -22,7 +21,7 @@ const EVENT: Duration = Duration::from_secs(60);
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Arguments::from_args();
-    let tests: Vec<(&str, E2eTest)> = vec![
+    let mut tests: Vec<(&str, E2eTest)> = vec![
         ("context_and_host_info_agree_with_xl_info", host_info_agrees_with_xl),
         ("create_paused_then_vif_offloads_read_back_zero", create_paused_and_vif_offload),
         ("unpause_runs_cpu_time_grows_list_agrees_with_xl", unpause_runs_and_list_agrees),
@@ -40,6 +39,8 @@ fn main() {
         ("daemon_reports_a_guest_poweroff_as_halted", daemon_sees_guest_poweroff),
         ("daemon_kill9_and_restart_leave_the_guest_untouched", daemon_kill9_restart),
     ];
+    tests.extend(xlcfg_e2e::tests());
+    tests.extend(devices_e2e::tests());
     let ctx = match Context::open() {
         Ok(ctx) => ctx,
         Err(e) => {
