@@ -25,13 +25,15 @@ use std::time::Instant;
 
 use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender, select};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 use xenctl::{DomId, DomainEvent, DomainInfo, DomainState, ShutdownAction, ShutdownReason};
 
+use crate::adapters::Adapters;
 use crate::eve::{DomainConfig, DomainStatus, ErrorDescription, SwState, UuidAndVersion, VifInfo};
 use crate::files::{self, Marker, Paths};
 use crate::hypervisor::{Hypervisor, WatchGuard};
+use crate::metrics::{Brief, Registry};
 use crate::settings::Settings;
 use crate::translate::{ConfigError, Translated};
 
@@ -66,6 +68,10 @@ pub struct Shared {
     pub settings: Arc<RwLock<Settings>>,
     /// The daemon's directories.
     pub paths: Arc<Paths>,
+    /// Physical adapters: pciback state and reservations.
+    pub adapters: Arc<Mutex<Adapters>>,
+    /// What the metrics sampler knows of each domain.
+    pub registry: Registry,
 }
 
 /// Where the domain is.
@@ -323,6 +329,11 @@ impl Domain {
             return;
         }
         self.arm_watch(domid);
+        if let Some(d) = &self.desired
+            && !d.config.io_adapter_list.is_empty()
+        {
+            self.shared.adapters.lock().adopt(self.uuid, &d.config.io_adapter_list);
+        }
         if marker.is_none() {
             let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
         }
@@ -364,7 +375,7 @@ impl Domain {
         let Some(Ok(translated)) = self.desired.as_ref().map(|d| d.translated.clone()) else {
             return;
         };
-        let spec = translated.spec;
+        let mut spec = translated.spec;
         let name = self.name();
         self.retry = Retry::Now;
         self.status.tried_count += 1;
@@ -386,6 +397,22 @@ impl Domain {
             Err(e) => log::warn!("{name}: its config has no xl.cfg form: {e}"),
         }
 
+        let wanted = self.desired.as_ref().map(|d| d.config.io_adapter_list.clone()).unwrap_or_default();
+        if !wanted.is_empty() {
+            // Bound first: the guard must be gone before boot_failed locks again.
+            let reserved = self.shared.adapters.lock().reserve(self.uuid, &wanted);
+            match reserved {
+                Ok(bdfs) => {
+                    self.status.adapters_failed = false;
+                    spec.pcis = bdfs.into_iter().map(xenctl::PciSpec::new).collect();
+                }
+                Err(e) => {
+                    self.status.adapters_failed = true;
+                    self.boot_failed(e);
+                    return;
+                }
+            }
+        }
         if let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Creating) {
             self.boot_failed(format!("cannot record the create in {}: {e}", self.shared.paths.run_dir.display()));
             return;
@@ -436,6 +463,7 @@ impl Domain {
     }
 
     fn boot_failed(&mut self, error: String) {
+        self.shared.adapters.lock().release(self.uuid);
         let retry = self.settings().boot_retry;
         log::error!("{}: boot failed: {error}; retrying in {}s", self.name(), retry.as_secs());
         self.status.boot_failed = true;
@@ -510,6 +538,7 @@ impl Domain {
     /// The domain no longer exists.
     fn gone(&mut self, then: AfterDeath) {
         self.watch = None;
+        self.shared.adapters.lock().release(self.uuid);
         let _ = self.shared.paths.clear_marker(self.uuid);
         self.status.domain_id = 0;
         self.phase = Phase::Idle { halted: true };
@@ -714,6 +743,14 @@ impl Domain {
             s.domain_name = self.desired.as_ref().map(|d| d.config.domain_name()).unwrap_or_default();
         }
         s.state_name = s.state.to_string();
+        let brief = Brief {
+            uuid_and_version: s.uuid_and_version.clone(),
+            display_name: s.display_name.clone(),
+            domain_id: s.domain_id,
+            activated: s.activated,
+            vcpus: u32::try_from(s.vm.vcpus).unwrap_or(1).max(1),
+        };
+        self.shared.registry.write().insert(self.uuid, brief);
         if self.logged_state != Some((s.state, s.domain_id)) {
             let domid = if s.domain_id == 0 { String::new() } else { format!(", domain {}", s.domain_id) };
             log::info!("{} ({}{domid}): {}", s.display_name, self.key, s.state);
@@ -743,6 +780,7 @@ impl Domain {
             let _ = files::remove_if_exists(&paths.xl_cfg_file(d.config.app_num));
         }
         let _ = paths.clear_marker(self.uuid);
+        self.shared.registry.write().remove(&self.uuid);
         log::info!("{} ({}): removed", self.name(), self.domain_name());
     }
 }

@@ -6,7 +6,7 @@
 //! `DomainEvent`) and error type, so both implementations report failures the same way.
 
 use crossbeam_channel::Sender;
-use xenctl::{Context, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo};
+use xenctl::{Bdf, Context, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo};
 
 /// Results of hypervisor calls.
 pub type HvResult<T> = Result<T, xenctl::Error>;
@@ -36,8 +36,16 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>>;
     /// All domains (names included).
     fn list(&self) -> HvResult<Vec<DomainInfo>>;
+    /// All domains without names: one hypervisor call, for metrics.
+    fn sample(&self) -> HvResult<Vec<DomainInfo>>;
     /// The host's CPUs and memory.
     fn host_info(&self) -> HvResult<HostInfo>;
+    /// Binds a host PCI device to pciback (assignable to guests).
+    fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()>;
+    /// Takes a device back from pciback, rebinding its dom0 driver if `rebind`.
+    fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()>;
+    /// The devices bound to pciback.
+    fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>>;
     /// Sends the domain's shutdown and death events to `events` until the guard is dropped.
     fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>>;
 }
@@ -102,8 +110,20 @@ impl Hypervisor for LibxlHypervisor {
     fn list(&self) -> HvResult<Vec<DomainInfo>> {
         self.ctx.list()
     }
+    fn sample(&self) -> HvResult<Vec<DomainInfo>> {
+        self.ctx.list_without_names()
+    }
     fn host_info(&self) -> HvResult<HostInfo> {
         self.ctx.host_info()
+    }
+    fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
+        self.ctx.pci_assignable_add(bdf)
+    }
+    fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()> {
+        self.ctx.pci_assignable_remove(bdf, rebind)
+    }
+    fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>> {
+        self.ctx.pci_assignable_list()
     }
     fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>> {
         Ok(Box::new(self.ctx.watch_domain_into(domid, events)?))

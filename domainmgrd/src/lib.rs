@@ -8,10 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod domain;
 pub mod eve;
 pub mod files;
 pub mod hypervisor;
+pub mod metrics;
+pub mod prometheus;
 pub mod settings;
 pub mod sim;
 pub mod supervisor;

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use domainmgrd::adapters::Sources;
+use domainmgrd::adapters::host::Host;
 use domainmgrd::files::Paths;
 use domainmgrd::hypervisor::{Hypervisor, LibxlHypervisor};
 use domainmgrd::supervisor::{Daemon, Options};
@@ -38,6 +40,21 @@ struct Cli {
     /// A setting, overriding the file, e.g. --config=timer.boot.retry:600 (repeatable).
     #[arg(long = "config", value_name = "KEY:VALUE")]
     config_flags: Vec<String>,
+    /// Where PhysicalIOAdapterList/global.json is read from (EVE's zedagent output).
+    #[arg(long, default_value = "/run/zedagent", value_name = "DIR")]
+    zedagent_dir: PathBuf,
+    /// Where DeviceNetworkStatus/global.json (dom0's network ports) is read from (EVE's nim).
+    #[arg(long, default_value = "/run/nim", value_name = "DIR")]
+    nim_dir: PathBuf,
+    /// Where sysfs is mounted (to find the PCI address behind a network interface).
+    #[arg(long, default_value = "/sys", value_name = "DIR")]
+    sysfs_root: PathBuf,
+    /// The program that loads and unloads the USB modules when debug.enable.usb changes.
+    #[arg(long, default_value = "modprobe", value_name = "PROGRAM")]
+    modprobe: PathBuf,
+    /// Serve Prometheus metrics (GET /metrics) on HOST:PORT or unix:PATH; off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<domainmgrd::prometheus::Listen>,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
@@ -76,6 +93,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Options::new(Paths { config_dir: cli.config_dir, status_dir: cli.status_dir, run_dir: cli.run_dir });
     options.settings_file = cli.settings;
     options.config_flags = cli.config_flags;
+    options.adapter_sources = Sources {
+        adapter_list: cli.zedagent_dir.join("PhysicalIOAdapterList/global.json"),
+        network_status: cli.nim_dir.join("DeviceNetworkStatus/global.json"),
+        host: Host { sysfs: cli.sysfs_root, modprobe: cli.modprobe },
+    };
+    options.metrics_listen = cli.metrics_listen;
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let daemon = Daemon::start(options, Arc::new(hv))?;
     log::info!("domainmgrd {} running", env!("CARGO_PKG_VERSION"));

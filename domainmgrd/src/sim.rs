@@ -21,7 +21,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 use xenctl::{
-    DomId, DomainEvent, DomainInfo, DomainKind, DomainSpec, DomainState, Error, HostInfo, LibxlErrorCode,
+    Bdf, DomId, DomainEvent, DomainInfo, DomainKind, DomainSpec, DomainState, Error, HostInfo, LibxlErrorCode,
     ShutdownReason, Subject,
 };
 
@@ -57,6 +57,10 @@ pub enum Op {
     Shutdown,
     /// `power_button`.
     PowerButton,
+    /// `pci_assignable_add`.
+    PciAdd,
+    /// `pci_assignable_remove`.
+    PciRemove,
     /// `destroy`.
     Destroy,
 }
@@ -97,6 +101,8 @@ struct State {
     watches: HashMap<u64, (u32, Sender<DomainEvent>)>,
     killed: HashSet<u64>,
     calls: HashMap<Op, u64>,
+    pci_devices: HashSet<Bdf>,
+    pciback: HashSet<Bdf>,
 }
 
 struct Shared {
@@ -196,6 +202,16 @@ impl SimHypervisor {
     /// The domains created from `uuid`.
     pub fn domains_of(&self, uuid: Uuid) -> Vec<SimDomain> {
         self.domains().into_iter().filter(|d| d.spec.uuid == uuid).collect()
+    }
+
+    /// Adds a PCI device to the simulated host (bound to a dom0 driver).
+    pub fn add_pci_device(&self, bdf: Bdf) {
+        self.shared.state.lock().pci_devices.insert(bdf);
+    }
+
+    /// The devices bound to pciback.
+    pub fn pciback(&self) -> HashSet<Bdf> {
+        self.shared.state.lock().pciback.clone()
     }
 
     /// The domain with id `domid`, if it exists.
@@ -377,6 +393,13 @@ impl Hypervisor for SimHypervisor {
             if Self::take_fault(&mut st, spec.uuid, Op::Create) {
                 return Err(failed("create", subject()));
             }
+            // As libxl: a passed-through device must be assignable and not already in use.
+            for p in &spec.pcis {
+                let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|q| q.bdf == p.bdf));
+                if !st.pciback.contains(&p.bdf) || in_use {
+                    return Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_FAIL });
+                }
+            }
             new_domain(&mut st, spec, DomainState::Paused)
         };
         // A slow create: the domain already exists, paused, while libxl builds it.
@@ -476,6 +499,46 @@ impl Hypervisor for SimHypervisor {
         let mut st = self.shared.state.lock();
         self.park_if_killed(&mut st);
         Ok(st.domains.values().map(info_of).collect())
+    }
+
+    fn sample(&self) -> HvResult<Vec<DomainInfo>> {
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        Ok(st.domains.values().map(|d| DomainInfo { name: None, ..info_of(d) }).collect())
+    }
+
+    fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
+        self.enter(Op::PciAdd);
+        let mut st = self.shared.state.lock();
+        if !st.pci_devices.contains(&bdf) {
+            return Err(Error::Libxl {
+                op: "pci-assignable-add",
+                subject: Subject::Pci(bdf),
+                code: LibxlErrorCode::ERROR_FAIL,
+            });
+        }
+        st.pciback.insert(bdf);
+        Ok(())
+    }
+
+    fn pci_assignable_remove(&self, bdf: Bdf, _rebind: bool) -> HvResult<()> {
+        self.enter(Op::PciRemove);
+        let mut st = self.shared.state.lock();
+        let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|p| p.bdf == bdf));
+        if in_use || !st.pciback.remove(&bdf) {
+            return Err(Error::Libxl {
+                op: "pci-assignable-remove",
+                subject: Subject::Pci(bdf),
+                code: LibxlErrorCode::ERROR_FAIL,
+            });
+        }
+        Ok(())
+    }
+
+    fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>> {
+        let mut l: Vec<Bdf> = self.shared.state.lock().pciback.iter().copied().collect();
+        l.sort();
+        Ok(l)
     }
 
     fn host_info(&self) -> HvResult<HostInfo> {

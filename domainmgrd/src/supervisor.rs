@@ -15,14 +15,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 use xenctl::DomainInfo;
 
+use crate::adapters::{Adapters, Sources};
 use crate::domain::{self, Command, Domain, Loaded, Shared};
 use crate::eve::DomainConfig;
 use crate::files::{self, Paths};
 use crate::hypervisor::Hypervisor;
+use crate::metrics::Sampler;
+use crate::prometheus::{self, Listen};
 use crate::settings::{Settings, SettingsError};
 use crate::translate;
 use crate::watcher::{self, Change, Watcher};
@@ -40,6 +43,10 @@ pub struct Options {
     pub rescan_interval: Duration,
     /// How long a removed config file must stay away before its domain is halted.
     pub removal_grace: Duration,
+    /// Where the physical adapter inputs are, and dom0's sysfs and modprobe.
+    pub adapter_sources: Sources,
+    /// Serve Prometheus metrics here (off when `None`).
+    pub metrics_listen: Option<Listen>,
 }
 
 impl Options {
@@ -51,6 +58,8 @@ impl Options {
             config_flags: Vec::new(),
             rescan_interval: Duration::from_secs(60),
             removal_grace: Duration::from_secs(2),
+            adapter_sources: Sources::eve_defaults(),
+            metrics_listen: None,
         }
     }
 }
@@ -82,6 +91,8 @@ pub enum StartError {
 pub struct Daemon {
     stop_tx: Sender<()>,
     thread: Option<JoinHandle<()>>,
+    metrics: Option<(Sender<()>, JoinHandle<()>)>,
+    prometheus: Option<prometheus::Server>,
     lock: Option<File>,
 }
 
@@ -128,18 +139,49 @@ impl Daemon {
         log::info!("settings: {settings:?}");
         let domains_now = hv.list().map_err(StartError::Hypervisor)?;
 
+        // The adapter inputs "arrive" now: apply the policy before any domain thread runs.
+        let mut adapters =
+            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), &paths.status_dir, settings.enable_usb);
+        adapters.reload();
+        adapters.apply();
+
         let (change_tx, change_rx) = crossbeam_channel::unbounded();
         let config_dir = paths.domain_config_dir();
-        let watcher =
-            match Watcher::start(&config_dir, options.settings_file.as_deref(), &paths.run_dir.join("wake"), change_tx)
-            {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
-                    None
-                }
-            };
-        let shared = Shared { hv, settings: Arc::new(RwLock::new(settings)), paths: Arc::new(paths.clone()) };
+        let mut others = vec![
+            (options.adapter_sources.adapter_list.clone(), Change::Adapters),
+            (options.adapter_sources.network_status.clone(), Change::Adapters),
+        ];
+        if let Some(file) = &options.settings_file {
+            others.push((file.clone(), Change::Settings));
+        }
+        let watcher = match Watcher::start(&config_dir, &others, &paths.run_dir.join("wake"), change_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
+                None
+            }
+        };
+        let shared = Shared {
+            hv,
+            settings: Arc::new(RwLock::new(settings)),
+            paths: Arc::new(paths.clone()),
+            adapters: Arc::new(Mutex::new(adapters)),
+            registry: Arc::default(),
+        };
+        let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&shared.paths), Arc::clone(&shared.registry));
+        let prometheus = match &options.metrics_listen {
+            Some(listen) => Some(
+                prometheus::Server::start(listen.clone(), sampler.latest())
+                    .map_err(|source| StartError::Setup { path: PathBuf::from(format!("{listen:?}")), source })?,
+            ),
+            None => None,
+        };
+        let (metrics_stop, metrics_rx) = crossbeam_channel::bounded(1);
+        let metrics_settings = Arc::clone(&shared.settings);
+        let metrics_thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || sampler.run(metrics_settings, metrics_rx))
+            .map_err(|source| StartError::Setup { path: PathBuf::from("metrics thread"), source })?;
         let mut sup = Supervisor {
             shared,
             next_rescan: Instant::now() + options.rescan_interval,
@@ -154,7 +196,13 @@ impl Daemon {
             .name("supervisor".into())
             .spawn(move || sup.run(change_rx, stop_rx, watcher))
             .map_err(|source| StartError::Setup { path: PathBuf::from("supervisor thread"), source })?;
-        Ok(Daemon { stop_tx, thread: Some(thread), lock: Some(lock) })
+        Ok(Daemon {
+            stop_tx,
+            thread: Some(thread),
+            metrics: Some((metrics_stop, metrics_thread)),
+            prometheus,
+            lock: Some(lock),
+        })
     }
 
     /// Stops the daemon: every thread ends, every domain is left exactly as it is.
@@ -163,6 +211,11 @@ impl Daemon {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        if let Some((stop, t)) = self.metrics.take() {
+            let _ = stop.send(());
+            let _ = t.join();
+        }
+        drop(self.prometheus.take());
         drop(self.lock.take());
     }
 
@@ -176,6 +229,10 @@ impl Daemon {
     /// stuck, as they would in a killed process.
     pub fn abandon(mut self) {
         let _ = self.stop_tx.send(());
+        if let Some((stop, _)) = self.metrics.take() {
+            let _ = stop.send(());
+        }
+        drop(self.prometheus.take());
         drop(self.lock.take());
         drop(self.thread.take());
     }
@@ -270,6 +327,13 @@ impl Supervisor {
                 self.pending_removals.insert(key, Instant::now() + self.options.removal_grace);
             }
             Change::Settings => self.reload_settings(),
+            Change::Adapters => {
+                let mut adapters = self.shared.adapters.lock();
+                if adapters.reload() {
+                    log::info!("adapter inputs changed; applying the policy");
+                    adapters.apply();
+                }
+            }
             Change::Rescan => self.rescan(),
         }
     }
@@ -278,7 +342,9 @@ impl Supervisor {
         match Settings::load(self.options.settings_file.as_deref(), &self.options.config_flags) {
             Ok(s) => {
                 log::info!("settings reloaded: {s:?}");
+                let usb = s.enable_usb;
                 *self.shared.settings.write() = s;
+                self.shared.adapters.lock().set_enable_usb(usb);
             }
             Err(e) => log::error!("keeping the current settings: {e}"),
         }

@@ -24,6 +24,8 @@ pub enum Change {
     ConfigGone(String),
     /// The settings file changed.
     Settings,
+    /// An adapter input (PhysicalIOAdapterList or DeviceNetworkStatus) changed.
+    Adapters,
     /// Events were lost: rescan everything.
     Rescan,
 }
@@ -47,11 +49,12 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching `config_dir` (and `settings_file`'s directory), reporting to `tx`.
-    /// `wake_dir` is a private directory used to wake the thread when stopping.
+    /// Starts watching `config_dir` and the files in `others` (each reported as its `Change`
+    /// when written or moved into place), reporting to `tx`. `wake_dir` is a private directory
+    /// used to wake the thread when stopping. Directories of `others` are created if missing.
     pub fn start(
         config_dir: &Path,
-        settings_file: Option<&Path>,
+        others: &[(PathBuf, Change)],
         wake_dir: &Path,
         tx: Sender<Change>,
     ) -> std::io::Result<Watcher> {
@@ -65,20 +68,19 @@ impl Watcher {
                 | WatchMask::DELETE
                 | WatchMask::DELETE_SELF,
         )?;
-        let settings = match settings_file {
-            Some(file) => {
-                let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let wd = inotify.watches().add(dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
-                Some((wd, file.file_name().map(|n| n.to_os_string()).unwrap_or_default()))
-            }
-            None => None,
-        };
+        let mut files: Vec<(WatchDescriptor, std::ffi::OsString, Change)> = Vec::new();
+        for (file, change) in others {
+            let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let wd = inotify.watches().add(dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
+            files.push((wd, file.file_name().map(|n| n.to_os_string()).unwrap_or_default(), change.clone()));
+        }
         let wake_wd = inotify.watches().add(wake_dir, WatchMask::CREATE)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("config-watcher".into())
-            .spawn(move || run(inotify, config_wd, settings, wake_wd, thread_stop, tx))?;
+            .spawn(move || run(inotify, config_wd, files, wake_wd, thread_stop, tx))?;
         Ok(Watcher { stop, wake_dir: wake_dir.to_path_buf(), thread: Some(thread) })
     }
 
@@ -97,7 +99,7 @@ impl Watcher {
 fn run(
     mut inotify: Inotify,
     config_wd: WatchDescriptor,
-    settings: Option<(WatchDescriptor, std::ffi::OsString)>,
+    files: Vec<(WatchDescriptor, std::ffi::OsString, Change)>,
     wake_wd: WatchDescriptor,
     stop: Arc<AtomicBool>,
     tx: Sender<Change>,
@@ -132,11 +134,10 @@ fn run(
                         }
                     })
                 }
-            } else if settings
-                .as_ref()
-                .is_some_and(|(wd, name)| *wd == event.wd && event.name == Some(name.as_os_str()))
+            } else if let Some((_, _, change)) =
+                files.iter().find(|(wd, name, _)| *wd == event.wd && event.name == Some(name.as_os_str()))
             {
-                Some(Change::Settings)
+                Some(change.clone())
             } else {
                 None
             };
@@ -178,7 +179,9 @@ mod tests {
         std::fs::create_dir_all(&cfg).unwrap();
         let settings = dir.path().join("settings.json");
         let (tx, rx) = crossbeam_channel::unbounded();
-        let w = Watcher::start(&cfg, Some(&settings), &dir.path().join("wake"), tx).unwrap();
+        let adapters = dir.path().join("zedagent/PhysicalIOAdapterList/global.json");
+        let others = [(settings.clone(), Change::Settings), (adapters.clone(), Change::Adapters)];
+        let w = Watcher::start(&cfg, &others, &dir.path().join("wake"), tx).unwrap();
         let next = || rx.recv_timeout(Duration::from_secs(5)).unwrap();
 
         // A writer that writes in pieces is reported once, when it closes the file.
@@ -196,6 +199,8 @@ mod tests {
         assert_eq!(next(), Change::Config(KEY.into()));
         std::fs::write(&settings, b"{}").unwrap();
         assert_eq!(next(), Change::Settings);
+        std::fs::write(&adapters, b"{}").unwrap();
+        assert_eq!(next(), Change::Adapters);
         std::fs::remove_file(cfg.join(format!("{KEY}.json"))).unwrap();
         assert_eq!(next(), Change::ConfigGone(KEY.into()));
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "nothing else");

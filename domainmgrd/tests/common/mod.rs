@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domainmgrd::adapters::Sources;
+use domainmgrd::adapters::host::Host;
 use domainmgrd::eve::{DomainStatus, SwState};
 use domainmgrd::files::Paths;
 use domainmgrd::sim::SimHypervisor;
@@ -50,8 +52,25 @@ impl Env {
         }
     }
 
+    /// Where the adapter inputs, the fake sysfs and the fake modprobe's log are.
+    pub fn adapter_sources(&self) -> Sources {
+        let root = self.dir.path();
+        let modprobe = root.join("modprobe");
+        if !modprobe.exists() {
+            let script = format!("#!/bin/sh\necho \"$@\" >> {}\n", root.join("modprobe.log").display());
+            std::fs::write(&modprobe, script).unwrap();
+            std::fs::set_permissions(&modprobe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        Sources {
+            adapter_list: root.join("zedagent/PhysicalIOAdapterList/global.json"),
+            network_status: root.join("nim/DeviceNetworkStatus/global.json"),
+            host: Host { sysfs: root.join("sys"), modprobe },
+        }
+    }
+
     pub fn options(&self) -> Options {
         let mut o = Options::new(self.paths());
+        o.adapter_sources = self.adapter_sources();
         o.config_flags = self.flags.clone();
         o.removal_grace = Duration::from_millis(300);
         o.rescan_interval = Duration::from_secs(2);
