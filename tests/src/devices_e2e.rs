@@ -1,8 +1,145 @@
-//! End-to-end tests of domainmgrd's PCI/USB adapter policy and metrics on real Xen.
+//! End-to-end tests of domainmgrd's PCI adapter policy and metrics on real Xen, in the box with
+//! two emulated e1000 NICs behind an emulated IOMMU: one stays dom0's port, the other goes to
+//! pciback and to a guest that names it in its IoAdapterList.
 
-use crate::E2eTest;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use xenctl::Context;
+
+use crate::*;
+
+const BOOT: Duration = Duration::from_secs(90);
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
-    Vec::new()
+    vec![
+        ("daemon_adapters_port_stays_other_nic_passed_to_guest_and_released", adapters_on_real_xen),
+        ("daemon_metrics_cpu_grows_memory_matches_xl_halted_says_so", metrics_on_real_xen),
+    ]
+}
+
+/// The network interface dom0 has for a PCI device, if any.
+fn ifname_of(bdf: &str) -> Option<String> {
+    let entries = std::fs::read_dir(format!("/sys/bus/pci/devices/{bdf}/net")).ok()?;
+    entries.flatten().next().map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+fn driver_of(bdf: &str) -> String {
+    std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+fn bundle(daemon: &DaemonProcess, label: &str) -> Value {
+    std::fs::read(daemon.root.join("domainmgr/AssignableAdapters/global.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|a| a["IoBundleList"].as_array()?.iter().find(|b| b["Phylabel"] == label).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn write(path: &std::path::Path, v: &Value) -> TestResult {
+    std::fs::create_dir_all(path.parent().ok_or("no parent")?).ctx("mkdir")?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v).ctx("json")?).ctx("write")?;
+    std::fs::rename(&tmp, path).ctx("rename")
+}
+
+fn adapters_on_real_xen(_ctx: &Context) -> TestResult {
+    let _nic = lock_passthrough_nic();
+    let port = std::env::var("XENBOX_DOM0_NIC").unwrap_or_else(|_| "0000:00:02.0".into());
+    let free = std::env::var("XENBOX_PASSTHROUGH_NIC").unwrap_or_else(|_| "0000:00:03.0".into());
+    let port_if = ifname_of(&port).ok_or_else(|| format!("{port} has no network interface in dom0"))?;
+    let free_if = ifname_of(&free).unwrap_or_else(|| "eth1".into());
+
+    let mut daemon = DaemonProcess::new("dm-adapters", &["timer.domain.shutdown:20"]);
+    let zedagent = daemon.root.join("zedagent");
+    let nim = daemon.root.join("nim");
+    daemon.args = vec![format!("--zedagent-dir={}", zedagent.display()), format!("--nim-dir={}", nim.display())];
+    write(
+        &zedagent.join("PhysicalIOAdapterList/global.json"),
+        &json!({"Initialized": true, "AdapterList": [
+            {"Ptype": 1, "Phylabel": "port0", "Logicallabel": "port0", "Assigngrp": "port0",
+             "Phyaddr": {"PciLong": port, "Ifname": port_if}, "Usage": 1},
+            {"Ptype": 1, "Phylabel": "nic1", "Logicallabel": "nic1", "Assigngrp": "nic1",
+             "Phyaddr": {"PciLong": free, "Ifname": free_if}, "Usage": 2}]}),
+    )?;
+    write(&nim.join("DeviceNetworkStatus/global.json"), &json!({"Ports": [{"IfName": port_if}]}))?;
+    daemon.start()?;
+
+    let result = (|| -> TestResult {
+        wait_until("nic1 in pciback", BOOT, || (bundle(&daemon, "nic1")["IsPCIBack"] == true).then_some(()))?;
+        let p = bundle(&daemon, "port0");
+        ensure(p["KeepInHost"] == true && p["IsPort"] == true && p.get("IsPCIBack").is_none(), || format!("port0: {p}"))?;
+        let listed = xl(&["pci-assignable-list"])?;
+        ensure(listed.lines().any(|l| l.trim() == free), || format!("xl pci-assignable-list lacks {free}: {listed:?}"))?;
+        ensure(!listed.lines().any(|l| l.trim() == port), || format!("the dom0 port {port} was made assignable"))?;
+        ensure(driver_of(&port) == "e1000", || format!("the port's driver is now {}", driver_of(&port)))?;
+        ensure(driver_of(&free) == "pciback", || format!("nic1's driver is {}", driver_of(&free)))?;
+
+        let uuid = xenctl::Uuid::new_v4().to_string();
+        let mut cfg = eve_config(&uuid, "dm-pci", 110, true, "");
+        cfg["IoAdapterList"] = json!([{"Type": 1, "Name": "nic1"}]);
+        daemon.write_config(&cfg)?;
+        let st = daemon.wait_status(&uuid, "RUNNING", BOOT, |s| s["State"] == 115)?;
+        let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+        let line = wait_console(&name, "XENBOX-GUEST-PCI", BOOT)?;
+        ensure(line.contains("8086:100e") && line.contains("driver=e1000"), || format!("the guest sees {line:?}"))?;
+        ensure(bundle(&daemon, "nic1")["UsedByUUID"] == uuid, || format!("nic1: {}", bundle(&daemon, "nic1")))?;
+
+        cfg["Activate"] = false.into();
+        daemon.write_config(&cfg)?;
+        daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
+        wait_until("nic1 released", BOOT, || {
+            (bundle(&daemon, "nic1")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
+        })?;
+        ensure(bundle(&daemon, "nic1")["IsPCIBack"] == true, || "released devices stay assignable".into())
+    })();
+    let _ = daemon.terminate();
+    // Leave the NIC as the box had it, for the other tests.
+    let _ = xl(&["pci-assignable-remove", "-r", &free]);
+    result
+}
+
+fn metric(daemon: &DaemonProcess, uuid: &str) -> Option<Value> {
+    let bytes = std::fs::read(daemon.root.join(format!("domainmgr/DomainMetric/{uuid}.json"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn metrics_on_real_xen(_ctx: &Context) -> TestResult {
+    let mut daemon = DaemonProcess::new("dm-metrics", &["timer.metric.interval:4", "timer.domain.shutdown:20"]);
+    daemon.start()?;
+    let uuid = xenctl::Uuid::new_v4().to_string();
+    let mut cfg = eve_config(&uuid, "dm-busy", 111, true, "xenbox.busy=1");
+    daemon.write_config(&cfg)?;
+    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, |s| s["State"] == 115)?;
+    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+
+    let first = wait_until("a metric", BOOT, || metric(&daemon, &uuid).filter(|m| m["Activated"] == true))?;
+    let cpu0 = first["CPUTotalNs"].as_u64().unwrap_or(0);
+    let later = wait_until("CPUTotalNs to grow by 0.5 s", BOOT, || {
+        metric(&daemon, &uuid).filter(|m| m["CPUTotalNs"].as_u64().unwrap_or(0) > cpu0 + 500_000_000)
+    })?;
+    ensure(later["CPUScaled"] == 1, || format!("one vCPU: {later}"))?;
+    let row = xl_list()?.into_iter().find(|r| r.name == name).ok_or("not in xl list")?;
+    ensure(later["AllocatedMB"].as_u64() == Some(row.mem_mib), || {
+        format!("AllocatedMB {} vs xl list {} MiB", later["AllocatedMB"], row.mem_mib)
+    })?;
+    let host: Value = serde_json::from_slice(&std::fs::read(daemon.root.join("domainmgr/HostMemory/global.json")).ctx("HostMemory")?)
+        .ctx("HostMemory json")?;
+    let info: std::collections::BTreeMap<_, _> = xl_info()?.into_iter().collect();
+    ensure(host["TotalMemoryMB"].as_u64().map(|m| m.to_string()).as_deref() == info.get("total_memory").map(String::as_str), || {
+        format!("TotalMemoryMB {} vs xl info {:?}", host["TotalMemoryMB"], info.get("total_memory"))
+    })?;
+
+    cfg["Activate"] = false.into();
+    daemon.write_config(&cfg)?;
+    daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119)?;
+    let halted = wait_until("an inactive metric", BOOT, || metric(&daemon, &uuid).filter(|m| m["Activated"] == false))?;
+    ensure(halted["UsedMemory"] == 0, || format!("{halted}"))?;
+    daemon.terminate()?;
+    Ok(())
 }

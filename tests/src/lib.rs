@@ -18,6 +18,14 @@ pub mod xlcfg_e2e;
 /// An end-to-end test: it gets the shared context.
 pub type E2eTest = fn(&Context) -> TestResult;
 
+/// Held by every test that moves the box's passthrough NIC (tests run two at a time).
+pub static PASSTHROUGH_NIC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`PASSTHROUGH_NIC`] (a test that failed while holding it does not poison it for others).
+pub fn lock_passthrough_nic() -> std::sync::MutexGuard<'static, ()> {
+    PASSTHROUGH_NIC.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A test failure message.
 pub type TestResult<T = ()> = Result<T, String>;
 
@@ -225,6 +233,8 @@ pub struct DaemonProcess {
     pub root: PathBuf,
     /// Its extra `--config` flags.
     pub flags: Vec<String>,
+    /// Other arguments.
+    pub args: Vec<String>,
 }
 
 impl DaemonProcess {
@@ -239,7 +249,7 @@ impl DaemonProcess {
     pub fn new(name: &str, flags: &[&str]) -> DaemonProcess {
         let root = PathBuf::from(format!("/tmp/{name}"));
         let _ = std::fs::remove_dir_all(&root);
-        DaemonProcess { child: None, root, flags: flags.iter().map(|f| f.to_string()).collect() }
+        DaemonProcess { child: None, root, flags: flags.iter().map(|f| f.to_string()).collect(), args: Vec::new() }
     }
 
     /// Starts it (again).
@@ -254,6 +264,7 @@ impl DaemonProcess {
         for f in &self.flags {
             cmd.arg(format!("--config={f}"));
         }
+        cmd.args(&self.args);
         let child = cmd
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().ctx("log")?)

@@ -261,6 +261,7 @@ fn e1000_nics() -> TestResult<Vec<Bdf>> {
 }
 
 fn pci_assignable_and_passthrough(ctx: &Context) -> TestResult {
+    let _nic = lock_passthrough_nic();
     let nics = e1000_nics()?;
     // The box has two e1000s; hand the last to guests and leave the first in dom0.
     let bdf = *nics.last().ok_or("the box has no e1000 NIC")?;
