@@ -72,9 +72,13 @@ fn adapters_on_real_xen(_ctx: &Context) -> TestResult {
     let result = (|| -> TestResult {
         wait_until("nic1 in pciback", BOOT, || (bundle(&daemon, "nic1")["IsPCIBack"] == true).then_some(()))?;
         let p = bundle(&daemon, "port0");
-        ensure(p["KeepInHost"] == true && p["IsPort"] == true && p.get("IsPCIBack").is_none(), || format!("port0: {p}"))?;
+        ensure(p["KeepInHost"] == true && p["IsPort"] == true && p.get("IsPCIBack").is_none(), || {
+            format!("port0: {p}")
+        })?;
         let listed = xl(&["pci-assignable-list"])?;
-        ensure(listed.lines().any(|l| l.trim() == free), || format!("xl pci-assignable-list lacks {free}: {listed:?}"))?;
+        ensure(listed.lines().any(|l| l.trim() == free), || {
+            format!("xl pci-assignable-list lacks {free}: {listed:?}")
+        })?;
         ensure(!listed.lines().any(|l| l.trim() == port), || format!("the dom0 port {port} was made assignable"))?;
         ensure(driver_of(&port) == "e1000", || format!("the port's driver is now {}", driver_of(&port)))?;
         ensure(driver_of(&free) == "pciback", || format!("nic1's driver is {}", driver_of(&free)))?;
@@ -128,12 +132,15 @@ fn metrics_on_real_xen(_ctx: &Context) -> TestResult {
     ensure(later["AllocatedMB"].as_u64() == Some(row.mem_mib), || {
         format!("AllocatedMB {} vs xl list {} MiB", later["AllocatedMB"], row.mem_mib)
     })?;
-    let host: Value = serde_json::from_slice(&std::fs::read(daemon.root.join("domainmgr/HostMemory/global.json")).ctx("HostMemory")?)
-        .ctx("HostMemory json")?;
+    let host: Value =
+        serde_json::from_slice(&std::fs::read(daemon.root.join("domainmgr/HostMemory/global.json")).ctx("HostMemory")?)
+            .ctx("HostMemory json")?;
     let info: std::collections::BTreeMap<_, _> = xl_info()?.into_iter().collect();
-    ensure(host["TotalMemoryMB"].as_u64().map(|m| m.to_string()).as_deref() == info.get("total_memory").map(String::as_str), || {
-        format!("TotalMemoryMB {} vs xl info {:?}", host["TotalMemoryMB"], info.get("total_memory"))
-    })?;
+    ensure(
+        host["TotalMemoryMB"].as_u64().map(|m| m.to_string()).as_deref()
+            == info.get("total_memory").map(String::as_str),
+        || format!("TotalMemoryMB {} vs xl info {:?}", host["TotalMemoryMB"], info.get("total_memory")),
+    )?;
 
     cfg["Activate"] = false.into();
     daemon.write_config(&cfg)?;

@@ -1,0 +1,111 @@
+//! A domain thread's published face: the DomainStatus file (written atomically, only when it
+//! changed), one log line per state transition, and the entry the metrics sampler reads.
+
+use uuid::Uuid;
+
+use super::{AfterDeath, Domain, Phase};
+use crate::eve::{DomainStatus, ErrorDescription, SwState, UuidAndVersion};
+use crate::files::{self, Paths};
+use crate::metrics::Brief;
+
+impl Domain {
+    /// Writes the status file if it changed; logs each state transition once.
+    pub(super) fn publish(&mut self) {
+        self.status.state = match self.phase {
+            Phase::Idle { halted: false } => SwState::INSTALLED,
+            Phase::Booting => SwState::BOOTING,
+            Phase::Idle { halted: true } | Phase::Preserved { .. } => SwState::HALTED,
+            Phase::Running { paused: false, .. } => SwState::RUNNING,
+            Phase::Running { paused: true, .. } => SwState::PAUSED,
+            // A halt we asked for is HALTING until the domain is gone; a guest that stopped on
+            // its own is HALTED at once (the destroy that follows is housekeeping), and one that
+            // rebooted is BOOTING.
+            Phase::Halting { then: AfterDeath::Halted, .. } => SwState::HALTING,
+            Phase::Halting { then: AfterDeath::GuestStopped | AfterDeath::Saved, .. } => SwState::HALTED,
+            Phase::Halting { then: AfterDeath::Reboot, .. } => SwState::BOOTING,
+            Phase::Broken { .. } => SwState::BROKEN,
+        };
+        self.status.config_failed = self.config_error.is_some();
+        self.status.error = [&self.unreadable_error, &self.config_error, &self.run_error]
+            .into_iter()
+            .find_map(|e| e.clone())
+            .unwrap_or_default();
+        self.write_status();
+    }
+
+    pub(super) fn write_status(&mut self) {
+        let s = &mut self.status;
+        if let Some(d) = &self.desired {
+            s.uuid_and_version = d.config.uuid_and_version.clone();
+            s.display_name = d.config.display_name.clone();
+            s.app_num = d.config.app_num;
+            s.io_adapter_list = d.config.io_adapter_list.clone();
+            s.vm = d.config.vm.clone();
+        }
+        s.activated = matches!(s.state, SwState::RUNNING | SwState::PAUSED);
+        if s.domain_name.is_empty() {
+            s.domain_name = self.desired.as_ref().map(|d| d.config.domain_name()).unwrap_or_default();
+        }
+        s.state_name = s.state.to_string();
+        let brief = Brief {
+            uuid_and_version: s.uuid_and_version.clone(),
+            display_name: s.display_name.clone(),
+            domain_id: s.domain_id,
+            activated: s.activated,
+            vcpus: u32::try_from(s.vm.vcpus).unwrap_or(1).max(1),
+        };
+        self.shared.registry.write().insert(self.uuid, brief);
+        if self.logged_state != Some((s.state, s.domain_id)) {
+            let domid = if s.domain_id == 0 { String::new() } else { format!(", domain {}", s.domain_id) };
+            log::info!("{} ({}{domid}): {}", s.display_name, self.key, s.state);
+            self.logged_state = Some((s.state, s.domain_id));
+        }
+        let bytes = match serde_json::to_vec_pretty(&self.status) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("{}: cannot serialise its status: {e}", self.key);
+                return;
+            }
+        };
+        if self.written.as_deref() == Some(&bytes) {
+            return;
+        }
+        match files::write_atomic(&self.shared.paths.status_file(&self.key), &bytes) {
+            Ok(()) => self.written = Some(bytes),
+            Err(e) => log::error!("{}: cannot write its status: {e}", self.key),
+        }
+    }
+}
+
+/// A status for a domain we know only by UUID so far.
+pub fn empty_status(uuid: Uuid) -> DomainStatus {
+    DomainStatus {
+        uuid_and_version: UuidAndVersion { uuid, version: String::new() },
+        display_name: String::new(),
+        state: SwState::INSTALLED,
+        state_name: SwState::INSTALLED.to_string(),
+        activated: false,
+        app_num: 0,
+        pending_add: false,
+        pending_modify: false,
+        pending_delete: false,
+        domain_name: String::new(),
+        domain_id: 0,
+        boot_time: None,
+        disk_status_list: Vec::new(),
+        vif_list: Vec::new(),
+        io_adapter_list: Vec::new(),
+        tried_count: 0,
+        error: ErrorDescription::default(),
+        config_failed: false,
+        boot_failed: false,
+        adapters_failed: false,
+        vm: Default::default(),
+    }
+}
+
+/// The status file of `key`, if it exists and parses.
+pub fn read_status(paths: &Paths, key: &str) -> Option<DomainStatus> {
+    let bytes = std::fs::read(paths.status_file(key)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
