@@ -134,6 +134,8 @@ impl DomainSpec {
             // SAFETY: slot is a valid element of the array.
             unsafe { xen_sys::libxl_device_pci_init(slot) };
             pci.bdf.to_libxl(slot);
+            // One function (xl's parser sets this for every BDF without `.*`).
+            slot.vfunc_mask = 1;
             slot.permissive = pci.permissive;
             slot.seize = pci.seize;
             slot.msitranslate = pci.msitranslate;
@@ -142,6 +144,7 @@ impl DomainSpec {
         d.on_poweroff = self.on_poweroff.to_libxl();
         d.on_reboot = self.on_reboot.to_libxl();
         d.on_crash = self.on_crash.to_libxl();
+        self.fill_options(d)?;
         Ok(cfg)
     }
 }
@@ -181,7 +184,7 @@ fn fill_bitmap_bits(map: &mut xen_sys::libxl_bitmap, bits: &[u32]) -> Result<()>
 }
 
 /// A NULL-terminated, malloc'd `char **` (libxl_string_list), or null when `items` is empty.
-fn fill_string_list(list: &mut xen_sys::libxl_string_list, field: &str, items: &[String]) -> Result<()> {
+pub(crate) fn fill_string_list(list: &mut xen_sys::libxl_string_list, field: &str, items: &[String]) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }

@@ -321,6 +321,40 @@ pub struct VifSpec {
     pub mtu: Option<u32>,
     /// The backend domain's name, when not dom0 (`backend=`).
     pub backend_domain: Option<String>,
+    /// PV only or also emulated for HVM guests (`type=`); libxl's default when `None`.
+    pub nic_type: Option<NicType>,
+    /// The dom0 device for routed setups' hotplug script (`gatewaydev=`).
+    pub gatewaydev: Option<String>,
+    /// The device id (`devid=`); libxl gives the next free id when `None`.
+    pub devid: Option<u32>,
+    /// Whether the backend may trust the guest (`trusted` / `untrusted`); default when `None`.
+    pub trusted: Option<bool>,
+}
+
+/// What kind of interface a vif is (xl's vif `type=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NicType {
+    /// A PV interface only (`type=vif`).
+    Vif,
+    /// A PV interface plus an emulated NIC for HVM guests (`type=ioemu`).
+    Ioemu,
+}
+
+impl NicType {
+    /// The xl vif-spec word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NicType::Vif => "vif",
+            NicType::Ioemu => "ioemu",
+        }
+    }
+
+    fn to_libxl(self) -> xen_sys::libxl_nic_type {
+        match self {
+            NicType::Vif => xen_sys::LIBXL_NIC_TYPE_VIF,
+            NicType::Ioemu => xen_sys::LIBXL_NIC_TYPE_VIF_IOEMU,
+        }
+    }
 }
 
 impl VifSpec {
@@ -337,9 +371,18 @@ impl VifSpec {
         n.model = raw::strdup_opt(&format!("{field}.model"), self.model.as_deref())?;
         n.ip = raw::strdup_opt(&format!("{field}.ip"), self.ip.as_deref())?;
         n.backend_domname = raw::strdup_opt(&format!("{field}.backend"), self.backend_domain.as_deref())?;
+        n.gatewaydev = raw::strdup_opt(&format!("{field}.gatewaydev"), self.gatewaydev.as_deref())?;
         if let Some(mac) = self.mac {
             n.mac = mac.0;
         }
+        if let Some(t) = self.nic_type {
+            n.nictype = t.to_libxl();
+        }
+        if let Some(devid) = self.devid {
+            n.devid = i32::try_from(devid)
+                .map_err(|_| Error::invalid(format!("{field}.devid"), devid.to_string(), "too large"))?;
+        }
+        set_defbool(&mut n.trusted, self.trusted);
         if let Some(mtu) = self.mtu {
             n.mtu = i32::try_from(mtu)
                 .ok()

@@ -194,6 +194,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// An xl.cfg(5) file does not parse, or has a key or value xenctl cannot use. Shown as
+    /// `FILE:LINE: KEY: REASON`, the way compilers and xl itself point at a config line.
+    #[error("{}", xl_config_message(file, *line, key.as_deref(), reason))]
+    XlConfig {
+        /// The file (or the source name given with the text).
+        file: String,
+        /// The 1-based line of the offending assignment or list item, when there is one (a
+        /// required key that is missing has none).
+        line: Option<u32>,
+        /// The key, e.g. `memory`, or a list item such as `disk[1]`; `None` for syntax errors.
+        key: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A xenstore operation failed.
     #[error("xenstore {op} {path}")]
     Xenstore {
@@ -278,6 +293,14 @@ impl Error {
 
     pub(crate) fn invalid(field: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::InvalidSpec { field: field.into(), value: value.into(), reason: reason.into() }
+    }
+}
+
+fn xl_config_message(file: &str, line: Option<u32>, key: Option<&str>, reason: &str) -> String {
+    let at = line.map_or_else(|| file.to_string(), |l| format!("{file}:{l}"));
+    match key {
+        Some(key) => format!("{at}: {key}: {reason}"),
+        None => format!("{at}: {reason}"),
     }
 }
 

@@ -43,6 +43,10 @@
 //! - Every `unsafe` is in this crate, each with its `SAFETY:` reason; libxl structs are
 //!   `_init`ed and `_dispose`d exactly once by owning guards; no panic crosses into C.
 //! - Errors ([`Error`]) name the operation, the domain and libxl's error code.
+//! - xl.cfg files both ways: [`DomainSpec::from_xl_config`] reads one with xl's own parser
+//!   (libxlutil) and semantics, errors naming file, line and key; [`DomainSpec::to_xl_config`]
+//!   writes one that reads back to the same spec; [`DomainSpec::to_libxl_json`] gives the JSON
+//!   `xl -N create` prints, without Xen (for dry runs).
 //! - [`sys`] re-exports the raw bindings for the rare caller who needs them.
 
 #![deny(missing_docs)]
@@ -53,8 +57,10 @@ mod devices;
 mod error;
 mod events;
 mod info;
+mod json;
 mod lifecycle;
 mod logger;
+mod options;
 mod pci;
 mod raw;
 mod save;
@@ -62,14 +68,20 @@ mod spec;
 mod types;
 mod xenstore;
 mod xlcfg;
+mod xlkeys;
+mod xlparse;
+mod xlread;
+mod xlscan;
+mod xlspecs;
 mod xlu;
 
 pub use context::{Context, XenVersions};
 pub use convert::LibxlDomainConfig;
-pub use devices::{DiskBackend, DiskFormat, DiskSpec, Mac, VifSpec, VncSpec};
+pub use devices::{DiskBackend, DiskFormat, DiskSpec, Mac, NicType, VifSpec, VncSpec};
 pub use error::{Error, LibxlErrorCode, Result, Subject};
 pub use events::{DomainEvent, DomainWatch, WatchRegistration};
 pub use info::{DomainInfo, DomainState, HostInfo};
+pub use options::{BiosKind, DeviceModelVersion, DisplaySpec, PlatformSpec, VgaKind};
 pub use pci::{Bdf, PciSpec};
 pub use save::SaveImageHeader;
 pub use spec::{DomainSpec, TscMode};

@@ -1,5 +1,7 @@
 //! [`DomainSpec`]: everything needed to create a guest, as plain Rust data with a builder, and
-//! its validation. The conversion to libxl's `libxl_domain_config` is in `convert.rs`.
+//! its validation. The conversion to libxl's `libxl_domain_config` is in `convert.rs` (and
+//! `options.rs` for the platform, display and HVM extras); xl.cfg text in `xlcfg.rs` (out) and
+//! `xlparse.rs` (in).
 
 use std::collections::HashSet;
 
@@ -7,6 +9,7 @@ use uuid::Uuid;
 
 use crate::devices::{DiskSpec, VifSpec, VncSpec};
 use crate::error::{Error, Result};
+use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
 use crate::types::{DomainKind, ShutdownAction};
 
@@ -89,14 +92,40 @@ pub struct DomainSpec {
     pub on_reboot: ShutdownAction,
     /// ... when it crashes.
     pub on_crash: ShutdownAction,
+    /// ... when its watchdog fires (xl's default: destroy).
+    pub on_watchdog: ShutdownAction,
+    /// ... when it asks for a soft reset (xl's default: soft-reset).
+    pub on_soft_reset: ShutdownAction,
     /// HVM serial port backend, e.g. `pty` (PV and PVH guests always have a PV console).
     pub serial: Option<String>,
+    /// HVM serial ports, one backend each (xl.cfg's list form `serial = [ "pty", ... ]`);
+    /// use this or `serial`, not both.
+    pub serial_ports: Vec<String>,
     /// HVM boot order, e.g. `cd` (disk, then CD-ROM).
     pub boot_order: Option<String>,
     /// A VNC console.
     pub vnc: Option<VncSpec>,
+    /// The rest of the display: SDL, keymap, graphics card, video memory.
+    pub display: DisplaySpec,
     /// TSC (time stamp counter) mode.
     pub tsc_mode: TscMode,
+    /// Scheduler weight relative to other domains (`cpu_weight`; credit schedulers: 1 to
+    /// 65535, default 256); `None` for the scheduler's default.
+    pub cpu_weight: Option<u32>,
+    /// CPU cap in percent of one physical CPU (`cap`; 0 = none); `None` for the default.
+    pub cpu_cap: Option<u32>,
+    /// Platform and firmware knobs (ACPI, APIC, PAE, HAP, Viridian, BIOS, device model, ...).
+    pub platform: PlatformSpec,
+    /// An emulated USB controller (`usb`; HVM).
+    pub usb: Option<bool>,
+    /// The emulated USB controller's version, 1 to 3 (`usbversion`; HVM).
+    pub usb_version: Option<u32>,
+    /// An emulated USB device, e.g. `tablet` (`usbdevice = "tablet"`; HVM).
+    pub usb_device: Option<String>,
+    /// Emulated USB devices (the list form `usbdevice = [ ... ]`); this or `usb_device`.
+    pub usb_devices: Vec<String>,
+    /// Emulated sound hardware, e.g. `hda` (`soundhw`; HVM).
+    pub soundhw: Option<String>,
 }
 
 impl DomainSpec {
@@ -123,10 +152,22 @@ impl DomainSpec {
             on_poweroff: ShutdownAction::Destroy,
             on_reboot: ShutdownAction::Restart,
             on_crash: ShutdownAction::Destroy,
+            on_watchdog: ShutdownAction::Destroy,
+            on_soft_reset: ShutdownAction::SoftReset,
             serial: None,
+            serial_ports: Vec::new(),
             boot_order: None,
             vnc: None,
+            display: DisplaySpec::default(),
             tsc_mode: TscMode::Default,
+            cpu_weight: None,
+            cpu_cap: None,
+            platform: PlatformSpec::default(),
+            usb: None,
+            usb_version: None,
+            usb_device: None,
+            usb_devices: Vec::new(),
+            soundhw: None,
         }
     }
 
@@ -339,7 +380,15 @@ impl DomainSpec {
                 return Err(Error::invalid(format!("pcis[{i}]"), pci.bdf.to_string(), "listed twice"));
             }
         }
-        Ok(())
+        let mut devids = HashSet::new();
+        for (i, vif) in self.vifs.iter().enumerate() {
+            if let Some(devid) = vif.devid
+                && !devids.insert(devid)
+            {
+                return Err(Error::invalid(format!("vifs[{i}].devid"), devid.to_string(), "used by an earlier vif"));
+            }
+        }
+        self.validate_options()
     }
 }
 

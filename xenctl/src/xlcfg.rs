@@ -1,5 +1,6 @@
 //! [`DomainSpec::to_xl_config`]: the spec as an xl.cfg(5) file, so an operator can read what a
-//! tool asked libxl for, or hand it to `xl create` themselves.
+//! tool asked libxl for, or hand it to `xl create` themselves. What it writes,
+//! [`DomainSpec::from_xl_config`] reads back to an equal spec.
 
 use std::fmt::Write;
 
@@ -7,6 +8,7 @@ use crate::devices::{DiskBackend, DiskSpec, VifSpec};
 use crate::error::{Error, Result};
 use crate::spec::{DomainSpec, TscMode};
 use crate::types::DomainKind;
+use crate::types::ShutdownAction;
 
 /// A double-quoted xl.cfg string (xl's parser understands `\"` and `\\`).
 fn quote(s: &str) -> String {
@@ -84,6 +86,14 @@ fn vif_spec(i: usize, v: &VifSpec) -> Result<String> {
     add("ip", &v.ip)?;
     add("backend", &v.backend_domain)?;
     add("mtu", &v.mtu.map(|m| m.to_string()))?;
+    add("type", &v.nic_type.map(|t| t.as_str().to_string()))?;
+    add("gatewaydev", &v.gatewaydev)?;
+    add("devid", &v.devid.map(|d| d.to_string()))?;
+    match v.trusted {
+        Some(true) => parts.push("trusted".into()),
+        Some(false) => parts.push("untrusted".into()),
+        None => {}
+    }
     Ok(parts.join(","))
 }
 
@@ -191,6 +201,7 @@ impl DomainSpec {
                     parts.push(item("vnc.password", "vncpasswd", p)?);
                 }
                 parts.push(format!("vncunused={}", u8::from(vnc.find_unused)));
+                parts.extend(self.vfb_extras()?);
                 line("vfb", list(&[parts.join(",")]));
             }
         }
@@ -200,7 +211,95 @@ impl DomainSpec {
             TscMode::Native => line("tsc_mode", quote("native")),
             TscMode::NativeParavirt => line("tsc_mode", quote("native_paravirt")),
         }
+        for (key, value) in self.option_lines()? {
+            line(key, value);
+        }
         Ok(out)
+    }
+
+    /// The xl.cfg lines of the fields beyond the basics (options.rs), in `key = value` form;
+    /// fields at their default write nothing.
+    fn option_lines(&self) -> Result<Vec<(&'static str, String)>> {
+        let mut out = Vec::new();
+        let hvm = self.kind == DomainKind::Hvm;
+        if self.on_watchdog != ShutdownAction::Destroy {
+            out.push(("on_watchdog", quote(self.on_watchdog.as_str())));
+        }
+        if self.on_soft_reset != ShutdownAction::SoftReset {
+            out.push(("on_soft_reset", quote(self.on_soft_reset.as_str())));
+        }
+        let number = |key, n: Option<u64>| n.map(|n| (key, n.to_string()));
+        out.extend(number("cpu_weight", self.cpu_weight.map(u64::from)));
+        out.extend(number("cap", self.cpu_cap.map(u64::from)));
+        let p = &self.platform;
+        if self.kind == DomainKind::Pv && !self.pcis.is_empty() && p.e820_host == Some(false) {
+            return Err(Error::invalid(
+                "platform.e820_host",
+                "false",
+                "xl always enables e820_host for PV guests with PCI devices, so xl.cfg cannot say this",
+            ));
+        }
+        let flags = [
+            ("acpi", p.acpi),
+            ("apic", p.apic),
+            ("pae", p.pae),
+            ("hap", p.hap),
+            ("nestedhvm", p.nested_hvm),
+            ("viridian", p.viridian),
+            ("hpet", p.hpet),
+            ("xen_platform_pci", p.xen_platform_pci),
+            ("localtime", p.localtime),
+            ("e820_host", p.e820_host),
+            ("usb", self.usb),
+            ("nographic", self.display.nographic),
+        ];
+        out.extend(flags.into_iter().filter_map(|(key, v)| v.map(|v| (key, u8::from(v).to_string()))));
+        if let Some(bios) = p.bios {
+            out.push(("bios", quote(bios.as_str())));
+        }
+        if let Some(v) = p.device_model_version {
+            out.push(("device_model_version", quote(v.as_str())));
+        }
+        let d = &self.display;
+        out.extend(number("videoram", d.video_memory_mib));
+        if let Some(vga) = d.vga {
+            out.push(("vga", quote(vga.as_str())));
+        }
+        // A PV/PVH guest's sdl/opengl/keymap are written inside its vfb spec (see vfb_extras).
+        if hvm {
+            if d.vnc_disabled {
+                out.push(("vnc", "0".into()));
+            }
+            out.extend(d.sdl.map(|v| ("sdl", u8::from(v).to_string())));
+            out.extend(d.opengl.map(|v| ("opengl", u8::from(v).to_string())));
+            out.extend(d.keymap.as_deref().map(|k| ("keymap", quote(k))));
+        }
+        if !self.serial_ports.is_empty() {
+            out.push(("serial", list(&self.serial_ports)));
+        }
+        out.extend(number("usbversion", self.usb_version.map(u64::from)));
+        if let Some(u) = &self.usb_device {
+            out.push(("usbdevice", quote(u)));
+        }
+        if !self.usb_devices.is_empty() {
+            out.push(("usbdevice", list(&self.usb_devices)));
+        }
+        if let Some(s) = &self.soundhw {
+            out.push(("soundhw", quote(s)));
+        }
+        Ok(out)
+    }
+
+    /// The display extras of a PV/PVH framebuffer, as vfb spec options.
+    fn vfb_extras(&self) -> Result<Vec<String>> {
+        let d = &self.display;
+        let mut parts = Vec::new();
+        if let Some(k) = &d.keymap {
+            parts.push(item("display.keymap", "keymap", k)?);
+        }
+        parts.extend(d.sdl.map(|v| format!("sdl={}", u8::from(v))));
+        parts.extend(d.opengl.map(|v| format!("opengl={}", u8::from(v))));
+        Ok(parts)
     }
 }
 

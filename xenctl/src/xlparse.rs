@@ -1,0 +1,400 @@
+//! [`DomainSpec::from_xl_config`]: an xl.cfg(5) file in, the same [`DomainSpec`] the rest of
+//! the crate uses out, with xl's semantics (tools/xl/xl_parse.c) for every key it supports.
+//!
+//! libxlutil parses the file and reads every value (strings, numbers as `strtol` reads them,
+//! lists, disk and PCI specs, vif rates), so the syntax and quoting are exactly xl's. Where xl
+//! silently ignores a key (a typo, or a key meant for another guest type) this is stricter: an
+//! unknown key, a key xl knows but this crate does not support, and a value that xl would
+//! accept but we cannot represent are all errors naming the file, the line and the key. The
+//! lines come from `xlscan.rs`, since libxlutil's API keeps none.
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use crate::devices::{DiskSpec, VifSpec, VncSpec};
+use crate::error::{Error, Result};
+use crate::options::{BiosKind, DeviceModelVersion, VgaKind};
+use crate::spec::{DomainSpec, TscMode};
+use crate::types::{DomainKind, ShutdownAction};
+use crate::xlkeys::{self, KeyClass};
+use crate::xlread::{OneOrList, Reader};
+use crate::xlspecs::{PciDefaults, VfbOptions, cpus_from_xl, pci_from_xl, reason_of, vfb_from_xl};
+
+/// libxl's memory when a config gives neither `memory` nor `maxmem` (libxl_create.c).
+const LIBXL_DEFAULT_MEMORY_MIB: u64 = 32;
+
+impl DomainSpec {
+    /// Reads an xl.cfg(5) file, as `xl create FILE` would, into a spec.
+    ///
+    /// Supported keys: see [`DomainSpec::from_xl_config_text`]. Errors name the file, the line
+    /// and the key ([`Error::XlConfig`]); libxlutil's own syntax errors come through with its
+    /// line and message.
+    pub fn from_xl_config(path: &Path) -> Result<DomainSpec> {
+        let data =
+            std::fs::read(path).map_err(|source| Error::Io { op: "read xl config", path: path.into(), source })?;
+        parse(&path.display().to_string(), &data)
+    }
+
+    /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).
+    ///
+    /// Supported keys, with xl's meaning: `name`, `uuid`, `type`, `builder` (legacy), `memory`,
+    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs), `cpu_weight`, `cap`,
+    /// `kernel`, `ramdisk`, `cmdline`, `root`, `extra`, `bootloader`, `bootloader_args`, `disk`,
+    /// `vif`, `pci` and `pci_permissive`/`pci_msitranslate`/`pci_seize`/`pci_power_mgmt`,
+    /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`, `on_soft_reset`, `tsc_mode`,
+    /// `acpi`, `hap`, `nestedhvm`, `localtime`, `videoram`, `device_model_version`; the display:
+    /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
+    /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
+    /// `soundhw`, `apic`, `pae`, `viridian` (as a boolean), `hpet`, `xen_platform_pci`, `bios`,
+    /// `vga`, `stdvga`, `nographic`; PV only: `e820_host`. `device_model` and `vncviewer`,
+    /// which xl ignores with a warning, are ignored the same way.
+    ///
+    /// ```
+    /// use xenctl::{DomainKind, DomainSpec};
+    /// let text = "name = 'web'\nkernel = '/boot/vmlinuz'\nroot = '/dev/xvda1'\nmemory = 256\n\
+    ///             disk = [ 'format=raw,vdev=xvda,target=/srv/web.img' ]\n";
+    /// let spec = DomainSpec::from_xl_config_text("web.cfg", text)?;
+    /// assert_eq!((spec.kind, spec.memory_mib), (DomainKind::Pv, 256));
+    /// assert_eq!(spec.cmdline.as_deref(), Some("root=/dev/xvda1"));
+    ///
+    /// let err = DomainSpec::from_xl_config_text("web.cfg", "name = 'web'\nmemroy = 256\n").unwrap_err();
+    /// assert_eq!(err.to_string(), "web.cfg:2: memroy: not an xl.cfg key");
+    /// # Ok::<(), xenctl::Error>(())
+    /// ```
+    pub fn from_xl_config_text(source: &str, text: &str) -> Result<DomainSpec> {
+        parse(source, text.as_bytes())
+    }
+}
+
+fn parse(source: &str, data: &[u8]) -> Result<DomainSpec> {
+    let mut r = Reader::new(source, data)?;
+    let kind = read_kind(&mut r)?;
+    check_keys(&r, kind)?;
+    let name = r.string("name")?.ok_or_else(|| r.err_missing("name", "xl needs a domain name"))?;
+    let mut spec = DomainSpec::new(name, kind);
+    if let Some(text) = r.string("uuid")? {
+        spec.uuid = Uuid::parse_str(&text).map_err(|_| r.err("uuid", format!("{text:?} is not a UUID")))?;
+    }
+    read_sizes(&mut r, &mut spec)?;
+    read_boot(&mut r, &mut spec)?;
+    read_actions(&mut r, &mut spec)?;
+    read_platform(&mut r, &mut spec)?;
+    read_devices(&mut r, &mut spec)?;
+    read_display(&mut r, &mut spec)?;
+    if kind == DomainKind::Hvm {
+        read_hvm_devices(&mut r, &mut spec)?;
+    }
+    for key in ["device_model", "vncviewer"] {
+        if r.has(key) {
+            log::warn!("{}: {key}: ignored, as xl ignores it", r.at(key));
+        }
+    }
+    spec.validate().map_err(|e| r.spec_error(e))?;
+    Ok(spec)
+}
+
+/// `type`, or the legacy `builder`; PV when neither is given (xl's default on x86).
+fn read_kind(r: &mut Reader) -> Result<DomainKind> {
+    let ty = match r.string("type")? {
+        None => None,
+        Some(t) => Some(match t.as_str() {
+            "pv" => DomainKind::Pv,
+            "pvh" => DomainKind::Pvh,
+            "hvm" => DomainKind::Hvm,
+            _ => return Err(r.err("type", format!("{t:?}: expected \"pv\", \"pvh\" or \"hvm\""))),
+        }),
+    };
+    let builder = match r.string("builder")? {
+        None => None,
+        Some(b) => Some(match b.as_str() {
+            "hvm" => DomainKind::Hvm,
+            "generic" => DomainKind::Pv,
+            _ => return Err(r.err("builder", format!("{b:?}: expected \"hvm\" or \"generic\" (or use type)"))),
+        }),
+    };
+    match (ty, builder) {
+        (Some(t), Some(b)) if t != b => Err(r.err("builder", format!("says {b} but type says {t}"))),
+        (t, b) => Ok(t.or(b).unwrap_or(DomainKind::Pv)),
+    }
+}
+
+/// Every key assigned in the file must be one we read, and meant for this kind of guest.
+fn check_keys(r: &Reader, kind: DomainKind) -> Result<()> {
+    for a in r.lines().assignments() {
+        let problem = match xlkeys::classify(&a.key) {
+            KeyClass::Supported(applies) if applies.contains(kind) => continue,
+            KeyClass::Supported(applies) => format!("applies to {applies} guests only, and this is a {kind} guest"),
+            KeyClass::XlOnly => "xl knows this key, but xenctl does not support it".to_string(),
+            KeyClass::Unknown => "not an xl.cfg key".to_string(),
+        };
+        return Err(Error::XlConfig {
+            file: r.source().to_string(),
+            line: Some(a.line),
+            key: Some(a.key.clone()),
+            reason: problem,
+        });
+    }
+    Ok(())
+}
+
+fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    let memory = r.number::<u64>("memory", 1)?;
+    let maxmem = r.number::<u64>("maxmem", 1)?;
+    // Without `memory` libxl starts the guest with its maximum: maxmem, or 32 MiB. A maximum
+    // equal to the start value is the same as none (xl copies one to the other).
+    spec.memory_mib = memory.or(maxmem).unwrap_or(LIBXL_DEFAULT_MEMORY_MIB);
+    spec.max_memory_mib = maxmem.filter(|&m| m != spec.memory_mib);
+    spec.vcpus = r.number::<u32>("vcpus", 1)?.unwrap_or(1);
+    spec.max_vcpus = r.number::<u32>("maxvcpus", 1)?.filter(|&m| m != spec.vcpus);
+    match r.string_or_list("cpus")? {
+        None => {}
+        Some(OneOrList::One(text)) => spec.cpus = cpus_from_xl(&text).map_err(|e| r.err("cpus", e))?,
+        Some(OneOrList::List(_)) => {
+            return Err(r.err("cpus", "per-vCPU lists are not supported; give one CPU list for all vCPUs"));
+        }
+    }
+    spec.cpu_weight = r.number::<u32>("cpu_weight", 1)?;
+    spec.cpu_cap = r.number::<u32>("cap", 0)?;
+    Ok(())
+}
+
+fn read_boot(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    spec.kernel = r.string("kernel")?;
+    if spec.kind == DomainKind::Hvm
+        && let Some(k) = &spec.kernel
+        && Path::new(k).file_name().is_some_and(|n| n == "hvmloader")
+    {
+        // Old xm configs name the HVM firmware as the kernel; xl drops it, with a warning.
+        log::warn!("{}: kernel: ignoring hvmloader as the kernel of an HVM guest, as xl does", r.at("kernel"));
+        spec.kernel = None;
+    }
+    spec.ramdisk = r.string("ramdisk")?;
+    let cmdline = r.string("cmdline")?;
+    let root = r.string("root")?;
+    let extra = r.string("extra")?;
+    spec.cmdline = match (cmdline, root, extra) {
+        (Some(c), root, extra) => {
+            if root.is_some() || extra.is_some() {
+                log::warn!("{}: cmdline: ignoring root and extra in favour of cmdline, as xl does", r.at("cmdline"));
+            }
+            Some(c)
+        }
+        (None, Some(root), Some(extra)) => Some(format!("root={root} {extra}")),
+        (None, Some(root), None) => Some(format!("root={root}")),
+        (None, None, extra) => extra,
+    };
+    spec.bootloader = r.string("bootloader")?;
+    match r.string_or_list("bootloader_args")? {
+        None => {}
+        Some(OneOrList::List(args)) => spec.bootloader_args = args,
+        // The deprecated string form: xl splits it on blanks.
+        Some(OneOrList::One(text)) => {
+            spec.bootloader_args = text.split([' ', '\t', '\n']).filter(|a| !a.is_empty()).map(String::from).collect()
+        }
+    }
+    if let Some(mode) = r.string_or_number("tsc_mode")? {
+        spec.tsc_mode = match mode.as_str() {
+            "0" => TscMode::Default,
+            "1" => TscMode::AlwaysEmulate,
+            "2" => TscMode::Native,
+            "3" => TscMode::NativeParavirt,
+            m if m.eq_ignore_ascii_case("default") => TscMode::Default,
+            m if m.eq_ignore_ascii_case("always_emulate") => TscMode::AlwaysEmulate,
+            m if m.eq_ignore_ascii_case("native") => TscMode::Native,
+            m if m.eq_ignore_ascii_case("native_paravirt") => TscMode::NativeParavirt,
+            m => {
+                return Err(
+                    r.err("tsc_mode", format!("{m:?}: expected default, always_emulate, native or native_paravirt"))
+                );
+            }
+        };
+    }
+    Ok(())
+}
+
+fn read_actions(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    let slots: [(&str, &mut ShutdownAction); 5] = [
+        ("on_poweroff", &mut spec.on_poweroff),
+        ("on_reboot", &mut spec.on_reboot),
+        ("on_crash", &mut spec.on_crash),
+        ("on_watchdog", &mut spec.on_watchdog),
+        ("on_soft_reset", &mut spec.on_soft_reset),
+    ];
+    for (key, slot) in slots {
+        if let Some(word) = r.string(key)? {
+            *slot = word.parse().map_err(|e| r.err(key, reason_of(e)))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    let p = &mut spec.platform;
+    p.acpi = r.flag("acpi")?;
+    p.hap = r.flag("hap")?;
+    p.nested_hvm = r.flag("nestedhvm")?;
+    p.localtime = r.flag("localtime")?;
+    p.e820_host = r.flag("e820_host")?;
+    if let Some(v) = r.string("device_model_version")? {
+        p.device_model_version = Some(DeviceModelVersion::from_xl(&v).ok_or_else(|| {
+            r.err("device_model_version", format!("{v:?}: expected qemu-xen or qemu-xen-traditional"))
+        })?);
+    }
+    if spec.kind == DomainKind::Hvm {
+        p.apic = r.flag("apic")?;
+        p.pae = r.flag("pae")?;
+        p.hpet = r.flag("hpet")?;
+        p.xen_platform_pci = r.flag("xen_platform_pci")?;
+        p.viridian = match r.list_or_flag("viridian")? {
+            Err(()) => return Err(r.err("viridian", "the list of enlightenments is not supported; use 0 or 1")),
+            Ok(v) => v,
+        };
+        if let Some(b) = r.string("bios")? {
+            p.bios = Some(
+                BiosKind::from_xl(&b)
+                    .ok_or_else(|| r.err("bios", format!("{b:?}: expected rombios, seabios or ovmf")))?,
+            );
+        }
+    }
+    if let Some(mib) = r.number::<u64>("videoram", 0)? {
+        spec.display.video_memory_mib = Some(mib);
+    }
+    Ok(())
+}
+
+fn read_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    for (i, item) in r.list("disk")?.unwrap_or_default().into_iter().enumerate() {
+        spec.disks.push(DiskSpec::from_xl(&item).map_err(|e| r.item_err("disk", i, spec_reason(e)))?);
+    }
+    let vifs = r.list("vif")?.unwrap_or_default();
+    for (i, item) in vifs.iter().enumerate() {
+        spec.vifs.push(VifSpec::from_xl(item).map_err(|e| r.item_err("vif", i, spec_reason(e)))?);
+    }
+    // xl numbers vifs by position; libxl gives devid-less ones the next free id, which is the
+    // same thing unless some vif names its own devid: then give the others theirs, as xl does.
+    if spec.vifs.iter().any(|v| v.devid.is_some()) {
+        for (i, vif) in spec.vifs.iter_mut().enumerate() {
+            vif.devid = vif.devid.or(u32::try_from(i).ok());
+        }
+    }
+    let defaults = PciDefaults {
+        permissive: r.flag("pci_permissive")?.unwrap_or(false),
+        msitranslate: r.flag("pci_msitranslate")?.unwrap_or(false),
+        seize: r.flag("pci_seize")?.unwrap_or(false),
+        power_mgmt: r.flag("pci_power_mgmt")?.unwrap_or(false),
+    };
+    for (i, item) in r.list("pci")?.unwrap_or_default().into_iter().enumerate() {
+        spec.pcis.push(pci_from_xl(&item, defaults).map_err(|e| r.item_err("pci", i, format!("{item:?}: {e}")))?);
+    }
+    if spec.kind == DomainKind::Pv && !spec.pcis.is_empty() && spec.platform.e820_host == Some(false) {
+        // xl turns e820_host on for PV guests with PCI devices whatever the file says.
+        log::warn!("{}: e820_host: xl enables it anyway for a PV guest with PCI devices", r.at("e820_host"));
+        spec.platform.e820_host = None;
+    }
+    Ok(())
+}
+
+/// A device spec's `InvalidSpec` as "SPEC": REASON, for an error that names the list item.
+fn spec_reason(e: Error) -> String {
+    match e {
+        Error::InvalidSpec { value, reason, .. } => format!("{value:?}: {reason}"),
+        other => other.to_string(),
+    }
+}
+
+const VNC_KEYS: [&str; 5] = ["vnc", "vnclisten", "vncdisplay", "vncpasswd", "vncunused"];
+
+fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    let vfbs = r.list("vfb")?;
+    let top_level = VNC_KEYS.iter().chain(&["sdl", "opengl", "keymap"]).find(|k| r.has(k)).copied();
+    if let Some(vfbs) = vfbs {
+        if let Some(key) = top_level {
+            return Err(r.err(key, "set the display in vfb = [ ... ] or with top-level keys, not both"));
+        }
+        let item = match vfbs.as_slice() {
+            [] => return Ok(()),
+            [one] => one,
+            _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
+        };
+        let VfbOptions { vnc, sdl, opengl, keymap } =
+            vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
+        spec.vnc = Some(vnc);
+        spec.display.sdl = sdl;
+        spec.display.opengl = opengl;
+        spec.display.keymap = keymap;
+        return Ok(());
+    }
+    let enabled = r.flag("vnc")?;
+    if spec.kind == DomainKind::Pv && enabled != Some(true) {
+        // xl gives a PV guest a framebuffer only for vnc = 1, and ignores the rest otherwise.
+        return match top_level.filter(|k| *k != "vnc") {
+            Some(key) => Err(r.err(key, "a PV guest's display needs vnc = 1 (or a vfb)")),
+            None => Ok(()),
+        };
+    }
+    let mut vnc = VncSpec { find_unused: true, ..VncSpec::default() };
+    vnc.listen = r.string("vnclisten")?;
+    vnc.password = r.string("vncpasswd")?;
+    vnc.display = r.number::<u32>("vncdisplay", 0)?;
+    if let Some(unused) = r.flag("vncunused")? {
+        vnc.find_unused = unused;
+    }
+    if spec.kind == DomainKind::Hvm
+        && vnc.display.is_some_and(|d| d != 0)
+        && vnc.listen.as_deref().is_some_and(|l| l.contains(':'))
+    {
+        return Err(r.err("vncdisplay", "the display is also given in vnclisten (HOST:DISPLAY); give it once"));
+    }
+    let any_vnc_key = VNC_KEYS.iter().any(|k| r.has(k));
+    match enabled {
+        Some(false) => {
+            if let Some(key) = VNC_KEYS[1..].iter().find(|k| r.has(k)) {
+                return Err(r.err(key, "VNC options with vnc = 0"));
+            }
+            spec.display.vnc_disabled = true;
+        }
+        // An HVM guest gets VNC from libxl unless told otherwise; its options apply to it.
+        _ if any_vnc_key => spec.vnc = Some(vnc),
+        _ => {}
+    }
+    spec.display.sdl = r.flag("sdl")?;
+    spec.display.opengl = r.flag("opengl")?;
+    spec.display.keymap = r.string("keymap")?;
+    Ok(())
+}
+
+fn read_hvm_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+    match r.string_or_list("serial")? {
+        None => {}
+        Some(OneOrList::One(s)) => spec.serial = Some(s),
+        Some(OneOrList::List(list)) => spec.serial_ports = list,
+    }
+    spec.boot_order = r.string("boot")?;
+    spec.usb = r.flag("usb")?;
+    spec.usb_version = r.number::<u32>("usbversion", 1)?;
+    match r.string_or_list("usbdevice")? {
+        None => {}
+        Some(OneOrList::One(s)) => spec.usb_device = Some(s),
+        Some(OneOrList::List(list)) => spec.usb_devices = list,
+    }
+    spec.soundhw = r.string("soundhw")?;
+    spec.display.nographic = r.flag("nographic")?;
+    spec.display.vga = match r.string("vga")? {
+        Some(v) => {
+            if r.has("stdvga") {
+                log::warn!("{}: stdvga: ignored in favour of vga, as xl does", r.at("stdvga"));
+            }
+            Some(
+                VgaKind::from_xl(&v)
+                    .ok_or_else(|| r.err("vga", format!("{v:?}: expected stdvga, cirrus, none or qxl")))?,
+            )
+        }
+        None => r.flag("stdvga")?.map(|std| if std { VgaKind::Std } else { VgaKind::Cirrus }),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "xlparse_tests.rs"]
+mod tests;

@@ -1,0 +1,438 @@
+//! Unit tests of the xl.cfg parser (`xlparse.rs`): every supported key, the errors (file,
+//! line, key), the corpus in tests/xlcfg/, and round trips through `to_xl_config`.
+
+use super::*;
+use crate::devices::{DiskFormat, Mac, NicType, VifSpec, VncSpec};
+use crate::options::{DisplaySpec, PlatformSpec};
+use crate::pci::PciSpec;
+
+/// The corpus the end-to-end test compares with `xl -N create` (tests/src/xlcfg_e2e.rs).
+const CORPUS: &[(&str, &str)] = &[
+    ("pv-kernel.cfg", include_str!("../../tests/xlcfg/pv-kernel.cfg")),
+    ("pv-pygrub.cfg", include_str!("../../tests/xlcfg/pv-pygrub.cfg")),
+    ("hvm-windows.cfg", include_str!("../../tests/xlcfg/hvm-windows.cfg")),
+    ("hvm-legacy-builder.cfg", include_str!("../../tests/xlcfg/hvm-legacy-builder.cfg")),
+    ("pvh.cfg", include_str!("../../tests/xlcfg/pvh.cfg")),
+    ("pv-pci-rate.cfg", include_str!("../../tests/xlcfg/pv-pci-rate.cfg")),
+    ("pv-pinning.cfg", include_str!("../../tests/xlcfg/pv-pinning.cfg")),
+    ("pv-vnc-append.cfg", include_str!("../../tests/xlcfg/pv-vnc-append.cfg")),
+    ("hvm-pci.cfg", include_str!("../../tests/xlcfg/hvm-pci.cfg")),
+    ("xlexample-pvlinux.cfg", include_str!("../../tests/xlcfg/xlexample-pvlinux.cfg")),
+    ("xlexample-hvm.cfg", include_str!("../../tests/xlcfg/xlexample-hvm.cfg")),
+];
+
+fn corpus(name: &str) -> DomainSpec {
+    let (_, text) = CORPUS.iter().find(|(n, _)| *n == name).unwrap();
+    DomainSpec::from_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A PV config with the given extra lines.
+fn pv(extra: &str) -> Result<DomainSpec> {
+    DomainSpec::from_xl_config_text("g.cfg", &format!("name = \"g\"\nkernel = \"/k\"\n{extra}\n"))
+}
+
+/// An HVM config with the given extra lines.
+fn hvm(extra: &str) -> Result<DomainSpec> {
+    DomainSpec::from_xl_config_text("h.cfg", &format!("type = \"hvm\"\nname = \"h\"\n{extra}\n"))
+}
+
+fn err(r: Result<DomainSpec>) -> String {
+    r.unwrap_err().to_string()
+}
+
+fn parse_back(spec: &DomainSpec) -> DomainSpec {
+    let text = spec.to_xl_config().unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+    DomainSpec::from_xl_config_text("rendered.cfg", &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn the_corpus_list_is_the_whole_directory() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/xlcfg");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cfg"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = CORPUS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, on_disk);
+}
+
+#[test]
+fn every_corpus_config_parses_and_round_trips() {
+    for (name, text) in CORPUS {
+        let spec = DomainSpec::from_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!spec.uuid.is_nil(), "{name}: the corpus gives every config a uuid");
+        assert_eq!(parse_back(&spec), spec, "{name}");
+        spec.to_libxl_json().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn corpus_pv_kernel_combines_root_and_extra() {
+    let s = corpus("pv-kernel.cfg");
+    assert_eq!((s.name.as_str(), s.kind, s.memory_mib, s.vcpus), ("web01", DomainKind::Pv, 512, 2));
+    assert_eq!(s.uuid.to_string(), "3f1f6c0e-5d2a-4c0b-9d1e-6a2b9c1d7e01");
+    assert_eq!(s.cmdline.as_deref(), Some("root=/dev/xvda2 ro console=hvc0 elevator=noop"));
+    assert_eq!(s.ramdisk.as_deref(), Some("/boot/initrd.img-6.1.0-18-amd64"));
+    assert_eq!(s.disks.iter().map(|d| d.vdev.as_str()).collect::<Vec<_>>(), ["xvda2", "xvda1"]);
+    assert_eq!(s.vifs[0].mac, Some("00:16:3e:4a:12:7b".parse::<Mac>().unwrap()));
+    assert_eq!(s.vifs[0].ip.as_deref(), Some("192.168.1.50"));
+    assert_eq!(s.on_crash, ShutdownAction::Preserve);
+}
+
+#[test]
+fn corpus_pygrub_and_hvm_details() {
+    let s = corpus("pv-pygrub.cfg");
+    assert_eq!(s.bootloader.as_deref(), Some("pygrub"));
+    assert_eq!(s.bootloader_args.len(), 3);
+    assert_eq!((s.memory_mib, s.max_memory_mib, s.vcpus, s.max_vcpus), (1024, Some(2048), 1, Some(2)));
+    assert_eq!((s.disks[1].format, s.disks[1].readonly), (DiskFormat::Qcow2, true));
+    assert_eq!(s.vifs[1].rate.as_deref(), Some("1MB/s@20ms"));
+
+    let s = corpus("hvm-windows.cfg");
+    assert_eq!((s.serial.as_deref(), s.boot_order.as_deref()), (Some("pty"), Some("dc")));
+    assert!(s.disks[1].cdrom);
+    assert_eq!(s.vifs[0].nic_type, Some(NicType::Ioemu));
+    assert_eq!(
+        s.vnc,
+        Some(VncSpec {
+            listen: Some("0.0.0.0".into()),
+            display: Some(1),
+            password: Some("s3cret".into()),
+            find_unused: false
+        })
+    );
+    assert_eq!((s.display.vga, s.display.video_memory_mib), (Some(VgaKind::Std), Some(16)));
+    assert_eq!((s.usb, s.usb_device.as_deref(), s.soundhw.as_deref()), (Some(true), Some("tablet"), Some("hda")));
+
+    let s = corpus("hvm-legacy-builder.cfg");
+    assert_eq!((s.kind, s.kernel.as_deref()), (DomainKind::Hvm, None), "hvmloader is dropped, as xl does");
+    assert_eq!((s.serial_ports.clone(), s.usb_devices.clone()), (vec!["pty".to_string()], vec!["tablet".to_string()]));
+    assert_eq!(s.vnc.as_ref().and_then(|v| v.listen.as_deref()), Some(""));
+    assert!(s.disks[1].cdrom && s.disks[1].target.is_none());
+}
+
+#[test]
+fn corpus_devices_and_pinning() {
+    let s = corpus("pv-pci-rate.cfg");
+    assert_eq!(s.pcis.len(), 2);
+    assert!(s.pcis[0].permissive && !s.pcis[1].permissive && s.pcis[1].seize);
+    assert_eq!(s.vifs[2].gatewaydev.as_deref(), Some("eth0"));
+    assert_eq!((s.vifs[1].mtu, s.vifs[2].trusted), (Some(9000), Some(true)));
+    assert_eq!(s.platform.e820_host, None, "left to convert, which turns it on as xl does");
+
+    let s = corpus("pv-pinning.cfg");
+    assert_eq!((s.cpus.clone(), s.cpu_weight, s.cpu_cap), (vec![0, 1], Some(512), Some(50)));
+    assert_eq!(
+        (s.on_poweroff, s.on_reboot, s.on_crash, s.on_watchdog, s.on_soft_reset),
+        (
+            ShutdownAction::Preserve,
+            ShutdownAction::RestartRename,
+            ShutdownAction::CoredumpDestroy,
+            ShutdownAction::Restart,
+            ShutdownAction::Destroy
+        )
+    );
+    assert_eq!(s.tsc_mode, TscMode::Native);
+
+    let s = corpus("pv-vnc-append.cfg");
+    assert_eq!(s.disks.len(), 2, "+= appends");
+    assert_eq!(s.vnc.as_ref().and_then(|v| v.password.as_deref()), Some("pa'ss"));
+    assert_eq!((s.display.keymap.as_deref(), s.display.sdl), (Some("fr"), Some(false)));
+
+    let s = corpus("hvm-pci.cfg");
+    assert_eq!(s.vifs.iter().map(|v| v.devid).collect::<Vec<_>>(), [Some(2), Some(1)], "xl's numbering");
+    assert!(s.pcis[0].msitranslate && s.pcis[0].power_mgmt);
+    assert!(s.display.vnc_disabled && s.vnc.is_none());
+    assert_eq!(s.platform.bios, Some(BiosKind::Ovmf));
+
+    let s = corpus("pvh.cfg");
+    assert_eq!((s.kind, s.vnc.as_ref().and_then(|v| v.display)), (DomainKind::Pvh, Some(5)));
+    assert_eq!(s.display.keymap.as_deref(), Some("de"));
+}
+
+#[test]
+fn defaults_follow_xl_and_libxl() {
+    let s = pv("").unwrap();
+    assert_eq!((s.kind, s.memory_mib, s.max_memory_mib, s.vcpus), (DomainKind::Pv, 32, None, 1));
+    assert_eq!(
+        (s.on_poweroff, s.on_reboot, s.on_crash),
+        (ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Destroy)
+    );
+    assert!(!s.uuid.is_nil(), "a random UUID, as xl makes");
+    assert_eq!(pv("maxmem = 512").unwrap().memory_mib, 512, "libxl starts at maxmem");
+    assert_eq!(pv("memory = 0x100").unwrap().memory_mib, 256, "strtol with base 0");
+}
+
+#[test]
+fn every_supported_key_sets_its_field() {
+    let s = pv("uuid = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"\nmemory = 256\nmaxmem = 512\nvcpus = 2\n\
+                maxvcpus = 4\ncpus = \"1,3\"\nramdisk = \"/r\"\ncmdline = \"c\"\ne820_host = 1\nacpi = 0\nhap = 1\n\
+                nestedhvm = 0\nlocaltime = 1\nvideoram = 4\ndevice_model_version = \"qemu-xen-traditional\"\n\
+                tsc_mode = \"always_emulate\"\non_watchdog = \"preserve\"\non_soft_reset = \"destroy\"")
+    .unwrap();
+    assert_eq!(s.uuid.to_string(), "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+    assert_eq!((s.memory_mib, s.max_memory_mib, s.vcpus, s.max_vcpus), (256, Some(512), 2, Some(4)));
+    assert_eq!((s.cpus.clone(), s.ramdisk.as_deref(), s.cmdline.as_deref()), (vec![1, 3], Some("/r"), Some("c")));
+    assert_eq!(
+        s.platform,
+        PlatformSpec {
+            acpi: Some(false),
+            hap: Some(true),
+            nested_hvm: Some(false),
+            localtime: Some(true),
+            e820_host: Some(true),
+            device_model_version: Some(DeviceModelVersion::QemuXenTraditional),
+            ..PlatformSpec::default()
+        }
+    );
+    assert_eq!(s.display.video_memory_mib, Some(4));
+    assert_eq!(
+        (s.tsc_mode, s.on_watchdog, s.on_soft_reset),
+        (TscMode::AlwaysEmulate, ShutdownAction::Preserve, ShutdownAction::Destroy)
+    );
+
+    let s = hvm("apic = 0\npae = 1\nviridian = 1\nhpet = 0\nxen_platform_pci = 1\nbios = \"SeaBIOS\"\n\
+                 vga = \"qxl\"\nstdvga = 1\nnographic = 0\nsdl = 1\nopengl = 1\nkeymap = \"de\"\nusb = 0\n\
+                 usbversion = 3\nusbdevice = [ \"tablet\", \"mouse\" ]\nsoundhw = \"ac97\"\n\
+                 serial = [ \"pty\", \"file:/tmp/s\" ]\nboot = \"n\"\nvncunused = 0")
+    .unwrap();
+    assert_eq!(
+        (s.platform.apic, s.platform.pae, s.platform.viridian, s.platform.hpet, s.platform.xen_platform_pci),
+        (Some(false), Some(true), Some(true), Some(false), Some(true))
+    );
+    assert_eq!(s.platform.bios, Some(BiosKind::Seabios), "libxl compares case-insensitively");
+    assert_eq!(
+        s.display,
+        DisplaySpec {
+            sdl: Some(true),
+            opengl: Some(true),
+            keymap: Some("de".into()),
+            vga: Some(VgaKind::Qxl),
+            nographic: Some(false),
+            ..DisplaySpec::default()
+        }
+    );
+    assert_eq!((s.usb, s.usb_version, s.usb_devices.len()), (Some(false), Some(3), 2));
+    assert_eq!((s.soundhw.as_deref(), s.serial_ports.len(), s.boot_order.as_deref()), (Some("ac97"), 2, Some("n")));
+    assert_eq!(s.vnc, Some(VncSpec { find_unused: false, ..VncSpec::default() }), "a VNC key alone: VNC on");
+    assert_eq!(hvm("stdvga = 0").unwrap().display.vga, Some(VgaKind::Cirrus));
+    assert_eq!(hvm("").unwrap().vnc, None, "libxl's default (on for HVM), untouched");
+    assert_eq!(hvm("builder = \"hvm\"").unwrap().kind, DomainKind::Hvm);
+    assert_eq!(pv("builder = \"generic\"").unwrap().kind, DomainKind::Pv);
+}
+
+#[test]
+fn cmdline_wins_over_root_and_extra() {
+    assert_eq!(pv("root = \"/dev/xvda\"").unwrap().cmdline.as_deref(), Some("root=/dev/xvda"));
+    assert_eq!(pv("extra = \"quiet\"").unwrap().cmdline.as_deref(), Some("quiet"));
+    assert_eq!(pv("cmdline = \"a\"\nroot = \"b\"\nextra = \"c\"").unwrap().cmdline.as_deref(), Some("a"));
+    let args = pv("bootloader = \"pygrub\"\nbootloader_args = \"-q  --entry=1\"").unwrap().bootloader_args;
+    assert_eq!(args, ["-q", "--entry=1"], "the deprecated string form splits on blanks");
+}
+
+#[test]
+fn top_level_vnc_for_pv_becomes_a_framebuffer_and_needs_vnc_1() {
+    let s = pv("vnc = 1\nvnclisten = \"0.0.0.0\"\nkeymap = \"de\"").unwrap();
+    assert_eq!(s.vnc, Some(VncSpec { listen: Some("0.0.0.0".into()), find_unused: true, ..VncSpec::default() }));
+    assert_eq!(pv("vnc = 0").unwrap().vnc, None);
+    assert_eq!(err(pv("vnclisten = \"0.0.0.0\"")), "g.cfg:3: vnclisten: a PV guest's display needs vnc = 1 (or a vfb)");
+    assert!(err(pv("vfb = [ 'vnc=1' ]\nvnc = 1")).starts_with("g.cfg:4: vnc: set the display in vfb"));
+    assert!(err(pv("vfb = [ 'vnc=1', 'vnc=1' ]")).starts_with("g.cfg:3: vfb[1]: more than one"));
+    assert!(err(pv("vfb = [ 'vnc=0' ]")).starts_with("g.cfg:3: vfb[0]: \"vnc=0\": a framebuffer without VNC"));
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases = [
+        (pv("memroy = 512"), "g.cfg:3: memroy: not an xl.cfg key"),
+        (pv("\n\nspice = 1"), "g.cfg:5: spice: xl knows this key, but xenctl does not support it"),
+        (pv("pae = 1"), "g.cfg:3: pae: applies to HVM guests only, and this is a pv guest"),
+        (hvm("vfb = [ 'vnc=1' ]"), "h.cfg:3: vfb: applies to PV and PVH guests only, and this is a hvm guest"),
+        (pv("memory = \"lots\""), "g.cfg:3: memory: parameter `memory' is not a valid number"),
+        (pv("memory = 0"), "g.cfg:3: memory: 0: must be at least 1"),
+        (pv("vcpus = 99999999999"), "g.cfg:3: vcpus: 99999999999: too large"),
+        (pv("memory += 2"), "g.cfg:3: memory: can't use += with numbers for parameter `memory'"),
+        (pv("acpi = \"yes\""), "g.cfg:3: acpi: parameter `acpi' is not a valid number (expected 0 or 1)"),
+        (pv("kernel = [ \"/k\" ]"), "g.cfg:3: kernel: a list, where xl expects a single value"),
+        (pv("disk = \"/x,raw,xvda,rw\""), "g.cfg:3: disk: a single value, where xl expects a list [ ... ]"),
+        (pv("type = \"xen\""), "g.cfg:3: type: \"xen\": expected \"pv\", \"pvh\" or \"hvm\""),
+        (pv("type = \"pv\"\nbuilder = \"hvm\""), "g.cfg:4: builder: says hvm but type says pv"),
+        (pv("uuid = \"nope\""), "g.cfg:3: uuid: \"nope\" is not a UUID"),
+        (pv("on_crash = \"explode\""), "g.cfg:3: on_crash: shutdown action \"explode\""),
+        (pv("tsc_mode = \"fast\""), "g.cfg:3: tsc_mode: \"fast\": expected default"),
+        (pv("cpus = [ \"0\", \"1\" ]"), "g.cfg:3: cpus: per-vCPU lists are not supported"),
+        (pv("cpus = \"0-\""), "g.cfg:3: cpus: `0-' is not a CPU number"),
+        (hvm("viridian = [ \"base\" ]"), "h.cfg:3: viridian: the list of enlightenments is not supported"),
+        (hvm("bios = \"coreboot\""), "h.cfg:3: bios: \"coreboot\": expected rombios"),
+        (hvm("vga = \"vmware\""), "h.cfg:3: vga: \"vmware\": expected stdvga"),
+        (hvm("vnc = 0\nvncdisplay = 2"), "h.cfg:4: vncdisplay: VNC options with vnc = 0"),
+        (hvm("vnclisten = \"0.0.0.0:1\"\nvncdisplay = 1"), "h.cfg:4: vncdisplay: the display is also given"),
+        (hvm("device_model_version = \"qemu\""), "h.cfg:3: device_model_version: \"qemu\": expected qemu-xen"),
+        (pv("memory = 256\n\nmaxmem = 128"), "g.cfg:5: maxmem: \"128\": must be at least memory (256 MiB)"),
+        (pv("vcpus = 4\nmaxvcpus = 2"), "g.cfg:4: maxvcpus: \"2\": must be at least vcpus (4)"),
+        (hvm("bootloader = \"pygrub\""), "h.cfg:3: bootloader: applies to PV and PVH guests only"),
+        (hvm("serial = \"pty\"\nusbversion = 7"), "h.cfg:4: usbversion: \"7\": must be 1, 2 or 3"),
+        (DomainSpec::from_xl_config_text("n.cfg", "kernel = \"/k\"\n"), "n.cfg: name: xl needs a domain name"),
+        (
+            DomainSpec::from_xl_config_text("n.cfg", "name = \"n\"\n"),
+            "n.cfg: kernel: a PV guest needs a kernel or a bootloader",
+        ),
+    ];
+    for (result, want) in cases {
+        let got = err(result);
+        assert!(got.starts_with(want), "want {want:?}\n got {got:?}");
+    }
+}
+
+#[test]
+fn list_item_errors_point_at_the_item() {
+    let text = "disk = [ 'format=raw,vdev=xvda,target=/a',\n         'vdev=xvdb,access=rx,target=/b' ]";
+    assert!(err(pv(text)).starts_with("g.cfg:4: disk[1]: \"vdev=xvdb,access=rx,target=/b\": unknown value for access"));
+    let text = "vif = [\n  'bridge=xenbr0',\n\n  'bridge=xenbr1,colour=red' ]";
+    assert_eq!(err(pv(text)), "g.cfg:6: vif[1]: \"bridge=xenbr1,colour=red\": unknown option `colour=red'");
+    assert!(err(pv("pci = [ '03:00.0@4' ]")).starts_with("g.cfg:3: pci[0]: \"03:00.0@4\": a virtual slot"));
+    assert!(err(pv("usbdevice = [ [ 'x' ] ]")).contains("applies to HVM"));
+    assert_eq!(
+        err(hvm("usbdevice = [ 'a', [ 'x' ] ]")),
+        "h.cfg:3: usbdevice[1]: a nested list, where xl expects a string"
+    );
+    let text = "disk = [ 'vdev=xvda,target=/a',\n 'vdev=xvda,target=/b' ]";
+    assert_eq!(err(pv(text)), "g.cfg:4: disk[1]: \"xvda\": used by an earlier disk");
+    let text = "vif = [ 'mac=00:16:3e:00:00:01',\n 'mac=00:16:3e:00:00:01' ]";
+    assert!(err(pv(text)).starts_with("g.cfg:4: vif[1]: \"00:16:3e:00:00:01\": used by an earlier vif"));
+}
+
+#[test]
+fn libxlutil_syntax_errors_come_through_with_their_line() {
+    assert_eq!(
+        err(pv("memory = = 3")),
+        "g.cfg:3: config parsing error near `=': syntax error, unexpected '=', expecting STRING or NUMBER or '['"
+    );
+    let python = err(pv("memory = max(128, 256)"));
+    assert!(python.starts_with("g.cfg:3: config parsing error near `max'") && python.contains("Python"), "{python}");
+    assert!(err(pv("name = \"unterminated\n")).starts_with("g.cfg:3: config parsing error near `\"unterminated'"));
+}
+
+#[test]
+fn reading_a_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("guest.cfg");
+    std::fs::write(&path, "name = \"g\"\nkernel = \"/k\"\nvcpus = \"two\"\n").unwrap();
+    let e = DomainSpec::from_xl_config(&path).unwrap_err();
+    assert_eq!(e.to_string(), format!("{}:3: vcpus: parameter `vcpus' is not a valid number", path.display()));
+    let e = DomainSpec::from_xl_config(&dir.path().join("missing.cfg")).unwrap_err();
+    assert!(matches!(e, Error::Io { op: "read xl config", .. }), "{e:?}");
+    std::fs::write(&path, "name = \"g\"\nkernel = \"/k\"\nmemory = 300\n").unwrap();
+    assert_eq!(DomainSpec::from_xl_config(&path).unwrap().memory_mib, 300);
+}
+
+#[test]
+fn varied_specs_round_trip_through_xl_config() {
+    let uuid = |n: u128| Uuid::from_u128(0x1234_0000_0000_4000_8000_0000_0000_0000 | n);
+    let mut hvm = DomainSpec::hvm("win")
+        .uuid(uuid(1))
+        .memory_mib(4096)
+        .max_memory_mib(8192)
+        .vcpus(4)
+        .max_vcpus(8)
+        .cpus(vec![0, 2, 3])
+        .serial("pty")
+        .vnc(VncSpec { listen: Some("0.0.0.0".into()), display: Some(2), password: None, find_unused: false })
+        .disk(DiskSpec::from_xl("vdev=hdc,devtype=cdrom,target=/srv/x.iso").unwrap())
+        .vif(VifSpec { model: Some("e1000".into()), nic_type: Some(NicType::Ioemu), ..VifSpec::bridged("br0") })
+        .pci(PciSpec { msitranslate: true, ..PciSpec::new("0000:03:00.0".parse().unwrap()) });
+    hvm.boot_order = Some("dc".into());
+    hvm.platform = PlatformSpec {
+        acpi: Some(true),
+        apic: Some(false),
+        pae: Some(true),
+        hap: Some(true),
+        nested_hvm: Some(false),
+        viridian: Some(true),
+        hpet: Some(true),
+        xen_platform_pci: Some(false),
+        localtime: Some(true),
+        e820_host: None,
+        bios: Some(BiosKind::Ovmf),
+        device_model_version: Some(DeviceModelVersion::QemuXen),
+    };
+    hvm.display = DisplaySpec {
+        vnc_disabled: false,
+        sdl: Some(false),
+        opengl: Some(true),
+        keymap: Some("en-gb".into()),
+        vga: Some(VgaKind::Cirrus),
+        video_memory_mib: Some(32),
+        nographic: Some(false),
+    };
+    hvm.usb = Some(true);
+    hvm.usb_version = Some(3);
+    hvm.usb_devices = vec!["tablet".into()];
+    hvm.soundhw = Some("hda".into());
+    hvm.cpu_weight = Some(1024);
+    hvm.cpu_cap = Some(200);
+    hvm.on_watchdog = ShutdownAction::CoredumpDestroy;
+    hvm.on_soft_reset = ShutdownAction::Restart;
+    hvm.tsc_mode = TscMode::NativeParavirt;
+
+    let mut headless = DomainSpec::hvm("headless").uuid(uuid(2));
+    headless.display.vnc_disabled = true;
+    headless.serial_ports = vec!["pty".into(), "null".into()];
+    headless.usb_device = Some("mouse".into());
+
+    let mut pvfb = DomainSpec::pv("desk")
+        .uuid(uuid(3))
+        .kernel("/k")
+        .ramdisk("/r")
+        .cmdline("root=/dev/xvda1 console=hvc0 \"quoted\" \\ back")
+        .vnc(VncSpec { password: Some("p'w\"x".into()), find_unused: true, ..VncSpec::default() })
+        .vif(VifSpec {
+            mac: Some("00:16:3e:00:00:09".parse().unwrap()),
+            rate: Some("5Mb/s".into()),
+            mtu: Some(1400),
+            gatewaydev: Some("eth0".into()),
+            devid: Some(4),
+            trusted: Some(false),
+            vifname: Some("d0".into()),
+            script: Some("vif-route".into()),
+            ip: Some("10.1.1.1".into()),
+            backend_domain: Some("netdom".into()),
+            ..VifSpec::default()
+        })
+        .pci(PciSpec { permissive: true, seize: true, ..PciSpec::new("0000:04:00.1".parse().unwrap()) })
+        .on_shutdown(ShutdownAction::Preserve, ShutdownAction::RestartRename, ShutdownAction::CoredumpRestart);
+    pvfb.display.keymap = Some("de".into());
+    pvfb.display.sdl = Some(true);
+    pvfb.platform.e820_host = Some(true);
+
+    let pygrub = DomainSpec::pv("pyg").uuid(uuid(4)).bootloader("pygrub", vec!["--entry=1".into(), "-q x".into()]);
+    let pvh = DomainSpec::pvh("h").uuid(uuid(5)).kernel("/k").vnc(VncSpec::default()).tsc_mode(TscMode::Native);
+    let plain = DomainSpec::pv("plain").uuid(uuid(6)).kernel("/k").vif(VifSpec::default());
+
+    for spec in [hvm, headless, pvfb, pygrub, pvh, plain] {
+        assert_eq!(parse_back(&spec), spec, "{}", spec.to_xl_config().unwrap());
+    }
+}
+
+#[test]
+fn to_xl_config_refuses_what_xl_cannot_say() {
+    let mut spec = DomainSpec::pv("p").kernel("/k").pci(PciSpec::new("0000:03:00.0".parse().unwrap()));
+    spec.platform.e820_host = Some(false);
+    assert!(spec.to_xl_config().unwrap_err().to_string().contains("xl always enables e820_host"));
+}
+
+#[test]
+fn e820_host_0_with_pci_on_pv_is_overridden_as_xl_does() {
+    let s = pv("e820_host = 0\npci = [ '03:00.0' ]").unwrap();
+    assert_eq!(s.platform.e820_host, None);
+    assert_eq!(pv("e820_host = 0").unwrap().platform.e820_host, Some(false));
+}
+
+#[test]
+fn ignored_keys_are_ignored_like_xl() {
+    let s = hvm("device_model = '/usr/lib/xen/bin/qemu-dm'\nvncviewer = 1").unwrap();
+    assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, ..DomainSpec::hvm("h") });
+}

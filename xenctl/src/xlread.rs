@@ -1,0 +1,253 @@
+//! Reading an xl.cfg file's values for the parser in `xlparse.rs`: libxlutil parses the text
+//! and reads each value, `xlscan.rs` knows where each key is, and every problem becomes an
+//! [`Error::XlConfig`] naming the file, the line and the key.
+
+use std::ffi::CString;
+
+use crate::error::{Error, Result};
+use crate::xlscan::KeyLines;
+use crate::xlu::{ListItem, Setting, XluConfig};
+
+/// A value xl accepts either as one string or as a list (`serial`, `usbdevice`, `cpus`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OneOrList {
+    One(String),
+    List(Vec<String>),
+}
+
+/// A parsed xl.cfg file and where its keys are.
+pub(crate) struct Reader {
+    xlu: XluConfig,
+    lines: KeyLines,
+    source: String,
+}
+
+impl Reader {
+    /// Parses `data` with libxlutil; its syntax errors come back with their line.
+    pub(crate) fn new(source: &str, data: &[u8]) -> Result<Reader> {
+        let mut xlu = XluConfig::new(source)?;
+        if let Err(rc) = xlu.read_data(data) {
+            return Err(syntax_error(source, &xlu.take_report(), rc));
+        }
+        let report = xlu.take_report();
+        if !report.trim().is_empty() {
+            log::warn!("{}", report.trim());
+        }
+        let lines = KeyLines::scan(&String::from_utf8_lossy(data));
+        Ok(Reader { xlu, lines, source: source.to_string() })
+    }
+
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub(crate) fn lines(&self) -> &KeyLines {
+        &self.lines
+    }
+
+    /// Whether the file sets `key`.
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.lines.line(key).is_some()
+    }
+
+    /// `FILE:LINE` of `key`, for log messages.
+    pub(crate) fn at(&self, key: &str) -> String {
+        match self.lines.line(key) {
+            Some(line) => format!("{}:{line}", self.source),
+            None => self.source.clone(),
+        }
+    }
+
+    /// An error about `key`, at its line.
+    pub(crate) fn err(&self, key: &str, reason: impl Into<String>) -> Error {
+        Error::XlConfig {
+            file: self.source.clone(),
+            line: self.lines.line(key),
+            key: Some(key.to_string()),
+            reason: reason.into(),
+        }
+    }
+
+    /// An error about a key the file lacks.
+    pub(crate) fn err_missing(&self, key: &str, reason: impl Into<String>) -> Error {
+        Error::XlConfig { file: self.source.clone(), line: None, key: Some(key.to_string()), reason: reason.into() }
+    }
+
+    /// An error about item `index` of list `key`, at the item's line.
+    pub(crate) fn item_err(&self, key: &str, index: usize, reason: impl Into<String>) -> Error {
+        Error::XlConfig {
+            file: self.source.clone(),
+            line: self.lines.item_line(key, index),
+            key: Some(format!("{key}[{index}]")),
+            reason: reason.into(),
+        }
+    }
+
+    fn c_key(&self, key: &str) -> Result<CString> {
+        CString::new(key).map_err(|_| self.err(key, "contains a NUL byte"))
+    }
+
+    /// A single-valued string.
+    pub(crate) fn string(&mut self, key: &str) -> Result<Option<String>> {
+        match self.xlu.string(&self.c_key(key)?) {
+            Setting::Missing => Ok(None),
+            Setting::Found(s) => Ok(Some(s)),
+            Setting::Invalid(why) => Err(self.err(key, why)),
+        }
+    }
+
+    /// A number (as libxlutil reads it) of at least `min` that fits `T`.
+    pub(crate) fn number<T: TryFrom<i64>>(&mut self, key: &str, min: i64) -> Result<Option<T>> {
+        let n = match self.xlu.long(&self.c_key(key)?) {
+            Setting::Missing => return Ok(None),
+            Setting::Found(n) => n,
+            Setting::Invalid(why) => return Err(self.err(key, why)),
+        };
+        if n < min {
+            return Err(self.err(key, format!("{n}: must be at least {min}")));
+        }
+        T::try_from(n).map(Some).map_err(|_| self.err(key, format!("{n}: too large")))
+    }
+
+    /// A boolean, written as a number (any non-zero is true), as xl's defbool keys are.
+    pub(crate) fn flag(&mut self, key: &str) -> Result<Option<bool>> {
+        match self.xlu.long(&self.c_key(key)?) {
+            Setting::Missing => Ok(None),
+            Setting::Found(n) => Ok(Some(n != 0)),
+            Setting::Invalid(why) => Err(self.err(key, format!("{why} (expected 0 or 1)"))),
+        }
+    }
+
+    /// A list of strings; a nested list is an error at its item.
+    pub(crate) fn list(&mut self, key: &str) -> Result<Option<Vec<String>>> {
+        match self.xlu.list(&self.c_key(key)?) {
+            Setting::Missing => Ok(None),
+            Setting::Found(items) => self.texts(key, items).map(Some),
+            Setting::Invalid(why) => Err(self.err(key, why)),
+        }
+    }
+
+    fn texts(&self, key: &str, items: Vec<ListItem>) -> Result<Vec<String>> {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                ListItem::Text(t) => Ok(t),
+                ListItem::List => Err(self.item_err(key, i, "a nested list, where xl expects a string")),
+            })
+            .collect()
+    }
+
+    /// A string or a list of strings, as given.
+    pub(crate) fn string_or_list(&mut self, key: &str) -> Result<Option<OneOrList>> {
+        let c_key = self.c_key(key)?;
+        match self.xlu.list(&c_key) {
+            Setting::Missing => Ok(None),
+            Setting::Found(items) => self.texts(key, items).map(|l| Some(OneOrList::List(l))),
+            Setting::Invalid(_) => self.string(key).map(|s| s.map(OneOrList::One)),
+        }
+    }
+
+    /// A value xl reads as a number if it is one, else as a word (`tsc_mode`): the number in
+    /// decimal, or the word.
+    pub(crate) fn string_or_number(&mut self, key: &str) -> Result<Option<String>> {
+        match self.xlu.long(&self.c_key(key)?) {
+            Setting::Found(n) => Ok(Some(n.to_string())),
+            _ => self.string(key),
+        }
+    }
+
+    /// A boolean that xl also accepts as a list (`viridian`): `Err(())` for the list form.
+    pub(crate) fn list_or_flag(&mut self, key: &str) -> Result<std::result::Result<Option<bool>, ()>> {
+        match self.xlu.list(&self.c_key(key)?) {
+            Setting::Found(_) => Ok(Err(())),
+            _ => self.flag(key).map(Ok),
+        }
+    }
+
+    /// A [`DomainSpec::validate`](crate::DomainSpec::validate) error, pointed at the key the
+    /// field came from.
+    pub(crate) fn spec_error(&self, e: Error) -> Error {
+        let Error::InvalidSpec { field, value, reason } = e else { return e };
+        let reason = if value.is_empty() { reason } else { format!("{value:?}: {reason}") };
+        let (key, index) = key_of_field(&field);
+        match index {
+            Some(i) => self.item_err(key, i, reason),
+            None if self.has(key) => self.err(key, reason),
+            None => self.err_missing(key, reason),
+        }
+    }
+}
+
+/// The xl.cfg key (and list index) a `DomainSpec` field name comes from.
+fn key_of_field(field: &str) -> (&str, Option<usize>) {
+    for (prefix, key) in [("disks[", "disk"), ("vifs[", "vif"), ("pcis[", "pci")] {
+        if let Some(rest) = field.strip_prefix(prefix) {
+            let index = rest.split(']').next().and_then(|n| n.parse().ok());
+            return (key, index);
+        }
+    }
+    let key = match field {
+        "cpu_cap" => "cap",
+        "usb_version" => "usbversion",
+        "usb_device" | "usb_devices" => "usbdevice",
+        "serial_ports" => "serial",
+        "display.video_memory_mib" => "videoram",
+        "display.keymap" | "display" => "keymap",
+        "display.vnc_disabled" => "vnc",
+        "platform.nested_hvm" => "nestedhvm",
+        other => other.strip_prefix("platform.").or(other.strip_prefix("display.")).unwrap_or(other),
+    };
+    (key, None)
+}
+
+/// libxlutil's report of a syntax error ("SOURCE:LINE: config parsing error near ...") as an
+/// error with that line.
+fn syntax_error(source: &str, report: &str, rc: i32) -> Error {
+    let first = report.lines().find_map(|l| {
+        let rest = l.strip_prefix(source)?.strip_prefix(':')?;
+        let (line, msg) = rest.split_once(':')?;
+        Some((line.trim().parse::<u32>().ok()?, msg.trim().to_string()))
+    });
+    let python =
+        if report.contains("Python") { " (the file looks like Python code, which xl no longer accepts)" } else { "" };
+    let (line, reason) = match first {
+        Some((line, msg)) => (Some(line), format!("{msg}{python}")),
+        None if report.trim().is_empty() => (None, std::io::Error::from_raw_os_error(rc).to_string()),
+        None => (None, report.trim().to_string()),
+    };
+    Error::XlConfig { file: source.to_string(), line, key: None, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_map_to_keys() {
+        assert_eq!(key_of_field("disks[2].vdev"), ("disk", Some(2)));
+        assert_eq!(key_of_field("vifs[0].mac"), ("vif", Some(0)));
+        assert_eq!(key_of_field("pcis[1]"), ("pci", Some(1)));
+        assert_eq!(key_of_field("maxmem"), ("maxmem", None));
+        assert_eq!(key_of_field("platform.pae"), ("pae", None));
+        assert_eq!(key_of_field("platform.nested_hvm"), ("nestedhvm", None));
+        assert_eq!(key_of_field("cpu_cap"), ("cap", None));
+    }
+
+    #[test]
+    fn syntax_errors_keep_libxlutils_line_and_words() {
+        let e = syntax_error(
+            "g.cfg",
+            "g.cfg:7: config parsing error near `(': lexical error\nwarning: Config file looks like it contains Python code.\n",
+            22,
+        );
+        let Error::XlConfig { line, key, reason, .. } = &e else { panic!("{e:?}") };
+        assert_eq!((*line, key.as_deref()), (Some(7), None));
+        assert!(
+            reason.starts_with("config parsing error near `(': lexical error (the file looks like Python"),
+            "{reason}"
+        );
+        let e = syntax_error("g.cfg", "", 12);
+        assert!(e.to_string().starts_with("g.cfg: Cannot allocate memory"), "{e}");
+    }
+}

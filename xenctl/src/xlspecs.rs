@@ -1,0 +1,340 @@
+//! The small languages inside xl.cfg values, read the way `xl` reads them (tools/xl/xl_parse.c):
+//! vif specs ([`VifSpec::from_xl`]), PCI specs (through libxlutil's own parser), vfb specs, and
+//! CPU lists such as `"0-3,^2"`. Each refuses what xl would accept but this crate cannot
+//! represent, instead of dropping it, and says why.
+
+use std::collections::BTreeSet;
+
+use crate::devices::{Mac, NicType, VifSpec, VncSpec};
+use crate::error::{Error, Result};
+use crate::pci::{Bdf, PciSpec};
+use crate::raw::{self, Owned};
+use crate::xlu::XluConfig;
+
+/// The vif options xl has for COLO replication, which this crate does not support.
+const COLO_PREFIXES: [&str; 3] = ["colo_", "forwarddev", "accel"];
+
+impl VifSpec {
+    /// Parses an xl vif spec (xl-network-configuration(5)), e.g.
+    /// `"bridge=xenbr0,mac=00:16:3e:00:00:01,rate=10Mb/s"`, as `xl` does: comma-separated
+    /// `key=value` options, leading spaces ignored, a later option replacing an earlier one,
+    /// `""` meaning all defaults.
+    ///
+    /// Unlike xl, which prints a message and carries on, an unknown option is an error, as are
+    /// COLO options and a malformed MAC, rate, MTU or devid.
+    pub fn from_xl(spec: &str) -> Result<VifSpec> {
+        let bad = |reason: String| Error::invalid("vif", spec, reason);
+        let mut vif = VifSpec::default();
+        for token in spec.split(',').map(|t| t.trim_start_matches(' ')).filter(|t| !t.is_empty()) {
+            let (key, value) = token.split_once('=').unwrap_or((token, ""));
+            let text = || Some(value.to_string());
+            match (key, token.contains('=')) {
+                ("trusted", false) => vif.trusted = Some(true),
+                ("untrusted", false) => vif.trusted = Some(false),
+                ("type", true) => {
+                    vif.nic_type = Some(match value {
+                        "vif" => NicType::Vif,
+                        "ioemu" => NicType::Ioemu,
+                        _ => return Err(bad(format!("type={value}: expected vif or ioemu"))),
+                    })
+                }
+                ("mac", true) => vif.mac = Some(value.parse::<Mac>().map_err(|e| bad(reason_of(e)))?),
+                ("bridge", true) => vif.bridge = text(),
+                ("gatewaydev" | "netdev", true) => vif.gatewaydev = text(),
+                ("ip", true) => vif.ip = text(),
+                ("script", true) => vif.script = text(),
+                ("backend", true) => vif.backend_domain = text(),
+                ("vifname", true) => vif.vifname = text(),
+                ("model", true) => vif.model = text(),
+                ("rate", true) => vif.rate = text(),
+                ("mtu", true) => {
+                    vif.mtu = Some(decimal(value).ok_or_else(|| bad(format!("mtu={value}: not a number")))?)
+                }
+                ("devid", true) => {
+                    vif.devid = Some(decimal(value).ok_or_else(|| bad(format!("devid={value}: not a number")))?)
+                }
+                (k, _) if COLO_PREFIXES.iter().any(|p| k.starts_with(p)) => {
+                    return Err(bad(format!("{k}: COLO and accel options are not supported")));
+                }
+                _ => return Err(bad(format!("unknown option `{token}'"))),
+            }
+        }
+        // Let libxl's own code check what it will parse later (rate, MTU range, devid).
+        let mut xlu = XluConfig::new("vif spec")?;
+        let mut nic = Owned::<xen_sys::libxl_device_nic>::new();
+        vif.fill_libxl("vif", &mut xlu, &mut nic).map_err(|e| bad(reason_of(e)))?;
+        Ok(vif)
+    }
+}
+
+/// An `InvalidSpec`'s "value: reason" (or any error's text), for wrapping in another error.
+pub(crate) fn reason_of(e: Error) -> String {
+    match e {
+        Error::InvalidSpec { field, value, reason } if value.is_empty() => format!("{field}: {reason}"),
+        Error::InvalidSpec { field, value, reason } => format!("{field} {value:?}: {reason}"),
+        other => other.to_string(),
+    }
+}
+
+/// A plain decimal number (xl reads these with `strtoul(.., 10)`).
+fn decimal<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The global `pci_*` defaults an xl.cfg sets for every device in its `pci` list.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PciDefaults {
+    pub permissive: bool,
+    pub msitranslate: bool,
+    pub seize: bool,
+    pub power_mgmt: bool,
+}
+
+/// Parses a PCI_SPEC_STRING (`[DDDD:]BB:DD.F[@VSLOT][,KEY=VALUE...]`) with libxlutil, starting
+/// from the file's global defaults as xl does. Refuses virtual slots, multi-function (`.*`),
+/// name-based devices and per-device RDM policies, which [`PciSpec`] cannot carry.
+pub(crate) fn pci_from_xl(spec: &str, defaults: PciDefaults) -> std::result::Result<PciSpec, String> {
+    let spec_c = raw::c_string("pci", spec).map_err(reason_of)?;
+    let mut xlu = XluConfig::new("pci spec").map_err(reason_of)?;
+    let mut pci = Owned::<xen_sys::libxl_device_pci>::new();
+    pci.permissive = defaults.permissive;
+    pci.msitranslate = defaults.msitranslate;
+    pci.seize = defaults.seize;
+    pci.power_mgmt = defaults.power_mgmt;
+    // SAFETY: xlu and pci are live and initialised; spec_c is a valid C string for the call.
+    // The parser stores at most a malloc'd name into pci, which disposes it.
+    let rc = unsafe { xen_sys::xlu_pci_parse_spec_string(xlu.as_ptr(), pci.as_mut_ptr(), spec_c.as_ptr()) };
+    if rc != 0 {
+        let report = xlu.take_report();
+        let report = report.trim();
+        return Err(if report.is_empty() {
+            "not a PCI spec (expected [DDDD:]BB:DD.F[@VSLOT][,KEY=VALUE...])".into()
+        } else {
+            report.to_string()
+        });
+    }
+    if !pci.name.is_null() {
+        return Err("naming an assignable device (name=) is not supported; give its BDF".into());
+    }
+    // LIBXL_PCI_FUNC_ALL is ~0U in libxl.h; bindgen types the macro as i32 -1.
+    if pci.vfunc_mask == xen_sys::LIBXL_PCI_FUNC_ALL as u32 {
+        return Err("passing all functions (.*) is not supported; list each function".into());
+    }
+    if pci.vdevfn != 0 {
+        return Err("a virtual slot (@VSLOT or vslot=) is not supported".into());
+    }
+    if pci.rdm_policy != xen_sys::LIBXL_RDM_RESERVE_POLICY_INVALID {
+        return Err("a per-device rdm_policy is not supported".into());
+    }
+    let bdf = Bdf::from_libxl(&pci).ok_or("not a valid PCI address")?;
+    Ok(PciSpec {
+        bdf,
+        permissive: pci.permissive,
+        seize: pci.seize,
+        msitranslate: pci.msitranslate,
+        power_mgmt: pci.power_mgmt,
+    })
+}
+
+/// What one `vfb` list item sets: the VNC server, and the display extras of the same device.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct VfbOptions {
+    pub vnc: VncSpec,
+    pub sdl: Option<bool>,
+    pub opengl: Option<bool>,
+    pub keymap: Option<String>,
+}
+
+/// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
+/// on a vfb unless told otherwise, and then looks for a free display unless told otherwise,
+/// so `vnc` and `vncunused` default to on. A framebuffer without VNC (`vnc=0`), `display=` and
+/// `xauthority=` are refused.
+pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String> {
+    let mut out = VfbOptions { vnc: VncSpec { find_unused: true, ..VncSpec::default() }, ..VfbOptions::default() };
+    let flag = |key: &str, value: &str| {
+        xl_int(value).map(|v| v != 0).ok_or_else(|| format!("{key}={value}: expected a number (0 or 1)"))
+    };
+    for token in spec.split(',').map(|t| t.trim_start_matches(' ')).filter(|t| !t.is_empty()) {
+        let Some((key, value)) = token.split_once('=') else {
+            return Err(format!("`{token}' is not KEY=VALUE"));
+        };
+        match key {
+            "vnc" if !flag(key, value)? => return Err("a framebuffer without VNC (vnc=0) is not supported".into()),
+            "vnc" => {}
+            "vnclisten" => out.vnc.listen = Some(value.to_string()),
+            "vncpasswd" => out.vnc.password = Some(value.to_string()),
+            "vncdisplay" => {
+                out.vnc.display =
+                    Some(decimal(value).ok_or_else(|| format!("vncdisplay={value}: not a display number"))?)
+            }
+            "vncunused" => out.vnc.find_unused = flag(key, value)?,
+            "keymap" => out.keymap = Some(value.to_string()),
+            "sdl" => out.sdl = Some(flag(key, value)?),
+            "opengl" => out.opengl = Some(flag(key, value)?),
+            "display" | "xauthority" => return Err(format!("{key}: not supported")),
+            _ => return Err(format!("unknown option `{key}'")),
+        }
+    }
+    Ok(out)
+}
+
+/// An integer as C's `atoi` would read a sane one (optional sign, digits).
+fn xl_int(s: &str) -> Option<i64> {
+    s.trim().parse().ok()
+}
+
+/// Parses xl's CPU list (`cpus = "0-3,^2,6"`): ranges add CPUs, `^` ranges remove them, in
+/// order. NUMA node forms (`node:1`) and `all` are refused: the first depends on the host's
+/// topology, the second is the same as no pinning.
+pub(crate) fn cpus_from_xl(text: &str) -> std::result::Result<Vec<u32>, String> {
+    let mut set = BTreeSet::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (remove, range) = match part.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, part),
+        };
+        if range.starts_with("node:") || range.starts_with("nodes:") {
+            return Err(format!("`{part}': NUMA node lists are not supported; list the CPUs"));
+        }
+        if range == "all" {
+            return Err("`all' pins to every CPU, which is no pinning: leave cpus out".into());
+        }
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (a, b): (u32, u32) = match (decimal(a.trim_start()), decimal(b)) {
+            (Some(a), Some(b)) if a <= b => (a, b),
+            _ => return Err(format!("`{part}' is not a CPU number or range like 2-5")),
+        };
+        if b >= 4096 {
+            return Err(format!("`{part}': CPU numbers go up to 4095"));
+        }
+        for cpu in a..=b {
+            if remove {
+                set.remove(&cpu);
+            } else {
+                set.insert(cpu);
+            }
+        }
+    }
+    if set.is_empty() {
+        return Err("no CPU left to run on".into());
+    }
+    Ok(set.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vif_specs_parse_like_xl() {
+        let v = VifSpec::from_xl(
+            "bridge=xenbr0, mac=00:16:3E:01:02:03,vifname=web0,script=vif-bridge,rate=10Mb/s@20ms,model=e1000,\
+             ip=10.0.0.2,backend=netdom,mtu=9000,type=ioemu,gatewaydev=eth0,devid=3,trusted",
+        )
+        .unwrap();
+        assert_eq!(v.bridge.as_deref(), Some("xenbr0"));
+        assert_eq!(v.mac, Some("00:16:3e:01:02:03".parse().unwrap()));
+        assert_eq!((v.vifname.as_deref(), v.script.as_deref()), (Some("web0"), Some("vif-bridge")));
+        assert_eq!((v.rate.as_deref(), v.model.as_deref()), (Some("10Mb/s@20ms"), Some("e1000")));
+        assert_eq!(
+            (v.ip.as_deref(), v.backend_domain.as_deref(), v.mtu),
+            (Some("10.0.0.2"), Some("netdom"), Some(9000))
+        );
+        assert_eq!(
+            (v.nic_type, v.gatewaydev.as_deref(), v.devid, v.trusted),
+            (Some(NicType::Ioemu), Some("eth0"), Some(3), Some(true))
+        );
+        assert_eq!(VifSpec::from_xl("").unwrap(), VifSpec::default());
+        assert_eq!(VifSpec::from_xl("bridge=a,,bridge=b").unwrap().bridge.as_deref(), Some("b"));
+        assert_eq!(VifSpec::from_xl("netdev=eth1,untrusted").unwrap().trusted, Some(false));
+    }
+
+    #[test]
+    fn bad_vif_specs_say_why() {
+        for (spec, want) in [
+            ("bridge", "unknown option `bridge'"),
+            ("colour=red", "unknown option `colour=red'"),
+            ("mac=00:16:3e:01:02", "expected six hex pairs"),
+            ("type=pv", "expected vif or ioemu"),
+            ("mtu=big", "mtu=big: not a number"),
+            ("mtu=20", "must be 68 to 65535"),
+            ("rate=fast", "vif.rate \"fast\""),
+            ("colo_sock_mirror_id=1", "COLO"),
+            ("accel=x", "COLO and accel"),
+        ] {
+            let err = VifSpec::from_xl(spec).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid vif {spec:?}: ")) && err.contains(want), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn pci_specs_take_the_global_defaults_then_their_own() {
+        let d = PciDefaults { permissive: true, ..PciDefaults::default() };
+        let p = pci_from_xl("03:00.1", d).unwrap();
+        assert_eq!((p.bdf.to_string(), p.permissive, p.seize), ("0000:03:00.1".into(), true, false));
+        let p = pci_from_xl("0000:03:00.0,permissive=0,seize=1,msitranslate=1,power_mgmt=1", d).unwrap();
+        assert_eq!((p.permissive, p.seize, p.msitranslate, p.power_mgmt), (false, true, true, true));
+        let p = pci_from_xl("bdf=0001:82:1e.5", PciDefaults::default()).unwrap();
+        assert_eq!(p.bdf.to_string(), "0001:82:1e.5");
+        for (spec, want) in [
+            ("03:00.0@4", "virtual slot"),
+            ("03:00.*", "all functions"),
+            ("name=nic0", "name="),
+            ("03:00.0,rdm_policy=relaxed", "rdm_policy"),
+            ("03:00.0,colour=red", "Unknown PCI_SPEC_STRING option: colour"),
+            ("03:20.0", "not a PCI spec"),
+            ("zz", "not a PCI spec"),
+        ] {
+            let err = pci_from_xl(spec, PciDefaults::default()).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn vfb_specs() {
+        let v = vfb_from_xl("vnc=1,vnclisten=0.0.0.0,vncdisplay=2,vncpasswd=pw,keymap=de,sdl=0,opengl=1").unwrap();
+        assert_eq!(
+            v.vnc,
+            VncSpec {
+                listen: Some("0.0.0.0".into()),
+                display: Some(2),
+                password: Some("pw".into()),
+                find_unused: true
+            }
+        );
+        assert_eq!((v.keymap.as_deref(), v.sdl, v.opengl), (Some("de"), Some(false), Some(true)));
+        assert!(!vfb_from_xl("vncunused=0").unwrap().vnc.find_unused);
+        for (spec, want) in [
+            ("vnc=0", "without VNC"),
+            ("vnc", "not KEY=VALUE"),
+            ("display=:0", "not supported"),
+            ("colour=1", "unknown option"),
+            ("vncdisplay=x", "display number"),
+        ] {
+            let err = vfb_from_xl(spec).unwrap_err();
+            assert!(err.contains(want), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(cpus_from_xl("0-3,^2,6").unwrap(), vec![0, 1, 3, 6]);
+        assert_eq!(cpus_from_xl("1").unwrap(), vec![1]);
+        assert_eq!(cpus_from_xl("0,0,1").unwrap(), vec![0, 1]);
+        for (text, want) in [
+            ("all", "no pinning"),
+            ("node:0", "NUMA"),
+            ("3-1", "not a CPU number"),
+            ("x", "not a CPU number"),
+            ("", "no CPU left"),
+            ("1,^1", "no CPU left"),
+            ("4096", "4095"),
+        ] {
+            let err = cpus_from_xl(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}
