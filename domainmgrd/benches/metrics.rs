@@ -22,6 +22,7 @@ fn main() {
         config_dir: dir.path().join("zedmanager"),
         status_dir: dir.path().join("domainmgr"),
         run_dir: dir.path().join("run"),
+        state_dir: dir.path().join("state"),
     });
     paths.create_all().expect("dirs");
     let sim = SimHypervisor::new();
@@ -35,6 +36,8 @@ fn main() {
             Brief {
                 uuid_and_version: UuidAndVersion { uuid: spec.uuid, version: "1".into() },
                 display_name: spec.name.clone(),
+                domain_name: spec.name.clone(),
+                state: "RUNNING".into(),
                 domain_id: domid.get(),
                 activated: true,
                 vcpus: 2,

@@ -63,6 +63,7 @@ fn main() {
         config_dir: dir.path().join("zedmanager"),
         status_dir: dir.path().join("domainmgr"),
         run_dir: dir.path().join("run"),
+        state_dir: dir.path().join("state"),
     };
     paths.create_all().expect("dirs");
     let sim = SimHypervisor::new();

@@ -25,8 +25,10 @@ pub struct Paths {
     pub config_dir: PathBuf,
     /// EVE's domainmgr output: `DomainStatus/`, `xen/`.
     pub status_dir: PathBuf,
-    /// Private state: the lock and the lifecycle markers.
+    /// Private state: the lock and the lifecycle markers (tmpfs: forgotten at reboot).
     pub run_dir: PathBuf,
+    /// Persistent state: what operators said (kept across reboots).
+    pub state_dir: PathBuf,
 }
 
 impl Paths {
@@ -55,6 +57,29 @@ impl Paths {
     }
     fn marker(&self, uuid: Uuid) -> PathBuf {
         self.markers_dir().join(uuid.to_string())
+    }
+
+    fn stopped_marker(&self, uuid: Uuid) -> PathBuf {
+        self.state_dir.join("stopped").join(uuid.to_string())
+    }
+
+    /// Whether an operator stopped the domain of `uuid` (it stays stopped, across host reboots,
+    /// until started again).
+    pub fn operator_stopped(&self, uuid: Uuid) -> bool {
+        self.stopped_marker(uuid).exists()
+    }
+
+    /// Records or forgets an operator's stop.
+    pub fn set_operator_stopped(&self, uuid: Uuid, stopped: bool) -> io::Result<()> {
+        let marker = self.stopped_marker(uuid);
+        if stopped {
+            if let Some(dir) = marker.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_atomic(&marker, format!("stopped by an operator at {}\n", chrono::Utc::now()).as_bytes())
+        } else {
+            remove_if_exists(&marker)
+        }
     }
 
     /// Creates every directory the daemon writes or watches.
@@ -142,7 +167,12 @@ mod tests {
     use super::*;
 
     fn paths(dir: &Path) -> Paths {
-        Paths { config_dir: dir.join("cfg"), status_dir: dir.join("status"), run_dir: dir.join("run") }
+        Paths {
+            config_dir: dir.join("cfg"),
+            status_dir: dir.join("status"),
+            run_dir: dir.join("run"),
+            state_dir: dir.join("state"),
+        }
     }
 
     #[test]
@@ -172,5 +202,11 @@ mod tests {
         assert_eq!(p.marked_uuids(), vec![u]);
         p.clear_marker(u).unwrap();
         assert_eq!(p.read_marker(u), None);
+
+        assert!(!p.operator_stopped(u));
+        p.set_operator_stopped(u, true).unwrap();
+        assert!(p.operator_stopped(u));
+        p.set_operator_stopped(u, false).unwrap();
+        assert!(!p.operator_stopped(u));
     }
 }

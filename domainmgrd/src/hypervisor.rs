@@ -46,6 +46,14 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()>;
     /// The devices bound to pciback.
     fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>>;
+    /// Saves the domain to `path` (xl's image format) and destroys it; returns once it is gone.
+    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()>;
+    /// Restores the image at `path` as a new domain configured by `spec`, paused.
+    fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId>;
+    /// Sends a SysRq key to the guest kernel.
+    fn sysrq(&self, domid: DomId, key: char) -> HvResult<()>;
+    /// The dom0 tty of the domain's console.
+    fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf>;
     /// Sends the domain's shutdown and death events to `events` until the guard is dropped.
     fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>>;
 }
@@ -118,6 +126,18 @@ impl Hypervisor for LibxlHypervisor {
     }
     fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
         self.ctx.pci_assignable_add(bdf)
+    }
+    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
+        self.ctx.save(domid, path)
+    }
+    fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
+        self.ctx.restore_paused(spec, path)
+    }
+    fn sysrq(&self, domid: DomId, key: char) -> HvResult<()> {
+        self.ctx.sysrq(domid, key)
+    }
+    fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf> {
+        self.ctx.console_tty(domid)
     }
     fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()> {
         self.ctx.pci_assignable_remove(bdf, rebind)

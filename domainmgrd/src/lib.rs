@@ -9,10 +9,13 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+pub mod control;
 pub mod domain;
 pub mod eve;
 pub mod files;
+pub mod hostcfg;
 pub mod hypervisor;
+pub mod images;
 pub mod metrics;
 pub mod prometheus;
 pub mod settings;

@@ -1,4 +1,5 @@
-//! domainmgrd: runs Xen guest domains from EVE DomainConfig files through libxl.
+//! domainmgrd: runs Xen guest domains from EVE DomainConfig files and xl.cfg autostart files
+//! through libxl; `domainctl` talks to it.
 //!
 //! It never stops a domain because it stops: SIGTERM and SIGINT end the daemon and leave every
 //! domain running; the next start adopts them.
@@ -17,11 +18,14 @@ use domainmgrd::files::Paths;
 use domainmgrd::hypervisor::{Hypervisor, LibxlHypervisor};
 use domainmgrd::supervisor::{Daemon, Options};
 
-/// Runs Xen guest domains from EVE DomainConfig files, through libxl, in-process.
+/// Runs Xen guest domains from EVE DomainConfig files and xl.cfg files, through libxl, in-process.
 ///
-/// Reads <CONFIG_DIR>/DomainConfig/<uuid>.json, writes <STATUS_DIR>/DomainStatus/<uuid>.json
-/// and the xl config it asked libxl for in <STATUS_DIR>/xen/xen<AppNum>.cfg. Stopping the
-/// daemon (SIGTERM, SIGINT, even SIGKILL) stops no domain; a restart adopts what runs.
+/// Reads <CONFIG_DIR>/DomainConfig/<uuid>.json and the xl.cfg files of the autostart directory,
+/// writes <STATUS_DIR>/DomainStatus/<uuid>.json and the xl config it asked libxl for in
+/// <STATUS_DIR>/xen/xen<AppNum>.cfg. `domainctl` controls it through <RUN_DIR>/domainmgrd.sock
+/// (root only). Stopping the daemon (SIGTERM, SIGINT, even SIGKILL) stops no domain; a restart
+/// adopts what runs. Host boot and shutdown (`domainctl host-start`/`host-stop`) restore and
+/// start, or save and stop, the domains as xendomains does.
 #[derive(Debug, Parser)]
 #[command(version, after_help = SETTINGS_HELP)]
 struct Cli {
@@ -34,6 +38,9 @@ struct Cli {
     /// Private state: the instance lock and lifecycle records (keep it on tmpfs).
     #[arg(long, default_value = "/run/domainmgrd", value_name = "DIR")]
     run_dir: PathBuf,
+    /// Persistent state: operators' stops, kept across reboots.
+    #[arg(long, default_value = "/var/lib/domainmgrd", value_name = "DIR")]
+    state_dir: PathBuf,
     /// Settings file: EVE's ConfigItemValueMap global.json, or {"key": value, ...}.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
@@ -52,6 +59,11 @@ struct Cli {
     /// The program that loads and unloads the USB modules when debug.enable.usb changes.
     #[arg(long, default_value = "modprobe", value_name = "PROGRAM")]
     modprobe: PathBuf,
+    /// Host boot and shutdown settings, with /etc/default/xendomains' keys (SAVE, RESTORE, AUTO,
+    /// AUTO_ONLY, SYSRQ, STOP_MAXWAIT, SHUTDOWN_ALL, ...); AUTO names the autostart directory of
+    /// xl.cfg files (default /etc/xen/auto). A missing file means the defaults.
+    #[arg(long, default_value = "/etc/default/domainmgr", value_name = "FILE")]
+    host_config: PathBuf,
     /// Serve Prometheus metrics (GET /metrics) on HOST:PORT or unix:PATH; off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<domainmgrd::prometheus::Listen>,
@@ -89,8 +101,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if cli.show {
         return show(&hv);
     }
-    let mut options =
-        Options::new(Paths { config_dir: cli.config_dir, status_dir: cli.status_dir, run_dir: cli.run_dir });
+    let mut options = Options::new(Paths {
+        config_dir: cli.config_dir,
+        status_dir: cli.status_dir,
+        run_dir: cli.run_dir,
+        state_dir: cli.state_dir,
+    });
     options.settings_file = cli.settings;
     options.config_flags = cli.config_flags;
     options.adapter_sources = Sources {
@@ -99,6 +115,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         host: Host { sysfs: cli.sysfs_root, modprobe: cli.modprobe },
     };
     options.metrics_listen = cli.metrics_listen;
+    options.host_config = cli.host_config;
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let daemon = Daemon::start(options, Arc::new(hv))?;
     log::info!("domainmgrd {} running", env!("CARGO_PKG_VERSION"));

@@ -35,6 +35,10 @@ pub struct Brief {
     pub uuid_and_version: UuidAndVersion,
     /// The app's name.
     pub display_name: String,
+    /// The Xen domain's name.
+    pub domain_name: String,
+    /// EVE's name for its state (`RUNNING`, `HALTED`, ...).
+    pub state: String,
     /// The Xen domain's id; 0 when there is none.
     pub domain_id: u32,
     /// Whether it runs under its current config.

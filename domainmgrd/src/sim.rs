@@ -61,6 +61,12 @@ pub enum Op {
     PciAdd,
     /// `pci_assignable_remove`.
     PciRemove,
+    /// `save`.
+    Save,
+    /// `restore_paused`.
+    Restore,
+    /// `sysrq`.
+    Sysrq,
     /// `destroy`.
     Destroy,
 }
@@ -101,9 +107,15 @@ struct State {
     watches: HashMap<u64, (u32, Sender<DomainEvent>)>,
     killed: HashSet<u64>,
     calls: HashMap<Op, u64>,
+    in_flight: HashMap<Op, u64>,
+    peak: HashMap<Op, u64>,
     pci_devices: HashSet<Bdf>,
     pciback: HashSet<Bdf>,
+    sysrqs: Vec<(DomId, char)>,
 }
+
+/// The first line of a simulated save image.
+const SIM_IMAGE: &str = "domainmgrd simulated save image";
 
 struct Shared {
     state: Mutex<State>,
@@ -204,6 +216,12 @@ impl SimHypervisor {
         self.domains().into_iter().filter(|d| d.spec.uuid == uuid).collect()
     }
 
+    /// The most calls of `op` that were in their delay (see [`set_delay`](Self::set_delay)) at
+    /// the same time.
+    pub fn peak(&self, op: Op) -> u64 {
+        self.shared.state.lock().peak.get(&op).copied().unwrap_or(0)
+    }
+
     /// Adds a PCI device to the simulated host (bound to a dom0 driver).
     pub fn add_pci_device(&self, bdf: Bdf) {
         self.shared.state.lock().pci_devices.insert(bdf);
@@ -212,6 +230,11 @@ impl SimHypervisor {
     /// The devices bound to pciback.
     pub fn pciback(&self) -> HashSet<Bdf> {
         self.shared.state.lock().pciback.clone()
+    }
+
+    /// The SysRq keys sent, in order.
+    pub fn sysrqs(&self) -> Vec<(DomId, char)> {
+        self.shared.state.lock().sysrqs.clone()
     }
 
     /// The domain with id `domid`, if it exists.
@@ -276,15 +299,35 @@ impl SimHypervisor {
 
     /// Blocks forever if this client was killed; sleeps for the op's delay; counts the call.
     fn enter(&self, op: Op) {
-        let delay = {
+        {
             let mut st = self.shared.state.lock();
             self.park_if_killed(&mut st);
             *st.calls.entry(op).or_default() += 1;
-            st.delays.get(&op).copied()
+        }
+        self.delay(op);
+    }
+
+    /// Sleeps for the op's delay, if it has one, counting the calls that sleep at once; then
+    /// blocks forever if this client was killed meanwhile.
+    fn delay(&self, op: Op) {
+        let delay = {
+            let mut st = self.shared.state.lock();
+            let delay = st.delays.get(&op).copied();
+            if delay.is_some() {
+                let now = {
+                    let n = st.in_flight.entry(op).or_default();
+                    *n += 1;
+                    *n
+                };
+                let peak = st.peak.entry(op).or_default();
+                *peak = (*peak).max(now);
+            }
+            delay
         };
         if let Some(delay) = delay {
             std::thread::sleep(delay);
             let mut st = self.shared.state.lock();
+            *st.in_flight.entry(op).or_default() -= 1;
             self.park_if_killed(&mut st);
         }
     }
@@ -403,10 +446,7 @@ impl Hypervisor for SimHypervisor {
             new_domain(&mut st, spec, DomainState::Paused)
         };
         // A slow create: the domain already exists, paused, while libxl builds it.
-        let delay = self.shared.state.lock().delays.get(&Op::Create).copied();
-        if let Some(delay) = delay {
-            std::thread::sleep(delay);
-        }
+        self.delay(Op::Create);
         let mut st = self.shared.state.lock();
         self.park_if_killed(&mut st);
         Ok(domid)
@@ -539,6 +579,57 @@ impl Hypervisor for SimHypervisor {
         let mut l: Vec<Bdf> = self.shared.state.lock().pciback.iter().copied().collect();
         l.sort();
         Ok(l)
+    }
+
+    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
+        self.enter(Op::Save);
+        let mut st = self.shared.state.lock();
+        let uuid = target(&mut st, domid, Op::Save, "save")?;
+        let text = format!("{SIM_IMAGE}\n{uuid}\n");
+        std::fs::write(path, text).map_err(|source| Error::Io { op: "write save image", path: path.into(), source })?;
+        // As xl save: suspended, then destroyed.
+        emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });
+        st.domains.remove(&domid.get());
+        emit(&st, domid.get(), DomainEvent::Death { domid });
+        Ok(())
+    }
+
+    fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
+        self.enter(Op::Restore);
+        spec.validate()?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            op: "open save image",
+            path: path.into(),
+            source,
+        })?;
+        if !text.starts_with(SIM_IMAGE) {
+            return Err(Error::BadSaveImage { path: path.into(), reason: "not a save image".into() });
+        }
+        let mut st = self.shared.state.lock();
+        if st.domains.values().any(|d| d.spec.name == spec.name)
+            || SimHypervisor::take_fault(&mut st, spec.uuid, Op::Restore)
+        {
+            return Err(failed("restore", Subject::Named(spec.name.clone())));
+        }
+        let domid = new_domain(&mut st, spec, DomainState::Paused);
+        if let Some(d) = st.domains.get_mut(&domid.get()) {
+            d.ever_unpaused = true; // a restored guest has run before
+        }
+        Ok(domid)
+    }
+
+    fn sysrq(&self, domid: DomId, key: char) -> HvResult<()> {
+        self.enter(Op::Sysrq);
+        let mut st = self.shared.state.lock();
+        target(&mut st, domid, Op::Sysrq, "sysrq")?;
+        st.sysrqs.push((domid, key));
+        Ok(())
+    }
+
+    fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf> {
+        let st = self.shared.state.lock();
+        st.domains.get(&domid.get()).ok_or_else(|| not_found("console", domid))?;
+        Ok(std::path::PathBuf::from(format!("/dev/pts/sim{domid}")))
     }
 
     fn host_info(&self) -> HvResult<HostInfo> {

@@ -26,6 +26,10 @@ pub enum Change {
     Settings,
     /// An adapter input (PhysicalIOAdapterList or DeviceNetworkStatus) changed.
     Adapters,
+    /// A file in the autostart directory was written or moved into place.
+    AutoFile(PathBuf),
+    /// A file left the autostart directory.
+    AutoGone(PathBuf),
     /// Events were lost: rescan everything.
     Rescan,
 }
@@ -38,6 +42,20 @@ pub fn config_key(name: &OsStr) -> Option<String> {
         return None;
     }
     Some(key.to_string())
+}
+
+/// Whether a file name in the autostart directory is a config (not an editor's or package
+/// manager's leftover, nor hidden).
+pub fn is_auto_config(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else { return false };
+    !(name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".tmp")
+        || name.contains(".dpkg-")
+        || name.ends_with(".rpmnew")
+        || name.ends_with(".rpmsave")
+        || name == "4913")
 }
 
 /// The running watcher.
@@ -54,6 +72,7 @@ impl Watcher {
     /// used to wake the thread when stopping. Directories of `others` are created if missing.
     pub fn start(
         config_dir: &Path,
+        auto_dir: Option<&Path>,
         others: &[(PathBuf, Change)],
         wake_dir: &Path,
         tx: Sender<Change>,
@@ -75,12 +94,22 @@ impl Watcher {
             let wd = inotify.watches().add(dir, WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO)?;
             files.push((wd, file.file_name().map(|n| n.to_os_string()).unwrap_or_default(), change.clone()));
         }
+        let auto = match auto_dir {
+            Some(dir) if dir.is_dir() => Some((
+                inotify.watches().add(
+                    dir,
+                    WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::DELETE,
+                )?,
+                dir.to_path_buf(),
+            )),
+            _ => None,
+        };
         let wake_wd = inotify.watches().add(wake_dir, WatchMask::CREATE)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("config-watcher".into())
-            .spawn(move || run(inotify, config_wd, files, wake_wd, thread_stop, tx))?;
+            .spawn(move || run(inotify, config_wd, auto, files, wake_wd, thread_stop, tx))?;
         Ok(Watcher { stop, wake_dir: wake_dir.to_path_buf(), thread: Some(thread) })
     }
 
@@ -99,6 +128,7 @@ impl Watcher {
 fn run(
     mut inotify: Inotify,
     config_wd: WatchDescriptor,
+    auto: Option<(WatchDescriptor, PathBuf)>,
     files: Vec<(WatchDescriptor, std::ffi::OsString, Change)>,
     wake_wd: WatchDescriptor,
     stop: Arc<AtomicBool>,
@@ -134,6 +164,15 @@ fn run(
                         }
                     })
                 }
+            } else if let Some((_, dir)) = auto.as_ref().filter(|(wd, _)| *wd == event.wd) {
+                event.name.filter(|n| is_auto_config(n)).map(|n| {
+                    let path = dir.join(n);
+                    if event.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                        Change::AutoGone(path)
+                    } else {
+                        Change::AutoFile(path)
+                    }
+                })
             } else if let Some((_, _, change)) =
                 files.iter().find(|(wd, name, _)| *wd == event.wd && event.name == Some(name.as_os_str()))
             {
@@ -181,7 +220,9 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let adapters = dir.path().join("zedagent/PhysicalIOAdapterList/global.json");
         let others = [(settings.clone(), Change::Settings), (adapters.clone(), Change::Adapters)];
-        let w = Watcher::start(&cfg, &others, &dir.path().join("wake"), tx).unwrap();
+        let auto = dir.path().join("auto");
+        std::fs::create_dir_all(&auto).unwrap();
+        let w = Watcher::start(&cfg, Some(&auto), &others, &dir.path().join("wake"), tx).unwrap();
         let next = || rx.recv_timeout(Duration::from_secs(5)).unwrap();
 
         // A writer that writes in pieces is reported once, when it closes the file.
@@ -201,6 +242,11 @@ mod tests {
         assert_eq!(next(), Change::Settings);
         std::fs::write(&adapters, b"{}").unwrap();
         assert_eq!(next(), Change::Adapters);
+        std::fs::write(auto.join("web.cfg~"), b"").unwrap();
+        std::fs::write(auto.join("web.cfg"), b"name='web'").unwrap();
+        assert_eq!(next(), Change::AutoFile(auto.join("web.cfg")));
+        std::fs::remove_file(auto.join("web.cfg")).unwrap();
+        assert_eq!(next(), Change::AutoGone(auto.join("web.cfg")));
         std::fs::remove_file(cfg.join(format!("{KEY}.json"))).unwrap();
         assert_eq!(next(), Change::ConfigGone(KEY.into()));
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "nothing else");

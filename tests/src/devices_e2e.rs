@@ -40,7 +40,7 @@ fn bundle(daemon: &DaemonProcess, label: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn write(path: &std::path::Path, v: &Value) -> TestResult {
+fn write(path: &Path, v: &Value) -> TestResult {
     std::fs::create_dir_all(path.parent().ok_or("no parent")?).ctx("mkdir")?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(v).ctx("json")?).ctx("write")?;

@@ -6,7 +6,7 @@
 //! config names. For every config in tests/xlcfg/ (embedded in this binary and written to
 //! /tmp in dom0, since the box's runner only copies the test program) the JSON of our
 //! `DomainSpec` must be the same document, field for field, after the normalisations in
-//! [`normalise`], each of which is a difference in form and not in the domain libxl builds.
+//! `normalise`, each of which is a difference in form and not in the domain libxl builds.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -20,8 +20,10 @@
 //! safety-net poll). `Stop` leaves the domain exactly as it is: stopping the daemon never stops
 //! a domain.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender, select};
@@ -37,16 +39,33 @@ use crate::metrics::Registry;
 use crate::settings::Settings;
 use crate::translate::{ConfigError, Translated};
 
+mod operator;
 mod status;
+use operator::Waiter;
+pub use operator::{Operator, Permits, Report};
 pub use status::{empty_status, read_status};
+
+/// Where a domain's config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An EVE DomainConfig file: its `Activate` says whether the domain runs.
+    Eve,
+    /// An xl.cfg file in the autostart directory: started at host start, by operators, or
+    /// because it runs already; stopped by operators and host stop.
+    Auto(PathBuf),
+    /// Created or restored by an operator; forgotten once it stops.
+    Transient,
+}
 
 /// A config as loaded from its file.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    /// The parsed config.
+    /// The parsed config (for non-EVE sources, made up from the spec).
     pub config: DomainConfig,
     /// What it translates to, or why it cannot be used.
     pub translated: Result<Translated, ConfigError>,
+    /// Where it comes from.
+    pub source: Source,
 }
 
 /// What the supervisor tells a domain thread.
@@ -60,6 +79,11 @@ pub enum Command {
     Delete,
     /// The daemon is stopping: leave the domain as it is and end.
     Stop,
+    /// Stop managing it (its autostart file went away): leave the domain as it is, remove its
+    /// status, and end.
+    Forget,
+    /// An operator's or the host's request, reported on the sender when done.
+    Operator(Operator, Sender<Report>),
 }
 
 /// What every domain thread shares.
@@ -75,6 +99,8 @@ pub struct Shared {
     pub adapters: Arc<Mutex<Adapters>>,
     /// What the metrics sampler knows of each domain.
     pub registry: Registry,
+    /// Host stop is in effect: nothing boots or restarts until host start.
+    pub host_stopped: Arc<AtomicBool>,
 }
 
 /// Where the domain is.
@@ -155,6 +181,20 @@ pub struct Domain {
     written: Option<Vec<u8>>,
     logged_state: Option<(SwState, u32)>,
     finished: bool,
+    /// An operator stopped it: it stays stopped (across reboots) until started.
+    operator_stopped: bool,
+    /// The grace of the next halt, when a request gave one.
+    halt_timeout: Option<Duration>,
+    /// Whether the next halt may destroy the domain when its grace runs out.
+    halt_destroy: bool,
+    /// Appended to the report of the halt in progress.
+    halt_note: Option<String>,
+    /// Requests reporting later.
+    waiters: Vec<Waiter>,
+    /// It has run under this thread (a transient domain is forgotten once it stops).
+    ever_ran: bool,
+    /// Told to forget it: end without touching it.
+    forget: bool,
 }
 
 impl std::fmt::Debug for Domain {
@@ -193,7 +233,15 @@ impl Domain {
             written: None,
             logged_state: None,
             finished: false,
+            operator_stopped: false,
+            halt_timeout: None,
+            halt_destroy: true,
+            halt_note: None,
+            waiters: Vec::new(),
+            ever_ran: false,
+            forget: false,
         };
+        domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);
         if let Some(loaded) = desired {
             domain.set_desired(loaded);
         }
@@ -216,6 +264,11 @@ impl Domain {
             select! {
                 recv(commands) -> cmd => match cmd {
                     Ok(Command::Stop) | Err(_) => return,
+                    Ok(Command::Forget) => {
+                        self.forget = true;
+                        break;
+                    }
+                    Ok(Command::Operator(op, reply)) => self.on_operator(op, reply),
                     Ok(cmd) => self.on_command(cmd),
                 },
                 recv(self.events_rx) -> ev => {
@@ -227,6 +280,7 @@ impl Domain {
             }
             self.reconcile();
             self.publish();
+            self.check_waiters();
         }
         self.finish();
     }
@@ -245,18 +299,25 @@ impl Domain {
 
     /// Whether a domain should run now.
     fn wanted(&self) -> bool {
-        !self.deleting && self.desired.as_ref().is_some_and(|d| d.config.activate && d.translated.is_ok())
+        !self.deleting
+            && !self.operator_stopped
+            && !self.shared.host_stopped.load(Ordering::SeqCst)
+            && self.desired.as_ref().is_some_and(|d| d.config.activate && d.translated.is_ok())
     }
 
-    /// Whether the domain must go (deactivated or deleted). A config that cannot be translated
-    /// but still says Activate leaves a running domain alone.
+    /// Whether the domain must go (deactivated, deleted, or stopped by an operator). A config
+    /// that cannot be translated but still says Activate leaves a running domain alone.
     fn unwanted(&self) -> bool {
-        self.deleting || self.desired.as_ref().is_none_or(|d| !d.config.activate)
+        self.deleting || self.operator_stopped || self.desired.as_ref().is_none_or(|d| !d.config.activate)
     }
 
-    fn set_desired(&mut self, loaded: Loaded) {
+    fn set_desired(&mut self, mut loaded: Loaded) {
         // A config that comes back while its domain is being removed wins.
         self.deleting = false;
+        // Only EVE configs say whether to run; for the others that is the thread's own state.
+        if loaded.source != Source::Eve {
+            loaded.config.activate = self.desired.as_ref().is_some_and(|d| d.config.activate);
+        }
         let was_active = self.desired.as_ref().is_some_and(|d| d.config.activate);
         if loaded.config.activate && !was_active {
             // A fresh activation: count tries anew and boot at once.
@@ -297,7 +358,7 @@ impl Domain {
                 log::info!("{}: config deleted", self.name());
                 self.deleting = true;
             }
-            Command::Stop => {}
+            Command::Stop | Command::Forget | Command::Operator(..) => {}
         }
     }
 
@@ -340,6 +401,10 @@ impl Domain {
         if marker.is_none() {
             let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
         }
+        if let Some(d) = self.desired.as_mut().filter(|d| d.source != Source::Eve && info.state != DomainState::Dying) {
+            d.config.activate = true;
+        }
+        self.ever_ran = true;
         self.phase = match info.state {
             DomainState::Dying => Phase::Halting {
                 domid,
@@ -368,6 +433,11 @@ impl Domain {
                 }
             }
             Phase::Idle { .. } if self.deleting => self.finished = true,
+            Phase::Idle { .. }
+                if self.ever_ran && self.desired.as_ref().is_some_and(|d| d.source == Source::Transient) =>
+            {
+                self.finished = true
+            }
             Phase::Running { domid, .. } if self.unwanted() => self.begin_halt(domid),
             Phase::Preserved { domid } if self.unwanted() => self.destroy(domid, AfterDeath::Halted),
             _ => {}
@@ -461,6 +531,7 @@ impl Domain {
         self.status.boot_time = Some(Utc::now());
         self.status.boot_failed = false;
         self.run_error = None;
+        self.ever_ran = true;
         self.phase = Phase::Running { domid, paused: false };
         log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
     }
@@ -486,7 +557,7 @@ impl Domain {
 
     fn begin_halt(&mut self, domid: DomId) {
         let settings = self.settings();
-        let deadline = Instant::now() + settings.shutdown_timeout;
+        let deadline = Instant::now() + self.halt_timeout.take().unwrap_or(settings.shutdown_timeout);
         let halting = |stage| Phase::Halting { domid, stage, deadline, then: AfterDeath::Halted };
         match self.shared.hv.shutdown(domid) {
             Ok(()) => self.phase = halting(HaltStage::Requested),
@@ -648,12 +719,22 @@ impl Domain {
         let now = Instant::now();
         match self.phase {
             Phase::Halting { domid, stage, deadline, then } if now >= deadline => match stage {
-                HaltStage::Requested | HaltStage::PowerButton => {
+                HaltStage::Requested | HaltStage::PowerButton if !self.halt_destroy => {
+                    // Asked not to destroy (host stop without DESTROY_LEFT): report and leave it.
+                    self.halt_destroy = true;
                     log::warn!(
-                        "{}: domain {domid} did not shut down within {}s; destroying it",
-                        self.name(),
-                        self.settings().shutdown_timeout.as_secs()
+                        "{}: domain {domid} is still running when its watchdog fired; left running",
+                        self.name()
                     );
+                    self.phase = Phase::Running { domid, paused: false };
+                    for w in std::mem::take(&mut self.waiters) {
+                        self.report(&w.reply, w.since, false, "still running when the watchdog fired; left running");
+                    }
+                }
+                HaltStage::Requested | HaltStage::PowerButton => {
+                    log::warn!("{}: domain {domid} did not shut down in time; destroying it", self.name());
+                    let note = self.halt_note.take().unwrap_or_default();
+                    self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
                     self.destroy(domid, then);
                 }
                 HaltStage::Destroyed => match self.shared.hv.info(domid) {
@@ -708,8 +789,11 @@ impl Domain {
         }
     }
 
-    /// Deleted and gone: remove what we published about it.
+    /// Deleted and gone (or forgotten): remove what we published about it.
     fn finish(&mut self) {
+        for w in std::mem::take(&mut self.waiters) {
+            self.report(&w.reply, w.since, !self.forget, "removed");
+        }
         let paths = &self.shared.paths;
         let _ = files::remove_if_exists(&paths.status_file(&self.key));
         if let Some(d) = &self.desired {

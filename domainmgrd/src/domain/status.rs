@@ -50,6 +50,8 @@ impl Domain {
         let brief = Brief {
             uuid_and_version: s.uuid_and_version.clone(),
             display_name: s.display_name.clone(),
+            domain_name: s.domain_name.clone(),
+            state: s.state_name.clone(),
             domain_id: s.domain_id,
             activated: s.activated,
             vcpus: u32::try_from(s.vm.vcpus).unwrap_or(1).max(1),

@@ -20,11 +20,13 @@ use uuid::Uuid;
 use xenctl::DomainInfo;
 
 use crate::adapters::{Adapters, Sources};
-use crate::domain::{self, Command, Domain, Loaded, Shared};
+use crate::control::{self, ControlMsg};
+use crate::domain::{self, Command, Domain, Loaded, Shared, Source};
 use crate::eve::DomainConfig;
 use crate::files::{self, Paths};
+use crate::hostcfg::HostConfig;
 use crate::hypervisor::Hypervisor;
-use crate::metrics::Sampler;
+use crate::metrics::{Sample, Sampler};
 use crate::prometheus::{self, Listen};
 use crate::settings::{Settings, SettingsError};
 use crate::translate;
@@ -47,6 +49,8 @@ pub struct Options {
     pub adapter_sources: Sources,
     /// Serve Prometheus metrics here (off when `None`).
     pub metrics_listen: Option<Listen>,
+    /// Host boot/shutdown settings (xendomains' meanings); the autostart directory is there.
+    pub host_config: PathBuf,
 }
 
 impl Options {
@@ -60,6 +64,7 @@ impl Options {
             removal_grace: Duration::from_secs(2),
             adapter_sources: Sources::eve_defaults(),
             metrics_listen: None,
+            host_config: PathBuf::from("/etc/default/domainmgr"),
         }
     }
 }
@@ -85,6 +90,9 @@ pub enum StartError {
     /// The hypervisor could not list its domains.
     #[error("cannot list the hypervisor's domains")]
     Hypervisor(#[source] xenctl::Error),
+    /// The host settings file is invalid.
+    #[error(transparent)]
+    HostConfig(#[from] crate::hostcfg::HostConfigError),
 }
 
 /// A running daemon.
@@ -93,6 +101,7 @@ pub struct Daemon {
     thread: Option<JoinHandle<()>>,
     metrics: Option<(Sender<()>, JoinHandle<()>)>,
     prometheus: Option<prometheus::Server>,
+    control: Option<control::Server>,
     lock: Option<File>,
 }
 
@@ -107,6 +116,8 @@ struct DomainHandle {
     thread: JoinHandle<()>,
     /// The config file's bytes last sent, to skip unchanged rescans.
     last_bytes: Option<Vec<u8>>,
+    /// Where its config comes from.
+    source: Source,
 }
 
 struct Supervisor {
@@ -115,7 +126,24 @@ struct Supervisor {
     domains: HashMap<String, DomainHandle>,
     pending_removals: HashMap<String, Instant>,
     next_rescan: Instant,
+    /// Host boot/shutdown settings as last read.
+    host: HostConfig,
+    /// Autostart files and their domains' keys.
+    auto_keys: HashMap<PathBuf, String>,
+    /// Autostart files that could not be read, and why.
+    auto_errors: HashMap<PathBuf, String>,
+    /// Autostart files that went away, and when their domains are forgotten.
+    pending_auto_removals: HashMap<PathBuf, Instant>,
+    /// The latest metrics sample.
+    latest: Arc<Mutex<Sample>>,
+    /// A host-start or host-stop is running.
+    host_op: Arc<std::sync::atomic::AtomicBool>,
 }
+
+mod autostart;
+pub use dispatch::{ListRow, xl_letters};
+mod dispatch;
+mod host;
 
 impl Daemon {
     /// Starts the daemon on `hv`: takes the lock, loads settings, adopts what runs, starts the
@@ -137,6 +165,7 @@ impl Daemon {
         }
         let settings = Settings::load(options.settings_file.as_deref(), &options.config_flags)?;
         log::info!("settings: {settings:?}");
+        let host = HostConfig::load(&options.host_config)?;
         let domains_now = hv.list().map_err(StartError::Hypervisor)?;
 
         // The adapter inputs "arrive" now: apply the policy before any domain thread runs.
@@ -154,21 +183,24 @@ impl Daemon {
         if let Some(file) = &options.settings_file {
             others.push((file.clone(), Change::Settings));
         }
-        let watcher = match Watcher::start(&config_dir, &others, &paths.run_dir.join("wake"), change_tx) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
-                None
-            }
-        };
+        let watcher =
+            match Watcher::start(&config_dir, Some(&host.auto_dir), &others, &paths.run_dir.join("wake"), change_tx) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
+                    None
+                }
+            };
         let shared = Shared {
             hv,
             settings: Arc::new(RwLock::new(settings)),
             paths: Arc::new(paths.clone()),
             adapters: Arc::new(Mutex::new(adapters)),
             registry: Arc::default(),
+            host_stopped: Arc::default(),
         };
         let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&shared.paths), Arc::clone(&shared.registry));
+        let sampler_latest = sampler.latest();
         let prometheus = match &options.metrics_listen {
             Some(listen) => Some(
                 prometheus::Server::start(listen.clone(), sampler.latest())
@@ -188,25 +220,37 @@ impl Daemon {
             options,
             domains: HashMap::new(),
             pending_removals: HashMap::new(),
+            host,
+            auto_keys: HashMap::new(),
+            auto_errors: HashMap::new(),
+            pending_auto_removals: HashMap::new(),
+            latest: sampler_latest,
+            host_op: Arc::default(),
         };
         sup.take_over(domains_now);
 
+        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let socket = sup.shared.paths.run_dir.join("domainmgrd.sock");
+        let control = control::Server::start(&socket, control_tx)
+            .map_err(|source| StartError::Setup { path: socket.clone(), source })?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
-            .spawn(move || sup.run(change_rx, stop_rx, watcher))
+            .spawn(move || sup.run(change_rx, control_rx, stop_rx, watcher))
             .map_err(|source| StartError::Setup { path: PathBuf::from("supervisor thread"), source })?;
         Ok(Daemon {
             stop_tx,
             thread: Some(thread),
             metrics: Some((metrics_stop, metrics_thread)),
             prometheus,
+            control: Some(control),
             lock: Some(lock),
         })
     }
 
     /// Stops the daemon: every thread ends, every domain is left exactly as it is.
     pub fn stop(mut self) {
+        drop(self.control.take());
         let _ = self.stop_tx.send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -228,6 +272,7 @@ impl Daemon {
     /// every thread to stop without waiting for them. Threads stuck in a hypervisor call stay
     /// stuck, as they would in a killed process.
     pub fn abandon(mut self) {
+        drop(self.control.take());
         let _ = self.stop_tx.send(());
         if let Some((stop, _)) = self.metrics.take() {
             let _ = stop.send(());
@@ -251,6 +296,9 @@ impl Supervisor {
         for key in self.list_config_keys() {
             let existing = key.parse::<Uuid>().ok().and_then(|u| by_uuid.remove(&u));
             self.on_config_file(&key, existing);
+        }
+        for path in self.list_auto_files() {
+            self.on_auto_file(&path, &mut by_uuid);
         }
         // A domain we created whose config vanished while we were down: halt it, as a delete.
         for uuid in self.shared.paths.marked_uuids() {
@@ -288,7 +336,13 @@ impl Supervisor {
         }
     }
 
-    fn run(mut self, changes: Receiver<Change>, stop: Receiver<()>, watcher: Option<Watcher>) {
+    fn run(
+        mut self,
+        changes: Receiver<Change>,
+        control: Receiver<ControlMsg>,
+        stop: Receiver<()>,
+        watcher: Option<Watcher>,
+    ) {
         let tick = Duration::from_millis(250);
         loop {
             let timeout = self.next_wakeup().saturating_duration_since(Instant::now()).min(tick);
@@ -298,6 +352,11 @@ impl Supervisor {
                     Ok(change) => self.on_change(change),
                     Err(_) => std::thread::sleep(timeout), // the watcher died; rescans carry on
                 },
+                recv(control) -> msg => {
+                    if let Ok(msg) = msg {
+                        self.on_control(msg);
+                    }
+                }
                 default(timeout) => {}
             }
             self.settle_removals();
@@ -327,6 +386,13 @@ impl Supervisor {
                 self.pending_removals.insert(key, Instant::now() + self.options.removal_grace);
             }
             Change::Settings => self.reload_settings(),
+            Change::AutoFile(path) => {
+                self.pending_auto_removals.remove(&path);
+                self.on_auto_file(&path, &mut HashMap::new());
+            }
+            Change::AutoGone(path) => {
+                self.pending_auto_removals.insert(path, Instant::now() + self.options.removal_grace);
+            }
             Change::Adapters => {
                 let mut adapters = self.shared.adapters.lock();
                 if adapters.reload() {
@@ -351,6 +417,7 @@ impl Supervisor {
     }
 
     fn settle_removals(&mut self) {
+        self.settle_auto_removals();
         let now = Instant::now();
         let due: Vec<String> =
             self.pending_removals.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect();
@@ -366,11 +433,17 @@ impl Supervisor {
     }
 
     fn rescan(&mut self) {
+        self.rescan_auto();
         let present = self.list_config_keys();
         for key in &present {
             self.on_config_file(key, None);
         }
-        let gone: Vec<String> = self.domains.keys().filter(|k| !present.contains(k)).cloned().collect();
+        let gone: Vec<String> = self
+            .domains
+            .iter()
+            .filter(|(k, h)| h.source == Source::Eve && !present.contains(k))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in gone {
             if self.domains.get(&key).is_some_and(|h| h.last_bytes.is_some()) {
                 self.pending_removals.entry(key).or_insert_with(Instant::now);
@@ -441,6 +514,7 @@ impl Supervisor {
 
     fn spawn(&mut self, key: String, uuid: Uuid, loaded: Option<Loaded>, existing: Option<DomainInfo>, delete: bool) {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let source = loaded.as_ref().map_or(Source::Eve, |l| l.source.clone());
         let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, loaded);
         if delete {
             domain.delete_on_start();
@@ -458,7 +532,7 @@ impl Supervisor {
             });
         match spawned {
             Ok(thread) => {
-                self.domains.insert(key, DomainHandle { tx, thread, last_bytes: None });
+                self.domains.insert(key, DomainHandle { tx, thread, last_bytes: None, source });
             }
             Err(e) => log::error!("{key}: cannot start its thread: {e}"),
         }
@@ -496,7 +570,7 @@ fn load(path: &Path, uuid: Uuid, bytes: &[u8]) -> Result<Loaded, String> {
         ));
     }
     let translated = translate::translate(&config, path);
-    Ok(Loaded { config, translated })
+    Ok(Loaded { config, translated, source: Source::Eve })
 }
 
 /// A domain thread panicked: say so in its status; the daemon and the domain carry on.

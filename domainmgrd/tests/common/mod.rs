@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use domainmgrd::adapters::Sources;
 use domainmgrd::adapters::host::Host;
+use domainmgrd::control::{self, Request, Response};
 use domainmgrd::eve::{DomainStatus, SwState};
 use domainmgrd::files::Paths;
-use domainmgrd::sim::SimHypervisor;
+use domainmgrd::sim::{SimDomain, SimHypervisor};
 use domainmgrd::supervisor::{Daemon, Options, StartError};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -49,6 +50,7 @@ impl Env {
             config_dir: self.dir.path().join("zedmanager"),
             status_dir: self.dir.path().join("domainmgr"),
             run_dir: self.dir.path().join("run"),
+            state_dir: self.dir.path().join("state"),
         }
     }
 
@@ -74,7 +76,46 @@ impl Env {
         o.config_flags = self.flags.clone();
         o.removal_grace = Duration::from_millis(300);
         o.rescan_interval = Duration::from_secs(2);
+        o.host_config = self.dir.path().join("host.conf");
         o
+    }
+
+    /// The autostart directory (the host config's AUTO).
+    pub fn auto_dir(&self) -> PathBuf {
+        self.dir.path().join("auto")
+    }
+
+    /// Where SAVE points when a test saves.
+    pub fn save_dir(&self) -> PathBuf {
+        self.dir.path().join("save")
+    }
+
+    /// Writes the host settings: `AUTO=<auto_dir>` and then `lines`.
+    pub fn write_host_config(&self, lines: &str) {
+        let text = format!("AUTO={}\n{lines}\n", self.auto_dir().display());
+        std::fs::write(self.dir.path().join("host.conf"), text).unwrap();
+    }
+
+    /// Writes the autostart file `<name>.cfg` for a small PV guest called `name`, plus `extra`.
+    pub fn write_auto(&self, name: &str, extra: &str) -> PathBuf {
+        std::fs::create_dir_all(self.auto_dir()).unwrap();
+        let path = self.auto_dir().join(format!("{name}.cfg"));
+        let text = format!(
+            "name = \"{name}\"\ntype = \"pv\"\nkernel = \"/persist/kernel\"\nmemory = 128\n\
+             vif = [ 'bridge=xenbr0' ]\n{extra}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Sends a request to the daemon's control socket.
+    pub fn control(&self, request: &Request) -> Response {
+        control::call(&self.paths().run_dir.join("domainmgrd.sock"), request).unwrap()
+    }
+
+    /// The simulated domains called `name`.
+    pub fn sim_named(&self, name: &str) -> Vec<SimDomain> {
+        self.sim.domains().into_iter().filter(|d| d.spec.name == name).collect()
     }
 
     /// Starts a daemon on a new connection to the simulator.

@@ -1,0 +1,438 @@
+//! domainctl: control domainmgrd from the command line (people get tables, scripts `--json`).
+//!
+//! It talks to the daemon over its root-only unix socket. `create --dry-run` needs neither the
+//! daemon nor Xen: it prints the libxl domain config a file would give, as `xl -N create` does.
+
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use domainmgrd::control::{self, Request, Response};
+use domainmgrd::domain::Report;
+use domainmgrd::supervisor::ListRow;
+
+/// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
+/// and shut down the host's domains.
+///
+/// Domains are named by their name, UUID or domid. Exit status follows the LSB: 0 success,
+/// 1 failure, 2 bad usage, 3 not running (status), 4 unknown domain, not root, or status
+/// unknown, 7 domainmgrd is not running.
+#[derive(Debug, Parser)]
+#[command(version, after_help = AFTER_HELP)]
+struct Cli {
+    /// domainmgrd's control socket.
+    #[arg(long, global = true, default_value = "/run/domainmgrd/domainmgrd.sock", value_name = "PATH")]
+    socket: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+const AFTER_HELP: &str = "Examples:
+  domainctl list                       every domain, with domainmgrd's state for its own
+  domainctl stop web --timeout 30      shut web down (destroy after 30 s); it stays stopped
+  domainctl start web                  start it again (and forget the stop)
+  domainctl create /etc/xen/test.cfg   run a one-off domain from an xl.cfg (or EVE JSON) file
+  domainctl create --dry-run web.cfg   print the libxl config xl -N create would, without Xen
+  domainctl save web /srv/web.save     save web and stop it; domainctl restore /srv/web.save
+  domainctl host-stop                  what xendomains stop does, per /etc/default/domainmgr";
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Every domain on the host, like xl list, plus domainmgrd's state for the managed ones.
+    List,
+    /// A managed domain's status (exit 3 when it does not run), or all of them (exit 3 when
+    /// none runs).
+    Status {
+        /// Name, UUID or domid.
+        domain: Option<String>,
+    },
+    /// Start a managed domain (an operator's earlier stop is forgotten).
+    Start {
+        /// Name, UUID or domid.
+        domain: String,
+    },
+    /// Shut a managed domain down and keep it stopped, across reboots, until `start`.
+    Stop {
+        /// Name, UUID or domid.
+        domain: String,
+        /// Destroy it at once instead of asking the guest.
+        #[arg(long)]
+        force: bool,
+        /// Seconds the guest gets before it is destroyed (default: timer.domain.shutdown).
+        #[arg(long, value_name = "S")]
+        timeout: Option<u64>,
+    },
+    /// Destroy a managed domain at once (it stays stopped until `start`).
+    Destroy {
+        /// Name, UUID or domid.
+        domain: String,
+    },
+    /// Shut a managed domain down and start it again.
+    Restart {
+        /// Name, UUID or domid.
+        domain: String,
+        /// Seconds the guest gets before it is destroyed.
+        #[arg(long, value_name = "S")]
+        timeout: Option<u64>,
+    },
+    /// Run a one-off (transient) domain from an xl.cfg or EVE DomainConfig JSON file.
+    Create {
+        /// Print the libxl domain config JSON it would use (as `xl -N create`), touching
+        /// nothing; works without the daemon and without Xen.
+        #[arg(long)]
+        dry_run: bool,
+        /// The file.
+        file: PathBuf,
+    },
+    /// Save a managed domain (it stops) to FILE, or to the SAVE directory.
+    Save {
+        /// Name, UUID or domid.
+        domain: String,
+        /// The image file.
+        file: Option<PathBuf>,
+    },
+    /// Restore a domain from an image saved by domainctl or host-stop.
+    Restore {
+        /// The image file.
+        file: PathBuf,
+    },
+    /// Print a domain's console tty, or attach to it (Ctrl-] detaches).
+    Console {
+        /// Name, UUID or domid.
+        domain: String,
+        /// Attach this terminal to the console.
+        #[arg(long)]
+        attach: bool,
+    },
+    /// PCI passthrough: list, or move a device to or from pciback by hand.
+    Pci {
+        #[command(subcommand)]
+        action: PciCmd,
+    },
+    /// The latest CPU and memory sample.
+    Metrics,
+    /// Host boot: restore saved domains, start the autostart ones (xendomains start).
+    HostStart,
+    /// Host shutdown: save or shut down domains under a watchdog (xendomains stop).
+    HostStop,
+}
+
+#[derive(Debug, Subcommand)]
+enum PciCmd {
+    /// The assignable devices and the published AssignableAdapters.
+    List,
+    /// Bind a device to pciback.
+    Assign {
+        /// `0000:03:00.0`.
+        bdf: String,
+    },
+    /// Give a device back to its dom0 driver.
+    Release {
+        /// `0000:03:00.0`.
+        bdf: String,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let code = run(&cli);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run(cli: &Cli) -> i32 {
+    let request = match &cli.command {
+        Cmd::Create { dry_run: true, file } => return dry_run(file),
+        Cmd::Console { domain, attach: true } => return attach(cli, domain),
+        other => request_of(other),
+    };
+    let response = match control::call(&cli.socket, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("domainctl: {e}");
+            // LSB: a status that cannot be known is 4; any other action: 7, not running.
+            return if matches!(cli.command, Cmd::Status { .. }) { 4 } else { 7 };
+        }
+    };
+    if cli.json {
+        let out = match (&response.data, &response.error) {
+            (serde_json::Value::Null, Some(e)) => serde_json::json!({"error": e, "exit": response.exit}),
+            (data, _) => data.clone(),
+        };
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        show(&cli.command, &response);
+    }
+    if let Some(e) = &response.error {
+        eprintln!("domainctl: {e}");
+    }
+    response.exit
+}
+
+fn request_of(cmd: &Cmd) -> Request {
+    match cmd {
+        Cmd::List => Request::List,
+        Cmd::Status { domain } => Request::Status { domain: domain.clone() },
+        Cmd::Start { domain } => Request::Start { domain: domain.clone() },
+        Cmd::Stop { domain, force, timeout } => {
+            Request::Stop { domain: domain.clone(), force: *force, timeout_secs: *timeout }
+        }
+        Cmd::Destroy { domain } => Request::Destroy { domain: domain.clone() },
+        Cmd::Restart { domain, timeout } => Request::Restart { domain: domain.clone(), timeout_secs: *timeout },
+        Cmd::Create { file, .. } => Request::Create { file: absolute(file) },
+        Cmd::Save { domain, file } => Request::Save { domain: domain.clone(), file: file.as_deref().map(absolute) },
+        Cmd::Restore { file } => Request::Restore { file: absolute(file) },
+        Cmd::Console { domain, .. } => Request::Console { domain: domain.clone() },
+        Cmd::Pci { action: PciCmd::List } => Request::PciList,
+        Cmd::Pci { action: PciCmd::Assign { bdf } } => Request::PciAssign { bdf: bdf.clone() },
+        Cmd::Pci { action: PciCmd::Release { bdf } } => Request::PciRelease { bdf: bdf.clone() },
+        Cmd::Metrics => Request::Metrics,
+        Cmd::HostStart => Request::HostStart,
+        Cmd::HostStop => Request::HostStop,
+    }
+}
+
+/// The daemon reads the file, possibly from another working directory.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn show(cmd: &Cmd, r: &Response) {
+    match cmd {
+        Cmd::List => {
+            let rows: Vec<ListRow> = serde_json::from_value(r.data.clone()).unwrap_or_default();
+            println!(
+                "{:<32} {:>5} {:>6} {:>5} {:<6} {:>9}  {:<9} Source",
+                "Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "Managed"
+            );
+            let dash = || "-".to_string();
+            for row in rows {
+                println!(
+                    "{:<32} {:>5} {:>6} {:>5} {:<6} {:>9}  {:<9} {}",
+                    row.name,
+                    row.domid.map_or_else(dash, |d| d.to_string()),
+                    row.memory_mib.map_or_else(dash, |m| m.to_string()),
+                    row.vcpus.map_or_else(dash, |v| v.to_string()),
+                    if row.xl_state.is_empty() { "-".into() } else { row.xl_state },
+                    row.cpu_seconds.map_or_else(dash, |t| format!("{t:.1}")),
+                    row.managed.unwrap_or_else(dash),
+                    row.source.unwrap_or_else(dash),
+                );
+            }
+        }
+        Cmd::Status { .. } => {
+            let all: Vec<serde_json::Value> = match &r.data {
+                serde_json::Value::Array(a) => a.clone(),
+                serde_json::Value::Null => Vec::new(),
+                one => vec![one.clone()],
+            };
+            for s in all {
+                let field = |k: &str| s[k].as_str().map(str::to_string).unwrap_or_else(|| s[k].to_string());
+                println!(
+                    "{}: {} (domain {}, {})",
+                    field("DisplayName"),
+                    field("StateName"),
+                    field("DomainId"),
+                    field("DomainName")
+                );
+                println!(
+                    "  uuid {}  booted {}  tries {}",
+                    s["UUIDandVersion"]["UUID"].as_str().unwrap_or(""),
+                    field("BootTime"),
+                    field("TriedCount")
+                );
+                if !field("Error").is_empty() {
+                    println!("  error: {} ({}; {})", field("Error"), field("ErrorTime"), field("ErrorRetryCondition"));
+                }
+            }
+        }
+        Cmd::HostStart | Cmd::HostStop => {
+            let reports: Vec<Report> = serde_json::from_value(r.data.clone()).unwrap_or_default();
+            if reports.is_empty() {
+                println!("nothing to do");
+            }
+            for rep in reports {
+                println!(
+                    "{:<32} {:<6} {:>6.1}s  {}",
+                    rep.name,
+                    if rep.ok { "ok" } else { "FAILED" },
+                    rep.seconds,
+                    rep.outcome
+                );
+            }
+        }
+        Cmd::Console { .. } => println!("{}", r.data["tty"].as_str().unwrap_or("")),
+        Cmd::Metrics => {
+            println!(
+                "{:<32} {:>5} {:>10} {:>8} {:>8} {:>5}  Running",
+                "Name", "ID", "CPU(s)", "Mem", "MaxMem", "VCPUs"
+            );
+            for d in r.data["domains"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<32} {:>5} {:>10.1} {:>8} {:>8} {:>5}  {}",
+                    d["name"].as_str().unwrap_or(""),
+                    d["domid"],
+                    d["cpu_seconds"].as_f64().unwrap_or(0.0),
+                    d["memory_mib"],
+                    d["max_memory_mib"],
+                    d["vcpus"],
+                    if d["activated"] == true { "yes" } else { "no" }
+                );
+            }
+            let h = &r.data["host"];
+            if !h.is_null() {
+                println!(
+                    "host: {} CPUs, {} MiB, {} MiB free, dom0 {} MiB",
+                    h["Ncpus"], h["TotalMemoryMB"], h["FreeMemoryMB"], h["UsedEveMB"]
+                );
+            }
+        }
+        Cmd::Pci { action: PciCmd::List } => {
+            println!(
+                "assignable (pciback): {}",
+                r.data["assignable"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default()
+            );
+            for b in r.data["adapters"]["IoBundleList"].as_array().cloned().unwrap_or_default() {
+                let used = b["UsedByUUID"].as_str().filter(|u| !u.starts_with("00000000")).unwrap_or("-");
+                let flag = |k: &str| b[k] == true;
+                println!(
+                    "  {:<12} {:<14} pciback={:<5} port={:<5} keep-in-dom0={:<5} used-by={used} {}",
+                    b["Phylabel"].as_str().unwrap_or(""),
+                    b["PciLong"].as_str().unwrap_or("-"),
+                    flag("IsPCIBack"),
+                    flag("IsPort"),
+                    flag("KeepInHost"),
+                    b["Error"]["Errors"][0]["ErrStr"].as_str().unwrap_or("")
+                );
+            }
+        }
+        _ if r.ok => {
+            if let Ok(rep) = serde_json::from_value::<Report>(r.data.clone()) {
+                println!("{}: {} ({:.1} s)", rep.name, rep.outcome, rep.seconds);
+            } else if !r.data.is_null() {
+                println!("{}", r.data);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `create --dry-run`: the libxl JSON for a file, as `xl -N create` prints it.
+fn dry_run(file: &Path) -> i32 {
+    let text = match std::fs::read(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("domainctl: {}: {e}", file.display());
+            return 1;
+        }
+    };
+    let json_input =
+        file.extension().is_some_and(|e| e == "json") || text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let spec = if json_input {
+        serde_json::from_slice::<domainmgrd::eve::DomainConfig>(&text)
+            .map_err(|e| format!("{}: not a valid DomainConfig: {e}", file.display()))
+            .and_then(|c| domainmgrd::translate::translate(&c, file).map(|t| t.spec).map_err(|e| e.to_string()))
+    } else {
+        xenctl::DomainSpec::from_xl_config(file).map_err(|e| chain(&e))
+    };
+    match spec.and_then(|s| s.to_libxl_json().map_err(|e| chain(&e))) {
+        Ok(out) => {
+            println!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("domainctl: {e}");
+            1
+        }
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `console --attach`: relays this terminal and the console's tty until Ctrl-].
+fn attach(cli: &Cli, domain: &str) -> i32 {
+    let r = match control::call(&cli.socket, &Request::Console { domain: domain.to_string() }) {
+        Ok(r) if r.ok => r,
+        Ok(r) => {
+            eprintln!("domainctl: {}", r.error.unwrap_or_default());
+            return r.exit;
+        }
+        Err(e) => {
+            eprintln!("domainctl: {e}");
+            return 7;
+        }
+    };
+    let Some(tty) = r.data["tty"].as_str().map(PathBuf::from) else {
+        eprintln!("domainctl: no console tty");
+        return 1;
+    };
+    let console = match std::fs::OpenOptions::new().read(true).write(true).open(&tty) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("domainctl: {}: {e}", tty.display());
+            return 1;
+        }
+    };
+    eprintln!("attached to {} ({}); Ctrl-] detaches", domain, tty.display());
+    let stdin = std::io::stdin();
+    let saved = rustix::termios::tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        let mut raw = t.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+    }
+    let mut from_console = match console.try_clone() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("domainctl: {e}");
+            return 1;
+        }
+    };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut out = std::io::stdout();
+        while let Ok(n) = from_console.read(&mut buf) {
+            if n == 0 || out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut to_console = console;
+    let mut buf = [0u8; 1024];
+    let mut input = stdin.lock();
+    while let Ok(n) = input.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Some(pos) = buf[..n].iter().position(|&b| b == 0x1d) {
+            let _ = to_console.write_all(&buf[..pos]);
+            break;
+        }
+        if to_console.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    if let Some(t) = &saved {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, t);
+    }
+    eprintln!("\ndetached");
+    0
+}

@@ -1,0 +1,277 @@
+//! The control socket that `domainctl` talks to: a unix socket (mode 0600, in the run
+//! directory) accepting one JSON request per connection, answered with one JSON response.
+//! Only root may use it: the peer's credentials (SO_PEERCRED) are checked on every connection,
+//! whatever the file mode says. (Precisely: the user the daemon runs as, and root; the daemon
+//! runs as root, so that is root alone. A daemon on the simulator in tests runs as the tester.)
+//!
+//! The connection thread hands each request to the supervisor, which owns the domains, and waits
+//! for its answer; long operations (host-start, host-stop) answer when they are done.
+
+use std::io::{BufRead, BufReader, Read as _, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+
+/// A request from domainctl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// Every domain on the host, with our state for the managed ones.
+    List,
+    /// One managed domain's status, or all of them.
+    Status {
+        /// Name, UUID or domid; `None` for all.
+        domain: Option<String>,
+    },
+    /// Start a managed domain (and forget an operator stop).
+    Start {
+        /// Name, UUID or domid.
+        domain: String,
+    },
+    /// Stop a managed domain and keep it stopped (across reboots) until started.
+    Stop {
+        /// Name, UUID or domid.
+        domain: String,
+        /// Destroy at once instead of asking the guest.
+        force: bool,
+        /// Grace before destroy, seconds (default: timer.domain.shutdown).
+        timeout_secs: Option<u64>,
+    },
+    /// Destroy a managed domain at once and keep it stopped.
+    Destroy {
+        /// Name, UUID or domid.
+        domain: String,
+    },
+    /// Stop then start a managed domain.
+    Restart {
+        /// Name, UUID or domid.
+        domain: String,
+        /// Grace before destroy, seconds.
+        timeout_secs: Option<u64>,
+    },
+    /// Create a transient domain from an xl.cfg or EVE DomainConfig file.
+    Create {
+        /// The file (read by the daemon).
+        file: PathBuf,
+    },
+    /// Save a managed domain to a file (default: the save directory) and stop it.
+    Save {
+        /// Name, UUID or domid.
+        domain: String,
+        /// Where to save it.
+        file: Option<PathBuf>,
+    },
+    /// Restore a saved image (as a transient domain unless its config is managed).
+    Restore {
+        /// The image.
+        file: PathBuf,
+    },
+    /// The console tty of a domain.
+    Console {
+        /// Name, UUID or domid.
+        domain: String,
+    },
+    /// PCI adapters: the published AssignableAdapters and the pciback list.
+    PciList,
+    /// Bind a PCI device to pciback by hand.
+    PciAssign {
+        /// `0000:03:00.0`.
+        bdf: String,
+    },
+    /// Give a PCI device back to dom0 (with rebind).
+    PciRelease {
+        /// `0000:03:00.0`.
+        bdf: String,
+    },
+    /// The latest metrics sample.
+    Metrics,
+    /// Host boot: restore saved domains, start the autostart ones.
+    HostStart,
+    /// Host shutdown: save or shut down the selected domains.
+    HostStop,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Success.
+    pub ok: bool,
+    /// The error, for people (one line).
+    pub error: Option<String>,
+    /// The result, for scripts.
+    pub data: serde_json::Value,
+    /// The exit status domainctl should use (LSB codes for status).
+    pub exit: i32,
+}
+
+impl Response {
+    /// Success with data.
+    pub fn data(data: impl Serialize) -> Response {
+        Response { ok: true, error: None, data: serde_json::to_value(data).unwrap_or_default(), exit: 0 }
+    }
+
+    /// Success with data and a particular exit status.
+    pub fn data_with_exit(data: impl Serialize, exit: i32) -> Response {
+        Response { exit, ..Response::data(data) }
+    }
+
+    /// A failure (exit status 1 unless given).
+    pub fn error(text: impl Into<String>) -> Response {
+        Response { ok: false, error: Some(text.into()), data: serde_json::Value::Null, exit: 1 }
+    }
+
+    /// A failure with an exit status.
+    pub fn error_with_exit(text: impl Into<String>, exit: i32) -> Response {
+        Response { exit, ..Response::error(text) }
+    }
+}
+
+/// A request as the supervisor receives it.
+#[derive(Debug)]
+pub struct ControlMsg {
+    /// What was asked.
+    pub request: Request,
+    /// Where the answer goes.
+    pub reply: Sender<Response>,
+}
+
+/// The listening socket; stops on drop.
+#[derive(Debug)]
+pub struct Server {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Longest a request may wait for its answer (host-stop's watchdog plus a margin is less).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Server {
+    /// Listens on `path` (replacing a stale socket), handing requests to `supervisor`.
+    pub fn start(path: &Path, supervisor: Sender<ControlMsg>) -> std::io::Result<Server> {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use", path.display())));
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
+            for conn in listener.incoming() {
+                if thread_stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let supervisor = supervisor.clone();
+                let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || serve(conn, &supervisor));
+            }
+        })?;
+        Ok(Server { path: path.to_path_buf(), stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        drop(UnixStream::connect(&self.path));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve(conn: UnixStream, supervisor: &Sender<ControlMsg>) {
+    let response = match rustix::net::sockopt::socket_peercred(&conn) {
+        Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => handle(&conn, supervisor),
+        Ok(cred) => {
+            log::warn!(
+                "control socket: refused a request from uid {} (pid {})",
+                cred.uid.as_raw(),
+                cred.pid.as_raw_nonzero()
+            );
+            Response::error_with_exit("only root may control domainmgrd", 4)
+        }
+        Err(e) => Response::error(format!("cannot read the peer's credentials: {e}")),
+    };
+    let mut conn = conn;
+    if let Ok(mut bytes) = serde_json::to_vec(&response) {
+        bytes.push(b'\n');
+        let _ = conn.write_all(&bytes);
+    }
+}
+
+fn handle(conn: &UnixStream, supervisor: &Sender<ControlMsg>) -> Response {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut line = String::new();
+    if let Err(e) = BufReader::new(conn).take(1 << 20).read_line(&mut line) {
+        return Response::error(format!("reading the request: {e}"));
+    }
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => return Response::error(format!("not a request: {e}")),
+    };
+    log::debug!("control: {request:?}");
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if supervisor.send(ControlMsg { request, reply: tx }).is_err() {
+        return Response::error("domainmgrd is stopping");
+    }
+    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| Response::error("domainmgrd gave no answer"))
+}
+
+/// Sends one request to the daemon at `socket` and waits for its answer.
+pub fn call(socket: &Path, request: &Request) -> Result<Response, String> {
+    let mut conn = UnixStream::connect(socket)
+        .map_err(|e| format!("domainmgrd is not running (cannot connect to {}: {e})", socket.display()))?;
+    let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    conn.write_all(&bytes).map_err(|e| format!("sending to domainmgrd: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).map_err(|e| format!("reading domainmgrd's answer: {e}"))?;
+    serde_json::from_str(&line).map_err(|e| format!("domainmgrd's answer is not understood: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_json_lines() {
+        let r = Request::Stop { domain: "web".into(), force: true, timeout_secs: Some(5) };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"cmd":"stop","domain":"web","force":true,"timeout_secs":5}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
+        assert_eq!(serde_json::to_string(&Request::HostStart).unwrap(), r#"{"cmd":"host-start"}"#);
+    }
+
+    #[test]
+    fn a_request_reaches_the_supervisor_and_its_answer_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        let (tx, rx) = crossbeam_channel::unbounded::<ControlMsg>();
+        let server = Server::start(&path, tx).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let answerer = std::thread::spawn(move || {
+            let msg = rx.recv().unwrap();
+            assert_eq!(msg.request, Request::List);
+            msg.reply.send(Response::data_with_exit(serde_json::json!(["x"]), 3)).unwrap();
+        });
+        // Our own user may (tests/domainctl.rs shows another one may not).
+        let r = call(&path, &Request::List).unwrap();
+        assert_eq!((r.ok, r.exit, r.data.clone()), (true, 3, serde_json::json!(["x"])));
+        answerer.join().unwrap();
+        assert!(Server::start(&path, crossbeam_channel::unbounded().0).is_err(), "one daemon per socket");
+        drop(server);
+        assert!(!path.exists());
+        let err = call(&path, &Request::List).unwrap_err();
+        assert!(err.starts_with("domainmgrd is not running"), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! The autostart directory (xendomains' `AUTO`, default `/etc/xen/auto`): xl.cfg files whose
+//! domains host-start boots. Each file becomes a managed domain keyed by its UUID; a file without
+//! a `uuid` key gets one derived from its path, so it keeps the same identity across restarts.
+//! Such a domain runs when host-start or an operator starts it, or because it already runs;
+//! removing its file stops managing it (the domain keeps running).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use uuid::Uuid;
+use xenctl::{DomainInfo, DomainSpec};
+
+use super::Supervisor;
+use crate::domain::{Command, Loaded, Source};
+use crate::eve::{DomainConfig, UuidAndVersion};
+use crate::translate::Translated;
+use crate::watcher;
+
+/// Namespace of the UUIDs derived for autostart files without a `uuid` key.
+const AUTO_NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_5a0e_8b8e_4f55_9a55_1c3e_d0a1_7a35);
+
+/// Whether xl.cfg `text` sets `uuid` itself (a `uuid =` assignment outside comments).
+fn sets_uuid(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        l.strip_prefix("uuid").is_some_and(|rest| rest.trim_start().starts_with('='))
+    })
+}
+
+/// Reads an autostart file into a config for a domain thread.
+pub(crate) fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut spec = DomainSpec::from_xl_config(path).map_err(|e| error_chain(&e))?;
+    if !sets_uuid(&String::from_utf8_lossy(&bytes)) {
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        spec.uuid = Uuid::new_v5(&AUTO_NAMESPACE, canonical.as_os_str().as_encoded_bytes());
+    }
+    Ok((loaded_from_spec(spec, Source::Auto(path.to_path_buf())), bytes))
+}
+
+/// A config for a domain thread made from a spec (autostart or transient domains).
+pub(crate) fn loaded_from_spec(spec: DomainSpec, source: Source) -> Loaded {
+    let config = DomainConfig {
+        uuid_and_version: UuidAndVersion { uuid: spec.uuid, version: String::new() },
+        display_name: spec.name.clone(),
+        activate: false,
+        ..DomainConfig::default()
+    };
+    Loaded { config, translated: Ok(Translated { spec, disks: Vec::new() }), source }
+}
+
+/// "outer: inner", each message once.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl Supervisor {
+    pub(super) fn list_auto_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.host.auto_dir) else { return Vec::new() };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| watcher::is_auto_config(&e.file_name()))
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// An autostart file was written (or found): hand its config to its domain thread.
+    /// `running` holds the running domains by UUID at start-up (empty later).
+    pub(super) fn on_auto_file(&mut self, path: &Path, running: &mut HashMap<Uuid, DomainInfo>) {
+        let (loaded, bytes) = match load(path) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("autostart: {e}");
+                self.auto_errors.insert(path.to_path_buf(), e);
+                return;
+            }
+        };
+        self.auto_errors.remove(path);
+        let uuid = loaded.config.uuid_and_version.uuid;
+        let key = uuid.to_string();
+        if let Some(old_key) = self.auto_keys.get(path).filter(|k| **k != key).cloned() {
+            // Its UUID changed: the old domain is no longer this file's.
+            if let Some(h) = self.domains.get(&old_key) {
+                let _ = h.tx.send(Command::Forget);
+            }
+        }
+        match self.domains.get(&key) {
+            Some(h) if h.source == Source::Eve => {
+                let e = format!("{}: UUID {uuid} is already an EVE DomainConfig's; ignored", path.display());
+                log::error!("autostart: {e}");
+                self.auto_errors.insert(path.to_path_buf(), e);
+                return;
+            }
+            Some(h) if h.last_bytes.as_deref() == Some(&bytes) => return,
+            _ => {}
+        }
+        self.auto_keys.insert(path.to_path_buf(), key.clone());
+        let existing = running.remove(&uuid);
+        self.send_or_spawn(&key, uuid, Command::Config(Box::new(loaded)), existing);
+        if let Some(h) = self.domains.get_mut(&key) {
+            h.last_bytes = Some(bytes);
+        }
+    }
+
+    pub(super) fn settle_auto_removals(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PathBuf> =
+            self.pending_auto_removals.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        for path in due {
+            self.pending_auto_removals.remove(&path);
+            if path.exists() {
+                self.on_auto_file(&path, &mut HashMap::new());
+                continue;
+            }
+            self.auto_errors.remove(&path);
+            if let Some(key) = self.auto_keys.remove(&path) {
+                log::info!("autostart: {} is gone; its domain is no longer managed (it keeps running)", path.display());
+                if let Some(h) = self.domains.get(&key) {
+                    let _ = h.tx.send(Command::Forget);
+                }
+            }
+        }
+    }
+
+    pub(super) fn rescan_auto(&mut self) {
+        let present = self.list_auto_files();
+        for path in &present {
+            self.on_auto_file(path, &mut HashMap::new());
+        }
+        let gone: Vec<PathBuf> = self.auto_keys.keys().filter(|p| !present.contains(p)).cloned().collect();
+        for path in gone {
+            self.pending_auto_removals.entry(path).or_insert_with(Instant::now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_uuid_gets_a_stable_one_from_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.cfg");
+        std::fs::write(&a, "name = 'a'\nkernel = '/k'\n# uuid = 'not this one'\n").unwrap();
+        let (one, _) = load(&a).unwrap();
+        let (two, _) = load(&a).unwrap();
+        assert_eq!(one.config.uuid_and_version.uuid, two.config.uuid_and_version.uuid);
+        assert_eq!(one.config.uuid_and_version.uuid.get_version_num(), 5);
+
+        let b = dir.path().join("b.cfg");
+        std::fs::write(&b, "name = 'b'\nkernel = '/k'\nuuid = '6ba7b810-9dad-11d1-80b4-00c04fd430c8'\n").unwrap();
+        let (three, _) = load(&b).unwrap();
+        assert_eq!(three.config.uuid_and_version.uuid.to_string(), "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+        assert_eq!(three.source, Source::Auto(b.clone()));
+        assert!(!three.config.activate, "autostart domains start at host start, not when read");
+
+        std::fs::write(&b, "name = 'b'\nkernl = '/k'\n").unwrap();
+        let err = load(&b).unwrap_err();
+        assert!(err.contains("b.cfg:2: kernl"), "{err}");
+    }
+}

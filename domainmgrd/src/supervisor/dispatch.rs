@@ -1,0 +1,412 @@
+//! Control requests (from domainctl, through the control socket): the quick ones are answered
+//! here; those that act on one domain go to its thread, whose report becomes the answer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use xenctl::{Bdf, DomId, DomainSpec};
+
+use super::Supervisor;
+use super::autostart::{error_chain, loaded_from_spec};
+use crate::control::{ControlMsg, Request, Response};
+use crate::domain::{self, Command, Operator, Report, Source};
+use crate::eve::DomainConfig;
+use crate::images;
+use crate::translate;
+
+/// One line of `domainctl list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListRow {
+    /// The app's name (managed) or the Xen domain's name.
+    pub name: String,
+    /// Domain id, when it exists.
+    pub domid: Option<u32>,
+    /// Memory held, MiB.
+    pub memory_mib: Option<u64>,
+    /// vCPUs online.
+    pub vcpus: Option<u32>,
+    /// xl's state letters, e.g. `-b----`.
+    pub xl_state: String,
+    /// CPU time, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Our state (EVE's names) when managed.
+    pub managed: Option<String>,
+    /// `eve`, `auto` or `transient` when managed.
+    pub source: Option<String>,
+    /// UUID.
+    pub uuid: Option<Uuid>,
+}
+
+/// xl's six state columns (r b p s c d) for a state.
+pub fn xl_letters(state: xenctl::DomainState) -> String {
+    let mut cols = ['-'; 6];
+    let i = match state {
+        xenctl::DomainState::Running => 0,
+        xenctl::DomainState::Blocked => 1,
+        xenctl::DomainState::Paused => 2,
+        xenctl::DomainState::Shutdown(xenctl::ShutdownReason::Crash) => 4,
+        xenctl::DomainState::Shutdown(_) => 3,
+        xenctl::DomainState::Dying => 5,
+    };
+    cols[i] = ['r', 'b', 'p', 's', 'c', 'd'][i];
+    cols.iter().collect()
+}
+
+fn source_name(s: &Source) -> &'static str {
+    match s {
+        Source::Eve => "eve",
+        Source::Auto(_) => "auto",
+        Source::Transient => "transient",
+    }
+}
+
+/// Turns a domain thread's report into the answer for domainctl.
+pub(super) fn answer_from(report: Result<Report, String>) -> Response {
+    match report {
+        Ok(r) if r.ok => Response::data(&r),
+        Ok(r) => Response {
+            ok: false,
+            error: Some(format!("{}: {}", r.name, r.outcome)),
+            data: serde_json::to_value(&r).unwrap_or_default(),
+            exit: 1,
+        },
+        Err(e) => Response::error(e),
+    }
+}
+
+impl Supervisor {
+    pub(super) fn on_control(&mut self, msg: ControlMsg) {
+        let ControlMsg { request, reply } = msg;
+        let answer = |r: Response| {
+            let _ = reply.send(r);
+        };
+        match request {
+            Request::List => answer(self.list()),
+            Request::Status { domain } => answer(self.status(domain.as_deref())),
+            Request::Start { domain } => self.forward(&domain, Operator::Start, reply),
+            Request::Stop { domain, force, timeout_secs } => {
+                self.forward(&domain, Operator::Stop { force, timeout: timeout_secs.map(Duration::from_secs) }, reply)
+            }
+            Request::Destroy { domain } => self.forward(&domain, Operator::Stop { force: true, timeout: None }, reply),
+            Request::Restart { domain, timeout_secs } => {
+                self.forward(&domain, Operator::Restart { timeout: timeout_secs.map(Duration::from_secs) }, reply)
+            }
+            Request::Save { domain, file } => match self.save_path(&domain, file) {
+                Ok(path) => self.forward(&domain, Operator::Save { path }, reply),
+                Err(e) => answer(Response::error(e)),
+            },
+            Request::Create { file } => self.create(&file, reply),
+            Request::Restore { file } => self.restore(&file, reply),
+            Request::Console { domain } => answer(self.console(&domain)),
+            Request::PciList => answer(self.pci_list()),
+            Request::PciAssign { bdf } => answer(self.pci(&bdf, true)),
+            Request::PciRelease { bdf } => answer(self.pci(&bdf, false)),
+            Request::Metrics => answer(self.metrics()),
+            Request::HostStart => self.host_start(reply),
+            Request::HostStop => self.host_stop(reply),
+        }
+    }
+
+    /// The key of the managed domain `arg` names (key/UUID, app name, Xen name or domid).
+    pub(super) fn resolve(&self, arg: &str) -> Result<String, String> {
+        if self.domains.contains_key(arg) {
+            return Ok(arg.to_string());
+        }
+        let registry = self.shared.registry.read();
+        let domid: Option<u32> = arg.parse().ok();
+        let found: Vec<String> = registry
+            .iter()
+            .filter(|(_, b)| {
+                b.display_name == arg
+                    || b.domain_name == arg
+                    || (domid.is_some() && Some(b.domain_id) == domid && b.domain_id != 0)
+            })
+            .map(|(u, _)| u.to_string())
+            .filter(|k| self.domains.contains_key(k))
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(format!(
+                "no managed domain is called {arg:?} (give its name, UUID or domid; `domainctl list` shows them)"
+            )),
+            many => Err(format!("{arg:?} names {} domains ({}); give a UUID", many.len(), many.join(", "))),
+        }
+    }
+
+    /// Sends `op` to the domain `arg` names; its report answers `reply` (from a helper thread,
+    /// so the supervisor keeps serving).
+    pub(super) fn forward(&self, arg: &str, op: Operator, reply: Sender<Response>) {
+        let key = match self.resolve(arg) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = reply.send(Response::error_with_exit(e, 4));
+                return;
+            }
+        };
+        self.forward_key(&key, op, reply);
+    }
+
+    pub(super) fn forward_key(&self, key: &str, op: Operator, reply: Sender<Response>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = self.domains.get(key).map(|h| h.tx.send(Command::Operator(op, tx)));
+        if !matches!(sent, Some(Ok(()))) {
+            let _ = reply.send(Response::error(format!("domain {key} is not managed any more")));
+            return;
+        }
+        std::thread::spawn(move || {
+            let report = rx
+                .recv_timeout(Duration::from_secs(3600))
+                .map_err(|_| "the domain's thread gave no report".to_string());
+            let _ = reply.send(answer_from(report));
+        });
+    }
+
+    fn list(&self) -> Response {
+        let domains = match self.shared.hv.list() {
+            Ok(d) => d,
+            Err(e) => return Response::error(format!("cannot list the domains: {e}")),
+        };
+        let registry = self.shared.registry.read();
+        let mut rows = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for d in &domains {
+            let managed = registry
+                .get(&d.uuid)
+                .filter(|b| !d.domid.is_dom0() && (b.domain_id == d.domid.get() || b.domain_id == 0));
+            if managed.is_some() {
+                seen.insert(d.uuid);
+            }
+            rows.push(ListRow {
+                name: managed.map_or_else(|| d.name.clone().unwrap_or_default(), |b| b.display_name.clone()),
+                domid: Some(d.domid.get()),
+                memory_mib: Some(d.current_memory_kib / 1024),
+                vcpus: Some(d.vcpus_online),
+                xl_state: xl_letters(d.state),
+                cpu_seconds: Some(d.cpu_time_ns as f64 / 1e9),
+                managed: managed.map(|b| b.state.clone()),
+                source: managed
+                    .and_then(|_| self.domains.get(&d.uuid.to_string()))
+                    .map(|h| source_name(&h.source).to_string()),
+                uuid: (!d.uuid.is_nil()).then_some(d.uuid),
+            });
+        }
+        let mut idle: Vec<ListRow> = registry
+            .iter()
+            .filter(|(u, _)| !seen.contains(*u))
+            .map(|(u, b)| ListRow {
+                name: b.display_name.clone(),
+                domid: None,
+                memory_mib: None,
+                vcpus: None,
+                xl_state: String::new(),
+                cpu_seconds: None,
+                managed: Some(b.state.clone()),
+                source: self.domains.get(&u.to_string()).map(|h| source_name(&h.source).to_string()),
+                uuid: Some(*u),
+            })
+            .collect();
+        idle.sort_by(|a, b| a.name.cmp(&b.name));
+        rows.extend(idle);
+        Response::data(rows)
+    }
+
+    fn status(&self, arg: Option<&str>) -> Response {
+        let paths = &self.shared.paths;
+        match arg {
+            Some(arg) => {
+                let key = match self.resolve(arg) {
+                    Ok(k) => k,
+                    Err(e) => return Response::error_with_exit(e, 4),
+                };
+                match domain::read_status(paths, &key) {
+                    Some(st) => {
+                        let running = st.state == crate::eve::SwState::RUNNING;
+                        Response::data_with_exit(&st, if running { 0 } else { 3 })
+                    }
+                    None => Response::error_with_exit(format!("{arg}: no status yet"), 4),
+                }
+            }
+            None => {
+                let all: Vec<_> = self.domains.keys().filter_map(|k| domain::read_status(paths, k)).collect();
+                let any_running = all.iter().any(|s| s.state == crate::eve::SwState::RUNNING);
+                Response::data_with_exit(&all, if any_running { 0 } else { 3 })
+            }
+        }
+    }
+
+    /// Where `domainctl save NAME [FILE]` saves: FILE, or `<SAVE>/<domain name>`.
+    fn save_path(&self, arg: &str, file: Option<PathBuf>) -> Result<PathBuf, String> {
+        if let Some(f) = file {
+            return Ok(f);
+        }
+        let key = self.resolve(arg)?;
+        let host = crate::hostcfg::HostConfig::load(&self.options.host_config).map_err(|e| e.to_string())?;
+        let dir = host.save_dir.ok_or("give a FILE: no SAVE directory is configured for host stop")?;
+        let name = self
+            .shared
+            .registry
+            .read()
+            .get(&key.parse().unwrap_or_default())
+            .map(|b| b.domain_name.clone())
+            .unwrap_or(key);
+        Ok(dir.join(name))
+    }
+
+    /// `domainctl create FILE`: a transient domain from an xl.cfg or EVE DomainConfig file.
+    fn create(&mut self, file: &Path, reply: Sender<Response>) {
+        let loaded = match load_any(file) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = reply.send(Response::error(e));
+                return;
+            }
+        };
+        let uuid = loaded.config.uuid_and_version.uuid;
+        let key = uuid.to_string();
+        if self.domains.contains_key(&key) {
+            let _ = reply.send(Response::error(format!("a managed domain already has the UUID {uuid}")));
+            return;
+        }
+        self.spawn(key.clone(), uuid, Some(loaded), None, false);
+        self.forward_key(&key, Operator::Start, reply);
+    }
+
+    /// `domainctl restore FILE`: by its record, into its managed domain or as a transient one.
+    fn restore(&mut self, file: &Path, reply: Sender<Response>) {
+        let record = match images::read_record(file) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = reply.send(Response::error(format!(
+                    "{}: {e}; an image saved by xl is restored with xl restore",
+                    file.display()
+                )));
+                return;
+            }
+        };
+        let key = record.uuid.to_string();
+        if !self.domains.contains_key(&key) {
+            let spec = match DomainSpec::from_xl_config_text(&record.name, &record.xl_config) {
+                Ok(mut s) => {
+                    s.uuid = record.uuid;
+                    s
+                }
+                Err(e) => {
+                    let _ =
+                        reply.send(Response::error(format!("its recorded config does not parse: {}", error_chain(&e))));
+                    return;
+                }
+            };
+            self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None, false);
+        }
+        self.forward_key(&key, Operator::Restore { image: file.to_path_buf() }, reply);
+    }
+
+    fn console(&self, arg: &str) -> Response {
+        let domid = match self.resolve(arg) {
+            Ok(key) => {
+                self.shared.registry.read().get(&key.parse().unwrap_or_default()).map(|b| b.domain_id).unwrap_or(0)
+            }
+            // Unmanaged domains too, by domid or Xen name.
+            Err(e) => match self.shared.hv.list().ok().and_then(|l| {
+                l.into_iter()
+                    .find(|d| d.name.as_deref() == Some(arg) || arg.parse() == Ok(d.domid.get()))
+                    .map(|d| d.domid.get())
+            }) {
+                Some(d) => d,
+                None => return Response::error_with_exit(e, 4),
+            },
+        };
+        if domid == 0 {
+            return Response::error_with_exit(format!("{arg} is not running"), 3);
+        }
+        match self.shared.hv.console_tty(DomId::new(domid)) {
+            Ok(tty) => Response::data(serde_json::json!({"domid": domid, "tty": tty})),
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+
+    fn pci_list(&self) -> Response {
+        let assignable = match self.shared.hv.pci_assignable_list() {
+            Ok(l) => l.iter().map(Bdf::to_string).collect::<Vec<_>>(),
+            Err(e) => return Response::error(e.to_string()),
+        };
+        let adapters = self.shared.adapters.lock().snapshot();
+        Response::data(serde_json::json!({"assignable": assignable, "adapters": adapters}))
+    }
+
+    fn pci(&self, bdf: &str, assign: bool) -> Response {
+        let bdf: Bdf = match bdf.parse() {
+            Ok(b) => b,
+            Err(e) => return Response::error(e.to_string()),
+        };
+        let result = if assign {
+            self.shared.hv.pci_assignable_add(bdf)
+        } else {
+            self.shared.hv.pci_assignable_remove(bdf, true)
+        };
+        match result {
+            Ok(()) => {
+                log::info!("operator: {bdf} {}", if assign { "assigned to pciback" } else { "released to dom0" });
+                Response::data(serde_json::json!({"bdf": bdf.to_string(), "assignable": assign}))
+            }
+            Err(e) => Response::error(e.to_string()),
+        }
+    }
+
+    fn metrics(&self) -> Response {
+        let sample = self.latest.lock().clone();
+        let rows: Vec<_> = sample
+            .domains
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "name": d.name, "domid": d.domid, "uuid": d.metric.uuid_and_version.uuid,
+                    "cpu_seconds": d.cpu_ns as f64 / 1e9, "cpu_total_ns": d.metric.cpu_total_ns,
+                    "cpu_scaled": d.metric.cpu_scaled, "memory_mib": d.metric.allocated_mb,
+                    "max_memory_mib": d.max_memory_bytes >> 20, "vcpus": d.vcpus, "activated": d.metric.activated,
+                })
+            })
+            .collect();
+        Response::data(serde_json::json!({"domains": rows, "host": sample.host}))
+    }
+
+    pub(super) fn host_op_begin(&self, reply: &Sender<Response>) -> bool {
+        if self.host_op.swap(true, Ordering::SeqCst) {
+            let _ = reply.send(Response::error("a host-start or host-stop is already running"));
+            return false;
+        }
+        true
+    }
+}
+
+/// Reads an xl.cfg or an EVE DomainConfig (JSON) file as a transient domain's config.
+fn load_any(file: &Path) -> Result<domain::Loaded, String> {
+    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let looks_json =
+        file.extension().is_some_and(|e| e == "json") || text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if looks_json {
+        let config: DomainConfig =
+            serde_json::from_slice(&text).map_err(|e| format!("{}: not a valid DomainConfig: {e}", file.display()))?;
+        let translated = translate::translate(&config, file).map_err(|e| e.to_string())?;
+        Ok(domain::Loaded { config, translated: Ok(translated), source: Source::Transient })
+    } else {
+        let spec = DomainSpec::from_xl_config(file).map_err(|e| error_chain(&e))?;
+        Ok(loaded_from_spec(spec, Source::Transient))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xl_letters_put_the_state_in_its_column() {
+        assert_eq!(xl_letters(xenctl::DomainState::Blocked), "-b----");
+        assert_eq!(xl_letters(xenctl::DomainState::Shutdown(xenctl::ShutdownReason::Crash)), "----c-");
+        assert_eq!(xl_letters(xenctl::DomainState::Dying), "-----d");
+    }
+}

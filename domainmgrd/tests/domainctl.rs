@@ -1,0 +1,180 @@
+//! The `domainctl` binary against a daemon on the simulated hypervisor: its output for people
+//! and for scripts, its exit codes, its errors, and the dry run that needs neither daemon nor Xen.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::Env;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn domainctl(socket: &Path, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_domainctl")).arg("--socket").arg(socket).args(args).output().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn socket(env: &Env) -> std::path::PathBuf {
+    env.paths().run_dir.join("domainmgrd.sock")
+}
+
+#[test]
+fn list_status_stop_start_with_tables_json_and_lsb_exit_codes() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.write_auto("web", "");
+    env.start();
+    let s = socket(&env);
+
+    let o = domainctl(&s, &["host-start"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("web ") && o.stdout.contains(" ok ") && o.stdout.contains("started as domain"));
+
+    let o = domainctl(&s, &["list"]);
+    assert_eq!(o.code, 0);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(lines[0].starts_with("Name") && lines[0].ends_with("Managed   Source"), "{}", o.stdout);
+    let web = lines.iter().find(|l| l.starts_with("web ")).unwrap();
+    assert!(web.contains("RUNNING") && web.ends_with("auto"), "{web}");
+
+    let o = domainctl(&s, &["--json", "list"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(rows.iter().map(|r| r["name"].as_str().unwrap()).collect::<Vec<_>>(), ["Domain-0", "web"]);
+    assert_eq!((&rows[0]["managed"], &rows[1]["managed"]), (&serde_json::Value::Null, &serde_json::json!("RUNNING")));
+
+    assert_eq!(domainctl(&s, &["status", "web"]).code, 0);
+    let o = domainctl(&s, &["stop", "web", "--timeout", "5"]);
+    assert_eq!((o.code, o.stdout.split(" (").next()), (0, Some("web: stopped")), "{}", o.stderr);
+    let o = domainctl(&s, &["status", "web"]);
+    assert_eq!(o.code, 3, "LSB: not running");
+    assert!(o.stdout.starts_with("web: HALTED"), "{}", o.stdout);
+    assert_eq!(domainctl(&s, &["status"]).code, 3, "nothing runs");
+
+    let o = domainctl(&s, &["start", "nosuch"]);
+    assert_eq!(o.code, 4);
+    assert!(o.stderr.starts_with("domainctl: no managed domain is called \"nosuch\""), "{}", o.stderr);
+    let o = domainctl(&s, &["--json", "start", "nosuch"]);
+    let err: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(err["exit"], 4);
+
+    assert_eq!(domainctl(&s, &["start", "web"]).code, 0);
+    assert_eq!(domainctl(&s, &["status", "web"]).code, 0);
+}
+
+#[test]
+fn without_the_daemon_it_says_so_and_exits_7() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("nobody.sock");
+    let o = domainctl(&s, &["list"]);
+    assert_eq!(o.code, 7);
+    assert!(o.stderr.starts_with("domainctl: domainmgrd is not running"), "{}", o.stderr);
+    assert_eq!(domainctl(&s, &["status", "web"]).code, 4, "LSB: status unknown");
+    assert_eq!(domainctl(&s, &["frobnicate"]).code, 2, "bad usage");
+}
+
+#[test]
+fn a_user_other_than_root_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: cannot run domainctl as another user; skipped");
+        return;
+    }
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.start();
+    // The socket is 0600, and the peer check holds even if the mode were opened up.
+    let s = socket(&env);
+    std::fs::set_permissions(&s, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut dir = s.parent().unwrap().to_path_buf();
+    while dir.parent().is_some() {
+        let mode = std::fs::metadata(&dir).unwrap().permissions();
+        let bits = std::os::unix::fs::PermissionsExt::mode(&mode) | 0o005;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(bits)).unwrap();
+        if dir == env.dir.path() {
+            break;
+        }
+        dir = dir.parent().unwrap().to_path_buf();
+    }
+    let exe = env.dir.path().join("domainctl");
+    std::fs::copy(env!("CARGO_BIN_EXE_domainctl"), &exe).unwrap();
+    let out = Command::new(&exe).arg("--socket").arg(&s).arg("list").uid(65534).gid(65534).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert_eq!(stderr.trim(), "domainctl: only root may control domainmgrd");
+}
+
+#[test]
+fn dry_run_prints_libxl_json_without_daemon_xen_or_the_files_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("web.cfg");
+    std::fs::write(
+        &cfg,
+        "name = 'web'\ntype = 'pvh'\nkernel = '/nonexistent/vmlinuz'\nmemory = 512\nvcpus = 2\n\
+         disk = [ '/nonexistent/web.img,raw,xvda,rw' ]\nvif = [ 'bridge=xenbr0,mac=00:16:3e:00:00:01' ]\n",
+    )
+    .unwrap();
+    let o = domainctl(&dir.path().join("no.sock"), &["create", "--dry-run", cfg.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(json["c_info"]["name"], "web");
+    assert_eq!(json["c_info"]["type"], "pvh");
+    assert_eq!(json["b_info"]["max_memkb"], 512 * 1024);
+    assert_eq!(json["disks"][0]["pdev_path"], "/nonexistent/web.img");
+    assert_eq!(json["nics"][0]["mac"], "00:16:3e:00:00:01");
+
+    // An EVE DomainConfig too.
+    let eve = dir.path().join("app.json");
+    let uuid = uuid::Uuid::new_v4();
+    std::fs::write(&eve, serde_json::to_vec(&common::config(uuid, "app", true)).unwrap()).unwrap();
+    let o = domainctl(&dir.path().join("no.sock"), &["create", "--dry-run", eve.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(json["c_info"]["uuid"], uuid.to_string());
+
+    std::fs::write(&cfg, "name = 'web'\nkernel = '/k'\nvcpu = 2\n").unwrap();
+    let o = domainctl(&dir.path().join("no.sock"), &["create", "--dry-run", cfg.to_str().unwrap()]);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.stderr.trim(), format!("domainctl: {}:3: vcpu: not an xl.cfg key", cfg.display()));
+}
+
+#[test]
+fn help_lists_every_command_with_examples() {
+    let o = domainctl(Path::new("/nonexistent"), &["--help"]);
+    assert_eq!(o.code, 0);
+    for cmd in [
+        "list",
+        "status",
+        "start",
+        "stop",
+        "destroy",
+        "restart",
+        "create",
+        "save",
+        "restore",
+        "console",
+        "pci",
+        "metrics",
+        "host-start",
+        "host-stop",
+    ] {
+        assert!(
+            o.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            "{cmd} missing: {}",
+            o.stdout
+        );
+    }
+    assert!(o.stdout.contains("Examples:") && o.stdout.contains("3 not running"));
+    let o = domainctl(Path::new("/nonexistent"), &["stop", "--help"]);
+    assert!(o.stdout.contains("--timeout <S>") && o.stdout.contains("keep it stopped, across reboots"));
+}

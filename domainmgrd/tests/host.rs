@@ -1,0 +1,367 @@
+//! Host boot and shutdown (xendomains' work), operators' requests through the control socket,
+//! and what the daemon remembers of them, on the simulated hypervisor.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Env;
+use domainmgrd::control::{Request, Response};
+use domainmgrd::domain::Report;
+use domainmgrd::eve::SwState;
+use domainmgrd::images;
+use domainmgrd::sim::{Behaviour, Op};
+use uuid::Uuid;
+
+fn reports(r: &Response) -> Vec<Report> {
+    serde_json::from_value(r.data.clone()).unwrap_or_else(|e| panic!("not reports ({e}): {r:?}"))
+}
+
+fn report_of<'a>(reports: &'a [Report], name: &str) -> &'a Report {
+    reports.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no report for {name}: {reports:#?}"))
+}
+
+fn stop(domain: &str) -> Request {
+    Request::Stop { domain: domain.into(), force: false, timeout_secs: None }
+}
+
+fn running(env: &Env, name: &str) -> bool {
+    env.sim_named(name).iter().any(|d| !matches!(d.state, xenctl::DomainState::Dying))
+}
+
+#[test]
+fn the_daemon_starting_boots_no_autostart_domain_host_start_does() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.write_auto("a", "");
+    env.write_auto("b", "");
+    env.start();
+    // Only host-start boots autostart domains; a daemon (re)start never does.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(env.sim.calls(Op::Create), 0);
+
+    let r = env.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    let rs = reports(&r);
+    assert!(report_of(&rs, "a").outcome.starts_with("started as domain"), "{rs:#?}");
+    assert!(running(&env, "a") && running(&env, "b"));
+
+    // A second host-start leaves them be.
+    let r = env.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    assert!(report_of(&reports(&r), "b").outcome.starts_with("already running"), "{r:?}");
+    assert_eq!(env.sim.calls(Op::Create), 2);
+}
+
+#[test]
+fn host_start_creates_at_most_start_parallel_domains_at_once() {
+    let mut env = Env::new();
+    env.write_host_config("START_PARALLEL=2");
+    for name in ["p1", "p2", "p3", "p4", "p5"] {
+        env.write_auto(name, "");
+    }
+    env.sim.set_delay(Op::Create, Duration::from_millis(200));
+    env.start();
+    let r = env.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(reports(&r).len(), 5);
+    assert_eq!(env.sim.calls(Op::Create), 5);
+    assert_eq!(env.sim.peak(Op::Create), 2, "START_PARALLEL=2 bounds the creates in flight");
+}
+
+#[test]
+fn host_start_runs_once_at_a_time() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.write_auto("slow", "");
+    env.sim.set_delay(Op::Create, Duration::from_millis(800));
+    env.start();
+    let socket = env.paths().run_dir.join("domainmgrd.sock");
+    let first = std::thread::spawn(move || domainmgrd::control::call(&socket, &Request::HostStart).unwrap());
+    env.wait_for("the first host-start to create", || env.sim.calls(Op::Create) == 1);
+    let second = env.control(&Request::HostStart);
+    assert!(!second.ok);
+    assert_eq!(second.error.as_deref(), Some("a host-start or host-stop is already running"));
+    let second = env.control(&Request::HostStop);
+    assert!(!second.ok, "{second:?}");
+    assert!(first.join().unwrap().ok);
+    assert!(env.control(&Request::HostStart).ok, "the lock is released when it ends");
+}
+
+#[test]
+fn host_start_restores_a_matching_image_and_refuses_stale_ones() {
+    let mut env = Env::new();
+    env.write_host_config(&format!("SAVE={}", env.save_dir().display()));
+    env.write_auto("keep", "");
+    let changes = env.write_auto("changes", "");
+    env.write_auto("fresh", "");
+    env.start();
+    assert!(env.control(&Request::HostStart).ok);
+
+    // Save two; change the config of one of them afterwards.
+    for name in ["keep", "changes"] {
+        let r = env.control(&Request::Save { domain: name.into(), file: None });
+        assert!(r.ok, "{r:?}");
+        assert!(env.save_dir().join(name).exists());
+        assert!(images::record_path(&env.save_dir().join(name)).exists());
+    }
+    assert!(!running(&env, "keep") && !running(&env, "changes"));
+    std::fs::write(&changes, std::fs::read_to_string(&changes).unwrap().replace("memory = 128", "memory = 256"))
+        .unwrap();
+    // And an image of a domain that has no config any more.
+    let orphan = env.save_dir().join("orphan");
+    std::fs::copy(env.save_dir().join("keep"), &orphan).unwrap();
+    let mut record = images::read_record(&env.save_dir().join("keep")).unwrap();
+    record.uuid = Uuid::new_v4();
+    record.name = "orphan".into();
+    images::write_record(&orphan, &record).unwrap();
+
+    // The host reboots: the daemon starts anew and host-start runs.
+    env.stop();
+    env.start();
+    let creates = env.sim.calls(Op::Create);
+    let r = env.control(&Request::HostStart);
+    let rs = reports(&r);
+    assert!(!r.ok, "stale images are failures to report: {rs:#?}");
+
+    let keep = report_of(&rs, "keep");
+    assert!(keep.ok && keep.outcome.starts_with("restored from"), "{keep:?}");
+    assert_eq!(env.sim.calls(Op::Restore), 1, "only the matching image is restored");
+    assert!(!env.save_dir().join("keep").exists(), "a restored image is deleted");
+    assert!(env.sim_named("keep")[0].ever_unpaused);
+
+    let changed = report_of(&rs, "changes");
+    assert!(!changed.ok && changed.outcome.contains("stale: its config changed"), "{changed:?}");
+    assert!(changed.outcome.contains("started as domain"), "an autostart domain still starts afresh: {changed:?}");
+    assert_eq!(env.sim_named("changes")[0].spec.memory_mib, 256);
+    assert!(env.save_dir().join("stale/changes").exists(), "a stale image is moved aside, never deleted");
+
+    let orphan = report_of(&rs, "orphan");
+    assert!(!orphan.ok && orphan.outcome.contains("no config for it"), "{orphan:?}");
+    assert!(env.save_dir().join("stale/orphan").exists());
+
+    assert!(report_of(&rs, "fresh").outcome.starts_with("already running"));
+    assert_eq!(env.sim.calls(Op::Create), creates + 1, "only the stale one is created");
+}
+
+#[test]
+fn host_stop_shuts_down_all_in_parallel_and_destroys_what_ignores_it() {
+    let mut env = Env::new();
+    env.write_host_config("STOP_MAXWAIT=2\nSYSRQ=\"s\"");
+    env.write_auto("polite", "");
+    env.write_auto("stubborn", "");
+    env.start();
+    assert!(env.control(&Request::HostStart).ok);
+    let stubborn = env.sim_named("stubborn")[0].spec.uuid;
+    env.sim.set_behaviour(stubborn, Behaviour { honours_shutdown: false, ..Behaviour::default() });
+    // An EVE domain is managed too, so it is stopped as well (AUTO_ONLY is off).
+    let (eve, _) = env.run_domain("eve-app");
+
+    let r = env.control(&Request::HostStop);
+    let rs = reports(&r);
+    assert!(r.ok, "{rs:#?}");
+    assert_eq!(report_of(&rs, "polite").outcome, "shut down");
+    let s = report_of(&rs, "stubborn");
+    assert!(s.ok && s.outcome.contains("destroyed: it did not shut down in time"), "{s:?}");
+    assert!(s.seconds >= 2.0, "the watchdog is STOP_MAXWAIT: {s:?}");
+    assert_eq!(report_of(&rs, "eve-app").outcome, "shut down");
+    assert!(env.sim.domains().is_empty());
+    assert_eq!(env.sim.sysrqs().iter().filter(|(_, k)| *k == 's').count(), 3, "SYSRQ goes to each domain first");
+    assert_eq!(env.sim.calls(Op::Save), 0, "no SAVE: shut down, not saved");
+
+    // Nothing comes back on its own while the host is stopping, not even the EVE domain.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(env.sim.domains().is_empty());
+    assert_eq!(env.status(eve).unwrap().state, SwState::HALTED);
+}
+
+#[test]
+fn host_stop_saves_when_save_is_set_and_the_next_boot_restores() {
+    let mut env = Env::new();
+    env.write_host_config(&format!("SAVE={}\nAUTO_ONLY=true", env.save_dir().display()));
+    env.write_auto("db", "");
+    env.start();
+    assert!(env.control(&Request::HostStart).ok);
+    let (eve, _) = env.run_domain("eve-app");
+
+    let r = env.control(&Request::HostStop);
+    let rs = reports(&r);
+    assert!(r.ok, "{rs:#?}");
+    assert_eq!(rs.len(), 1, "AUTO_ONLY: only autostart domains: {rs:#?}");
+    assert_eq!(report_of(&rs, "db").outcome, format!("saved to {}", env.save_dir().join("db").display()));
+    assert_eq!(env.status(eve).unwrap().state, SwState::RUNNING, "AUTO_ONLY leaves the others running");
+
+    // The host reboots.
+    env.stop();
+    for d in env.sim.domains() {
+        env.sim.external_destroy(d.domid);
+    }
+    env.start();
+    let r = env.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    assert!(report_of(&reports(&r), "db").outcome.starts_with("restored from"));
+    assert_eq!(env.sim.calls(Op::Restore), 1);
+}
+
+#[test]
+fn host_stop_with_shutdown_all_stops_unmanaged_domains_and_destroy_left_off_leaves_them() {
+    let mut env = Env::new();
+    env.write_host_config("STOP_MAXWAIT=1\nSHUTDOWN_ALL=true\nDESTROY_LEFT=false");
+    env.start();
+    let mut spec = xenctl::DomainSpec::pv("by-hand").kernel("/k");
+    spec.uuid = Uuid::new_v4();
+    env.sim.external_create(&spec);
+    let mut spec = xenctl::DomainSpec::pv("deaf").kernel("/k");
+    spec.uuid = Uuid::new_v4();
+    env.sim.external_create(&spec);
+    env.sim.set_behaviour(spec.uuid, Behaviour { honours_shutdown: false, ..Behaviour::default() });
+
+    let r = env.control(&Request::HostStop);
+    let rs = reports(&r);
+    assert!(!r.ok, "{rs:#?}");
+    assert_eq!(report_of(&rs, "by-hand").outcome, "shut down (unmanaged)");
+    let deaf = report_of(&rs, "deaf");
+    assert!(!deaf.ok && deaf.outcome.contains("left running"), "{deaf:?}");
+    assert_eq!(env.sim.domains().len(), 1);
+}
+
+#[test]
+fn an_operator_stop_survives_a_daemon_restart_and_host_start() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.write_auto("web", "");
+    env.start();
+    assert!(env.control(&Request::HostStart).ok);
+    let r = env.control(&stop("web"));
+    assert!(r.ok, "{r:?}");
+    assert!(!running(&env, "web"));
+
+    env.stop();
+    env.start();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = env.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(report_of(&reports(&r), "web").outcome, "left stopped (an operator stopped it)");
+    assert!(!running(&env, "web"));
+    let status = env.control(&Request::Status { domain: Some("web".into()) });
+    assert_eq!(status.exit, 3, "LSB: not running: {status:?}");
+
+    let r = env.control(&Request::Start { domain: "web".into() });
+    assert!(r.ok && r.data["outcome"].as_str().unwrap().starts_with("started as domain"), "{r:?}");
+    assert!(running(&env, "web"));
+    assert_eq!(env.control(&Request::Status { domain: Some("web".into()) }).exit, 0);
+
+    // Started again, it comes back at the next boot.
+    env.stop();
+    env.sim.external_destroy(env.sim_named("web")[0].domid);
+    env.start();
+    assert_eq!(
+        report_of(&reports(&env.control(&Request::HostStart)), "web").outcome.split(' ').next(),
+        Some("started")
+    );
+}
+
+#[test]
+fn operators_stop_start_restart_and_destroy_eve_domains() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.start();
+    let (uuid, st) = env.run_domain("app");
+    let first = st.domain_id;
+
+    let r = env.control(&Request::Restart { domain: "app".into(), timeout_secs: Some(5) });
+    assert!(r.ok, "{r:?}");
+    let now = env.wait_state(uuid, SwState::RUNNING).domain_id;
+    assert_ne!(now, first);
+
+    let r = env.control(&Request::Destroy { domain: uuid.to_string() });
+    assert!(r.ok, "{r:?}");
+    assert!(env.sim.domains_of(uuid).is_empty());
+    // Its config still says Activate=true, but the operator's stop holds.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(env.sim.domains_of(uuid).is_empty());
+    assert!(env.paths().state_dir.join("stopped").join(uuid.to_string()).exists());
+
+    let r = env.control(&Request::Start { domain: now.to_string() });
+    assert!(!r.ok, "a domid names a running domain only: {r:?}");
+    assert_eq!(r.exit, 4);
+    let r = env.control(&Request::Start { domain: "app".into() });
+    assert!(r.ok, "{r:?}");
+    assert!(!env.paths().state_dir.join("stopped").join(uuid.to_string()).exists());
+}
+
+#[test]
+fn list_shows_every_domain_and_status_uses_lsb_exit_codes() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.write_auto("idle", "");
+    env.start();
+    let (_, _) = env.run_domain("app");
+    let mut spec = xenctl::DomainSpec::pv("unmanaged").kernel("/k");
+    spec.uuid = Uuid::new_v4();
+    env.sim.external_create(&spec);
+
+    let r = env.control(&Request::List);
+    let rows: Vec<domainmgrd::supervisor::ListRow> = serde_json::from_value(r.data).unwrap();
+    let row = |n: &str| rows.iter().find(|r| r.name == n).unwrap_or_else(|| panic!("no {n}: {rows:#?}")).clone();
+    assert_eq!((row("app").managed.as_deref(), row("app").source.as_deref()), (Some("RUNNING"), Some("eve")));
+    assert_eq!((row("unmanaged").managed, row("unmanaged").domid.is_some()), (None, true));
+    assert_eq!((row("idle").source.as_deref(), row("idle").domid), (Some("auto"), None));
+
+    assert_eq!(env.control(&Request::Status { domain: Some("app".into()) }).exit, 0);
+    assert_eq!(env.control(&Request::Status { domain: Some("idle".into()) }).exit, 3);
+    let unknown = env.control(&Request::Status { domain: Some("nope".into()) });
+    assert_eq!(unknown.exit, 4);
+    assert!(unknown.error.unwrap().starts_with("no managed domain is called \"nope\""));
+    assert_eq!(env.control(&Request::Status { domain: None }).exit, 0);
+}
+
+#[test]
+fn create_and_restore_make_transient_domains() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.start();
+    let file = env.dir.path().join("scratch.cfg");
+    std::fs::write(&file, "name = 'scratch'\ntype = 'pv'\nkernel = '/k'\nmemory = 64\n").unwrap();
+    let r = env.control(&Request::Create { file: file.clone() });
+    assert!(r.ok, "{r:?}");
+    assert!(running(&env, "scratch"));
+
+    let image = env.dir.path().join("scratch.save");
+    let r = env.control(&Request::Save { domain: "scratch".into(), file: Some(image.clone()) });
+    assert!(r.ok, "{r:?}");
+    assert!(!running(&env, "scratch"));
+    let r = env.control(&Request::Restore { file: image.clone() });
+    assert!(r.ok, "{r:?}");
+    assert!(running(&env, "scratch"));
+    assert!(!image.exists());
+
+    // A transient domain is forgotten once it stops.
+    assert!(env.control(&stop("scratch")).ok);
+    env.wait_for("the transient domain to be forgotten", || {
+        env.control(&Request::Status { domain: Some("scratch".into()) }).exit == 4
+    });
+
+    let bad = env.dir.path().join("bad.cfg");
+    std::fs::write(&bad, "name = 'bad'\nmemroy = 64\n").unwrap();
+    let r = env.control(&Request::Create { file: bad.clone() });
+    assert_eq!(r.error.unwrap(), format!("{}:2: memroy: not an xl.cfg key", bad.display()));
+    let r = env.control(&Request::Restore { file: file.clone() });
+    assert!(r.error.unwrap().contains("an image saved by xl is restored with xl restore"));
+}
+
+#[test]
+fn a_bad_host_config_is_refused_naming_file_line_and_key() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.start();
+    let conf = env.dir.path().join("host.conf");
+    std::fs::write(&conf, "XENDOMAINS_SAVE=/var/lib/xen/save\nXENDOMAINS_MIGRATE=\"--live host2\"\n").unwrap();
+    let r = env.control(&Request::HostStop);
+    let err = r.error.unwrap();
+    assert!(err.starts_with(&format!("{}:2: XENDOMAINS_MIGRATE:", conf.display())), "{err}");
+    assert!(err.contains("not supported"), "{err}");
+    assert!(env.control(&Request::HostStart).error.is_some(), "still refused, and the lock was released");
+}
