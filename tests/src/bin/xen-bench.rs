@@ -20,7 +20,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn fmt(v: &[Duration]) -> String {
     let min = v.iter().min().copied().unwrap_or_default();
     let max = v.iter().max().copied().unwrap_or_default();
-    format!("{:.2} s (min {:.2}, max {:.2})", median(v.to_vec()).as_secs_f64(), min.as_secs_f64(), max.as_secs_f64())
+    let secs = |d: Duration| d.as_secs_f64();
+    if max < Duration::from_millis(100) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        return format!("{:.2} ms (min {:.2}, max {:.2})", ms(median(v.to_vec())), ms(min), ms(max));
+    }
+    format!("{:.2} s (min {:.2}, max {:.2})", secs(median(v.to_vec())), secs(min), secs(max))
 }
 
 fn xl_cfg(name: &str) -> TestResult<String> {
@@ -139,6 +144,46 @@ fn main() -> Result<(), String> {
     rows.push(("guest poweroff (shutdown event) -> HALTED in the status file".into(), fmt(&lat)));
 
     daemon.terminate()?;
+
+    // 4. One metrics sample (one libxl list + physinfo, files written) with four guests running.
+    let registry: domainmgrd::metrics::Registry = std::sync::Arc::default();
+    let mut guards = Vec::new();
+    for i in 0..4 {
+        let spec = test_guest(&format!("bench-metrics-{i}"), "");
+        let domid = ctx.create_paused(&spec).ctx("create")?;
+        guards.push(DomainGuard::new(&ctx, domid, &spec.name));
+        ctx.unpause(domid).ctx("unpause")?;
+        registry.write().insert(
+            spec.uuid,
+            domainmgrd::metrics::Brief {
+                uuid_and_version: domainmgrd::eve::UuidAndVersion { uuid: spec.uuid, version: "1".into() },
+                display_name: spec.name.clone(),
+                domain_name: spec.name.clone(),
+                state: "RUNNING".into(),
+                domain_id: domid.get(),
+                activated: true,
+                vcpus: 1,
+            },
+        );
+    }
+    let paths = std::sync::Arc::new(domainmgrd::files::Paths {
+        config_dir: "/tmp/bench-metrics/zedmanager".into(),
+        status_dir: "/tmp/bench-metrics/domainmgr".into(),
+        run_dir: "/tmp/bench-metrics/run".into(),
+        state_dir: "/tmp/bench-metrics/state".into(),
+    });
+    paths.create_all().ctx("metrics dirs")?;
+    let hv = domainmgrd::hypervisor::LibxlHypervisor::open().ctx("hypervisor")?;
+    let mut sampler = domainmgrd::metrics::Sampler::new(std::sync::Arc::new(hv), paths, registry);
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        sampler.sample_once().ctx("sample")?;
+        samples.push(t.elapsed());
+    }
+    rows.push(("one metrics sample, 4 guests + dom0 (libxl list + physinfo + files)".into(), fmt(&samples)));
+    drop(guards);
+
     let host = ctx.host_info().ctx("host")?;
     println!(
         "\nXen {} in the box: {} CPUs, {} MiB; median of {ROUNDS} rounds",
