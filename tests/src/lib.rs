@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 
 pub mod devices_e2e;
+pub mod host_e2e;
 pub mod xlcfg_e2e;
 
 /// An end-to-end test: it gets the shared context.
@@ -229,7 +230,7 @@ impl Drop for DomainGuard {
 pub struct DaemonProcess {
     /// The process.
     pub child: Option<std::process::Child>,
-    /// Its root: `zedmanager/`, `domainmgr/`, `run/`, `daemon.log`.
+    /// Its root: `zedmanager/`, `domainmgr/`, `run/`, `state/`, `host.conf`, `daemon.log`.
     pub root: PathBuf,
     /// Its extra `--config` flags.
     pub flags: Vec<String>,
@@ -260,7 +261,9 @@ impl DaemonProcess {
         let mut cmd = Command::new(Self::binary());
         cmd.arg(format!("--config-dir={}", self.root.join("zedmanager").display()))
             .arg(format!("--status-dir={}", self.root.join("domainmgr").display()))
-            .arg(format!("--run-dir={}", self.root.join("run").display()));
+            .arg(format!("--run-dir={}", self.root.join("run").display()))
+            .arg(format!("--state-dir={}", self.root.join("state").display()))
+            .arg(format!("--host-config={}", self.root.join("host.conf").display()));
         for f in &self.flags {
             cmd.arg(format!("--config={f}"));
         }
@@ -301,6 +304,53 @@ impl DaemonProcess {
         }
     }
 
+    /// Its control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("run/domainmgrd.sock")
+    }
+
+    /// Waits until it answers on its control socket.
+    pub fn wait_ready(&self) -> TestResult {
+        wait_until("domainmgrd's control socket", Duration::from_secs(60), || {
+            std::os::unix::net::UnixStream::connect(self.socket()).ok()
+        })
+        .map(drop)
+    }
+
+    /// Runs `domainctl ARGS` against it: exit code, stdout, stderr.
+    pub fn domainctl(&self, args: &[&str]) -> TestResult<CtlOutput> {
+        let bin = std::env::var_os("DOMAINCTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Self::binary().with_file_name("domainctl"));
+        let out = Command::new(&bin)
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(args)
+            .output()
+            .ctx(&format!("run {}", bin.display()))?;
+        Ok(CtlOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs `domainctl ARGS`, which must succeed; its stdout.
+    pub fn domainctl_ok(&self, args: &[&str]) -> TestResult<String> {
+        let o = self.domainctl(args)?;
+        if o.code != 0 {
+            let log = std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default();
+            return Err(format!(
+                "domainctl {} exited {}: {}{}\ndaemon log tail:\n{}",
+                args.join(" "),
+                o.code,
+                o.stdout,
+                o.stderr.trim(),
+                tail(&log, 20)
+            ));
+        }
+        Ok(o.stdout)
+    }
+
     /// Writes a DomainConfig as EVE does (temp file renamed into place).
     pub fn write_config(&self, config: &serde_json::Value) -> TestResult {
         let uuid = config["UUIDandVersion"]["UUID"].as_str().ok_or("config without UUID")?;
@@ -330,6 +380,17 @@ impl DaemonProcess {
             format!("{e}; status: {:?}\ndaemon log tail:\n{}", self.status(uuid), tail(&log, 20))
         })
     }
+}
+
+/// What a `domainctl` run printed.
+#[derive(Debug, Clone)]
+pub struct CtlOutput {
+    /// Exit status.
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
 }
 
 impl Drop for DaemonProcess {

@@ -1,7 +1,7 @@
 //! Boots the Xen test box (real Xen 4.17 + Debian dom0 under QEMU, `xen-box/run.sh`) and runs
-//! the end-to-end suite (`xen-e2e`) in its dom0, with the `domainmgrd` binary beside it. Fails
-//! loudly if the box cannot be built or booted. Set `XEN_BOX_SKIP=1` to skip it (it then says
-//! so); nothing else skips it.
+//! the end-to-end suite (`xen-e2e`) in its dom0, with the `domainmgrd` and `domainctl` binaries
+//! beside it. Fails loudly if the box cannot be built or booted. Set `XEN_BOX_SKIP=1` to skip it
+//! (it then says so); nothing else skips it.
 
 // Test code: a failed step panics, which is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -13,20 +13,21 @@ fn runner() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("xen-box/run.sh")
 }
 
-/// Builds domainmgrd with the profile this suite was built with; its path.
+/// Builds domainmgrd and domainctl with the profile this suite was built with; their directory.
 fn build_domainmgrd(suite: &Path) -> PathBuf {
     let dir = suite.parent().expect("the suite binary is in a target directory");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "domainmgrd", "--bin", "domainmgrd"]);
+    cmd.args(["build", "--quiet", "-p", "domainmgrd", "--bins"]);
     if dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
     let status = cmd.status().expect("run cargo build");
     assert!(status.success(), "building domainmgrd failed");
-    let bin = dir.join("domainmgrd");
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
+    for bin in ["domainmgrd", "domainctl"] {
+        assert!(dir.join(bin).exists(), "{} was not built", dir.join(bin).display());
+    }
+    dir.to_path_buf()
 }
 
 #[test]
@@ -36,12 +37,18 @@ fn end_to_end_on_real_xen() {
         return;
     }
     let suite = Path::new(env!("CARGO_BIN_EXE_xen-e2e"));
-    let daemon = build_domainmgrd(suite);
+    let bins = build_domainmgrd(suite);
     eprintln!("booting the Xen box to run {} in dom0 (the first run builds the box: a few minutes)", suite.display());
     let status = Command::new(runner())
         .arg("--timeout=1800")
-        .arg(format!("--file={}", daemon.display()))
-        .args(["--env=RUST_BACKTRACE=1", "--env=DOMAINMGRD=/mnt/host/domainmgrd", "--"])
+        .arg(format!("--file={}", bins.join("domainmgrd").display()))
+        .arg(format!("--file={}", bins.join("domainctl").display()))
+        .args([
+            "--env=RUST_BACKTRACE=1",
+            "--env=DOMAINMGRD=/mnt/host/domainmgrd",
+            "--env=DOMAINCTL=/mnt/host/domainctl",
+        ])
+        .arg("--")
         .arg(suite)
         .args(["--test-threads", "2"])
         .status()

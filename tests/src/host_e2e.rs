@@ -1,0 +1,255 @@
+//! End-to-end tests of host boot and shutdown (xendomains' work), save and restore, and
+//! operators' stops, through `domainctl` and a `domainmgrd` process on real Xen in the box.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use domainmgrd::domain::Report;
+use xenctl::Context;
+
+use crate::*;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+/// The tests of this module, for xen-e2e.
+pub fn tests() -> Vec<(&'static str, E2eTest)> {
+    vec![
+        ("host_start_restores_a_matching_image_refuses_a_stale_one_starts_autostart", host_start),
+        ("host_stop_shuts_down_one_and_destroys_the_one_ignoring_it_after_the_watchdog", host_stop),
+        ("host_domainctl_create_save_restore_console_destroy", save_and_restore),
+        ("host_operator_stop_survives_a_daemon_restart_and_host_start", operator_stop_persists),
+    ]
+}
+
+/// Destroys, on drop, whatever domains of these names still exist.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for row in xl_list().unwrap_or_default() {
+            if self.0.contains(&row.name) {
+                let _ = xl(&["destroy", &row.name]);
+            }
+        }
+    }
+}
+
+fn running(name: &str) -> TestResult<bool> {
+    Ok(xl_list()?.iter().any(|r| r.name == name))
+}
+
+/// A daemon whose host settings are `AUTO=<root>/auto` and `lines`.
+fn host_daemon(name: &str, lines: &str) -> TestResult<DaemonProcess> {
+    let d = DaemonProcess::new(name, &["timer.domain.shutdown:60"]);
+    std::fs::create_dir_all(d.root.join("auto")).ctx("mkdir auto")?;
+    let text =
+        format!("AUTO={}\n{}\n", d.root.join("auto").display(), lines.replace("@ROOT@", &d.root.display().to_string()));
+    std::fs::write(d.root.join("host.conf"), text).ctx("write host.conf")?;
+    Ok(d)
+}
+
+/// The xl.cfg text of the box's test guest.
+fn xl_cfg(name: &str, xenbox_args: &str) -> String {
+    let spec = test_guest(name, xenbox_args);
+    format!(
+        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"{}\"\nmemory = 128\nvcpus = 1\n\
+         vif = [ 'bridge={}' ]\non_poweroff = \"destroy\"\non_reboot = \"restart\"\non_crash = \"preserve\"\n",
+        spec.kernel.clone().unwrap_or_default(),
+        spec.ramdisk.clone().unwrap_or_default(),
+        spec.cmdline.as_deref().unwrap_or_default(),
+        std::env::var("XENBOX_BRIDGE").unwrap_or_else(|_| "xenbr0".into()),
+    )
+}
+
+fn write_auto(d: &DaemonProcess, name: &str, xenbox_args: &str) -> TestResult<PathBuf> {
+    let path = d.root.join("auto").join(format!("{name}.cfg"));
+    std::fs::write(&path, xl_cfg(name, xenbox_args)).ctx("write autostart file")?;
+    Ok(path)
+}
+
+/// `domainctl --json host-start|host-stop`: exit code and the reports.
+fn host_op(d: &DaemonProcess, op: &str) -> TestResult<(i32, Vec<Report>)> {
+    let o = d.domainctl(&["--json", op])?;
+    let reports = serde_json::from_str(&o.stdout)
+        .map_err(|e| format!("domainctl {op}: not reports ({e}): {}{}", o.stdout, o.stderr))?;
+    Ok((o.code, reports))
+}
+
+fn report<'a>(reports: &'a [Report], name: &str) -> TestResult<&'a Report> {
+    reports.iter().find(|r| r.name == name).ok_or_else(|| format!("no report for {name}: {reports:#?}"))
+}
+
+fn ready_count(name: &str) -> usize {
+    console_text(name).matches("XENBOX-GUEST-READY").count()
+}
+
+fn host_start(_ctx: &Context) -> TestResult {
+    let [a, b, saved, stale] = ["hs-a", "hs-b", "hs-saved", "hs-stale"].map(unique_name);
+    let _cleanup = Cleanup(vec![a.clone(), b.clone(), saved.clone(), stale.clone()]);
+    let mut d = host_daemon("dm-host-start", "SAVE=@ROOT@/save\nSTART_PARALLEL=2")?;
+    for n in [&a, &b, &saved] {
+        write_auto(&d, n, "")?;
+    }
+    let stale_cfg = write_auto(&d, &stale, "")?;
+    d.start()?;
+    d.wait_ready()?;
+    let save_dir = d.root.join("save");
+
+    // Two of them ran before the host went down and were saved.
+    for n in [&saved, &stale] {
+        d.domainctl_ok(&["start", n])?;
+        wait_console(n, "XENBOX-GUEST-READY", BOOT)?;
+        let out = d.domainctl_ok(&["save", n])?;
+        ensure(out.starts_with(&format!("{n}: saved to {}", save_dir.join(n).display())), || out.clone())?;
+        ensure(!running(n)?, || format!("{n} still runs after its save"))?;
+        ensure(save_dir.join(format!("{n}.domainmgr.json")).exists(), || "no image record".into())?;
+    }
+    // One's config changes after its save: its image is stale.
+    std::fs::write(&stale_cfg, xl_cfg(&stale, "xenbox.marker=changed")).ctx("rewrite")?;
+
+    // The host boots again: a new daemon, then host-start.
+    d.terminate()?;
+    d.start()?;
+    d.wait_ready()?;
+    let (code, reports) = host_op(&d, "host-start")?;
+    ensure(code == 1, || format!("a stale image is a failure to report, exit 1, not {code}: {reports:#?}"))?;
+    let r = report(&reports, &saved)?;
+    ensure(r.ok && r.outcome.starts_with("restored from"), || format!("{r:?}"))?;
+    let r = report(&reports, &stale)?;
+    ensure(!r.ok && r.outcome.contains("stale: its config changed"), || format!("{r:?}"))?;
+    ensure(r.outcome.contains("started as domain"), || format!("the stale one boots afresh: {r:?}"))?;
+    for n in [&a, &b] {
+        let r = report(&reports, n)?;
+        ensure(r.ok && r.outcome.starts_with("started as domain"), || format!("{r:?}"))?;
+    }
+    for n in [&a, &b, &saved, &stale] {
+        ensure(running(n)?, || format!("{n} does not run after host-start"))?;
+    }
+    ensure(!save_dir.join(&saved).exists(), || "a restored image is deleted".into())?;
+    ensure(save_dir.join("stale").join(&stale).exists(), || "a stale image is moved to stale/".into())?;
+    wait_console(&stale, "XENBOX-MARKER changed", BOOT)?;
+    for n in [&a, &b] {
+        wait_console(n, "XENBOX-GUEST-READY", BOOT)?;
+    }
+    // Restored, not re-created: the guest booted once only.
+    ensure(ready_count(&saved) == 1, || format!("{saved} booted {} times", ready_count(&saved)))?;
+
+    // Again: nothing to do.
+    let (code, reports) = host_op(&d, "host-start")?;
+    ensure(code == 0 && reports.iter().all(|r| r.outcome.starts_with("already running")), || format!("{reports:#?}"))?;
+    d.terminate()?;
+    ensure(running(&a)?, || "stopping the daemon stopped a domain".into())
+}
+
+fn host_stop(_ctx: &Context) -> TestResult {
+    let [polite, deaf] = ["hst-polite", "hst-deaf"].map(unique_name);
+    let _cleanup = Cleanup(vec![polite.clone(), deaf.clone()]);
+    let mut d = host_daemon("dm-host-stop", "STOP_MAXWAIT=20\nSYSRQ=\"s\"")?;
+    write_auto(&d, &polite, "")?;
+    write_auto(&d, &deaf, "xenbox.ignore_shutdown=1")?;
+    d.start()?;
+    d.wait_ready()?;
+    let (code, reports) = host_op(&d, "host-start")?;
+    ensure(code == 0, || format!("{reports:#?}"))?;
+    for n in [&polite, &deaf] {
+        wait_console(n, "XENBOX-GUEST-READY", BOOT)?;
+    }
+
+    let (code, reports) = host_op(&d, "host-stop")?;
+    ensure(code == 0, || format!("exit {code}: {reports:#?}"))?;
+    let p = report(&reports, &polite)?;
+    ensure(p.ok && p.outcome == "shut down" && p.seconds < 20.0, || format!("{p:?}"))?;
+    let r = report(&reports, &deaf)?;
+    ensure(r.ok && r.outcome == "shut down (destroyed: it did not shut down in time)", || format!("{r:?}"))?;
+    ensure(r.seconds >= 20.0, || format!("destroyed before the watchdog (STOP_MAXWAIT=20): {r:?}"))?;
+    ensure(console_text(&deaf).contains("XENBOX-GUEST-IGNORED-SHUTDOWN"), || "the shutdown was not asked".into())?;
+    ensure(console_text(&polite).contains("sysrq: Emergency Sync"), || {
+        format!("no SysRq s on the console:\n{}", tail(&console_text(&polite), 10))
+    })?;
+    for n in [&polite, &deaf] {
+        ensure(!running(n)?, || format!("{n} still runs after host-stop"))?;
+    }
+    // While the host is stopping nothing comes back, and the daemon keeps serving.
+    std::thread::sleep(Duration::from_secs(3));
+    ensure(!running(&polite)? && !running(&deaf)?, || "a domain came back after host-stop".into())?;
+    let o = d.domainctl(&["status"])?;
+    ensure(o.code == 3, || format!("status with nothing running: exit {} ({o:?})", o.code))?;
+    d.terminate().map(drop)
+}
+
+fn save_and_restore(_ctx: &Context) -> TestResult {
+    let name = unique_name("ctl-t");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let mut d = host_daemon("dm-ctl", "")?;
+    d.start()?;
+    d.wait_ready()?;
+    let cfg = d.root.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, xl_cfg(&name, "")).ctx("write cfg")?;
+
+    let out = d.domainctl_ok(&["create", &cfg.display().to_string()])?;
+    ensure(out.starts_with(&format!("{name}: started as domain")), || out.clone())?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let list = d.domainctl_ok(&["list"])?;
+    let row = list.lines().find(|l| l.starts_with(&name)).unwrap_or_default();
+    ensure(row.contains("RUNNING") && row.ends_with("transient"), || format!("domainctl list:\n{list}"))?;
+
+    let image = d.root.join("t.save");
+    let image_arg = image.display().to_string();
+    d.domainctl_ok(&["save", &name, &image_arg])?;
+    ensure(!running(&name)? && image.exists(), || "after save: still running, or no image".into())?;
+    let o = d.domainctl(&["status", &name])?;
+    ensure(o.code == 3, || format!("status of a saved domain: {o:?}"))?;
+
+    let out = d.domainctl_ok(&["restore", &image_arg])?;
+    ensure(out.starts_with(&format!("{name}: restored as domain")), || out.clone())?;
+    ensure(running(&name)? && !image.exists(), || "after restore: not running, or the image is left".into())?;
+    ensure(ready_count(&name) == 1, || "the restored guest booted again".into())?;
+    ensure(d.domainctl(&["status", &name])?.code == 0, || "status after restore".into())?;
+
+    let tty = d.domainctl_ok(&["console", &name])?;
+    ensure(tty.trim().starts_with("/dev/pts/") && Path::new(tty.trim()).exists(), || tty.clone())?;
+
+    // A second restore of the same image is refused (it was deleted); the domain is untouched.
+    let o = d.domainctl(&["restore", &image_arg])?;
+    ensure(o.code == 1 && running(&name)?, || format!("{o:?}"))?;
+
+    d.domainctl_ok(&["destroy", &name])?;
+    ensure(!running(&name)?, || "destroy left it running".into())?;
+    wait_until("the transient domain is forgotten", BOOT, || {
+        d.domainctl(&["status", &name]).ok().filter(|o| o.code == 4)
+    })?;
+    d.terminate().map(drop)
+}
+
+fn operator_stop_persists(_ctx: &Context) -> TestResult {
+    let name = unique_name("op-stop");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let mut d = host_daemon("dm-op-stop", "")?;
+    write_auto(&d, &name, "")?;
+    d.start()?;
+    d.wait_ready()?;
+    host_op(&d, "host-start")?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+
+    let out = d.domainctl_ok(&["stop", &name, "--timeout", "60"])?;
+    ensure(out.starts_with(&format!("{name}: stopped")), || out.clone())?;
+    ensure(!running(&name)?, || "stop left it running".into())?;
+    ensure(d.domainctl(&["status", &name])?.code == 3, || "status after stop".into())?;
+
+    // The daemon dies and comes back; the host boots.
+    d.kill9()?;
+    d.start()?;
+    d.wait_ready()?;
+    let (code, reports) = host_op(&d, "host-start")?;
+    let r = report(&reports, &name)?;
+    ensure(code == 0 && r.outcome == "left stopped (an operator stopped it)", || format!("{r:?}"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    ensure(!running(&name)?, || "an operator-stopped domain came back".into())?;
+
+    let out = d.domainctl_ok(&["start", &name])?;
+    ensure(out.starts_with(&format!("{name}: started as domain")), || out.clone())?;
+    ensure(d.domainctl(&["status", &name])?.code == 0, || "status after start".into())?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    d.terminate()?;
+    ensure(running(&name)?, || "stopping the daemon stopped the domain".into())
+}
