@@ -5,6 +5,9 @@
 # pkg-config and a C compiler. A Rust toolchain (>= 1.89, edition 2024) via rustup if cargo
 # is missing or too old (Debian 12's own rustc is 1.63). The Xen test box installs its own
 # extra packages (QEMU, debootstrap...) when it is first built (tests/xen-box/build.sh).
+# For the Debian package (scripts/package.sh): cargo-deb (built from crates.io into
+# $CARGO_HOME/bin, beside cargo), help2man for the man pages, dpkg-dev (dpkg-shlibdeps),
+# systemd (systemd-analyze verify), man-db and lintian for the checks.
 # Re-runs are cheap. Never removes a package.
 set -euo pipefail
 
@@ -12,7 +15,8 @@ if [ "$(id -u)" != 0 ]; then
   exec sudo --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME "$0" "$@"
 fi
 
-packages=(libxen-dev libclang-dev pkg-config gcc libc6-dev make git ca-certificates curl)
+packages=(libxen-dev libclang-dev pkg-config gcc libc6-dev make git ca-certificates curl
+  dpkg-dev help2man man-db systemd lintian)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -36,4 +40,21 @@ if need_rust; then
   echo "setup: run 'source \$HOME/.cargo/env' or open a new shell to get cargo on PATH"
 else
   echo "setup: $(cargo --version)"
+fi
+
+# cargo-deb, pinned (3.8.0 needs rustc >= 1.85) and built with its own Cargo.lock, into
+# $CARGO_HOME/bin beside cargo, where test.sh finds it. Under sudo it is built as the user who
+# ran sudo, so that their cargo directory gets no root-owned files.
+cargo_deb_version=3.8.0
+cargo=$(command -v cargo || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")
+as_user=()
+if [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ]; then
+  # shellcheck disable=SC2054 # the commas belong to one sudo option
+  as_user=(sudo -u "#$SUDO_UID" --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME)
+fi
+if [ "$("${as_user[@]}" "$cargo" deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+  echo "setup: installing cargo-deb $cargo_deb_version (a few minutes)"
+  "${as_user[@]}" "$cargo" install --quiet --locked --version "$cargo_deb_version" cargo-deb
+else
+  echo "setup: cargo-deb $cargo_deb_version"
 fi

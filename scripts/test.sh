@@ -1,6 +1,7 @@
 #!/bin/bash
 # test.sh - everything CI checks, in the order that fails fastest:
-# formatting, lints, docs, then all tests (unit, cross-crate and, from tests/, end-to-end).
+# formatting, lints, docs, then all tests (unit, cross-crate and, from tests/, end-to-end),
+# then the Debian package (built and checked, never installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +19,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "cargo test"
 cargo test --workspace
+
+step "package: build and check the .deb"
+scripts/package.sh
 
 printf '\n=== all checks passed in %ss\n' "$(( $(date +%s) - start ))"

@@ -239,4 +239,28 @@ XENDOMAINS_USLEEP=100000
         assert!(HostConfig::parse("f", "just words").unwrap_err().to_string().contains("expected KEY=value"));
         assert_eq!(HostConfig::load(Path::new("/nonexistent/domainmgr")).unwrap(), HostConfig::default());
     }
+
+    #[test]
+    fn the_packaged_default_file_parses_to_the_defaults_commented_or_not() {
+        let shipped = include_str!("../../packaging/default/domainmgr");
+        assert_eq!(HostConfig::parse("packaging/default/domainmgr", shipped).unwrap(), HostConfig::default());
+        // Each commented setting shows its default: uncommented, nothing changes.
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest)
+                    if rest
+                        .split('=')
+                        .next()
+                        .is_some_and(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(uncommented.lines().filter(|l| l.contains('=') && !l.starts_with('#')).count(), 10);
+        assert_eq!(HostConfig::parse("uncommented", &uncommented).unwrap(), HostConfig::default());
+    }
 }

@@ -21,7 +21,7 @@ use domainmgrd::supervisor::ListRow;
 /// 1 failure, 2 bad usage, 3 not running (status), 4 unknown domain, not root, or status
 /// unknown, 7 domainmgrd is not running.
 #[derive(Debug, Parser)]
-#[command(version, after_help = AFTER_HELP)]
+#[command(name = "domainctl", version, after_help = AFTER_HELP)]
 struct Cli {
     /// domainmgrd's control socket.
     #[arg(long, global = true, default_value = "/run/domainmgrd/domainmgrd.sock", value_name = "PATH")]
