@@ -23,3 +23,15 @@ pub mod sim;
 pub mod supervisor;
 pub mod translate;
 pub mod watcher;
+
+/// An error and its sources as one line: "outer: inner: innermost".
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

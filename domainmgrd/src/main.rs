@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::Parser;
 use domainmgrd::adapters::Sources;
 use domainmgrd::adapters::host::Host;
+use domainmgrd::error_chain;
 use domainmgrd::files::Paths;
 use domainmgrd::hypervisor::{Hypervisor, LibxlHypervisor};
 use domainmgrd::supervisor::{Daemon, Options};
@@ -159,16 +160,4 @@ fn show(hv: &LibxlHypervisor) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-/// "outer: inner: innermost", each message once.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

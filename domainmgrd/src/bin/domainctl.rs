@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use domainmgrd::control::{self, Request, Response};
 use domainmgrd::domain::Report;
-use domainmgrd::supervisor::ListRow;
+use domainmgrd::error_chain;
+use domainmgrd::supervisor::{ListRow, load_domain_file};
 
 /// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
 /// and shut down the host's domains.
@@ -328,23 +329,8 @@ fn show(cmd: &Cmd, r: &Response) {
 
 /// `create --dry-run`: the libxl JSON for a file, as `xl -N create` prints it.
 fn dry_run(file: &Path) -> i32 {
-    let text = match std::fs::read(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("domainctl: {}: {e}", file.display());
-            return 1;
-        }
-    };
-    let json_input =
-        file.extension().is_some_and(|e| e == "json") || text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let spec = if json_input {
-        serde_json::from_slice::<domainmgrd::eve::DomainConfig>(&text)
-            .map_err(|e| format!("{}: not a valid DomainConfig: {e}", file.display()))
-            .and_then(|c| domainmgrd::translate::translate(&c, file).map(|t| t.spec).map_err(|e| e.to_string()))
-    } else {
-        xenctl::DomainSpec::from_xl_config(file).map_err(|e| chain(&e))
-    };
-    match spec.and_then(|s| s.to_libxl_json().map_err(|e| chain(&e))) {
+    let spec = load_domain_file(file).and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()));
+    match spec.and_then(|s| s.to_libxl_json().map_err(|e| error_chain(&e))) {
         Ok(out) => {
             println!("{out}");
             0
@@ -354,17 +340,6 @@ fn dry_run(file: &Path) -> i32 {
             1
         }
     }
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `console --attach`: relays this terminal and the console's tty until Ctrl-].

@@ -15,7 +15,7 @@ use super::Supervisor;
 use crate::domain::{Command, Loaded, Source};
 use crate::eve::{DomainConfig, UuidAndVersion};
 use crate::translate::Translated;
-use crate::watcher;
+use crate::{error_chain, watcher};
 
 /// Namespace of the UUIDs derived for autostart files without a `uuid` key.
 const AUTO_NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_5a0e_8b8e_4f55_9a55_1c3e_d0a1_7a35);
@@ -48,18 +48,6 @@ pub(crate) fn loaded_from_spec(spec: DomainSpec, source: Source) -> Loaded {
         ..DomainConfig::default()
     };
     Loaded { config, translated: Ok(Translated { spec, disks: Vec::new() }), source }
-}
-
-/// "outer: inner", each message once.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl Supervisor {

@@ -11,9 +11,10 @@ use uuid::Uuid;
 use xenctl::{Bdf, DomId, DomainSpec};
 
 use super::Supervisor;
-use super::autostart::{error_chain, loaded_from_spec};
+use super::autostart::loaded_from_spec;
 use crate::control::{ControlMsg, Request, Response};
 use crate::domain::{self, Command, Operator, Report, Source};
+use crate::error_chain;
 use crate::eve::DomainConfig;
 use crate::images;
 use crate::translate;
@@ -258,7 +259,7 @@ impl Supervisor {
 
     /// `domainctl create FILE`: a transient domain from an xl.cfg or EVE DomainConfig file.
     fn create(&mut self, file: &Path, reply: Sender<Response>) {
-        let loaded = match load_any(file) {
+        let loaded = match load_domain_file(file) {
             Ok(l) => l,
             Err(e) => {
                 let _ = reply.send(Response::error(e));
@@ -383,8 +384,9 @@ impl Supervisor {
     }
 }
 
-/// Reads an xl.cfg or an EVE DomainConfig (JSON) file as a transient domain's config.
-fn load_any(file: &Path) -> Result<domain::Loaded, String> {
+/// Reads an xl.cfg or an EVE DomainConfig (JSON, by its `.json` name or its first character)
+/// file as a transient domain's config; the error names the file (and line and key for xl.cfg).
+pub fn load_domain_file(file: &Path) -> Result<domain::Loaded, String> {
     let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let looks_json =
         file.extension().is_some_and(|e| e == "json") || text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');

@@ -141,7 +141,7 @@ struct Supervisor {
 }
 
 mod autostart;
-pub use dispatch::{ListRow, xl_letters};
+pub use dispatch::{ListRow, load_domain_file, xl_letters};
 mod dispatch;
 mod host;
 
