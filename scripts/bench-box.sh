@@ -1,9 +1,11 @@
 #!/bin/bash
 # bench-box.sh - benchmarks on real Xen in the box: domainmgrd side by side with xl
-# (one guest, four guests, poweroff -> HALTED latency). Prints a Markdown table.
+# (one guest, four guests, poweroff -> HALTED latency, host boot/stop of eight guests, metrics).
+# Prints a Markdown table. The box gets 3 GiB (dom0 keeps 1 GiB) so eight guests fit.
 # Release builds; the box must be buildable (tests/xen-box/build.sh, root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p domainmgrd --bin domainmgrd -p xen-tests --bin xen-bench
-exec tests/xen-box/run.sh --timeout 2400 --file target/release/domainmgrd \
-  --env DOMAINMGRD=/mnt/host/domainmgrd -- target/release/xen-bench
+cargo build --release -q -p domainmgrd --bins -p xen-tests --bin xen-bench
+XENBOX_MEM=${XENBOX_MEM:-3072} exec tests/xen-box/run.sh --timeout 3600 \
+  --file target/release/domainmgrd --file target/release/domainctl \
+  --env DOMAINMGRD=/mnt/host/domainmgrd --env DOMAINCTL=/mnt/host/domainctl -- target/release/xen-bench

@@ -1,6 +1,8 @@
 //! Benchmarks on real Xen in the box, domainmgrd side by side with `xl` in one boot:
 //! one guest from config file to RUNNING vs `xl create`, four guests at once vs four `xl create`
-//! in a row, and a guest's poweroff to the HALTED status file. Prints a Markdown table.
+//! in a row, a guest's poweroff to the HALTED status file, host boot and shutdown of eight guests
+//! (xendomains' sequential `xl` vs `domainctl host-start`/`host-stop`), and one metrics sample.
+//! Prints a Markdown table.
 //!
 //! Run with `scripts/bench-box.sh` (it builds release binaries and boots the box).
 
@@ -29,9 +31,14 @@ fn fmt(v: &[Duration]) -> String {
 }
 
 fn xl_cfg(name: &str) -> TestResult<String> {
+    xl_cfg_with(name, "")
+}
+
+/// An xl.cfg for the test guest with `xenbox_args` on its command line; its path.
+fn xl_cfg_with(name: &str, xenbox_args: &str) -> TestResult<String> {
     let path = format!("/tmp/{name}.cfg");
     let text = format!(
-        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4\"\nmemory = 128\nvcpus = 1\nvif = [ \"bridge=xenbr0\" ]\n",
+        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4 {xenbox_args}\"\nmemory = 128\nvcpus = 1\nvif = [ \"bridge=xenbr0\" ]\n",
         std::env::var("XENBOX_GUEST_KERNEL").unwrap_or_default(),
         std::env::var("XENBOX_GUEST_RAMDISK").unwrap_or_default()
     );
@@ -41,6 +48,78 @@ fn xl_cfg(name: &str) -> TestResult<String> {
 
 fn gone(ctx: &Context, name: &str) -> TestResult {
     wait_until(&format!("{name} to be gone"), LONG, || ctx.domid_of(name).ok().flatten().is_none().then_some(()))
+}
+
+const HOST_GUESTS: usize = 8;
+
+/// Host boot and shutdown of HOST_GUESTS guests whose shutdown takes `stop_delay` seconds of
+/// waiting (0: just the kernel's own poweroff, which under TCG is CPU time).
+fn host_rows(ctx: &Context, rows: &mut Vec<(String, String)>, stop_delay: u32) -> TestResult {
+    let mut daemon = DaemonProcess::new("bench-host", &["timer.domain.shutdown:60"]);
+    let auto = daemon.root.join("auto");
+    std::fs::create_dir_all(&auto).ctx("mkdir auto")?;
+    std::fs::write(daemon.root.join("host.conf"), format!("AUTO={}\nSTOP_MAXWAIT=120\n", auto.display()))
+        .ctx("host.conf")?;
+    let names: Vec<String> = (0..HOST_GUESTS).map(|i| format!("bench-host-{i}")).collect();
+    for n in &names {
+        let args = if stop_delay > 0 { format!("xenbox.stop_delay={stop_delay}") } else { String::new() };
+        std::fs::copy(xl_cfg_with(n, &args)?, auto.join(format!("{n}.cfg"))).ctx("autostart file")?;
+    }
+    daemon.start()?;
+    daemon.wait_ready()?;
+    let ready_count = |n: &str| console_text(n).matches("XENBOX-GUEST-READY").count();
+    let (mut xl_ret, mut xl_ready, mut xl_stop) = (vec![], vec![], vec![]);
+    let (mut dm_ret, mut dm_ready, mut dm_stop) = (vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let before: Vec<usize> = names.iter().map(|n| ready_count(n)).collect();
+        let t = Instant::now();
+        for n in &names {
+            xl(&["create", "--quiet", &auto.join(format!("{n}.cfg")).display().to_string()])?;
+        }
+        xl_ret.push(t.elapsed());
+        for (n, b) in names.iter().zip(&before) {
+            wait_until(&format!("{n} READY"), LONG, || (ready_count(n) > *b).then_some(()))?;
+        }
+        xl_ready.push(t.elapsed());
+        let t = Instant::now();
+        for n in &names {
+            xl(&["shutdown", "--wait", n])?;
+        }
+        xl_stop.push(t.elapsed());
+        for n in &names {
+            gone(ctx, n)?;
+        }
+
+        let before: Vec<usize> = names.iter().map(|n| ready_count(n)).collect();
+        let t = Instant::now();
+        daemon.domainctl_ok(&["host-start"])?;
+        dm_ret.push(t.elapsed());
+        for (n, b) in names.iter().zip(&before) {
+            wait_until(&format!("{n} READY"), LONG, || (ready_count(n) > *b).then_some(()))?;
+        }
+        dm_ready.push(t.elapsed());
+        let t = Instant::now();
+        daemon.domainctl_ok(&["host-stop"])?;
+        dm_stop.push(t.elapsed());
+        for n in &names {
+            gone(ctx, n)?;
+        }
+    }
+    daemon.terminate()?;
+    let k = HOST_GUESTS;
+    if stop_delay == 0 {
+        rows.push((format!("host boot, {k} guests: `xl create` one after another (xendomains) returns"), fmt(&xl_ret)));
+        rows.push((format!("host boot, {k} guests: `domainctl host-start` returns (all RUNNING)"), fmt(&dm_ret)));
+        rows.push((format!("host boot, {k} guests: `xl create` one after another -> all READY"), fmt(&xl_ready)));
+        rows.push((format!("host boot, {k} guests: `domainctl host-start` -> all READY"), fmt(&dm_ready)));
+    }
+    let what = if stop_delay == 0 { String::new() } else { format!(" that take {stop_delay} s to stop") };
+    rows.push((
+        format!("host stop, {k} guests{what}: `xl shutdown --wait` one after another (xendomains)"),
+        fmt(&xl_stop),
+    ));
+    rows.push((format!("host stop, {k} guests{what}: `domainctl host-stop`"), fmt(&dm_stop)));
+    Ok(())
 }
 
 fn main() -> Result<(), String> {
@@ -145,7 +224,12 @@ fn main() -> Result<(), String> {
 
     daemon.terminate()?;
 
-    // 4. One metrics sample (one libxl list + physinfo, files written) with four guests running.
+    // 4. Host boot and shutdown of eight guests: xendomains' way (one `xl create` after the
+    //    other; one `xl shutdown --wait` after the other) vs domainctl host-start / host-stop.
+    host_rows(&ctx, &mut rows, 0)?;
+    host_rows(&ctx, &mut rows, 5)?;
+
+    // 5. One metrics sample (one libxl list + physinfo, files written) with four guests running.
     let registry: domainmgrd::metrics::Registry = std::sync::Arc::default();
     let mut guards = Vec::new();
     for i in 0..4 {
