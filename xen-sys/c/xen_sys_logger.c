@@ -8,9 +8,14 @@
 struct xen_sys_logger {
     xentoollog_logger base; /* first, so a xentoollog_logger* is a xen_sys_logger* */
     xen_sys_log_fn *callback;
+    xen_sys_log_enabled_fn *enabled;
     void *user;
-    int min_level;
 };
+
+static int logger_enabled(const struct xen_sys_logger *self, int level)
+{
+    return !self->enabled || self->enabled(self->user, level);
+}
 
 static void logger_vmessage(xentoollog_logger *logger, xentoollog_level level,
                             int errnoval, const char *context,
@@ -22,7 +27,7 @@ static void logger_vmessage(xentoollog_logger *logger, xentoollog_level level,
     va_list again;
     int len;
 
-    if ((int)level < self->min_level)
+    if (!logger_enabled(self, (int)level))
         return;
 
     va_copy(again, args);
@@ -52,7 +57,7 @@ static void logger_progress(xentoollog_logger *logger, const char *context,
 
     (void)done;
     (void)total;
-    if ((int)XTL_PROGRESS < self->min_level)
+    if (!logger_enabled(self, (int)XTL_PROGRESS))
         return;
     snprintf(message, sizeof(message), "%s: %d%%", doing_what ? doing_what : "", percent);
     self->callback(self->user, (int)XTL_PROGRESS, -1, context, message);
@@ -63,8 +68,8 @@ static void logger_destroy(xentoollog_logger *logger)
     free(logger);
 }
 
-xentoollog_logger *xen_sys_logger_new(xen_sys_log_fn *callback, void *user,
-                                      int min_level)
+xentoollog_logger *xen_sys_logger_new(xen_sys_log_fn *callback,
+                                      xen_sys_log_enabled_fn *enabled, void *user)
 {
     struct xen_sys_logger *self = calloc(1, sizeof(*self));
 
@@ -74,7 +79,7 @@ xentoollog_logger *xen_sys_logger_new(xen_sys_log_fn *callback, void *user,
     self->base.progress = logger_progress;
     self->base.destroy = logger_destroy;
     self->callback = callback;
+    self->enabled = enabled;
     self->user = user;
-    self->min_level = min_level;
     return &self->base;
 }

@@ -17,10 +17,18 @@ typedef void xen_sys_log_fn(void *user, int level, int errnoval,
                             const char *context, const char *message);
 
 /*
- * Returns a logger that drops messages below `min_level` and passes the others to `callback`,
- * or NULL when out of memory. Free it with xtl_logger_destroy() once nothing uses it.
+ * Asked before a message of `level` is formatted: non-zero to format and deliver it. Cheap
+ * (libxl logs a lot at debug levels), so the caller's current log threshold can change at any
+ * time and still be honoured.
  */
-xentoollog_logger *xen_sys_logger_new(xen_sys_log_fn *callback, void *user,
-                                      int min_level);
+typedef int xen_sys_log_enabled_fn(void *user, int level);
+
+/*
+ * Returns a logger that passes each message `enabled` accepts (all of them when `enabled` is
+ * NULL) to `callback`, or NULL when out of memory. Free it with xtl_logger_destroy() once
+ * nothing uses it.
+ */
+xentoollog_logger *xen_sys_logger_new(xen_sys_log_fn *callback,
+                                      xen_sys_log_enabled_fn *enabled, void *user);
 
 #endif

@@ -26,18 +26,20 @@ pub(crate) fn log_level(xtl_level: c_int) -> log::Level {
     }
 }
 
-/// The lowest xentoollog level worth formatting, given the `log` crate's current maximum.
-fn min_xtl_level() -> c_int {
-    match log::max_level() {
-        log::LevelFilter::Off | log::LevelFilter::Error => xtl(xen_sys::XTL_ERROR),
-        log::LevelFilter::Warn => xtl(xen_sys::XTL_WARN),
-        log::LevelFilter::Info => xtl(xen_sys::XTL_PROGRESS),
-        log::LevelFilter::Debug => xtl(xen_sys::XTL_DETAIL),
-        log::LevelFilter::Trace => xtl(xen_sys::XTL_DEBUG),
-    }
+/// Asked by the C shim before it formats a message: is its level within the `log` crate's
+/// maximum *now*? (So raising the level at run time shows libxl's debug output too.)
+///
+/// # Safety
+/// Called only by the C shim; it reads no pointer.
+unsafe extern "C" fn log_enabled(_user: *mut c_void, level: c_int) -> c_int {
+    c_int::from(log_level(level) <= log::max_level())
 }
 
 /// Called by the C shim for each message, on whatever thread libxl logged from.
+///
+/// # Safety
+/// `context` must be null or, like `message` (never null), a NUL-terminated string valid for
+/// the call: the shim's contract (xen_sys_logger.h).
 unsafe extern "C" fn log_message(
     _user: *mut c_void,
     level: c_int,
@@ -70,11 +72,18 @@ unsafe extern "C" fn log_message(
 /// An owned xentoollog logger feeding `log`.
 pub(crate) struct Logger(NonNull<xen_sys::xentoollog_logger>);
 
+// SAFETY: the logger is immutable once made (the shim only reads its fields) and its callbacks
+// are thread-safe (the `log` crate's are), so libxl may log through it from any thread, which
+// it does; it is destroyed once, by its owner, after the ctx that used it.
+unsafe impl Send for Logger {}
+// SAFETY: as above.
+unsafe impl Sync for Logger {}
+
 impl Logger {
     pub(crate) fn new() -> Result<Logger> {
-        // SAFETY: log_message matches xen_sys_log_fn and, being a plain function, lives forever;
-        // the user pointer is unused.
-        let p = unsafe { xen_sys::xen_sys_logger_new(Some(log_message), std::ptr::null_mut(), min_xtl_level()) };
+        // SAFETY: log_message and log_enabled match the shim's function types and, being plain
+        // functions, live forever; the user pointer is unused.
+        let p = unsafe { xen_sys::xen_sys_logger_new(Some(log_message), Some(log_enabled), std::ptr::null_mut()) };
         NonNull::new(p).map(Logger).ok_or(Error::OutOfMemory { op: "creating the libxl logger" })
     }
 
@@ -141,5 +150,17 @@ mod tests {
             format!("libxl: value 42 of {}: {}", "a-long-argument-".repeat(100), std::io::Error::from_raw_os_error(2));
         assert!(seen.contains(&(log::Level::Warn, "xen::libxl".into(), expected_long)), "{seen:?}");
         assert!(seen.contains(&(log::Level::Trace, "xen::xc".into(), "xc: plain".into())), "{seen:?}");
+
+        // The threshold is the `log` crate's current one, not the one at the logger's creation.
+        log::set_max_level(log::LevelFilter::Warn);
+        // SAFETY: as above.
+        unsafe {
+            xen_sys::xtl_log(logger.as_ptr(), xen_sys::XTL_DEBUG, -1, c"xc".as_ptr(), c"hidden".as_ptr());
+            xen_sys::xtl_log(logger.as_ptr(), xen_sys::XTL_ERROR, -1, c"xc".as_ptr(), c"shown".as_ptr());
+        }
+        log::set_max_level(log::LevelFilter::Trace);
+        let seen = CAPTURE.0.lock().clone();
+        assert!(!seen.iter().any(|(_, _, m)| m == "xc: hidden"), "{seen:?}");
+        assert!(seen.contains(&(log::Level::Error, "xen::xc".into(), "xc: shown".into())), "{seen:?}");
     }
 }
