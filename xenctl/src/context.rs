@@ -62,7 +62,7 @@ pub struct Context {
 }
 
 pub(crate) struct Inner {
-    ctx: NonNull<xen_sys::libxl_ctx>,
+    ctx: SharedCtx,
     pub(crate) router: Arc<EventRouter>,
     // libxl keeps pointers to both hook structs ("not copied and must outlast the ctx").
     _event_hooks: Box<xen_sys::libxl_event_hooks>,
@@ -81,10 +81,15 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-// SAFETY: the raw ctx is thread-safe (see CtxPtr); every other field is Send + Sync.
-unsafe impl Send for Inner {}
-// SAFETY: as above.
-unsafe impl Sync for Inner {}
+/// The ctx pointer as [`Inner`] owns it. The only field of `Inner` whose thread-safety the
+/// compiler cannot see: the others are checked.
+struct SharedCtx(NonNull<xen_sys::libxl_ctx>);
+
+// SAFETY: libxl's ctx is thread-safe (libxl.h, "libxl memory management": a `libxl_ctx*` may be
+// used by several threads at once); Inner frees it only once no thread uses it (see Drop).
+unsafe impl Send for SharedCtx {}
+// SAFETY: as above: every libxl call takes the ctx by pointer and locks inside libxl.
+unsafe impl Sync for SharedCtx {}
 
 static PROCESS_CONTEXT: Mutex<Weak<Inner>> = Mutex::new(Weak::new());
 
@@ -92,8 +97,13 @@ impl Context {
     /// Opens (or joins) the process's libxl context.
     ///
     /// Fails with [`Error::XenNotRunning`] or [`Error::NotDom0`] on the wrong machine, and with
-    /// [`Error::VersionMismatch`] when the libxenlight loaded, or the hypervisor, is not the Xen
-    /// version in `vendor-headers/VERSION`.
+    /// [`Error::VersionMismatch`] when the libxenlight loaded, or the hypervisor, is not of the
+    /// Xen release in `vendor-headers/VERSION` (4.17).
+    ///
+    /// "The same version" means the same release line, major.minor: libxl keeps its ABI (and
+    /// libxenlight its soname, `libxenlight.so.4.17`) within one, and the library carries no finer
+    /// version than its file name (`.so.4.17.0`), so a 4.17.x library with 4.17.y headers is the
+    /// match libxl itself promises. The versions found are in [`Context::versions`].
     pub fn open() -> Result<Context> {
         let mut slot = PROCESS_CONTEXT.lock();
         if let Some(inner) = slot.upgrade() {
@@ -136,7 +146,7 @@ impl Context {
 
 impl Inner {
     pub(crate) fn raw(&self) -> *mut xen_sys::libxl_ctx {
-        self.ctx.as_ptr()
+        self.ctx.0.as_ptr()
     }
 
     fn new(library: String) -> Result<Inner> {
@@ -162,7 +172,7 @@ impl Inner {
             disaster: Some(events::event_disaster),
         });
         let mut inner = Inner {
-            ctx,
+            ctx: SharedCtx(ctx),
             router,
             _event_hooks: event_hooks,
             _childproc_hooks: childproc_hooks,
@@ -261,7 +271,7 @@ impl Drop for Inner {
         }
         // SAFETY: both threads using the ctx are joined, every watch (each holds an Arc<Inner>)
         // is gone, so nothing else uses the ctx; it is freed exactly once.
-        unsafe { xen_sys::libxl_ctx_free(self.ctx.as_ptr()) };
+        unsafe { xen_sys::libxl_ctx_free(self.raw()) };
         drop(self.logger.take());
     }
 }
