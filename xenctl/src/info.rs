@@ -189,12 +189,20 @@ impl Context {
     }
 
     /// The id of the domain called `name`, if one exists.
+    ///
+    /// `Ok(None)` only when no domain has that name; a failure to list the domains is an error.
     pub fn domid_of(&self, name: &str) -> Result<Option<DomId>> {
         let name_c = crate::raw::c_string("name", name)?;
         let mut domid: u32 = 0;
         // SAFETY: ctx is live; name_c is a valid C string; domid a valid out-pointer.
         let rc = unsafe { xen_sys::libxl_name_to_domid(self.raw(), name_c.as_ptr(), &mut domid) };
-        Ok((rc == 0).then_some(DomId::new(domid)))
+        // libxl_name_to_domid answers ERROR_INVAL for "no such name" and other codes when it
+        // could not list the domains.
+        if rc == xen_sys::ERROR_INVAL {
+            return Ok(None);
+        }
+        check(rc, "find domain by name", || Subject::Named(name.to_string()))?;
+        Ok(Some(DomId::new(domid)))
     }
 
     /// The host's CPUs and memory.

@@ -143,8 +143,16 @@ impl Context {
         // SAFETY: ctx is live; num is a valid out-pointer.
         let list = unsafe { xen_sys::libxl_device_pci_assignable_list(self.raw(), &mut num) };
         if list.is_null() {
-            // libxl returns NULL both for "none" and for failure (it logs the latter).
-            return Ok(Vec::new());
+            // libxl returns NULL both for "none" and for failure: the only failure is that it
+            // cannot read pciback's sysfs directory (the driver is not loaded), so tell that
+            // apart rather than answer "none".
+            return match std::fs::metadata(PCIBACK_SYSFS) {
+                Ok(_) => Ok(Vec::new()),
+                Err(source) => Err(Error::Os {
+                    op: "list assignable PCI devices: the pciback driver is not loaded (no /sys/bus/pci/drivers/pciback; modprobe xen-pciback)",
+                    source,
+                }),
+            };
         }
         let guard = AssignableList { list, num };
         let len = usize::try_from(num).unwrap_or(0);
@@ -153,6 +161,9 @@ impl Context {
         Ok(entries.iter().filter_map(Bdf::from_libxl).collect())
     }
 }
+
+/// Where libxl looks for the devices bound to pciback.
+const PCIBACK_SYSFS: &str = "/sys/bus/pci/drivers/pciback";
 
 struct AssignableList {
     list: *mut xen_sys::libxl_device_pci,
