@@ -5,6 +5,7 @@
 # Release builds; the box must be buildable (tests/xen-box/build.sh, root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-env.sh
 cargo build --release -q -p domainmgrd --bins -p xen-tests --bin xen-bench
 XENBOX_MEM=${XENBOX_MEM:-3072} exec tests/xen-box/run.sh --timeout 3600 \
   --file target/release/domainmgrd --file target/release/domainctl \

@@ -12,6 +12,7 @@
 # scripts/setup.sh installs. Exits non-zero naming the first check that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-env.sh
 
 fail() {
   printf 'package: FAILED: %s\n' "$*" >&2

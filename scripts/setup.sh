@@ -29,29 +29,35 @@ else
   echo "setup: system packages present"
 fi
 
+# Under sudo, Rust and cargo-deb are installed as the user who ran sudo, into their own
+# ~/.cargo and ~/.rustup, so that their cargo directories get no root-owned files.
+as_user=()
+if [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ]; then
+  # shellcheck disable=SC2054 # the commas belong to one sudo option
+  as_user=(sudo -u "#$SUDO_UID" --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME)
+fi
+# rustup's cargo first (scripts/cargo-env.sh): Debian's own cargo is too old.
+. "$(dirname "$0")/cargo-env.sh"
+
 need_rust() {
   command -v cargo >/dev/null 2>&1 || return 0
   local v; v=$(cargo --version | awk '{print $2}')
   [ "$(printf '%s\n1.89.0\n' "$v" | sort -V | head -1)" != "1.89.0" ]
 }
 if need_rust; then
-  echo "setup: installing a Rust toolchain with rustup (https://rustup.rs)"
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
-  echo "setup: run 'source \$HOME/.cargo/env' or open a new shell to get cargo on PATH"
+  echo "setup: installing a Rust toolchain with rustup (https://rustup.rs) into ${CARGO_HOME:-$HOME/.cargo}"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    "${as_user[@]}" sh -s -- -y --profile minimal -c rustfmt,clippy
+  . "$(dirname "$0")/cargo-env.sh"
+  echo "setup: $(cargo --version) (the project's scripts find it; for your shell: source \$HOME/.cargo/env)"
 else
   echo "setup: $(cargo --version)"
 fi
 
 # cargo-deb, pinned (3.8.0 needs rustc >= 1.85) and built with its own Cargo.lock, into
-# $CARGO_HOME/bin beside cargo, where test.sh finds it. Under sudo it is built as the user who
-# ran sudo, so that their cargo directory gets no root-owned files.
+# $CARGO_HOME/bin beside cargo, where test.sh finds it.
 cargo_deb_version=3.8.0
 cargo=$(command -v cargo || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")
-as_user=()
-if [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ]; then
-  # shellcheck disable=SC2054 # the commas belong to one sudo option
-  as_user=(sudo -u "#$SUDO_UID" --preserve-env=PATH,HOME,CARGO_HOME,RUSTUP_HOME)
-fi
 if [ "$("${as_user[@]}" "$cargo" deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
   echo "setup: installing cargo-deb $cargo_deb_version (a few minutes)"
   "${as_user[@]}" "$cargo" install --quiet --locked --version "$cargo_deb_version" cargo-deb

@@ -4,6 +4,7 @@
 # then the Debian package (built and checked, never installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cargo-env.sh
 
 step() { printf '\n=== %s\n' "$*"; }
 start=$(date +%s)
