@@ -20,7 +20,8 @@
 # Inside dom0.img, /var/lib/xenbox/ holds the test guest: vmlinux (the guest kernel uncompressed, so
 # `xl create` does not spend seconds xz-decompressing it under TCG), vmlinuz, domU-initrd.cpio.gz.
 #
-# Needs root to build (debootstrap, chroot, apt-get). Host packages it lacks are installed with
+# Needs root to build (debootstrap, chroot, apt-get): run by another user, it re-runs itself under
+# sudo when there is something to build, and hands the cache back to that user. Host packages it lacks are installed with
 # `apt-get install --no-remove`: it never removes a host package. When bookworm's qemu-system-x86
 # cannot be installed (a host with qemu-utils from bookworm-backports: its Breaks would make apt
 # remove it), QEMU 7.2 is unpacked from the Debian debs into $CACHE_DIR/qemu instead.
@@ -44,6 +45,7 @@ HOST_PKGS=(debootstrap cpio e2fsprogs file xz-utils gzip)
 IMG_SIZE="${XENBOX_IMG_SIZE:-2G}"
 APT_UPDATE="${XENBOX_APT_UPDATE:-auto}"
 FORCE=0
+ARGS=("$@")
 
 usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
@@ -61,6 +63,24 @@ log() { echo "[xen-box build +$((SECONDS - T0))s] $*"; }
 die() { echo "[xen-box build +$((SECONDS - T0))s] ERROR: $*" >&2; exit 1; }
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 IS_ROOT=0; [ "$(id -u)" = 0 ] && IS_ROOT=1
+
+# become_root WHAT: what needs root is missing; re-run this script as root through sudo (which
+# hands the cache back to the invoking user when done), or fail saying so.
+become_root() {
+  [ "$IS_ROOT" = 1 ] && return 0
+  command -v sudo >/dev/null 2>&1 || die "$1, and that needs root: run tests/xen-box/build.sh as root once"
+  log "$1, and that needs root: re-running under sudo"
+  exec 9>&-   # our lock: the root run takes it again
+  exec sudo --preserve-env=CACHE_DIR,MIRROR,SECURITY_MIRROR,XENBOX_APT_UPDATE,XENBOX_IMG_SIZE,http_proxy,https_proxy \
+    bash "$0" "${ARGS[@]}"
+}
+# give_back: under sudo, make the cache the invoking user's again, so that run.sh (which needs no
+# root) can write its logs there and later builds by that user can replace it.
+give_back() {
+  if [ "$IS_ROOT" = 1 ] && [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ]; then
+    chown -R "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$CACHE_DIR"
+  fi
+}
 
 mkdir -p "$CACHE_DIR"
 CACHE_DIR="$(cd "$CACHE_DIR" && pwd)"
@@ -88,7 +108,7 @@ apt_install() {  # never lets apt remove anything from the host
 }
 ensure_qemu() {
   qemu_ok && return 0
-  [ "$IS_ROOT" = 1 ] || die "no qemu-system-x86_64 and not root: run build.sh as root once"
+  become_root "there is no qemu-system-x86_64"
   if apt_install qemu-system-x86 > "$CACHE_DIR/qemu-install.log" 2>&1; then
     log "installed the host's qemu-system-x86"
     return 0
@@ -159,12 +179,13 @@ publish() {  # point current at the box, refresh the top-level copy of versions.
 if [ "$FORCE" = 0 ] && box_complete; then
   ensure_qemu
   publish
+  give_back
   log "up to date: $BOX"
   exit 0
 fi
 
 # ------------------------------------------------------------------------------------ build
-[ "$IS_ROOT" = 1 ] || die "the box in $BOX is missing or stale and building it needs root"
+become_root "the box in $BOX is missing or stale"
 MIRROR="${MIRROR:-$(apt_uri debian)}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-$(apt_uri debian-security)}"
 [ -n "$MIRROR" ] || die "no Debian mirror in the host's apt sources: set MIRROR"
@@ -366,5 +387,6 @@ for old in "$CACHE_DIR"/box-*; do
   [ "$old" = "$BOX" ] || { log "removing older $(basename "$old")"; rm -rf "$old"; }
 done
 rm -rf "$WORK"
+give_back
 log "done: $BOX ($(du -sh "$BOX" | cut -f1) on disk)"
 cat "$BOX/versions.txt"

@@ -19,8 +19,9 @@
 #   --file PATH           copy PATH (a file or directory) into the share too; repeatable.
 #   --env NAME=VALUE      export NAME=VALUE to PROGRAM (and the interactive shell); repeatable.
 #   --keep                keep the run's share directory (its path is printed).
-#   --no-build            do not run build.sh first (by default it runs; it is a no-op when the
-#                         box is up to date).
+#   --no-build            do not run build.sh first (by default it runs, within
+#                         XENBOX_BUILD_TIMEOUT seconds, default 1800; it is a no-op when the box
+#                         is up to date, and uses sudo when it must build and is not root).
 #   --interactive, -i     a root shell in dom0 on this terminal instead of PROGRAM (PROGRAM and
 #                         --file are only copied into the share). Leaving the shell powers off.
 #                         Keys: Ctrl-A x quits QEMU; Ctrl-A c toggles QEMU's monitor; Xen's own
@@ -63,6 +64,7 @@ CACHE_DIR="${CACHE_DIR:-$REPO/target/xen-box}"
 PASSTHROUGH_NIC=0000:00:03.0
 DOM0_NIC=0000:00:02.0
 
+BUILD_TIMEOUT="${XENBOX_BUILD_TIMEOUT:-1800}"
 T0=$SECONDS
 QUIET=0
 say() { [ "$QUIET" = 1 ] || echo "[xen-box +$((SECONDS - T0))s] $*" >&2; }
@@ -111,8 +113,16 @@ for f in "${FILES[@]}"; do [ -e "$f" ] || usage_error "--file $f: no such file";
 
 # ------------------------------------------------------------------------------ the box
 if [ "$BUILD" = 1 ]; then
-  CACHE_DIR="$CACHE_DIR" bash "$HERE/build.sh" >&2 ||
-    { echo "run.sh: building the box failed (output above)." >&2; exit 125; }
+  # Bounded too: debootstrap and apt can hang on a stalled mirror. On a terminal the build may
+  # ask for sudo's password, so it keeps the terminal (--foreground).
+  fg=(); [ -t 0 ] && fg=(--foreground)
+  CACHE_DIR="$CACHE_DIR" timeout "${fg[@]}" "$BUILD_TIMEOUT" bash "$HERE/build.sh" >&2
+  rc=$?
+  if [ "$rc" = 124 ]; then
+    echo "run.sh: building the box took longer than $BUILD_TIMEOUT s (XENBOX_BUILD_TIMEOUT); output above." >&2; exit 125
+  elif [ "$rc" != 0 ]; then
+    echo "run.sh: building the box failed (output above)." >&2; exit 125
+  fi
 fi
 mkdir -p "$CACHE_DIR"
 CACHE_DIR="$(cd "$CACHE_DIR" && pwd)"
