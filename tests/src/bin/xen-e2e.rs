@@ -140,27 +140,52 @@ fn unpause_runs_and_list_agrees(ctx: &Context) -> TestResult {
     })?;
     ensure(grown > t0, || "cpu time".into())?;
 
-    let ours = ctx.list().ctx("list")?;
-    let oracle = xl_list()?;
-    ensure(ours.len() == oracle.len(), || format!("xenctl lists {} domains, xl {}", ours.len(), oracle.len()))?;
-    for row in &oracle {
-        let d = ours
-            .iter()
-            .find(|d| d.domid.get() == row.domid)
-            .ok_or_else(|| format!("xl lists domain {} ({}), xenctl does not", row.domid, row.name))?;
-        ensure(d.name.as_deref() == Some(row.name.as_str()), || {
-            format!("domain {}: name {:?} vs xl {:?}", row.domid, d.name, row.name)
-        })?;
-        ensure(d.current_memory_kib / 1024 == row.mem_mib, || {
-            format!("domain {}: {} MiB vs xl {} MiB", row.domid, d.current_memory_kib / 1024, row.mem_mib)
-        })?;
-        ensure(d.vcpus_online == row.vcpus, || {
-            format!("domain {}: vcpus {} vs xl {}", row.domid, d.vcpus_online, row.vcpus)
-        })?;
-    }
+    // Other tests create and destroy domains meanwhile (a domain being built or dying looks
+    // different to each side for a moment): compare fresh snapshots until they agree.
+    let mut last = String::new();
+    let ours = wait_until("xenctl's list() to agree with xl list", Duration::from_secs(60), || {
+        let ours = ctx.list().ok()?;
+        let oracle = xl_list().ok()?;
+        match list_mismatch(&ours, &oracle) {
+            None => Some(ours),
+            Some(why) => {
+                last = why;
+                None
+            }
+        }
+    })
+    .map_err(|e| format!("{e}; last difference: {last}"))?;
+    ensure(ours.iter().any(|d| d.domid == domid), || format!("list() lacks the guest {domid}"))?;
     ensure(ours.iter().any(|d| d.domid == DomId::DOM0 && d.name.as_deref() == Some("Domain-0")), || {
         "no Domain-0".into()
     })
+}
+
+/// Why xenctl's `list()` and `xl list` disagree (names, domids, memory, vCPUs), if they do.
+fn list_mismatch(ours: &[xenctl::DomainInfo], oracle: &[XlListRow]) -> Option<String> {
+    if ours.len() != oracle.len() {
+        return Some(format!("xenctl lists {} domains, xl {}", ours.len(), oracle.len()));
+    }
+    for row in oracle {
+        let Some(d) = ours.iter().find(|d| d.domid.get() == row.domid) else {
+            return Some(format!("xl lists domain {} ({}), xenctl does not", row.domid, row.name));
+        };
+        if d.name.as_deref() != Some(row.name.as_str()) {
+            return Some(format!("domain {}: name {:?} vs xl {:?}", row.domid, d.name, row.name));
+        }
+        if d.current_memory_kib / 1024 != row.mem_mib {
+            return Some(format!(
+                "domain {}: {} MiB vs xl {} MiB",
+                row.domid,
+                d.current_memory_kib / 1024,
+                row.mem_mib
+            ));
+        }
+        if d.vcpus_online != row.vcpus {
+            return Some(format!("domain {}: vcpus {} vs xl {}", row.domid, d.vcpus_online, row.vcpus));
+        }
+    }
+    None
 }
 
 fn graceful_shutdown_events(ctx: &Context) -> TestResult {
@@ -281,14 +306,17 @@ fn pci_assignable_and_passthrough(ctx: &Context) -> TestResult {
         let guard = boot(ctx, &test_guest(&name, "").pci(bdf))?;
         let line = wait_console(&name, "XENBOX-GUEST-PCI", Duration::from_secs(10))?;
         ensure(line.contains("8086:100e") && line.contains("driver=e1000"), || format!("guest sees {line:?}"))?;
+        let watch = ctx.watch_domain(guard.domid()).ctx("watch")?;
         drop(guard);
-        wait_until("the guest to be gone", EVENT, || ctx.domid_of(&name).ok().flatten().is_none().then_some(()))?;
+        watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Death { .. })).ok_or("no death event after destroy")?;
         Ok(())
     })();
     let removed = ctx.pci_assignable_remove(bdf, true).ctx("pci_assignable_remove");
     result?;
     removed?;
     ensure(!ctx.pci_assignable_list().ctx("list")?.contains(&bdf), || format!("{bdf} still listed after remove"))?;
+    let oracle = xl(&["pci-assignable-list"])?;
+    ensure(!oracle.lines().any(|l| l.trim() == bdf.to_string()), || format!("xl still lists it: {oracle:?}"))?;
     let driver = wait_until("the e1000 driver to rebind", Duration::from_secs(10), || {
         std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver")).ok().filter(|d| d.ends_with("e1000"))
     })?;
@@ -324,8 +352,20 @@ fn save_and_restore(ctx: &Context) -> TestResult {
     guard.replace(domid);
     ensure(ctx.info(domid).ctx("info")?.state == DomainState::Paused, || "restore should leave it paused".into())?;
     ctx.unpause(domid).ctx("unpause")?;
+    // It runs: its CPU time grows, and it answers a shutdown request (its /sbin/poweroff prints).
+    let t0 = ctx.info(domid).ctx("info")?.cpu_time_ns;
+    wait_until("the restored guest's CPU time to grow", Duration::from_secs(30), || {
+        (ctx.info(domid).ok()?.cpu_time_ns > t0).then_some(())
+    })?;
     let reason = ctx.shutdown_and_wait(domid, EVENT).ctx("shutdown after restore")?;
     ensure(reason == Some(ShutdownReason::Poweroff), || format!("restored guest shut down with {reason:?}"))?;
+    wait_console(&name, "XENBOX-GUEST-POWEROFF", Duration::from_secs(10))?;
+    // And it is the same run of the guest, not a new boot: one boot (and marker) in its console,
+    // across the saves and restores.
+    let console = console_text(&name);
+    let boots = console.matches("XENBOX-GUEST-UP").count();
+    let markers = console.matches("XENBOX-MARKER before-save").count();
+    ensure(boots == 1 && markers == 1, || format!("{boots} boots, {markers} markers:\n{}", tail(&console, 20)))?;
 
     let _ = std::fs::remove_file(image);
     Ok(())
@@ -336,8 +376,9 @@ fn restore_of_an_xl_image(ctx: &Context) -> TestResult {
     let name = unique_name("xlsave");
     let mut guard = boot(ctx, &test_guest(&name, ""))?;
     let image = format!("/tmp/{name}.xlsave");
+    let watch = ctx.watch_domain(guard.domid()).ctx("watch")?;
     xl(&["save", &guard.domid().to_string(), &image])?;
-    wait_until("the saved domain to be gone", EVENT, || ctx.info(guard.domid()).is_err().then_some(()))?;
+    watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Death { .. })).ok_or("no death event after xl save")?;
     guard.disarm();
     let domid = ctx.restore_paused_as_saved(Path::new(&image)).ctx("restore_paused_as_saved")?;
     guard.replace(domid);
@@ -354,15 +395,30 @@ fn disk_from_xl_spec(ctx: &Context) -> TestResult {
     let img = format!("/tmp/{name}.img");
     let file = std::fs::File::create(&img).ctx("create image")?;
     file.set_len(64 << 20).ctx("size image")?;
+    // Words from dom0 1 MiB in, for the guest to read.
+    let from_dom0 = format!("FROM-DOM0-{}", std::process::id());
+    std::os::unix::fs::FileExt::write_all_at(&file, from_dom0.as_bytes(), 1 << 20).ctx("write image")?;
+    drop(file);
     let disk = DiskSpec::from_xl(&format!("format=raw,vdev=xvda,access=rw,target={img}")).ctx("parse disk spec")?;
-    let guard = boot(ctx, &test_guest(&name, "").disk(disk))?;
+    let guard = boot(ctx, &test_guest(&name, "xenbox.disk_io=1").disk(disk))?;
     let line = wait_console(&name, "XENBOX-GUEST-BLOCK xvda", Duration::from_secs(10))?;
     ensure(line.ends_with(" 131072"), || format!("guest sees {line:?}, expected 131072 sectors"))?;
+    let read = wait_console(&name, "XENBOX-GUEST-DISK-READ xvda", Duration::from_secs(10))?;
+    ensure(read.ends_with(&format!(" {from_dom0}")), || format!("the guest read {read:?}, dom0 wrote {from_dom0}"))?;
+    wait_console(&name, "XENBOX-GUEST-DISK-WROTE xvda", Duration::from_secs(10))?;
     let oracle = xl(&["block-list", &guard.domid().to_string()])?;
     ensure(oracle.lines().count() == 2, || format!("xl block-list: {oracle}"))?;
+    let watch = ctx.watch_domain(guard.domid()).ctx("watch")?;
     drop(guard);
+    watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Death { .. })).ok_or("no death event after destroy")?;
+    // What the guest wrote reached the file once the back end let go of it.
+    let want = b"XENBOX-GUEST-WROTE-xvda";
+    let written = wait_until("the guest's write to reach the image", Duration::from_secs(30), || {
+        let data = std::fs::read(&img).ok()?;
+        data.starts_with(want).then_some(())
+    });
     let _ = std::fs::remove_file(&img);
-    Ok(())
+    written
 }
 
 fn errors_are_specific(ctx: &Context) -> TestResult {
