@@ -112,6 +112,10 @@ impl EventRouter {
 }
 
 /// libxl's `event_occurs` hook: takes ownership of `event`.
+///
+/// # Safety
+/// Only libxl calls it, as registered by `Context::open`: `user` is that context's
+/// `EventRouter` (alive as long as the ctx), `event` null or a valid event handed over to us.
 pub(crate) unsafe extern "C" fn event_occurs(user: *mut c_void, event: *mut xen_sys::libxl_event) {
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: user is the EventRouter that Inner keeps alive for the ctx's whole life.
@@ -127,6 +131,10 @@ pub(crate) unsafe extern "C" fn event_occurs(user: *mut c_void, event: *mut xen_
 }
 
 /// libxl's `disaster` hook. Must not call libxl.
+///
+/// # Safety
+/// Only libxl calls it: `user` as for [`event_occurs`], `msg` null or a NUL-terminated string
+/// valid for the call.
 pub(crate) unsafe extern "C" fn event_disaster(
     user: *mut c_void,
     type_: xen_sys::libxl_event_type,
