@@ -419,6 +419,22 @@ impl SimHypervisor {
         self.park_if_killed(st);
     }
 
+    /// [`target`], except that a call an injected fault fails waits at its gate too.
+    fn target_gated(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, State>,
+        domid: DomId,
+        op: Op,
+        name: &'static str,
+    ) -> HvResult<Uuid> {
+        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid);
+        let result = target(st, domid, op, name);
+        if let (Err(_), Some(uuid)) = (&result, uuid) {
+            self.pass_gate(st, uuid, op);
+        }
+        result
+    }
+
     /// Panics if a panic was injected for this call.
     fn maybe_panic(st: &mut State, uuid: Uuid, op: Op) {
         if st.panics.remove(&(uuid, op)) {
@@ -598,7 +614,7 @@ impl Hypervisor for SimHypervisor {
     fn unpause(&self, domid: DomId) -> HvResult<()> {
         self.enter(Op::Unpause);
         let mut st = self.shared.state.lock();
-        let uuid = target(&mut st, domid, Op::Unpause, "unpause")?;
+        let uuid = self.target_gated(&mut st, domid, Op::Unpause, "unpause")?;
         if let Some(d) = st.domains.get_mut(&domid.get())
             && d.state == DomainState::Paused
         {
@@ -637,7 +653,7 @@ impl Hypervisor for SimHypervisor {
         self.enter(Op::Shutdown);
         let (behaviour, uuid) = {
             let mut st = self.shared.state.lock();
-            let uuid = target(&mut st, domid, Op::Shutdown, "shutdown")?;
+            let uuid = self.target_gated(&mut st, domid, Op::Shutdown, "shutdown")?;
             (Self::behaviour(&st, uuid), uuid)
         };
         if !behaviour.pv_drivers {
@@ -669,7 +685,7 @@ impl Hypervisor for SimHypervisor {
     fn destroy(&self, domid: DomId) -> HvResult<()> {
         self.enter(Op::Destroy);
         let mut st = self.shared.state.lock();
-        let uuid = target(&mut st, domid, Op::Destroy, "destroy")?;
+        let uuid = self.target_gated(&mut st, domid, Op::Destroy, "destroy")?;
         if Self::behaviour(&st, uuid).stuck_dying {
             // Xen cannot free it: it stays, dying, and no death event comes.
             if let Some(d) = st.domains.get_mut(&domid.get()) {
@@ -737,7 +753,7 @@ impl Hypervisor for SimHypervisor {
     fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
         self.enter(Op::Save);
         let mut st = self.shared.state.lock();
-        let uuid = target(&mut st, domid, Op::Save, "save")?;
+        let uuid = self.target_gated(&mut st, domid, Op::Save, "save")?;
         let text = format!("{SIM_IMAGE}\n{uuid}\n");
         std::fs::write(path, text).map_err(|source| Error::Io { op: "write save image", path: path.into(), source })?;
         // As xl save: suspended, then destroyed.
