@@ -230,16 +230,20 @@ fn a_domain_that_shut_down_while_the_daemon_was_down_is_never_published_running(
     let (uuid, first) = env.run_domain("web");
     env.stop();
     env.sim.guest_crash(DomId::new(first.domain_id));
-    // Every status write renames a new file into place: count them.
+    // Every status write renames a new file (its own temporary name) into place: count them.
+    // Moves away are watched too, so that no two moves into place follow each other in the
+    // queue (inotify merges identical events that do).
     let mut inotify = Inotify::init().unwrap();
-    inotify.watches().add(env.paths().domain_status_dir(), WatchMask::MOVED_TO).unwrap();
+    inotify.watches().add(env.paths().domain_status_dir(), WatchMask::MOVED_TO | WatchMask::MOVED_FROM).unwrap();
     let destroy = env.sim.gate(uuid, Op::Destroy);
     env.start();
     wait_held(&destroy, 1);
     let name = format!("{uuid}.json");
     let mut buffer = [0u8; 4096];
     let writes = match inotify.read_events(&mut buffer) {
-        Ok(events) => events.filter(|e| e.name.is_some_and(|n| n == name.as_str())).count(),
+        Ok(events) => events
+            .filter(|e| e.mask.contains(inotify::EventMask::MOVED_TO) && e.name.is_some_and(|n| n == name.as_str()))
+            .count(),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
         Err(e) => panic!("inotify: {e}"),
     };
