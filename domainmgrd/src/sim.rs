@@ -331,10 +331,16 @@ impl SimHypervisor {
         self.shut_down(domid.get(), ShutdownReason::Crash);
     }
 
-    /// Someone else (an operator with `xl destroy`) destroys the domain.
+    /// Someone else (an operator with `xl destroy`) destroys the domain (which a guest stuck
+    /// dying survives, dying).
     pub fn external_destroy(&self, domid: DomId) {
         let mut st = self.shared.state.lock();
-        if st.domains.remove(&domid.get()).is_some() {
+        let Some(uuid) = st.domains.get(&domid.get()).map(|d| d.spec.uuid) else { return };
+        if Self::behaviour(&st, uuid).stuck_dying {
+            if let Some(d) = st.domains.get_mut(&domid.get()) {
+                d.state = DomainState::Dying;
+            }
+        } else if st.domains.remove(&domid.get()).is_some() {
             emit(&st, domid.get(), DomainEvent::Death { domid });
         }
     }

@@ -344,6 +344,41 @@ fn a_poweroff_whose_events_are_lost_is_caught_by_the_poll() {
     assert!(env.sim.info_of(domid.get()).is_none());
 }
 
+/// The safety-net poll: a requested shutdown whose events are lost ends without waiting for
+/// the shutdown timeout.
+#[test]
+fn a_requested_shutdown_whose_events_are_lost_is_caught_by_the_poll() {
+    let mut env = Env::new();
+    env.flags.push(POLL_FOR_POLL_TESTS.into());
+    env.flags.push("timer.domain.shutdown:3600".into());
+    env.start();
+    let (uuid, st) = env.run_domain("web");
+    env.sim.lose_events(DomId::new(st.domain_id));
+    env.write_config(&config(uuid, "web", false));
+    let st = env.wait_status(uuid, "HALTED and released", |s| s.state == SwState::HALTED && s.domain_id == 0);
+    assert!(!st.activated && st.error.error.is_empty(), "{st:#?}");
+    assert_eq!((env.sim.calls(Op::Shutdown), env.sim.calls(Op::Destroy)), (1, 1));
+}
+
+/// The safety-net poll: a domain someone else is destroying is not reported running.
+#[test]
+fn a_domain_dying_by_someone_elses_hand_is_not_reported_running() {
+    let mut env = Env::new();
+    env.flags.push(POLL_FOR_POLL_TESTS.into());
+    env.start();
+    let uuid = Uuid::new_v4();
+    // It lingers, dying, with no death event, until Xen lets go of it.
+    env.sim.set_behaviour(uuid, Behaviour { stuck_dying: true, ..Behaviour::default() });
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.external_destroy(DomId::new(first.domain_id));
+    let st = env.wait_status(uuid, "the outside destroy noticed", |s| s.error.is_set());
+    assert!(st.error.error.contains("destroyed outside domainmgrd"), "{}", st.error.error);
+    assert_ne!(st.state, SwState::RUNNING, "{st:#?}");
+    env.sim.set_behaviour(uuid, Behaviour::default());
+    env.wait_status(uuid, "running again", |s| s.state == SwState::RUNNING && s.domain_id > first.domain_id);
+}
+
 #[test]
 fn a_config_that_becomes_invalid_leaves_the_running_domain_alone_until_activate_false() {
     let mut env = Env::new();

@@ -70,6 +70,9 @@ fn a_domain_thread_that_panics_is_started_again_and_adopts_its_domain() {
     assert!(!r.ok, "{r:?}");
     let crashed = env.wait_state(uuid, SwState::UNKNOWN);
     assert!(crashed.error.error.contains("internal error in domainmgrd"), "{}", crashed.error.error);
+    let listed = env.control(&Request::List).data;
+    let row = listed.as_array().unwrap().iter().find(|r| r["uuid"] == uuid.to_string()).cloned();
+    assert_eq!(row.map(|r| r["managed"].clone()), Some("UNKNOWN".into()), "domainctl list says so too: {listed}");
     // Once the supervisor has seen the thread end, it no longer manages the domain...
     env.wait_for("the thread to be gone", || {
         env.control(&Request::Status { domain: Some(uuid.to_string()) }).exit == 4

@@ -588,6 +588,7 @@ impl Supervisor {
         let (tx, rx) = crossbeam_channel::unbounded();
         let source = domain.source();
         let paths = Arc::clone(&self.shared.paths);
+        let registry = Arc::clone(&self.shared.registry);
         let thread_key = key.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("domain-{}", &key[..key.len().min(8)]))
@@ -597,7 +598,7 @@ impl Supervisor {
                 match run {
                     Ok(()) => Ended::Normally,
                     Err(panic) => {
-                        record_panic(&paths, &thread_key, panic.as_ref());
+                        record_panic(&paths, &registry, &thread_key, panic.as_ref());
                         Ended::Panicked
                     }
                 }
@@ -646,8 +647,9 @@ fn load(path: &Path, uuid: Uuid, bytes: &[u8]) -> Result<Loaded, String> {
     Ok(Loaded { config, translated, source: Source::Eve })
 }
 
-/// A domain thread panicked: say so in its status; the daemon and the domain carry on.
-fn record_panic(paths: &Paths, key: &str, panic: &(dyn std::any::Any + Send)) {
+/// A domain thread panicked: say so in its status (and in what `domainctl list` shows); the
+/// daemon and the domain carry on.
+fn record_panic(paths: &Paths, registry: &crate::metrics::Registry, key: &str, panic: &(dyn std::any::Any + Send)) {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -658,6 +660,11 @@ fn record_panic(paths: &Paths, key: &str, panic: &(dyn std::any::Any + Send)) {
         domain::read_status(paths, key).unwrap_or_else(|| domain::empty_status(key.parse().unwrap_or_default()));
     status.state = crate::eve::SwState::UNKNOWN;
     status.state_name = status.state.to_string();
+    if let Ok(uuid) = key.parse::<Uuid>()
+        && let Some(brief) = registry.write().get_mut(&uuid)
+    {
+        brief.state = status.state_name.clone();
+    }
     status.error =
         crate::eve::ErrorDescription::now(format!("internal error in domainmgrd: {what}"), "restart domainmgrd");
     if let Ok(bytes) = serde_json::to_vec_pretty(&status) {
