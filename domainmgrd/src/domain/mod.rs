@@ -18,7 +18,10 @@
 //! Inputs are commands from the supervisor (new config, delete, stop), domain events from the
 //! hypervisor (shutdown with reason, death), and timers (boot retry, halt deadlines, the
 //! safety-net poll). `Stop` leaves the domain exactly as it is: stopping the daemon never stops
-//! a domain.
+//! a domain. Only a delete, an operator's stop or a config saying `Activate=false` halts a
+//! running domain; a config that cannot be read or used leaves it running, with the error in
+//! its status. `Activated` is true from the end of a boot until the domain is gone (EVE's
+//! meaning: through HALTING and BROKEN).
 
 use std::path::PathBuf;
 use std::sync::Arc;
