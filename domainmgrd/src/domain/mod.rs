@@ -897,17 +897,19 @@ impl Domain {
     }
 
     /// Deleted and gone (or forgotten): remove what we published about it.
+    /// The status file goes last: to its readers (zedmanager) its removal means everything
+    /// else about the domain is gone too; the waiting requests hear of it after that.
     fn finish(&mut self) {
-        for w in std::mem::take(&mut self.waiters) {
-            self.report(&w.reply, w.since, !self.forget, "removed");
-        }
         let paths = &self.shared.paths;
-        let _ = files::remove_if_exists(&paths.status_file(&self.key));
         if let Some(d) = &self.desired {
             let _ = files::remove_if_exists(&paths.xl_cfg_file(d.config.app_num));
         }
         let _ = paths.clear_marker(self.uuid);
         self.shared.registry.write().remove(&self.uuid);
+        let _ = files::remove_if_exists(&paths.status_file(&self.key));
+        for w in std::mem::take(&mut self.waiters) {
+            self.report(&w.reply, w.since, !self.forget, "removed");
+        }
         log::info!("{} ({}): removed", self.name(), self.domain_name());
     }
 }
