@@ -428,12 +428,12 @@ fn daemon_sees_guest_poweroff(ctx: &Context) -> TestResult {
     let uuid = xenctl::Uuid::new_v4().to_string();
     // The guest powers itself off, 5 s after its init starts: nobody asks it to.
     daemon.write_config(&eve_config(&uuid, "dm-poweroff", 102, true, "xenbox.poweroff_after=5"))?;
-    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
-    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
-    let domid = DomId::new(st["DomainId"].as_u64().unwrap_or_default() as u32);
-    // RUNNING is written at the unpause, seconds before the guest's kernel has booted; a watch
-    // armed late would still report the shutdown (libxl reports one that already happened).
+    // Watched from while it is being created (paused): its poweroff cannot come before.
+    let name = format!("{uuid}.1.102");
+    let domid = wait_until("the domain to be created", BOOT, || ctx.domid_of(&name).ok().flatten())?;
     let watch = ctx.watch_domain(domid).ctx("watch")?;
+    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
+    ensure(st["DomainId"].as_u64() == Some(u64::from(domid.get())), || format!("{st}"))?;
     let ev = watch.wait_for(BOOT, |e| matches!(e, DomainEvent::Shutdown { .. })).ok_or("no shutdown event")?;
     let seen = Instant::now();
     ensure(ev == DomainEvent::Shutdown { domid, reason: ShutdownReason::Poweroff }, || format!("{ev:?}"))?;
