@@ -189,8 +189,14 @@ impl Drop for Server {
 }
 
 fn serve(conn: UnixStream, supervisor: &Sender<ControlMsg>) {
+    // The request is read even when it is refused: a client still writing it to a socket
+    // closed under it would see a broken pipe instead of the refusal.
+    let request = read_request(&conn);
     let response = match rustix::net::sockopt::socket_peercred(&conn) {
-        Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => handle(&conn, supervisor),
+        Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => match request {
+            Ok(request) => handle(request, supervisor),
+            Err(e) => Response::error(e),
+        },
         Ok(cred) => {
             log::warn!(
                 "control socket: refused a request from uid {} (pid {})",
@@ -208,16 +214,14 @@ fn serve(conn: UnixStream, supervisor: &Sender<ControlMsg>) {
     }
 }
 
-fn handle(conn: &UnixStream, supervisor: &Sender<ControlMsg>) -> Response {
+fn read_request(conn: &UnixStream) -> Result<Request, String> {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
-    if let Err(e) = BufReader::new(conn).take(1 << 20).read_line(&mut line) {
-        return Response::error(format!("reading the request: {e}"));
-    }
-    let request: Request = match serde_json::from_str(&line) {
-        Ok(r) => r,
-        Err(e) => return Response::error(format!("not a request: {e}")),
-    };
+    BufReader::new(conn).take(1 << 20).read_line(&mut line).map_err(|e| format!("reading the request: {e}"))?;
+    serde_json::from_str(&line).map_err(|e| format!("not a request: {e}"))
+}
+
+fn handle(request: Request, supervisor: &Sender<ControlMsg>) -> Response {
     log::debug!("control: {request:?}");
     let (tx, rx) = crossbeam_channel::bounded(1);
     if supervisor.send(ControlMsg { request, reply: tx }).is_err() {

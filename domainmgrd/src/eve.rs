@@ -446,7 +446,9 @@ pub struct DomainStatus {
     /// `State`'s name (not in EVE's struct; Go readers ignore it).
     #[serde(rename = "StateName")]
     pub state_name: String,
-    /// Whether it has been activated (booted) under the current config.
+    /// EVE's meaning: true from the end of a boot until the domain is gone (so still while
+    /// HALTING, and when a halt fails, BROKEN); zedmanager waits for false before it tears
+    /// down the domain's networks and volumes.
     #[serde(rename = "Activated")]
     pub activated: bool,
     /// From the config.

@@ -11,6 +11,14 @@
 //! calls ([`SimHypervisor::set_delay`]), and killed clients ([`SimHypervisor::kill_client`]):
 //! every call of a killed client blocks forever, the way a daemon killed with SIGKILL in the
 //! middle of a call never continues, while what the hypervisor already did stays done.
+//!
+//! What tests can synchronise on, instead of sleeping: [`Gate`]s ([`SimHypervisor::gate`]) hold
+//! a guest's calls of one kind just before they return, after their effect (a slow libxl call
+//! whose work is done but whose caller has not heard yet), until the test opens them, and say
+//! how many calls they hold; [`SimHypervisor::parked_calls`] counts the calls of killed clients
+//! that are parked for good. Tests can also lose a domain's events
+//! ([`SimHypervisor::lose_events`]), as a missed event would, and make a call panic in the
+//! caller's thread ([`SimHypervisor::inject_panic`]), as a bug in the daemon would.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -36,11 +44,15 @@ pub struct Behaviour {
     pub honours_shutdown: bool,
     /// How long it takes to power off once asked.
     pub shutdown_delay: Duration,
+    /// Whether a destroy leaves it dying for good (a domain Xen cannot free, e.g. held by a
+    /// stuck backend): it stays listed as dying and no death event comes, until a destroy made
+    /// after this is set back to false.
+    pub stuck_dying: bool,
 }
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Behaviour { pv_drivers: true, honours_shutdown: true, shutdown_delay: Duration::ZERO }
+        Behaviour { pv_drivers: true, honours_shutdown: true, shutdown_delay: Duration::ZERO, stuck_dying: false }
     }
 }
 
@@ -112,6 +124,21 @@ struct State {
     pci_devices: HashSet<Bdf>,
     pciback: HashSet<Bdf>,
     sysrqs: Vec<(DomId, char)>,
+    gates: HashMap<(Uuid, Op), GateState>,
+    /// Calls of killed clients parked for good.
+    parked: usize,
+    /// Domains whose events are lost.
+    lost_events: HashSet<u32>,
+    /// Calls that panic in the caller's thread.
+    panics: HashSet<(Uuid, Op)>,
+}
+
+/// A gate's state: while closed, the guest's calls of its kind wait before returning.
+#[derive(Debug, Default)]
+struct GateState {
+    open: bool,
+    /// Calls waiting at it now.
+    held: usize,
 }
 
 /// The first line of a simulated save image.
@@ -121,6 +148,8 @@ struct Shared {
     state: Mutex<State>,
     /// Parks the calls of killed clients (never notified for them).
     parked: Condvar,
+    /// Wakes the calls held at gates, and the tests waiting for them.
+    gates: Condvar,
     next_id: AtomicU64,
 }
 
@@ -166,7 +195,12 @@ impl SimHypervisor {
             },
         );
         SimHypervisor {
-            shared: Arc::new(Shared { state: Mutex::new(state), parked: Condvar::new(), next_id: AtomicU64::new(1) }),
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                parked: Condvar::new(),
+                gates: Condvar::new(),
+                next_id: AtomicU64::new(1),
+            }),
             client: 0,
         }
     }
@@ -184,6 +218,30 @@ impl SimHypervisor {
     /// Kills a connection: its calls in flight and all later ones block forever.
     pub fn kill_client(&self, client: u64) {
         self.shared.state.lock().killed.insert(client);
+    }
+
+    /// How many calls of killed clients are parked for good (they never return).
+    pub fn parked_calls(&self) -> usize {
+        self.shared.state.lock().parked
+    }
+
+    /// Closes a gate on the calls of `op` for the guest with `uuid` (`Create`, `Unpause`,
+    /// `Shutdown`, `Destroy` or `Save`): each such call does its work (or fails), then waits
+    /// before returning until the gate opens. The gate opens when dropped.
+    pub fn gate(&self, uuid: Uuid, op: Op) -> Gate {
+        self.shared.state.lock().gates.insert((uuid, op), GateState::default());
+        Gate { shared: Arc::clone(&self.shared), key: (uuid, op) }
+    }
+
+    /// Loses every event of the domain `domid` from now on (as a missed event would be).
+    pub fn lose_events(&self, domid: DomId) {
+        self.shared.state.lock().lost_events.insert(domid.get());
+    }
+
+    /// Makes the next call of `op` for the guest with `uuid` panic in the caller's thread
+    /// before doing anything (`Create` and the calls on an existing domain that take faults).
+    pub fn inject_panic(&self, uuid: Uuid, op: Op) {
+        self.shared.state.lock().panics.insert((uuid, op));
     }
 
     /// Sets how the guest with `uuid` behaves (before or after it is created).
@@ -273,10 +331,16 @@ impl SimHypervisor {
         self.shut_down(domid.get(), ShutdownReason::Crash);
     }
 
-    /// Someone else (an operator with `xl destroy`) destroys the domain.
+    /// Someone else (an operator with `xl destroy`) destroys the domain (which a guest stuck
+    /// dying survives, dying).
     pub fn external_destroy(&self, domid: DomId) {
         let mut st = self.shared.state.lock();
-        if st.domains.remove(&domid.get()).is_some() {
+        let Some(uuid) = st.domains.get(&domid.get()).map(|d| d.spec.uuid) else { return };
+        if Self::behaviour(&st, uuid).stuck_dying {
+            if let Some(d) = st.domains.get_mut(&domid.get()) {
+                d.state = DomainState::Dying;
+            }
+        } else if st.domains.remove(&domid.get()).is_some() {
             emit(&st, domid.get(), DomainEvent::Death { domid });
         }
     }
@@ -333,8 +397,54 @@ impl SimHypervisor {
     }
 
     fn park_if_killed(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        if !st.killed.contains(&self.client) {
+            return;
+        }
+        st.parked += 1;
         while st.killed.contains(&self.client) {
             self.shared.parked.wait(st);
+        }
+    }
+
+    /// Waits at the gate on `op` for `uuid`, if one is closed; then parks if killed meanwhile.
+    fn pass_gate(&self, st: &mut parking_lot::MutexGuard<'_, State>, uuid: Uuid, op: Op) {
+        let key = (uuid, op);
+        if st.gates.get(&key).is_some_and(|g| !g.open) {
+            if let Some(g) = st.gates.get_mut(&key) {
+                g.held += 1;
+            }
+            self.shared.gates.notify_all();
+            while st.gates.get(&key).is_some_and(|g| !g.open) {
+                self.shared.gates.wait(st);
+            }
+            if let Some(g) = st.gates.get_mut(&key) {
+                g.held -= 1;
+            }
+            self.shared.gates.notify_all();
+        }
+        self.park_if_killed(st);
+    }
+
+    /// [`target`], except that a call an injected fault fails waits at its gate too.
+    fn target_gated(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, State>,
+        domid: DomId,
+        op: Op,
+        name: &'static str,
+    ) -> HvResult<Uuid> {
+        let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid);
+        let result = target(st, domid, op, name);
+        if let (Err(_), Some(uuid)) = (&result, uuid) {
+            self.pass_gate(st, uuid, op);
+        }
+        result
+    }
+
+    /// Panics if a panic was injected for this call.
+    fn maybe_panic(st: &mut State, uuid: Uuid, op: Op) {
+        if st.panics.remove(&(uuid, op)) {
+            panic!("injected panic in {op:?} of {uuid}");
         }
     }
 
@@ -372,6 +482,7 @@ fn new_domain(st: &mut State, spec: &DomainSpec, state: DomainState) -> DomId {
 /// The UUID of an existing domain that `op` is called on, after any injected fault.
 fn target(st: &mut State, domid: DomId, op: Op, name: &'static str) -> HvResult<Uuid> {
     let uuid = st.domains.get(&domid.get()).map(|d| d.spec.uuid).ok_or_else(|| not_found(name, domid))?;
+    SimHypervisor::maybe_panic(st, uuid, op);
     if SimHypervisor::take_fault(st, uuid, op) {
         return Err(failed(name, Subject::Domain(domid)));
     }
@@ -379,6 +490,9 @@ fn target(st: &mut State, domid: DomId, op: Op, name: &'static str) -> HvResult<
 }
 
 fn emit(st: &State, domid: u32, event: DomainEvent) {
+    if st.lost_events.contains(&domid) {
+        return;
+    }
     for (watched, tx) in st.watches.values() {
         if *watched == domid {
             // Unbounded channel: never blocks; a gone receiver is fine.
@@ -422,46 +536,98 @@ impl Drop for SimWatch {
     }
 }
 
+/// A closed gate on one guest's calls of one kind (see [`SimHypervisor::gate`]); opens when
+/// dropped.
+pub struct Gate {
+    shared: Arc<Shared>,
+    key: (Uuid, Op),
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").field("uuid", &self.key.0).field("op", &self.key.1).finish()
+    }
+}
+
+impl Gate {
+    /// How many calls wait at the gate now.
+    pub fn held(&self) -> usize {
+        self.shared.state.lock().gates.get(&self.key).map_or(0, |g| g.held)
+    }
+
+    /// Waits until at least `n` calls wait at the gate; false if that did not happen within
+    /// `timeout`.
+    pub fn wait_held(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = self.shared.state.lock();
+        while st.gates.get(&self.key).map_or(0, |g| g.held) < n {
+            if self.shared.gates.wait_until(&mut st, deadline).timed_out() {
+                return st.gates.get(&self.key).map_or(0, |g| g.held) >= n;
+            }
+        }
+        true
+    }
+
+    /// Lets the held calls and all later ones through.
+    pub fn open(&self) {
+        if let Some(g) = self.shared.state.lock().gates.get_mut(&self.key) {
+            g.open = true;
+        }
+        self.shared.gates.notify_all();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.shared.state.lock().gates.remove(&self.key);
+        self.shared.gates.notify_all();
+    }
+}
+
 impl Hypervisor for SimHypervisor {
     fn create_paused(&self, spec: &DomainSpec) -> HvResult<DomId> {
         spec.validate()?;
-        let domid = {
+        let created = {
             let mut st = self.shared.state.lock();
             self.park_if_killed(&mut st);
             *st.calls.entry(Op::Create).or_default() += 1;
+            Self::maybe_panic(&mut st, spec.uuid, Op::Create);
             let subject = || Subject::Named(spec.name.clone());
             if st.domains.values().any(|d| d.spec.name == spec.name) {
-                return Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_INVAL });
-            }
-            if Self::take_fault(&mut st, spec.uuid, Op::Create) {
-                return Err(failed("create", subject()));
-            }
-            // As libxl: a passed-through device must be assignable and not already in use.
-            for p in &spec.pcis {
+                Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_INVAL })
+            } else if Self::take_fault(&mut st, spec.uuid, Op::Create) {
+                Err(failed("create", subject()))
+            } else if spec.pcis.iter().any(|p| {
+                // As libxl: a passed-through device must be assignable and not already in use.
                 let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|q| q.bdf == p.bdf));
-                if !st.pciback.contains(&p.bdf) || in_use {
-                    return Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_FAIL });
-                }
+                !st.pciback.contains(&p.bdf) || in_use
+            }) {
+                Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_FAIL })
+            } else {
+                Ok(new_domain(&mut st, spec, DomainState::Paused))
             }
-            new_domain(&mut st, spec, DomainState::Paused)
         };
         // A slow create: the domain already exists, paused, while libxl builds it.
-        self.delay(Op::Create);
+        if created.is_ok() {
+            self.delay(Op::Create);
+        }
         let mut st = self.shared.state.lock();
+        self.pass_gate(&mut st, spec.uuid, Op::Create);
         self.park_if_killed(&mut st);
-        Ok(domid)
+        created
     }
 
     fn unpause(&self, domid: DomId) -> HvResult<()> {
         self.enter(Op::Unpause);
         let mut st = self.shared.state.lock();
-        target(&mut st, domid, Op::Unpause, "unpause")?;
+        let uuid = self.target_gated(&mut st, domid, Op::Unpause, "unpause")?;
         if let Some(d) = st.domains.get_mut(&domid.get())
             && d.state == DomainState::Paused
         {
             d.state = DomainState::Blocked;
             d.ever_unpaused = true;
         }
+        self.pass_gate(&mut st, uuid, Op::Unpause);
         Ok(())
     }
 
@@ -493,13 +659,14 @@ impl Hypervisor for SimHypervisor {
         self.enter(Op::Shutdown);
         let (behaviour, uuid) = {
             let mut st = self.shared.state.lock();
-            let uuid = target(&mut st, domid, Op::Shutdown, "shutdown")?;
+            let uuid = self.target_gated(&mut st, domid, Op::Shutdown, "shutdown")?;
             (Self::behaviour(&st, uuid), uuid)
         };
         if !behaviour.pv_drivers {
             return Err(Error::NoPvDrivers { op: "shutdown", domid });
         }
         self.schedule_poweroff(domid, uuid, behaviour);
+        self.pass_gate(&mut self.shared.state.lock(), uuid, Op::Shutdown);
         Ok(())
     }
 
@@ -524,9 +691,17 @@ impl Hypervisor for SimHypervisor {
     fn destroy(&self, domid: DomId) -> HvResult<()> {
         self.enter(Op::Destroy);
         let mut st = self.shared.state.lock();
-        target(&mut st, domid, Op::Destroy, "destroy")?;
-        st.domains.remove(&domid.get());
-        emit(&st, domid.get(), DomainEvent::Death { domid });
+        let uuid = self.target_gated(&mut st, domid, Op::Destroy, "destroy")?;
+        if Self::behaviour(&st, uuid).stuck_dying {
+            // Xen cannot free it: it stays, dying, and no death event comes.
+            if let Some(d) = st.domains.get_mut(&domid.get()) {
+                d.state = DomainState::Dying;
+            }
+        } else {
+            st.domains.remove(&domid.get());
+            emit(&st, domid.get(), DomainEvent::Death { domid });
+        }
+        self.pass_gate(&mut st, uuid, Op::Destroy);
         Ok(())
     }
 
@@ -584,13 +759,14 @@ impl Hypervisor for SimHypervisor {
     fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
         self.enter(Op::Save);
         let mut st = self.shared.state.lock();
-        let uuid = target(&mut st, domid, Op::Save, "save")?;
+        let uuid = self.target_gated(&mut st, domid, Op::Save, "save")?;
         let text = format!("{SIM_IMAGE}\n{uuid}\n");
         std::fs::write(path, text).map_err(|source| Error::Io { op: "write save image", path: path.into(), source })?;
         // As xl save: suspended, then destroyed.
         emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });
         st.domains.remove(&domid.get());
         emit(&st, domid.get(), DomainEvent::Death { domid });
+        self.pass_gate(&mut st, uuid, Op::Save);
         Ok(())
     }
 
@@ -762,24 +938,88 @@ mod tests {
     #[test]
     fn a_killed_client_never_returns_but_its_work_stays_done() {
         let sim = SimHypervisor::new();
-        sim.set_delay(Op::Create, Duration::from_millis(200));
         let client = sim.client();
         let s = spec("half");
+        let gate = sim.gate(s.uuid, Op::Create);
         let (tx, rx) = crossbeam_channel::unbounded();
         let c = client.clone();
         let s2 = s.clone();
         std::thread::spawn(move || {
             let _ = tx.send(c.create_paused(&s2));
         });
-        // Wait until the domain exists (the create is in flight), then kill the client.
-        while sim.domains_of(s.uuid).is_empty() {
+        // The create is in flight: the domain exists, the call has not returned. Kill the
+        // client, then let the call go on: it parks for good instead of returning.
+        assert!(gate.wait_held(1, Duration::from_secs(20)));
+        sim.kill_client(client.client_id());
+        gate.open();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sim.parked_calls() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the killed call never parked");
             std::thread::yield_now();
         }
-        sim.kill_client(client.client_id());
-        assert!(rx.recv_timeout(Duration::from_millis(600)).is_err(), "the killed call must not return");
+        assert!(rx.try_recv().is_err(), "the killed call must not return");
         let left = sim.domains_of(s.uuid);
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].state, DomainState::Paused);
         assert!(!left[0].ever_unpaused);
+    }
+
+    #[test]
+    fn a_gate_holds_calls_after_their_effect_until_opened() {
+        let sim = SimHypervisor::new();
+        let s = spec("gated");
+        let d = sim.create_paused(&s).unwrap();
+        let gate = sim.gate(s.uuid, Op::Destroy);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _w = sim.watch(d, tx).unwrap();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let s2 = sim.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(s2.destroy(d));
+        });
+        assert!(gate.wait_held(1, Duration::from_secs(20)));
+        assert_eq!(gate.held(), 1);
+        // Its work is done (the domain is gone and its death reported), the caller waits.
+        assert!(sim.info_of(d.get()).is_none());
+        assert_eq!(rx.try_recv(), Ok(DomainEvent::Death { domid: d }));
+        assert!(done_rx.try_recv().is_err());
+        gate.open();
+        assert!(done_rx.recv_timeout(Duration::from_secs(20)).unwrap().is_ok());
+        assert_eq!(gate.held(), 0);
+    }
+
+    #[test]
+    fn a_domain_stuck_dying_stays_until_a_later_destroy() {
+        let sim = SimHypervisor::new();
+        let s = spec("zombie");
+        sim.set_behaviour(s.uuid, Behaviour { stuck_dying: true, ..Behaviour::default() });
+        let d = sim.create_paused(&s).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _w = sim.watch(d, tx).unwrap();
+        sim.destroy(d).unwrap();
+        assert_eq!(sim.info(d).unwrap().map(|i| i.state), Some(DomainState::Dying));
+        assert!(rx.try_recv().is_err(), "no death event");
+        sim.set_behaviour(s.uuid, Behaviour::default());
+        sim.destroy(d).unwrap();
+        assert_eq!(sim.info(d).unwrap(), None);
+        assert_eq!(rx.try_recv(), Ok(DomainEvent::Death { domid: d }));
+    }
+
+    #[test]
+    fn lost_events_are_not_delivered_and_injected_panics_panic_once() {
+        let sim = SimHypervisor::new();
+        let s = spec("quiet");
+        let d = sim.create_paused(&s).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _w = sim.watch(d, tx).unwrap();
+        sim.lose_events(d);
+        sim.guest_poweroff(d);
+        assert_eq!(sim.info(d).unwrap().map(|i| i.state), Some(DomainState::Shutdown(ShutdownReason::Poweroff)));
+        assert!(rx.try_recv().is_err());
+
+        sim.inject_panic(s.uuid, Op::Sysrq);
+        let s2 = sim.clone();
+        assert!(std::thread::spawn(move || s2.sysrq(d, 's')).join().is_err(), "the call panics");
+        assert!(sim.sysrq(d, 's').is_ok(), "once");
     }
 }

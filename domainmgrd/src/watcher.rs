@@ -6,6 +6,10 @@
 //! the form `<uuid>.json` (editors' swap and backup files, hidden and temporary files are
 //! ignored). Removals are reported as such; the supervisor waits a moment before believing them,
 //! because editors replace a file by moving it away and writing a new one.
+//!
+//! The config directory itself may go away (zedmanager's `/run/zedmanager` being cleaned up):
+//! that is reported as a rescan (every config is gone), and its parent is watched so that the
+//! watch is set again, with another rescan, as soon as the directory comes back.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -79,14 +83,7 @@ impl Watcher {
     ) -> std::io::Result<Watcher> {
         std::fs::create_dir_all(wake_dir)?;
         let inotify = Inotify::init()?;
-        let config_wd = inotify.watches().add(
-            config_dir,
-            WatchMask::CLOSE_WRITE
-                | WatchMask::MOVED_TO
-                | WatchMask::MOVED_FROM
-                | WatchMask::DELETE
-                | WatchMask::DELETE_SELF,
-        )?;
+        let config_wd = inotify.watches().add(config_dir, CONFIG_MASK)?;
         let mut files: Vec<(WatchDescriptor, std::ffi::OsString, Change)> = Vec::new();
         for (file, change) in others {
             let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -105,11 +102,19 @@ impl Watcher {
             _ => None,
         };
         let wake_wd = inotify.watches().add(wake_dir, WatchMask::CREATE)?;
+        // Last, and added to what else is watched there: a directory has one watch.
+        let parent = config_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let config_dir = ConfigDir {
+            wd: Some(config_wd),
+            path: config_dir.to_path_buf(),
+            parent: inotify.watches().add(parent, WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MASK_ADD)?,
+            name: config_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("config-watcher".into())
-            .spawn(move || run(inotify, config_wd, auto, files, wake_wd, thread_stop, tx))?;
+            .spawn(move || run(inotify, config_dir, auto, files, wake_wd, thread_stop, tx))?;
         Ok(Watcher { stop, wake_dir: wake_dir.to_path_buf(), thread: Some(thread) })
     }
 
@@ -125,9 +130,24 @@ impl Watcher {
     }
 }
 
+/// What the config directory's watch reports.
+const CONFIG_MASK: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::DELETE_SELF);
+
+/// The config directory's watch (none while the directory is gone), and its parent's.
+struct ConfigDir {
+    wd: Option<WatchDescriptor>,
+    path: PathBuf,
+    parent: WatchDescriptor,
+    name: std::ffi::OsString,
+}
+
 fn run(
     mut inotify: Inotify,
-    config_wd: WatchDescriptor,
+    mut config_dir: ConfigDir,
     auto: Option<(WatchDescriptor, PathBuf)>,
     files: Vec<(WatchDescriptor, std::ffi::OsString, Change)>,
     wake_wd: WatchDescriptor,
@@ -151,9 +171,20 @@ fn run(
                 Some(Change::Rescan)
             } else if event.wd == wake_wd {
                 None
-            } else if event.wd == config_wd {
+            } else if event.wd == config_dir.parent && event.name == Some(config_dir.name.as_os_str()) {
+                // The config directory (re)appeared: watch it again and read what is in it.
+                match inotify.watches().add(&config_dir.path, CONFIG_MASK) {
+                    Ok(wd) => {
+                        log::info!("the config directory {} is back", config_dir.path.display());
+                        config_dir.wd = Some(wd);
+                    }
+                    Err(e) => log::error!("cannot watch {}: {e}; relying on rescans", config_dir.path.display()),
+                }
+                Some(Change::Rescan)
+            } else if Some(&event.wd) == config_dir.wd.as_ref() {
                 if event.mask.intersects(EventMask::DELETE_SELF | EventMask::IGNORED) {
-                    log::warn!("the config directory went away; relying on periodic rescans");
+                    log::warn!("the config directory went away; watching for it to come back");
+                    config_dir.wd = None;
                     Some(Change::Rescan)
                 } else {
                     event.name.and_then(config_key).map(|key| {
@@ -164,6 +195,10 @@ fn run(
                         }
                     })
                 }
+            } else if event.mask.contains(EventMask::CREATE) {
+                // Only the config directory's parent asks for creations; a file is not
+                // complete when it is created.
+                None
             } else if let Some((_, dir)) = auto.as_ref().filter(|(wd, _)| *wd == event.wd) {
                 event.name.filter(|n| is_auto_config(n)).map(|n| {
                     let path = dir.join(n);
@@ -249,7 +284,29 @@ mod tests {
         assert_eq!(next(), Change::AutoGone(auto.join("web.cfg")));
         std::fs::remove_file(cfg.join(format!("{KEY}.json"))).unwrap();
         assert_eq!(next(), Change::ConfigGone(KEY.into()));
-        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "nothing else");
+        // Nothing else came in between: the next change is the one made next (inotify keeps
+        // the order).
+        std::fs::write(&settings, b"{}").unwrap();
+        assert_eq!(next(), Change::Settings, "nothing else");
+        w.stop();
+    }
+
+    #[test]
+    fn a_config_directory_that_comes_back_is_watched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("DomainConfig");
+        std::fs::create_dir_all(&cfg).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let w = Watcher::start(&cfg, None, &[], &dir.path().join("wake"), tx).unwrap();
+        let next = || rx.recv_timeout(Duration::from_secs(5)).unwrap();
+
+        std::fs::remove_dir(&cfg).unwrap();
+        assert_eq!(next(), Change::Rescan, "gone: every config is gone");
+        std::fs::create_dir(&cfg).unwrap();
+        assert_eq!(next(), Change::Rescan, "back: read what it holds");
+        std::fs::write(cfg.join(format!("{KEY}.json")), b"{}").unwrap();
+        let first_other = std::iter::from_fn(|| Some(next())).find(|c| *c != Change::Rescan);
+        assert_eq!(first_other, Some(Change::Config(KEY.into())), "a config written into it is seen");
         w.stop();
     }
 }

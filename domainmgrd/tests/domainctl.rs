@@ -108,7 +108,14 @@ fn a_user_other_than_root_is_refused() {
     }
     let exe = env.dir.path().join("domainctl");
     std::fs::copy(env!("CARGO_BIN_EXE_domainctl"), &exe).unwrap();
-    let out = Command::new(&exe).arg("--socket").arg(&s).arg("list").uid(65534).gid(65534).output().unwrap();
+    // A process another test forks while the copy is still open for writing holds it open
+    // until it execs: ETXTBSY for that moment.
+    let out = loop {
+        match Command::new(&exe).arg("--socket").arg(&s).arg("list").uid(65534).gid(65534).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => std::thread::yield_now(),
+            other => break other.unwrap(),
+        }
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert_eq!(stderr.trim(), "domainctl: only root may control domainmgrd");

@@ -1,9 +1,13 @@
 //! The domain lifecycle, driven through DomainConfig files against the simulated hypervisor:
-//! every transition of domain.rs's state machine and each injected fault.
+//! every transition of domain.rs's state machine and each injected fault. The safety-net poll
+//! is off (an hour) except in the tests of the poll itself: events drive everything else.
+
+// Test helpers below fail by panicking, which is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::time::Duration;
+use std::time::Instant;
 
 use common::*;
 use domainmgrd::eve::SwState;
@@ -156,12 +160,12 @@ fn guest_poweroff_is_halted_then_booted_again_after_the_retry_timer() {
 #[test]
 fn guest_reboot_recreates_it_with_a_new_domid() {
     let mut env = Env::new();
+    // A reboot is not a stop: it must not wait for the boot retry timer.
+    env.flags.push("timer.boot.retry:3600".into());
     env.start();
     let (uuid, first) = env.run_domain("web");
     env.sim.guest_reboot(DomId::new(first.domain_id));
-    let again = env.wait_status_within(uuid, "rebooted", Duration::from_secs(5), |s| {
-        s.state == SwState::RUNNING && s.domain_id > first.domain_id
-    });
+    let again = env.wait_status(uuid, "rebooted", |s| s.state == SwState::RUNNING && s.domain_id > first.domain_id);
     assert_eq!(env.sim.domains_of(uuid).len(), 1);
     assert_eq!(again.error.error, "");
     assert!(env.sim.info_of(first.domain_id).is_none());
@@ -262,7 +266,14 @@ fn editor_and_temp_files_are_never_read_and_an_editor_replace_is_not_a_delete() 
     std::fs::rename(env.config_path(uuid), dir.join(format!("{uuid}.json~"))).unwrap();
     env.write_config(&config(uuid, "web-renamed", true));
     let st = env.wait_status(uuid, "renamed", |s| s.display_name == "web-renamed");
-    std::thread::sleep(Duration::from_millis(600)); // past the removal grace
+    // The removal was reported before the new file (one queue), so its grace has run out by
+    // this deadline; then a round trip makes sure the supervisor settled it.
+    let settled_by = Instant::now() + REMOVAL_GRACE;
+    env.wait_for("the removal grace to run out", || Instant::now() >= settled_by);
+    env.supervisor_round_trip();
+    // The domain thread handles its commands in order: a delete would come before this.
+    let r = env.start_request(&uuid.to_string());
+    assert_eq!(r.data["outcome"], format!("already running as domain {}", first.domain_id), "{r:?}");
     let st2 = env.status(uuid).unwrap();
     assert_eq!((st.domain_id, st2.domain_id, st2.state), (first.domain_id, first.domain_id, SwState::RUNNING));
 }
@@ -305,12 +316,118 @@ fn settings_come_from_a_file_and_flags_win() {
     env.daemon = None;
 }
 
+/// The safety-net poll: a pause has no event, so the poll is what notices it.
 #[test]
-fn paused_domains_from_an_operator_are_reported_paused() {
+fn paused_domains_from_an_operator_are_reported_paused_by_the_poll() {
     let mut env = Env::new();
+    env.flags.push(POLL_FOR_POLL_TESTS.into());
     env.start();
     let (uuid, st) = env.run_domain("web");
     env.sim.operator_pause(DomId::new(st.domain_id));
     env.wait_state(uuid, SwState::PAUSED);
     assert_eq!(env.sim.domains_of(uuid)[0].state, DomainState::Paused);
+}
+
+/// The safety-net poll: a poweroff whose events are lost is still noticed.
+#[test]
+fn a_poweroff_whose_events_are_lost_is_caught_by_the_poll() {
+    let mut env = Env::new();
+    env.flags.push(POLL_FOR_POLL_TESTS.into());
+    env.flags.push("timer.boot.retry:3600".into());
+    env.start();
+    let (uuid, st) = env.run_domain("web");
+    let domid = DomId::new(st.domain_id);
+    env.sim.lose_events(domid);
+    env.sim.guest_poweroff(domid);
+    let st = env.wait_status(uuid, "HALTED and released", |s| s.state == SwState::HALTED && s.domain_id == 0);
+    assert!(!st.activated && st.error.error.is_empty(), "{st:#?}");
+    assert!(env.sim.info_of(domid.get()).is_none());
+}
+
+/// The safety-net poll: a requested shutdown whose events are lost ends without waiting for
+/// the shutdown timeout.
+#[test]
+fn a_requested_shutdown_whose_events_are_lost_is_caught_by_the_poll() {
+    let mut env = Env::new();
+    env.flags.push(POLL_FOR_POLL_TESTS.into());
+    env.flags.push("timer.domain.shutdown:3600".into());
+    env.start();
+    let (uuid, st) = env.run_domain("web");
+    env.sim.lose_events(DomId::new(st.domain_id));
+    env.write_config(&config(uuid, "web", false));
+    let st = env.wait_status(uuid, "HALTED and released", |s| s.state == SwState::HALTED && s.domain_id == 0);
+    assert!(!st.activated && st.error.error.is_empty(), "{st:#?}");
+    assert_eq!((env.sim.calls(Op::Shutdown), env.sim.calls(Op::Destroy)), (1, 1));
+}
+
+/// The safety-net poll: a domain someone else is destroying is not reported running.
+#[test]
+fn a_domain_dying_by_someone_elses_hand_is_not_reported_running() {
+    let mut env = Env::new();
+    env.flags.push(POLL_FOR_POLL_TESTS.into());
+    env.start();
+    let uuid = Uuid::new_v4();
+    // It lingers, dying, with no death event, until Xen lets go of it.
+    env.sim.set_behaviour(uuid, Behaviour { stuck_dying: true, ..Behaviour::default() });
+    env.write_config(&config(uuid, "web", true));
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.external_destroy(DomId::new(first.domain_id));
+    let st = env.wait_status(uuid, "the outside destroy noticed", |s| s.error.is_set());
+    assert!(st.error.error.contains("destroyed outside domainmgrd"), "{}", st.error.error);
+    assert_ne!(st.state, SwState::RUNNING, "{st:#?}");
+    env.sim.set_behaviour(uuid, Behaviour::default());
+    env.wait_status(uuid, "running again", |s| s.state == SwState::RUNNING && s.domain_id > first.domain_id);
+}
+
+#[test]
+fn a_config_that_becomes_invalid_leaves_the_running_domain_alone_until_activate_false() {
+    let mut env = Env::new();
+    env.start();
+    let (uuid, first) = env.run_domain("web");
+    let mut bad = config(uuid, "web", true);
+    bad["DiskConfigList"][0]["Format"] = 5.into();
+    env.write_config(&bad);
+    let st = env.wait_status(uuid, "the config error", |s| s.config_failed);
+    assert!(st.error.error.contains("DiskConfigList[0].Format = 5"), "{}", st.error.error);
+    assert_eq!((st.state, st.domain_id, st.activated), (SwState::RUNNING, first.domain_id, true));
+    // An explicit Activate=false halts it, invalid or not.
+    bad["Activate"] = false.into();
+    env.write_config(&bad);
+    env.wait_status(uuid, "HALTED", |s| s.state == SwState::HALTED && s.domain_id == 0);
+    assert!(env.sim.domains_of(uuid).is_empty());
+    assert_eq!((env.sim.calls(Op::Shutdown), env.sim.calls(Op::Create)), (1, 1));
+}
+
+/// An edge box with one NIC for guests: in the simulator, in the adapter list, not a dom0 port.
+fn with_a_nic_for_guests(env: &Env, bdf: &str) {
+    env.sim.add_pci_device(bdf.parse().unwrap());
+    let write = |path: &std::path::Path, v: serde_json::Value| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+    };
+    let sources = env.adapter_sources();
+    write(
+        &sources.adapter_list,
+        serde_json::json!({"Initialized": true, "AdapterList": [{"Ptype": 1, "Phylabel": "eth1",
+            "Logicallabel": "eth1", "Assigngrp": "eth1", "Phyaddr": {"PciLong": bdf, "Ifname": "eth1"}, "Usage": 1}]}),
+    );
+    write(&sources.network_status, serde_json::json!({"Ports": []}));
+}
+
+#[test]
+fn the_generated_xl_config_is_what_libxl_was_asked_for_reserved_devices_included() {
+    let mut env = Env::new();
+    with_a_nic_for_guests(&env, "0000:00:03.0");
+    env.start();
+    let uuid = Uuid::new_v4();
+    let mut cfg = config(uuid, "router", true);
+    cfg["IoAdapterList"] = serde_json::json!([{"Type": 1, "Name": "eth1"}]);
+    env.write_config(&cfg);
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    let asked = env.sim.info_of(st.domain_id).unwrap().spec;
+    assert_eq!(asked.pcis.len(), 1);
+    let written = std::fs::read_to_string(env.paths().xl_cfg_file(st.app_num)).unwrap();
+    let body: String = written.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    assert_eq!(body, asked.to_xl_config().unwrap(), "{written}");
+    assert!(written.contains("pci = [ \"0000:00:03.0"), "{written}");
 }

@@ -225,6 +225,13 @@ impl Inner {
         Ok(())
     }
 
+    /// Wakes the event-loop thread so it polls libxl's current fd set (see `watch_domain_into`).
+    pub(crate) fn wake_event_loop(&self) {
+        if let Some((stopper, _)) = self.event_loop.lock().as_mut() {
+            stopper.wake();
+        }
+    }
+
     fn start_event_loop(&mut self) -> Result<()> {
         let (stopper, listen, stop) = events::event_loop_channel()?;
         let ctx = CtxPtr(self.raw());

@@ -250,7 +250,14 @@ impl Context {
         let registered = check(rc, "watch", || Subject::Domain(domid))
             .and_then(|()| NonNull::new(evgen).ok_or(Error::OutOfMemory { op: "libxl_evenable_domain_death" }));
         match registered {
-            Ok(evgen) => Ok(WatchRegistration { inner: Arc::clone(&self.inner), id, domid, evgen }),
+            Ok(evgen) => {
+                // libxl registers its xenstore watch fd here outside any ao, and so does not
+                // wake the event-loop thread, which may sit in poll() on the fd set it was
+                // given before (a process whose first libxl watch this is: a restarted daemon
+                // adopting its domains). Wake it so that it polls the new set.
+                self.inner.wake_event_loop();
+                Ok(WatchRegistration { inner: Arc::clone(&self.inner), id, domid, evgen })
+            }
             Err(err) => {
                 self.inner.router.unregister(id);
                 Err(err)
@@ -269,7 +276,13 @@ pub(crate) struct EventLoopStop {
 impl EventLoopStop {
     pub(crate) fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = self.wake.write_all(&[1]);
+        self.wake();
+    }
+
+    /// Makes the loop ask libxl for its fds and timeouts again. Never blocks: a full socket
+    /// means a wake-up is pending anyway.
+    pub(crate) fn wake(&mut self) {
+        let _ = self.wake.write(&[1]);
     }
 }
 
@@ -277,9 +290,10 @@ impl EventLoopStop {
 pub(crate) fn event_loop_channel() -> Result<(EventLoopStop, UnixStream, Arc<AtomicBool>)> {
     let (wake, listen) =
         UnixStream::pair().map_err(|source| Error::Os { op: "create the event loop's wake-up socket", source })?;
-    listen
-        .set_nonblocking(true)
-        .map_err(|source| Error::Os { op: "set up the event loop's wake-up socket", source })?;
+    for end in [&listen, &wake] {
+        end.set_nonblocking(true)
+            .map_err(|source| Error::Os { op: "set up the event loop's wake-up socket", source })?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     Ok((EventLoopStop { stop: Arc::clone(&stop), wake }, listen, stop))
 }

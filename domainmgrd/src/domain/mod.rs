@@ -18,7 +18,10 @@
 //! Inputs are commands from the supervisor (new config, delete, stop), domain events from the
 //! hypervisor (shutdown with reason, death), and timers (boot retry, halt deadlines, the
 //! safety-net poll). `Stop` leaves the domain exactly as it is: stopping the daemon never stops
-//! a domain.
+//! a domain. Only a delete, an operator's stop or a config saying `Activate=false` halts a
+//! running domain; a config that cannot be read or used leaves it running, with the error in
+//! its status. `Activated` is true from the end of a boot until the domain is gone (EVE's
+//! meaning: through HALTING and BROKEN).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -195,6 +198,8 @@ pub struct Domain {
     ever_ran: bool,
     /// Told to forget it: end without touching it.
     forget: bool,
+    /// The boot attempts the previous daemon reported (an adopted domain keeps counting).
+    previous_tries: Option<u32>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -209,10 +214,14 @@ impl Domain {
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let poll = shared.settings.read().poll_interval;
         let mut status = empty_status(uuid);
-        // Keep what the previous daemon reported (boot time, tries), to be overwritten as we learn.
-        if let Some(previous) = read_status(&shared.paths, &key) {
+        // Keep what the previous daemon reported (boot time, tries, the vifs and disks it gave
+        // the domain), to be overwritten as we learn.
+        let previous = read_status(&shared.paths, &key);
+        if let Some(previous) = &previous {
             status.boot_time = previous.boot_time;
             status.tried_count = previous.tried_count;
+            status.vif_list = previous.vif_list.clone();
+            status.disk_status_list = previous.disk_status_list.clone();
         }
         let mut domain = Domain {
             shared,
@@ -240,6 +249,7 @@ impl Domain {
             waiters: Vec::new(),
             ever_ran: false,
             forget: false,
+            previous_tries: previous.map(|p| p.tried_count),
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);
         if let Some(loaded) = desired {
@@ -253,9 +263,24 @@ impl Domain {
         self.deleting = true;
     }
 
+    /// Where its config comes from (an EVE config until one is known).
+    pub fn source(&self) -> Source {
+        self.desired.as_ref().map_or(Source::Eve, |d| d.source.clone())
+    }
+
+    /// Its config file exists but cannot be read or parsed: say so, and keep what is known (the
+    /// last good config, if any; a running domain is left running either way).
+    pub fn config_unreadable(&mut self, reason: String) {
+        log::error!("{}: {reason}", self.name());
+        self.unreadable_error =
+            Some(ErrorDescription::now(reason, "the config file is fixed; the last good config stays in force"));
+    }
+
     /// The thread body: take over `existing` (the hypervisor's domain with our UUID, if any),
-    /// then follow commands, events and timers until deleted or stopped.
-    pub fn run(mut self, commands: Receiver<Command>, existing: Option<DomainInfo>) {
+    /// then follow commands, events and timers until deleted or stopped. The supervisor keeps
+    /// `commands` open until the thread's end is recorded (a panic's included), so it never
+    /// starts a second thread for the domain meanwhile.
+    pub fn run(mut self, commands: &Receiver<Command>, existing: Option<DomainInfo>) {
         self.adopt(existing);
         self.reconcile();
         self.publish();
@@ -305,10 +330,12 @@ impl Domain {
             && self.desired.as_ref().is_some_and(|d| d.config.activate && d.translated.is_ok())
     }
 
-    /// Whether the domain must go (deactivated, deleted, or stopped by an operator). A config
-    /// that cannot be translated but still says Activate leaves a running domain alone.
+    /// Whether the domain must go: deleted, stopped by an operator, or deactivated by a config
+    /// that says `Activate=false`. A config that cannot be read, parsed or translated says
+    /// nothing: a running domain is left alone (and the error is in its status), whether it
+    /// was like that when the daemon started (no config known yet) or became so later.
     fn unwanted(&self) -> bool {
-        self.deleting || self.operator_stopped || self.desired.as_ref().is_none_or(|d| !d.config.activate)
+        self.deleting || self.operator_stopped || self.desired.as_ref().is_some_and(|d| !d.config.activate)
     }
 
     fn set_desired(&mut self, mut loaded: Loaded) {
@@ -319,8 +346,10 @@ impl Domain {
             loaded.config.activate = self.desired.as_ref().is_some_and(|d| d.config.activate);
         }
         let was_active = self.desired.as_ref().is_some_and(|d| d.config.activate);
-        if loaded.config.activate && !was_active {
-            // A fresh activation: count tries anew and boot at once.
+        if loaded.config.activate && !was_active && !matches!(self.phase, Phase::Running { .. }) {
+            // A fresh activation: count tries anew and boot at once. (A running domain whose
+            // config was unknown, e.g. unreadable when the daemon started, was not activated
+            // now: it keeps its count.)
             self.status.tried_count = 0;
             self.retry = Retry::Now;
         }
@@ -347,13 +376,7 @@ impl Domain {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Config(loaded) => self.set_desired(*loaded),
-            Command::ConfigUnreadable(reason) => {
-                log::error!("{}: {reason}", self.name());
-                self.unreadable_error = Some(ErrorDescription::now(
-                    reason,
-                    "the config file is fixed; the last good config stays in force",
-                ));
-            }
+            Command::ConfigUnreadable(reason) => self.config_unreadable(reason),
             Command::Delete => {
                 log::info!("{}: config deleted", self.name());
                 self.deleting = true;
@@ -373,7 +396,10 @@ impl Domain {
         };
         let domid = info.domid;
         self.status.domain_name = info.name.clone().unwrap_or_default();
-        if marker == Some(Marker::Creating) && !info.state.is_live() {
+        // Half-created: we marked a create and it is still paused (never unpaused by us). A
+        // `creating` domain that runs was unpaused by a daemon killed before it could record
+        // that; it is adopted like any other.
+        if marker == Some(Marker::Creating) && info.state == DomainState::Paused {
             log::warn!(
                 "{}: domain {domid} was left half-created by an earlier domainmgrd; destroying it to create it again",
                 self.name()
@@ -385,6 +411,7 @@ impl Domain {
                     next_try: Instant::now() + self.settings().destroy_timeout,
                     then: AfterDeath::Halted,
                 };
+                self.status.domain_id = domid.get();
                 self.arm_watch(domid);
                 return;
             }
@@ -398,25 +425,66 @@ impl Domain {
         {
             self.shared.adapters.lock().adopt(self.uuid, &d.config.io_adapter_list);
         }
-        if marker.is_none() {
-            let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
+        // Ours from now on, and not half-created: a later pause by an operator is not a create
+        // cut short.
+        if marker != Some(Marker::Running(domid))
+            && let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Running(domid))
+        {
+            log::error!("{}: cannot record that domain {domid} runs: {e}", self.name());
         }
         if let Some(d) = self.desired.as_mut().filter(|d| d.source != Source::Eve && info.state != DomainState::Dying) {
             d.config.activate = true;
         }
         self.ever_ran = true;
-        self.phase = match info.state {
-            DomainState::Dying => Phase::Halting {
-                domid,
-                stage: HaltStage::Destroyed,
-                deadline: Instant::now() + self.settings().destroy_timeout,
-                then: AfterDeath::GuestStopped,
-            },
-            // A shut-down domain reports its shutdown through the watch just armed.
-            state => Phase::Running { domid, paused: state == DomainState::Paused },
-        };
+        if let Some(tries) = self.previous_tries {
+            self.status.tried_count = tries;
+        }
+        self.describe_adopted(domid);
         self.status.domain_id = domid.get();
-        log::info!("{}: adopted running domain {domid} ({}), left untouched", self.name(), info.state);
+        match info.state {
+            DomainState::Dying => {
+                log::info!("{}: adopted domain {domid}, which is dying", self.name());
+                self.phase = Phase::Halting {
+                    domid,
+                    stage: HaltStage::Destroyed,
+                    deadline: Instant::now() + self.settings().destroy_timeout,
+                    then: AfterDeath::GuestStopped,
+                };
+            }
+            // It stopped while no daemon watched: handle that now, so it is never published
+            // as running (the watch just armed reports the same shutdown; it is ignored then).
+            DomainState::Shutdown(reason) => {
+                log::info!("{}: adopted domain {domid}, which shut down ({reason}) meanwhile", self.name());
+                self.phase = Phase::Running { domid, paused: false };
+                self.guest_shutdown(domid, reason);
+            }
+            state => {
+                log::info!("{}: adopted running domain {domid} ({state}), left untouched", self.name());
+                self.phase = Phase::Running { domid, paused: state == DomainState::Paused };
+            }
+        }
+    }
+
+    /// An adopted domain's disks and vifs as the status reports them: from its config and the
+    /// names the hypervisor gave its vifs; what the previous daemon reported where the config
+    /// is not known or cannot be used.
+    fn describe_adopted(&mut self, domid: DomId) {
+        let Some(d) = &self.desired else { return };
+        let Ok(translated) = &d.translated else { return };
+        self.status.disk_status_list = translated.disks.clone();
+        match self.shared.hv.vif_names(domid, translated.spec.vifs.len()) {
+            Ok(names) => {
+                self.status.vif_list = d
+                    .config
+                    .vif_list
+                    .iter()
+                    .cloned()
+                    .zip(names)
+                    .map(|(config, vif_used)| VifInfo { config, vif_used })
+                    .collect();
+            }
+            Err(e) => log::warn!("{}: cannot read the vif names of domain {domid}: {e}", self.name()),
+        }
     }
 
     /// Acts on the difference between what is wanted and where the domain is.
@@ -457,19 +525,6 @@ impl Domain {
         self.status.disk_status_list = translated.disks;
         self.publish();
 
-        let app_num = self.desired.as_ref().map_or(0, |d| d.config.app_num);
-        match spec.to_xl_config() {
-            Ok(text) => {
-                let header = format!("# Generated by domainmgrd for {name} ({}); what it asked libxl for.\n", self.key);
-                if let Err(e) =
-                    files::write_atomic(&self.shared.paths.xl_cfg_file(app_num), format!("{header}{text}").as_bytes())
-                {
-                    log::warn!("{name}: cannot write its xl config: {e}");
-                }
-            }
-            Err(e) => log::warn!("{name}: its config has no xl.cfg form: {e}"),
-        }
-
         let wanted = self.desired.as_ref().map(|d| d.config.io_adapter_list.clone()).unwrap_or_default();
         if !wanted.is_empty() {
             // Bound first: the guard must be gone before boot_failed locks again.
@@ -485,6 +540,19 @@ impl Domain {
                     return;
                 }
             }
+        }
+        // Exactly what libxl is asked for, the reserved devices included.
+        let app_num = self.desired.as_ref().map_or(0, |d| d.config.app_num);
+        match spec.to_xl_config() {
+            Ok(text) => {
+                let header = format!("# Generated by domainmgrd for {name} ({}); what it asked libxl for.\n", self.key);
+                if let Err(e) =
+                    files::write_atomic(&self.shared.paths.xl_cfg_file(app_num), format!("{header}{text}").as_bytes())
+                {
+                    log::warn!("{name}: cannot write its xl config: {e}");
+                }
+            }
+            Err(e) => log::warn!("{name}: its config has no xl.cfg form: {e}"),
         }
         if let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Creating) {
             self.boot_failed(format!("cannot record the create in {}: {e}", self.shared.paths.run_dir.display()));
@@ -749,13 +817,31 @@ impl Domain {
                     }
                 },
             },
-            Phase::Broken { domid, next_try, then } if now >= next_try => self.destroy(domid, then),
+            Phase::Broken { domid, next_try, then } if now >= next_try => self.retry_destroy(domid, then),
             _ => {}
         }
         if now >= self.next_poll {
             self.next_poll = now + self.settings().poll_interval;
             self.safety_net_poll();
         }
+    }
+
+    /// Tries again to get rid of a domain that will not die. It stays BROKEN until it is gone
+    /// (its death event, or a check that finds it gone), however many tries that takes.
+    fn retry_destroy(&mut self, domid: DomId, then: AfterDeath) {
+        if let Ok(None) = self.shared.hv.info(domid) {
+            return self.gone(then);
+        }
+        log::warn!("{}: destroying domain {domid} again", self.name());
+        let error = match self.shared.hv.destroy(domid) {
+            Ok(()) => format!("domain {domid} did not die after destroy"),
+            Err(xenctl::Error::DomainNotFound { .. }) => return self.gone(then),
+            Err(e) => format!("destroy of domain {domid} failed: {e}"),
+        };
+        if self.run_error.as_ref().is_none_or(|e| e.error != error) {
+            self.run_error = Some(ErrorDescription::now(error, "destroy is retried"));
+        }
+        self.phase = Phase::Broken { domid, next_try: Instant::now() + self.settings().destroy_timeout, then };
     }
 
     /// Catches anything the events missed.
@@ -768,8 +854,29 @@ impl Domain {
                     log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
                     self.guest_shutdown(domid, reason);
                 }
+                (Phase::Running { .. }, DomainState::Dying) => {
+                    log::warn!("{}: domain {domid} is being destroyed outside domainmgrd", self.name());
+                    self.run_error = Some(ErrorDescription::now(
+                        format!("domain {domid} was destroyed outside domainmgrd"),
+                        "boot retry timer",
+                    ));
+                    self.phase = Phase::Halting {
+                        domid,
+                        stage: HaltStage::Destroyed,
+                        deadline: Instant::now() + self.settings().destroy_timeout,
+                        then: AfterDeath::GuestStopped,
+                    };
+                }
                 (Phase::Running { .. }, state) => {
                     self.phase = Phase::Running { domid, paused: state == DomainState::Paused }
+                }
+                // The guest did what we asked, but its shutdown event was missed.
+                (
+                    Phase::Halting { stage: HaltStage::Requested | HaltStage::PowerButton, then, .. },
+                    DomainState::Shutdown(_),
+                ) => {
+                    log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
+                    self.destroy(domid, then);
                 }
                 _ => {}
             },
@@ -790,17 +897,19 @@ impl Domain {
     }
 
     /// Deleted and gone (or forgotten): remove what we published about it.
+    /// The status file goes last: to its readers (zedmanager) its removal means everything
+    /// else about the domain is gone too; the waiting requests hear of it after that.
     fn finish(&mut self) {
-        for w in std::mem::take(&mut self.waiters) {
-            self.report(&w.reply, w.since, !self.forget, "removed");
-        }
         let paths = &self.shared.paths;
-        let _ = files::remove_if_exists(&paths.status_file(&self.key));
         if let Some(d) = &self.desired {
             let _ = files::remove_if_exists(&paths.xl_cfg_file(d.config.app_num));
         }
         let _ = paths.clear_marker(self.uuid);
         self.shared.registry.write().remove(&self.uuid);
+        let _ = files::remove_if_exists(&paths.status_file(&self.key));
+        for w in std::mem::take(&mut self.waiters) {
+            self.report(&w.reply, w.since, !self.forget, "removed");
+        }
         log::info!("{} ({}): removed", self.name(), self.domain_name());
     }
 }

@@ -25,6 +25,10 @@ impl Domain {
             Phase::Halting { then: AfterDeath::Reboot, .. } => SwState::BOOTING,
             Phase::Broken { .. } => SwState::BROKEN,
         };
+        // EVE's meaning: activated from the boot's end until the domain is gone; so through
+        // HALTING, and still when a halt fails (BROKEN). zedmanager tears down the domain's
+        // networks and volumes only once this is false.
+        self.status.activated = self.current_domid().is_some();
         self.status.config_failed = self.config_error.is_some();
         self.status.error = [&self.unreadable_error, &self.config_error, &self.run_error]
             .into_iter()
@@ -42,7 +46,6 @@ impl Domain {
             s.io_adapter_list = d.config.io_adapter_list.clone();
             s.vm = d.config.vm.clone();
         }
-        s.activated = matches!(s.state, SwState::RUNNING | SwState::PAUSED);
         if s.domain_name.is_empty() {
             s.domain_name = self.desired.as_ref().map(|d| d.config.domain_name()).unwrap_or_default();
         }

@@ -5,7 +5,12 @@
 //! its UUID, if there is one: a running domain is adopted untouched (same domid, events
 //! re-armed); a domain left half-created by a daemon that died mid-create is destroyed and
 //! created again; a domain whose UUID matches no config and that we have no record of creating
-//! is never touched. Stopping the daemon stops no domain.
+//! is never touched. Stopping the daemon stops no domain. Later, a domain thread started for a
+//! config that appears (or comes back, or after a thread's panic) looks up the hypervisor's
+//! domain with its UUID the same way and adopts it: there is never a second domain for a UUID.
+//!
+//! Nothing is touched before the daemon holds its lock and its control socket: a start that
+//! fails leaves every domain and file as it was.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -113,7 +118,7 @@ impl std::fmt::Debug for Daemon {
 
 struct DomainHandle {
     tx: Sender<Command>,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<Ended>,
     /// The config file's bytes last sent, to skip unchanged rescans.
     last_bytes: Option<Vec<u8>>,
     /// Where its config comes from.
@@ -138,6 +143,18 @@ struct Supervisor {
     latest: Arc<Mutex<Sample>>,
     /// A host-start or host-stop is running.
     host_op: Arc<std::sync::atomic::AtomicBool>,
+    /// The start-up take-over is done: from now on a new domain thread looks up the
+    /// hypervisor's domain with its UUID itself.
+    taken_over: bool,
+}
+
+/// How a domain thread ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It returned (deleted, forgotten, stopped, or a transient domain that stopped).
+    Normally,
+    /// It panicked (its status says so).
+    Panicked,
 }
 
 mod autostart;
@@ -166,6 +183,12 @@ impl Daemon {
         let settings = Settings::load(options.settings_file.as_deref(), &options.config_flags)?;
         log::info!("settings: {settings:?}");
         let host = HostConfig::load(&options.host_config)?;
+        // The socket before any domain is touched: a start that fails here changes nothing.
+        // Requests wait in the channel until the supervisor runs.
+        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let socket = paths.run_dir.join("domainmgrd.sock");
+        let control = control::Server::start(&socket, control_tx)
+            .map_err(|source| StartError::Setup { path: socket.clone(), source })?;
         let domains_now = hv.list().map_err(StartError::Hypervisor)?;
 
         // The adapter inputs "arrive" now: apply the policy before any domain thread runs.
@@ -226,13 +249,10 @@ impl Daemon {
             pending_auto_removals: HashMap::new(),
             latest: sampler_latest,
             host_op: Arc::default(),
+            taken_over: false,
         };
         sup.take_over(domains_now);
 
-        let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let socket = sup.shared.paths.run_dir.join("domainmgrd.sock");
-        let control = control::Server::start(&socket, control_tx)
-            .map_err(|source| StartError::Setup { path: socket.clone(), source })?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
@@ -334,6 +354,7 @@ impl Supervisor {
                 }
             }
         }
+        self.taken_over = true;
     }
 
     fn run(
@@ -364,12 +385,32 @@ impl Supervisor {
                 self.next_rescan = Instant::now() + self.options.rescan_interval;
                 self.rescan();
             }
-            self.domains.retain(|_, h| !h.thread.is_finished());
+            self.reap_finished();
         }
         if let Some(w) = watcher {
             w.stop();
         }
         self.stop_domains();
+    }
+
+    /// Joins the domain threads that ended. A thread that ended on its own (a delete or a
+    /// forget done) may have been sent a config it never read, written again just as it
+    /// ended: its file, if there is one now, is read again at once. After a panic the next
+    /// rescan starts it again, so a panic that repeats does not spin.
+    fn reap_finished(&mut self) {
+        let done: Vec<String> =
+            self.domains.iter().filter(|(_, h)| h.thread.is_finished()).map(|(k, _)| k.clone()).collect();
+        for key in done {
+            let Some(h) = self.domains.remove(&key) else { continue };
+            if h.thread.join().unwrap_or(Ended::Panicked) != Ended::Normally {
+                continue;
+            }
+            match h.source {
+                Source::Eve => self.on_config_file(&key, None),
+                Source::Auto(path) if path.exists() => self.on_auto_file(&path, &mut HashMap::new()),
+                Source::Auto(_) | Source::Transient => {}
+            }
+        }
     }
 
     fn next_wakeup(&self) -> Instant {
@@ -502,33 +543,66 @@ impl Supervisor {
             },
             None => command,
         };
-        let (loaded, first) = match command {
-            Command::Config(loaded) => (Some(*loaded), None),
-            other => (None, Some(other)),
+        // After the take-over a new thread finds its running domain itself.
+        let existing = match existing {
+            Some(info) => Some(info),
+            None if self.taken_over => self.running_domain(uuid),
+            None => None,
         };
-        self.spawn(key.to_string(), uuid, loaded, existing, false);
-        if let (Some(cmd), Some(h)) = (first, self.domains.get(key)) {
-            let _ = h.tx.send(cmd);
+        let domain = match command {
+            Command::Config(loaded) => Domain::new(self.shared.clone(), key.to_string(), uuid, Some(*loaded)),
+            Command::ConfigUnreadable(reason) => {
+                let mut d = Domain::new(self.shared.clone(), key.to_string(), uuid, None);
+                d.config_unreadable(reason);
+                d
+            }
+            other => {
+                log::error!("{key}: {other:?} for a domain without a thread; ignored");
+                return;
+            }
+        };
+        self.start_thread(key.to_string(), domain, existing);
+    }
+
+    /// The hypervisor's domain with `uuid`, if there is one (one list call).
+    fn running_domain(&self, uuid: Uuid) -> Option<DomainInfo> {
+        match self.shared.hv.list() {
+            Ok(domains) => domains.into_iter().filter(|d| !d.domid.is_dom0()).find(|d| d.uuid == uuid),
+            Err(e) => {
+                log::error!("cannot list the hypervisor's domains to find {uuid}'s: {e}");
+                None
+            }
         }
     }
 
     fn spawn(&mut self, key: String, uuid: Uuid, loaded: Option<Loaded>, existing: Option<DomainInfo>, delete: bool) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let source = loaded.as_ref().map_or(Source::Eve, |l| l.source.clone());
         let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, loaded);
         if delete {
             domain.delete_on_start();
         }
+        self.start_thread(key, domain, existing);
+    }
+
+    /// Runs `domain` in its own thread, which takes over `existing` first.
+    fn start_thread(&mut self, key: String, domain: Domain, existing: Option<DomainInfo>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let source = domain.source();
         let paths = Arc::clone(&self.shared.paths);
+        let registry = Arc::clone(&self.shared.registry);
         let thread_key = key.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("domain-{}", &key[..key.len().min(8)]))
             .stack_size(512 * 1024)
             .spawn(move || {
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| domain.run(rx, existing)));
-                if let Err(panic) = run {
-                    record_panic(&paths, &thread_key, panic.as_ref());
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| domain.run(&rx, existing)));
+                match run {
+                    Ok(()) => Ended::Normally,
+                    Err(panic) => {
+                        record_panic(&paths, &registry, &thread_key, panic.as_ref());
+                        Ended::Panicked
+                    }
                 }
+                // `rx` closes only now, after the panic is recorded.
             });
         match spawned {
             Ok(thread) => {
@@ -573,8 +647,9 @@ fn load(path: &Path, uuid: Uuid, bytes: &[u8]) -> Result<Loaded, String> {
     Ok(Loaded { config, translated, source: Source::Eve })
 }
 
-/// A domain thread panicked: say so in its status; the daemon and the domain carry on.
-fn record_panic(paths: &Paths, key: &str, panic: &(dyn std::any::Any + Send)) {
+/// A domain thread panicked: say so in its status (and in what `domainctl list` shows); the
+/// daemon and the domain carry on.
+fn record_panic(paths: &Paths, registry: &crate::metrics::Registry, key: &str, panic: &(dyn std::any::Any + Send)) {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -585,6 +660,11 @@ fn record_panic(paths: &Paths, key: &str, panic: &(dyn std::any::Any + Send)) {
         domain::read_status(paths, key).unwrap_or_else(|| domain::empty_status(key.parse().unwrap_or_default()));
     status.state = crate::eve::SwState::UNKNOWN;
     status.state_name = status.state.to_string();
+    if let Ok(uuid) = key.parse::<Uuid>()
+        && let Some(brief) = registry.write().get_mut(&uuid)
+    {
+        brief.state = status.state_name.clone();
+    }
     status.error =
         crate::eve::ErrorDescription::now(format!("internal error in domainmgrd: {what}"), "restart domainmgrd");
     if let Ok(bytes) = serde_json::to_vec_pretty(&status) {

@@ -22,6 +22,14 @@ use uuid::Uuid;
 pub const BOOT_RETRY: u64 = 1;
 pub const SHUTDOWN_TIMEOUT: u64 = 2;
 
+/// The safety-net poll's interval in the tests: far longer than any test, so that everything a
+/// test sees was driven by events. Tests of the poll itself set [`POLL_FOR_POLL_TESTS`].
+pub const POLL: &str = "timer.domain.poll:3600";
+/// The poll interval for the tests of the safety-net poll itself.
+pub const POLL_FOR_POLL_TESTS: &str = "timer.domain.poll:1";
+/// How long a removed config file must stay away before its domain is halted.
+pub const REMOVAL_GRACE: Duration = Duration::from_millis(300);
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub sim: SimHypervisor,
@@ -40,7 +48,7 @@ impl Env {
                 format!("timer.boot.retry:{BOOT_RETRY}"),
                 format!("timer.domain.shutdown:{SHUTDOWN_TIMEOUT}"),
                 "timer.domain.destroy:2".into(),
-                "timer.domain.poll:1".into(),
+                POLL.into(),
             ],
         }
     }
@@ -74,7 +82,7 @@ impl Env {
         let mut o = Options::new(self.paths());
         o.adapter_sources = self.adapter_sources();
         o.config_flags = self.flags.clone();
-        o.removal_grace = Duration::from_millis(300);
+        o.removal_grace = REMOVAL_GRACE;
         o.rescan_interval = Duration::from_secs(2);
         o.host_config = self.dir.path().join("host.conf");
         o
@@ -125,6 +133,19 @@ impl Env {
 
     pub fn start(&mut self) {
         self.daemon = Some(self.try_start().unwrap());
+    }
+
+    /// Starts a daemon with `options` (made from [`Env::options`]).
+    pub fn start_with(&mut self, options: Options) {
+        self.daemon = Some(Daemon::start(options, Arc::new(self.sim.client())).unwrap());
+    }
+
+    /// Kills the daemon as SIGKILL would: `client`'s calls in flight and later never return.
+    pub fn kill(&mut self, client: u64) {
+        self.sim.kill_client(client);
+        if let Some(d) = self.daemon.take() {
+            d.abandon();
+        }
     }
 
     pub fn stop(&mut self) {
@@ -185,6 +206,22 @@ impl Env {
         (uuid, self.wait_state(uuid, SwState::RUNNING))
     }
 
+    /// The status file as it is now, held open: every write replaces the file (a new one is
+    /// renamed over it), so [`Env::wait_rewritten`] can tell a new write from the old file,
+    /// even one with the same content (the held file's inode cannot be reused meanwhile).
+    pub fn hold_status(&self, uuid: Uuid) -> std::fs::File {
+        std::fs::File::open(self.paths().status_file(&uuid.to_string())).unwrap()
+    }
+
+    /// Waits until the status file was written since `held` was taken; the new status.
+    pub fn wait_rewritten(&self, uuid: Uuid, held: &std::fs::File) -> DomainStatus {
+        use std::os::unix::fs::MetadataExt;
+        let old = held.metadata().unwrap().ino();
+        let path = self.paths().status_file(&uuid.to_string());
+        self.wait_for("the status to be written again", || std::fs::metadata(&path).is_ok_and(|m| m.ino() != old));
+        self.status(uuid).unwrap()
+    }
+
     pub fn wait_state(&self, uuid: Uuid, state: SwState) -> DomainStatus {
         self.wait_status(uuid, state.name(), |s| s.state == state)
     }
@@ -197,6 +234,26 @@ impl Env {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Asks the domain thread of `domain` to start it, through the supervisor: a sync point.
+    /// Both handle requests in order, so everything either was sent before has been handled
+    /// when this returns.
+    pub fn start_request(&self, domain: &str) -> Response {
+        self.control(&Request::Start { domain: domain.into() })
+    }
+
+    /// A round trip through the supervisor's loop: when it returns, the supervisor has finished
+    /// an iteration (its pending removals settled) that began after this was called.
+    pub fn supervisor_round_trip(&self) {
+        for _ in 0..2 {
+            assert!(self.control(&Request::List).ok);
+        }
+    }
+}
+
+/// Waits until the gate holds `n` calls.
+pub fn wait_held(gate: &domainmgrd::sim::Gate, n: usize) {
+    assert!(gate.wait_held(n, Duration::from_secs(20)), "{gate:?} never held {n} call(s); it holds {}", gate.held());
 }
 
 impl Drop for Env {

@@ -478,28 +478,32 @@ fn daemon_runs_and_halts(_ctx: &Context) -> TestResult {
 }
 
 fn daemon_sees_guest_poweroff(ctx: &Context) -> TestResult {
-    let mut daemon = DaemonProcess::new("dm-poweroff", &["timer.boot.retry:3600"]);
+    // The safety-net poll is off (an hour): only the event can bring HALTED.
+    let mut daemon = DaemonProcess::new("dm-poweroff", &["timer.boot.retry:3600", "timer.domain.poll:3600"]);
     daemon.start()?;
     let uuid = xenctl::Uuid::new_v4().to_string();
-    daemon.write_config(&eve_config(&uuid, "dm-poweroff", 102, true, ""))?;
-    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
-    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
-    let domid = DomId::new(st["DomainId"].as_u64().unwrap_or_default() as u32);
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
-    // The guest powers off (asked from outside the daemon, as if from inside the guest).
+    // The guest powers itself off, 5 s after its init starts: nobody asks it to.
+    daemon.write_config(&eve_config(&uuid, "dm-poweroff", 102, true, "xenbox.poweroff_after=5"))?;
+    // Watched from while it is being created (paused): its poweroff cannot come before.
+    let name = format!("{uuid}.1.102");
+    let domid = wait_until("the domain to be created", BOOT, || ctx.domid_of(&name).ok().flatten())?;
     let watch = ctx.watch_domain(domid).ctx("watch")?;
-    xl(&["shutdown", &domid.to_string()])?;
-    watch.wait_for(EVENT, |e| matches!(e, DomainEvent::Shutdown { .. })).ok_or("no shutdown event")?;
+    let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
+    ensure(st["DomainId"].as_u64() == Some(u64::from(domid.get())), || format!("{st}"))?;
+    let ev = watch.wait_for(BOOT, |e| matches!(e, DomainEvent::Shutdown { .. })).ok_or("no shutdown event")?;
     let seen = Instant::now();
-    daemon.wait_status(&uuid, "HALTED", Duration::from_secs(20), state_is(HALTED))?;
+    ensure(ev == DomainEvent::Shutdown { domid, reason: ShutdownReason::Poweroff }, || format!("{ev:?}"))?;
+    daemon.wait_status(&uuid, "HALTED", EVENT, state_is(HALTED))?;
     println!("    guest poweroff -> HALTED status in {:?}", seen.elapsed());
+    ensure(console_text(&name).contains("XENBOX-GUEST-POWEROFF"), || "the guest did not power itself off".into())?;
     wait_until("the powered-off domain to be released", EVENT, || dying_or_gone(ctx, domid).then_some(()))?;
     let st = daemon.wait_status(&uuid, "DomainId 0", EVENT, |s| s["DomainId"] == 0)?;
     ensure(st["State"].as_u64() == Some(HALTED), || format!("{st}"))
 }
 
 fn daemon_kill9_restart(ctx: &Context) -> TestResult {
-    let mut daemon = DaemonProcess::new("dm-kill", &[]);
+    // The safety-net poll is off (an hour): after the restarts, only events can bring HALTED.
+    let mut daemon = DaemonProcess::new("dm-kill", &["timer.domain.poll:3600"]);
     daemon.start()?;
     let uuid = xenctl::Uuid::new_v4().to_string();
     daemon.write_config(&eve_config(&uuid, "dm-kill", 103, true, ""))?;
@@ -527,5 +531,22 @@ fn daemon_kill9_restart(ctx: &Context) -> TestResult {
     // SIGTERM leaves it running too.
     daemon.terminate()?;
     ensure(ctx.info(domid).ctx("info after SIGTERM")?.state.is_live(), || "stopped by SIGTERM".into())?;
-    ctx.destroy(domid).ctx("cleanup")
+
+    // Once more adopted, its events are re-armed: the guest's poweroff (not asked by the
+    // daemon) reaches HALTED.
+    daemon.start()?;
+    let adoptions = || {
+        std::fs::read_to_string(daemon.root.join("daemon.log"))
+            .map_or(0, |l| l.matches("adopted running domain").count())
+    };
+    wait_until("the third daemon to adopt the guest", BOOT, || (adoptions() >= 2).then_some(()))?;
+    let asked = Instant::now();
+    xl(&["shutdown", &domid.to_string()])?;
+    let st = daemon.wait_status(&uuid, "HALTED and released", EVENT, |s| state_is(HALTED)(s) && s["DomainId"] == 0)?;
+    println!("    guest poweroff after two restarts -> HALTED, released, in {:?}", asked.elapsed());
+    ensure(st["Activated"] == false, || format!("{st}"))?;
+    ensure(console_text(&name).contains("XENBOX-GUEST-POWEROFF"), || "the guest did not power off".into())?;
+    ensure(!xl_list()?.iter().any(|r| r.name == name), || format!("{name} is still in xl list"))?;
+    let status = daemon.terminate()?;
+    ensure(status.success(), || format!("domainmgrd exited {status} on SIGTERM"))
 }
