@@ -168,11 +168,14 @@ impl Daemon {
         let host = HostConfig::load(&options.host_config)?;
         let domains_now = hv.list().map_err(StartError::Hypervisor)?;
 
-        // The adapter inputs "arrive" now: apply the policy before any domain thread runs.
-        let mut adapters =
-            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), &paths.status_dir, settings.enable_usb);
-        adapters.reload();
-        adapters.apply();
+        // The adapter inputs "arrive" now. Before anything moves, learn which devices the
+        // running guests hold (a restart must not take one from a live guest); then reconcile
+        // the USB modules and apply the policy (once nim has named dom0's ports), all before any
+        // domain thread runs.
+        let adapters =
+            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), &paths.status_dir, settings.enable_usb)
+                .start(&domains_now, &paths.domain_config_dir())
+                .map_err(|source| StartError::Setup { path: PathBuf::from("adapters thread"), source })?;
 
         let (change_tx, change_rx) = crossbeam_channel::unbounded();
         let config_dir = paths.domain_config_dir();
@@ -195,7 +198,7 @@ impl Daemon {
             hv,
             settings: Arc::new(RwLock::new(settings)),
             paths: Arc::new(paths.clone()),
-            adapters: Arc::new(Mutex::new(adapters)),
+            adapters,
             registry: Arc::default(),
             host_stopped: Arc::default(),
         };

@@ -1,0 +1,82 @@
+//! CPU and memory metrics of the daemon against the simulator's known numbers: EVE's
+//! DomainMetric and HostMemory files, and the same numbers on the Prometheus endpoint.
+
+// Test helpers below fail by panicking, which is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use domainmgrd::eve::SwState;
+use serde_json::Value;
+use uuid::Uuid;
+use xenctl::DomId;
+
+fn metric(env: &Env, uuid: Uuid) -> Option<Value> {
+    let path = env.paths().status_dir.join(format!("DomainMetric/{uuid}.json"));
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+#[test]
+fn metrics_report_the_hypervisors_numbers_scaled_as_eve_does() {
+    let mut env = Env::new();
+    env.flags.push("timer.metric.interval:4".into()); // a sample a second
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut options = env.options();
+    options.metrics_listen = Some(domainmgrd::prometheus::Listen::Tcp(port));
+    env.daemon = Some(domainmgrd::supervisor::Daemon::start(options, std::sync::Arc::new(env.sim.client())).unwrap());
+    let uuid = Uuid::new_v4();
+    let mut cfg = config(uuid, "metered", true);
+    cfg["VCpus"] = 2.into();
+    cfg["Memory"] = 262144.into();
+    cfg["MaxMem"] = 524288.into();
+    env.write_config(&cfg);
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    env.sim.set_cpu_time(DomId::new(st.domain_id), 8_000_000_000);
+
+    env.wait_for("a metric with the CPU time", || {
+        metric(&env, uuid).is_some_and(|m| m["CPUTotalNs"] == 4_000_000_000u64)
+    });
+    let m = metric(&env, uuid).unwrap();
+    assert_eq!(m["CPUScaled"], 2, "divided by the vCPUs, as EVE does");
+    assert_eq!(
+        (m["AllocatedMB"].as_u64(), m["UsedMemory"].as_u64(), m["AvailableMemory"].as_u64()),
+        (Some(256), Some(256), Some(256))
+    );
+    assert_eq!(m["UsedMemoryPercent"], 50.0);
+    assert_eq!((m["Activated"] == true, m["MaxUsedMemory"].as_u64()), (true, Some(256)));
+    assert!(m["LastHeard"].as_str().is_some_and(|t| t.starts_with("20")));
+
+    let dom0 = metric(&env, Uuid::nil()).expect("dom0's metric");
+    assert_eq!((dom0["Activated"] == true, dom0["CPUScaled"].as_u64()), (true, Some(8)));
+    let host: Value =
+        serde_json::from_slice(&std::fs::read(env.paths().status_dir.join("HostMemory/global.json")).unwrap()).unwrap();
+    assert_eq!(
+        (host["Ncpus"].as_u64(), host["TotalMemoryMB"].as_u64(), host["UsedEveMB"].as_u64()),
+        (Some(8), Some(1 << 20), Some(1024))
+    );
+
+    // The same numbers on the Prometheus endpoint.
+    let text = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(port).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    };
+    let labels = format!("{{domain=\"metered\",uuid=\"{uuid}\",domid=\"{}\"}}", st.domain_id);
+    assert!(text.contains(&format!("xen_domain_cpu_seconds_total{labels} 8\n")), "{text}");
+    assert!(text.contains(&format!("xen_domain_memory_bytes{labels} 268435456\n")), "{text}");
+
+    // A halted domain's metric says so, keeping its last CPU time.
+    cfg["Activate"] = false.into();
+    env.write_config(&cfg);
+    env.wait_state(uuid, SwState::HALTED);
+    env.wait_for("an inactive metric", || metric(&env, uuid).is_some_and(|m| m["Activated"] == false));
+    let m = metric(&env, uuid).unwrap();
+    assert_eq!((m["UsedMemory"].as_u64(), m["CPUTotalNs"].as_u64()), (Some(0), Some(4_000_000_000)));
+    // A deleted domain's metric goes.
+    env.delete_config(uuid);
+    env.wait_for("the metric to be removed", || metric(&env, uuid).is_none());
+}
