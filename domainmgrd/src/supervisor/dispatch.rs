@@ -373,7 +373,7 @@ impl Supervisor {
             .map(|d| {
                 serde_json::json!({
                     "name": d.name, "domid": d.domid, "uuid": d.metric.uuid_and_version.uuid,
-                    "cpu_seconds": d.cpu_ns as f64 / 1e9, "cpu_total_ns": d.metric.cpu_total_ns,
+                    "cpu_seconds": d.cpu_ns.map(|n| n as f64 / 1e9), "cpu_total_ns": d.metric.cpu_total_ns,
                     "cpu_scaled": d.metric.cpu_scaled, "memory_mib": d.metric.allocated_mb,
                     "max_memory_mib": d.max_memory_bytes >> 20, "vcpus": d.vcpus, "activated": d.metric.activated,
                 })
