@@ -158,10 +158,19 @@ impl Daemon {
             .write(true)
             .open(&lock_path)
             .map_err(|source| StartError::Setup { path: lock_path.clone(), source })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StartError::Locked(lock_path)),
-            Err(std::fs::TryLockError::Error(source)) => return Err(StartError::Setup { path: lock_path, source }),
+        // The lock belongs to an open file, and a child forked an instant ago (modprobe for the
+        // USB modules, libxl's hotplug scripts) carries its descriptor until it execs: a lock
+        // held for a moment is waited for; one held on is another daemon.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(StartError::Locked(lock_path)),
+                Err(std::fs::TryLockError::Error(source)) => return Err(StartError::Setup { path: lock_path, source }),
+            }
         }
         let settings = Settings::load(options.settings_file.as_deref(), &options.config_flags)?;
         log::info!("settings: {settings:?}");
