@@ -73,6 +73,9 @@ fn metrics_report_the_hypervisors_numbers_scaled_as_eve_does() {
     });
     let dom0 = metric(&env, Uuid::nil()).unwrap();
     assert_eq!((dom0["Activated"] == true, dom0["CPUScaled"].as_u64()), (true, Some(8)));
+    // HostMemory is written after the domains' files: wait for the one that counts our guest.
+    let free = (1 << 20) - 1024 - 256;
+    env.wait_for("HostMemory with the guest", || host_memory(&env)["FreeMemoryMB"] == free);
     let host = host_memory(&env);
     assert_eq!(
         (host["Ncpus"].as_u64(), host["TotalMemoryMB"].as_u64(), host["UsedEveMB"].as_u64()),
@@ -97,12 +100,21 @@ fn metrics_report_the_hypervisors_numbers_scaled_as_eve_does() {
         assert!(text.contains(&line), "{line}in:\n{text}");
     }
 
-    // physinfo fails: the domains' metrics go on; HostMemory keeps its last good content.
+    // physinfo fails: the domains' metrics go on; HostMemory is left as it was. Samples run one
+    // after the other, and each writes HostMemory after the domains' files, so once the metric
+    // of a later sample is there, the earlier sample's HostMemory write (if any) is done.
     probe.fail_host_info(true);
-    env.sim.set_cpu_time(DomId::new(st.domain_id), 10_000_000_000);
-    env.wait_for("a metric without physinfo", || {
-        metric(&env, uuid).is_some_and(|m| m["CPUTotalNs"] == 5_000_000_000u64)
-    });
+    let sampled_with = |ns: u64| {
+        env.sim.set_cpu_time(DomId::new(st.domain_id), ns);
+        env.wait_for("a metric without physinfo", || metric(&env, uuid).is_some_and(|m| m["CPUTotalNs"] == ns / 2));
+    };
+    let file = env.paths().status_dir.join("HostMemory/global.json");
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    sampled_with(10_000_000_000); // a sample without physinfo
+    sampled_with(12_000_000_000); // another: the samples before the failure are all done
+    let before = inode();
+    sampled_with(14_000_000_000);
+    assert_eq!(inode(), before, "HostMemory was not rewritten without physinfo");
     assert_eq!(host_memory(&env), host);
     probe.fail_host_info(false);
 
@@ -112,7 +124,7 @@ fn metrics_report_the_hypervisors_numbers_scaled_as_eve_does() {
     env.wait_state(uuid, SwState::HALTED);
     env.wait_for("an inactive metric", || metric(&env, uuid).is_some_and(|m| m["Activated"] == false));
     let m = metric(&env, uuid).unwrap();
-    assert_eq!((m["UsedMemory"].as_u64(), m["CPUTotalNs"].as_u64()), (Some(0), Some(5_000_000_000)));
+    assert_eq!((m["UsedMemory"].as_u64(), m["CPUTotalNs"].as_u64()), (Some(0), Some(7_000_000_000)));
     env.wait_for("the endpoint to say it is not running", || {
         scrape(addr).contains(&format!("xen_domain_running{labels} 0\n"))
     });
