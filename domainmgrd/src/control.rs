@@ -79,12 +79,15 @@ pub enum Request {
     },
     /// PCI adapters: the published AssignableAdapters and the pciback list.
     PciList,
-    /// Bind a PCI device to pciback by hand.
+    /// Bind a PCI device (with the rest of its assignment group) to pciback by hand.
     PciAssign {
         /// `0000:03:00.0`.
         bdf: String,
+        /// Even if the adapter policy keeps it in dom0 (a dom0 port, USB under debug.enable.usb).
+        #[serde(default)]
+        force: bool,
     },
-    /// Give a PCI device back to dom0 (with rebind).
+    /// Give a PCI device (with the rest of its assignment group) back to dom0 (with rebind).
     PciRelease {
         /// `0000:03:00.0`.
         bdf: String,

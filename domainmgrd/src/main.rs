@@ -57,7 +57,7 @@ struct Cli {
     /// Where sysfs is mounted (to find the PCI address behind a network interface).
     #[arg(long, default_value = "/sys", value_name = "DIR")]
     sysfs_root: PathBuf,
-    /// The program that loads and unloads the USB modules when debug.enable.usb changes.
+    /// The program that loads and unloads the USB modules at start and when debug.enable.usb changes.
     #[arg(long, default_value = "modprobe", value_name = "PROGRAM")]
     modprobe: PathBuf,
     /// Host boot and shutdown settings, with /etc/default/xendomains' keys (SAVE, RESTORE, AUTO,
@@ -79,7 +79,7 @@ const SETTINGS_HELP: &str = "Settings (seconds unless noted):
   timer.domain.destroy   wait for a destroyed domain to vanish before BROKEN (30)
   timer.domain.poll      safety-net check of each domain (60)
   timer.metric.interval  metrics interval (60)
-  debug.enable.usb       keep USB controllers in dom0 (true/false, false)
+  debug.enable.usb       keep USB controllers and USB input/storage in dom0 (true/false, true)
 
 Logging: RUST_LOG (default info; RUST_LOG=xen=debug shows libxl's own messages).";
 

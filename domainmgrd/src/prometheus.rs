@@ -1,21 +1,29 @@
 //! The metrics as a Prometheus text endpoint (`GET /metrics`), on a TCP address or a unix
-//! socket, off unless `--metrics-listen` is given. Names follow Prometheus' conventions
-//! (`_seconds_total` counters, `_bytes` gauges, labels for the domain's name, UUID and domid).
-//! It serves the latest sample; scraping never calls the hypervisor.
+//! socket, off unless `--metrics-listen` is given. It serves the latest sample; scraping never
+//! calls the hypervisor.
+//!
+//! Names follow Prometheus' conventions: base units (`_seconds_total` counters, `_bytes` and
+//! `_ratio` gauges), and labels that identify a domain across its life, `domain` (the app's
+//! name) and `uuid`. The domid changes at every reboot, so it is not a label of the numbers but
+//! of `xen_domain_info` (value 1, one series per domain that exists now), to join on. A domain
+//! with no Xen domain now reports only `xen_domain_running 0`: its counters ended with it (a
+//! CPU counter rebuilt from EVE's scaled value would be lossy), and the next boot starts them
+//! anew, which Prometheus' `rate()` expects of a counter. dom0 (`Domain-0`) reports its own CPU
+//! time here; EVE's dom0 DomainMetric carries the whole device's.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::metrics::Sample;
+use crate::metrics::{Sample, SampledDomain};
 
 /// Where to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,59 +57,120 @@ fn escape(v: &str) -> String {
 pub fn render(sample: &Sample) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+        if rows.is_empty() {
+            return;
+        }
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, value) in rows {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let labels = |d: &crate::metrics::SampledDomain| {
-        format!("{{domain=\"{}\",uuid=\"{}\",domid=\"{}\"}}", escape(&d.name), d.metric.uuid_and_version.uuid, d.domid)
+    let ids = |d: &SampledDomain| format!("domain=\"{}\",uuid=\"{}\"", escape(&d.name), d.metric.uuid_and_version.uuid);
+    // Domains that exist now (a Xen domain, running or shut down but not yet destroyed).
+    let live = |f: &dyn Fn(&SampledDomain) -> f64| -> Vec<(String, f64)> {
+        sample.domains.iter().filter(|d| d.cpu_ns.is_some()).map(|d| (format!("{{{}}}", ids(d)), f(d))).collect()
     };
-    let per = |f: &dyn Fn(&crate::metrics::SampledDomain) -> f64| -> Vec<(String, f64)> {
-        sample.domains.iter().map(|d| (labels(d), f(d))).collect()
-    };
     family(
-        "xen_domain_cpu_seconds_total",
-        "counter",
-        "CPU time used by all of the domain's vCPUs.",
-        per(&|d| d.cpu_ns as f64 / 1e9),
-    );
-    family(
-        "xen_domain_memory_bytes",
+        "xen_domain_info",
         "gauge",
-        "Memory the domain holds.",
-        per(&|d| f64::from(d.metric.allocated_mb) * 1048576.0),
+        "A domain that exists now, with its Xen domain id (changes at every boot).",
+        sample
+            .domains
+            .iter()
+            .filter(|d| d.cpu_ns.is_some())
+            .map(|d| (format!("{{{},domid=\"{}\"}}", ids(d), d.domid), 1.0))
+            .collect(),
     );
-    family(
-        "xen_domain_memory_max_bytes",
-        "gauge",
-        "The most memory the domain may hold.",
-        per(&|d| d.max_memory_bytes as f64),
-    );
-    family("xen_domain_vcpus", "gauge", "vCPUs online.", per(&|d| f64::from(d.vcpus)));
     family(
         "xen_domain_running",
         "gauge",
         "1 if the domain runs (EVE's Activated), else 0.",
-        per(&|d| f64::from(u8::from(d.metric.activated))),
+        sample.domains.iter().map(|d| (format!("{{{}}}", ids(d)), f64::from(u8::from(d.metric.activated)))).collect(),
     );
-    if let Some(h) = &sample.host {
-        let mib = |m: u64| m as f64 * 1048576.0;
+    family(
+        "xen_domain_cpu_seconds_total",
+        "counter",
+        "CPU time used by all of the domain's vCPUs since it was created.",
+        live(&|d| d.cpu_ns.unwrap_or(0) as f64 / 1e9),
+    );
+    family("xen_domain_vcpus", "gauge", "vCPUs online.", live(&|d| f64::from(d.vcpus)));
+    family("xen_domain_memory_bytes", "gauge", "Memory the domain holds.", live(&|d| d.memory_bytes as f64));
+    family(
+        "xen_domain_memory_max_bytes",
+        "gauge",
+        "The most memory the domain may hold (at most the host's memory).",
+        live(&|d| d.max_memory_bytes as f64),
+    );
+    family(
+        "xen_domain_memory_used_bytes",
+        "gauge",
+        "Memory in use (EVE's UsedMemory: what it holds while it runs, else 0).",
+        live(&|d| if d.metric.activated { d.memory_bytes as f64 } else { 0.0 }),
+    );
+    family(
+        "xen_domain_memory_max_used_bytes",
+        "gauge",
+        "The most memory in use seen while it runs (EVE's MaxUsedMemory).",
+        live(&|d| d.max_used_bytes as f64),
+    );
+    family(
+        "xen_domain_memory_available_bytes",
+        "gauge",
+        "Memory it may still take, up to its maximum (EVE's AvailableMemory).",
+        live(&|d| d.max_memory_bytes.saturating_sub(d.memory_bytes) as f64),
+    );
+    family(
+        "xen_domain_memory_used_ratio",
+        "gauge",
+        "Memory in use over its maximum (EVE's UsedMemoryPercent / 100).",
+        live(&|d| d.metric.used_memory_percent / 100.0),
+    );
+    if let Some(h) = &sample.host_bytes {
+        let one = |v: f64| vec![(String::new(), v)];
+        family("xen_host_memory_bytes", "gauge", "All memory Xen manages.", one(h.total as f64));
+        family("xen_host_memory_free_bytes", "gauge", "Memory no domain holds.", one(h.free as f64));
         family(
-            "xen_host_memory_bytes",
+            "xen_host_eve_memory_bytes",
             "gauge",
-            "All memory Xen manages.",
-            vec![(String::new(), mib(h.total_memory_mb))],
+            "Memory dom0 (EVE itself) holds (EVE's UsedEveMB).",
+            one(h.eve as f64),
         );
-        family(
-            "xen_host_memory_free_bytes",
-            "gauge",
-            "Memory no domain holds.",
-            vec![(String::new(), mib(h.free_memory_mb))],
-        );
-        family("xen_host_cpus", "gauge", "Physical CPUs.", vec![(String::new(), f64::from(h.ncpus))]);
+        family("xen_host_cpus", "gauge", "Physical CPUs.", one(f64::from(h.ncpus)));
     }
     out
+}
+
+/// Binds the unix socket at `path`, replacing only a stale socket (one nobody listens on):
+/// never another kind of file, never a live endpoint.
+fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::io::{Error, ErrorKind};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(Error::new(
+                    ErrorKind::AddrInUse,
+                    format!("{} is in use by a running server", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?; // left by a process that died
+        }
+        Ok(_) => {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket; not replacing it", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// The inode of the socket we bound, to remove it (and nothing put there since) on drop.
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// A running endpoint; stops on drop.
@@ -109,6 +178,8 @@ pub fn render(sample: &Sample) -> String {
 pub struct Server {
     stop: Arc<AtomicBool>,
     listen: Listen,
+    /// The unix socket's inode, when serving on one.
+    bound: Option<(u64, u64)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -117,6 +188,7 @@ impl Server {
     pub fn start(listen: Listen, latest: Arc<Mutex<Sample>>) -> std::io::Result<Server> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
+        let mut bound = None;
         let thread = match &listen {
             Listen::Tcp(addr) => {
                 let l = TcpListener::bind(addr)?;
@@ -132,9 +204,8 @@ impl Server {
                 })?
             }
             Listen::Unix(path) => {
-                let _ = std::fs::remove_file(path);
-                let l = UnixListener::bind(path)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                let l = bind_unix(path)?;
+                bound = inode(path);
                 std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
                     for conn in l.incoming() {
                         if thread_stop.load(Ordering::SeqCst) {
@@ -148,7 +219,7 @@ impl Server {
             }
         };
         log::info!("metrics served on {listen:?}");
-        Ok(Server { stop, listen, thread: Some(thread) })
+        Ok(Server { stop, listen, bound, thread: Some(thread) })
     }
 }
 
@@ -160,7 +231,9 @@ impl Drop for Server {
             Listen::Tcp(addr) => drop(std::net::TcpStream::connect_timeout(addr, Duration::from_secs(1))),
             Listen::Unix(path) => {
                 drop(std::os::unix::net::UnixStream::connect(path));
-                let _ = std::fs::remove_file(path);
+                if self.bound.is_some() && inode(path) == self.bound {
+                    let _ = std::fs::remove_file(path);
+                }
             }
         }
         if let Some(t) = self.thread.take() {
@@ -220,50 +293,82 @@ impl SetTimeouts for std::os::unix::net::UnixStream {
 mod tests {
     use super::*;
     use crate::eve::UuidAndVersion;
-    use crate::metrics::{DomainMetric, HostMemory, SampledDomain};
+    use crate::metrics::{DomainMetric, HostBytes, HostMemory, SampledDomain};
 
-    fn sample() -> Sample {
+    fn domain(name: &str, uuid: uuid::Uuid, running: bool) -> SampledDomain {
         let metric = DomainMetric {
-            uuid_and_version: UuidAndVersion { uuid: uuid::Uuid::nil(), version: String::new() },
-            cpu_total_ns: 1,
-            cpu_scaled: 1,
+            uuid_and_version: UuidAndVersion { uuid, version: String::new() },
+            cpu_total_ns: 1_250_000_000,
+            cpu_scaled: 2,
             allocated_mb: 128,
-            used_memory: 128,
+            used_memory: if running { 128 } else { 0 },
             max_used_memory: 128,
-            available_memory: 0,
-            used_memory_percent: 100.0,
+            available_memory: 128,
+            used_memory_percent: if running { 50.0 } else { 0.0 },
             last_heard: None,
-            activated: true,
+            activated: running,
             node_name: String::new(),
         };
+        SampledDomain {
+            name: name.into(),
+            domid: if running { 7 } else { 0 },
+            cpu_ns: running.then_some(2_500_000_000),
+            memory_bytes: if running { 128 << 20 } else { 0 },
+            max_memory_bytes: if running { 256 << 20 } else { 0 },
+            max_used_bytes: if running { 128 << 20 } else { 0 },
+            vcpus: if running { 2 } else { 0 },
+            metric,
+        }
+    }
+
+    fn sample() -> Sample {
         Sample {
-            domains: vec![SampledDomain {
-                name: "web \"1\"".into(),
-                domid: 7,
-                cpu_ns: 2_500_000_000,
-                max_memory_bytes: 128 << 20,
-                vcpus: 2,
-                metric,
-            }],
+            domains: vec![domain("web \"1\"", uuid::Uuid::nil(), true), domain("off", uuid::Uuid::from_u128(5), false)],
             host: Some(HostMemory {
-                total_memory_mb: 2048,
-                free_memory_mb: 1024,
+                total_memory_mb: 2047,
+                free_memory_mb: 1023,
                 used_eve_mb: 512,
                 kmem_used_eve_mb: 0,
                 ncpus: 4,
             }),
+            host_bytes: Some(HostBytes { total: (2 << 30) - 4096, free: (1 << 30) - 4096, eve: 512 << 20, ncpus: 4 }),
         }
     }
 
     #[test]
-    fn renders_prometheus_text_with_units_and_escaped_labels() {
+    fn renders_prometheus_text_with_units_and_stable_labels() {
         let text = render(&sample());
-        let labels = r#"{domain="web \"1\"",uuid="00000000-0000-0000-0000-000000000000",domid="7"}"#;
-        assert!(text.contains(&format!("xen_domain_cpu_seconds_total{labels} 2.5\n")), "{text}");
-        assert!(text.contains(&format!("xen_domain_memory_bytes{labels} 134217728\n")), "{text}");
-        assert!(text.contains("# TYPE xen_domain_cpu_seconds_total counter\n"));
-        assert!(text.contains("xen_host_memory_bytes 2147483648\n"));
-        assert!(text.contains("xen_host_cpus 4\n"));
+        let web = r#"{domain="web \"1\"",uuid="00000000-0000-0000-0000-000000000000"}"#;
+        for line in [
+            format!("xen_domain_cpu_seconds_total{web} 2.5\n"),
+            format!("xen_domain_memory_bytes{web} 134217728\n"),
+            format!("xen_domain_memory_max_bytes{web} 268435456\n"),
+            format!("xen_domain_memory_used_bytes{web} 134217728\n"),
+            format!("xen_domain_memory_max_used_bytes{web} 134217728\n"),
+            format!("xen_domain_memory_available_bytes{web} 134217728\n"),
+            format!("xen_domain_memory_used_ratio{web} 0.5\n"),
+            format!("xen_domain_vcpus{web} 2\n"),
+            format!("xen_domain_running{web} 1\n"),
+            r#"xen_domain_info{domain="web \"1\"",uuid="00000000-0000-0000-0000-000000000000",domid="7"} 1"#
+                .to_string()
+                + "\n",
+            "# TYPE xen_domain_cpu_seconds_total counter\n".into(),
+            // Not rounded to MiB and multiplied back.
+            "xen_host_memory_bytes 2147479552\n".into(),
+            "xen_host_memory_free_bytes 1073737728\n".into(),
+            "xen_host_eve_memory_bytes 536870912\n".into(),
+            "xen_host_cpus 4\n".into(),
+        ] {
+            assert!(text.contains(&line), "{line}in:\n{text}");
+        }
+        assert!(!text.contains("domid=\"7\"}} 2.5"), "the domid labels only xen_domain_info");
+    }
+
+    #[test]
+    fn a_domain_without_a_xen_domain_only_says_it_is_not_running() {
+        let text = render(&sample());
+        let off: Vec<&str> = text.lines().filter(|l| l.contains("domain=\"off\"")).collect();
+        assert_eq!(off, [r#"xen_domain_running{domain="off",uuid="00000000-0000-0000-0000-000000000005"} 0"#]);
     }
 
     #[test]
@@ -288,6 +393,33 @@ mod tests {
         let mut reply = String::new();
         c.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        drop(server);
+        assert!(!path.exists(), "its socket goes with it");
+    }
+
+    #[test]
+    fn the_unix_socket_replaces_only_a_stale_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let latest = Arc::new(Mutex::new(sample()));
+
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "keep me").unwrap();
+        let e = Server::start(Listen::Unix(file.clone()), Arc::clone(&latest)).unwrap_err();
+        assert!(e.to_string().contains("exists and is not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+        let live = dir.path().join("live.sock");
+        let other = UnixListener::bind(&live).unwrap();
+        let e = Server::start(Listen::Unix(live.clone()), Arc::clone(&latest)).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+        drop(other); // its file stays behind: now a stale socket
+        assert!(live.exists());
+        let server = Server::start(Listen::Unix(live.clone()), latest).unwrap();
+        let mut c = std::os::unix::net::UnixStream::connect(&live).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         drop(server);
     }
 

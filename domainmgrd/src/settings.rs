@@ -27,7 +27,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// `timer.metric.interval`: EVE's metrics interval (default 60 s).
     pub metric_interval: Duration,
-    /// `debug.enable.usb`: keep USB controllers in dom0 (EVE's key; default false).
+    /// `debug.enable.usb`: keep USB controllers in dom0 with the USB keyboard, mouse and
+    /// storage modules loaded (EVE's key; default true, as EVE's `types/global.go` has it:
+    /// a console keyboard works until the controller says otherwise).
     pub enable_usb: bool,
 }
 
@@ -39,7 +41,7 @@ impl Default for Settings {
             destroy_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_secs(60),
             metric_interval: Duration::from_secs(60),
-            enable_usb: false,
+            enable_usb: true,
         }
     }
 }
@@ -187,7 +189,7 @@ mod tests {
         let s = Settings::default();
         assert_eq!(s.boot_retry, Duration::from_secs(600));
         assert_eq!(s.metric_interval, Duration::from_secs(60));
-        assert!(!s.enable_usb);
+        assert!(s.enable_usb, "EVE: AddBoolItem(UsbAccess, true)");
     }
 
     #[test]
@@ -197,13 +199,13 @@ mod tests {
             "global.json",
             r#"{"GlobalSettings": {
                 "timer.boot.retry": {"Key": "timer.boot.retry", "ItemType": 1, "IntValue": 30, "StrValue": "", "BoolValue": false, "TriStateValue": 0},
-                "debug.enable.usb": {"Key": "debug.enable.usb", "ItemType": 2, "IntValue": 0, "BoolValue": true},
+                "debug.enable.usb": {"Key": "debug.enable.usb", "ItemType": 2, "IntValue": 0, "BoolValue": false},
                 "timer.config.interval": {"IntValue": 60}
               }, "AgentSettings": {}}"#,
         )
         .unwrap();
         assert_eq!(s.boot_retry, Duration::from_secs(30));
-        assert!(s.enable_usb);
+        assert!(!s.enable_usb);
     }
 
     #[test]

@@ -123,6 +123,8 @@ struct State {
     peak: HashMap<Op, u64>,
     pci_devices: HashSet<Bdf>,
     pciback: HashSet<Bdf>,
+    /// Devices taken back from pciback, in order, with whether their dom0 driver was rebound.
+    pci_removals: Vec<(Bdf, bool)>,
     sysrqs: Vec<(DomId, char)>,
     gates: HashMap<(Uuid, Op), GateState>,
     /// Calls of killed clients parked for good.
@@ -288,6 +290,12 @@ impl SimHypervisor {
     /// The devices bound to pciback.
     pub fn pciback(&self) -> HashSet<Bdf> {
         self.shared.state.lock().pciback.clone()
+    }
+
+    /// The devices taken back from pciback, in order, each with whether its dom0 driver was
+    /// rebound (`pci_assignable_remove`'s `rebind`).
+    pub fn pci_removals(&self) -> Vec<(Bdf, bool)> {
+        self.shared.state.lock().pci_removals.clone()
     }
 
     /// The SysRq keys sent, in order.
@@ -736,7 +744,7 @@ impl Hypervisor for SimHypervisor {
         Ok(())
     }
 
-    fn pci_assignable_remove(&self, bdf: Bdf, _rebind: bool) -> HvResult<()> {
+    fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()> {
         self.enter(Op::PciRemove);
         let mut st = self.shared.state.lock();
         let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|p| p.bdf == bdf));
@@ -747,6 +755,7 @@ impl Hypervisor for SimHypervisor {
                 code: LibxlErrorCode::ERROR_FAIL,
             });
         }
+        st.pci_removals.push((bdf, rebind));
         Ok(())
     }
 

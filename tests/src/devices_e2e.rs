@@ -1,6 +1,7 @@
 //! End-to-end tests of domainmgrd's PCI adapter policy and metrics on real Xen, in the box with
 //! two emulated e1000 NICs behind an emulated IOMMU: one stays dom0's port, the other goes to
-//! pciback and to a guest that names it in its IoAdapterList.
+//! pciback and to a guest that names it in its IoAdapterList, and back to dom0's e1000 driver
+//! when nim says dom0 uses it as a port. Metrics are checked in the files and on Prometheus.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ const BOOT: Duration = Duration::from_secs(90);
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
     vec![
-        ("daemon_adapters_port_stays_other_nic_passed_to_guest_and_released", adapters_on_real_xen),
+        ("daemon_adapters_port_stays_other_nic_passed_to_guest_released_then_rebound_as_a_port", adapters_on_real_xen),
         ("daemon_metrics_cpu_grows_memory_matches_xl_halted_says_so", metrics_on_real_xen),
     ]
 }
@@ -99,7 +100,21 @@ fn adapters_on_real_xen(_ctx: &Context) -> TestResult {
         wait_until("nic1 released", BOOT, || {
             (bundle(&daemon, "nic1")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
         })?;
-        ensure(bundle(&daemon, "nic1")["IsPCIBack"] == true, || "released devices stay assignable".into())
+        ensure(bundle(&daemon, "nic1")["IsPCIBack"] == true, || "released devices stay assignable".into())?;
+
+        // nim now says dom0 uses nic1 as a port: the daemon gives it back to e1000 (rebind).
+        write(
+            &nim.join("DeviceNetworkStatus/global.json"),
+            &json!({"Ports": [{"IfName": port_if}, {"IfName": free_if}]}),
+        )?;
+        wait_until("nic1 back in dom0 as a port", BOOT, || {
+            let b = bundle(&daemon, "nic1");
+            (b["IsPort"] == true && b.get("IsPCIBack").is_none()).then_some(())
+        })?;
+        let driver = wait_until("e1000 to bind nic1 again", BOOT, || Some(driver_of(&free)).filter(|d| d == "e1000"))?;
+        let listed = xl(&["pci-assignable-list"])?;
+        ensure(!listed.lines().any(|l| l.trim() == free), || format!("{free} still assignable: {listed:?}"))?;
+        ensure(ifname_of(&free).is_some(), || format!("{free} has no network interface again (driver {driver})"))
     })();
     let _ = daemon.terminate();
     // Leave the NIC as the box had it, for the other tests.
@@ -112,8 +127,26 @@ fn metric(daemon: &DaemonProcess, uuid: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// One scrape of the Prometheus endpoint.
+fn scrape(addr: std::net::SocketAddr) -> TestResult<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ctx("connect to the metrics endpoint")?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ctx("send")?;
+    let mut text = String::new();
+    c.read_to_string(&mut text).ctx("read")?;
+    Ok(text)
+}
+
+/// The value of the series `name{labels}` in a scrape.
+fn series(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let head = format!("{name}{labels} ");
+    text.lines().find_map(|l| l.strip_prefix(&head)).and_then(|v| v.trim().parse().ok())
+}
+
 fn metrics_on_real_xen(_ctx: &Context) -> TestResult {
     let mut daemon = DaemonProcess::new("dm-metrics", &["timer.metric.interval:4", "timer.domain.shutdown:20"]);
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).ctx("a free port")?;
+    daemon.args = vec![format!("--metrics-listen={addr}")];
     daemon.start()?;
     let uuid = xenctl::Uuid::new_v4().to_string();
     let mut cfg = eve_config(&uuid, "dm-busy", 111, true, "xenbox.busy=1");
@@ -140,6 +173,23 @@ fn metrics_on_real_xen(_ctx: &Context) -> TestResult {
         host["TotalMemoryMB"].as_u64().map(|m| m.to_string()).as_deref()
             == info.get("total_memory").map(String::as_str),
         || format!("TotalMemoryMB {} vs xl info {:?}", host["TotalMemoryMB"], info.get("total_memory")),
+    )?;
+
+    // Prometheus, once: the CPU counter grows and the memory is what xl list says.
+    let labels = format!("{{domain=\"dm-busy\",uuid=\"{uuid}\"}}");
+    let cpu = |text: &str| series(text, "xen_domain_cpu_seconds_total", &labels);
+    let first = wait_until("the endpoint to serve dm-busy", BOOT, || scrape(addr).ok().and_then(|t| cpu(&t)))?;
+    let text = wait_until("the CPU seconds counter to grow by 0.5 s", BOOT, || {
+        scrape(addr).ok().filter(|t| cpu(t).is_some_and(|c| c > first + 0.5))
+    })?;
+    let row = xl_list()?.into_iter().find(|r| r.name == name).ok_or("not in xl list")?;
+    let mem = series(&text, "xen_domain_memory_bytes", &labels);
+    ensure(mem == Some((row.mem_mib << 20) as f64), || {
+        format!("xen_domain_memory_bytes {mem:?} vs xl list {} MiB", row.mem_mib)
+    })?;
+    ensure(
+        text.contains(&format!("xen_domain_info{{domain=\"dm-busy\",uuid=\"{uuid}\",domid=\"{}\"}} 1", row.domid)),
+        || format!("no xen_domain_info with domid {}", row.domid),
     )?;
 
     cfg["Activate"] = false.into();

@@ -82,6 +82,10 @@ pub struct NetworkPortStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DeviceNetworkStatus {
+    /// The DevicePortConfig it reflects. nim publishes a status with an empty key before it
+    /// has any config; EVE ignores that one, and so do we. Absent (not EVE's writer): accepted.
+    #[serde(rename = "DPCKey", skip_serializing_if = "Option::is_none")]
+    pub dpc_key: Option<String>,
     /// The ports.
     #[serde(rename = "Ports", deserialize_with = "null_as_empty")]
     pub ports: Vec<NetworkPortStatus>,
@@ -215,6 +219,9 @@ mod tests {
             serde_json::from_str(r#"{"DPCKey": "zedagent", "Ports": [{"IfName": "eth0", "IsMgmt": true, "Cost": 0}]}"#)
                 .unwrap();
         assert_eq!(dns.ports[0].if_name, "eth0");
+        assert_eq!(dns.dpc_key.as_deref(), Some("zedagent"));
+        let bare: DeviceNetworkStatus = serde_json::from_str(r#"{"Ports": null}"#).unwrap();
+        assert_eq!((bare.dpc_key, bare.ports.len()), (None, 0));
     }
 
     #[test]

@@ -2,26 +2,48 @@
 //! domain uses which, and the `AssignableAdapters` status that says so.
 //!
 //! Inputs: EVE's `PhysicalIOAdapterList` and `DeviceNetworkStatus` files and the
-//! `debug.enable.usb` setting. The policy (`policy.rs`) is applied when an input arrives or
-//! changes, and only then; moving a device costs a driver unbind/bind, so nothing is moved
-//! twice. A domain reserves the adapters its `IoAdapterList` names when it boots (all members
-//! of their assignment groups) and releases them when it halts; an adapter kept in dom0, not in
-//! pciback, or used by another domain is an error for the domain, never a silent skip.
+//! `debug.enable.usb` setting. Nothing moves before both files have arrived and the network
+//! status names at least one dom0 port (EVE waits the same way): until nim has said which
+//! NICs dom0 uses, any NIC could be the one dom0 needs. A network status that later vanishes
+//! or lists no port keeps the last known ports; losing dom0's connectivity to a missing file
+//! would be worse than a stale list.
+//!
+//! The policy (`policy.rs`) is applied when an input arrives or changes, and only then; moving
+//! a device costs a driver unbind/bind, so nothing is moved twice. A domain reserves the
+//! adapters its `IoAdapterList` names when it boots (whole units: assignment groups and
+//! devices listed twice) and releases them when it halts; a released device the policy wants
+//! back in dom0 is then rebound to its dom0 driver, and nothing else moves. An adapter kept in
+//! dom0, not in pciback, not a PCI device or used by another domain is an error for the
+//! domain, never a silent skip. Operators (`domainctl pci assign|release`) move devices
+//! through the same path; their choice stands against the policy until they change it.
+//!
+//! Concurrency: the state lives behind one mutex that is never held across a hypervisor call
+//! or a modprobe run. Those happen in one worker thread (`apply.rs`), one job at a time, so
+//! policy passes and operator moves never interleave; devices in flight are marked so a
+//! domain never reserves one mid-move. Reserving and releasing are quick bookkeeping.
 
+mod apply;
 pub mod eve;
+mod holds;
 pub mod host;
 pub mod policy;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 use uuid::Uuid;
-use xenctl::Bdf;
+use xenctl::{Bdf, DomainInfo};
 
-use self::eve::{AssignableAdapters, DeviceNetworkStatus, IoBundle, IoBundleError, PhysicalIoAdapterList};
+use self::apply::Job;
+pub use self::apply::{OperatorDone, OperatorReply};
+use self::eve::{
+    AssignableAdapters, DeviceNetworkStatus, IoBundle, IoBundleError, IoBundleErrorEntry, PhysicalIoAdapterList,
+};
 use self::host::Host;
-use self::policy::Ports;
+use self::policy::{Ports, Verdict};
 use crate::eve::IoAdapter;
 use crate::files;
 use crate::hypervisor::Hypervisor;
@@ -48,15 +70,65 @@ impl Sources {
     }
 }
 
-/// The adapters' state; shared by the supervisor and the domain threads behind a mutex.
+/// Where a device belongs: dom0 (its own driver) or pciback (assignable to guests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    Dom0,
+    Pciback,
+}
+
+impl Placement {
+    fn name(self) -> &'static str {
+        match self {
+            Placement::Dom0 => "dom0",
+            Placement::Pciback => "pciback",
+        }
+    }
+}
+
+/// A policy pass's result, for the published bundles and for reservations.
+#[derive(Debug, Clone)]
+struct Applied {
+    list: PhysicalIoAdapterList,
+    verdict: Verdict,
+    /// Per adapter: its unusable PCI address, as an error (timed when first seen).
+    bad_addresses: Vec<Option<IoBundleError>>,
+}
+
+/// The adapters' state, shared by the supervisor, the domain threads and the worker.
 pub struct Adapters {
     hv: Arc<dyn Hypervisor>,
     sources: Sources,
     status_file: PathBuf,
+    /// The adapter list as last read.
     list: Option<PhysicalIoAdapterList>,
-    network: DeviceNetworkStatus,
+    /// dom0's ports as last accepted (a status with at least one port).
+    network: Option<DeviceNetworkStatus>,
     enable_usb: bool,
+    /// An input changed since the policy last ran.
+    stale: bool,
+    /// What modprobe was last asked to do with the USB modules (`None`: nothing yet).
+    usb_loaded: Option<bool>,
+    /// The list the policy last ran on, and its verdict.
+    verdict: Option<Applied>,
+    /// The devices in pciback, as last seen and moved.
+    pciback: BTreeSet<Bdf>,
+    /// Devices reserved by domains.
+    held: BTreeMap<Bdf, Uuid>,
+    /// Adapters that running domains have, by name, before any list could resolve them.
+    claims: HashMap<Uuid, Vec<IoAdapter>>,
+    /// Devices that go back to dom0 when the domain holding them releases them.
+    pending_rebind: BTreeSet<Bdf>,
+    /// Where operators put devices against the policy, and the note that says so.
+    overrides: BTreeMap<Bdf, (Placement, IoBundleError)>,
+    /// Devices the worker is moving now, and to where.
+    moving: BTreeMap<Bdf, Placement>,
+    /// Failed moves and deferred returns, by device.
+    notes: BTreeMap<Bdf, IoBundleError>,
     bundles: Vec<IoBundle>,
+    jobs: Sender<Job>,
+    /// Jobs go here until the worker runs (set by `start`).
+    jobs_rx: Option<crossbeam_channel::Receiver<Job>>,
     written: Option<Vec<u8>>,
 }
 
@@ -69,7 +141,7 @@ impl std::fmt::Debug for Adapters {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<Option<T>, String> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -80,16 +152,47 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<Op
 impl Adapters {
     /// Adapter state with nothing read yet; publishes to `<status_dir>/AssignableAdapters/global.json`.
     pub fn new(hv: Arc<dyn Hypervisor>, sources: Sources, status_dir: &Path, enable_usb: bool) -> Adapters {
+        let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         Adapters {
             hv,
             sources,
             status_file: status_dir.join("AssignableAdapters/global.json"),
             list: None,
-            network: DeviceNetworkStatus::default(),
+            network: None,
             enable_usb,
+            stale: true,
+            usb_loaded: None,
+            verdict: None,
+            pciback: BTreeSet::new(),
+            held: BTreeMap::new(),
+            claims: HashMap::new(),
+            pending_rebind: BTreeSet::new(),
+            overrides: BTreeMap::new(),
+            moving: BTreeMap::new(),
+            notes: BTreeMap::new(),
             bundles: Vec::new(),
+            jobs,
+            jobs_rx: Some(jobs_rx),
             written: None,
         }
+    }
+
+    /// Takes over at daemon start: learns which devices the `running` domains hold (from the
+    /// previous daemon's `AssignableAdapters` and the configs in `config_dir`), reads the
+    /// inputs, reconciles the USB modules and applies the policy (if its inputs are here), all
+    /// before returning, so that no domain thread ever sees a half-applied policy. Then starts
+    /// the worker for later changes.
+    pub fn start(mut self, running: &[DomainInfo], config_dir: &Path) -> std::io::Result<Arc<Mutex<Adapters>>> {
+        self.recover(running, config_dir);
+        self.reload();
+        let hv = Arc::clone(&self.hv);
+        let rx = self.jobs_rx.take();
+        let shared = Arc::new(Mutex::new(self));
+        apply::reconcile(&shared, hv.as_ref());
+        if let Some(rx) = rx {
+            apply::spawn(&shared, rx, hv)?;
+        }
+        Ok(shared)
     }
 
     /// The input files, for the watcher.
@@ -98,52 +201,103 @@ impl Adapters {
     }
 
     /// Re-reads the input files; true if either changed (then call [`apply`](Self::apply)).
-    /// A file that cannot be read keeps its last good content.
+    /// A file that cannot be read or parsed, or is gone, keeps its last good content; so does
+    /// a network status without a DevicePortConfig key or without any port.
     pub fn reload(&mut self) -> bool {
         let mut changed = false;
+        let list_path = self.sources.adapter_list.display().to_string();
         match read_json::<PhysicalIoAdapterList>(&self.sources.adapter_list) {
-            Ok(list) => {
-                changed |= list != self.list;
-                self.list = list;
+            Ok(Some(list)) => {
+                changed |= self.list.as_ref() != Some(&list);
+                self.list = Some(list);
             }
+            Ok(None) if self.list.is_some() => log::warn!("{list_path} is gone; keeping the last adapter list"),
+            Ok(None) => {}
             Err(e) => log::error!("keeping the last adapter list: {e}"),
         }
+        let net_path = self.sources.network_status.display().to_string();
+        let keeping = if self.network.is_some() {
+            "keeping the last known ports"
+        } else {
+            "no adapter moves until one names dom0's ports"
+        };
         match read_json::<DeviceNetworkStatus>(&self.sources.network_status) {
-            Ok(net) => {
-                let net = net.unwrap_or_default();
-                changed |= net != self.network;
-                self.network = net;
+            Ok(Some(net)) if net.dpc_key.as_deref() == Some("") => {
+                log::info!("{net_path}: nim has no port config yet (empty DPCKey); {keeping}")
             }
-            Err(e) => log::error!("keeping the last network port list: {e}"),
+            Ok(Some(net)) if net.ports.is_empty() => log::warn!("{net_path} lists no network port; {keeping}"),
+            Ok(Some(net)) => {
+                if self.network.as_ref().map(|n| &n.ports) != Some(&net.ports) {
+                    changed = true;
+                    self.network = Some(net);
+                }
+            }
+            Ok(None) if self.network.is_some() => log::warn!("{net_path} is gone; {keeping}"),
+            Ok(None) => {}
+            Err(e) => log::error!("{e}; {keeping}"),
         }
+        self.stale |= changed;
         changed
     }
 
+    /// Applies the policy, in the worker, if an input changed since it last ran.
+    pub fn apply(&mut self) {
+        if self.stale {
+            self.submit(Job::Reconcile);
+        }
+    }
+
     /// `debug.enable.usb` changed: give the USB controllers back to dom0 and load the USB
-    /// modules, or unload them and hand the controllers to pciback.
+    /// modules, or unload them and hand the controllers to pciback (in the worker).
     pub fn set_enable_usb(&mut self, enable: bool) {
         if enable == self.enable_usb {
             return;
         }
         self.enable_usb = enable;
+        self.stale = true;
         log::info!("debug.enable.usb is now {enable}");
-        if enable {
-            self.apply();
-            if let Err(e) = self.sources.host.usb_modules(true) {
-                log::error!("{e}");
-            }
+        self.submit(Job::Reconcile);
+    }
+
+    /// An operator moves `bdf` (and the rest of its unit) to pciback (`assign`) or back to
+    /// dom0; `force` overrides the policy's keeping it in dom0. `reply` gets the outcome once
+    /// the worker has done it.
+    pub fn operator(&mut self, bdf: Bdf, assign: bool, force: bool, reply: OperatorReply) {
+        let to = if assign { Placement::Pciback } else { Placement::Dom0 };
+        self.submit(Job::Operator { bdf, to, force, reply });
+    }
+
+    fn submit(&mut self, job: Job) {
+        if let Err(e) = self.jobs.send(job) {
+            log::error!("the adapter worker is gone; dropping a request ({e})");
+        }
+    }
+
+    /// Whether the policy may run: the list and dom0's ports are known.
+    fn ready(&self) -> bool {
+        self.list.is_some() && self.network.is_some()
+    }
+
+    /// Why nothing can be reserved yet, if so.
+    fn not_ready(&self) -> Option<String> {
+        if self.verdict.is_some() {
+            None
+        } else if self.list.is_none() {
+            Some("no PhysicalIOAdapterList has been received".into())
+        } else if self.network.is_none() {
+            Some(
+                "DeviceNetworkStatus has not yet named dom0's network ports; no adapter is assigned before it does"
+                    .into(),
+            )
         } else {
-            if let Err(e) = self.sources.host.usb_modules(false) {
-                log::error!("{e}");
-            }
-            self.apply();
+            Some("the adapter policy is being applied".into())
         }
     }
 
     /// dom0's network ports: by name, and by PCI address (reported, or looked up in sysfs).
     fn ports(&self) -> Ports {
         let mut ports = Ports::default();
-        for p in &self.network.ports {
+        for p in self.network.iter().flat_map(|n| &n.ports) {
             if !p.if_name.is_empty() {
                 ports.ifnames.insert(p.if_name.clone());
                 if let Some(bdf) = self.sources.host.pci_of_ifname(&p.if_name) {
@@ -157,27 +311,32 @@ impl Adapters {
         ports
     }
 
-    /// Applies the policy: binds to pciback what may go to guests, gives back to dom0 what must
-    /// stay, and publishes the result.
-    pub fn apply(&mut self) {
-        let Some(list) = self.list.clone() else {
-            self.publish();
+    /// Where the unit holding `bdfs` belongs: an operator's choice, else the policy's.
+    fn placement(&self, bdfs: &BTreeSet<Bdf>, keep_in_host: bool) -> Placement {
+        bdfs.iter().find_map(|b| self.overrides.get(b).map(|(p, _)| *p)).unwrap_or(if keep_in_host {
+            Placement::Dom0
+        } else {
+            Placement::Pciback
+        })
+    }
+
+    /// Rebuilds the published bundles from the verdict and the devices' state.
+    fn rebuild(&mut self) {
+        let Some(applied) = &self.verdict else {
+            self.bundles.clear();
             return;
         };
-        let decisions = policy::decide(&list.adapter_list, &self.ports(), self.enable_usb);
-        let assignable: HashSet<Bdf> = match self.hv.pci_assignable_list() {
-            Ok(l) => l.into_iter().collect(),
-            Err(e) => {
-                log::error!("cannot list the assignable PCI devices: {e}");
-                HashSet::new()
-            }
-        };
-        let used: HashMap<(String, String), Uuid> =
-            self.bundles.iter().map(|b| ((b.phylabel.clone(), b.pci_long.clone()), b.used_by_uuid)).collect();
-
+        let (list, verdict) = (&applied.list, &applied.verdict);
         let mut bundles = Vec::with_capacity(list.adapter_list.len());
-        for (a, d) in list.adapter_list.iter().zip(decisions) {
-            let mut b = IoBundle {
+        for (i, a) in list.adapter_list.iter().enumerate() {
+            let d = &verdict.decisions[i];
+            let pci = verdict.pcis[i].as_ref().ok().copied().flatten();
+            let mut errors: Vec<&IoBundleError> = applied.bad_addresses[i].iter().collect();
+            if let Some(bdf) = pci {
+                errors.extend(self.notes.get(&bdf));
+                errors.extend(self.overrides.get(&bdf).map(|(_, note)| note));
+            }
+            bundles.push(IoBundle {
                 io_type: a.ptype,
                 phylabel: a.phylabel.clone(),
                 logicallabel: a.logicallabel.clone(),
@@ -188,156 +347,24 @@ impl Adapters {
                 serial: a.phyaddr.serial.clone(),
                 usb_addr: a.phyaddr.usb_addr.clone(),
                 usb_product: a.phyaddr.usb_product.clone(),
-                used_by_uuid: used.get(&(a.phylabel.clone(), a.phyaddr.pci_long.clone())).copied().unwrap_or_default(),
-                is_pci_back: false,
+                used_by_uuid: pci.and_then(|b| self.held.get(&b)).copied().unwrap_or_default(),
+                is_pci_back: pci.is_some_and(|b| self.pciback.contains(&b)),
                 is_port: d.is_port,
                 keep_in_host: d.keep_in_host,
-                error: IoBundleError::default(),
-            };
-            if b.pci_long.is_empty() {
-                bundles.push(b);
-                continue;
-            }
-            let bdf = match b.pci_long.parse::<Bdf>() {
-                Ok(bdf) => bdf,
-                Err(e) => {
-                    b.error = IoBundleError::now(e.to_string());
-                    bundles.push(b);
-                    continue;
-                }
-            };
-            let mut in_pciback = assignable.contains(&bdf);
-            if !d.keep_in_host && !in_pciback {
-                match self.hv.pci_assignable_add(bdf) {
-                    Ok(()) => in_pciback = true,
-                    Err(e) => b.error = IoBundleError::now(format!("cannot assign {bdf} to pciback: {e}")),
-                }
-            } else if d.keep_in_host && in_pciback {
-                let why = d.reason.unwrap_or_default();
-                if !b.used_by_uuid.is_nil() {
-                    b.error = IoBundleError::now(format!(
-                        "{why}, but domain {} uses it; it returns to dom0 when that domain halts",
-                        b.used_by_uuid
-                    ));
-                } else {
-                    match self.hv.pci_assignable_remove(bdf, true) {
-                        Ok(()) => {
-                            in_pciback = false;
-                            log::info!("{} ({bdf}) returned to dom0: {why}", b.phylabel);
-                        }
-                        Err(e) => b.error = IoBundleError::now(format!("cannot return {bdf} to dom0: {e}")),
-                    }
-                }
-            }
-            b.is_pci_back = in_pciback;
-            bundles.push(b);
+                error: merge(&errors),
+            });
         }
         self.bundles = bundles;
-        self.publish();
-    }
-
-    /// Bundles matching what a domain's `IoAdapterList` names, with their assignment groups.
-    fn lookup(&self, wanted: &[IoAdapter]) -> Result<Vec<usize>, String> {
-        let mut chosen = Vec::new();
-        for w in wanted {
-            let Some(first) = self
-                .bundles
-                .iter()
-                .position(|b| b.io_type == w.io_type && (b.phylabel == w.name || b.logicallabel == w.name))
-            else {
-                return Err(match &self.list {
-                    None => format!(
-                        "IoAdapterList: adapter {} cannot be found: no PhysicalIOAdapterList has been received",
-                        w.name
-                    ),
-                    Some(_) => format!(
-                        "IoAdapterList: the PhysicalIOAdapterList has no adapter {} of type {}",
-                        w.name, w.io_type.0
-                    ),
-                });
-            };
-            let group = &self.bundles[first].assignment_group;
-            for (i, b) in self.bundles.iter().enumerate() {
-                let member = i == first || (!group.is_empty() && &b.assignment_group == group);
-                if member && !chosen.contains(&i) {
-                    chosen.push(i);
-                }
-            }
-        }
-        Ok(chosen)
-    }
-
-    /// Reserves for domain `uuid` the adapters `wanted` names; their PCI devices, to pass through.
-    pub fn reserve(&mut self, uuid: Uuid, wanted: &[IoAdapter]) -> Result<Vec<Bdf>, String> {
-        let chosen = self.lookup(wanted)?;
-        let mut bdfs = Vec::new();
-        for &i in &chosen {
-            let b = &self.bundles[i];
-            let label = if b.phylabel.is_empty() { &b.logicallabel } else { &b.phylabel };
-            if b.keep_in_host {
-                let why = if b.is_port { "it is (in the group of) a dom0 network port" } else { "it is kept in dom0" };
-                return Err(format!("IoAdapterList: adapter {label} cannot be given to a guest: {why}"));
-            }
-            if !b.used_by_uuid.is_nil() && b.used_by_uuid != uuid {
-                return Err(format!("IoAdapterList: adapter {label} is used by domain {}", b.used_by_uuid));
-            }
-            let bdf = b.pci_long.parse::<Bdf>().map_err(|_| {
-                format!("IoAdapterList: adapter {label} is not a PCI device; only PCI passthrough is supported")
-            })?;
-            if !b.is_pci_back {
-                let err = b.error.text();
-                return Err(format!(
-                    "IoAdapterList: adapter {label} ({bdf}) is not assignable{}",
-                    if err.is_empty() { String::new() } else { format!(": {err}") }
-                ));
-            }
-            if !bdfs.contains(&bdf) {
-                bdfs.push(bdf);
-            }
-        }
-        for &i in &chosen {
-            self.bundles[i].used_by_uuid = uuid;
-        }
-        self.publish();
-        Ok(bdfs)
-    }
-
-    /// Records that domain `uuid` (found running at start) has the adapters `wanted` names.
-    pub fn adopt(&mut self, uuid: Uuid, wanted: &[IoAdapter]) {
-        match self.lookup(wanted) {
-            Ok(chosen) => {
-                for i in chosen {
-                    self.bundles[i].used_by_uuid = uuid;
-                }
-                self.publish();
-            }
-            Err(e) => log::warn!("domain {uuid} runs with adapters not in the current list: {e}"),
-        }
-    }
-
-    /// Domain `uuid` halted: its adapters are free (and any that must return to dom0 do now).
-    pub fn release(&mut self, uuid: Uuid) {
-        let mut any = false;
-        for b in self.bundles.iter_mut().filter(|b| b.used_by_uuid == uuid) {
-            b.used_by_uuid = Uuid::nil();
-            any = true;
-        }
-        if !any {
-            return;
-        }
-        if self.bundles.iter().any(|b| b.keep_in_host && b.is_pci_back && b.used_by_uuid.is_nil()) {
-            self.apply();
-        } else {
-            self.publish();
-        }
     }
 
     /// What is published.
     pub fn snapshot(&self) -> AssignableAdapters {
-        AssignableAdapters { initialized: self.list.is_some(), io_bundle_list: self.bundles.clone() }
+        AssignableAdapters { initialized: self.verdict.is_some(), io_bundle_list: self.bundles.clone() }
     }
 
+    /// Rebuilds and writes `AssignableAdapters` if it changed.
     fn publish(&mut self) {
+        self.rebuild();
         let bytes = match serde_json::to_vec_pretty(&self.snapshot()) {
             Ok(b) => b,
             Err(e) => {
@@ -357,3 +384,14 @@ impl Adapters {
         }
     }
 }
+
+/// Several errors as one `IOBundleError`, timed by the latest.
+fn merge(errors: &[&IoBundleError]) -> IoBundleError {
+    IoBundleError {
+        errors: errors.iter().flat_map(|e| e.errors.iter().cloned()).collect::<Vec<IoBundleErrorEntry>>(),
+        time_of_error: errors.iter().filter_map(|e| e.time_of_error).max(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

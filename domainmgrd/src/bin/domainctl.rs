@@ -128,10 +128,13 @@ enum Cmd {
 enum PciCmd {
     /// The assignable devices and the published AssignableAdapters.
     List,
-    /// Bind a device to pciback.
+    /// Bind a device (and the rest of its assignment group) to pciback.
     Assign {
         /// `0000:03:00.0`.
         bdf: String,
+        /// Even if the adapter policy keeps it in dom0 (a dom0 port, USB under debug.enable.usb).
+        #[arg(long)]
+        force: bool,
     },
     /// Give a device back to its dom0 driver.
     Release {
@@ -191,7 +194,7 @@ fn request_of(cmd: &Cmd) -> Request {
         Cmd::Restore { file } => Request::Restore { file: absolute(file) },
         Cmd::Console { domain, .. } => Request::Console { domain: domain.clone() },
         Cmd::Pci { action: PciCmd::List } => Request::PciList,
-        Cmd::Pci { action: PciCmd::Assign { bdf } } => Request::PciAssign { bdf: bdf.clone() },
+        Cmd::Pci { action: PciCmd::Assign { bdf, force } } => Request::PciAssign { bdf: bdf.clone(), force: *force },
         Cmd::Pci { action: PciCmd::Release { bdf } } => Request::PciRelease { bdf: bdf.clone() },
         Cmd::Metrics => Request::Metrics,
         Cmd::HostStart => Request::HostStart,

@@ -12,6 +12,7 @@ use xenctl::{Bdf, DomId, DomainSpec};
 
 use super::Supervisor;
 use super::autostart::loaded_from_spec;
+use crate::adapters::OperatorDone;
 use crate::control::{ControlMsg, Request, Response};
 use crate::domain::{self, Command, Operator, Report, Source};
 use crate::error_chain;
@@ -104,8 +105,8 @@ impl Supervisor {
             Request::Restore { file } => self.restore(&file, reply),
             Request::Console { domain } => answer(self.console(&domain)),
             Request::PciList => answer(self.pci_list()),
-            Request::PciAssign { bdf } => answer(self.pci(&bdf, true)),
-            Request::PciRelease { bdf } => answer(self.pci(&bdf, false)),
+            Request::PciAssign { bdf, force } => self.pci(&bdf, true, force, reply),
+            Request::PciRelease { bdf } => self.pci(&bdf, false, false, reply),
             Request::Metrics => answer(self.metrics()),
             Request::HostStart => self.host_start(reply),
             Request::HostStop => self.host_stop(reply),
@@ -339,23 +340,29 @@ impl Supervisor {
         Response::data(serde_json::json!({"assignable": assignable, "adapters": adapters}))
     }
 
-    fn pci(&self, bdf: &str, assign: bool) -> Response {
+    /// An operator's move, done by the adapters' worker (serialised with policy passes, checked
+    /// against reservations and the policy, published); the answer comes when it is done.
+    fn pci(&self, bdf: &str, assign: bool, force: bool, reply: Sender<Response>) {
         let bdf: Bdf = match bdf.parse() {
             Ok(b) => b,
-            Err(e) => return Response::error(e.to_string()),
-        };
-        let result = if assign {
-            self.shared.hv.pci_assignable_add(bdf)
-        } else {
-            self.shared.hv.pci_assignable_remove(bdf, true)
-        };
-        match result {
-            Ok(()) => {
-                log::info!("operator: {bdf} {}", if assign { "assigned to pciback" } else { "released to dom0" });
-                Response::data(serde_json::json!({"bdf": bdf.to_string(), "assignable": assign}))
+            Err(e) => {
+                let _ = reply.send(Response::error(e.to_string()));
+                return;
             }
-            Err(e) => Response::error(e.to_string()),
-        }
+        };
+        let answer = Box::new(move |done: Result<OperatorDone, String>| {
+            let response = match done {
+                Ok(d) => Response::data(serde_json::json!({
+                    "bdf": bdf.to_string(),
+                    "assignable": d.assignable,
+                    "unit": d.unit.iter().map(Bdf::to_string).collect::<Vec<_>>(),
+                    "moved": d.moved.iter().map(Bdf::to_string).collect::<Vec<_>>(),
+                })),
+                Err(e) => Response::error(e),
+            };
+            let _ = reply.send(response);
+        });
+        self.shared.adapters.lock().operator(bdf, assign, force, answer);
     }
 
     fn metrics(&self) -> Response {
@@ -366,7 +373,7 @@ impl Supervisor {
             .map(|d| {
                 serde_json::json!({
                     "name": d.name, "domid": d.domid, "uuid": d.metric.uuid_and_version.uuid,
-                    "cpu_seconds": d.cpu_ns as f64 / 1e9, "cpu_total_ns": d.metric.cpu_total_ns,
+                    "cpu_seconds": d.cpu_ns.map(|n| n as f64 / 1e9), "cpu_total_ns": d.metric.cpu_total_ns,
                     "cpu_scaled": d.metric.cpu_scaled, "memory_mib": d.metric.allocated_mb,
                     "max_memory_mib": d.max_memory_bytes >> 20, "vcpus": d.vcpus, "activated": d.metric.activated,
                 })

@@ -175,10 +175,19 @@ impl Daemon {
             .write(true)
             .open(&lock_path)
             .map_err(|source| StartError::Setup { path: lock_path.clone(), source })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StartError::Locked(lock_path)),
-            Err(std::fs::TryLockError::Error(source)) => return Err(StartError::Setup { path: lock_path, source }),
+        // The lock belongs to an open file, and a child forked an instant ago (modprobe for the
+        // USB modules, libxl's hotplug scripts) carries its descriptor until it execs: a lock
+        // held for a moment is waited for; one held on is another daemon.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(StartError::Locked(lock_path)),
+                Err(std::fs::TryLockError::Error(source)) => return Err(StartError::Setup { path: lock_path, source }),
+            }
         }
         let settings = Settings::load(options.settings_file.as_deref(), &options.config_flags)?;
         log::info!("settings: {settings:?}");
@@ -191,11 +200,14 @@ impl Daemon {
             .map_err(|source| StartError::Setup { path: socket.clone(), source })?;
         let domains_now = hv.list().map_err(StartError::Hypervisor)?;
 
-        // The adapter inputs "arrive" now: apply the policy before any domain thread runs.
-        let mut adapters =
-            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), &paths.status_dir, settings.enable_usb);
-        adapters.reload();
-        adapters.apply();
+        // The adapter inputs "arrive" now. Before anything moves, learn which devices the
+        // running guests hold (a restart must not take one from a live guest); then reconcile
+        // the USB modules and apply the policy (once nim has named dom0's ports), all before any
+        // domain thread runs.
+        let adapters =
+            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), &paths.status_dir, settings.enable_usb)
+                .start(&domains_now, &paths.domain_config_dir())
+                .map_err(|source| StartError::Setup { path: PathBuf::from("adapters thread"), source })?;
 
         let (change_tx, change_rx) = crossbeam_channel::unbounded();
         let config_dir = paths.domain_config_dir();
@@ -218,7 +230,7 @@ impl Daemon {
             hv,
             settings: Arc::new(RwLock::new(settings)),
             paths: Arc::new(paths.clone()),
-            adapters: Arc::new(Mutex::new(adapters)),
+            adapters,
             registry: Arc::default(),
             host_stopped: Arc::default(),
         };
