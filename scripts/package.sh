@@ -193,19 +193,39 @@ run_scripts "deb-systemd-invoke stop domainmgrd.service" "prerm.sh remove" "post
 run_scripts "" "postrm.sh purge"
 
 # systemd-analyze verify inside a root made of the extracted package, a copy of this machine's
-# own units, the programs the units run, and a stand-in for xen.service (the unit systemd's
-# SysV generator makes of xen-utils-common's /etc/init.d/xen on a real dom0).
+# own units and the programs the units run: once with a stand-in for xen.service (the unit
+# systemd's SysV generator makes of xen-utils-common's /etc/init.d/xen on a Debian dom0), once
+# without it (upstream Xen's own units, which have no xen.service). The units may want Xen's
+# units but require none: a Requires= on a unit that does not exist fails the unit.
 root=$work/root
 dpkg-deb -x "$deb" "$root" || fail "dpkg-deb -x"
 mkdir -p "$root/usr/lib/systemd/system" "$root/usr/bin" "$root/etc/systemd/system"
 cp -RP /usr/lib/systemd/system/. "$root/usr/lib/systemd/system/"
 for program in grep timeout sh true; do cp "$(type -P "$program")" "$root/usr/bin/"; done
 [ -e "$root/bin" ] || ln -s usr/bin "$root/bin"
-printf '[Unit]\nDescription=stand-in for the SysV xen.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n' \
-  >"$root/etc/systemd/system/xen.service"
-verify=$(MANPATH=$root/usr/share/man systemd-analyze verify --root="$root" \
-  domainmgrd.service domainmgr-host.service 2>&1) || fail "systemd-analyze verify: $verify"
-[ -z "$verify" ] || fail "systemd-analyze verify complains: $verify"
+units=$root/lib/systemd/system
+if grep -nE '^(Requires|Requisite|BindsTo)=' "$units/domainmgrd.service" "$units/domainmgr-host.service"; then
+  fail "the units above hard-depend on other units; use Wants= and After="
+fi
+for xen_service in with without; do
+  rm -f "$root/etc/systemd/system/xen.service"
+  if [ $xen_service = with ]; then
+    printf '[Unit]\nDescription=stand-in for the SysV xen.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n' \
+      >"$root/etc/systemd/system/xen.service"
+  fi
+  verify=$(MANPATH=$root/usr/share/man systemd-analyze verify --root="$root" \
+    domainmgrd.service domainmgr-host.service 2>&1) || fail "systemd-analyze verify ($xen_service xen.service): $verify"
+  [ -z "$verify" ] || fail "systemd-analyze verify ($xen_service xen.service) complains: $verify"
+done
+
+# host-stop ends within STOP_MAXWAIT plus the destroys; domainmgr-host.service's stop timeout
+# is fixed, so it must leave that margin over the shipped default (and stay under the 30 min
+# systemd gives the whole poweroff).
+timeout_stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)$/\1/p' "$units/domainmgr-host.service")
+maxwait=$(sed -n 's/^#STOP_MAXWAIT=\([0-9]*\)$/\1/p' "$root/etc/default/domainmgr")
+[ -n "$timeout_stop" ] && [ -n "$maxwait" ] || fail "no TimeoutStopSec (seconds) in domainmgr-host.service or no STOP_MAXWAIT default"
+[ "$timeout_stop" -ge $((maxwait + 120)) ] && [ "$timeout_stop" -lt 1800 ] ||
+  fail "TimeoutStopSec=$timeout_stop must be at least STOP_MAXWAIT ($maxwait) + 120 s and under 30 min"
 
 # The shipped /etc/default/domainmgr: nothing is set (every line a comment or blank), and with
 # every `#KEY=value` line uncommented it still holds only known keys with values of the right

@@ -100,6 +100,30 @@ pub enum Request {
     HostStop,
 }
 
+/// domainctl's exit statuses: those of LSB init scripts (Linux Standard Base, "Init Script
+/// Actions"), which xendomains used. `status` has its own table there: 0 running, 3 not
+/// running, 4 unknown. domainctl's `--help` shows both.
+pub mod exit {
+    /// Success (also: starting what runs, stopping what is stopped).
+    pub const OK: i32 = 0;
+    /// The action failed (for host-start and host-stop: some domain did).
+    pub const FAILED: i32 = 1;
+    /// Bad usage (arguments).
+    pub const USAGE: i32 = 2;
+    /// `status`: the domain (or every managed domain) is not running.
+    pub const NOT_RUNNING: i32 = 3;
+    /// `status`: its status cannot be known (no such managed domain, or no daemon to ask).
+    pub const STATUS_UNKNOWN: i32 = 4;
+    /// Not root.
+    pub const NO_PRIVILEGE: i32 = 4;
+    /// No managed domain has that name (LSB's "program is not installed").
+    pub const UNKNOWN_DOMAIN: i32 = 5;
+    /// The host settings file cannot be used (LSB's "program is not configured").
+    pub const NOT_CONFIGURED: i32 = 6;
+    /// domainmgrd is not running.
+    pub const DAEMON_NOT_RUNNING: i32 = 7;
+}
+
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -206,7 +230,7 @@ fn serve(conn: UnixStream, supervisor: &Sender<ControlMsg>) {
                 cred.uid.as_raw(),
                 cred.pid.as_raw_nonzero()
             );
-            Response::error_with_exit("only root may control domainmgrd", 4)
+            Response::error_with_exit("only root may control domainmgrd", exit::NO_PRIVILEGE)
         }
         Err(e) => Response::error(format!("cannot read the peer's credentials: {e}")),
     };
@@ -239,7 +263,12 @@ pub fn call(socket: &Path, request: &Request) -> Result<Response, String> {
         .map_err(|e| format!("domainmgrd is not running (cannot connect to {}: {e})", socket.display()))?;
     let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
-    conn.write_all(&bytes).map_err(|e| format!("sending to domainmgrd: {e}"))?;
+    if let Err(e) = conn.write_all(&bytes) {
+        // It may have answered (refused) before reading: its answer is still there to read.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("sending to domainmgrd: {e}"));
+        }
+    }
     let mut line = String::new();
     BufReader::new(conn).read_line(&mut line).map_err(|e| format!("reading domainmgrd's answer: {e}"))?;
     serde_json::from_str(&line).map_err(|e| format!("domainmgrd's answer is not understood: {e}"))

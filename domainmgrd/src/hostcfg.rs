@@ -241,6 +241,17 @@ XENDOMAINS_USLEEP=100000
     }
 
     #[test]
+    fn the_host_units_stop_timeout_leaves_room_for_the_default_watchdog() {
+        let unit = include_str!("../../packaging/systemd/domainmgr-host.service");
+        let secs: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("TimeoutStopSec in seconds");
+        assert!(secs >= HostConfig::default().stop_maxwait.as_secs() + 120, "TimeoutStopSec={secs}");
+    }
+
+    #[test]
     fn the_packaged_default_file_parses_to_the_defaults_commented_or_not() {
         let shipped = include_str!("../../packaging/default/domainmgr");
         assert_eq!(HostConfig::parse("packaging/default/domainmgr", shipped).unwrap(), HostConfig::default());

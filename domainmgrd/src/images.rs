@@ -2,9 +2,12 @@
 //! and the exact configuration (as xl.cfg text) the domain ran with when it was saved.
 //!
 //! At host start an image is restored only if its record names a managed domain whose current
-//! configuration is that same text and that is not running: anything else is stale (its config
-//! changed, it has no config any more, or the domain was started afresh) and is refused, moved
-//! to `<save-dir>/stale/` so it is reported once and never restored by accident.
+//! configuration is that same text, that is not running and that has not booted afresh since
+//! the save (the record holds the id of the run it was taken from, see `hoststate.rs`):
+//! anything else is stale (its config changed, it has no config any more, or the domain was
+//! started afresh, so its disks moved on from the memory in the image) and is refused, moved
+//! to `<save-dir>/stale/` so it is reported once and never restored by accident. Nothing there
+//! is ever overwritten or deleted: a second stale image of the same name gets a number.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +28,26 @@ pub struct ImageRecord {
     pub xl_config: String,
     /// When it was saved.
     pub saved_at: DateTime<Utc>,
+    /// The id of the run it was saved from (`None` from a domain whose fresh boot was never
+    /// recorded, e.g. adopted from an older domainmgrd).
+    #[serde(default)]
+    pub boot_id: Option<Uuid>,
+    /// What kind of domain it was saved from.
+    #[serde(default)]
+    pub kind: ImageKind,
+}
+
+/// Which domain an image was saved from, which says how host-start restores it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageKind {
+    /// A domain with a config of its own (EVE or autostart): restored into it if it still
+    /// matches.
+    #[default]
+    Managed,
+    /// A transient domain (domainctl create or restore): restored as a transient domain again,
+    /// from the config in the record, as `domainctl restore` does.
+    Transient,
 }
 
 /// The record file of `image`.
@@ -56,18 +79,41 @@ pub fn remove(image: &Path) {
     let _ = files::remove_if_exists(&record_path(image));
 }
 
-/// Moves a stale image (and its record) to `<dir>/stale/`, returning where it went.
+/// Moves `from` to `to` unless `to` exists (a hard link cannot replace a file), on one
+/// filesystem: `Ok(false)` when `to` is taken.
+fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<bool> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    std::fs::remove_file(from)?;
+    Ok(true)
+}
+
+/// Moves a stale image (and its record) to `<dir>/stale/`, returning where it went. An earlier
+/// stale image of the same name stays: this one becomes `<name>.1` (`.2`, ...).
 pub fn set_aside(image: &Path) -> std::io::Result<PathBuf> {
     let dir = image.parent().unwrap_or(Path::new(".")).join("stale");
     std::fs::create_dir_all(&dir)?;
     let name = image.file_name().unwrap_or_default();
-    let to = dir.join(name);
-    std::fs::rename(image, &to)?;
     let record = record_path(image);
-    if record.exists() {
-        std::fs::rename(&record, record_path(&to))?;
+    for n in 0u32.. {
+        let mut candidate = name.to_os_string();
+        if n > 0 {
+            candidate.push(format!(".{n}"));
+        }
+        let to = dir.join(candidate);
+        // The record's name must be free too, so an image never meets another's record.
+        if record_path(&to).exists() || !move_no_clobber(image, &to)? {
+            continue;
+        }
+        if record.exists() && !move_no_clobber(&record, &record_path(&to))? {
+            log::warn!("{}: left in place; {} is taken", record.display(), record_path(&to).display());
+        }
+        return Ok(to);
     }
-    Ok(to)
+    Err(std::io::Error::other("no free name in the stale folder"))
 }
 
 /// The images in `dir` (not their records, partial writes, hidden files or the stale folder).
@@ -100,6 +146,8 @@ mod tests {
             name: "web".into(),
             xl_config: "name = \"web\"\n".into(),
             saved_at: Utc::now(),
+            boot_id: Some(Uuid::new_v4()),
+            kind: ImageKind::Transient,
         };
         write_record(&image, &rec).unwrap();
         std::fs::write(dir.path().join("other.partial"), b"").unwrap();
@@ -113,5 +161,37 @@ mod tests {
         assert!(read_record(&image).unwrap_err().contains("has no domainmgr record"));
         remove(&moved);
         assert!(!moved.exists() && !record_path(&moved).exists());
+    }
+
+    #[test]
+    fn a_stale_image_never_overwrites_an_earlier_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("web");
+        let mut moved = Vec::new();
+        for round in 0..3 {
+            std::fs::write(&image, format!("image {round}")).unwrap();
+            if round != 1 {
+                std::fs::write(record_path(&image), format!("record {round}")).unwrap();
+            }
+            moved.push(set_aside(&image).unwrap());
+        }
+        let stale = dir.path().join("stale");
+        assert_eq!(moved, [stale.join("web"), stale.join("web.1"), stale.join("web.2")]);
+        for (round, m) in moved.iter().enumerate() {
+            assert_eq!(std::fs::read_to_string(m).unwrap(), format!("image {round}"));
+        }
+        assert_eq!(std::fs::read_to_string(record_path(&moved[2])).unwrap(), "record 2");
+        assert!(!record_path(&moved[1]).exists(), "the image without a record got none");
+        assert!(!image.exists() && !record_path(&image).exists());
+    }
+
+    #[test]
+    fn records_of_older_versions_read_as_managed_without_a_run_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("old");
+        let text = r#"{"uuid":"6ba7b810-9dad-11d1-80b4-00c04fd430c8","name":"old","xl_config":"","saved_at":"2026-01-01T00:00:00Z"}"#;
+        std::fs::write(record_path(&image), text).unwrap();
+        let rec = read_record(&image).unwrap();
+        assert_eq!((rec.boot_id, rec.kind), (None, ImageKind::Managed));
     }
 }

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod eve;
 pub mod files;
 pub mod hostcfg;
+pub mod hoststate;
 pub mod hypervisor;
 pub mod images;
 pub mod metrics;

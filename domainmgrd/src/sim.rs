@@ -8,7 +8,8 @@
 //! already shut down or gone reports that at once; guests reboot and crash on their own.
 //!
 //! What tests can inject: per-guest behaviour ([`Behaviour`]), failing calls ([`Fault`]), slow
-//! calls ([`SimHypervisor::set_delay`]), and killed clients ([`SimHypervisor::kill_client`]):
+//! calls ([`SimHypervisor::set_delay`]), calls held until the test lets them go
+//! ([`SimHypervisor::hold`]), and killed clients ([`SimHypervisor::kill_client`]):
 //! every call of a killed client blocks forever, the way a daemon killed with SIGKILL in the
 //! middle of a call never continues, while what the hypervisor already did stays done.
 //!
@@ -127,6 +128,8 @@ struct State {
     pci_removals: Vec<(Bdf, bool)>,
     sysrqs: Vec<(DomId, char)>,
     gates: HashMap<(Uuid, Op), GateState>,
+    /// Per-op gates ([`SimHypervisor::hold`]): every guest's calls of the op.
+    op_gates: HashMap<Op, OpGate>,
     /// Calls of killed clients parked for good.
     parked: usize,
     /// Domains whose events are lost.
@@ -141,6 +144,17 @@ struct GateState {
     open: bool,
     /// Calls waiting at it now.
     held: usize,
+}
+
+/// Calls of one op held in their middle until the test lets them through.
+#[derive(Debug, Default)]
+struct OpGate {
+    /// Calls are held (else they pass).
+    closed: bool,
+    /// How many more may pass while it is closed.
+    passes: u64,
+    /// How many are held now.
+    held: u64,
 }
 
 /// The first line of a simulated save image.
@@ -261,6 +275,31 @@ impl SimHypervisor {
         self.shared.state.lock().delays.insert(op, delay);
     }
 
+    /// Holds every later call of `op` in its middle (where [`set_delay`](Self::set_delay)
+    /// sleeps: a create holds with its domain made and paused, a save before it saves) until
+    /// [`release`](Self::release)d or [`open`](Self::open)ed: a gate, so a test can catch calls
+    /// in flight without racing a timer.
+    pub fn hold(&self, op: Op) {
+        self.shared.state.lock().op_gates.entry(op).or_default().closed = true;
+    }
+
+    /// Lets `n` calls of `op` through the closed gate (those held now first, then later ones).
+    pub fn release(&self, op: Op, n: u64) {
+        self.shared.state.lock().op_gates.entry(op).or_default().passes += n;
+        self.shared.parked.notify_all();
+    }
+
+    /// Stops holding calls of `op`; the held ones go on.
+    pub fn open(&self, op: Op) {
+        self.shared.state.lock().op_gates.remove(&op);
+        self.shared.parked.notify_all();
+    }
+
+    /// How many calls of `op` the gate holds now.
+    pub fn held(&self, op: Op) -> u64 {
+        self.shared.state.lock().op_gates.get(&op).map_or(0, |g| g.held)
+    }
+
     /// How many times `op` was called.
     pub fn calls(&self, op: Op) -> u64 {
         self.shared.state.lock().calls.get(&op).copied().unwrap_or(0)
@@ -276,8 +315,8 @@ impl SimHypervisor {
         self.domains().into_iter().filter(|d| d.spec.uuid == uuid).collect()
     }
 
-    /// The most calls of `op` that were in their delay (see [`set_delay`](Self::set_delay)) at
-    /// the same time.
+    /// The most calls of `op` that were in their delay (see [`set_delay`](Self::set_delay)) or
+    /// held at its gate (see [`hold`](Self::hold)) at the same time.
     pub fn peak(&self, op: Op) -> u64 {
         self.shared.state.lock().peak.get(&op).copied().unwrap_or(0)
     }
@@ -382,6 +421,7 @@ impl SimHypervisor {
     /// Sleeps for the op's delay, if it has one, counting the calls that sleep at once; then
     /// blocks forever if this client was killed meanwhile.
     fn delay(&self, op: Op) {
+        self.pass_op_gate(op);
         let delay = {
             let mut st = self.shared.state.lock();
             let delay = st.delays.get(&op).copied();
@@ -402,6 +442,30 @@ impl SimHypervisor {
             *st.in_flight.entry(op).or_default() -= 1;
             self.park_if_killed(&mut st);
         }
+    }
+
+    /// Holds the call while `op`'s gate is closed and has no pass for it, counting it in flight.
+    fn pass_op_gate(&self, op: Op) {
+        let mut st = self.shared.state.lock();
+        if !st.op_gates.get(&op).is_some_and(|g| g.closed) {
+            return;
+        }
+        let now = {
+            let n = st.in_flight.entry(op).or_default();
+            *n += 1;
+            *n
+        };
+        let peak = st.peak.entry(op).or_default();
+        *peak = (*peak).max(now);
+        st.op_gates.entry(op).or_default().held += 1;
+        while st.op_gates.get(&op).is_some_and(|g| g.closed && g.passes == 0) {
+            self.shared.parked.wait(&mut st);
+        }
+        if let Some(gate) = st.op_gates.get_mut(&op) {
+            gate.held -= 1;
+            gate.passes = gate.passes.saturating_sub(1);
+        }
+        *st.in_flight.entry(op).or_default() -= 1;
     }
 
     fn park_if_killed(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
@@ -942,6 +1006,33 @@ mod tests {
         assert!(sim.create_paused(&s).is_err());
         assert!(sim.create_paused(&s).is_ok());
         assert_eq!(sim.calls(Op::Create), 2);
+    }
+
+    #[test]
+    fn a_gate_holds_calls_until_released() {
+        let sim = SimHypervisor::new();
+        sim.hold(Op::Create);
+        let calls: Vec<_> = ["g1", "g2", "g3"]
+            .into_iter()
+            .map(|n| {
+                let sim = sim.clone();
+                std::thread::spawn(move || sim.create_paused(&spec(n)))
+            })
+            .collect();
+        while sim.held(Op::Create) < 3 {
+            std::thread::yield_now();
+        }
+        assert_eq!(sim.domains().len(), 3, "a held create has made its paused domain");
+        sim.release(Op::Create, 1);
+        while sim.held(Op::Create) != 2 {
+            std::thread::yield_now();
+        }
+        sim.open(Op::Create);
+        for c in calls {
+            assert!(c.join().unwrap().is_ok());
+        }
+        assert_eq!((sim.held(Op::Create), sim.peak(Op::Create)), (0, 3));
+        assert!(sim.create_paused(&spec("g4")).is_ok(), "an open gate holds nothing");
     }
 
     #[test]

@@ -63,14 +63,55 @@ fn list_status_stop_start_with_tables_json_and_lsb_exit_codes() {
     assert_eq!(domainctl(&s, &["status"]).code, 3, "nothing runs");
 
     let o = domainctl(&s, &["start", "nosuch"]);
-    assert_eq!(o.code, 4);
+    assert_eq!(o.code, 5);
     assert!(o.stderr.starts_with("domainctl: no managed domain is called \"nosuch\""), "{}", o.stderr);
     let o = domainctl(&s, &["--json", "start", "nosuch"]);
     let err: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(err["exit"], 4);
+    assert_eq!(err["exit"], 5);
 
     assert_eq!(domainctl(&s, &["start", "web"]).code, 0);
     assert_eq!(domainctl(&s, &["status", "web"]).code, 0);
+}
+
+#[test]
+fn exit_statuses_follow_the_lsb_table_in_help() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    env.write_auto("web", "");
+    env.start();
+    let s = socket(&env);
+    let code = |args: &[&str]| domainctl(&s, args).code;
+
+    // status: 0 running, 3 not running, 4 unknown.
+    assert_eq!(code(&["status", "web"]), 3);
+    assert_eq!(code(&["status"]), 3);
+    assert_eq!(code(&["status", "nosuch"]), 4);
+    assert_eq!(code(&["host-start"]), 0);
+    assert_eq!(code(&["status", "web"]), 0);
+    // Actions: 0 done, also when there was nothing to do.
+    assert_eq!(code(&["start", "web"]), 0, "starting what runs");
+    assert_eq!(code(&["stop", "web"]), 0);
+    assert_eq!(code(&["stop", "web"]), 0, "stopping what is stopped");
+    // 1 failed, 2 usage, 5 no such domain, 6 not configured.
+    let not_an_image = env.dir.path().join("host.conf");
+    assert_eq!(code(&["restore", not_an_image.to_str().unwrap()]), 1);
+    assert_eq!(code(&["restart", "web"]), 1, "restarting what does not run");
+    assert_eq!(code(&["stop", "--timeout", "soon", "web"]), 2);
+    for action in ["start", "stop", "destroy", "restart", "save", "console"] {
+        assert_eq!(code(&[action, "nosuch"]), 5, "{action}");
+    }
+    std::fs::write(&not_an_image, "MIGRATE=elsewhere\n").unwrap();
+    assert_eq!(code(&["host-start"]), 6);
+    // 4 not root: a_user_other_than_root_is_refused; 7: without_the_daemon_it_says_so_and_exits_7.
+
+    let help = domainctl(&s, &["--help"]).stdout;
+    for line in [
+        "status     0 running; 3 not running (without a NAME: none runs); 4 unknown (no such",
+        "4 not root; 5 no such managed domain; 6 the host settings file is invalid",
+        "(host-start); 7 domainmgrd is not running",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from:\n{help}");
+    }
 }
 
 #[test]
@@ -107,15 +148,10 @@ fn a_user_other_than_root_is_refused() {
         dir = dir.parent().unwrap().to_path_buf();
     }
     let exe = env.dir.path().join("domainctl");
-    std::fs::copy(env!("CARGO_BIN_EXE_domainctl"), &exe).unwrap();
-    // A process another test forks while the copy is still open for writing holds it open
-    // until it execs: ETXTBSY for that moment.
-    let out = loop {
-        match Command::new(&exe).arg("--socket").arg(&s).arg("list").uid(65534).gid(65534).output() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => std::thread::yield_now(),
-            other => break other.unwrap(),
-        }
-    };
+    // Copied by another process: a write descriptor of ours could leak into a child another
+    // test forks at that moment and make the exec below fail with ETXTBSY.
+    assert!(Command::new("cp").arg(env!("CARGO_BIN_EXE_domainctl")).arg(&exe).status().unwrap().success());
+    let out = Command::new(&exe).arg("--socket").arg(&s).arg("list").uid(65534).gid(65534).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert_eq!(stderr.trim(), "domainctl: only root may control domainmgrd");
@@ -181,7 +217,7 @@ fn help_lists_every_command_with_examples() {
             o.stdout
         );
     }
-    assert!(o.stdout.contains("Examples:") && o.stdout.contains("3 not running"));
+    assert!(o.stdout.contains("Examples:") && o.stdout.contains("3 not running") && o.stdout.contains("Exit status"));
     let o = domainctl(Path::new("/nonexistent"), &["stop", "--help"]);
     assert!(o.stdout.contains("--timeout <S>") && o.stdout.contains("keep it stopped, across reboots"));
 }

@@ -4,32 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-
-use std::time::Duration;
+mod host_support;
 
 use common::Env;
-use domainmgrd::control::{Request, Response};
-use domainmgrd::domain::Report;
+use domainmgrd::control::Request;
 use domainmgrd::eve::SwState;
 use domainmgrd::images;
 use domainmgrd::sim::{Behaviour, Op};
+use host_support::{in_background, report_of, reports, running, settle, stop, wait_published};
 use uuid::Uuid;
-
-fn reports(r: &Response) -> Vec<Report> {
-    serde_json::from_value(r.data.clone()).unwrap_or_else(|e| panic!("not reports ({e}): {r:?}"))
-}
-
-fn report_of<'a>(reports: &'a [Report], name: &str) -> &'a Report {
-    reports.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no report for {name}: {reports:#?}"))
-}
-
-fn stop(domain: &str) -> Request {
-    Request::Stop { domain: domain.into(), force: false, timeout_secs: None }
-}
-
-fn running(env: &Env, name: &str) -> bool {
-    env.sim_named(name).iter().any(|d| !matches!(d.state, xenctl::DomainState::Dying))
-}
 
 #[test]
 fn the_daemon_starting_boots_no_autostart_domain_host_start_does() {
@@ -38,8 +21,10 @@ fn the_daemon_starting_boots_no_autostart_domain_host_start_does() {
     env.write_auto("a", "");
     env.write_auto("b", "");
     env.start();
-    // Only host-start boots autostart domains; a daemon (re)start never does.
-    std::thread::sleep(Duration::from_millis(300));
+    // Only host-start boots autostart domains; a daemon (re)start never does (each thread
+    // publishes its first status after it decided).
+    wait_published(&env, "a");
+    wait_published(&env, "b");
     assert_eq!(env.sim.calls(Op::Create), 0);
 
     let r = env.control(&Request::HostStart);
@@ -62,9 +47,20 @@ fn host_start_creates_at_most_start_parallel_domains_at_once() {
     for name in ["p1", "p2", "p3", "p4", "p5"] {
         env.write_auto(name, "");
     }
-    env.sim.set_delay(Op::Create, Duration::from_millis(200));
+    env.sim.hold(Op::Create);
     env.start();
-    let r = env.control(&Request::HostStart);
+    let run = in_background(&env, Request::HostStart);
+    // Each create is held until the test lets one through: two are in flight, never more.
+    for done in 0..5 {
+        let in_flight = (5 - done).min(2);
+        env.wait_for("the creates START_PARALLEL lets start", || {
+            env.sim.calls(Op::Create) >= done + in_flight && env.sim.held(Op::Create) >= in_flight
+        });
+        assert_eq!(env.sim.held(Op::Create), in_flight, "START_PARALLEL=2 bounds the creates in flight");
+        assert_eq!(env.sim.calls(Op::Create), done + in_flight);
+        env.sim.release(Op::Create, 1);
+    }
+    let r = run.join().unwrap();
     assert!(r.ok, "{r:?}");
     assert_eq!(reports(&r).len(), 5);
     assert_eq!(env.sim.calls(Op::Create), 5);
@@ -76,16 +72,16 @@ fn host_start_runs_once_at_a_time() {
     let mut env = Env::new();
     env.write_host_config("");
     env.write_auto("slow", "");
-    env.sim.set_delay(Op::Create, Duration::from_millis(800));
+    env.sim.hold(Op::Create);
     env.start();
-    let socket = env.paths().run_dir.join("domainmgrd.sock");
-    let first = std::thread::spawn(move || domainmgrd::control::call(&socket, &Request::HostStart).unwrap());
-    env.wait_for("the first host-start to create", || env.sim.calls(Op::Create) == 1);
+    let first = in_background(&env, Request::HostStart);
+    env.wait_for("the first host-start to create", || env.sim.held(Op::Create) == 1);
     let second = env.control(&Request::HostStart);
     assert!(!second.ok);
     assert_eq!(second.error.as_deref(), Some("a host-start or host-stop is already running"));
     let second = env.control(&Request::HostStop);
     assert!(!second.ok, "{second:?}");
+    env.sim.open(Op::Create);
     assert!(first.join().unwrap().ok);
     assert!(env.control(&Request::HostStart).ok, "the lock is released when it ends");
 }
@@ -172,9 +168,20 @@ fn host_stop_shuts_down_all_in_parallel_and_destroys_what_ignores_it() {
     assert_eq!(env.sim.calls(Op::Save), 0, "no SAVE: shut down, not saved");
 
     // Nothing comes back on its own while the host is stopping, not even the EVE domain.
-    std::thread::sleep(Duration::from_millis(1500));
+    for name in ["polite", "stubborn", "eve-app"] {
+        settle(&env, name);
+    }
     assert!(env.sim.domains().is_empty());
     assert_eq!(env.status(eve).unwrap().state, SwState::HALTED);
+
+    // Nor when the daemon restarts (by hand, or systemd's Restart=on-failure) before host-start.
+    env.stop();
+    env.start();
+    wait_published(&env, "eve-app");
+    settle(&env, "eve-app");
+    assert!(env.sim.domains().is_empty(), "host-stop holds across a daemon restart");
+    assert!(env.control(&Request::HostStart).ok);
+    env.wait_state(eve, SwState::RUNNING);
 }
 
 #[test]
@@ -208,7 +215,7 @@ fn host_stop_saves_when_save_is_set_and_the_next_boot_restores() {
 #[test]
 fn host_stop_with_shutdown_all_stops_unmanaged_domains_and_destroy_left_off_leaves_them() {
     let mut env = Env::new();
-    env.write_host_config("STOP_MAXWAIT=1\nSHUTDOWN_ALL=true\nDESTROY_LEFT=false");
+    env.write_host_config("STOP_MAXWAIT=1\nSHUTDOWN_ALL=true\nDESTROY_LEFT=false\nSYSRQ=s");
     env.start();
     let mut spec = xenctl::DomainSpec::pv("by-hand").kernel("/k");
     spec.uuid = Uuid::new_v4();
@@ -225,6 +232,7 @@ fn host_stop_with_shutdown_all_stops_unmanaged_domains_and_destroy_left_off_leav
     let deaf = report_of(&rs, "deaf");
     assert!(!deaf.ok && deaf.outcome.contains("left running"), "{deaf:?}");
     assert_eq!(env.sim.domains().len(), 1);
+    assert_eq!(env.sim.sysrqs().len(), 2, "SYSRQ goes to the unmanaged domains too");
 }
 
 #[test]
@@ -240,7 +248,7 @@ fn an_operator_stop_survives_a_daemon_restart_and_host_start() {
 
     env.stop();
     env.start();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_published(&env, "web");
     let r = env.control(&Request::HostStart);
     assert!(r.ok, "{r:?}");
     assert_eq!(report_of(&reports(&r), "web").outcome, "left stopped (an operator stopped it)");
@@ -280,13 +288,13 @@ fn operators_stop_start_restart_and_destroy_eve_domains() {
     assert!(r.ok, "{r:?}");
     assert!(env.sim.domains_of(uuid).is_empty());
     // Its config still says Activate=true, but the operator's stop holds.
-    std::thread::sleep(Duration::from_millis(1500));
+    settle(&env, "app");
     assert!(env.sim.domains_of(uuid).is_empty());
     assert!(env.paths().state_dir.join("stopped").join(uuid.to_string()).exists());
 
     let r = env.control(&Request::Start { domain: now.to_string() });
     assert!(!r.ok, "a domid names a running domain only: {r:?}");
-    assert_eq!(r.exit, 4);
+    assert_eq!(r.exit, 5, "LSB: not installed (no such domain)");
     let r = env.control(&Request::Start { domain: "app".into() });
     assert!(r.ok, "{r:?}");
     assert!(!env.paths().state_dir.join("stopped").join(uuid.to_string()).exists());
@@ -311,6 +319,8 @@ fn list_shows_every_domain_and_status_uses_lsb_exit_codes() {
     assert_eq!((row("idle").source.as_deref(), row("idle").domid), (Some("auto"), None));
 
     assert_eq!(env.control(&Request::Status { domain: Some("app".into()) }).exit, 0);
+    let app = row("app").uuid.unwrap().to_string();
+    assert_eq!(env.control(&Request::Status { domain: Some(app.to_uppercase()) }).exit, 0, "a UUID in any case");
     assert_eq!(env.control(&Request::Status { domain: Some("idle".into()) }).exit, 3);
     let unknown = env.control(&Request::Status { domain: Some("nope".into()) });
     assert_eq!(unknown.exit, 4);
@@ -353,15 +363,32 @@ fn create_and_restore_make_transient_domains() {
 }
 
 #[test]
-fn a_bad_host_config_is_refused_naming_file_line_and_key() {
+fn a_bad_host_config_stops_host_start_but_host_stop_goes_on_with_the_last_good_settings() {
     let mut env = Env::new();
-    env.write_host_config("");
+    env.write_host_config("SYSRQ=s");
+    env.write_auto("web", "");
     env.start();
+    assert!(env.control(&Request::HostStart).ok);
     let conf = env.dir.path().join("host.conf");
-    std::fs::write(&conf, "XENDOMAINS_SAVE=/var/lib/xen/save\nXENDOMAINS_MIGRATE=\"--live host2\"\n").unwrap();
+    let good = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{good}XENDOMAINS_MIGRATE=\"--live host2\"\n")).unwrap();
+
+    let r = env.control(&Request::HostStart);
+    let err = r.error.clone().unwrap();
+    assert!(err.starts_with(&format!("{}:3: XENDOMAINS_MIGRATE:", conf.display())), "{err}");
+    assert!(err.contains("not supported") && err.contains("host-start refused"), "{err}");
+    assert_eq!(r.exit, 6, "LSB: not configured");
+
+    // At host shutdown a refusal would get every guest killed at poweroff: it goes on.
     let r = env.control(&Request::HostStop);
-    let err = r.error.unwrap();
-    assert!(err.starts_with(&format!("{}:2: XENDOMAINS_MIGRATE:", conf.display())), "{err}");
-    assert!(err.contains("not supported"), "{err}");
-    assert!(env.control(&Request::HostStart).error.is_some(), "still refused, and the lock was released");
+    let rs = reports(&r);
+    assert_eq!((r.ok, r.exit), (false, 1), "{rs:#?}");
+    let warning = report_of(&rs, "(settings)");
+    assert!(warning.outcome.starts_with(&format!("{}:3: XENDOMAINS_MIGRATE:", conf.display())), "{warning:?}");
+    assert!(warning.outcome.contains("went on with the settings last read successfully: shut down"), "{warning:?}");
+    assert_eq!(report_of(&rs, "web").outcome, "shut down");
+    assert!(!running(&env, "web"));
+    assert_eq!(env.sim.sysrqs().len(), 1, "the last good settings, SYSRQ included");
+    let again = env.control(&Request::HostStop);
+    assert!(again.error.as_deref() != Some("a host-start or host-stop is already running"), "{again:?}");
 }

@@ -65,8 +65,9 @@ fn a_domain_thread_that_panics_is_started_again_and_adopts_its_domain() {
     let mut env = Env::new();
     env.start_with(without_rescans(&env));
     let (uuid, st) = env.run_domain("web");
-    env.sim.inject_panic(uuid, Op::Save);
-    let r = env.control(&Request::Save { domain: "web".into(), file: Some(env.save_dir().join("web")) });
+    // A call the domain's own thread makes (a save runs in a helper thread, under its watchdog).
+    env.sim.inject_panic(uuid, Op::Shutdown);
+    let r = env.control(&Request::Restart { domain: "web".into(), timeout_secs: Some(60) });
     assert!(!r.ok, "{r:?}");
     let crashed = env.wait_state(uuid, SwState::UNKNOWN);
     assert!(crashed.error.error.contains("internal error in domainmgrd"), "{}", crashed.error.error);

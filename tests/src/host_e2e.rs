@@ -1,6 +1,7 @@
 //! End-to-end tests of host boot and shutdown (xendomains' work), save and restore, and
 //! operators' stops, through `domainctl` and a `domainmgrd` process on real Xen in the box.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("host_stop_shuts_down_one_and_destroys_the_one_ignoring_it_after_the_watchdog", host_stop),
         ("host_domainctl_create_save_restore_console_destroy", save_and_restore),
         ("host_operator_stop_survives_a_daemon_restart_and_host_start", operator_stop_persists),
+        ("host_a_fresh_boot_after_a_save_makes_the_image_stale", fresh_boot_makes_image_stale),
+        ("host_stop_destroys_a_domain_whose_save_overruns_stop_maxwait", save_overruns_watchdog),
     ]
 }
 
@@ -81,6 +84,17 @@ fn report<'a>(reports: &'a [Report], name: &str) -> TestResult<&'a Report> {
 
 fn ready_count(name: &str) -> usize {
     console_text(name).matches("XENBOX-GUEST-READY").count()
+}
+
+/// Two requests through the thread of the domain `name`, which does not run: the second is
+/// answered only after the thread went once more through deciding whether to boot it, so a
+/// domain that was going to come back on its own has been created by then.
+fn settle(d: &DaemonProcess, name: &str) -> TestResult {
+    for _ in 0..2 {
+        let o = d.domainctl(&["restart", name])?;
+        ensure(o.code == 1 && o.stderr.contains("not running"), || format!("restart of a stopped {name}: {o:?}"))?;
+    }
+    Ok(())
 }
 
 fn host_start(_ctx: &Context) -> TestResult {
@@ -158,7 +172,8 @@ fn host_stop(_ctx: &Context) -> TestResult {
     let (code, reports) = host_op(&d, "host-stop")?;
     ensure(code == 0, || format!("exit {code}: {reports:#?}"))?;
     let p = report(&reports, &polite)?;
-    ensure(p.ok && p.outcome == "shut down" && p.seconds < 20.0, || format!("{p:?}"))?;
+    ensure(p.ok && p.outcome == "shut down", || format!("{p:?}"))?;
+    println!("    host-stop: the polite guest shut down in {:.1} s", p.seconds);
     let r = report(&reports, &deaf)?;
     ensure(r.ok && r.outcome == "shut down (destroyed: it did not shut down in time)", || format!("{r:?}"))?;
     ensure(r.seconds >= 20.0, || format!("destroyed before the watchdog (STOP_MAXWAIT=20): {r:?}"))?;
@@ -169,11 +184,21 @@ fn host_stop(_ctx: &Context) -> TestResult {
     for n in [&polite, &deaf] {
         ensure(!running(n)?, || format!("{n} still runs after host-stop"))?;
     }
-    // While the host is stopping nothing comes back, and the daemon keeps serving.
-    std::thread::sleep(Duration::from_secs(3));
+    // While the host is stopping nothing comes back, and the daemon keeps serving, also after
+    // the daemon restarts before host-start.
+    for n in [&polite, &deaf] {
+        settle(&d, n)?;
+    }
     ensure(!running(&polite)? && !running(&deaf)?, || "a domain came back after host-stop".into())?;
     let o = d.domainctl(&["status"])?;
     ensure(o.code == 3, || format!("status with nothing running: exit {} ({o:?})", o.code))?;
+    d.terminate()?;
+    d.start()?;
+    d.wait_ready()?;
+    for n in [&polite, &deaf] {
+        settle(&d, n)?;
+    }
+    ensure(!running(&polite)? && !running(&deaf)?, || "a daemon restart undid the host-stop".into())?;
     d.terminate().map(drop)
 }
 
@@ -243,7 +268,7 @@ fn operator_stop_persists(_ctx: &Context) -> TestResult {
     let (code, reports) = host_op(&d, "host-start")?;
     let r = report(&reports, &name)?;
     ensure(code == 0 && r.outcome == "left stopped (an operator stopped it)", || format!("{r:?}"))?;
-    std::thread::sleep(Duration::from_secs(2));
+    settle(&d, &name)?;
     ensure(!running(&name)?, || "an operator-stopped domain came back".into())?;
 
     let out = d.domainctl_ok(&["start", &name])?;
@@ -252,4 +277,86 @@ fn operator_stop_persists(_ctx: &Context) -> TestResult {
     wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
     d.terminate()?;
     ensure(running(&name)?, || "stopping the daemon stopped the domain".into())
+}
+
+/// A save, then a fresh start (the guest writes its disks from then on), then a stop: the
+/// next host-start must not restore the old memory over the newer disks.
+fn fresh_boot_makes_image_stale(_ctx: &Context) -> TestResult {
+    let name = unique_name("stale");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let mut d = host_daemon("dm-stale", "SAVE=@ROOT@/save")?;
+    write_auto(&d, &name, "")?;
+    d.start()?;
+    d.wait_ready()?;
+    host_op(&d, "host-start")?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let save_dir = d.root.join("save");
+    let out = d.domainctl_ok(&["save", &name])?;
+    ensure(out.starts_with(&format!("{name}: saved to {}", save_dir.join(&name).display())), || out.clone())?;
+
+    let out = d.domainctl_ok(&["start", &name])?;
+    ensure(out.starts_with(&format!("{name}: started as domain")), || out.clone())?;
+    wait_until("the fresh boot", BOOT, || (ready_count(&name) == 2).then_some(()))?;
+    d.domainctl_ok(&["stop", &name, "--timeout", "60"])?;
+    ensure(save_dir.join(&name).exists(), || "the image is gone already".into())?;
+
+    let (code, reports) = host_op(&d, "host-start")?;
+    let r = report(&reports, &name)?;
+    ensure(code == 1 && !r.ok, || format!("a stale image is a failure to report: exit {code}, {r:?}"))?;
+    ensure(r.outcome.contains("stale: the domain was booted afresh since the save"), || format!("{r:?}"))?;
+    ensure(r.outcome.starts_with("left stopped (an operator stopped it)"), || format!("{r:?}"))?;
+    ensure(!running(&name)? && ready_count(&name) == 2, || "the old image was restored".into())?;
+    let stale = save_dir.join("stale").join(&name);
+    ensure(stale.exists() && !save_dir.join(&name).exists(), || "the image was not moved to stale/".into())?;
+    let o = d.domainctl(&["restore", &stale.display().to_string()])?;
+    ensure(o.code == 1 && o.stderr.contains("stale: the domain was booted afresh"), || format!("{o:?}"))?;
+    ensure(!running(&name)?, || "domainctl restore restored a stale image".into())?;
+    d.terminate().map(drop)
+}
+
+/// host-stop's watchdog covers saves: a save that cannot finish (its image file is a FIFO
+/// nobody reads, so the write blocks) is given up after STOP_MAXWAIT and its domain destroyed.
+fn save_overruns_watchdog(_ctx: &Context) -> TestResult {
+    let name = unique_name("slow-save");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let mut d = host_daemon("dm-slow-save", "SAVE=@ROOT@/save\nSTOP_MAXWAIT=5")?;
+    write_auto(&d, &name, "")?;
+    d.start()?;
+    d.wait_ready()?;
+    host_op(&d, "host-start")?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let save_dir = d.root.join("save");
+    std::fs::create_dir_all(&save_dir).ctx("mkdir save")?;
+    let fifo = save_dir.join(format!("{name}.partial"));
+    run("mkfifo", &[&fifo.display().to_string()])?;
+
+    let (code, reports) = host_op(&d, "host-stop")?;
+    let r = report(&reports, &name)?;
+    let want = format!(
+        "destroyed: its save to {} did not finish within 5 s (STOP_MAXWAIT); not saved",
+        save_dir.join(&name).display()
+    );
+    ensure(code == 1 && !r.ok && r.outcome == want, || format!("exit {code}: {r:?}"))?;
+    ensure(r.seconds >= 5.0, || format!("given up before the watchdog: {r:?}"))?;
+    ensure(!running(&name)?, || "the domain whose save overran still runs".into())?;
+
+    // Let the blocked save go on: it fails (its domain is gone) and removes what it wrote.
+    let reader = fifo.clone();
+    std::thread::spawn(move || {
+        if let Ok(mut f) = std::fs::File::open(&reader) {
+            let _ = f.read_to_end(&mut Vec::new());
+        }
+    });
+    wait_until("the abandoned save to clean up", BOOT, || (!fifo.exists()).then_some(()))?;
+    ensure(!save_dir.join(&name).exists(), || "an image of the destroyed domain was left".into())?;
+
+    // Not saved, so the next boot starts it afresh.
+    d.terminate()?;
+    d.start()?;
+    d.wait_ready()?;
+    let (code, reports) = host_op(&d, "host-start")?;
+    let r = report(&reports, &name)?;
+    ensure(code == 0 && r.outcome.starts_with("started as domain"), || format!("exit {code}: {r:?}"))?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    d.terminate().map(drop)
 }

@@ -29,6 +29,7 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("hvm-pci.cfg", include_str!("../xlcfg/hvm-pci.cfg")),
     ("xlexample-pvlinux.cfg", include_str!("../xlcfg/xlexample-pvlinux.cfg")),
     ("xlexample-hvm.cfg", include_str!("../xlcfg/xlexample-hvm.cfg")),
+    ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
 ];
 
 /// The tests of this module, for xen-e2e.

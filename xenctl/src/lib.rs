@@ -81,13 +81,14 @@ pub use devices::{DiskBackend, DiskFormat, DiskSpec, Mac, NicType, VifSpec, VncS
 pub use error::{Error, LibxlErrorCode, Result, Subject};
 pub use events::{DomainEvent, DomainWatch, WatchRegistration};
 pub use info::{DomainInfo, DomainState, HostInfo};
-pub use options::{BiosKind, DeviceModelVersion, DisplaySpec, PlatformSpec, VgaKind};
+pub use options::{BiosKind, DeviceModelVersion, DisplaySpec, PlatformSpec, TimerMode, VgaKind};
 pub use pci::{Bdf, PciSpec};
 pub use save::SaveImageHeader;
 pub use spec::{DomainSpec, TscMode};
 pub use types::{DomId, DomainKind, ShutdownAction, ShutdownReason};
 pub use uuid::Uuid;
 pub use xenstore::{VIF_OFFLOAD_FEATURES, Xenstore, vif_backend_path};
+pub use xlparse::XlConfigFile;
 
 /// The raw bindings (`xen-sys`), for what this crate does not wrap.
 pub use xen_sys as sys;

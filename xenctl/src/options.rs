@@ -120,6 +120,57 @@ impl VgaKind {
     }
 }
 
+/// How a guest's virtual timers make up for ticks it missed while not running (xl.cfg's
+/// `timer_mode`; HVM and PVH guests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerMode {
+    /// Ticks are delivered late, one by one (`delay_for_missed_ticks`).
+    DelayForMissedTicks,
+    /// Missed ticks are delivered at once, time jumps (`no_delay_for_missed_ticks`, libxl's
+    /// default).
+    NoDelayForMissedTicks,
+    /// One tick at most is pending, the others are dropped (`no_missed_ticks_pending`).
+    NoMissedTicksPending,
+    /// One missed tick is delivered, then time catches up (`one_missed_tick_pending`).
+    OneMissedTickPending,
+}
+
+impl TimerMode {
+    const ALL: [TimerMode; 4] = [
+        TimerMode::DelayForMissedTicks,
+        TimerMode::NoDelayForMissedTicks,
+        TimerMode::NoMissedTicksPending,
+        TimerMode::OneMissedTickPending,
+    ];
+
+    /// The xl.cfg word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerMode::DelayForMissedTicks => "delay_for_missed_ticks",
+            TimerMode::NoDelayForMissedTicks => "no_delay_for_missed_ticks",
+            TimerMode::NoMissedTicksPending => "no_missed_ticks_pending",
+            TimerMode::OneMissedTickPending => "one_missed_tick_pending",
+        }
+    }
+
+    /// Parses the xl.cfg word (libxl compares case-insensitively) or the deprecated number 0-3.
+    pub fn from_xl(word: &str) -> Option<TimerMode> {
+        match word.parse::<usize>() {
+            Ok(n) => Self::ALL.get(n).copied(),
+            Err(_) => Self::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(word)),
+        }
+    }
+
+    fn to_libxl(self) -> xen_sys::libxl_timer_mode {
+        match self {
+            TimerMode::DelayForMissedTicks => xen_sys::LIBXL_TIMER_MODE_DELAY_FOR_MISSED_TICKS,
+            TimerMode::NoDelayForMissedTicks => xen_sys::LIBXL_TIMER_MODE_NO_DELAY_FOR_MISSED_TICKS,
+            TimerMode::NoMissedTicksPending => xen_sys::LIBXL_TIMER_MODE_NO_MISSED_TICKS_PENDING,
+            TimerMode::OneMissedTickPending => xen_sys::LIBXL_TIMER_MODE_ONE_MISSED_TICK_PENDING,
+        }
+    }
+}
+
 /// Platform, firmware and virtualisation knobs. `None` everywhere is libxl's default.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlatformSpec {
@@ -148,6 +199,21 @@ pub struct PlatformSpec {
     pub bios: Option<BiosKind>,
     /// The device model (`device_model_version`).
     pub device_model_version: Option<DeviceModelVersion>,
+    /// Offer ACPI S3, suspend to RAM (`acpi_s3`; HVM).
+    pub acpi_s3: Option<bool>,
+    /// Offer ACPI S4, suspend to disk (`acpi_s4`; HVM).
+    pub acpi_s4: Option<bool>,
+    /// Seconds the guest's clock runs ahead of dom0's, negative for behind (`rtc_timeoffset`).
+    pub rtc_timeoffset: Option<i32>,
+    /// Memory for shadow page tables, MiB (`shadow_memory`); libxl sizes it when `None`.
+    pub shadow_memory_mib: Option<u64>,
+    /// The guest may not be migrated, which lets it see an invariant TSC (`nomigrate`).
+    pub disable_migrate: Option<bool>,
+    /// How virtual timers make up for missed ticks (`timer_mode`; HVM and PVH).
+    pub timer_mode: Option<TimerMode>,
+    /// Most grant-table frames the guest may use (`max_grant_frames`); the host's default
+    /// (xl.conf's, or Xen's) when `None`.
+    pub max_grant_frames: Option<u32>,
 }
 
 /// The guest's display and keyboard beyond the VNC server itself ([`DomainSpec::vnc`]).
@@ -187,6 +253,8 @@ fn hvm_only_field(s: &DomainSpec) -> Option<&'static str> {
         ("platform.hpet", p.hpet.is_some()),
         ("platform.xen_platform_pci", p.xen_platform_pci.is_some()),
         ("platform.bios", p.bios.is_some()),
+        ("platform.acpi_s3", p.acpi_s3.is_some()),
+        ("platform.acpi_s4", p.acpi_s4.is_some()),
         ("display.vnc_disabled", d.vnc_disabled),
         ("display.vga", d.vga.is_some()),
         ("display.nographic", d.nographic.is_some()),
@@ -211,6 +279,19 @@ impl DomainSpec {
         }
         if self.kind != DomainKind::Pv && self.platform.e820_host.is_some() {
             return Err(Error::invalid("platform.e820_host", "", "applies to PV guests only"));
+        }
+        if self.kind == DomainKind::Pv && self.platform.timer_mode.is_some() {
+            return Err(Error::invalid("platform.timer_mode", "", "applies to HVM and PVH guests only, not PV"));
+        }
+        if let Some(mib) = self.platform.shadow_memory_mib
+            && mib > 1 << 20
+        {
+            return Err(Error::invalid("platform.shadow_memory_mib", mib.to_string(), "more than 1 TiB"));
+        }
+        if let Some(n) = self.platform.max_grant_frames
+            && i32::try_from(n).is_err()
+        {
+            return Err(Error::invalid("platform.max_grant_frames", n.to_string(), "too large"));
         }
         if self.kind != DomainKind::Hvm && self.vnc.is_none() {
             let d = &self.display;
@@ -286,6 +367,20 @@ impl DomainSpec {
         if let Some(mib) = self.display.video_memory_mib {
             b.video_memkb = mib * 1024; // validate() bounds it
         }
+        if let Some(secs) = p.rtc_timeoffset {
+            // libxl keeps it unsigned; a negative offset is its two's complement, as xl stores it.
+            b.rtc_timeoffset = u32::from_ne_bytes(secs.to_ne_bytes());
+        }
+        if let Some(mib) = p.shadow_memory_mib {
+            b.shadow_memkb = mib * 1024; // validate() bounds it
+        }
+        set_defbool(&mut b.disable_migrate, p.disable_migrate);
+        if let Some(t) = p.timer_mode {
+            b.timer_mode = t.to_libxl();
+        }
+        if let Some(n) = p.max_grant_frames {
+            b.max_grant_frames = n;
+        }
         match self.kind {
             DomainKind::Hvm => self.fill_hvm(b)?,
             DomainKind::Pv => {
@@ -315,6 +410,8 @@ impl DomainSpec {
         set_defbool(&mut hvm.viridian, p.viridian);
         set_defbool(&mut hvm.hpet, p.hpet);
         set_defbool(&mut hvm.xen_platform_pci, p.xen_platform_pci);
+        set_defbool(&mut hvm.acpi_s3, p.acpi_s3);
+        set_defbool(&mut hvm.acpi_s4, p.acpi_s4);
         if let Some(bios) = p.bios {
             hvm.bios = bios.to_libxl();
         }
@@ -368,6 +465,13 @@ mod tests {
             e820_host: None,
             bios: Some(BiosKind::Ovmf),
             device_model_version: Some(DeviceModelVersion::QemuXen),
+            acpi_s3: Some(false),
+            acpi_s4: Some(true),
+            rtc_timeoffset: Some(-3600),
+            shadow_memory_mib: Some(8),
+            disable_migrate: Some(true),
+            timer_mode: Some(TimerMode::OneMissedTickPending),
+            max_grant_frames: Some(64),
         };
         spec.display = DisplaySpec {
             vnc_disabled: true,
@@ -401,6 +505,9 @@ mod tests {
             (Some(false), Some(true), Some(false))
         );
         assert_eq!(hvm.bios, xen_sys::LIBXL_BIOS_TYPE_OVMF);
+        assert_eq!((defbool(hvm.acpi_s3), defbool(hvm.acpi_s4)), (Some(false), Some(true)));
+        assert_eq!((b.rtc_timeoffset, b.shadow_memkb, defbool(b.disable_migrate)), (u32::MAX - 3599, 8192, Some(true)));
+        assert_eq!((b.timer_mode, b.max_grant_frames), (xen_sys::LIBXL_TIMER_MODE_ONE_MISSED_TICK_PENDING, 64));
         assert_eq!(b.device_model_version, xen_sys::LIBXL_DEVICE_MODEL_VERSION_QEMU_XEN);
         assert_eq!((defbool(hvm.vnc.enable), defbool(hvm.sdl.enable)), (Some(false), Some(true)));
         assert_eq!(s(hvm.keymap).as_deref(), Some("de"));
@@ -475,6 +582,12 @@ mod tests {
         let mut hvm = DomainSpec::hvm("h");
         hvm.cpu_weight = Some(0);
         assert!(err(hvm).starts_with("invalid cpu_weight \"0\""));
+        let mut pv = DomainSpec::pv("p").kernel("/k");
+        pv.platform.timer_mode = Some(TimerMode::NoMissedTicksPending);
+        assert!(err(pv).contains("HVM and PVH guests only"));
+        let mut pv = DomainSpec::pv("p").kernel("/k");
+        pv.platform.acpi_s3 = Some(true);
+        assert!(err(pv).starts_with("invalid platform.acpi_s3"));
     }
 
     #[test]
@@ -489,5 +602,11 @@ mod tests {
             assert_eq!(VgaKind::from_xl(v.as_str()), Some(v));
         }
         assert_eq!(VgaKind::from_xl("vmware"), None);
+        for (n, t) in TimerMode::ALL.into_iter().enumerate() {
+            assert_eq!(TimerMode::from_xl(t.as_str()), Some(t));
+            assert_eq!(TimerMode::from_xl(&n.to_string()), Some(t));
+            assert_eq!(t.to_libxl(), xen_sys::libxl_timer_mode::try_from(n).unwrap());
+        }
+        assert_eq!(TimerMode::from_xl("4"), None);
     }
 }

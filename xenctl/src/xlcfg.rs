@@ -37,6 +37,15 @@ fn item(field: &str, key: &str, value: &str) -> Result<String> {
 
 fn disk_spec(i: usize, d: &DiskSpec) -> Result<String> {
     let field = format!("disks[{i}]");
+    if let Some(trusted) = d.trusted {
+        // Xen 4.17's disk syntax has no such key (libxlutil reads `trusted` as a target), and
+        // text that silently dropped it would read back as another domain.
+        return Err(Error::invalid(
+            format!("{field}.trusted"),
+            trusted.to_string(),
+            "xl.cfg cannot say whether a disk's backend is trusted (xl takes it from LIBXL_DISK_BACKEND_UNTRUSTED)",
+        ));
+    }
     let mut parts = vec![format!("format={}", d.format.as_str()), item(&field, "vdev", &d.vdev)?];
     parts.push(if d.readonly || d.cdrom { "access=ro".into() } else { "access=rw".into() });
     if d.cdrom {
@@ -105,7 +114,8 @@ fn list(items: &[String]) -> String {
 impl DomainSpec {
     /// The spec as xl.cfg text. `xl create` of it builds the same domain this spec does.
     ///
-    /// Fails only for values xl's syntax cannot carry (a comma inside a vif or disk option).
+    /// Fails only for what xl's syntax cannot carry (a comma inside a vif or disk option, a
+    /// disk's `trusted`), rather than write text that would read back as another spec.
     pub fn to_xl_config(&self) -> Result<String> {
         self.validate()?;
         let mut out = String::new();
@@ -250,6 +260,9 @@ impl DomainSpec {
             ("xen_platform_pci", p.xen_platform_pci),
             ("localtime", p.localtime),
             ("e820_host", p.e820_host),
+            ("acpi_s3", p.acpi_s3),
+            ("acpi_s4", p.acpi_s4),
+            ("nomigrate", p.disable_migrate),
             ("usb", self.usb),
             ("nographic", self.display.nographic),
         ];
@@ -259,6 +272,15 @@ impl DomainSpec {
         }
         if let Some(v) = p.device_model_version {
             out.push(("device_model_version", quote(v.as_str())));
+        }
+        // libxlutil reads a bare number as digits only: a negative one goes in quotes.
+        out.extend(
+            p.rtc_timeoffset.map(|s| ("rtc_timeoffset", if s < 0 { quote(&s.to_string()) } else { s.to_string() })),
+        );
+        out.extend(number("shadow_memory", p.shadow_memory_mib));
+        out.extend(number("max_grant_frames", p.max_grant_frames.map(u64::from)));
+        if let Some(t) = p.timer_mode {
+            out.push(("timer_mode", quote(t.as_str())));
         }
         let d = &self.display;
         out.extend(number("videoram", d.video_memory_mib));
@@ -373,6 +395,37 @@ tsc_mode = "native"
             }
             assert_eq!(back, want, "{text}");
         }
+    }
+
+    #[test]
+    fn a_disk_either_round_trips_whole_or_is_refused() {
+        let disks = [
+            DiskSpec { trusted: Some(true), ..DiskSpec::new("/a", "xvda") },
+            DiskSpec { trusted: Some(false), readonly: true, ..DiskSpec::new("/b", "xvdb") },
+            DiskSpec { discard: Some(true), script: Some("block-iscsi".into()), ..DiskSpec::new("iqn.x", "xvdc") },
+            DiskSpec {
+                backend_domain: Some("stor".into()),
+                backend: DiskBackend::Phy,
+                ..DiskSpec::new("/dev/sdb", "xvdd")
+            },
+        ];
+        for (i, d) in disks.iter().enumerate() {
+            match disk_spec(i, d) {
+                Ok(text) => assert_eq!(&DiskSpec::from_xl(&text).unwrap(), d, "{text}"),
+                Err(e) => {
+                    assert!(d.trusted.is_some(), "{d:?}: {e}");
+                    assert!(e.to_string().starts_with(&format!("invalid disks[{i}].trusted")), "{e}");
+                }
+            }
+        }
+        // So a spec that says it is never rendered as one that does not (which would make a
+        // saved domain's record match a config that differs from it).
+        let spec = DomainSpec::pv("d").kernel("/k").disk(disks[1].clone());
+        assert!(
+            spec.to_xl_config().unwrap_err().to_string().contains("cannot say whether a disk's backend is trusted")
+        );
+        let plain = DomainSpec { disks: vec![DiskSpec { trusted: None, ..disks[1].clone() }], ..spec };
+        assert!(plain.to_xl_config().is_ok());
     }
 
     #[test]

@@ -22,6 +22,8 @@ const PV: Applies = Applies { pv: true, pvh: false, hvm: false };
 const HVM_PV: Applies = Applies { pv: true, pvh: false, hvm: true };
 /// Guests without a device model of their own.
 const PV_PVH: Applies = Applies { pv: true, pvh: true, hvm: false };
+/// Guests with emulated timers (xl refuses `timer_mode` for PV).
+const HVM_PVH: Applies = Applies { pv: false, pvh: true, hvm: true };
 
 impl Applies {
     pub(crate) fn contains(self, kind: DomainKind) -> bool {
@@ -121,6 +123,13 @@ const SUPPORTED: &[(&str, Applies)] = &[
     ("stdvga", HVM),
     ("nographic", HVM),
     ("e820_host", PV),
+    ("rtc_timeoffset", ALL),
+    ("shadow_memory", ALL),
+    ("nomigrate", ALL),
+    ("max_grant_frames", ALL),
+    ("timer_mode", HVM_PVH),
+    ("acpi_s3", HVM),
+    ("acpi_s4", HVM),
 ];
 
 /// Keys xl 4.17 reads that this crate does not support (each would need fields DomainSpec
@@ -142,23 +151,16 @@ const XL_ONLY: &[&str] = &[
     "cpus_soft",
     "vuart",
     "vnuma",
-    "max_grant_frames",
     "max_maptrack_frames",
     "max_grant_version",
     "rdm",
     "dtdev",
     "passthrough",
-    "shadow_memory",
-    "nomigrate",
-    "rtc_timeoffset",
     "max_event_channels",
     "device_tree",
     "driver_domain",
-    "timer_mode",
     "firmware_override",
     "bios_path_override",
-    "acpi_s3",
-    "acpi_s4",
     "acpi_laptop_slate",
     "nx",
     "vpt_align",
@@ -246,6 +248,8 @@ mod tests {
         assert!(!HVM_PV.contains(DomainKind::Pvh));
         assert_eq!(HVM_PV.to_string(), "PV and HVM");
         assert_eq!(HVM.to_string(), "HVM");
+        assert_eq!(classify("timer_mode"), KeyClass::Supported(HVM_PVH));
+        assert!(!HVM_PVH.contains(DomainKind::Pv));
     }
 
     #[test]

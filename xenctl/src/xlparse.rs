@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::devices::{DiskSpec, VifSpec, VncSpec};
 use crate::error::{Error, Result};
-use crate::options::{BiosKind, DeviceModelVersion, VgaKind};
+use crate::options::{BiosKind, DeviceModelVersion, TimerMode, VgaKind};
 use crate::spec::{DomainSpec, TscMode};
 use crate::types::{DomainKind, ShutdownAction};
 use crate::xlkeys::{self, KeyClass};
@@ -24,7 +24,24 @@ use crate::xlspecs::{PciDefaults, VfbOptions, cpus_from_xl, pci_from_xl, reason_
 /// libxl's memory when a config gives neither `memory` nor `maxmem` (libxl_create.c).
 const LIBXL_DEFAULT_MEMORY_MIB: u64 = 32;
 
+/// An xl.cfg file as [`DomainSpec::read_xl_config_file`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XlConfigFile {
+    /// What it configures.
+    pub spec: DomainSpec,
+    /// Whether the file sets `uuid`; if not, `spec.uuid` is a fresh random one, as xl gives.
+    pub uuid_given: bool,
+}
+
 impl DomainSpec {
+    /// Reads an xl.cfg(5) file as [`from_xl_config`](Self::from_xl_config) does, also telling
+    /// whether the file gave the domain's UUID (as libxlutil reads it, wherever it is set).
+    pub fn read_xl_config_file(path: &Path) -> Result<XlConfigFile> {
+        let data =
+            std::fs::read(path).map_err(|source| Error::Io { op: "read xl config", path: path.into(), source })?;
+        parse_file(&path.display().to_string(), &data)
+    }
+
     /// Reads an xl.cfg(5) file, as `xl create FILE` would, into a spec.
     ///
     /// Supported keys: see [`DomainSpec::from_xl_config_text`]. Errors name the file, the line
@@ -36,6 +53,11 @@ impl DomainSpec {
         parse(&path.display().to_string(), &data)
     }
 
+    /// Parses xl.cfg text as [`read_xl_config_file`](Self::read_xl_config_file) reads a file.
+    pub fn read_xl_config_text(source: &str, text: &str) -> Result<XlConfigFile> {
+        parse_file(source, text.as_bytes())
+    }
+
     /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).
     ///
     /// Supported keys, with xl's meaning: `name`, `uuid`, `type`, `builder` (legacy), `memory`,
@@ -43,11 +65,13 @@ impl DomainSpec {
     /// `kernel`, `ramdisk`, `cmdline`, `root`, `extra`, `bootloader`, `bootloader_args`, `disk`,
     /// `vif`, `pci` and `pci_permissive`/`pci_msitranslate`/`pci_seize`/`pci_power_mgmt`,
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`, `on_soft_reset`, `tsc_mode`,
-    /// `acpi`, `hap`, `nestedhvm`, `localtime`, `videoram`, `device_model_version`; the display:
+    /// `acpi`, `hap`, `nestedhvm`, `localtime`, `videoram`, `device_model_version`,
+    /// `rtc_timeoffset`, `shadow_memory`, `nomigrate`, `max_grant_frames`, `timer_mode` (HVM
+    /// and PVH); the display:
     /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (as a boolean), `hpet`, `xen_platform_pci`, `bios`,
-    /// `vga`, `stdvga`, `nographic`; PV only: `e820_host`. `device_model` and `vncviewer`,
+    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way.
     ///
     /// ```
@@ -68,13 +92,18 @@ impl DomainSpec {
 }
 
 fn parse(source: &str, data: &[u8]) -> Result<DomainSpec> {
+    parse_file(source, data).map(|f| f.spec)
+}
+
+fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     let mut r = Reader::new(source, data)?;
     let kind = read_kind(&mut r)?;
     check_keys(&r, kind)?;
     let name = r.string("name")?.ok_or_else(|| r.err_missing("name", "xl needs a domain name"))?;
     let mut spec = DomainSpec::new(name, kind);
-    if let Some(text) = r.string("uuid")? {
-        spec.uuid = Uuid::parse_str(&text).map_err(|_| r.err("uuid", format!("{text:?} is not a UUID")))?;
+    let uuid = r.string("uuid")?;
+    if let Some(text) = &uuid {
+        spec.uuid = Uuid::parse_str(text).map_err(|_| r.err("uuid", format!("{text:?} is not a UUID")))?;
     }
     read_sizes(&mut r, &mut spec)?;
     read_boot(&mut r, &mut spec)?;
@@ -91,7 +120,7 @@ fn parse(source: &str, data: &[u8]) -> Result<DomainSpec> {
         }
     }
     spec.validate().map_err(|e| r.spec_error(e))?;
-    Ok(spec)
+    Ok(XlConfigFile { spec, uuid_given: uuid.is_some() })
 }
 
 /// `type`, or the legacy `builder`; PV when neither is given (xl's default on x86).
@@ -236,6 +265,20 @@ fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     p.nested_hvm = r.flag("nestedhvm")?;
     p.localtime = r.flag("localtime")?;
     p.e820_host = r.flag("e820_host")?;
+    p.rtc_timeoffset = r.number::<i32>("rtc_timeoffset", i64::from(i32::MIN))?;
+    p.shadow_memory_mib = r.number::<u64>("shadow_memory", 0)?;
+    p.disable_migrate = r.flag("nomigrate")?;
+    p.max_grant_frames = r.number::<u32>("max_grant_frames", 0)?;
+    if let Some(mode) = r.string_or_number("timer_mode")? {
+        p.timer_mode = Some(TimerMode::from_xl(&mode).ok_or_else(|| {
+            r.err(
+                "timer_mode",
+                format!(
+                    "{mode:?}: expected delay_for_missed_ticks, no_delay_for_missed_ticks, no_missed_ticks_pending or one_missed_tick_pending"
+                ),
+            )
+        })?);
+    }
     if let Some(v) = r.string("device_model_version")? {
         p.device_model_version = Some(DeviceModelVersion::from_xl(&v).ok_or_else(|| {
             r.err("device_model_version", format!("{v:?}: expected qemu-xen or qemu-xen-traditional"))
@@ -246,6 +289,8 @@ fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         p.pae = r.flag("pae")?;
         p.hpet = r.flag("hpet")?;
         p.xen_platform_pci = r.flag("xen_platform_pci")?;
+        p.acpi_s3 = r.flag("acpi_s3")?;
+        p.acpi_s4 = r.flag("acpi_s4")?;
         p.viridian = match r.list_or_flag("viridian")? {
             Err(()) => return Err(r.err("viridian", "the list of enlightenments is not supported; use 0 or 1")),
             Ok(v) => v,

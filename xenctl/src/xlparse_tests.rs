@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::devices::{DiskFormat, Mac, NicType, VifSpec, VncSpec};
-use crate::options::{DisplaySpec, PlatformSpec};
+use crate::options::{DisplaySpec, PlatformSpec, TimerMode};
 use crate::pci::PciSpec;
 
 /// The corpus the end-to-end test compares with `xl -N create` (tests/src/xlcfg_e2e.rs).
@@ -19,6 +19,7 @@ const CORPUS: &[(&str, &str)] = &[
     ("hvm-pci.cfg", include_str!("../../tests/xlcfg/hvm-pci.cfg")),
     ("xlexample-pvlinux.cfg", include_str!("../../tests/xlcfg/xlexample-pvlinux.cfg")),
     ("xlexample-hvm.cfg", include_str!("../../tests/xlcfg/xlexample-hvm.cfg")),
+    ("hvm-clock-grants.cfg", include_str!("../../tests/xlcfg/hvm-clock-grants.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -358,6 +359,13 @@ fn varied_specs_round_trip_through_xl_config() {
         e820_host: None,
         bios: Some(BiosKind::Ovmf),
         device_model_version: Some(DeviceModelVersion::QemuXen),
+        acpi_s3: Some(true),
+        acpi_s4: Some(false),
+        rtc_timeoffset: Some(-60),
+        shadow_memory_mib: Some(16),
+        disable_migrate: Some(true),
+        timer_mode: Some(TimerMode::NoMissedTicksPending),
+        max_grant_frames: Some(32),
     };
     hvm.display = DisplaySpec {
         vnc_disabled: false,
@@ -435,4 +443,67 @@ fn e820_host_0_with_pci_on_pv_is_overridden_as_xl_does() {
 fn ignored_keys_are_ignored_like_xl() {
     let s = hvm("device_model = '/usr/lib/xen/bin/qemu-dm'\nvncviewer = 1").unwrap();
     assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, ..DomainSpec::hvm("h") });
+}
+
+#[test]
+fn whether_the_file_gives_its_uuid_is_what_libxlutil_reads() {
+    let u = "6ba7b810-9dad-11d1-80b4-00c04fd430c8";
+    for text in [
+        format!("name = \"a\"; uuid = \"{u}\"\nkernel = \"/k\"\n"),
+        format!("name = 'a'\nkernel = '/k'\n  uuid='{u}'  # trailing comment\n"),
+        format!("kernel = '/k'; name = 'a'; uuid = '{}'\n", u.to_uppercase()),
+    ] {
+        let f = DomainSpec::read_xl_config_text("a.cfg", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(f.uuid_given, "{text}");
+        assert_eq!(f.spec.uuid.to_string(), u, "{text}");
+    }
+    for text in [
+        "name = 'a'\nkernel = '/k'\n# uuid = '6ba7b810-9dad-11d1-80b4-00c04fd430c8'\n",
+        "name = 'a'; kernel = '/uuid'\n",
+    ] {
+        let f = DomainSpec::read_xl_config_text("a.cfg", text).unwrap();
+        assert!(!f.uuid_given, "{text}");
+    }
+}
+
+#[test]
+fn clock_memory_migration_grant_and_acpi_keys_libxl_takes_directly() {
+    let s = hvm("rtc_timeoffset = 3600\nshadow_memory = 8\nnomigrate = 1\nmax_grant_frames = 64\n\
+                 timer_mode = \"One_Missed_Tick_Pending\"\nacpi_s3 = 0\nacpi_s4 = 1")
+    .unwrap();
+    let p = &s.platform;
+    assert_eq!((p.rtc_timeoffset, p.shadow_memory_mib, p.disable_migrate), (Some(3600), Some(8), Some(true)));
+    assert_eq!((p.max_grant_frames, p.timer_mode), (Some(64), Some(TimerMode::OneMissedTickPending)));
+    assert_eq!((p.acpi_s3, p.acpi_s4), (Some(false), Some(true)));
+    assert_eq!(parse_back(&s), s);
+    // The deprecated number form, a negative offset, and PVH's timer.
+    let s = hvm("timer_mode = 2\nrtc_timeoffset = \"-7200\"").unwrap();
+    assert_eq!(
+        (s.platform.timer_mode, s.platform.rtc_timeoffset),
+        (Some(TimerMode::NoMissedTicksPending), Some(-7200))
+    );
+    assert_eq!(parse_back(&s), s);
+    let pvh = DomainSpec::from_xl_config_text(
+        "p.cfg",
+        "type = 'pvh'\nname = 'p'\nkernel = '/k'\ntimer_mode = 'delay_for_missed_ticks'\n",
+    )
+    .unwrap();
+    assert_eq!(pvh.platform.timer_mode, Some(TimerMode::DelayForMissedTicks));
+
+    assert_eq!(
+        err(pv("timer_mode = 1")),
+        "g.cfg:3: timer_mode: applies to PVH and HVM guests only, and this is a pv guest"
+    );
+    assert_eq!(err(pv("acpi_s3 = 1")), "g.cfg:3: acpi_s3: applies to HVM guests only, and this is a pv guest");
+    assert!(
+        err(hvm("timer_mode = 'sometimes'"))
+            .starts_with("h.cfg:3: timer_mode: \"sometimes\": expected delay_for_missed_ticks")
+    );
+    assert!(err(hvm("max_grant_frames = 4294967296")).starts_with("h.cfg:3: max_grant_frames:"));
+}
+
+#[test]
+fn cpus_all_is_no_pinning() {
+    assert_eq!(pv("cpus = \"all\"").unwrap().cpus, Vec::<u32>::new());
+    assert!(err(pv("cpus = \"all,^1\"")).contains("`all' stands alone"), "{}", err(pv("cpus = \"all,^1\"")));
 }

@@ -196,6 +196,8 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
         "display.keymap" | "display" => "keymap",
         "display.vnc_disabled" => "vnc",
         "platform.nested_hvm" => "nestedhvm",
+        "platform.shadow_memory_mib" => "shadow_memory",
+        "platform.disable_migrate" => "nomigrate",
         other => other.strip_prefix("platform.").or(other.strip_prefix("display.")).unwrap_or(other),
     };
     (key, None)

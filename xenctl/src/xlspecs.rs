@@ -200,7 +200,13 @@ pub(crate) fn cpus_from_xl(text: &str) -> std::result::Result<Vec<u32>, String> 
             return Err(format!("`{part}': NUMA node lists are not supported; list the CPUs"));
         }
         if range == "all" {
-            return Err("`all' pins to every CPU, which is no pinning: leave cpus out".into());
+            // Every CPU is where an unpinned vCPU may run already. (xl also turns libxl's NUMA
+            // placement off for any cpus key; on the single-node hosts domainmgrd serves that
+            // changes nothing.)
+            if text.split(',').any(|p| !p.is_empty() && p != "all") {
+                return Err(format!("`{text}': `all' stands alone (the host's CPUs are not known here)"));
+            }
+            return Ok(Vec::new());
         }
         let (a, b) = range.split_once('-').unwrap_or((range, range));
         let (a, b): (u32, u32) = match (decimal(a.trim_start()), decimal(b)) {
@@ -324,8 +330,9 @@ mod tests {
         assert_eq!(cpus_from_xl("0-3,^2,6").unwrap(), vec![0, 1, 3, 6]);
         assert_eq!(cpus_from_xl("1").unwrap(), vec![1]);
         assert_eq!(cpus_from_xl("0,0,1").unwrap(), vec![0, 1]);
+        assert_eq!(cpus_from_xl("all").unwrap(), Vec::<u32>::new(), "all: no pinning");
         for (text, want) in [
-            ("all", "no pinning"),
+            ("all,^1", "stands alone"),
             ("node:0", "NUMA"),
             ("3-1", "not a CPU number"),
             ("x", "not a CPU number"),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use domainmgrd::control::{self, Request, Response};
+use domainmgrd::control::{self, Request, Response, exit};
 use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
 use domainmgrd::supervisor::{ListRow, load_domain_file};
@@ -18,9 +18,8 @@ use domainmgrd::supervisor::{ListRow, load_domain_file};
 /// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
 /// and shut down the host's domains.
 ///
-/// Domains are named by their name, UUID or domid. Exit status follows the LSB: 0 success,
-/// 1 failure, 2 bad usage, 3 not running (status), 4 unknown domain, not root, or status
-/// unknown, 7 domainmgrd is not running.
+/// Domains are named by their name, UUID or domid. Exit statuses are those of LSB init scripts
+/// (see the table below).
 #[derive(Debug, Parser)]
 #[command(name = "domainctl", version, after_help = AFTER_HELP)]
 struct Cli {
@@ -41,7 +40,15 @@ const AFTER_HELP: &str = "Examples:
   domainctl create /etc/xen/test.cfg   run a one-off domain from an xl.cfg (or EVE JSON) file
   domainctl create --dry-run web.cfg   print the libxl config xl -N create would, without Xen
   domainctl save web /srv/web.save     save web and stop it; domainctl restore /srv/web.save
-  domainctl host-stop                  what xendomains stop does, per /etc/default/domainmgr";
+  domainctl host-stop                  what xendomains stop does, per /etc/default/domainmgr
+
+Exit status (the LSB's init-script codes, as xendomains used):
+  status     0 running; 3 not running (without a NAME: none runs); 4 unknown (no such
+             domain, or domainmgrd is not running)
+  the rest   0 done (also: starting what runs, stopping what is stopped); 1 failed (for
+             host-start and host-stop: some domain did, the report says which); 2 bad usage;
+             4 not root; 5 no such managed domain; 6 the host settings file is invalid
+             (host-start); 7 domainmgrd is not running";
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -161,7 +168,11 @@ fn run(cli: &Cli) -> i32 {
         Err(e) => {
             eprintln!("domainctl: {e}");
             // LSB: a status that cannot be known is 4; any other action: 7, not running.
-            return if matches!(cli.command, Cmd::Status { .. }) { 4 } else { 7 };
+            return if matches!(cli.command, Cmd::Status { .. }) {
+                exit::STATUS_UNKNOWN
+            } else {
+                exit::DAEMON_NOT_RUNNING
+            };
         }
     };
     if cli.json {
@@ -355,7 +366,7 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
         }
         Err(e) => {
             eprintln!("domainctl: {e}");
-            return 7;
+            return exit::DAEMON_NOT_RUNNING;
         }
     };
     let Some(tty) = r.data["tty"].as_str().map(PathBuf::from) else {

@@ -42,6 +42,7 @@ use crate::metrics::Registry;
 use crate::settings::Settings;
 use crate::translate::{ConfigError, Translated};
 
+mod hostops;
 mod operator;
 mod status;
 use operator::Waiter;
@@ -87,6 +88,9 @@ pub enum Command {
     Forget,
     /// An operator's or the host's request, reported on the sender when done.
     Operator(Operator, Sender<Report>),
+    /// Host-start ended a host stop without a request for this domain: boot it now if it is
+    /// wanted (an EVE domain with `Activate=true`), not after the retry timer.
+    HostStarted,
 }
 
 /// What every domain thread shares.
@@ -255,6 +259,7 @@ impl Domain {
         if let Some(loaded) = desired {
             domain.set_desired(loaded);
         }
+        domain.load_saved_intent();
         domain
     }
 
@@ -380,6 +385,11 @@ impl Domain {
             Command::Delete => {
                 log::info!("{}: config deleted", self.name());
                 self.deleting = true;
+            }
+            Command::HostStarted => {
+                if matches!(self.retry, Retry::At(_)) {
+                    self.retry = Retry::Now;
+                }
             }
             Command::Stop | Command::Forget | Command::Operator(..) => {}
         }
@@ -554,6 +564,10 @@ impl Domain {
             }
             Err(e) => log::warn!("{name}: its config has no xl.cfg form: {e}"),
         }
+        if let Err(e) = self.record_fresh_boot() {
+            self.boot_failed(e);
+            return;
+        }
         if let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Creating) {
             self.boot_failed(format!("cannot record the create in {}: {e}", self.shared.paths.run_dir.display()));
             return;
@@ -684,6 +698,8 @@ impl Domain {
         let _ = self.shared.paths.clear_marker(self.uuid);
         self.status.domain_id = 0;
         self.phase = Phase::Idle { halted: true };
+        // DESTROY_LEFT=false holds for one halt, the host-stop's, however it ends.
+        self.halt_destroy = true;
         match then {
             AfterDeath::Halted => {
                 self.run_error = None;
@@ -691,7 +707,7 @@ impl Domain {
             }
             AfterDeath::GuestStopped => self.retry = Retry::At(Instant::now() + self.settings().boot_retry),
             AfterDeath::Reboot => self.retry = Retry::Now,
-            AfterDeath::Saved => self.retry = Retry::Never,
+            AfterDeath::Saved => self.on_saved(),
         }
     }
 
@@ -788,16 +804,8 @@ impl Domain {
         match self.phase {
             Phase::Halting { domid, stage, deadline, then } if now >= deadline => match stage {
                 HaltStage::Requested | HaltStage::PowerButton if !self.halt_destroy => {
-                    // Asked not to destroy (host stop without DESTROY_LEFT): report and leave it.
-                    self.halt_destroy = true;
-                    log::warn!(
-                        "{}: domain {domid} is still running when its watchdog fired; left running",
-                        self.name()
-                    );
-                    self.phase = Phase::Running { domid, paused: false };
-                    for w in std::mem::take(&mut self.waiters) {
-                        self.report(&w.reply, w.since, false, "still running when the watchdog fired; left running");
-                    }
+                    // Asked not to destroy (host stop without DESTROY_LEFT).
+                    self.watchdog_without_destroy(domid, then);
                 }
                 HaltStage::Requested | HaltStage::PowerButton => {
                     log::warn!("{}: domain {domid} did not shut down in time; destroying it", self.name());
@@ -900,6 +908,7 @@ impl Domain {
     /// The status file goes last: to its readers (zedmanager) its removal means everything
     /// else about the domain is gone too; the waiting requests hear of it after that.
     fn finish(&mut self) {
+        self.forget_transient_run();
         let paths = &self.shared.paths;
         if let Some(d) = &self.desired {
             let _ = files::remove_if_exists(&paths.xl_cfg_file(d.config.app_num));

@@ -1,23 +1,23 @@
-//! What operators (domainctl) and host boot and shutdown ask of one domain thread, and the
-//! report each request gets back when it is done.
+//! What operators (domainctl) and host boot and shutdown ask of one domain thread, the report
+//! each request gets back when it is done, and what the thread remembers of them across
+//! restarts (`hoststate.rs`: the run id of each fresh boot, and whether it waits saved).
 //!
 //! Quick requests report at once. Requests that take time (a stop waits for the guest, a start
 //! for the boot) leave a waiter that `check_waiters` resolves when the domain gets there, so the
-//! thread keeps serving events and timers meanwhile.
+//! thread keeps serving events and timers meanwhile. Saving, restoring and host start and stop
+//! are in `hostops.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 use xenctl::DomId;
 
-use super::{AfterDeath, Domain, HaltStage, Phase, Retry, Source};
-use crate::files::Marker;
-use crate::images::{self, ImageRecord};
+use super::{AfterDeath, Domain, Phase, Retry, Source};
+use crate::hoststate;
 
 /// A request to a domain thread.
 #[derive(Debug, Clone)]
@@ -46,11 +46,13 @@ pub enum Operator {
         /// The image file.
         image: PathBuf,
     },
-    /// Host boot: restore it from `restore` if given and not stale, else start it if it is an
-    /// autostart domain; at most as many at once as `permits` allows.
+    /// Host boot: restore it from `image` if `restore` and the image is not stale, else start
+    /// it if it is an autostart domain; at most as many at once as `permits` allows.
     HostStart {
-        /// A saved image of it.
-        restore: Option<PathBuf>,
+        /// A saved image of it, in the save directory.
+        image: Option<PathBuf>,
+        /// Restore saved images (`RESTORE`).
+        restore: bool,
         /// Shared bound on parallel creates.
         permits: Arc<Permits>,
     },
@@ -132,8 +134,18 @@ pub(super) struct Waiter {
     pub want: Want,
     pub reply: Sender<Report>,
     pub since: Instant,
-    /// Reported when it ends well, e.g. "stopped".
+    /// Reported when it gets what it waits for, e.g. "stopped".
     pub verb: &'static str,
+    /// Whether getting there is a success (a domain destroyed instead of saved is not).
+    pub ok: bool,
+    /// It is host-stop's: the one that `DESTROY_LEFT=false` concerns.
+    pub host_stop: bool,
+}
+
+impl Waiter {
+    pub(super) fn new(want: Want, reply: Sender<Report>, since: Instant, verb: &'static str) -> Waiter {
+        Waiter { want, reply, since, verb, ok: true, host_stop: false }
+    }
 }
 
 impl Domain {
@@ -147,7 +159,7 @@ impl Domain {
         });
     }
 
-    fn running_domid(&self) -> Option<DomId> {
+    pub(super) fn running_domid(&self) -> Option<DomId> {
         match self.phase {
             Phase::Running { domid, .. } => Some(domid),
             _ => None,
@@ -155,7 +167,7 @@ impl Domain {
     }
 
     /// Sets whether a domain that is not driven by an EVE config should run.
-    fn set_active(&mut self, active: bool) {
+    pub(super) fn set_active(&mut self, active: bool) {
         if let Some(d) = self.desired.as_mut().filter(|d| d.source != Source::Eve) {
             d.config.activate = active;
         }
@@ -175,7 +187,7 @@ impl Domain {
                     return self.report(&reply, since, true, format!("already running as domain {domid}"));
                 }
                 self.retry = Retry::Now;
-                self.waiters.push(Waiter { want: Want::Running { not: None }, reply, since, verb: "started" });
+                self.waiters.push(Waiter::new(Want::Running { not: None }, reply, since, "started"));
             }
             Operator::Stop { force, timeout } => {
                 self.operator_stopped = true;
@@ -190,26 +202,23 @@ impl Domain {
                 Some(domid) => {
                     self.halt_timeout = timeout;
                     self.begin_halt(domid);
-                    self.waiters.push(Waiter {
-                        want: Want::Running { not: Some(domid) },
-                        reply,
-                        since,
-                        verb: "restarted",
-                    });
+                    self.waiters.push(Waiter::new(Want::Running { not: Some(domid) }, reply, since, "restarted"));
                 }
                 None => self.report(&reply, since, false, "not running"),
             },
-            Operator::Save { path } => match self.save_to(&path) {
-                Ok(()) => self.report(&reply, since, true, format!("saved to {}", path.display())),
+            Operator::Save { path } => match self.save_to(&path, None) {
+                Ok(_) => self.report(&reply, since, true, format!("saved to {}", path.display())),
                 Err(e) => self.report(&reply, since, false, e),
             },
             Operator::Restore { image } => match self.restore_checked(&image) {
                 Ok(domid) => self.report(&reply, since, true, format!("restored as domain {domid}")),
                 Err(e) => self.report(&reply, since, false, e),
             },
-            Operator::HostStart { restore, permits } => self.host_start(restore, &permits, &reply, since),
+            Operator::HostStart { image, restore, permits } => {
+                self.host_start(image.as_deref(), restore, &permits, &reply, since)
+            }
             Operator::HostStop { save_dir, sysrq, maxwait, destroy_left } => {
-                self.host_stop(save_dir, &sysrq, maxwait, destroy_left, reply, since)
+                self.host_stop(save_dir.as_deref(), &sysrq, maxwait, destroy_left, reply, since)
             }
         }
     }
@@ -232,7 +241,7 @@ impl Domain {
             self.halt_timeout = timeout;
             self.begin_halt(domid);
         }
-        self.waiters.push(Waiter { want: Want::Gone, reply, since, verb });
+        self.waiters.push(Waiter::new(Want::Gone, reply, since, verb));
     }
 
     /// Resolves the waiters whose condition is met.
@@ -253,7 +262,7 @@ impl Domain {
                 }
                 (Want::Gone, Phase::Idle { .. }) => {
                     let note = self.halt_note.clone().unwrap_or_default();
-                    Some((true, format!("{}{note}", w.verb)))
+                    Some((w.ok, format!("{}{note}", w.verb)))
                 }
                 (Want::Gone, Phase::Broken { domid, .. }) => Some((false, format!("domain {domid} will not die"))),
                 _ => None,
@@ -268,168 +277,86 @@ impl Domain {
         }
     }
 
-    /// Saves the running domain to `path`, with its record beside it.
-    fn save_to(&mut self, path: &Path) -> Result<(), String> {
-        let Some(domid) = self.running_domid() else {
-            return Err("not running".into());
-        };
-        let spec = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| t.spec.clone());
-        let spec = spec.ok_or("its config cannot be used, so the image could not be matched to it")?;
-        let xl_config = spec.to_xl_config().map_err(|e| format!("its config has no xl form to record: {e}"))?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    /// The watchdog of a halt fired and host-stop said not to destroy (`DESTROY_LEFT=false`):
+    /// host-stop hears that the domain was left running. Anyone else waiting on the halt (an
+    /// operator's stop or restart) did not say so: for them it goes on to destroy, as usual.
+    pub(super) fn watchdog_without_destroy(&mut self, domid: DomId, then: AfterDeath) {
+        self.halt_destroy = true;
+        let (host_stop, others): (Vec<Waiter>, Vec<Waiter>) =
+            std::mem::take(&mut self.waiters).into_iter().partition(|w| w.host_stop);
+        for w in host_stop {
+            self.report(
+                &w.reply,
+                w.since,
+                false,
+                "still running when the watchdog fired; left running (DESTROY_LEFT=false)",
+            );
         }
-        // The domain goes away during the save: expect its suspend and death events.
-        self.phase = Phase::Halting {
-            domid,
-            stage: HaltStage::Destroyed,
-            deadline: Instant::now() + self.settings().destroy_timeout,
-            then: AfterDeath::Saved,
-        };
-        self.publish();
-        self.shared.hv.save(domid, path).map_err(|e| {
-            // A failed save resumes the guest.
+        self.waiters = others;
+        if !self.waiters.is_empty() {
+            log::warn!("{}: domain {domid} did not shut down in time; destroying it, as its stop asks", self.name());
+            let note = self.halt_note.take().unwrap_or_default();
+            self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
+            self.destroy(domid, then);
+        } else {
+            log::warn!("{}: domain {domid} is still running when its watchdog fired; left running", self.name());
             self.phase = Phase::Running { domid, paused: false };
-            format!("save failed: {e}")
-        })?;
-        let record = ImageRecord { uuid: self.uuid, name: spec.name.clone(), xl_config, saved_at: Utc::now() };
-        if let Err(e) = images::write_record(path, &record) {
-            log::error!("{}: saved, but its image record could not be written: {e}", self.name());
         }
-        log::info!("{}: saved to {}", self.name(), path.display());
-        self.gone(AfterDeath::Saved);
+    }
+
+    /// At thread start: a domain saved earlier does not boot afresh on its own (see `hoststate`).
+    pub(super) fn load_saved_intent(&mut self) {
+        if hoststate::saved(&self.shared.paths, self.uuid).is_some() {
+            self.retry = Retry::Never;
+        }
+    }
+
+    /// The domain was saved (by us or outside domainmgrd): it is not booted again on its own,
+    /// across daemon restarts too, until an operator starts it or it is restored.
+    pub(super) fn on_saved(&mut self) {
+        self.retry = Retry::Never;
+        if hoststate::saved(&self.shared.paths, self.uuid).is_none()
+            && let Err(e) = hoststate::set_saved(&self.shared.paths, self.uuid, Some(None))
+        {
+            log::error!("{}: cannot record that it was saved: {e}", self.name());
+        }
+    }
+
+    /// Before every fresh create: a new run id, so that no image saved before this boot is ever
+    /// restored over the disks it is about to change. A boot whose id cannot be recorded fails.
+    pub(super) fn record_fresh_boot(&mut self) -> Result<(), String> {
+        let paths = &self.shared.paths;
+        if let Some(Some(image)) = hoststate::saved(paths, self.uuid)
+            && image.exists()
+        {
+            log::warn!(
+                "{}: booting afresh; its saved image {} is stale from now on and will not be restored",
+                self.name(),
+                image.display()
+            );
+        }
+        hoststate::record_fresh_boot(paths, self.uuid)
+            .map_err(|e| format!("cannot record the fresh boot in {}: {e}", paths.state_dir.display()))?;
+        self.forget_saved();
         Ok(())
     }
 
-    /// Restores from `image` if it matches the current config and the domain is not running.
-    fn restore_checked(&mut self, image: &Path) -> Result<DomId, String> {
-        if let Some(domid) = self.current_domid() {
-            return Err(format!("stale: the domain runs already (domain {domid})"));
+    /// It runs again (booted or restored), or its image was set aside: no longer saved.
+    pub(super) fn forget_saved(&mut self) {
+        if self.retry == Retry::Never {
+            self.retry = Retry::Now;
         }
-        let spec = self
-            .desired
-            .as_ref()
-            .and_then(|d| d.translated.as_ref().ok())
-            .map(|t| t.spec.clone())
-            .ok_or("its config cannot be used")?;
-        let record = images::read_record(image).map_err(|e| format!("stale: {e}"))?;
-        if record.uuid != self.uuid {
-            return Err(format!("stale: the image is of domain {}, not {}", record.uuid, self.uuid));
-        }
-        let now = spec.to_xl_config().map_err(|e| e.to_string())?;
-        if now != record.xl_config {
-            return Err(format!("stale: its config changed since the save at {}", record.saved_at));
-        }
-        self.phase = Phase::Booting;
-        self.publish();
-        let _ = self.shared.paths.write_marker(self.uuid, Marker::Creating);
-        let domid = match self.shared.hv.restore_paused(&spec, image) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = self.shared.paths.clear_marker(self.uuid);
-                self.phase = Phase::Idle { halted: true };
-                return Err(format!("restore failed: {e}"));
-            }
-        };
-        self.arm_watch(domid);
-        let hv = &self.shared.hv;
-        if let Err(e) = hv.disable_vif_offload(domid, spec.vifs.len()).and_then(|()| hv.unpause(domid)) {
-            let _ = self.shared.hv.destroy(domid);
-            self.gone(AfterDeath::Halted);
-            return Err(format!("restored, but could not be started: {e}"));
-        }
-        let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
-        self.set_active(true);
-        self.operator_stopped = false;
-        let _ = self.shared.paths.set_operator_stopped(self.uuid, false);
-        self.retry = Retry::Now;
-        self.status.domain_id = domid.get();
-        self.status.boot_time = Some(Utc::now());
-        self.ever_ran = true;
-        self.phase = Phase::Running { domid, paused: false };
-        images::remove(image);
-        log::info!("{}: restored from {} as domain {domid}", self.name(), image.display());
-        Ok(domid)
-    }
-
-    fn host_start(&mut self, restore: Option<PathBuf>, permits: &Arc<Permits>, reply: &Sender<Report>, since: Instant) {
-        let mut notes = Vec::new();
-        if let Some(image) = restore {
-            let _permit = permits.acquire();
-            match self.restore_checked(&image) {
-                Ok(domid) => {
-                    return self.report(
-                        reply,
-                        since,
-                        true,
-                        format!("restored from {} as domain {domid}", image.display()),
-                    );
-                }
-                Err(e) if e.starts_with("stale") => {
-                    let moved =
-                        images::set_aside(&image).map(|p| p.display().to_string()).unwrap_or_else(|m| m.to_string());
-                    log::warn!("{}: refused to restore {}: {e}; moved to {moved}", self.name(), image.display());
-                    notes.push(format!("refused {}: {e} (moved to {moved})", image.display()));
-                }
-                Err(e) => return self.report(reply, since, false, e),
-            }
-        }
-        let autostart = self.desired.as_ref().is_some_and(|d| matches!(d.source, Source::Auto(_)));
-        let note = if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) };
-        if !autostart {
-            return self.report(reply, since, notes.is_empty(), format!("not an autostart domain{note}"));
-        }
-        if let Some(domid) = self.current_domid() {
-            return self.report(reply, since, notes.is_empty(), format!("already running as domain {domid}{note}"));
-        }
-        if self.operator_stopped {
-            return self.report(reply, since, notes.is_empty(), format!("left stopped (an operator stopped it){note}"));
-        }
-        self.set_active(true);
-        self.retry = Retry::Now;
-        let _permit = permits.acquire();
-        self.boot();
-        match self.phase {
-            Phase::Running { domid, .. } => {
-                self.report(reply, since, notes.is_empty(), format!("started as domain {domid}{note}"))
-            }
-            _ => {
-                let err = self.run_error.as_ref().map_or(String::new(), |e| e.error.clone());
-                self.report(reply, since, false, format!("failed to start: {err}{note}"))
-            }
+        if let Err(e) = hoststate::set_saved(&self.shared.paths, self.uuid, None) {
+            log::error!("{}: cannot forget that it was saved: {e}", self.name());
         }
     }
 
-    fn host_stop(
-        &mut self,
-        save_dir: Option<PathBuf>,
-        sysrq: &[char],
-        maxwait: Duration,
-        destroy_left: bool,
-        reply: Sender<Report>,
-        since: Instant,
-    ) {
-        let Some(domid) = self.running_domid() else {
-            return self.report(&reply, since, true, "not running");
-        };
-        for &key in sysrq {
-            if let Err(e) = self.shared.hv.sysrq(domid, key) {
-                log::warn!("{}: sysrq {key}: {e}", self.name());
-            }
+    /// A transient domain that ends without an image waiting to be restored leaves nothing
+    /// behind (its run id only mattered for judging such an image).
+    pub(super) fn forget_transient_run(&mut self) {
+        let transient = self.desired.as_ref().is_some_and(|d| d.source == Source::Transient);
+        if transient && !self.forget && hoststate::saved(&self.shared.paths, self.uuid).is_none() {
+            let _ = hoststate::forget_boot(&self.shared.paths, self.uuid);
         }
-        if let Some(dir) = save_dir {
-            let path = dir.join(self.status.domain_name.clone());
-            match self.save_to(&path) {
-                Ok(()) => return self.report(&reply, since, true, format!("saved to {}", path.display())),
-                Err(e) => {
-                    log::warn!("{}: {e}; shutting it down instead", self.name());
-                    self.halt_note = Some(format!(" (save failed: {e})"));
-                }
-            }
-        }
-        self.halt_timeout = Some(maxwait);
-        self.halt_destroy = destroy_left;
-        self.begin_halt(domid);
-        self.waiters.push(Waiter { want: Want::Gone, reply, since, verb: "shut down" });
     }
 }

@@ -1,8 +1,12 @@
 //! The autostart directory (xendomains' `AUTO`, default `/etc/xen/auto`): xl.cfg files whose
-//! domains host-start boots. Each file becomes a managed domain keyed by its UUID; a file without
-//! a `uuid` key gets one derived from its path, so it keeps the same identity across restarts.
-//! Such a domain runs when host-start or an operator starts it, or because it already runs;
-//! removing its file stops managing it (the domain keeps running).
+//! domains host-start boots. Each file becomes a managed domain keyed by its UUID. A file that
+//! sets no `uuid` (as libxlutil reads the file, so `name = "a"; uuid = "..."` counts) gets one
+//! derived from the domain's name, not the file's path: the name is what identifies a domain
+//! on a Xen host (xendomains and xl go by it), and it stays put when the file is renamed or
+//! moved, so an operator's stop and a saved image still belong to the domain afterwards.
+//! Renaming the domain makes it another one. Two files for one domain (one name, or one UUID)
+//! are an error on the second. Such a domain runs when host-start or an operator starts it, or
+//! because it already runs; removing its file stops managing it (the domain keeps running).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,21 +24,19 @@ use crate::{error_chain, watcher};
 /// Namespace of the UUIDs derived for autostart files without a `uuid` key.
 const AUTO_NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_5a0e_8b8e_4f55_9a55_1c3e_d0a1_7a35);
 
-/// Whether xl.cfg `text` sets `uuid` itself (a `uuid =` assignment outside comments).
-fn sets_uuid(text: &str) -> bool {
-    text.lines().any(|l| {
-        let l = l.trim_start();
-        l.strip_prefix("uuid").is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
+/// The UUID of an autostart domain whose file sets none.
+pub(crate) fn derived_uuid(name: &str) -> Uuid {
+    Uuid::new_v5(&AUTO_NAMESPACE, name.as_bytes())
 }
 
 /// Reads an autostart file into a config for a domain thread.
 pub(crate) fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut spec = DomainSpec::from_xl_config(path).map_err(|e| error_chain(&e))?;
-    if !sets_uuid(&String::from_utf8_lossy(&bytes)) {
-        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        spec.uuid = Uuid::new_v5(&AUTO_NAMESPACE, canonical.as_os_str().as_encoded_bytes());
+    let text = String::from_utf8_lossy(&bytes);
+    let file = DomainSpec::read_xl_config_text(&path.display().to_string(), &text).map_err(|e| error_chain(&e))?;
+    let mut spec = file.spec;
+    if !file.uuid_given {
+        spec.uuid = derived_uuid(&spec.name);
     }
     Ok((loaded_from_spec(spec, Source::Auto(path.to_path_buf())), bytes))
 }
@@ -83,6 +85,17 @@ impl Supervisor {
                 let _ = h.tx.send(Command::Forget);
             }
         }
+        if let Some(other) = self.auto_keys.iter().find(|(p, k)| **k == key && p.as_path() != path && p.exists()) {
+            let e = format!(
+                "{}: domain {} (UUID {uuid}) is already configured by {}; ignored",
+                path.display(),
+                loaded.config.display_name,
+                other.0.display()
+            );
+            log::error!("autostart: {e}");
+            self.auto_errors.insert(path.to_path_buf(), e);
+            return;
+        }
         match self.domains.get(&key) {
             Some(h) if h.source == Source::Eve => {
                 let e = format!("{}: UUID {uuid} is already an EVE DomainConfig's; ignored", path.display());
@@ -113,6 +126,10 @@ impl Supervisor {
             }
             self.auto_errors.remove(&path);
             if let Some(key) = self.auto_keys.remove(&path) {
+                if self.auto_keys.values().any(|k| *k == key) {
+                    // Renamed or moved: another file has the domain now.
+                    continue;
+                }
                 log::info!("autostart: {} is gone; its domain is no longer managed (it keeps running)", path.display());
                 if let Some(h) = self.domains.get(&key) {
                     let _ = h.tx.send(Command::Forget);
@@ -138,14 +155,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_without_uuid_gets_a_stable_one_from_its_path() {
+    fn a_file_without_uuid_gets_a_stable_one_from_its_domain_name() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.cfg");
         std::fs::write(&a, "name = 'a'\nkernel = '/k'\n# uuid = 'not this one'\n").unwrap();
         let (one, _) = load(&a).unwrap();
         let (two, _) = load(&a).unwrap();
         assert_eq!(one.config.uuid_and_version.uuid, two.config.uuid_and_version.uuid);
+        assert_eq!(one.config.uuid_and_version.uuid, derived_uuid("a"));
         assert_eq!(one.config.uuid_and_version.uuid.get_version_num(), 5);
+        // Renamed or moved, it is the same domain; another name is another domain.
+        let moved = dir.path().join("sub");
+        std::fs::create_dir(&moved).unwrap();
+        std::fs::rename(&a, moved.join("renamed.cfg")).unwrap();
+        assert_eq!(load(&moved.join("renamed.cfg")).unwrap().0.config.uuid_and_version.uuid, derived_uuid("a"));
+        std::fs::write(&a, "name = 'a2'\nkernel = '/k'\n").unwrap();
+        assert_ne!(load(&a).unwrap().0.config.uuid_and_version.uuid, derived_uuid("a"));
 
         let b = dir.path().join("b.cfg");
         std::fs::write(&b, "name = 'b'\nkernel = '/k'\nuuid = '6ba7b810-9dad-11d1-80b4-00c04fd430c8'\n").unwrap();
@@ -157,5 +182,14 @@ mod tests {
         std::fs::write(&b, "name = 'b'\nkernl = '/k'\n").unwrap();
         let err = load(&b).unwrap_err();
         assert!(err.contains("b.cfg:2: kernl"), "{err}");
+    }
+
+    #[test]
+    fn a_uuid_beside_other_keys_on_one_line_is_the_files_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.cfg");
+        std::fs::write(&a, "name = \"a\"; uuid = \"6ba7b810-9dad-11d1-80b4-00c04fd430c8\"\nkernel = \"/k\"\n").unwrap();
+        let (loaded, _) = load(&a).unwrap();
+        assert_eq!(loaded.config.uuid_and_version.uuid.to_string(), "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
     }
 }

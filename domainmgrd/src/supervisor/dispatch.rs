@@ -13,7 +13,7 @@ use xenctl::{Bdf, DomId, DomainSpec};
 use super::Supervisor;
 use super::autostart::loaded_from_spec;
 use crate::adapters::OperatorDone;
-use crate::control::{ControlMsg, Request, Response};
+use crate::control::{ControlMsg, Request, Response, exit};
 use crate::domain::{self, Command, Operator, Report, Source};
 use crate::error_chain;
 use crate::eve::DomainConfig;
@@ -97,9 +97,12 @@ impl Supervisor {
             Request::Restart { domain, timeout_secs } => {
                 self.forward(&domain, Operator::Restart { timeout: timeout_secs.map(Duration::from_secs) }, reply)
             }
-            Request::Save { domain, file } => match self.save_path(&domain, file) {
-                Ok(path) => self.forward(&domain, Operator::Save { path }, reply),
-                Err(e) => answer(Response::error(e)),
+            Request::Save { domain, file } => match self.resolve(&domain) {
+                Ok(key) => match self.save_path(&key, file) {
+                    Ok(path) => self.forward_key(&key, Operator::Save { path }, reply),
+                    Err(e) => answer(Response::error(e)),
+                },
+                Err(e) => answer(Response::error_with_exit(e, exit::UNKNOWN_DOMAIN)),
             },
             Request::Create { file } => self.create(&file, reply),
             Request::Restore { file } => self.restore(&file, reply),
@@ -113,10 +116,16 @@ impl Supervisor {
         }
     }
 
-    /// The key of the managed domain `arg` names (key/UUID, app name, Xen name or domid).
+    /// The key of the managed domain `arg` names (key/UUID in any case, app name, Xen name or
+    /// domid).
     pub(super) fn resolve(&self, arg: &str) -> Result<String, String> {
         if self.domains.contains_key(arg) {
             return Ok(arg.to_string());
+        }
+        if let Ok(uuid) = arg.parse::<Uuid>()
+            && self.domains.contains_key(&uuid.to_string())
+        {
+            return Ok(uuid.to_string());
         }
         let registry = self.shared.registry.read();
         let domid: Option<u32> = arg.parse().ok();
@@ -145,7 +154,7 @@ impl Supervisor {
         let key = match self.resolve(arg) {
             Ok(k) => k,
             Err(e) => {
-                let _ = reply.send(Response::error_with_exit(e, 4));
+                let _ = reply.send(Response::error_with_exit(e, exit::UNKNOWN_DOMAIN));
                 return;
             }
         };
@@ -222,30 +231,29 @@ impl Supervisor {
             Some(arg) => {
                 let key = match self.resolve(arg) {
                     Ok(k) => k,
-                    Err(e) => return Response::error_with_exit(e, 4),
+                    Err(e) => return Response::error_with_exit(e, exit::STATUS_UNKNOWN),
                 };
                 match domain::read_status(paths, &key) {
                     Some(st) => {
                         let running = st.state == crate::eve::SwState::RUNNING;
-                        Response::data_with_exit(&st, if running { 0 } else { 3 })
+                        Response::data_with_exit(&st, if running { exit::OK } else { exit::NOT_RUNNING })
                     }
-                    None => Response::error_with_exit(format!("{arg}: no status yet"), 4),
+                    None => Response::error_with_exit(format!("{arg}: no status yet"), exit::STATUS_UNKNOWN),
                 }
             }
             None => {
                 let all: Vec<_> = self.domains.keys().filter_map(|k| domain::read_status(paths, k)).collect();
                 let any_running = all.iter().any(|s| s.state == crate::eve::SwState::RUNNING);
-                Response::data_with_exit(&all, if any_running { 0 } else { 3 })
+                Response::data_with_exit(&all, if any_running { exit::OK } else { exit::NOT_RUNNING })
             }
         }
     }
 
     /// Where `domainctl save NAME [FILE]` saves: FILE, or `<SAVE>/<domain name>`.
-    fn save_path(&self, arg: &str, file: Option<PathBuf>) -> Result<PathBuf, String> {
+    fn save_path(&self, key: &str, file: Option<PathBuf>) -> Result<PathBuf, String> {
         if let Some(f) = file {
             return Ok(f);
         }
-        let key = self.resolve(arg)?;
         let host = crate::hostcfg::HostConfig::load(&self.options.host_config).map_err(|e| e.to_string())?;
         let dir = host.save_dir.ok_or("give a FILE: no SAVE directory is configured for host stop")?;
         let name = self
@@ -254,7 +262,7 @@ impl Supervisor {
             .read()
             .get(&key.parse().unwrap_or_default())
             .map(|b| b.domain_name.clone())
-            .unwrap_or(key);
+            .unwrap_or_else(|| key.to_string());
         Ok(dir.join(name))
     }
 
@@ -289,22 +297,10 @@ impl Supervisor {
                 return;
             }
         };
-        let key = record.uuid.to_string();
-        if !self.domains.contains_key(&key) {
-            let spec = match DomainSpec::from_xl_config_text(&record.name, &record.xl_config) {
-                Ok(mut s) => {
-                    s.uuid = record.uuid;
-                    s
-                }
-                Err(e) => {
-                    let _ =
-                        reply.send(Response::error(format!("its recorded config does not parse: {}", error_chain(&e))));
-                    return;
-                }
-            };
-            self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None, false);
+        match self.spawn_transient(&record) {
+            Ok(key) => self.forward_key(&key, Operator::Restore { image: file.to_path_buf() }, reply),
+            Err(e) => drop(reply.send(Response::error(e))),
         }
-        self.forward_key(&key, Operator::Restore { image: file.to_path_buf() }, reply);
     }
 
     fn console(&self, arg: &str) -> Response {
@@ -319,11 +315,11 @@ impl Supervisor {
                     .map(|d| d.domid.get())
             }) {
                 Some(d) => d,
-                None => return Response::error_with_exit(e, 4),
+                None => return Response::error_with_exit(e, exit::UNKNOWN_DOMAIN),
             },
         };
         if domid == 0 {
-            return Response::error_with_exit(format!("{arg} is not running"), 3);
+            return Response::error_with_exit(format!("{arg} is not running"), exit::FAILED);
         }
         match self.shared.hv.console_tty(DomId::new(domid)) {
             Ok(tty) => Response::data(serde_json::json!({"domid": domid, "tty": tty})),

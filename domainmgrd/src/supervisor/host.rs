@@ -1,28 +1,41 @@
 //! Host boot and shutdown, what xendomains does, done through the domain threads:
 //!
-//! host-start: restore each saved image whose record matches its domain's current config (a
-//! stale one is refused, reported and moved aside, never restored), then start every autostart
-//! domain that is not running and that no operator stopped; at most `START_PARALLEL` creates at
-//! once, no fixed sleeps. host-stop: for the selected domains (all managed ones, or only the
-//! autostart ones with `AUTO_ONLY`; and the unmanaged ones too with `SHUTDOWN_ALL`), SysRq keys,
-//! then save (with `SAVE`) or a graceful shutdown, all in parallel, each under the
-//! `STOP_MAXWAIT` watchdog, destroying what is left (unless `DESTROY_LEFT=false`). Each ends
-//! with a report per domain. Only one of them runs at a time; while host stop is in effect no
-//! domain boots or restarts on its own, until host-start.
+//! host-start: restore each saved image whose record matches its domain's current config and
+//! latest run (a stale one is refused, reported and moved aside, never restored; one without a
+//! record, e.g. xendomains' own, is reported once and moved aside too), transient domains
+//! included (from their image's record, as `domainctl restore` does), then start every
+//! autostart domain that is not running and that no operator stopped or saved elsewhere; at
+//! most `START_PARALLEL` creates at once, no fixed sleeps. It refuses a settings file it
+//! cannot read (exit 6): starting with wrong settings could boot afresh what waits saved.
+//!
+//! host-stop: for the selected domains (all managed ones, or only the autostart ones with
+//! `AUTO_ONLY`; and the unmanaged ones too with `SHUTDOWN_ALL`), SysRq keys, then save (with
+//! `SAVE`; unmanaged domains are shut down, host-start could not restore them) or a graceful
+//! shutdown, all in parallel, each under the `STOP_MAXWAIT` watchdog, destroying what is left
+//! (unless `DESTROY_LEFT=false`). With a settings file it cannot read it goes on with the
+//! settings it last read (at host shutdown, refusing would leave the guests to be killed at
+//! poweroff) and says so first in its report.
+//!
+//! Each ends with a report per domain. Only one of them runs at a time; while host stop is in
+//! effect (recorded in the state directory, so across daemon restarts too) no domain boots or
+//! restarts on its own, until host-start.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use xenctl::{DomId, DomainEvent};
+use xenctl::{DomId, DomainEvent, DomainSpec};
 
 use super::Supervisor;
-use crate::control::Response;
+use super::autostart::loaded_from_spec;
+use crate::control::{Response, exit};
 use crate::domain::{Command, Operator, Permits, Report, Source};
+use crate::error_chain;
 use crate::hostcfg::HostConfig;
+use crate::hoststate;
 use crate::hypervisor::Hypervisor;
-use crate::images;
+use crate::images::{self, ImageKind, ImageRecord};
 
 /// Sends each job to its domain thread and collects the reports, in a helper thread; answers
 /// `reply` with all reports (and `known`, the failures found before sending).
@@ -85,26 +98,41 @@ fn failed(name: impl Into<String>, outcome: impl Into<String>) -> Report {
 }
 
 impl Supervisor {
-    fn load_host_config(&mut self, reply: &Sender<Response>) -> Option<HostConfig> {
-        match HostConfig::load(&self.options.host_config) {
-            Ok(c) => {
-                self.host = c.clone();
-                Some(c)
-            }
-            Err(e) => {
-                self.host_op.store(false, Ordering::SeqCst);
-                let _ = reply.send(Response::error(e.to_string()));
-                None
-            }
+    /// A transient domain's thread, from an image's record (`domainctl restore`, and host-start
+    /// for the transient domains host-stop saved); its key.
+    pub(super) fn spawn_transient(&mut self, record: &ImageRecord) -> Result<String, String> {
+        let key = record.uuid.to_string();
+        if !self.domains.contains_key(&key) {
+            let mut spec = DomainSpec::from_xl_config_text(&record.name, &record.xl_config)
+                .map_err(|e| format!("its recorded config does not parse: {}", error_chain(&e)))?;
+            spec.uuid = record.uuid;
+            self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None, false);
         }
+        Ok(key)
     }
 
     pub(super) fn host_start(&mut self, reply: Sender<Response>) {
         if !self.host_op_begin(&reply) {
             return;
         }
-        let Some(host) = self.load_host_config(&reply) else { return };
+        let host = match HostConfig::load(&self.options.host_config) {
+            Ok(c) => c,
+            Err(e) => {
+                // Restoring or starting with settings that may be wrong (another SAVE, another
+                // AUTO) could boot afresh a domain whose image waits elsewhere: refuse, and
+                // leave host stop in effect. The unit counts this exit as started, so that
+                // host-stop still runs at shutdown.
+                self.host_op.store(false, Ordering::SeqCst);
+                let text = format!("{e}; host-start refused: fix the file and run it again");
+                let _ = reply.send(Response::error_with_exit(text, exit::NOT_CONFIGURED));
+                return;
+            }
+        };
+        self.host = host.clone();
         self.shared.host_stopped.store(false, Ordering::SeqCst);
+        if let Err(e) = hoststate::set_host_stopped(&self.shared.paths, false) {
+            log::error!("host-start: cannot clear the host-stop record: {e}");
+        }
         self.rescan_auto();
         let mut known: Vec<Report> = self
             .auto_errors
@@ -112,33 +140,53 @@ impl Supervisor {
             .map(|(p, e)| failed(p.display().to_string(), format!("autostart file not used: {e}")))
             .collect();
 
-        // Saved images, by the domain they belong to.
-        let mut restore_for = std::collections::HashMap::new();
-        if let (true, Some(dir)) = (host.restore, &host.save_dir) {
+        // Saved images, by the domain they belong to. With RESTORE=false only the managed
+        // domains' own are looked at (an image goes stale when its domain boots afresh).
+        let mut image_for = std::collections::HashMap::new();
+        if let Some(dir) = &host.save_dir {
             for image in images::list(dir) {
-                match images::read_record(&image) {
+                let record = images::read_record(&image);
+                match record {
                     Ok(rec) if self.domains.contains_key(&rec.uuid.to_string()) => {
-                        restore_for.insert(rec.uuid.to_string(), image);
+                        image_for.insert(rec.uuid.to_string(), image);
                     }
+                    _ if !host.restore => {}
+                    Ok(rec) if rec.kind == ImageKind::Transient => match self.spawn_transient(&rec) {
+                        Ok(key) => {
+                            image_for.insert(key, image);
+                        }
+                        Err(e) => known.push(failed(rec.name, format!("refused {}: {e}", image.display()))),
+                    },
                     Ok(rec) => {
-                        let moved = images::set_aside(&image)
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|e| e.to_string());
+                        let moved = set_aside(&image);
                         known.push(failed(
                             rec.name,
                             format!("refused {}: stale: no config for it any more (moved to {moved})", image.display()),
                         ));
                     }
-                    Err(e) => known.push(failed(image.display().to_string(), format!("refused: {e}"))),
+                    Err(e) => {
+                        let moved = set_aside(&image);
+                        known.push(failed(
+                            image.display().to_string(),
+                            format!(
+                                "refused: {e} (moved to {moved}; an image saved by xl is restored with xl restore)"
+                            ),
+                        ));
+                    }
                 }
             }
         }
         let permits = Permits::new(host.start_parallel);
         let mut jobs = Vec::new();
         for (key, h) in &self.domains {
-            let restore = restore_for.remove(key);
-            if restore.is_some() || matches!(h.source, Source::Auto(_)) {
-                jobs.push((h.tx.clone(), Operator::HostStart { restore, permits: Arc::clone(&permits) }));
+            let image = image_for.remove(key);
+            if image.is_some() || matches!(h.source, Source::Auto(_)) {
+                let op = Operator::HostStart { image, restore: host.restore, permits: Arc::clone(&permits) };
+                jobs.push((h.tx.clone(), op));
+            } else {
+                // The others (EVE domains) follow their configs again now that host stop
+                // is over; they are not part of the report.
+                let _ = h.tx.send(Command::HostStarted);
             }
         }
         log::info!("host-start: {} domain(s) to restore or start, {} at a time", jobs.len(), host.start_parallel);
@@ -149,9 +197,31 @@ impl Supervisor {
         if !self.host_op_begin(&reply) {
             return;
         }
-        let Some(host) = self.load_host_config(&reply) else { return };
-        // From now on nothing boots or restarts on its own.
+        let mut known = Vec::new();
+        let host = match HostConfig::load(&self.options.host_config) {
+            Ok(c) => {
+                self.host = c.clone();
+                c
+            }
+            Err(e) => {
+                // At host shutdown a refusal would leave every guest to be killed at poweroff:
+                // go on with the settings last read (at daemon start, or the last host-start).
+                log::error!("host-stop: {e}; going on with the settings last read successfully");
+                known.push(failed(
+                    "(settings)",
+                    format!(
+                        "{e}; host-stop went on with the settings last read successfully: {}",
+                        describe(&self.host)
+                    ),
+                ));
+                self.host.clone()
+            }
+        };
+        // From now on nothing boots or restarts on its own, across daemon restarts too.
         self.shared.host_stopped.store(true, Ordering::SeqCst);
+        if let Err(e) = hoststate::set_host_stopped(&self.shared.paths, true) {
+            log::error!("host-stop: cannot record it: {e}; a daemon restart before host-start would boot domains");
+        }
         let op = Operator::HostStop {
             save_dir: host.save_dir.clone(),
             sysrq: host.sysrq.clone(),
@@ -172,11 +242,9 @@ impl Supervisor {
                     continue;
                 }
                 let hv = Arc::clone(&self.shared.hv);
-                let (maxwait, destroy_left) = (host.stop_maxwait, host.destroy_left);
+                let host = host.clone();
                 let name = d.name.clone().unwrap_or_else(|| format!("domain {}", d.domid));
-                extra.push(std::thread::spawn(move || {
-                    stop_unmanaged(hv.as_ref(), d.domid, name, maxwait, destroy_left)
-                }));
+                extra.push(std::thread::spawn(move || stop_unmanaged(hv.as_ref(), d.domid, name, &host)));
             }
         }
         log::info!(
@@ -185,12 +253,32 @@ impl Supervisor {
             extra.len(),
             host.stop_maxwait
         );
-        run_jobs(jobs, Vec::new(), extra, "host-stop", Arc::clone(&self.host_op), reply);
+        run_jobs(jobs, known, extra, "host-stop", Arc::clone(&self.host_op), reply);
     }
 }
 
-/// SHUTDOWN_ALL: shuts down a domain domainmgrd does not manage, under the watchdog.
-fn stop_unmanaged(hv: &dyn Hypervisor, domid: DomId, name: String, maxwait: Duration, destroy_left: bool) -> Report {
+/// The settings host-stop uses, in a few words.
+fn describe(h: &HostConfig) -> String {
+    let save = h.save_dir.as_ref().map_or_else(|| "shut down".to_string(), |d| format!("save to {}", d.display()));
+    format!(
+        "{save}, STOP_MAXWAIT={}, DESTROY_LEFT={}, AUTO_ONLY={}, SHUTDOWN_ALL={}",
+        h.stop_maxwait.as_secs(),
+        h.destroy_left,
+        h.auto_only,
+        h.shutdown_all
+    )
+}
+
+/// Moves an image to the stale folder; where it went, or why it could not.
+fn set_aside(image: &std::path::Path) -> String {
+    images::set_aside(image).map(|p| p.display().to_string()).unwrap_or_else(|e| format!("not moved: {e}"))
+}
+
+/// SHUTDOWN_ALL: stops a domain domainmgrd does not manage as a managed one is stopped (SysRq
+/// keys, then a graceful shutdown), under the watchdog. It is not saved: host-start restores
+/// only what domainmgrd manages.
+fn stop_unmanaged(hv: &dyn Hypervisor, domid: DomId, name: String, host: &HostConfig) -> Report {
+    let (maxwait, destroy_left) = (host.stop_maxwait, host.destroy_left);
     let started = Instant::now();
     let report = |ok: bool, outcome: String| Report {
         name: name.clone(),
@@ -199,6 +287,11 @@ fn stop_unmanaged(hv: &dyn Hypervisor, domid: DomId, name: String, maxwait: Dura
         outcome,
         seconds: started.elapsed().as_secs_f64(),
     };
+    for &key in &host.sysrq {
+        if let Err(e) = hv.sysrq(domid, key) {
+            log::warn!("host-stop: {name}: sysrq {key}: {e}");
+        }
+    }
     let (tx, rx) = crossbeam_channel::unbounded();
     let _watch = match hv.watch(domid, tx) {
         Ok(w) => w,

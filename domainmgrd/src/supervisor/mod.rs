@@ -232,7 +232,8 @@ impl Daemon {
             paths: Arc::new(paths.clone()),
             adapters,
             registry: Arc::default(),
-            host_stopped: Arc::default(),
+            // A host-stop holds until host-start, across daemon restarts (see hoststate.rs).
+            host_stopped: Arc::new(crate::hoststate::host_stopped(paths).into()),
         };
         let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&shared.paths), Arc::clone(&shared.registry));
         let sampler_latest = sampler.latest();

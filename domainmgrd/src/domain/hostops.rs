@@ -1,0 +1,419 @@
+//! Saving and restoring one domain, and its part of host boot and shutdown.
+//!
+//! A save runs in a helper thread so that host-stop's watchdog (`STOP_MAXWAIT`) bounds it: when
+//! the watchdog fires first, the domain is destroyed (`DESTROY_LEFT`, the default; libxl's save
+//! then fails and leaves no image) or left to finish, and the report says which. A restore is
+//! refused as stale unless the image's record matches the domain's current config and the run
+//! it was taken from is still the domain's latest fresh boot (see `hoststate.rs`).
+//!
+//! At host-start, what an operator said wins over what the save directory holds: an image of a
+//! domain an operator stopped is kept but not restored (they restore it, or start the domain
+//! afresh, which makes the image stale), and an autostart domain an operator saved elsewhere
+//! (`domainctl save NAME FILE`) waits for that image instead of booting afresh.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossbeam_channel::{RecvTimeoutError, Sender};
+use xenctl::DomId;
+
+use super::operator::{Permits, Report, Waiter, Want};
+use super::{AfterDeath, Domain, HaltStage, Phase, Retry, Source};
+use crate::files::Marker;
+use crate::hoststate;
+use crate::images::{self, ImageKind, ImageRecord};
+
+/// Host-stop's watchdog over a save.
+pub(super) struct SaveWatch<'a> {
+    /// When it fires.
+    pub deadline: Instant,
+    /// STOP_MAXWAIT, for the report.
+    pub maxwait: Duration,
+    /// Destroy the domain when it fires (else the save is left to finish).
+    pub destroy_left: bool,
+    /// Where host-stop's report goes.
+    pub reply: &'a Sender<Report>,
+    /// When host-stop asked.
+    pub since: Instant,
+}
+
+/// How a save that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SaveEnd {
+    /// Saved: the image and its record are in place and the domain is gone.
+    Saved,
+    /// The watchdog fired first; host-stop has its report (or a waiter that will give it).
+    Watchdog,
+}
+
+impl Domain {
+    /// Saves the running domain to `path`, with its record beside it. `Err`: not saved, and
+    /// the domain runs on (libxl resumes a guest whose save failed).
+    pub(super) fn save_to(&mut self, path: &Path, watch: Option<SaveWatch<'_>>) -> Result<SaveEnd, String> {
+        let Some(domid) = self.running_domid() else {
+            return Err("not running".into());
+        };
+        let spec = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| t.spec.clone());
+        let spec = spec.ok_or("its config cannot be used, so the image could not be matched to it")?;
+        let xl_config = spec.to_xl_config().map_err(|e| format!("its config has no xl form to record: {e}"))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let transient = self.desired.as_ref().is_some_and(|d| d.source == Source::Transient);
+        let record = ImageRecord {
+            uuid: self.uuid,
+            name: spec.name.clone(),
+            xl_config,
+            saved_at: Utc::now(),
+            boot_id: hoststate::boot_id(&self.shared.paths, self.uuid),
+            kind: if transient { ImageKind::Transient } else { ImageKind::Managed },
+        };
+        // The domain goes away during the save: expect its suspend and death events.
+        self.phase = Phase::Halting {
+            domid,
+            stage: HaltStage::Destroyed,
+            deadline: Instant::now() + self.settings().destroy_timeout,
+            then: AfterDeath::Saved,
+        };
+        self.publish();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let hv = Arc::clone(&self.shared.hv);
+        let target = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name(format!("save-{domid}"))
+            .spawn(move || drop(tx.send(hv.save(domid, &target))));
+        let result = match (spawned, &watch) {
+            (Err(e), _) => {
+                log::warn!("{}: no thread for the save ({e}); saving without a watchdog", self.name());
+                self.shared.hv.save(domid, path)
+            }
+            (Ok(_), None) => rx.recv().unwrap_or_else(|_| Err(save_thread_lost(domid))),
+            (Ok(_), Some(w)) => match rx.recv_deadline(w.deadline) {
+                Ok(result) => result,
+                Err(RecvTimeoutError::Disconnected) => Err(save_thread_lost(domid)),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.save_overran(domid, path, record, &rx, w);
+                    return Ok(SaveEnd::Watchdog);
+                }
+            },
+        };
+        match result {
+            Ok(()) => {
+                self.saved(path, record);
+                Ok(SaveEnd::Saved)
+            }
+            Err(e) => {
+                self.phase = Phase::Running { domid, paused: false };
+                Err(format!("save failed: {e}"))
+            }
+        }
+    }
+
+    /// The save is done: its record beside it, and the domain waits saved.
+    fn saved(&mut self, path: &Path, mut record: ImageRecord) {
+        record.saved_at = Utc::now();
+        if let Err(e) = images::write_record(path, &record) {
+            log::error!("{}: saved, but its image record could not be written: {e}", self.name());
+        }
+        log::info!("{}: saved to {}", self.name(), path.display());
+        self.gone(AfterDeath::Saved);
+        if let Err(e) = hoststate::set_saved(&self.shared.paths, self.uuid, Some(Some(path))) {
+            log::error!("{}: cannot record where it was saved: {e}", self.name());
+        }
+    }
+
+    /// Host-stop's watchdog fired during the save.
+    fn save_overran(
+        &mut self,
+        domid: DomId,
+        path: &Path,
+        record: ImageRecord,
+        rx: &crossbeam_channel::Receiver<xenctl::Result<()>>,
+        w: &SaveWatch<'_>,
+    ) {
+        let what =
+            format!("its save to {} did not finish within {} s (STOP_MAXWAIT)", path.display(), w.maxwait.as_secs());
+        if !w.destroy_left {
+            log::warn!("{}: {what}; left to finish (DESTROY_LEFT=false)", self.name());
+            self.report(w.reply, w.since, false, format!("{what}; left to finish (DESTROY_LEFT=false)"));
+            // Nothing else can be done with the domain meanwhile: wait for the save, as xl would.
+            match rx.recv() {
+                Ok(Ok(())) => self.saved(path, record),
+                Ok(Err(e)) => {
+                    log::error!("{}: save failed after the watchdog fired: {e}", self.name());
+                    self.phase = Phase::Running { domid, paused: false };
+                }
+                Err(_) => self.phase = Phase::Running { domid, paused: false },
+            }
+            return;
+        }
+        log::warn!("{}: {what}; destroying domain {domid}", self.name());
+        // libxl's save fails once its domain is destroyed, and removes what it wrote.
+        self.destroy(domid, AfterDeath::Halted);
+        if matches!(self.phase, Phase::Idle { .. }) {
+            // The domain was gone already: the save may have ended just as the watchdog fired.
+            if let Ok(Ok(())) = rx.recv_timeout(self.settings().destroy_timeout) {
+                self.saved(path, record);
+                return self.report(
+                    w.reply,
+                    w.since,
+                    true,
+                    format!("saved to {} (as the watchdog fired)", path.display()),
+                );
+            }
+        }
+        self.halt_note = Some(format!(": {what}; not saved"));
+        self.waiters.push(Waiter {
+            ok: false,
+            host_stop: true,
+            ..Waiter::new(Want::Gone, w.reply.clone(), w.since, "destroyed")
+        });
+    }
+
+    /// Whether `image` may be restored into this domain now: its config, for the restore.
+    /// An error starting with "stale" means the image must never be restored.
+    fn check_image(&self, image: &Path) -> Result<xenctl::DomainSpec, String> {
+        if let Some(domid) = self.current_domid() {
+            return Err(format!("stale: the domain runs already (domain {domid})"));
+        }
+        let spec = self
+            .desired
+            .as_ref()
+            .and_then(|d| d.translated.as_ref().ok())
+            .map(|t| t.spec.clone())
+            .ok_or("its config cannot be used")?;
+        let record = images::read_record(image).map_err(|e| format!("stale: {e}"))?;
+        if record.uuid != self.uuid {
+            return Err(format!("stale: the image is of domain {}, not {}", record.uuid, self.uuid));
+        }
+        let now = spec.to_xl_config().map_err(|e| e.to_string())?;
+        if now != record.xl_config {
+            return Err(format!("stale: its config changed since the save at {}", record.saved_at));
+        }
+        if record.boot_id != hoststate::boot_id(&self.shared.paths, self.uuid) {
+            return Err(format!(
+                "stale: the domain was booted afresh since the save at {}, so its disks moved on from this memory image",
+                record.saved_at
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// Restores from `image` if [`check_image`](Self::check_image) allows it.
+    pub(super) fn restore_checked(&mut self, image: &Path) -> Result<DomId, String> {
+        let spec = self.check_image(image)?;
+        self.phase = Phase::Booting;
+        self.publish();
+        let _ = self.shared.paths.write_marker(self.uuid, Marker::Creating);
+        let domid = match self.shared.hv.restore_paused(&spec, image) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.shared.paths.clear_marker(self.uuid);
+                self.phase = Phase::Idle { halted: true };
+                return Err(format!("restore failed: {e}"));
+            }
+        };
+        self.arm_watch(domid);
+        let hv = &self.shared.hv;
+        if let Err(e) = hv.disable_vif_offload(domid, spec.vifs.len()).and_then(|()| hv.unpause(domid)) {
+            let _ = self.shared.hv.destroy(domid);
+            self.gone(AfterDeath::Halted);
+            return Err(format!("restored, but could not be started: {e}"));
+        }
+        let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
+        self.set_active(true);
+        self.operator_stopped = false;
+        let _ = self.shared.paths.set_operator_stopped(self.uuid, false);
+        self.forget_saved();
+        self.retry = Retry::Now;
+        self.status.domain_id = domid.get();
+        self.status.boot_time = Some(Utc::now());
+        self.ever_ran = true;
+        self.phase = Phase::Running { domid, paused: false };
+        images::remove(image);
+        log::info!("{}: restored from {} as domain {domid}", self.name(), image.display());
+        // Published before anyone hears of it, so that a status asked next says RUNNING.
+        self.publish();
+        Ok(domid)
+    }
+
+    /// Moves a stale image aside; the note for the report.
+    fn set_aside(&self, image: &Path, why: &str) -> String {
+        let moved = images::set_aside(image).map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string());
+        log::warn!("{}: {} {why}; moved to {moved}", self.name(), image.display());
+        format!("{} {why} (moved to {moved})", image.display())
+    }
+
+    /// Whether host-start leaves it to run afresh (an autostart domain, or an EVE one whose
+    /// config says Activate), no operator having stopped it.
+    fn runs_after_host_start(&self) -> bool {
+        !self.operator_stopped
+            && self.desired.as_ref().is_some_and(|d| match d.source {
+                Source::Auto(_) => true,
+                Source::Eve => d.config.activate,
+                Source::Transient => false,
+            })
+    }
+
+    pub(super) fn host_start(
+        &mut self,
+        image: Option<&Path>,
+        restore: bool,
+        permits: &Arc<Permits>,
+        reply: &Sender<Report>,
+        since: Instant,
+    ) {
+        let transient = self.desired.as_ref().is_some_and(|d| d.source == Source::Transient);
+        let mut notes = Vec::new();
+        let mut ok = true;
+        if let Some(image) = image {
+            if self.operator_stopped {
+                // An operator's stop holds over a saved image too; a stale one goes, though.
+                return match self.check_image(image) {
+                    Err(e) if e.starts_with("stale") => {
+                        let note = self.set_aside(image, &e);
+                        self.report(reply, since, false, format!("left stopped (an operator stopped it); refused {note}"))
+                    }
+                    _ => self.report(
+                        reply,
+                        since,
+                        true,
+                        format!(
+                            "left stopped (an operator stopped it); its image {} is kept: `domainctl restore` it, or `domainctl start` boots it afresh",
+                            image.display()
+                        ),
+                    ),
+                };
+            }
+            let eve_inactive = self.desired.as_ref().is_some_and(|d| d.source == Source::Eve && !d.config.activate);
+            if restore && eve_inactive {
+                return self.report(
+                    reply,
+                    since,
+                    true,
+                    format!("not restored: its EVE config says Activate=false; {} is kept", image.display()),
+                );
+            }
+            if restore {
+                let _permit = permits.acquire();
+                match self.restore_checked(image) {
+                    Ok(domid) => {
+                        return self.report(
+                            reply,
+                            since,
+                            true,
+                            format!("restored from {} as domain {domid}", image.display()),
+                        );
+                    }
+                    Err(e) if e.starts_with("stale") => {
+                        notes.push(format!("refused {}", self.set_aside(image, &e)));
+                        ok = false;
+                        self.forget_saved();
+                    }
+                    Err(e) => {
+                        // Kept for another try; a transient domain is gone with the failure.
+                        self.ever_ran |= transient;
+                        return self.report(reply, since, false, format!("{e}; {} is kept", image.display()));
+                    }
+                }
+            } else if self.runs_after_host_start() && self.current_domid().is_none() {
+                // It boots afresh now, which is what makes an image stale.
+                notes.push(format!(
+                    "not restored (RESTORE=false): {}",
+                    self.set_aside(image, "is stale once it boots afresh")
+                ));
+                self.forget_saved();
+            } else {
+                notes.push(format!("{} not restored (RESTORE=false)", image.display()));
+            }
+        }
+        let note = if notes.is_empty() { String::new() } else { format!("; {}", notes.join("; ")) };
+        if transient {
+            self.ever_ran = true; // it has no config to run from without its image
+            return self.report(reply, since, ok, format!("transient domain, not restored{note}"));
+        }
+        if !matches!(self.desired.as_ref().map(|d| &d.source), Some(Source::Auto(_))) {
+            return self.report(reply, since, ok, format!("not an autostart domain{note}"));
+        }
+        if let Some(domid) = self.current_domid() {
+            return self.report(reply, since, ok, format!("already running as domain {domid}{note}"));
+        }
+        if self.operator_stopped {
+            return self.report(reply, since, ok, format!("left stopped (an operator stopped it){note}"));
+        }
+        if let Some(Some(saved)) = hoststate::saved(&self.shared.paths, self.uuid)
+            && saved.exists()
+        {
+            return self.report(
+                reply,
+                since,
+                ok,
+                format!(
+                    "left stopped: it was saved to {} (`domainctl restore` it, or `domainctl start` boots it afresh){note}",
+                    saved.display()
+                ),
+            );
+        }
+        self.set_active(true);
+        self.retry = Retry::Now;
+        let _permit = permits.acquire();
+        self.boot();
+        self.publish();
+        match self.phase {
+            Phase::Running { domid, .. } => self.report(reply, since, ok, format!("started as domain {domid}{note}")),
+            _ => {
+                let err = self.run_error.as_ref().map_or(String::new(), |e| e.error.clone());
+                self.report(reply, since, false, format!("failed to start: {err}{note}"))
+            }
+        }
+    }
+
+    pub(super) fn host_stop(
+        &mut self,
+        save_dir: Option<&Path>,
+        sysrq: &[char],
+        maxwait: Duration,
+        destroy_left: bool,
+        reply: Sender<Report>,
+        since: Instant,
+    ) {
+        let Some(domid) = self.running_domid() else {
+            return self.report(&reply, since, true, "not running");
+        };
+        let deadline = since + maxwait;
+        for &key in sysrq {
+            if let Err(e) = self.shared.hv.sysrq(domid, key) {
+                log::warn!("{}: sysrq {key}: {e}", self.name());
+            }
+        }
+        if let Some(dir) = save_dir {
+            let name =
+                if self.status.domain_name.is_empty() { self.domain_name() } else { self.status.domain_name.clone() };
+            let path = dir.join(name);
+            let watch = SaveWatch { deadline, maxwait, destroy_left, reply: &reply, since };
+            match self.save_to(&path, Some(watch)) {
+                Ok(SaveEnd::Saved) => return self.report(&reply, since, true, format!("saved to {}", path.display())),
+                Ok(SaveEnd::Watchdog) => return,
+                Err(e) => {
+                    log::warn!("{}: {e}; shutting it down instead", self.name());
+                    self.halt_note = Some(format!(" (save failed: {e})"));
+                }
+            }
+        }
+        // The watchdog covers the whole stop: a failed save leaves the shutdown what remains.
+        self.halt_timeout = Some(deadline.saturating_duration_since(Instant::now()));
+        self.halt_destroy = destroy_left;
+        self.begin_halt(domid);
+        self.waiters.push(Waiter { host_stop: true, ..Waiter::new(Want::Gone, reply, since, "shut down") });
+    }
+}
+
+fn save_thread_lost(domid: DomId) -> xenctl::Error {
+    xenctl::Error::Libxl {
+        op: "save",
+        subject: xenctl::Subject::Domain(domid),
+        code: xenctl::LibxlErrorCode::ERROR_FAIL,
+    }
+}
