@@ -204,6 +204,8 @@ pub struct Domain {
     forget: bool,
     /// The boot attempts the previous daemon reported (an adopted domain keeps counting).
     previous_tries: Option<u32>,
+    /// Told once its first status is written (the daemon's start waits for that).
+    first_published: Option<Sender<()>>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -254,6 +256,7 @@ impl Domain {
             ever_ran: false,
             forget: false,
             previous_tries: previous.map(|p| p.tried_count),
+            first_published: None,
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);
         if let Some(loaded) = desired {
@@ -279,6 +282,11 @@ impl Domain {
         log::error!("{}: {reason}", self.name());
         self.unreadable_error =
             Some(ErrorDescription::now(reason, "the config file is fixed; the last good config stays in force"));
+    }
+
+    /// Asks to be told (on `tx`) once its first status is written.
+    pub fn tell_first_status(&mut self, tx: Sender<()>) {
+        self.first_published = Some(tx);
     }
 
     /// The thread body: take over `existing` (the hypervisor's domain with our UUID, if any),

@@ -72,12 +72,14 @@ impl Domain {
                 return;
             }
         };
-        if self.written.as_deref() == Some(&bytes) {
-            return;
+        if self.written.as_deref() != Some(&bytes) {
+            match files::write_atomic(&self.shared.paths.status_file(&self.key), &bytes) {
+                Ok(()) => self.written = Some(bytes),
+                Err(e) => log::error!("{}: cannot write its status: {e}", self.key),
+            }
         }
-        match files::write_atomic(&self.shared.paths.status_file(&self.key), &bytes) {
-            Ok(()) => self.written = Some(bytes),
-            Err(e) => log::error!("{}: cannot write its status: {e}", self.key),
+        if let Some(tx) = self.first_published.take() {
+            let _ = tx.send(());
         }
     }
 }

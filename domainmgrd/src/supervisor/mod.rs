@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 use xenctl::DomainInfo;
@@ -146,6 +146,8 @@ struct Supervisor {
     /// The start-up take-over is done: from now on a new domain thread looks up the
     /// hypervisor's domain with its UUID itself.
     taken_over: bool,
+    /// Until the start is over: told when each domain found at start has written its status.
+    first_statuses: Vec<Receiver<()>>,
 }
 
 /// How a domain thread ended.
@@ -263,8 +265,17 @@ impl Daemon {
             latest: sampler_latest,
             host_op: Arc::default(),
             taken_over: false,
+            first_statuses: Vec::new(),
         };
         sup.take_over(domains_now);
+        // Ready only once every domain it found has a status: a `domainctl status` (or EVE's
+        // zedmanager) asking right after the start gets the truth, not "unknown".
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pending = std::mem::take(&mut sup.first_statuses);
+        let late = pending.iter().filter(|rx| rx.recv_deadline(deadline) == Err(RecvTimeoutError::Timeout)).count();
+        if late > 0 {
+            log::warn!("{late} domain(s) had not written their status 30 s into the start; going on");
+        }
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
@@ -597,7 +608,12 @@ impl Supervisor {
     }
 
     /// Runs `domain` in its own thread, which takes over `existing` first.
-    fn start_thread(&mut self, key: String, domain: Domain, existing: Option<DomainInfo>) {
+    fn start_thread(&mut self, key: String, mut domain: Domain, existing: Option<DomainInfo>) {
+        if !self.taken_over {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            domain.tell_first_status(tx);
+            self.first_statuses.push(rx);
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
         let source = domain.source();
         let paths = Arc::clone(&self.shared.paths);
