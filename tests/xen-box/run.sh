@@ -297,6 +297,16 @@ stream() {
   done
 }
 
+# caller_alive: is our parent still the process that started us? (Not `kill -0 $PPID`: that
+# fails with EPERM for a parent of another user, e.g. `sudo -u someone run.sh`.)
+caller_alive() {
+  local stat
+  stat=$(< "/proc/$$/stat") || return 0
+  stat=${stat##*) }                  # after "pid (comm) ": state ppid ...
+  read -r _ now _ <<< "$stat"
+  [ "$now" = "$PPID" ]
+}
+
 mkfifo "$RUN_DIR/serial"
 stamp < "$RUN_DIR/serial" >> "$LOG" &
 STAMP_PID=$!
@@ -317,7 +327,7 @@ while kill -0 "$QEMU_PID" 2>/dev/null; do
     failure=boot-timeout; break
   fi
   # A caller that was killed (a test harness's timeout) must not leave the box running.
-  if ! kill -0 "$PPID" 2>/dev/null; then
+  if ! caller_alive; then
     failure=orphaned; break
   fi
   sleep 0.2
