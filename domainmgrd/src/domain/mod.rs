@@ -22,29 +22,38 @@
 //! running domain; a config that cannot be read or used leaves it running, with the error in
 //! its status. `Activated` is true from the end of a boot until the domain is gone (EVE's
 //! meaning: through HALTING and BROKEN).
+//!
+//! This file holds the machine's types and the thread's loop; the transitions live beside it:
+//! `adopt.rs` takes over a domain found running, `boot.rs` boots one, `halt.rs` halts it and
+//! follows it to its death (events, guest shutdowns, destroys that fail), `timers.rs` fires the
+//! deadlines and the safety-net poll, `operator.rs` and `hostops.rs` serve operators' and the
+//! host's requests, and `status.rs` publishes the result.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender, select};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
-use xenctl::{DomId, DomainEvent, DomainInfo, DomainState, ShutdownAction, ShutdownReason};
+use xenctl::{DomId, DomainEvent, DomainInfo};
 
 use crate::adapters::Adapters;
-use crate::eve::{DomainConfig, DomainStatus, ErrorDescription, SwState, VifInfo};
-use crate::files::{self, Marker, Paths};
+use crate::eve::{DomainConfig, DomainStatus, ErrorDescription, SwState};
+use crate::files::{self, Paths};
 use crate::hypervisor::{Hypervisor, WatchGuard};
 use crate::metrics::Registry;
 use crate::settings::Settings;
 use crate::translate::{ConfigError, Translated};
 
+mod adopt;
+mod boot;
+mod halt;
 mod hostops;
 mod operator;
 mod status;
+mod timers;
 use operator::Waiter;
 pub use operator::{Operator, Permits, Report};
 pub use status::{empty_status, read_status};
@@ -403,108 +412,6 @@ impl Domain {
         }
     }
 
-    /// Takes over the domain the hypervisor has with our UUID, if any.
-    fn adopt(&mut self, existing: Option<DomainInfo>) {
-        let marker = self.shared.paths.read_marker(self.uuid);
-        let Some(info) = existing else {
-            if marker.is_some() {
-                let _ = self.shared.paths.clear_marker(self.uuid);
-            }
-            return;
-        };
-        let domid = info.domid;
-        self.status.domain_name = info.name.clone().unwrap_or_default();
-        // Half-created: we marked a create and it is still paused (never unpaused by us). A
-        // `creating` domain that runs was unpaused by a daemon killed before it could record
-        // that; it is adopted like any other.
-        if marker == Some(Marker::Creating) && info.state == DomainState::Paused {
-            log::warn!(
-                "{}: domain {domid} was left half-created by an earlier domainmgrd; destroying it to create it again",
-                self.name()
-            );
-            if let Err(e) = self.shared.hv.destroy(domid) {
-                log::error!("{}: destroying the half-created domain {domid}: {e}", self.name());
-                self.phase = Phase::Broken {
-                    domid,
-                    next_try: Instant::now() + self.settings().destroy_timeout,
-                    then: AfterDeath::Halted,
-                };
-                self.status.domain_id = domid.get();
-                self.arm_watch(domid);
-                return;
-            }
-            let _ = self.shared.paths.clear_marker(self.uuid);
-            self.phase = Phase::Idle { halted: false };
-            return;
-        }
-        self.arm_watch(domid);
-        if let Some(d) = &self.desired
-            && !d.config.io_adapter_list.is_empty()
-        {
-            self.shared.adapters.lock().adopt(self.uuid, &d.config.io_adapter_list);
-        }
-        // Ours from now on, and not half-created: a later pause by an operator is not a create
-        // cut short.
-        if marker != Some(Marker::Running(domid))
-            && let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Running(domid))
-        {
-            log::error!("{}: cannot record that domain {domid} runs: {e}", self.name());
-        }
-        if let Some(d) = self.desired.as_mut().filter(|d| d.source != Source::Eve && info.state != DomainState::Dying) {
-            d.config.activate = true;
-        }
-        self.ever_ran = true;
-        if let Some(tries) = self.previous_tries {
-            self.status.tried_count = tries;
-        }
-        self.describe_adopted(domid);
-        self.status.domain_id = domid.get();
-        match info.state {
-            DomainState::Dying => {
-                log::info!("{}: adopted domain {domid}, which is dying", self.name());
-                self.phase = Phase::Halting {
-                    domid,
-                    stage: HaltStage::Destroyed,
-                    deadline: Instant::now() + self.settings().destroy_timeout,
-                    then: AfterDeath::GuestStopped,
-                };
-            }
-            // It stopped while no daemon watched: handle that now, so it is never published
-            // as running (the watch just armed reports the same shutdown; it is ignored then).
-            DomainState::Shutdown(reason) => {
-                log::info!("{}: adopted domain {domid}, which shut down ({reason}) meanwhile", self.name());
-                self.phase = Phase::Running { domid, paused: false };
-                self.guest_shutdown(domid, reason);
-            }
-            state => {
-                log::info!("{}: adopted running domain {domid} ({state}), left untouched", self.name());
-                self.phase = Phase::Running { domid, paused: state == DomainState::Paused };
-            }
-        }
-    }
-
-    /// An adopted domain's disks and vifs as the status reports them: from its config and the
-    /// names the hypervisor gave its vifs; what the previous daemon reported where the config
-    /// is not known or cannot be used.
-    fn describe_adopted(&mut self, domid: DomId) {
-        let Some(d) = &self.desired else { return };
-        let Ok(translated) = &d.translated else { return };
-        self.status.disk_status_list = translated.disks.clone();
-        match self.shared.hv.vif_names(domid, translated.spec.vifs.len()) {
-            Ok(names) => {
-                self.status.vif_list = d
-                    .config
-                    .vif_list
-                    .iter()
-                    .cloned()
-                    .zip(names)
-                    .map(|(config, vif_used)| VifInfo { config, vif_used })
-                    .collect();
-            }
-            Err(e) => log::warn!("{}: cannot read the vif names of domain {domid}: {e}", self.name()),
-        }
-    }
-
     /// Acts on the difference between what is wanted and where the domain is.
     fn reconcile(&mut self) {
         match self.phase {
@@ -530,195 +437,6 @@ impl Domain {
         }
     }
 
-    fn boot(&mut self) {
-        let Some(Ok(translated)) = self.desired.as_ref().map(|d| d.translated.clone()) else {
-            return;
-        };
-        let mut spec = translated.spec;
-        let name = self.name();
-        self.retry = Retry::Now;
-        self.status.tried_count += 1;
-        self.phase = Phase::Booting;
-        self.status.domain_name = spec.name.clone();
-        self.status.disk_status_list = translated.disks;
-        self.publish();
-
-        let wanted = self.desired.as_ref().map(|d| d.config.io_adapter_list.clone()).unwrap_or_default();
-        if !wanted.is_empty() {
-            // Bound first: the guard must be gone before boot_failed locks again.
-            let reserved = self.shared.adapters.lock().reserve(self.uuid, &wanted);
-            match reserved {
-                Ok(bdfs) => {
-                    self.status.adapters_failed = false;
-                    spec.pcis = bdfs.into_iter().map(xenctl::PciSpec::new).collect();
-                }
-                Err(e) => {
-                    self.status.adapters_failed = true;
-                    self.boot_failed(e);
-                    return;
-                }
-            }
-        }
-        // Exactly what libxl is asked for, the reserved devices included.
-        let app_num = self.desired.as_ref().map_or(0, |d| d.config.app_num);
-        match spec.to_xl_config() {
-            Ok(text) => {
-                let header = format!("# Generated by domainmgrd for {name} ({}); what it asked libxl for.\n", self.key);
-                if let Err(e) =
-                    files::write_atomic(&self.shared.paths.xl_cfg_file(app_num), format!("{header}{text}").as_bytes())
-                {
-                    log::warn!("{name}: cannot write its xl config: {e}");
-                }
-            }
-            Err(e) => log::warn!("{name}: its config has no xl.cfg form: {e}"),
-        }
-        if let Err(e) = self.record_fresh_boot() {
-            self.boot_failed(e);
-            return;
-        }
-        if let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Creating) {
-            self.boot_failed(format!("cannot record the create in {}: {e}", self.shared.paths.run_dir.display()));
-            return;
-        }
-        let started = Instant::now();
-        let domid = match self.shared.hv.create_paused(&spec) {
-            Ok(domid) => domid,
-            Err(e) => {
-                let _ = self.shared.paths.clear_marker(self.uuid);
-                self.boot_failed(e.to_string());
-                return;
-            }
-        };
-        self.arm_watch(domid);
-        let hv = &self.shared.hv;
-        let prepared = hv
-            .disable_vif_offload(domid, spec.vifs.len())
-            .and_then(|()| hv.vif_names(domid, spec.vifs.len()))
-            .and_then(|names| hv.unpause(domid).map(|()| names));
-        let names = match prepared {
-            Ok(names) => names,
-            Err(e) => {
-                if let Err(d) = self.shared.hv.destroy(domid) {
-                    log::error!("{name}: destroying domain {domid} after a failed boot: {d}");
-                }
-                self.watch = None;
-                let _ = self.shared.paths.clear_marker(self.uuid);
-                self.boot_failed(e.to_string());
-                return;
-            }
-        };
-        let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
-        self.status.vif_list = self
-            .desired
-            .as_ref()
-            .map(|d| d.config.vif_list.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .zip(names)
-            .map(|(config, vif_used)| VifInfo { config, vif_used })
-            .collect();
-        self.status.domain_id = domid.get();
-        self.status.boot_time = Some(Utc::now());
-        self.status.boot_failed = false;
-        self.run_error = None;
-        self.ever_ran = true;
-        self.phase = Phase::Running { domid, paused: false };
-        log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
-    }
-
-    fn boot_failed(&mut self, error: String) {
-        self.shared.adapters.lock().release(self.uuid);
-        let retry = self.settings().boot_retry;
-        log::error!("{}: boot failed: {error}; retrying in {}s", self.name(), retry.as_secs());
-        self.status.boot_failed = true;
-        self.run_error = Some(ErrorDescription::now(error, format!("retry in {} s", retry.as_secs())));
-        self.status.domain_id = 0;
-        self.phase = Phase::Idle { halted: true };
-        self.retry = Retry::At(Instant::now() + retry);
-    }
-
-    fn arm_watch(&mut self, domid: DomId) {
-        match self.shared.hv.watch(domid, self.events_tx.clone()) {
-            Ok(guard) => self.watch = Some(guard),
-            // The safety-net poll still notices what the events would have said.
-            Err(e) => log::error!("{}: cannot watch domain {domid} for events: {e}", self.name()),
-        }
-    }
-
-    fn begin_halt(&mut self, domid: DomId) {
-        let settings = self.settings();
-        let deadline = Instant::now() + self.halt_timeout.take().unwrap_or(settings.shutdown_timeout);
-        let halting = |stage| Phase::Halting { domid, stage, deadline, then: AfterDeath::Halted };
-        match self.shared.hv.shutdown(domid) {
-            Ok(()) => self.phase = halting(HaltStage::Requested),
-            Err(xenctl::Error::NoPvDrivers { .. }) => match self.shared.hv.power_button(domid) {
-                Ok(()) => self.phase = halting(HaltStage::PowerButton),
-                Err(e) => {
-                    log::warn!(
-                        "{}: no PV drivers and the power button failed ({e}); destroying domain {domid}",
-                        self.name()
-                    );
-                    self.destroy(domid, AfterDeath::Halted);
-                }
-            },
-            Err(xenctl::Error::DomainNotFound { .. }) => self.gone(AfterDeath::Halted),
-            Err(e) => {
-                log::warn!("{}: shutdown request failed ({e}); destroying domain {domid}", self.name());
-                self.destroy(domid, AfterDeath::Halted);
-            }
-        }
-    }
-
-    fn destroy(&mut self, domid: DomId, then: AfterDeath) {
-        let settings = self.settings();
-        // Say what is happening before the (slow: device teardown runs hotplug scripts) destroy:
-        // a guest that stopped on its own is reported HALTED now, not when the teardown ends.
-        self.phase = Phase::Halting {
-            domid,
-            stage: HaltStage::Destroyed,
-            deadline: Instant::now() + settings.destroy_timeout,
-            then,
-        };
-        self.publish();
-        match self.shared.hv.destroy(domid) {
-            Ok(()) => {
-                self.phase = Phase::Halting {
-                    domid,
-                    stage: HaltStage::Destroyed,
-                    deadline: Instant::now() + settings.destroy_timeout,
-                    then,
-                }
-            }
-            Err(xenctl::Error::DomainNotFound { .. }) => self.gone(then),
-            Err(e) => {
-                log::error!("{}: destroy of domain {domid} failed: {e}", self.name());
-                self.run_error =
-                    Some(ErrorDescription::now(format!("destroy of domain {domid} failed: {e}"), "destroy is retried"));
-                self.phase = Phase::Broken { domid, next_try: Instant::now() + settings.destroy_timeout, then };
-            }
-        }
-    }
-
-    /// The domain no longer exists.
-    fn gone(&mut self, then: AfterDeath) {
-        self.watch = None;
-        self.shared.adapters.lock().release(self.uuid);
-        let _ = self.shared.paths.clear_marker(self.uuid);
-        self.status.domain_id = 0;
-        self.phase = Phase::Idle { halted: true };
-        // DESTROY_LEFT=false holds for one halt, the host-stop's, however it ends.
-        self.halt_destroy = true;
-        match then {
-            AfterDeath::Halted => {
-                self.run_error = None;
-                self.status.boot_failed = false;
-            }
-            AfterDeath::GuestStopped => self.retry = Retry::At(Instant::now() + self.settings().boot_retry),
-            AfterDeath::Reboot => self.retry = Retry::Now,
-            AfterDeath::Saved => self.on_saved(),
-        }
-    }
-
     fn current_domid(&self) -> Option<DomId> {
         match self.phase {
             Phase::Idle { .. } | Phase::Booting => None,
@@ -726,189 +444,6 @@ impl Domain {
             | Phase::Halting { domid, .. }
             | Phase::Preserved { domid }
             | Phase::Broken { domid, .. } => Some(domid),
-        }
-    }
-
-    fn on_event(&mut self, ev: DomainEvent) {
-        if Some(ev.domid()) != self.current_domid() {
-            return; // from an earlier incarnation of this domain
-        }
-        match (self.phase, ev) {
-            (Phase::Running { domid, .. }, DomainEvent::Shutdown { reason, .. }) => self.guest_shutdown(domid, reason),
-            (Phase::Running { domid, .. }, DomainEvent::Death { .. }) => {
-                log::warn!("{}: domain {domid} disappeared (destroyed outside domainmgrd)", self.name());
-                self.run_error = Some(ErrorDescription::now(
-                    format!("domain {domid} was destroyed outside domainmgrd"),
-                    "boot retry timer",
-                ));
-                self.gone(AfterDeath::GuestStopped);
-            }
-            (Phase::Halting { domid, stage, then, .. }, DomainEvent::Shutdown { .. })
-                if stage != HaltStage::Destroyed =>
-            {
-                self.destroy(domid, then)
-            }
-            (Phase::Halting { then, .. } | Phase::Broken { then, .. }, DomainEvent::Death { .. }) => self.gone(then),
-            (Phase::Preserved { .. }, DomainEvent::Death { .. }) => self.gone(AfterDeath::Halted),
-            _ => {}
-        }
-    }
-
-    /// The guest shut down by itself (or after a request we did not make).
-    fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
-        let Some(spec) = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| &t.spec) else {
-            self.destroy(domid, AfterDeath::GuestStopped);
-            return;
-        };
-        let (on_poweroff, on_reboot, on_crash) = (spec.on_poweroff, spec.on_reboot, spec.on_crash);
-        let name = self.name();
-        if self.unwanted() {
-            self.destroy(domid, AfterDeath::Halted);
-            return;
-        }
-        let action = match reason {
-            ShutdownReason::Poweroff => on_poweroff,
-            ShutdownReason::Reboot => on_reboot,
-            ShutdownReason::Suspend => {
-                log::info!("{name}: domain {domid} suspended (saved) outside domainmgrd; not restarting it");
-                self.run_error = Some(ErrorDescription::now(
-                    format!("domain {domid} was saved outside domainmgrd"),
-                    "reactivate to boot it again",
-                ));
-                self.destroy(domid, AfterDeath::Saved);
-                return;
-            }
-            _ => on_crash,
-        };
-        let crashed = !matches!(reason, ShutdownReason::Poweroff | ShutdownReason::Reboot);
-        log::info!("{name}: domain {domid} shut down ({reason}); {action}");
-        match action {
-            ShutdownAction::Restart
-            | ShutdownAction::RestartRename
-            | ShutdownAction::CoredumpRestart
-            | ShutdownAction::SoftReset => self.destroy(domid, AfterDeath::Reboot),
-            ShutdownAction::Preserve => {
-                self.run_error = Some(ErrorDescription::now(
-                    format!("domain {domid} {} and is kept for inspection (on_crash=preserve)", describe(reason)),
-                    "deactivate to destroy it",
-                ));
-                self.phase = Phase::Preserved { domid };
-            }
-            ShutdownAction::Destroy | ShutdownAction::CoredumpDestroy => {
-                if crashed {
-                    let retry = self.settings().boot_retry;
-                    self.run_error = Some(ErrorDescription::now(
-                        format!("domain {domid} {}", describe(reason)),
-                        format!("retry in {} s", retry.as_secs()),
-                    ));
-                }
-                self.destroy(domid, AfterDeath::GuestStopped);
-            }
-        }
-    }
-
-    fn on_timer(&mut self) {
-        let now = Instant::now();
-        match self.phase {
-            Phase::Halting { domid, stage, deadline, then } if now >= deadline => match stage {
-                HaltStage::Requested | HaltStage::PowerButton if !self.halt_destroy => {
-                    // Asked not to destroy (host stop without DESTROY_LEFT).
-                    self.watchdog_without_destroy(domid, then);
-                }
-                HaltStage::Requested | HaltStage::PowerButton => {
-                    log::warn!("{}: domain {domid} did not shut down in time; destroying it", self.name());
-                    let note = self.halt_note.take().unwrap_or_default();
-                    self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
-                    self.destroy(domid, then);
-                }
-                HaltStage::Destroyed => match self.shared.hv.info(domid) {
-                    Ok(None) => self.gone(then),
-                    _ => {
-                        log::error!("{}: domain {domid} did not die after destroy", self.name());
-                        self.run_error = Some(ErrorDescription::now(
-                            format!("domain {domid} did not die after destroy"),
-                            "destroy is retried",
-                        ));
-                        self.phase = Phase::Broken { domid, next_try: now + self.settings().destroy_timeout, then };
-                    }
-                },
-            },
-            Phase::Broken { domid, next_try, then } if now >= next_try => self.retry_destroy(domid, then),
-            _ => {}
-        }
-        if now >= self.next_poll {
-            self.next_poll = now + self.settings().poll_interval;
-            self.safety_net_poll();
-        }
-    }
-
-    /// Tries again to get rid of a domain that will not die. It stays BROKEN until it is gone
-    /// (its death event, or a check that finds it gone), however many tries that takes.
-    fn retry_destroy(&mut self, domid: DomId, then: AfterDeath) {
-        if let Ok(None) = self.shared.hv.info(domid) {
-            return self.gone(then);
-        }
-        log::warn!("{}: destroying domain {domid} again", self.name());
-        let error = match self.shared.hv.destroy(domid) {
-            Ok(()) => format!("domain {domid} did not die after destroy"),
-            Err(xenctl::Error::DomainNotFound { .. }) => return self.gone(then),
-            Err(e) => format!("destroy of domain {domid} failed: {e}"),
-        };
-        if self.run_error.as_ref().is_none_or(|e| e.error != error) {
-            self.run_error = Some(ErrorDescription::now(error, "destroy is retried"));
-        }
-        self.phase = Phase::Broken { domid, next_try: Instant::now() + self.settings().destroy_timeout, then };
-    }
-
-    /// Catches anything the events missed.
-    fn safety_net_poll(&mut self) {
-        let Some(domid) = self.current_domid() else { return };
-        match self.shared.hv.info(domid) {
-            Ok(None) => self.on_event(DomainEvent::Death { domid }),
-            Ok(Some(info)) => match (self.phase, info.state) {
-                (Phase::Running { .. }, DomainState::Shutdown(reason)) => {
-                    log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
-                    self.guest_shutdown(domid, reason);
-                }
-                (Phase::Running { .. }, DomainState::Dying) => {
-                    log::warn!("{}: domain {domid} is being destroyed outside domainmgrd", self.name());
-                    self.run_error = Some(ErrorDescription::now(
-                        format!("domain {domid} was destroyed outside domainmgrd"),
-                        "boot retry timer",
-                    ));
-                    self.phase = Phase::Halting {
-                        domid,
-                        stage: HaltStage::Destroyed,
-                        deadline: Instant::now() + self.settings().destroy_timeout,
-                        then: AfterDeath::GuestStopped,
-                    };
-                }
-                (Phase::Running { .. }, state) => {
-                    self.phase = Phase::Running { domid, paused: state == DomainState::Paused }
-                }
-                // The guest did what we asked, but its shutdown event was missed.
-                (
-                    Phase::Halting { stage: HaltStage::Requested | HaltStage::PowerButton, then, .. },
-                    DomainState::Shutdown(_),
-                ) => {
-                    log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
-                    self.destroy(domid, then);
-                }
-                _ => {}
-            },
-            Err(e) => log::warn!("{}: checking domain {domid}: {e}", self.name()),
-        }
-    }
-
-    fn next_deadline(&self) -> Instant {
-        let mut at = self.next_poll;
-        if let (Retry::At(r), Phase::Idle { .. }) = (self.retry, self.phase) {
-            at = at.min(r);
-        }
-        match self.phase {
-            Phase::Halting { deadline, .. } => at.min(deadline),
-            Phase::Broken { next_try, .. } => at.min(next_try),
-            _ => at,
         }
     }
 
@@ -928,14 +463,5 @@ impl Domain {
             self.report(&w.reply, w.since, !self.forget, "removed");
         }
         log::info!("{} ({}): removed", self.name(), self.domain_name());
-    }
-}
-
-fn describe(reason: ShutdownReason) -> &'static str {
-    match reason {
-        ShutdownReason::Crash => "crashed",
-        ShutdownReason::Watchdog => "was reset by its watchdog",
-        ShutdownReason::SoftReset => "asked for a soft reset",
-        _ => "stopped unexpectedly",
     }
 }

@@ -1,0 +1,201 @@
+//! How a domain stops and dies: a halt we ask for (a shutdown request, the ACPI power button
+//! for a guest without PV drivers, destroy when both fail or the grace runs out), a guest that
+//! stops on its own (its on_poweroff/on_reboot/on_crash action), the hypervisor's events that
+//! tell us (armed here), the end of a domain once it is gone, and a domain that will not die
+//! (BROKEN: destroy retried until it is gone).
+
+use std::time::Instant;
+
+use xenctl::{DomId, DomainEvent, ShutdownAction, ShutdownReason};
+
+use super::{AfterDeath, Domain, HaltStage, Phase, Retry};
+use crate::eve::ErrorDescription;
+
+impl Domain {
+    pub(super) fn arm_watch(&mut self, domid: DomId) {
+        match self.shared.hv.watch(domid, self.events_tx.clone()) {
+            Ok(guard) => self.watch = Some(guard),
+            // The safety-net poll still notices what the events would have said.
+            Err(e) => log::error!("{}: cannot watch domain {domid} for events: {e}", self.name()),
+        }
+    }
+
+    pub(super) fn begin_halt(&mut self, domid: DomId) {
+        let settings = self.settings();
+        let deadline = Instant::now() + self.halt_timeout.take().unwrap_or(settings.shutdown_timeout);
+        let halting = |stage| Phase::Halting { domid, stage, deadline, then: AfterDeath::Halted };
+        match self.shared.hv.shutdown(domid) {
+            Ok(()) => self.phase = halting(HaltStage::Requested),
+            Err(xenctl::Error::NoPvDrivers { .. }) => match self.shared.hv.power_button(domid) {
+                Ok(()) => self.phase = halting(HaltStage::PowerButton),
+                Err(e) => {
+                    log::warn!(
+                        "{}: no PV drivers and the power button failed ({e}); destroying domain {domid}",
+                        self.name()
+                    );
+                    self.destroy(domid, AfterDeath::Halted);
+                }
+            },
+            Err(xenctl::Error::DomainNotFound { .. }) => self.gone(AfterDeath::Halted),
+            Err(e) => {
+                log::warn!("{}: shutdown request failed ({e}); destroying domain {domid}", self.name());
+                self.destroy(domid, AfterDeath::Halted);
+            }
+        }
+    }
+
+    pub(super) fn destroy(&mut self, domid: DomId, then: AfterDeath) {
+        let settings = self.settings();
+        // Say what is happening before the (slow: device teardown runs hotplug scripts) destroy:
+        // a guest that stopped on its own is reported HALTED now, not when the teardown ends.
+        self.phase = Phase::Halting {
+            domid,
+            stage: HaltStage::Destroyed,
+            deadline: Instant::now() + settings.destroy_timeout,
+            then,
+        };
+        self.publish();
+        match self.shared.hv.destroy(domid) {
+            Ok(()) => {
+                self.phase = Phase::Halting {
+                    domid,
+                    stage: HaltStage::Destroyed,
+                    deadline: Instant::now() + settings.destroy_timeout,
+                    then,
+                }
+            }
+            Err(xenctl::Error::DomainNotFound { .. }) => self.gone(then),
+            Err(e) => {
+                log::error!("{}: destroy of domain {domid} failed: {e}", self.name());
+                self.run_error =
+                    Some(ErrorDescription::now(format!("destroy of domain {domid} failed: {e}"), "destroy is retried"));
+                self.phase = Phase::Broken { domid, next_try: Instant::now() + settings.destroy_timeout, then };
+            }
+        }
+    }
+
+    /// The domain no longer exists.
+    pub(super) fn gone(&mut self, then: AfterDeath) {
+        self.watch = None;
+        self.shared.adapters.lock().release(self.uuid);
+        let _ = self.shared.paths.clear_marker(self.uuid);
+        self.status.domain_id = 0;
+        self.phase = Phase::Idle { halted: true };
+        // DESTROY_LEFT=false holds for one halt, the host-stop's, however it ends.
+        self.halt_destroy = true;
+        match then {
+            AfterDeath::Halted => {
+                self.run_error = None;
+                self.status.boot_failed = false;
+            }
+            AfterDeath::GuestStopped => self.retry = Retry::At(Instant::now() + self.settings().boot_retry),
+            AfterDeath::Reboot => self.retry = Retry::Now,
+            AfterDeath::Saved => self.on_saved(),
+        }
+    }
+
+    pub(super) fn on_event(&mut self, ev: DomainEvent) {
+        if Some(ev.domid()) != self.current_domid() {
+            return; // from an earlier incarnation of this domain
+        }
+        match (self.phase, ev) {
+            (Phase::Running { domid, .. }, DomainEvent::Shutdown { reason, .. }) => self.guest_shutdown(domid, reason),
+            (Phase::Running { domid, .. }, DomainEvent::Death { .. }) => {
+                log::warn!("{}: domain {domid} disappeared (destroyed outside domainmgrd)", self.name());
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} was destroyed outside domainmgrd"),
+                    "boot retry timer",
+                ));
+                self.gone(AfterDeath::GuestStopped);
+            }
+            (Phase::Halting { domid, stage, then, .. }, DomainEvent::Shutdown { .. })
+                if stage != HaltStage::Destroyed =>
+            {
+                self.destroy(domid, then)
+            }
+            (Phase::Halting { then, .. } | Phase::Broken { then, .. }, DomainEvent::Death { .. }) => self.gone(then),
+            (Phase::Preserved { .. }, DomainEvent::Death { .. }) => self.gone(AfterDeath::Halted),
+            _ => {}
+        }
+    }
+
+    /// The guest shut down by itself (or after a request we did not make).
+    pub(super) fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
+        let Some(spec) = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| &t.spec) else {
+            self.destroy(domid, AfterDeath::GuestStopped);
+            return;
+        };
+        let (on_poweroff, on_reboot, on_crash) = (spec.on_poweroff, spec.on_reboot, spec.on_crash);
+        let name = self.name();
+        if self.unwanted() {
+            self.destroy(domid, AfterDeath::Halted);
+            return;
+        }
+        let action = match reason {
+            ShutdownReason::Poweroff => on_poweroff,
+            ShutdownReason::Reboot => on_reboot,
+            ShutdownReason::Suspend => {
+                log::info!("{name}: domain {domid} suspended (saved) outside domainmgrd; not restarting it");
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} was saved outside domainmgrd"),
+                    "reactivate to boot it again",
+                ));
+                self.destroy(domid, AfterDeath::Saved);
+                return;
+            }
+            _ => on_crash,
+        };
+        let crashed = !matches!(reason, ShutdownReason::Poweroff | ShutdownReason::Reboot);
+        log::info!("{name}: domain {domid} shut down ({reason}); {action}");
+        match action {
+            ShutdownAction::Restart
+            | ShutdownAction::RestartRename
+            | ShutdownAction::CoredumpRestart
+            | ShutdownAction::SoftReset => self.destroy(domid, AfterDeath::Reboot),
+            ShutdownAction::Preserve => {
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} {} and is kept for inspection (on_crash=preserve)", describe(reason)),
+                    "deactivate to destroy it",
+                ));
+                self.phase = Phase::Preserved { domid };
+            }
+            ShutdownAction::Destroy | ShutdownAction::CoredumpDestroy => {
+                if crashed {
+                    let retry = self.settings().boot_retry;
+                    self.run_error = Some(ErrorDescription::now(
+                        format!("domain {domid} {}", describe(reason)),
+                        format!("retry in {} s", retry.as_secs()),
+                    ));
+                }
+                self.destroy(domid, AfterDeath::GuestStopped);
+            }
+        }
+    }
+
+    /// Tries again to get rid of a domain that will not die. It stays BROKEN until it is gone
+    /// (its death event, or a check that finds it gone), however many tries that takes.
+    pub(super) fn retry_destroy(&mut self, domid: DomId, then: AfterDeath) {
+        if let Ok(None) = self.shared.hv.info(domid) {
+            return self.gone(then);
+        }
+        log::warn!("{}: destroying domain {domid} again", self.name());
+        let error = match self.shared.hv.destroy(domid) {
+            Ok(()) => format!("domain {domid} did not die after destroy"),
+            Err(xenctl::Error::DomainNotFound { .. }) => return self.gone(then),
+            Err(e) => format!("destroy of domain {domid} failed: {e}"),
+        };
+        if self.run_error.as_ref().is_none_or(|e| e.error != error) {
+            self.run_error = Some(ErrorDescription::now(error, "destroy is retried"));
+        }
+        self.phase = Phase::Broken { domid, next_try: Instant::now() + self.settings().destroy_timeout, then };
+    }
+}
+
+fn describe(reason: ShutdownReason) -> &'static str {
+    match reason {
+        ShutdownReason::Crash => "crashed",
+        ShutdownReason::Watchdog => "was reset by its watchdog",
+        ShutdownReason::SoftReset => "asked for a soft reset",
+        _ => "stopped unexpectedly",
+    }
+}

@@ -1,0 +1,99 @@
+//! The thread's timers: when it next has to wake, the halt deadlines (destroy a guest that
+//! did not shut down in time; a domain that did not die after destroy is BROKEN), the destroy
+//! retries, and the safety-net poll that catches whatever the events missed.
+
+use std::time::Instant;
+
+use xenctl::{DomainEvent, DomainState};
+
+use super::{AfterDeath, Domain, HaltStage, Phase, Retry};
+use crate::eve::ErrorDescription;
+
+impl Domain {
+    pub(super) fn on_timer(&mut self) {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Halting { domid, stage, deadline, then } if now >= deadline => match stage {
+                HaltStage::Requested | HaltStage::PowerButton if !self.halt_destroy => {
+                    // Asked not to destroy (host stop without DESTROY_LEFT).
+                    self.watchdog_without_destroy(domid, then);
+                }
+                HaltStage::Requested | HaltStage::PowerButton => {
+                    log::warn!("{}: domain {domid} did not shut down in time; destroying it", self.name());
+                    let note = self.halt_note.take().unwrap_or_default();
+                    self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
+                    self.destroy(domid, then);
+                }
+                HaltStage::Destroyed => match self.shared.hv.info(domid) {
+                    Ok(None) => self.gone(then),
+                    _ => {
+                        log::error!("{}: domain {domid} did not die after destroy", self.name());
+                        self.run_error = Some(ErrorDescription::now(
+                            format!("domain {domid} did not die after destroy"),
+                            "destroy is retried",
+                        ));
+                        self.phase = Phase::Broken { domid, next_try: now + self.settings().destroy_timeout, then };
+                    }
+                },
+            },
+            Phase::Broken { domid, next_try, then } if now >= next_try => self.retry_destroy(domid, then),
+            _ => {}
+        }
+        if now >= self.next_poll {
+            self.next_poll = now + self.settings().poll_interval;
+            self.safety_net_poll();
+        }
+    }
+
+    /// Catches anything the events missed.
+    fn safety_net_poll(&mut self) {
+        let Some(domid) = self.current_domid() else { return };
+        match self.shared.hv.info(domid) {
+            Ok(None) => self.on_event(DomainEvent::Death { domid }),
+            Ok(Some(info)) => match (self.phase, info.state) {
+                (Phase::Running { .. }, DomainState::Shutdown(reason)) => {
+                    log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
+                    self.guest_shutdown(domid, reason);
+                }
+                (Phase::Running { .. }, DomainState::Dying) => {
+                    log::warn!("{}: domain {domid} is being destroyed outside domainmgrd", self.name());
+                    self.run_error = Some(ErrorDescription::now(
+                        format!("domain {domid} was destroyed outside domainmgrd"),
+                        "boot retry timer",
+                    ));
+                    self.phase = Phase::Halting {
+                        domid,
+                        stage: HaltStage::Destroyed,
+                        deadline: Instant::now() + self.settings().destroy_timeout,
+                        then: AfterDeath::GuestStopped,
+                    };
+                }
+                (Phase::Running { .. }, state) => {
+                    self.phase = Phase::Running { domid, paused: state == DomainState::Paused }
+                }
+                // The guest did what we asked, but its shutdown event was missed.
+                (
+                    Phase::Halting { stage: HaltStage::Requested | HaltStage::PowerButton, then, .. },
+                    DomainState::Shutdown(_),
+                ) => {
+                    log::warn!("{}: missed the shutdown event of domain {domid}", self.name());
+                    self.destroy(domid, then);
+                }
+                _ => {}
+            },
+            Err(e) => log::warn!("{}: checking domain {domid}: {e}", self.name()),
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Instant {
+        let mut at = self.next_poll;
+        if let (Retry::At(r), Phase::Idle { .. }) = (self.retry, self.phase) {
+            at = at.min(r);
+        }
+        match self.phase {
+            Phase::Halting { deadline, .. } => at.min(deadline),
+            Phase::Broken { next_try, .. } => at.min(next_try),
+            _ => at,
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The [`Hypervisor`] calls of [`SimHypervisor`], answered as libxl would: what each does to
+//! the simulated domains, which errors it returns, and the events it sends to watches.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::Sender;
+use uuid::Uuid;
+use xenctl::{
+    Bdf, DomId, DomainEvent, DomainInfo, DomainKind, DomainSpec, DomainState, Error, HostInfo, LibxlErrorCode,
+    ShutdownReason, Subject,
+};
+
+use super::injection::target;
+use super::{Behaviour, HOST_MIB, Op, Shared, SimDomain, SimHypervisor, emit, failed, new_domain, not_found};
+use crate::hypervisor::{HvResult, Hypervisor, WatchGuard};
+
+/// The first line of a simulated save image.
+const SIM_IMAGE: &str = "domainmgrd simulated save image";
+
+fn info_of(d: &SimDomain) -> DomainInfo {
+    DomainInfo {
+        domid: d.domid,
+        name: Some(d.spec.name.clone()),
+        uuid: d.spec.uuid,
+        kind: Some(d.spec.kind),
+        state: d.state,
+        cpu_time_ns: d.cpu_time_ns,
+        current_memory_kib: d.spec.memory_mib * 1024,
+        max_memory_kib: d.spec.effective_max_memory_mib() * 1024,
+        outstanding_memory_kib: 0,
+        vcpus_online: d.spec.vcpus,
+        vcpus_max: d.spec.effective_max_vcpus(),
+    }
+}
+
+struct SimWatch {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for SimWatch {
+    fn drop(&mut self) {
+        self.shared.state.lock().watches.remove(&self.id);
+    }
+}
+
+impl Hypervisor for SimHypervisor {
+    fn create_paused(&self, spec: &DomainSpec) -> HvResult<DomId> {
+        spec.validate()?;
+        let created = {
+            let mut st = self.shared.state.lock();
+            self.park_if_killed(&mut st);
+            *st.calls.entry(Op::Create).or_default() += 1;
+            Self::maybe_panic(&mut st, spec.uuid, Op::Create);
+            let subject = || Subject::Named(spec.name.clone());
+            if st.domains.values().any(|d| d.spec.name == spec.name) {
+                Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_INVAL })
+            } else if Self::take_fault(&mut st, spec.uuid, Op::Create) {
+                Err(failed("create", subject()))
+            } else if spec.pcis.iter().any(|p| {
+                // As libxl: a passed-through device must be assignable and not already in use.
+                let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|q| q.bdf == p.bdf));
+                !st.pciback.contains(&p.bdf) || in_use
+            }) {
+                Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_FAIL })
+            } else {
+                Ok(new_domain(&mut st, spec, DomainState::Paused))
+            }
+        };
+        // A slow create: the domain already exists, paused, while libxl builds it.
+        if created.is_ok() {
+            self.delay(Op::Create);
+        }
+        let mut st = self.shared.state.lock();
+        self.pass_gate(&mut st, spec.uuid, Op::Create);
+        self.park_if_killed(&mut st);
+        created
+    }
+
+    fn unpause(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::Unpause);
+        let mut st = self.shared.state.lock();
+        let uuid = self.target_gated(&mut st, domid, Op::Unpause, "unpause")?;
+        if let Some(d) = st.domains.get_mut(&domid.get())
+            && d.state == DomainState::Paused
+        {
+            d.state = DomainState::Blocked;
+            d.ever_unpaused = true;
+        }
+        self.pass_gate(&mut st, uuid, Op::Unpause);
+        Ok(())
+    }
+
+    fn disable_vif_offload(&self, domid: DomId, vif_count: usize) -> HvResult<()> {
+        self.enter(Op::VifOffload);
+        let mut st = self.shared.state.lock();
+        target(&mut st, domid, Op::VifOffload, "vif offload")?;
+        let d = st.domains.get_mut(&domid.get()).ok_or_else(|| not_found("vif offload", domid))?;
+        if vif_count > d.spec.vifs.len() {
+            return Err(Error::Xenstore {
+                op: "disable vif offload",
+                path: xenctl::vif_backend_path(domid, d.spec.vifs.len()),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such vif backend"),
+            });
+        }
+        d.vif_offload_disabled = vif_count;
+        Ok(())
+    }
+
+    fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>> {
+        let st = self.shared.state.lock();
+        let d = st.domains.get(&domid.get()).ok_or_else(|| not_found("vif names", domid))?;
+        Ok((0..vif_count)
+            .map(|n| d.spec.vifs.get(n).and_then(|v| v.vifname.clone()).unwrap_or_else(|| format!("vif{domid}.{n}")))
+            .collect())
+    }
+
+    fn shutdown(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::Shutdown);
+        let (behaviour, uuid) = {
+            let mut st = self.shared.state.lock();
+            let uuid = self.target_gated(&mut st, domid, Op::Shutdown, "shutdown")?;
+            (Self::behaviour(&st, uuid), uuid)
+        };
+        if !behaviour.pv_drivers {
+            return Err(Error::NoPvDrivers { op: "shutdown", domid });
+        }
+        self.schedule_poweroff(domid, uuid, behaviour);
+        self.pass_gate(&mut self.shared.state.lock(), uuid, Op::Shutdown);
+        Ok(())
+    }
+
+    fn power_button(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::PowerButton);
+        let (behaviour, uuid, kind) = {
+            let st = self.shared.state.lock();
+            let d = st.domains.get(&domid.get()).ok_or_else(|| not_found("power button", domid))?;
+            (Self::behaviour(&st, d.spec.uuid), d.spec.uuid, d.spec.kind)
+        };
+        if kind != DomainKind::Hvm {
+            return Err(Error::Libxl {
+                op: "power button",
+                subject: Subject::Domain(domid),
+                code: LibxlErrorCode::ERROR_INVAL,
+            });
+        }
+        self.schedule_poweroff(domid, uuid, behaviour);
+        Ok(())
+    }
+
+    fn destroy(&self, domid: DomId) -> HvResult<()> {
+        self.enter(Op::Destroy);
+        let mut st = self.shared.state.lock();
+        let uuid = self.target_gated(&mut st, domid, Op::Destroy, "destroy")?;
+        if Self::behaviour(&st, uuid).stuck_dying {
+            // Xen cannot free it: it stays, dying, and no death event comes.
+            if let Some(d) = st.domains.get_mut(&domid.get()) {
+                d.state = DomainState::Dying;
+            }
+        } else {
+            st.domains.remove(&domid.get());
+            emit(&st, domid.get(), DomainEvent::Death { domid });
+        }
+        self.pass_gate(&mut st, uuid, Op::Destroy);
+        Ok(())
+    }
+
+    fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>> {
+        let st = self.shared.state.lock();
+        Ok(st.domains.get(&domid.get()).map(info_of))
+    }
+
+    fn list(&self) -> HvResult<Vec<DomainInfo>> {
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        Ok(st.domains.values().map(info_of).collect())
+    }
+
+    fn sample(&self) -> HvResult<Vec<DomainInfo>> {
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        Ok(st.domains.values().map(|d| DomainInfo { name: None, ..info_of(d) }).collect())
+    }
+
+    fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
+        self.enter(Op::PciAdd);
+        let mut st = self.shared.state.lock();
+        if !st.pci_devices.contains(&bdf) {
+            return Err(Error::Libxl {
+                op: "pci-assignable-add",
+                subject: Subject::Pci(bdf),
+                code: LibxlErrorCode::ERROR_FAIL,
+            });
+        }
+        st.pciback.insert(bdf);
+        Ok(())
+    }
+
+    fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()> {
+        self.enter(Op::PciRemove);
+        let mut st = self.shared.state.lock();
+        let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|p| p.bdf == bdf));
+        if in_use || !st.pciback.remove(&bdf) {
+            return Err(Error::Libxl {
+                op: "pci-assignable-remove",
+                subject: Subject::Pci(bdf),
+                code: LibxlErrorCode::ERROR_FAIL,
+            });
+        }
+        st.pci_removals.push((bdf, rebind));
+        Ok(())
+    }
+
+    fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>> {
+        let mut l: Vec<Bdf> = self.shared.state.lock().pciback.iter().copied().collect();
+        l.sort();
+        Ok(l)
+    }
+
+    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
+        self.enter(Op::Save);
+        let mut st = self.shared.state.lock();
+        let uuid = self.target_gated(&mut st, domid, Op::Save, "save")?;
+        let text = format!("{SIM_IMAGE}\n{uuid}\n");
+        std::fs::write(path, text).map_err(|source| Error::Io { op: "write save image", path: path.into(), source })?;
+        // As xl save: suspended, then destroyed.
+        emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });
+        st.domains.remove(&domid.get());
+        emit(&st, domid.get(), DomainEvent::Death { domid });
+        self.pass_gate(&mut st, uuid, Op::Save);
+        Ok(())
+    }
+
+    fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
+        self.enter(Op::Restore);
+        spec.validate()?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            op: "open save image",
+            path: path.into(),
+            source,
+        })?;
+        if !text.starts_with(SIM_IMAGE) {
+            return Err(Error::BadSaveImage { path: path.into(), reason: "not a save image".into() });
+        }
+        let mut st = self.shared.state.lock();
+        if st.domains.values().any(|d| d.spec.name == spec.name)
+            || SimHypervisor::take_fault(&mut st, spec.uuid, Op::Restore)
+        {
+            return Err(failed("restore", Subject::Named(spec.name.clone())));
+        }
+        let domid = new_domain(&mut st, spec, DomainState::Paused);
+        if let Some(d) = st.domains.get_mut(&domid.get()) {
+            d.ever_unpaused = true; // a restored guest has run before
+        }
+        Ok(domid)
+    }
+
+    fn sysrq(&self, domid: DomId, key: char) -> HvResult<()> {
+        self.enter(Op::Sysrq);
+        let mut st = self.shared.state.lock();
+        target(&mut st, domid, Op::Sysrq, "sysrq")?;
+        st.sysrqs.push((domid, key));
+        Ok(())
+    }
+
+    fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf> {
+        let st = self.shared.state.lock();
+        st.domains.get(&domid.get()).ok_or_else(|| not_found("console", domid))?;
+        Ok(std::path::PathBuf::from(format!("/dev/pts/sim{domid}")))
+    }
+
+    fn host_info(&self) -> HvResult<HostInfo> {
+        let st = self.shared.state.lock();
+        let used: u64 = st.domains.values().map(|d| d.spec.memory_mib).sum();
+        Ok(HostInfo {
+            nr_cpus: 8,
+            cpu_khz: 2_000_000,
+            threads_per_core: 2,
+            cores_per_socket: 4,
+            nr_nodes: 1,
+            total_memory_bytes: HOST_MIB << 20,
+            free_memory_bytes: HOST_MIB.saturating_sub(used) << 20,
+            scrub_memory_bytes: 0,
+            cap_hvm: true,
+            cap_pv: true,
+            xen_version: "4.17.7-sim".into(),
+        })
+    }
+
+    fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>> {
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // As libxl: a domain already shut down reports it at once; a missing one reports death.
+        match st.domains.get(&domid.get()).map(|d| d.state) {
+            Some(DomainState::Shutdown(reason)) => {
+                let _ = events.send(DomainEvent::Shutdown { domid, reason });
+            }
+            Some(_) => {}
+            None => {
+                let _ = events.send(DomainEvent::Death { domid });
+            }
+        }
+        st.watches.insert(id, (domid.get(), events));
+        Ok(Box::new(SimWatch { shared: Arc::clone(&self.shared), id }))
+    }
+}
+
+impl SimHypervisor {
+    /// The guest powers off after its shutdown delay, if it honours requests.
+    fn schedule_poweroff(&self, domid: DomId, uuid: Uuid, behaviour: Behaviour) {
+        if !behaviour.honours_shutdown {
+            return;
+        }
+        if behaviour.shutdown_delay.is_zero() {
+            self.shut_down(domid.get(), ShutdownReason::Poweroff);
+            return;
+        }
+        let sim = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(behaviour.shutdown_delay);
+            // Only if it is still the same guest (ids never repeat, but be exact).
+            let same = sim.shared.state.lock().domains.get(&domid.get()).is_some_and(|d| d.spec.uuid == uuid);
+            if same {
+                sim.shut_down(domid.get(), ShutdownReason::Poweroff);
+            }
+        });
+    }
+}
