@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::symlink;
 
 use common::*;
+use domainmgrd::eve::SwState;
 use domainmgrd::sim::Op;
 use edge::*;
 use serde_json::{Value, json};
@@ -74,6 +75,9 @@ fn nothing_moves_before_nim_names_dom0s_ports_and_the_policy_applies_when_it_doe
         st.error.error
     );
     assert!(env.sim.domains_of(early).is_empty());
+    // Waiting for its adapters is no failed boot: nothing tried, nothing counted.
+    assert!(!st.boot_failed && st.tried_count == 0, "{st:?}");
+    assert_eq!(env.sim.calls(Op::Create), 0);
 
     // nim's status arrives (late): the policy runs once, with eth0 kept in dom0.
     set_ports(&env, &["eth0"]);
@@ -81,6 +85,10 @@ fn nothing_moves_before_nim_names_dom0s_ports_and_the_policy_applies_when_it_doe
     assert_eq!(in_pciback(&env), set(&[ETH1, USB, NIC2A, NIC2B]));
     assert_eq!((env.sim.calls(Op::PciAdd), env.sim.calls(Op::PciRemove)), (4, 0), "eth0 never went to pciback");
     assert_eq!(bundle(&env, "eth0")["IsPort"], true);
+    // And the domain that waited boots, with its adapter, at its first try.
+    let st = env.wait_state(early, SwState::RUNNING);
+    assert!(st.error.error.is_empty() && !st.adapters_failed && st.tried_count == 1, "{st:?}");
+    assert_eq!(env.sim.info_of(st.domain_id).unwrap().spec.pcis.len(), 1);
 }
 
 #[test]
@@ -165,7 +173,7 @@ fn adapters_added_to_or_removed_from_the_list_move_accordingly() {
     // eth4 leaves the list while a domain uses it: it stays with the domain until it halts.
     let uuid = Uuid::new_v4();
     env.write_config(&domain_with_adapters(uuid, "user", &[(1, "eth4")]));
-    env.wait_state(uuid, domainmgrd::eve::SwState::RUNNING);
+    env.wait_state(uuid, SwState::RUNNING);
     set_list(&env, &adapters());
     wait_bundle(&env, "eth4", "gone", Value::is_null);
     assert!(in_pciback(&env).contains(&bdf(ETH4)) && removed(&env, ETH4).is_empty());

@@ -3,7 +3,7 @@
 //! one dies mid-create), create it paused, disable vif offloads, read the vif names, unpause;
 //! and on any failure, undo what was done and retry after `timer.boot.retry`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -11,11 +11,21 @@ use super::{Domain, Phase, Retry};
 use crate::eve::{ErrorDescription, VifInfo};
 use crate::files::{self, Marker};
 
+/// How often a domain waiting for its adapters looks again.
+const ADAPTERS_RECHECK: Duration = Duration::from_secs(2);
+
 impl Domain {
     pub(super) fn boot(&mut self) {
         let Some(Ok(translated)) = self.desired.as_ref().map(|d| d.translated.clone()) else {
             return;
         };
+        let wanted = self.desired.as_ref().map(|d| d.config.io_adapter_list.clone()).unwrap_or_default();
+        if !wanted.is_empty() {
+            let waiting = self.shared.adapters.lock().waiting_for();
+            if let Some(why) = waiting {
+                return self.wait_for_adapters(&wanted, why);
+            }
+        }
         let mut spec = translated.spec;
         let name = self.name();
         self.retry = Retry::Now;
@@ -25,7 +35,6 @@ impl Domain {
         self.status.disk_status_list = translated.disks;
         self.publish();
 
-        let wanted = self.desired.as_ref().map(|d| d.config.io_adapter_list.clone()).unwrap_or_default();
         if !wanted.is_empty() {
             // Bound first: the guard must be gone before boot_failed locks again.
             let reserved = self.shared.adapters.lock().reserve(self.uuid, &wanted);
@@ -106,6 +115,21 @@ impl Domain {
         self.ever_ran = true;
         self.phase = Phase::Running { domid, paused: false };
         log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
+    }
+
+    /// Its adapters cannot be had until the adapter inputs arrive (at boot, nim publishes dom0's
+    /// ports a little after us): not a boot attempt, so no `BootFailed` and no try counted, and
+    /// no wait for `timer.boot.retry` either; the reason is in the status meanwhile and is
+    /// looked at again every couple of seconds (a lock and a check).
+    fn wait_for_adapters(&mut self, wanted: &[crate::eve::IoAdapter], why: String) {
+        let names: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
+        let text = format!("IoAdapterList: adapters {} cannot be assigned yet: {why}", names.join(", "));
+        if self.run_error.as_ref().is_none_or(|e| e.error != text) {
+            log::info!("{}: waiting for its adapters: {why}", self.name());
+            self.run_error = Some(ErrorDescription::now(text, "the adapter inputs arrive"));
+        }
+        self.status.adapters_failed = true;
+        self.retry = Retry::At(Instant::now() + ADAPTERS_RECHECK);
     }
 
     fn boot_failed(&mut self, error: String) {
