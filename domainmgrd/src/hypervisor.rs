@@ -67,7 +67,7 @@ pub struct LibxlHypervisor {
 impl LibxlHypervisor {
     /// Opens the process's libxl context.
     pub fn open() -> HvResult<LibxlHypervisor> {
-        Ok(LibxlHypervisor { ctx: Context::open()? })
+        Ok(LibxlHypervisor { ctx: Context::new()? })
     }
 
     /// The libxl context.

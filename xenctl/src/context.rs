@@ -54,7 +54,7 @@ pub struct XenVersions {
 
 /// A handle on the process's libxl context. Cheap to clone; all clones share one context.
 ///
-/// libxl allows one ctx per process to own SIGCHLD, so [`Context::open`] returns the existing
+/// libxl allows one ctx per process to own SIGCHLD, so [`Context::new`] returns the existing
 /// context while one is alive. Every method takes `&self` and may be called from any thread.
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -104,7 +104,7 @@ impl Context {
     /// libxenlight its soname, `libxenlight.so.4.17`) within one, and the library carries no finer
     /// version than its file name (`.so.4.17.0`), so a 4.17.x library with 4.17.y headers is the
     /// match libxl itself promises. The versions found are in [`Context::versions`].
-    pub fn open() -> Result<Context> {
+    pub fn new() -> Result<Context> {
         let mut slot = PROCESS_CONTEXT.lock();
         if let Some(inner) = slot.upgrade() {
             return Ok(Context { inner });
@@ -415,12 +415,12 @@ mod tests {
     fn open_on_this_machine() {
         match check_xen_present(Path::new("/")) {
             Err(expected) => {
-                let err = Context::open().unwrap_err();
+                let err = Context::new().unwrap_err();
                 assert_eq!(err.to_string(), expected.to_string());
                 assert!(matches!(err, Error::XenNotRunning { .. } | Error::NotDom0 { .. }));
             }
             Ok(()) => {
-                let ctx = Context::open().unwrap();
+                let ctx = Context::new().unwrap();
                 assert_eq!(major_minor(&ctx.versions().hypervisor), major_minor(xen_sys::VENDORED_XEN_VERSION));
             }
         }

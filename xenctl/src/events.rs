@@ -114,7 +114,7 @@ impl EventRouter {
 /// libxl's `event_occurs` hook: takes ownership of `event`.
 ///
 /// # Safety
-/// Only libxl calls it, as registered by `Context::open`: `user` is that context's
+/// Only libxl calls it, as registered by `Context::new`: `user` is that context's
 /// `EventRouter` (alive as long as the ctx), `event` null or a valid event handed over to us.
 pub(crate) unsafe extern "C" fn event_occurs(user: *mut c_void, event: *mut xen_sys::libxl_event) {
     let _ = std::panic::catch_unwind(|| {

@@ -10,7 +10,7 @@
 //! use xenctl::{Context, DomainEvent, DomainSpec, VifSpec};
 //!
 //! # fn main() -> Result<(), xenctl::Error> {
-//! let ctx = Context::open()?; // fails with a clear error off dom0
+//! let ctx = Context::new()?; // fails with a clear error off dom0
 //! let spec = DomainSpec::pv("demo")
 //!     .memory_mib(128)
 //!     .kernel("/var/lib/xen/images/vmlinux")

@@ -161,6 +161,25 @@ impl Context {
         Ok(())
     }
 
+    /// Restores the image at `path` as a new domain configured by `spec` and lets it run: the
+    /// guest carries on from where [`save`](Context::save) stopped it.
+    ///
+    /// This is [`restore_paused`](Context::restore_paused) followed by
+    /// [`unpause`](Context::unpause). If the unpause fails, the restored domain is destroyed, so
+    /// the call leaves either a running guest or nothing; the unpause error is returned. A caller
+    /// that must act between restore and run (xenstore writes, as domainmgrd's vif offloads) uses
+    /// `restore_paused`.
+    pub fn restore(&self, spec: &DomainSpec, path: &Path) -> Result<DomId> {
+        let domid = self.restore_paused(spec, path)?;
+        if let Err(err) = self.unpause(domid) {
+            if let Err(cleanup) = self.destroy(domid) {
+                log::error!("domain {domid}: restored but not unpaused, and destroying it failed too: {cleanup}");
+            }
+            return Err(err);
+        }
+        Ok(domid)
+    }
+
     /// Restores the image at `path` as a new domain configured by `spec`, and leaves it paused
     /// (as [`create_paused`](Context::create_paused) does). The spec must describe the same
     /// guest the image was saved from (memory size, devices); the image is not deleted.

@@ -123,7 +123,7 @@ fn host_rows(ctx: &Context, rows: &mut Vec<(String, String)>, stop_delay: u32) -
 }
 
 fn main() -> Result<(), String> {
-    let ctx = Context::open().ctx("open")?;
+    let ctx = Context::new().ctx("open")?;
     let mut daemon = DaemonProcess::new("bench-dm", &["timer.boot.retry:3600", "timer.domain.shutdown:30"]);
     daemon.start()?;
     let mut rows: Vec<(String, String)> = Vec::new();

@@ -42,7 +42,7 @@ fn main() {
     tests.extend(xlcfg_e2e::tests());
     tests.extend(devices_e2e::tests());
     tests.extend(host_e2e::tests());
-    let ctx = match Context::open() {
+    let ctx = match Context::new() {
         Ok(ctx) => ctx,
         Err(e) => {
             eprintln!("xen-e2e: cannot open the libxl context: {e}");
@@ -348,11 +348,20 @@ fn save_and_restore(ctx: &Context) -> TestResult {
     ctx.destroy(domid).ctx("destroy")?;
     guard.disarm();
 
-    // 3. xenctl restores with the spec: paused, then it runs and answers a shutdown request.
+    // 3. xenctl restores with the spec, paused (the daemon's way: it writes to xenstore first).
     let domid = ctx.restore_paused(&spec, image).ctx("restore_paused")?;
     guard.replace(domid);
-    ensure(ctx.info(domid).ctx("info")?.state == DomainState::Paused, || "restore should leave it paused".into())?;
-    ctx.unpause(domid).ctx("unpause")?;
+    ensure(ctx.info(domid).ctx("info")?.state == DomainState::Paused, || {
+        "restore_paused should leave it paused".into()
+    })?;
+    ctx.destroy(domid).ctx("destroy")?;
+    guard.disarm();
+
+    // 4. xenctl's one-call restore: the guest runs and answers a shutdown request.
+    let domid = ctx.restore(&spec, image).ctx("restore")?;
+    guard.replace(domid);
+    let state = ctx.info(domid).ctx("info")?.state;
+    ensure(state != DomainState::Paused, || format!("restore should leave it running, it is {state:?}"))?;
     // It runs: its CPU time grows, and it answers a shutdown request (its /sbin/poweroff prints).
     let t0 = ctx.info(domid).ctx("info")?.cpu_time_ns;
     wait_until("the restored guest's CPU time to grow", Duration::from_secs(30), || {
