@@ -221,3 +221,44 @@ fn help_lists_every_command_with_examples() {
     let o = domainctl(Path::new("/nonexistent"), &["stop", "--help"]);
     assert!(o.stdout.contains("--timeout <S>") && o.stdout.contains("keep it stopped, across reboots"));
 }
+
+#[test]
+fn metrics_table_shows_a_running_domains_numbers_and_dashes_for_a_halted_one() {
+    let mut env = Env::new();
+    env.flags.push("timer.metric.interval:4".into()); // a sample a second
+    env.write_host_config("");
+    env.write_auto("web", "");
+    env.start();
+    let s = socket(&env);
+    assert_eq!(domainctl(&s, &["host-start"]).code, 0);
+    let row = |o: &Out| {
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with("web "))
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+    };
+
+    let o = domainctl(&s, &["--json", "list"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&o.stdout).unwrap();
+    let id = rows.iter().find(|r| r["name"] == "web").unwrap()["domid"].as_u64().unwrap() as u32;
+    env.sim.set_cpu_time(xenctl::DomId::new(id), 2_500_000_000);
+    env.wait_for("web's CPU time in the metrics table", || {
+        row(&domainctl(&s, &["metrics"])).is_some_and(|r| r[2] == "2.5")
+    });
+    let o = domainctl(&s, &["metrics"]);
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.starts_with("Name") && o.stdout.contains("host: "), "{}", o.stdout);
+    let r = row(&o).unwrap();
+    assert_eq!(
+        (r[1].as_str(), r[3].as_str(), r.last().unwrap().as_str()),
+        (id.to_string().as_str(), "128", "yes"),
+        "{r:?}"
+    );
+
+    assert_eq!(domainctl(&s, &["stop", "web", "--timeout", "5"]).code, 0);
+    env.wait_for("web inactive in the metrics table", || {
+        row(&domainctl(&s, &["metrics"])).is_some_and(|r| r.last().unwrap() == "no")
+    });
+    let r = row(&domainctl(&s, &["metrics"])).unwrap();
+    assert_eq!(r[1..6], ["-", "-", "-", "-", "-"], "a halted domain has no domid, CPU time, memory or vCPUs");
+}

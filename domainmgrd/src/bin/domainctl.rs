@@ -289,14 +289,16 @@ fn show(cmd: &Cmd, r: &Response) {
                 "Name", "ID", "CPU(s)", "Mem", "MaxMem", "VCPUs"
             );
             for d in r.data["domains"].as_array().cloned().unwrap_or_default() {
+                // A halted domain has no domid and no CPU time: "-", not a made-up 0.
+                let or_dash = |v: &serde_json::Value| if v.is_null() { "-".to_string() } else { v.to_string() };
                 println!(
-                    "{:<32} {:>5} {:>10.1} {:>8} {:>8} {:>5}  {}",
+                    "{:<32} {:>5} {:>10} {:>8} {:>8} {:>5}  {}",
                     d["name"].as_str().unwrap_or(""),
-                    d["domid"],
-                    d["cpu_seconds"].as_f64().unwrap_or(0.0),
-                    d["memory_mib"],
-                    d["max_memory_mib"],
-                    d["vcpus"],
+                    or_dash(&d["domid"]),
+                    d["cpu_seconds"].as_f64().map_or_else(|| "-".to_string(), |t| format!("{t:.1}")),
+                    or_dash(&d["memory_mib"]),
+                    or_dash(&d["max_memory_mib"]),
+                    or_dash(&d["vcpus"]),
                     if d["activated"] == true { "yes" } else { "no" }
                 );
             }

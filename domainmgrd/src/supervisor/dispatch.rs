@@ -367,11 +367,17 @@ impl Supervisor {
             .domains
             .iter()
             .map(|d| {
+                // Without a domain (halted) there is no domid, CPU counter, memory or vCPU to
+                // show: null, not 0. EVE's own numbers (the last CPU time, AllocatedMB) stay.
+                let live = d.cpu_ns.is_some();
                 serde_json::json!({
-                    "name": d.name, "domid": d.domid, "uuid": d.metric.uuid_and_version.uuid,
+                    "name": d.name, "uuid": d.metric.uuid_and_version.uuid,
+                    "domid": live.then_some(d.domid),
                     "cpu_seconds": d.cpu_ns.map(|n| n as f64 / 1e9), "cpu_total_ns": d.metric.cpu_total_ns,
-                    "cpu_scaled": d.metric.cpu_scaled, "memory_mib": d.metric.allocated_mb,
-                    "max_memory_mib": d.max_memory_bytes >> 20, "vcpus": d.vcpus, "activated": d.metric.activated,
+                    "cpu_scaled": d.metric.cpu_scaled, "allocated_mb": d.metric.allocated_mb,
+                    "memory_mib": live.then_some(d.memory_bytes >> 20),
+                    "max_memory_mib": live.then_some(d.max_memory_bytes >> 20),
+                    "vcpus": live.then_some(d.vcpus), "activated": d.metric.activated,
                 })
             })
             .collect();
