@@ -59,12 +59,7 @@ fn wait_all_running(paths: &Paths, n: usize) -> Duration {
 fn main() {
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let paths = Paths {
-        config_dir: dir.path().join("zedmanager"),
-        status_dir: dir.path().join("domainmgr"),
-        run_dir: dir.path().join("run"),
-        state_dir: dir.path().join("state"),
-    };
+    let paths = Paths::under(dir.path());
     paths.create_all().expect("dirs");
     let sim = SimHypervisor::new();
     let options = Options::new(paths.clone());

@@ -32,6 +32,18 @@ pub struct Paths {
 }
 
 impl Paths {
+    /// All four directories under one root, named as on an EVE node: `zedmanager/`,
+    /// `domainmgr/`, `run/` and `state/`. For a self-contained instance: tests, benchmarks, a
+    /// second daemon beside the system's.
+    pub fn under(root: &Path) -> Paths {
+        Paths {
+            config_dir: root.join("zedmanager"),
+            status_dir: root.join("domainmgr"),
+            run_dir: root.join("run"),
+            state_dir: root.join("state"),
+        }
+    }
+
     /// `<config-dir>/DomainConfig`.
     pub fn domain_config_dir(&self) -> PathBuf {
         self.config_dir.join("DomainConfig")
@@ -166,15 +178,6 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn paths(dir: &Path) -> Paths {
-        Paths {
-            config_dir: dir.join("cfg"),
-            status_dir: dir.join("status"),
-            run_dir: dir.join("run"),
-            state_dir: dir.join("state"),
-        }
-    }
-
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -191,7 +194,7 @@ mod tests {
     #[test]
     fn markers_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let p = paths(dir.path());
+        let p = Paths::under(dir.path());
         p.create_all().unwrap();
         let u = Uuid::new_v4();
         assert_eq!(p.read_marker(u), None);

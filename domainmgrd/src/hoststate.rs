@@ -99,19 +99,10 @@ pub fn set_saved(paths: &Paths, uuid: Uuid, saved: Option<Option<&Path>>) -> io:
 mod tests {
     use super::*;
 
-    fn paths(dir: &Path) -> Paths {
-        Paths {
-            config_dir: dir.join("cfg"),
-            status_dir: dir.join("status"),
-            run_dir: dir.join("run"),
-            state_dir: dir.join("state"),
-        }
-    }
-
     #[test]
     fn host_stop_boot_ids_and_saves_persist_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
-        let p = paths(dir.path());
+        let p = Paths::under(dir.path());
         let u = Uuid::new_v4();
         assert!(!host_stopped(&p));
         set_host_stopped(&p, true).unwrap();

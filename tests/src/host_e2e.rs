@@ -70,6 +70,21 @@ fn write_auto(d: &DaemonProcess, name: &str, xenbox_args: &str) -> TestResult<Pa
     Ok(path)
 }
 
+/// A daemon named `daemon` with host settings `settings`, one autostart guest (name from
+/// `prefix`) that host-start booted and that is up. Bind the guard as `_cleanup`, not `_`: it
+/// destroys the guest when the test ends (after the daemon, declared after it, has gone).
+fn one_autostart_guest_up(prefix: &str, daemon: &str, settings: &str) -> TestResult<(String, Cleanup, DaemonProcess)> {
+    let name = unique_name(prefix);
+    let cleanup = Cleanup(vec![name.clone()]);
+    let mut d = host_daemon(daemon, settings)?;
+    write_auto(&d, &name, "")?;
+    d.start()?;
+    d.wait_ready()?;
+    host_op(&d, "host-start")?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    Ok((name, cleanup, d))
+}
+
 /// `domainctl --json host-start|host-stop`: exit code and the reports.
 fn host_op(d: &DaemonProcess, op: &str) -> TestResult<(i32, Vec<Report>)> {
     let o = d.domainctl(&["--json", op])?;
@@ -247,14 +262,7 @@ fn save_and_restore(_ctx: &Context) -> TestResult {
 }
 
 fn operator_stop_persists(_ctx: &Context) -> TestResult {
-    let name = unique_name("op-stop");
-    let _cleanup = Cleanup(vec![name.clone()]);
-    let mut d = host_daemon("dm-op-stop", "")?;
-    write_auto(&d, &name, "")?;
-    d.start()?;
-    d.wait_ready()?;
-    host_op(&d, "host-start")?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let (name, _cleanup, mut d) = one_autostart_guest_up("op-stop", "dm-op-stop", "")?;
 
     let out = d.domainctl_ok(&["stop", &name, "--timeout", "60"])?;
     ensure(out.starts_with(&format!("{name}: stopped")), || out.clone())?;
@@ -282,14 +290,7 @@ fn operator_stop_persists(_ctx: &Context) -> TestResult {
 /// A save, then a fresh start (the guest writes its disks from then on), then a stop: the
 /// next host-start must not restore the old memory over the newer disks.
 fn fresh_boot_makes_image_stale(_ctx: &Context) -> TestResult {
-    let name = unique_name("stale");
-    let _cleanup = Cleanup(vec![name.clone()]);
-    let mut d = host_daemon("dm-stale", "SAVE=@ROOT@/save")?;
-    write_auto(&d, &name, "")?;
-    d.start()?;
-    d.wait_ready()?;
-    host_op(&d, "host-start")?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let (name, _cleanup, mut d) = one_autostart_guest_up("stale", "dm-stale", "SAVE=@ROOT@/save")?;
     let save_dir = d.root.join("save");
     let out = d.domainctl_ok(&["save", &name])?;
     ensure(out.starts_with(&format!("{name}: saved to {}", save_dir.join(&name).display())), || out.clone())?;
@@ -317,14 +318,8 @@ fn fresh_boot_makes_image_stale(_ctx: &Context) -> TestResult {
 /// host-stop's watchdog covers saves: a save that cannot finish (its image file is a FIFO
 /// nobody reads, so the write blocks) is given up after STOP_MAXWAIT and its domain destroyed.
 fn save_overruns_watchdog(_ctx: &Context) -> TestResult {
-    let name = unique_name("slow-save");
-    let _cleanup = Cleanup(vec![name.clone()]);
-    let mut d = host_daemon("dm-slow-save", "SAVE=@ROOT@/save\nSTOP_MAXWAIT=5")?;
-    write_auto(&d, &name, "")?;
-    d.start()?;
-    d.wait_ready()?;
-    host_op(&d, "host-start")?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let (name, _cleanup, mut d) =
+        one_autostart_guest_up("slow-save", "dm-slow-save", "SAVE=@ROOT@/save\nSTOP_MAXWAIT=5")?;
     let save_dir = d.root.join("save");
     std::fs::create_dir_all(&save_dir).ctx("mkdir save")?;
     let fifo = save_dir.join(format!("{name}.partial"));

@@ -54,12 +54,7 @@ impl Env {
     }
 
     pub fn paths(&self) -> Paths {
-        Paths {
-            config_dir: self.dir.path().join("zedmanager"),
-            status_dir: self.dir.path().join("domainmgr"),
-            run_dir: self.dir.path().join("run"),
-            state_dir: self.dir.path().join("state"),
-        }
+        Paths::under(self.dir.path())
     }
 
     /// Where the adapter inputs, the fake sysfs and the fake modprobe's log are.

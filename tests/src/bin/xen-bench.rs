@@ -250,12 +250,7 @@ fn main() -> Result<(), String> {
             },
         );
     }
-    let paths = std::sync::Arc::new(domainmgrd::files::Paths {
-        config_dir: "/tmp/bench-metrics/zedmanager".into(),
-        status_dir: "/tmp/bench-metrics/domainmgr".into(),
-        run_dir: "/tmp/bench-metrics/run".into(),
-        state_dir: "/tmp/bench-metrics/state".into(),
-    });
+    let paths = std::sync::Arc::new(domainmgrd::files::Paths::under(std::path::Path::new("/tmp/bench-metrics")));
     paths.create_all().ctx("metrics dirs")?;
     let hv = domainmgrd::hypervisor::LibxlHypervisor::open().ctx("hypervisor")?;
     let mut sampler = domainmgrd::metrics::Sampler::new(std::sync::Arc::new(hv), paths, registry);
