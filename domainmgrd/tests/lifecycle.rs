@@ -435,3 +435,43 @@ fn the_generated_xl_config_is_what_libxl_was_asked_for_reserved_devices_included
     assert_eq!(body, asked.to_xl_config().unwrap(), "{written}");
     assert!(written.contains("pci = [ \"0000:00:03.0"), "{written}");
 }
+
+/// CPU ticks (user + system) the named thread of this process has used.
+fn thread_ticks(comm: &str) -> u64 {
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim() != comm {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+        // Fields after the parenthesised name: state is the 3rd field, utime the 14th, stime the 15th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        return fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    panic!("no thread called {comm}");
+}
+
+/// A domain whose boot failed, then stopped by an operator while its retry is pending, waits
+/// quietly: once the retry time has passed it must not wake its thread again and again (it
+/// once spun a core until something else woke it).
+#[test]
+fn a_stopped_domain_whose_retry_time_passed_does_not_spin() {
+    let mut env = Env::new();
+    env.start();
+    let uuid = Uuid::new_v4();
+    env.sim.inject(uuid, Fault { op: Op::Create, count: 1000 });
+    env.write_config(&config(uuid, "flaky", true));
+    env.wait_status(uuid, "HALTED with BootFailed", |s| s.state == SwState::HALTED && s.boot_failed);
+    let r =
+        env.control(&domainmgrd::control::Request::Stop { domain: "flaky".into(), force: false, timeout_secs: None });
+    assert!(r.ok, "{r:?}");
+    let creates = env.sim.calls(Op::Create);
+    // Past the pending retry (BOOT_RETRY), then a second of the thread's CPU time.
+    std::thread::sleep(std::time::Duration::from_millis(BOOT_RETRY * 1000 + 500));
+    let comm = format!("domain-{}", &uuid.to_string()[..8]);
+    let before = thread_ticks(&comm);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let used = thread_ticks(&comm) - before;
+    assert!(used < 20, "the stopped domain's thread used {used} of 100 ticks in a second: it spins");
+    assert_eq!(env.sim.calls(Op::Create), creates, "a stopped domain was booted again");
+}

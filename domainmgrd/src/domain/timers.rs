@@ -87,7 +87,10 @@ impl Domain {
 
     pub(super) fn next_deadline(&self) -> Instant {
         let mut at = self.next_poll;
-        if let (Retry::At(r), Phase::Idle { .. }) = (self.retry, self.phase) {
+        // A retry counts only while the domain is wanted: reconcile boots nothing otherwise, so
+        // a passed retry time would wake the thread at once, again and again. What makes it
+        // wanted again (a config, an operator's start, host-start) arrives as a command.
+        if let (Retry::At(r), Phase::Idle { .. }, true) = (self.retry, self.phase, self.wanted()) {
             at = at.min(r);
         }
         match self.phase {
