@@ -333,3 +333,23 @@ fn an_eve_domain_deactivated_since_its_save_is_not_restored() {
     assert!(app.ok && app.outcome.starts_with("not restored: its EVE config says Activate=false"), "{app:?}");
     assert_eq!((env.sim.calls(Op::Restore), images::list(&env.save_dir()).len()), (0, 1), "kept");
 }
+
+#[test]
+fn a_restored_domain_reports_its_new_vif_names() {
+    let mut env = Env::new();
+    env.write_host_config(&format!("SAVE={}", env.save_dir().display()));
+    env.start();
+    let uuid = uuid::Uuid::new_v4();
+    let mut cfg = common::config(uuid, "app", true);
+    cfg["VifList"][0]["Vif"] = "".into(); // no name given: Xen's vif<domid>.<n>
+    env.write_config(&cfg);
+    let first = env.wait_state(uuid, SwState::RUNNING);
+    assert_eq!(first.vif_list[0].vif_used, format!("vif{}.0", first.domain_id));
+    save(&env, "app");
+
+    let r = env.control(&Request::HostStart);
+    assert!(report_of(&reports(&r), "app").outcome.starts_with("restored from"), "{r:?}");
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    assert!(st.domain_id > first.domain_id);
+    assert_eq!(st.vif_list[0].vif_used, format!("vif{}.0", st.domain_id), "the saved run's names");
+}

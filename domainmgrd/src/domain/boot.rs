@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use xenctl::{DomId, DomainSpec};
+
 use super::{Domain, Phase, Retry};
 use crate::eve::{ErrorDescription, VifInfo};
 use crate::files::{self, Marker};
+use crate::hypervisor::HvResult;
 
 /// How often a domain waiting for its adapters looks again.
 const ADAPTERS_RECHECK: Duration = Duration::from_secs(2);
@@ -80,6 +83,19 @@ impl Domain {
                 return;
             }
         };
+        if let Err(e) = self.run_paused(domid, &spec) {
+            let _ = self.shared.paths.clear_marker(self.uuid);
+            self.boot_failed(e.to_string());
+            return;
+        }
+        log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
+    }
+
+    /// The end of every start, a boot's or a restore's, from the paused `domid` on: its events
+    /// armed, the vif offloads off and the vif names read, unpaused; then RUNNING, with the
+    /// `running` marker and the status (vifs, domid, boot time) to say so. On an error the
+    /// domain is destroyed and unwatched, and the error returned for the caller to report.
+    pub(super) fn run_paused(&mut self, domid: DomId, spec: &DomainSpec) -> HvResult<()> {
         self.arm_watch(domid);
         let hv = &self.shared.hv;
         let prepared = hv
@@ -90,12 +106,10 @@ impl Domain {
             Ok(names) => names,
             Err(e) => {
                 if let Err(d) = self.shared.hv.destroy(domid) {
-                    log::error!("{name}: destroying domain {domid} after a failed boot: {d}");
+                    log::error!("{}: destroying domain {domid} after a failed start: {d}", self.name());
                 }
                 self.watch = None;
-                let _ = self.shared.paths.clear_marker(self.uuid);
-                self.boot_failed(e.to_string());
-                return;
+                return Err(e);
             }
         };
         let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
@@ -114,7 +128,7 @@ impl Domain {
         self.run_error = None;
         self.ever_ran = true;
         self.phase = Phase::Running { domid, paused: false };
-        log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
+        Ok(())
     }
 
     /// Its adapters cannot be had until the adapter inputs arrive (at boot, nim publishes dom0's

@@ -215,23 +215,15 @@ impl Domain {
                 return Err(format!("restore failed: {e}"));
             }
         };
-        self.arm_watch(domid);
-        let hv = &self.shared.hv;
-        if let Err(e) = hv.disable_vif_offload(domid, spec.vifs.len()).and_then(|()| hv.unpause(domid)) {
-            let _ = self.shared.hv.destroy(domid);
+        if let Err(e) = self.run_paused(domid, &spec) {
             self.gone(AfterDeath::Halted);
             return Err(format!("restored, but could not be started: {e}"));
         }
-        let _ = self.shared.paths.write_marker(self.uuid, Marker::Running(domid));
         self.set_active(true);
         self.operator_stopped = false;
         let _ = self.shared.paths.set_operator_stopped(self.uuid, false);
         self.forget_saved();
         self.retry = Retry::Now;
-        self.status.domain_id = domid.get();
-        self.status.boot_time = Some(Utc::now());
-        self.ever_ran = true;
-        self.phase = Phase::Running { domid, paused: false };
         images::remove(image);
         log::info!("{}: restored from {} as domain {domid}", self.name(), image.display());
         // Published before anyone hears of it, so that a status asked next says RUNNING.
