@@ -78,26 +78,32 @@ impl Domain {
             then: AfterDeath::Saved,
         };
         self.publish();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let hv = Arc::clone(&self.shared.hv);
-        let target = path.to_path_buf();
-        let spawned = std::thread::Builder::new()
-            .name(format!("save-{domid}"))
-            .spawn(move || drop(tx.send(hv.save(domid, &target))));
-        let result = match (spawned, &watch) {
-            (Err(e), _) => {
-                log::warn!("{}: no thread for the save ({e}); saving without a watchdog", self.name());
-                self.shared.hv.save(domid, path)
-            }
-            (Ok(_), None) => rx.recv().unwrap_or_else(|_| Err(save_thread_lost(domid))),
-            (Ok(_), Some(w)) => match rx.recv_deadline(w.deadline) {
-                Ok(result) => result,
-                Err(RecvTimeoutError::Disconnected) => Err(save_thread_lost(domid)),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.save_overran(domid, path, record, &rx, w);
-                    return Ok(SaveEnd::Watchdog);
+        // An operator's save has no watchdog: it runs here. Host-stop's runs in a thread of its
+        // own, so that the watchdog can give up on it.
+        let result = match &watch {
+            None => self.shared.hv.save(domid, path),
+            Some(w) => {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let hv = Arc::clone(&self.shared.hv);
+                let target = path.to_path_buf();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("save-{domid}"))
+                    .spawn(move || drop(tx.send(hv.save(domid, &target))));
+                match spawned {
+                    Err(e) => {
+                        log::warn!("{}: no thread for the save ({e}); saving without a watchdog", self.name());
+                        self.shared.hv.save(domid, path)
+                    }
+                    Ok(_) => match rx.recv_deadline(w.deadline) {
+                        Ok(result) => result,
+                        Err(RecvTimeoutError::Disconnected) => Err(save_thread_lost(domid)),
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.save_overran(domid, path, record, &rx, w);
+                            return Ok(SaveEnd::Watchdog);
+                        }
+                    },
                 }
-            },
+            }
         };
         match result {
             Ok(()) => {
@@ -118,10 +124,12 @@ impl Domain {
             log::error!("{}: saved, but its image record could not be written: {e}", self.name());
         }
         log::info!("{}: saved to {}", self.name(), path.display());
-        self.gone(AfterDeath::Saved);
+        // Recorded before `gone`, whose `on_saved` records a save without a place only when
+        // none is recorded yet.
         if let Err(e) = hoststate::set_saved(&self.shared.paths, self.uuid, Some(Some(path))) {
             log::error!("{}: cannot record where it was saved: {e}", self.name());
         }
+        self.gone(AfterDeath::Saved);
     }
 
     /// Host-stop's watchdog fired during the save.
