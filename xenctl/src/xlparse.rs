@@ -48,14 +48,18 @@ impl DomainSpec {
     /// and the key ([`Error::XlConfig`]); libxlutil's own syntax errors come through with its
     /// line and message.
     pub fn from_xl_config(path: &Path) -> Result<DomainSpec> {
-        let data =
-            std::fs::read(path).map_err(|source| Error::Io { op: "read xl config", path: path.into(), source })?;
-        parse(&path.display().to_string(), &data)
+        Self::read_xl_config_file(path).map(|f| f.spec)
     }
 
     /// Parses xl.cfg text as [`read_xl_config_file`](Self::read_xl_config_file) reads a file.
     pub fn read_xl_config_text(source: &str, text: &str) -> Result<XlConfigFile> {
-        parse_file(source, text.as_bytes())
+        Self::read_xl_config_bytes(source, text.as_bytes())
+    }
+
+    /// Parses the bytes of an xl.cfg file as they are, as libxlutil reads them (a string in
+    /// Latin-1 stays as written); `source` names it in errors.
+    pub fn read_xl_config_bytes(source: &str, data: &[u8]) -> Result<XlConfigFile> {
+        parse_file(source, data)
     }
 
     /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).

@@ -32,8 +32,7 @@ pub(crate) fn derived_uuid(name: &str) -> Uuid {
 /// Reads an autostart file into a config for a domain thread.
 pub(crate) fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let file = DomainSpec::read_xl_config_text(&path.display().to_string(), &text).map_err(|e| error_chain(&e))?;
+    let file = DomainSpec::read_xl_config_bytes(&path.display().to_string(), &bytes).map_err(|e| error_chain(&e))?;
     let mut spec = file.spec;
     if !file.uuid_given {
         spec.uuid = derived_uuid(&spec.name);
