@@ -140,7 +140,7 @@ pub struct Response {
 impl Response {
     /// Success with data.
     pub fn data(data: impl Serialize) -> Response {
-        Response { ok: true, error: None, data: serde_json::to_value(data).unwrap_or_default(), exit: 0 }
+        Response { ok: true, error: None, data: serde_json::to_value(data).unwrap_or_default(), exit: exit::OK }
     }
 
     /// Success with data and a particular exit status.
@@ -150,7 +150,7 @@ impl Response {
 
     /// A failure (exit status 1 unless given).
     pub fn error(text: impl Into<String>) -> Response {
-        Response { ok: false, error: Some(text.into()), data: serde_json::Value::Null, exit: 1 }
+        Response { ok: false, error: Some(text.into()), data: serde_json::Value::Null, exit: exit::FAILED }
     }
 
     /// A failure with an exit status.

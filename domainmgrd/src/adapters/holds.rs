@@ -63,7 +63,7 @@ impl Adapters {
     /// Reserves for domain `uuid` the adapters `wanted` names (with their units); returns their
     /// PCI devices, to pass through. Every reason it cannot is an error naming the adapter.
     pub fn reserve(&mut self, uuid: Uuid, wanted: &[IoAdapter]) -> Result<Vec<Bdf>, String> {
-        if let Some(why) = self.not_ready() {
+        if let Some(why) = self.waiting_for() {
             let names: Vec<&str> = wanted.iter().map(|w| w.name.as_str()).collect();
             return Err(format!("IoAdapterList: adapters {} cannot be assigned yet: {why}", names.join(", ")));
         }

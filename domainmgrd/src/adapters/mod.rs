@@ -278,15 +278,10 @@ impl Adapters {
         self.list.is_some() && self.network.is_some()
     }
 
-    /// Why nothing can be reserved yet, if so.
     /// Why no adapter can be reserved yet, while the inputs have not arrived (nim has not
     /// named dom0's ports, or no adapter list came): a domain that needs adapters waits for
     /// them, which is no failed boot.
     pub fn waiting_for(&self) -> Option<String> {
-        self.not_ready()
-    }
-
-    fn not_ready(&self) -> Option<String> {
         if self.verdict.is_some() {
             None
         } else if self.list.is_none() {

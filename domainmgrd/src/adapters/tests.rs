@@ -27,7 +27,7 @@ fn the_network_status_counts_only_once_it_names_a_port_and_is_kept_after() {
     let dns = a.sources.network_status.clone();
     write(&a.sources.adapter_list, r#"{"Initialized": true, "AdapterList": []}"#);
     assert!(a.reload() && !a.ready(), "a list alone is not enough");
-    assert!(a.not_ready().is_some_and(|w| w.contains("DeviceNetworkStatus")));
+    assert!(a.waiting_for().is_some_and(|w| w.contains("DeviceNetworkStatus")));
 
     write(&dns, r#"{"DPCKey": "", "Ports": [{"IfName": "eth1"}]}"#);
     assert!(!a.reload() && !a.ready(), "nim without a port config yet");

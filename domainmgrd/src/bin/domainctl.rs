@@ -373,13 +373,13 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
     };
     let Some(tty) = r.data["tty"].as_str().map(PathBuf::from) else {
         eprintln!("domainctl: no console tty");
-        return 1;
+        return exit::FAILED;
     };
     let console = match std::fs::OpenOptions::new().read(true).write(true).open(&tty) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("domainctl: {}: {e}", tty.display());
-            return 1;
+            return exit::FAILED;
         }
     };
     eprintln!("attached to {} ({}); Ctrl-] detaches", domain, tty.display());
@@ -394,7 +394,7 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("domainctl: {e}");
-            return 1;
+            return exit::FAILED;
         }
     };
     std::thread::spawn(move || {

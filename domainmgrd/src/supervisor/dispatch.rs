@@ -74,7 +74,7 @@ pub(super) fn answer_from(report: Result<Report, String>) -> Response {
             ok: false,
             error: Some(format!("{}: {}", r.name, r.outcome)),
             data: serde_json::to_value(&r).unwrap_or_default(),
-            exit: 1,
+            exit: exit::FAILED,
         },
         Err(e) => Response::error(e),
     }
