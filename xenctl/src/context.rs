@@ -32,14 +32,32 @@ use crate::logger::Logger;
 use crate::raw;
 use crate::xenstore::Xenstore;
 
-/// A `libxl_ctx` pointer that may cross threads: libxl's ctx is thread-safe (libxl.h, "libxl
-/// memory management": `struct libxl_ctx*` is threadsafe).
+/// The `libxl_ctx` pointer, as [`Inner`] owns it and as the event-loop and SIGCHLD threads
+/// borrow it. The only piece of `Inner` whose thread-safety the compiler cannot see: the other
+/// fields are checked.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CtxPtr(pub(crate) *mut xen_sys::libxl_ctx);
+pub(crate) struct CtxPtr(NonNull<xen_sys::libxl_ctx>);
 
-// SAFETY: see the type's doc; the pointee outlives every thread that holds a CtxPtr (they are
-// joined before libxl_ctx_free).
+// SAFETY: libxl's ctx is thread-safe (libxl.h, "libxl memory management": a `libxl_ctx*` may be
+// used by several threads at once; every call takes it by pointer and locks inside libxl).
+// Inner frees it only once no thread uses it: the threads holding a copy are joined first
+// (see Drop).
 unsafe impl Send for CtxPtr {}
+// SAFETY: as above.
+unsafe impl Sync for CtxPtr {}
+
+impl CtxPtr {
+    /// The pointer, for a libxl call.
+    pub(crate) fn get(self) -> *mut xen_sys::libxl_ctx {
+        self.0.as_ptr()
+    }
+
+    /// A pointer to no ctx, for a test that stops the event loop before its first libxl call.
+    #[cfg(test)]
+    pub(crate) fn dangling_for_tests() -> CtxPtr {
+        CtxPtr(NonNull::dangling())
+    }
+}
 
 /// Xen version facts found while opening the context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +80,7 @@ pub struct Context {
 }
 
 pub(crate) struct Inner {
-    ctx: SharedCtx,
+    ctx: CtxPtr,
     pub(crate) router: Arc<EventRouter>,
     // libxl keeps pointers to both hook structs ("not copied and must outlast the ctx").
     _event_hooks: Box<xen_sys::libxl_event_hooks>,
@@ -80,16 +98,6 @@ impl std::fmt::Debug for Inner {
         f.debug_struct("Context").field("versions", &self.versions).finish_non_exhaustive()
     }
 }
-
-/// The ctx pointer as [`Inner`] owns it. The only field of `Inner` whose thread-safety the
-/// compiler cannot see: the others are checked.
-struct SharedCtx(NonNull<xen_sys::libxl_ctx>);
-
-// SAFETY: libxl's ctx is thread-safe (libxl.h, "libxl memory management": a `libxl_ctx*` may be
-// used by several threads at once); Inner frees it only once no thread uses it (see Drop).
-unsafe impl Send for SharedCtx {}
-// SAFETY: as above: every libxl call takes the ctx by pointer and locks inside libxl.
-unsafe impl Sync for SharedCtx {}
 
 static PROCESS_CONTEXT: Mutex<Weak<Inner>> = Mutex::new(Weak::new());
 
@@ -146,7 +154,7 @@ impl Context {
 
 impl Inner {
     pub(crate) fn raw(&self) -> *mut xen_sys::libxl_ctx {
-        self.ctx.0.as_ptr()
+        self.ctx.get()
     }
 
     fn new(library: String) -> Result<Inner> {
@@ -172,7 +180,7 @@ impl Inner {
             disaster: Some(events::event_disaster),
         });
         let mut inner = Inner {
-            ctx: SharedCtx(ctx),
+            ctx: CtxPtr(ctx),
             router,
             _event_hooks: event_hooks,
             _childproc_hooks: childproc_hooks,
@@ -209,7 +217,7 @@ impl Inner {
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGCHLD])
             .map_err(|source| Error::Os { op: "install the SIGCHLD handler", source })?;
         let handle = signals.handle();
-        let ctx = CtxPtr(self.raw());
+        let ctx = self.ctx;
         let thread = std::thread::Builder::new()
             .name("libxl-sigchld".into())
             .spawn(move || {
@@ -217,7 +225,7 @@ impl Inner {
                 for _ in signals.forever() {
                     // SAFETY: ctx is live until this thread is joined; not called from a signal
                     // handler (signal-hook's handler only writes to a pipe).
-                    unsafe { xen_sys::libxl_childproc_sigchld_occurred(ctx.0) };
+                    unsafe { xen_sys::libxl_childproc_sigchld_occurred(ctx.get()) };
                 }
             })
             .map_err(|source| Error::Os { op: "start the SIGCHLD thread", source })?;
@@ -234,7 +242,7 @@ impl Inner {
 
     fn start_event_loop(&mut self) -> Result<()> {
         let (stopper, listen, stop) = events::event_loop_channel()?;
-        let ctx = CtxPtr(self.raw());
+        let ctx = self.ctx;
         let thread = std::thread::Builder::new()
             .name("libxl-events".into())
             .spawn(move || events::run_event_loop(ctx, listen, stop))

@@ -318,7 +318,7 @@ pub(crate) fn run_event_loop(ctx: CtxPtr, mut listen: UnixStream, stop: Arc<Atom
         // SAFETY: ctx is live until this thread is joined; fds[1..] has room for nfds pollfds,
         // whose layout is struct pollfd's in both libc and xen_sys.
         let rc = unsafe {
-            xen_sys::libxl_osevent_beforepoll(ctx.0, &mut nfds, fds[1..].as_mut_ptr().cast(), &mut timeout, now())
+            xen_sys::libxl_osevent_beforepoll(ctx.get(), &mut nfds, fds[1..].as_mut_ptr().cast(), &mut timeout, now())
         };
         if rc == xen_sys::ERROR_BUFFERFULL {
             fds.resize(usize::try_from(nfds).unwrap_or(0) + 1, EMPTY_POLLFD);
@@ -349,7 +349,7 @@ pub(crate) fn run_event_loop(ctx: CtxPtr, mut listen: UnixStream, stop: Arc<Atom
             }
         }
         // SAFETY: nfds and fds[1..] are exactly what beforepoll returned, as updated by poll.
-        unsafe { xen_sys::libxl_osevent_afterpoll(ctx.0, nfds, fds[1..].as_ptr().cast(), now()) };
+        unsafe { xen_sys::libxl_osevent_afterpoll(ctx.get(), nfds, fds[1..].as_ptr().cast(), now()) };
     }
     log::debug!("libxl event loop stopped");
 }
@@ -417,6 +417,6 @@ mod tests {
         // libxl call: stop first, then run; it returns at once.
         let (mut stopper, listen, stop) = event_loop_channel().unwrap();
         stopper.stop();
-        run_event_loop(CtxPtr(std::ptr::null_mut()), listen, stop);
+        run_event_loop(CtxPtr::dangling_for_tests(), listen, stop);
     }
 }
