@@ -79,9 +79,18 @@ pub fn remove(image: &Path) {
     let _ = files::remove_if_exists(&record_path(image));
 }
 
-/// Moves `from` to `to` unless `to` exists (a hard link cannot replace a file), on one
-/// filesystem: `Ok(false)` when `to` is taken.
+/// Moves `from` to `to` unless `to` exists, on one filesystem: `Ok(false)` when `to` is taken.
+/// One atomic `renameat2(RENAME_NOREPLACE)`; on a filesystem without it, a hard link (which
+/// cannot replace a file either) and an unlink.
 fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(true),
+        Err(Errno::EXIST) => return Ok(false),
+        Err(Errno::INVAL | Errno::NOSYS) => {} // not supported here
+        Err(e) => return Err(e.into()),
+    }
     match std::fs::hard_link(from, to) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
@@ -114,6 +123,14 @@ pub fn set_aside(image: &Path) -> std::io::Result<PathBuf> {
         return Ok(to);
     }
     Err(std::io::Error::other("no free name in the stale folder"))
+}
+
+/// [`set_aside`] for a report: `moved to <where>`, or `not moved: <why>`.
+pub fn set_aside_noted(image: &Path) -> String {
+    match set_aside(image) {
+        Ok(to) => format!("moved to {}", to.display()),
+        Err(e) => format!("not moved: {e}"),
+    }
 }
 
 /// The images in `dir` (not their records, partial writes, hidden files or the stale folder).

@@ -241,9 +241,9 @@ impl Domain {
 
     /// Moves a stale image aside; the note for the report.
     fn set_aside(&self, image: &Path, why: &str) -> String {
-        let moved = images::set_aside(image).map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string());
-        log::warn!("{}: {} {why}; moved to {moved}", self.name(), image.display());
-        format!("{} {why} (moved to {moved})", image.display())
+        let moved = images::set_aside_noted(image);
+        log::warn!("{}: {} {why}; {moved}", self.name(), image.display());
+        format!("{} {why} ({moved})", image.display())
     }
 
     /// Whether host-start leaves it to run afresh (an autostart domain, or an EVE one whose

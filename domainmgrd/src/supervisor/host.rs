@@ -158,19 +158,17 @@ impl Supervisor {
                         Err(e) => known.push(failed(rec.name, format!("refused {}: {e}", image.display()))),
                     },
                     Ok(rec) => {
-                        let moved = set_aside(&image);
+                        let moved = images::set_aside_noted(&image);
                         known.push(failed(
                             rec.name,
-                            format!("refused {}: stale: no config for it any more (moved to {moved})", image.display()),
+                            format!("refused {}: stale: no config for it any more ({moved})", image.display()),
                         ));
                     }
                     Err(e) => {
-                        let moved = set_aside(&image);
+                        let moved = images::set_aside_noted(&image);
                         known.push(failed(
                             image.display().to_string(),
-                            format!(
-                                "refused: {e} (moved to {moved}; an image saved by xl is restored with xl restore)"
-                            ),
+                            format!("refused: {e} ({moved}; an image saved by xl is restored with xl restore)"),
                         ));
                     }
                 }
@@ -267,11 +265,6 @@ fn describe(h: &HostConfig) -> String {
         h.auto_only,
         h.shutdown_all
     )
-}
-
-/// Moves an image to the stale folder; where it went, or why it could not.
-fn set_aside(image: &std::path::Path) -> String {
-    images::set_aside(image).map(|p| p.display().to_string()).unwrap_or_else(|e| format!("not moved: {e}"))
 }
 
 /// SHUTDOWN_ALL: stops a domain domainmgrd does not manage as a managed one is stopped (SysRq
