@@ -392,3 +392,36 @@ fn a_bad_host_config_stops_host_start_but_host_stop_goes_on_with_the_last_good_s
     let again = env.control(&Request::HostStop);
     assert!(again.error.as_deref() != Some("a host-start or host-stop is already running"), "{again:?}");
 }
+
+#[test]
+fn create_and_restore_refuse_a_uuid_that_an_unmanaged_domain_runs_with() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    let uuid = Uuid::new_v4();
+    let id = env.sim.external_create(&xenctl::DomainSpec::pv("hand-made").kernel("/k").uuid(uuid));
+    env.start();
+    let want = format!("domain {id} (hand-made) already runs with the UUID {uuid}; domainmgrd does not manage it");
+
+    let file = env.dir.path().join("same.cfg");
+    let xl_config = format!("name = 'same'\nuuid = '{uuid}'\ntype = 'pv'\nkernel = '/k'\nmemory = 64\n");
+    std::fs::write(&file, &xl_config).unwrap();
+    let r = env.control(&Request::Create { file });
+    assert_eq!(r.error.as_deref(), Some(want.as_str()), "{r:?}");
+
+    let image = env.dir.path().join("same.save");
+    std::fs::write(&image, "an image").unwrap();
+    let record = images::ImageRecord {
+        uuid,
+        name: "same".into(),
+        xl_config,
+        saved_at: chrono::Utc::now(),
+        boot_id: None,
+        kind: images::ImageKind::Transient,
+    };
+    images::write_record(&image, &record).unwrap();
+    let r = env.control(&Request::Restore { file: image.clone() });
+    assert!(r.error.as_deref().is_some_and(|e| e.contains(&want)), "{r:?}");
+    assert!(image.exists(), "a refused image is kept");
+    assert_eq!(env.sim.domains_of(uuid).len(), 1, "a second domain with the UUID");
+    assert_eq!((env.sim.calls(Op::Create), env.sim.calls(Op::Restore)), (0, 0));
+}

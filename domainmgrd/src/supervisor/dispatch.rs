@@ -281,6 +281,10 @@ impl Supervisor {
             let _ = reply.send(Response::error(format!("a managed domain already has the UUID {uuid}")));
             return;
         }
+        if let Err(e) = self.refuse_if_running(uuid) {
+            let _ = reply.send(Response::error(e));
+            return;
+        }
         self.spawn(key.clone(), uuid, Some(loaded), None, false);
         self.forward_key(&key, Operator::Start, reply);
     }

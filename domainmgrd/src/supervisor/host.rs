@@ -103,6 +103,7 @@ impl Supervisor {
     pub(super) fn spawn_transient(&mut self, record: &ImageRecord) -> Result<String, String> {
         let key = record.uuid.to_string();
         if !self.domains.contains_key(&key) {
+            self.refuse_if_running(record.uuid)?;
             let mut spec = DomainSpec::from_xl_config_text(&record.name, &record.xl_config)
                 .map_err(|e| format!("its recorded config does not parse: {}", error_chain(&e)))?;
             spec.uuid = record.uuid;

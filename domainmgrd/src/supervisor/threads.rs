@@ -75,6 +75,20 @@ impl Supervisor {
         }
     }
 
+    /// Refuses a new domain for `uuid` while a domain no thread manages runs with that UUID:
+    /// booting would make a second one (libxl does not refuse a UUID in use), and a domain we
+    /// did not create is never taken over by a create or a restore.
+    pub(super) fn refuse_if_running(&self, uuid: Uuid) -> Result<(), String> {
+        match self.running_domain(uuid) {
+            Some(d) => Err(format!(
+                "domain {} ({}) already runs with the UUID {uuid}; domainmgrd does not manage it",
+                d.domid,
+                d.name.as_deref().unwrap_or("no name")
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn spawn(
         &mut self,
         key: String,
