@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use xenctl::{DomId, DomainInfo, DomainState};
 
-use super::{AfterDeath, Domain, HaltStage, Phase, Source};
+use super::{AfterDeath, Domain, Phase, Source};
 use crate::eve::VifInfo;
 use crate::files::Marker;
 
@@ -72,12 +72,7 @@ impl Domain {
         match info.state {
             DomainState::Dying => {
                 log::info!("{}: adopted domain {domid}, which is dying", self.name());
-                self.phase = Phase::Halting {
-                    domid,
-                    stage: HaltStage::Destroyed,
-                    deadline: Instant::now() + self.settings().destroy_timeout,
-                    then: AfterDeath::GuestStopped,
-                };
+                self.phase = self.awaiting_death(domid, AfterDeath::GuestStopped);
             }
             // It stopped while no daemon watched: handle that now, so it is never published
             // as running (the watch just armed reports the same shutdown; it is ignored then).

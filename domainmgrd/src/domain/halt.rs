@@ -44,32 +44,39 @@ impl Domain {
         }
     }
 
-    pub(super) fn destroy(&mut self, domid: DomId, then: AfterDeath) {
-        let settings = self.settings();
-        // Say what is happening before the (slow: device teardown runs hotplug scripts) destroy:
-        // a guest that stopped on its own is reported HALTED now, not when the teardown ends.
-        self.phase = Phase::Halting {
+    /// Waiting for `domid`'s death (destroyed, saved, or dying already), for at most
+    /// `timer.domain.destroy` from now; then `then`.
+    pub(super) fn awaiting_death(&self, domid: DomId, then: AfterDeath) -> Phase {
+        Phase::Halting {
             domid,
             stage: HaltStage::Destroyed,
-            deadline: Instant::now() + settings.destroy_timeout,
+            deadline: Instant::now() + self.settings().destroy_timeout,
             then,
-        };
+        }
+    }
+
+    /// The halt's watchdog fired: destroys the domain, and says so in the halt's report.
+    pub(super) fn destroy_overdue(&mut self, domid: DomId, then: AfterDeath, why: &str) {
+        log::warn!("{}: domain {domid} did not shut down in time; destroying it{why}", self.name());
+        let note = self.halt_note.take().unwrap_or_default();
+        self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
+        self.destroy(domid, then);
+    }
+
+    pub(super) fn destroy(&mut self, domid: DomId, then: AfterDeath) {
+        // Say what is happening before the (slow: device teardown runs hotplug scripts) destroy:
+        // a guest that stopped on its own is reported HALTED now, not when the teardown ends.
+        self.phase = self.awaiting_death(domid, then);
         self.publish();
         match self.shared.hv.destroy(domid) {
-            Ok(()) => {
-                self.phase = Phase::Halting {
-                    domid,
-                    stage: HaltStage::Destroyed,
-                    deadline: Instant::now() + settings.destroy_timeout,
-                    then,
-                }
-            }
+            // The wait for its death starts when the destroy returns.
+            Ok(()) => self.phase = self.awaiting_death(domid, then),
             Err(xenctl::Error::DomainNotFound { .. }) => self.gone(then),
             Err(e) => {
                 log::error!("{}: destroy of domain {domid} failed: {e}", self.name());
                 self.run_error =
                     Some(ErrorDescription::now(format!("destroy of domain {domid} failed: {e}"), "destroy is retried"));
-                self.phase = Phase::Broken { domid, next_try: Instant::now() + settings.destroy_timeout, then };
+                self.phase = Phase::Broken { domid, next_try: Instant::now() + self.settings().destroy_timeout, then };
             }
         }
     }

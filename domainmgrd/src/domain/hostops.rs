@@ -20,7 +20,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use xenctl::DomId;
 
 use super::operator::{Permits, Report, Waiter, Want};
-use super::{AfterDeath, Domain, HaltStage, Phase, Retry, Source};
+use super::{AfterDeath, Domain, Phase, Retry, Source};
 use crate::files::Marker;
 use crate::hoststate;
 use crate::images::{self, ImageKind, ImageRecord};
@@ -71,12 +71,7 @@ impl Domain {
             kind: if transient { ImageKind::Transient } else { ImageKind::Managed },
         };
         // The domain goes away during the save: expect its suspend and death events.
-        self.phase = Phase::Halting {
-            domid,
-            stage: HaltStage::Destroyed,
-            deadline: Instant::now() + self.settings().destroy_timeout,
-            then: AfterDeath::Saved,
-        };
+        self.phase = self.awaiting_death(domid, AfterDeath::Saved);
         self.publish();
         // An operator's save has no watchdog: it runs here. Host-stop's runs in a thread of its
         // own, so that the watchdog can give up on it.

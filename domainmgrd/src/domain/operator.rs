@@ -294,10 +294,7 @@ impl Domain {
         }
         self.waiters = others;
         if !self.waiters.is_empty() {
-            log::warn!("{}: domain {domid} did not shut down in time; destroying it, as its stop asks", self.name());
-            let note = self.halt_note.take().unwrap_or_default();
-            self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
-            self.destroy(domid, then);
+            self.destroy_overdue(domid, then, ", as its stop asks");
         } else {
             log::warn!("{}: domain {domid} is still running when its watchdog fired; left running", self.name());
             self.phase = Phase::Running { domid, paused: false };

@@ -19,10 +19,7 @@ impl Domain {
                     self.watchdog_without_destroy(domid, then);
                 }
                 HaltStage::Requested | HaltStage::PowerButton => {
-                    log::warn!("{}: domain {domid} did not shut down in time; destroying it", self.name());
-                    let note = self.halt_note.take().unwrap_or_default();
-                    self.halt_note = Some(format!("{note} (destroyed: it did not shut down in time)"));
-                    self.destroy(domid, then);
+                    self.destroy_overdue(domid, then, "");
                 }
                 HaltStage::Destroyed => match self.shared.hv.info(domid) {
                     Ok(None) => self.gone(then),
@@ -61,12 +58,7 @@ impl Domain {
                         format!("domain {domid} was destroyed outside domainmgrd"),
                         "boot retry timer",
                     ));
-                    self.phase = Phase::Halting {
-                        domid,
-                        stage: HaltStage::Destroyed,
-                        deadline: Instant::now() + self.settings().destroy_timeout,
-                        then: AfterDeath::GuestStopped,
-                    };
+                    self.phase = self.awaiting_death(domid, AfterDeath::GuestStopped);
                 }
                 (Phase::Running { .. }, state) => {
                     self.phase = Phase::Running { domid, paused: state == DomainState::Paused }
