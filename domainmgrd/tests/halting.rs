@@ -113,13 +113,8 @@ fn a_domain_that_never_dies_stays_broken_until_it_is_gone() {
 
 /// An autostart domain with `on_crash` as given, started by an operator.
 fn started_autostart_domain(env: &mut Env, name: &str, on_crash: &str) -> (Uuid, u32) {
-    let uuid = Uuid::new_v4();
-    env.write_host_config("");
-    env.write_auto(name, &format!("uuid = \"{uuid}\"\non_crash = \"{on_crash}\""));
-    env.start();
-    let r = env.start_request(name);
-    assert!(r.ok, "{r:?}");
-    (uuid, env.wait_state(uuid, SwState::RUNNING).domain_id)
+    let (uuid, st, _) = env.started_autostart_domain(name, &format!("on_crash = \"{on_crash}\""));
+    (uuid, st.domain_id)
 }
 
 #[test]

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod edge;
+mod probe;
 
 use std::time::Instant;
 
@@ -398,35 +400,17 @@ fn a_config_that_becomes_invalid_leaves_the_running_domain_alone_until_activate_
     assert_eq!((env.sim.calls(Op::Shutdown), env.sim.calls(Op::Create)), (1, 1));
 }
 
-/// An edge box with one NIC for guests: in the simulator, in the adapter list, not a dom0 port.
-fn with_a_nic_for_guests(env: &Env, bdf: &str) {
-    env.sim.add_pci_device(bdf.parse().unwrap());
-    let write = |path: &std::path::Path, v: serde_json::Value| {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
-    };
-    let sources = env.adapter_sources();
-    write(
-        &sources.adapter_list,
-        serde_json::json!({"Initialized": true, "AdapterList": [{"Ptype": 1, "Phylabel": "eth1",
-            "Logicallabel": "eth1", "Assigngrp": "eth1", "Phyaddr": {"PciLong": bdf, "Ifname": "eth1"}, "Usage": 1}]}),
-    );
-    // nim has named dom0's ports (eth0): until it has, no adapter moves.
-    write(
-        &sources.network_status,
-        serde_json::json!({"DPCKey": "zedagent", "Ports": [{"IfName": "eth0", "IsMgmt": true}]}),
-    );
-}
-
 #[test]
 fn the_generated_xl_config_is_what_libxl_was_asked_for_reserved_devices_included() {
     let mut env = Env::new();
-    with_a_nic_for_guests(&env, "0000:00:03.0");
+    // One NIC for guests, in the simulator and the adapter list; nim has named dom0's ports
+    // (eth0), without which no adapter moves.
+    env.sim.add_pci_device(edge::bdf(edge::ETH1));
+    edge::set_list(&env, &[edge::adapter(1, "eth1", edge::ETH1, "eth1", "eth1")]);
+    edge::set_ports(&env, &["eth0"]);
     env.start();
     let uuid = Uuid::new_v4();
-    let mut cfg = config(uuid, "router", true);
-    cfg["IoAdapterList"] = serde_json::json!([{"Type": 1, "Name": "eth1"}]);
-    env.write_config(&cfg);
+    env.write_config(&edge::domain_with_adapters(uuid, "router", &[(1, "eth1")]));
     let st = env.wait_state(uuid, SwState::RUNNING);
     let asked = env.sim.info_of(st.domain_id).unwrap().spec;
     assert_eq!(asked.pcis.len(), 1);

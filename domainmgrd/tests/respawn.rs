@@ -40,21 +40,16 @@ fn a_config_for_a_domain_that_already_runs_adopts_it() {
 #[test]
 fn an_autostart_file_that_comes_back_adopts_its_running_domain() {
     let mut env = Env::new();
-    let uuid = Uuid::new_v4();
-    env.write_host_config("");
-    let extra = format!("uuid = \"{uuid}\"");
-    let file = env.write_auto("web", &extra);
-    env.start();
-    assert!(env.start_request("web").ok);
-    let st = env.wait_state(uuid, SwState::RUNNING);
+    let (uuid, st, file) = env.started_autostart_domain("web", "");
 
     // Its file goes: the domain is no longer managed, and keeps running.
+    let text = std::fs::read(&file).unwrap();
     std::fs::remove_file(&file).unwrap();
     env.wait_for("the domain to be forgotten", || env.status(uuid).is_none());
     assert!(env.sim.info_of(st.domain_id).is_some_and(|d| d.state.is_live()));
 
     // It comes back: managed again, the same domain.
-    env.write_auto("web", &extra);
+    std::fs::write(&file, text).unwrap();
     let again = env.wait_state(uuid, SwState::RUNNING);
     assert_eq!((again.domain_id, again.activated), (st.domain_id, true));
     assert_eq!(env.sim.calls(Op::Create), 1);

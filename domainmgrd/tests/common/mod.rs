@@ -111,6 +111,18 @@ impl Env {
         path
     }
 
+    /// Starts the daemon with one autostart domain `name` (its file with a fresh uuid and
+    /// `extra` lines), started by an operator and running: its uuid, status and file.
+    pub fn started_autostart_domain(&mut self, name: &str, extra: &str) -> (Uuid, DomainStatus, PathBuf) {
+        let uuid = Uuid::new_v4();
+        self.write_host_config("");
+        let file = self.write_auto(name, &format!("uuid = \"{uuid}\"\n{extra}"));
+        self.start();
+        let r = self.start_request(name);
+        assert!(r.ok, "{r:?}");
+        (uuid, self.wait_state(uuid, SwState::RUNNING), file)
+    }
+
     /// Sends a request to the daemon's control socket.
     pub fn control(&self, request: &Request) -> Response {
         control::call(&self.paths().run_dir.join("domainmgrd.sock"), request).unwrap()
