@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use domainmgrd::eve::SwState;
 use domainmgrd::files::Marker;
 use domainmgrd::sim::{Behaviour, Fault, Op};
-use domainmgrd::supervisor::{Daemon, StartError};
+use domainmgrd::supervisor::StartError;
 use uuid::Uuid;
 use xenctl::{DomId, DomainSpec};
 
@@ -75,14 +73,13 @@ fn a_daemon_killed_while_domains_run_leaves_them_running() {
 #[test]
 fn a_crash_in_the_middle_of_a_create_leaves_exactly_one_running_domain_after_restart() {
     let mut env = Env::new();
-    let first = env.sim.client();
-    env.daemon = Some(Daemon::start(env.options(), Arc::new(first.clone())).unwrap());
+    env.start();
     let uuid = Uuid::new_v4();
     let create = env.sim.gate(uuid, Op::Create);
     env.write_config(&config(uuid, "web", true));
     // The create is in flight: the domain exists, paused, not yet returned to the daemon.
     wait_held(&create, 1);
-    env.kill(first.client_id());
+    env.kill();
     drop(create); // the killed call goes on into its parking place, never to return
     let half = env.sim.domains_of(uuid);
     assert_eq!(half.len(), 1);
@@ -273,14 +270,13 @@ fn an_operator_paused_domain_survives_a_restart_paused() {
 #[test]
 fn a_daemon_killed_between_unpause_and_its_record_leaves_a_domain_the_next_one_keeps() {
     let mut env = Env::new();
-    let first = env.sim.client();
-    env.daemon = Some(Daemon::start(env.options(), Arc::new(first.clone())).unwrap());
+    env.start();
     let uuid = Uuid::new_v4();
     let unpause = env.sim.gate(uuid, Op::Unpause);
     env.write_config(&config(uuid, "web", true));
     // Unpaused, but the daemon dies before it records that.
     wait_held(&unpause, 1);
-    env.kill(first.client_id());
+    env.kill();
     drop(unpause);
     assert_eq!(env.paths().read_marker(uuid), Some(Marker::Creating));
     let domid = env.sim.domains_of(uuid)[0].domid;

@@ -35,6 +35,8 @@ pub struct Env {
     pub sim: SimHypervisor,
     pub daemon: Option<Daemon>,
     pub flags: Vec<String>,
+    /// The simulator client of the daemon started last (what [`Env::kill`] cuts off).
+    client: u64,
 }
 
 impl Env {
@@ -44,6 +46,7 @@ impl Env {
             dir: tempfile::tempdir().unwrap(),
             sim: SimHypervisor::new(),
             daemon: None,
+            client: 0,
             flags: vec![
                 format!("timer.boot.retry:{BOOT_RETRY}"),
                 format!("timer.domain.shutdown:{SHUTDOWN_TIMEOUT}"),
@@ -133,23 +136,30 @@ impl Env {
         self.sim.domains().into_iter().filter(|d| d.spec.name == name).collect()
     }
 
-    /// Starts a daemon on a new connection to the simulator.
-    pub fn try_start(&self) -> Result<Daemon, StartError> {
-        Daemon::start(self.options(), Arc::new(self.sim.client()))
+    /// Starts a daemon with `options` (made from [`Env::options`]) on a new connection to the
+    /// simulator.
+    pub fn try_start_with(&mut self, options: Options) -> Result<(), StartError> {
+        let client = self.sim.client();
+        self.client = client.client_id();
+        self.daemon = Some(Daemon::start(options, Arc::new(client))?);
+        Ok(())
+    }
+
+    pub fn try_start(&mut self) -> Result<(), StartError> {
+        self.try_start_with(self.options())
     }
 
     pub fn start(&mut self) {
-        self.daemon = Some(self.try_start().unwrap());
+        self.try_start().unwrap();
     }
 
-    /// Starts a daemon with `options` (made from [`Env::options`]).
     pub fn start_with(&mut self, options: Options) {
-        self.daemon = Some(Daemon::start(options, Arc::new(self.sim.client())).unwrap());
+        self.try_start_with(options).unwrap();
     }
 
-    /// Kills the daemon as SIGKILL would: `client`'s calls in flight and later never return.
-    pub fn kill(&mut self, client: u64) {
-        self.sim.kill_client(client);
+    /// Kills the daemon as SIGKILL would: its calls in flight and later never return.
+    pub fn kill(&mut self) {
+        self.sim.kill_client(self.client);
         if let Some(d) = self.daemon.take() {
             d.abandon();
         }
