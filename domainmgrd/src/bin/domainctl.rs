@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use domainmgrd::control::{self, Request, Response, exit};
 use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
-use domainmgrd::supervisor::{ListRow, load_domain_file};
+use domainmgrd::supervisor::{ListRow, MetricRow, load_domain_file};
 
 /// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
 /// and shut down the host's domains.
@@ -288,18 +288,19 @@ fn show(cmd: &Cmd, r: &Response) {
                 "{:<32} {:>5} {:>10} {:>8} {:>8} {:>5}  Running",
                 "Name", "ID", "CPU(s)", "Mem", "MaxMem", "VCPUs"
             );
-            for d in r.data["domains"].as_array().cloned().unwrap_or_default() {
-                // A halted domain has no domid and no CPU time: "-", not a made-up 0.
-                let or_dash = |v: &serde_json::Value| if v.is_null() { "-".to_string() } else { v.to_string() };
+            let rows: Vec<MetricRow> = serde_json::from_value(r.data["domains"].clone()).unwrap_or_default();
+            // A halted domain has no domid and no CPU time: "-", not a made-up 0.
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+            for d in rows {
                 println!(
                     "{:<32} {:>5} {:>10} {:>8} {:>8} {:>5}  {}",
-                    d["name"].as_str().unwrap_or(""),
-                    or_dash(&d["domid"]),
-                    d["cpu_seconds"].as_f64().map_or_else(|| "-".to_string(), |t| format!("{t:.1}")),
-                    or_dash(&d["memory_mib"]),
-                    or_dash(&d["max_memory_mib"]),
-                    or_dash(&d["vcpus"]),
-                    if d["activated"] == true { "yes" } else { "no" }
+                    d.name,
+                    or_dash(d.domid.map(|v| v.to_string())),
+                    or_dash(d.cpu_seconds.map(|t| format!("{t:.1}"))),
+                    or_dash(d.memory_mib.map(|v| v.to_string())),
+                    or_dash(d.max_memory_mib.map(|v| v.to_string())),
+                    or_dash(d.vcpus.map(|v| v.to_string())),
+                    if d.activated { "yes" } else { "no" }
                 );
             }
             let h = &r.data["host"];

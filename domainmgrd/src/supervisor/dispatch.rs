@@ -20,6 +20,35 @@ use crate::eve::DomainConfig;
 use crate::images;
 use crate::translate;
 
+/// One domain of `domainctl metrics`. Without a domain (halted) there is no domid, CPU
+/// counter, memory or vCPU to show: `None`, not 0; EVE's own numbers (the last CPU time,
+/// AllocatedMB) stay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    /// The app's name.
+    pub name: String,
+    /// UUID.
+    pub uuid: Uuid,
+    /// Domain id, while the domain exists.
+    pub domid: Option<u32>,
+    /// Its CPU time, seconds, while the domain exists.
+    pub cpu_seconds: Option<f64>,
+    /// EVE's CPUTotalNs (the last value once halted).
+    pub cpu_total_ns: u64,
+    /// EVE's CPUScaled.
+    pub cpu_scaled: u32,
+    /// EVE's AllocatedMB.
+    pub allocated_mb: u32,
+    /// Memory held, MiB, while the domain exists.
+    pub memory_mib: Option<u64>,
+    /// The most it may hold, MiB, while the domain exists.
+    pub max_memory_mib: Option<u64>,
+    /// vCPUs online, while the domain exists.
+    pub vcpus: Option<u32>,
+    /// EVE's Activated.
+    pub activated: bool,
+}
+
 /// One line of `domainctl list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListRow {
@@ -371,18 +400,20 @@ impl Supervisor {
             .domains
             .iter()
             .map(|d| {
-                // Without a domain (halted) there is no domid, CPU counter, memory or vCPU to
-                // show: null, not 0. EVE's own numbers (the last CPU time, AllocatedMB) stay.
                 let live = d.cpu_ns.is_some();
-                serde_json::json!({
-                    "name": d.name, "uuid": d.metric.uuid_and_version.uuid,
-                    "domid": live.then_some(d.domid),
-                    "cpu_seconds": d.cpu_ns.map(|n| n as f64 / 1e9), "cpu_total_ns": d.metric.cpu_total_ns,
-                    "cpu_scaled": d.metric.cpu_scaled, "allocated_mb": d.metric.allocated_mb,
-                    "memory_mib": live.then_some(d.memory_bytes >> 20),
-                    "max_memory_mib": live.then_some(d.max_memory_bytes >> 20),
-                    "vcpus": live.then_some(d.vcpus), "activated": d.metric.activated,
-                })
+                MetricRow {
+                    name: d.name.clone(),
+                    uuid: d.metric.uuid_and_version.uuid,
+                    domid: live.then_some(d.domid),
+                    cpu_seconds: d.cpu_ns.map(|n| n as f64 / 1e9),
+                    cpu_total_ns: d.metric.cpu_total_ns,
+                    cpu_scaled: d.metric.cpu_scaled,
+                    allocated_mb: d.metric.allocated_mb,
+                    memory_mib: live.then_some(d.memory_bytes >> 20),
+                    max_memory_mib: live.then_some(d.max_memory_bytes >> 20),
+                    vcpus: live.then_some(d.vcpus),
+                    activated: d.metric.activated,
+                }
             })
             .collect();
         Response::data(serde_json::json!({"domains": rows, "host": sample.host}))
