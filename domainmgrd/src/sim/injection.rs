@@ -63,13 +63,15 @@ impl SimHypervisor {
         let peak = st.peak.entry(op).or_default();
         *peak = (*peak).max(now);
         st.op_gates.entry(op).or_default().held += 1;
+        self.shared.gates.notify_all();
         while st.op_gates.get(&op).is_some_and(|g| g.closed && g.passes == 0) {
-            self.shared.parked.wait(&mut st);
+            self.shared.gates.wait(&mut st);
         }
         if let Some(gate) = st.op_gates.get_mut(&op) {
             gate.held -= 1;
             gate.passes = gate.passes.saturating_sub(1);
         }
+        self.shared.gates.notify_all();
         *st.in_flight.entry(op).or_default() -= 1;
     }
 

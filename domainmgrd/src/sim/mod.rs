@@ -290,18 +290,32 @@ impl SimHypervisor {
     /// Lets `n` calls of `op` through the closed gate (those held now first, then later ones).
     pub fn release(&self, op: Op, n: u64) {
         self.shared.state.lock().op_gates.entry(op).or_default().passes += n;
-        self.shared.parked.notify_all();
+        self.shared.gates.notify_all();
     }
 
     /// Stops holding calls of `op`; the held ones go on.
     pub fn open(&self, op: Op) {
         self.shared.state.lock().op_gates.remove(&op);
-        self.shared.parked.notify_all();
+        self.shared.gates.notify_all();
     }
 
     /// How many calls of `op` the gate holds now.
     pub fn held(&self, op: Op) -> u64 {
         self.shared.state.lock().op_gates.get(&op).map_or(0, |g| g.held)
+    }
+
+    /// Waits until `op`'s gate holds exactly `n` calls; false if that did not happen within
+    /// `timeout`.
+    pub fn wait_held(&self, op: Op, n: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let held = |st: &State| st.op_gates.get(&op).map_or(0, |g| g.held);
+        let mut st = self.shared.state.lock();
+        while held(&st) != n {
+            if self.shared.gates.wait_until(&mut st, deadline).timed_out() {
+                return held(&st) == n;
+            }
+        }
+        true
     }
 
     /// How many times `op` was called.

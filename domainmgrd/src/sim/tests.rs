@@ -83,14 +83,10 @@ fn a_gate_holds_calls_until_released() {
             std::thread::spawn(move || sim.create_paused(&spec(n)))
         })
         .collect();
-    while sim.held(Op::Create) < 3 {
-        std::thread::yield_now();
-    }
+    assert!(sim.wait_held(Op::Create, 3, Duration::from_secs(10)), "held: {}", sim.held(Op::Create));
     assert_eq!(sim.domains().len(), 3, "a held create has made its paused domain");
     sim.release(Op::Create, 1);
-    while sim.held(Op::Create) != 2 {
-        std::thread::yield_now();
-    }
+    assert!(sim.wait_held(Op::Create, 2, Duration::from_secs(10)), "held: {}", sim.held(Op::Create));
     sim.open(Op::Create);
     for c in calls {
         assert!(c.join().unwrap().is_ok());
