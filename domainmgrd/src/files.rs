@@ -85,10 +85,7 @@ impl Paths {
     pub fn set_operator_stopped(&self, uuid: Uuid, stopped: bool) -> io::Result<()> {
         let marker = self.stopped_marker(uuid);
         if stopped {
-            if let Some(dir) = marker.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            write_atomic(&marker, format!("stopped by an operator at {}\n", chrono::Utc::now()).as_bytes())
+            write_atomic_in_new_dir(&marker, format!("stopped by an operator at {}\n", chrono::Utc::now()).as_bytes())
         } else {
             remove_if_exists(&marker)
         }
@@ -164,6 +161,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// [`write_atomic`], creating the file's directory first if need be.
+pub fn write_atomic_in_new_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_atomic(path, bytes)
 }
 
 /// Removes a file; a missing file is fine.

@@ -34,10 +34,7 @@ fn saved_file(paths: &Paths, uuid: Uuid) -> PathBuf {
 }
 
 fn write(path: &Path, text: &str) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    files::write_atomic(path, text.as_bytes())
+    files::write_atomic_in_new_dir(path, text.as_bytes())
 }
 
 /// Whether a host-stop is in effect (it ran, and no host-start since).
