@@ -6,10 +6,9 @@
 //! stream v2), optional flags, optional-data length — then the optional data (a u32 length and
 //! the domain config as libxl JSON, NUL-terminated), then libxl's migration stream.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::context::Context;
@@ -95,7 +94,7 @@ impl SaveImageHeader {
     }
 
     /// The header bytes for an image carrying `config_json`.
-    fn encode(config_json: &str) -> Vec<u8> {
+    pub(crate) fn encode(config_json: &str) -> Vec<u8> {
         let mut config = config_json.as_bytes().to_vec();
         config.push(0);
         // A config over 4 GiB cannot come from libxl; saturate rather than wrap.
@@ -117,38 +116,25 @@ impl Context {
     ///
     /// The image is written to `<path>.partial` and renamed into place only once complete, so
     /// `path` never holds half an image. If saving fails the domain is resumed and keeps running.
+    /// [`begin_save`](Context::begin_save) is the same save in the background, abortable, for a
+    /// caller that puts the image in place itself.
     pub fn save(&self, domid: DomId, path: &Path) -> Result<()> {
-        if domid.is_dom0() {
-            return Err(Error::Dom0Refused { op: "save" });
-        }
-        let config_json = self.domain_config_json(domid)?;
         let partial = partial_path(path);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(io("create save image", &partial))?;
-        let result = (|| {
-            file.write_all(&SaveImageHeader::encode(&config_json)).map_err(io("write save image", &partial))?;
-            // SAFETY: ctx is live; the fd is open for writing for the whole synchronous call.
-            let rc = unsafe {
-                xen_sys::libxl_domain_suspend(self.raw(), domid.get(), file.as_raw_fd(), 0, std::ptr::null())
-            };
-            check(rc, "save", || Subject::Domain(domid))?;
-            file.sync_all().map_err(io("sync save image", &partial))?;
-            std::fs::rename(&partial, path).map_err(io("rename save image into place", path))
-        })();
-        if let Err(err) = result {
-            let _ = std::fs::remove_file(&partial);
-            // Bring the guest back if it got suspended; harmless if it never did.
-            // SAFETY: ctx is live; suspend_cancel=1 resumes a guest that was suspended.
-            let rc = unsafe { xen_sys::libxl_domain_resume(self.raw(), domid.get(), 1, std::ptr::null()) };
-            if rc != 0 {
-                log::warn!("domain {domid}: resume after a failed save also failed ({rc})");
+        // A partial image left by a save cut short; never followed if it is a symlink.
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove stale partial image", &partial)(e));
             }
-            return Err(err);
+            _ => {}
+        }
+        let mut job = self.begin_save(domid, &partial)?;
+        job.wait()?;
+        if let Err(e) = std::fs::rename(&partial, path) {
+            let _ = std::fs::remove_file(&partial);
+            if let Err(r) = self.resume(domid) {
+                log::error!("domain {domid}: resume after a failed save failed too: {r}");
+            }
+            return Err(io("rename save image into place", path)(e));
         }
         log::info!("domain {domid} saved to {}", path.display());
         // Return only once the domain is gone: libxl's destroy returns while it is still dying,
@@ -286,7 +272,8 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Er
     move |source| Error::Io { op, path: path.to_path_buf(), source }
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+/// Where [`Context::save`] writes an image before it is complete: `<path>.partial`.
+pub fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".partial");
     path.with_file_name(name)
