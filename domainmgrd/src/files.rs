@@ -1,22 +1,20 @@
-//! Where the daemon's files live, atomic writes, and the per-domain lifecycle markers.
+//! Where the daemon's files live, and how they are written.
 //!
 //! Every file another program reads (status, generated xl configs) is written to a temporary
 //! file in the same directory, flushed, and renamed over the target, so a reader sees the old
-//! file or the new one, never half of one.
+//! file or the new one, never half of one. The temporary file is created exclusively under an
+//! unpredictable name, never through a symlink. Persistent state (the state directory, image
+//! records) is written durably: the directory is flushed after the rename, and after a removal,
+//! so that a power loss cannot bring an old file back. Files that may hold a secret (a VNC
+//! password) are written with mode 0600.
 //!
-//! Lifecycle markers (`<run-dir>/domains/<uuid>`) record what this daemon did to a domain, so a
-//! restarted daemon knows it: `creating` is written *before* asking libxl to create the domain,
-//! `running <domid>` once it has been unpaused. A domain found paused with a `creating` marker
-//! was left half-created by a daemon that died mid-create and is destroyed and created again;
-//! a domain without a marker was not created by us. The run directory is on tmpfs, like
-//! xenstore: both forget everything at a host reboot, together with the domains.
+//! What the daemon records of each domain's life, for the next daemon, is in `records.rs`.
 
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
-use xenctl::DomId;
 
 /// The daemon's directories.
 #[derive(Debug, Clone)]
@@ -64,13 +62,6 @@ impl Paths {
     pub fn lock_file(&self) -> PathBuf {
         self.run_dir.join("domainmgrd.lock")
     }
-    fn markers_dir(&self) -> PathBuf {
-        self.run_dir.join("domains")
-    }
-    fn marker(&self, uuid: Uuid) -> PathBuf {
-        self.markers_dir().join(uuid.to_string())
-    }
-
     fn stopped_marker(&self, uuid: Uuid) -> PathBuf {
         self.state_dir.join("stopped").join(uuid.to_string())
     }
@@ -85,77 +76,62 @@ impl Paths {
     pub fn set_operator_stopped(&self, uuid: Uuid, stopped: bool) -> io::Result<()> {
         let marker = self.stopped_marker(uuid);
         if stopped {
-            write_atomic_in_new_dir(&marker, format!("stopped by an operator at {}\n", chrono::Utc::now()).as_bytes())
+            write_durable_in_new_dir(&marker, format!("stopped by an operator at {}\n", chrono::Utc::now()).as_bytes())
         } else {
-            remove_if_exists(&marker)
+            remove_durable(&marker)
         }
     }
 
     /// Creates every directory the daemon writes or watches.
     pub fn create_all(&self) -> io::Result<()> {
-        for dir in [self.domain_config_dir(), self.domain_status_dir(), self.status_dir.join("xen"), self.markers_dir()]
-        {
+        for dir in [self.domain_config_dir(), self.domain_status_dir(), self.status_dir.join("xen")] {
             std::fs::create_dir_all(&dir)?;
         }
-        Ok(())
-    }
-
-    /// What this daemon last did to the domain of `uuid`.
-    pub fn read_marker(&self, uuid: Uuid) -> Option<Marker> {
-        let text = std::fs::read_to_string(self.marker(uuid)).ok()?;
-        let mut words = text.split_whitespace();
-        match (words.next(), words.next().and_then(|d| d.parse().ok())) {
-            (Some("creating"), _) => Some(Marker::Creating),
-            (Some("running"), Some(domid)) => Some(Marker::Running(DomId::new(domid))),
-            _ => None,
-        }
-    }
-
-    /// Records a lifecycle step.
-    pub fn write_marker(&self, uuid: Uuid, marker: Marker) -> io::Result<()> {
-        let text = match marker {
-            Marker::Creating => "creating\n".to_string(),
-            Marker::Running(domid) => format!("running {domid}\n"),
-        };
-        write_atomic(&self.marker(uuid), text.as_bytes())
-    }
-
-    /// Forgets the domain of `uuid` (it is gone).
-    pub fn clear_marker(&self, uuid: Uuid) -> io::Result<()> {
-        remove_if_exists(&self.marker(uuid))
-    }
-
-    /// Every UUID with a marker.
-    pub fn marked_uuids(&self) -> Vec<Uuid> {
-        let Ok(entries) = std::fs::read_dir(self.markers_dir()) else {
-            return Vec::new();
-        };
-        entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+        crate::records::create_dir(self)
     }
 }
 
-/// A lifecycle marker's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Marker {
-    /// A create was started and had not finished (with the unpause).
-    Creating,
-    /// We created and unpaused this domain.
-    Running(DomId),
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` atomically (temp file in the same directory, fsync, rename).
+/// Writes `bytes` to `path` atomically (a temporary file in the same directory, fsync,
+/// rename), mode 0644: for files on tmpfs that other programs read (statuses).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_file(path, bytes, 0o644, false)
+}
+
+/// [`write_atomic`] with mode 0600: for files that may hold a secret.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file(path, bytes, 0o600, false)
+}
+
+/// [`write_private`], and the directory flushed after the rename: for persistent state, which
+/// must not come back older after a power loss.
+pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file(path, bytes, 0o600, true)
+}
+
+/// [`write_durable`], creating the file's directory first if need be.
+pub fn write_durable_in_new_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_durable(path, bytes)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()> {
+    let dir = parent(path);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+    // Unpredictable and created exclusively: nobody can plant a file or symlink there first.
+    let tmp = dir.join(format!(".{name}.tmp-{}", Uuid::new_v4().simple()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        if durable { sync_dir(dir) } else { Ok(()) }
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -163,12 +139,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// [`write_atomic`], creating the file's directory first if need be.
-pub fn write_atomic_in_new_dir(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+fn parent(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Flushes a directory, so that the renames and removals made in it last.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes a file durably (the directory flushed after); a missing file is fine.
+pub fn remove_durable(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(parent(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
-    write_atomic(path, bytes)
 }
 
 /// Removes a file; a missing file is fine.
@@ -197,20 +183,35 @@ mod tests {
     }
 
     #[test]
-    fn markers_round_trip() {
+    fn temp_files_are_exclusive_and_modes_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.json");
+        write_private(&f, b"secret").unwrap();
+        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        write_durable(&f, b"kept").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"kept");
+        // Symlinks planted where predictable temp names would be (pid and counter) are never
+        // written through.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        for n in 0..1000 {
+            let name = format!(".s.json.tmp-{}-{n}", std::process::id());
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        write_atomic(&f, b"new").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        remove_durable(&f).unwrap();
+        remove_durable(&f).unwrap();
+        assert!(!f.exists());
+    }
+
+    #[test]
+    fn operator_stops_persist() {
         let dir = tempfile::tempdir().unwrap();
         let p = Paths::under(dir.path());
         p.create_all().unwrap();
         let u = Uuid::new_v4();
-        assert_eq!(p.read_marker(u), None);
-        p.write_marker(u, Marker::Creating).unwrap();
-        assert_eq!(p.read_marker(u), Some(Marker::Creating));
-        p.write_marker(u, Marker::Running(DomId::new(12))).unwrap();
-        assert_eq!(p.read_marker(u), Some(Marker::Running(DomId::new(12))));
-        assert_eq!(p.marked_uuids(), vec![u]);
-        p.clear_marker(u).unwrap();
-        assert_eq!(p.read_marker(u), None);
-
         assert!(!p.operator_stopped(u));
         p.set_operator_stopped(u, true).unwrap();
         assert!(p.operator_stopped(u));

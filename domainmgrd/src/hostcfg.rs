@@ -148,8 +148,8 @@ impl HostConfig {
                 "STOP_MAXWAIT" => {
                     let secs: u64 =
                         value.parse().map_err(|_| err(key, &format!("{value:?} is not a number of seconds")))?;
-                    if secs == 0 {
-                        return Err(err(key, "must be at least 1 second"));
+                    if secs == 0 || secs > crate::settings::MAX_SECONDS {
+                        return Err(err(key, "must be between 1 second and a year"));
                     }
                     c.stop_maxwait = Duration::from_secs(secs);
                 }
@@ -233,6 +233,8 @@ XENDOMAINS_USLEEP=100000
         );
         let e = HostConfig::parse("f", "STOP_MAXWAIT=soon").unwrap_err();
         assert_eq!(e.to_string(), "f:1: STOP_MAXWAIT: \"soon\" is not a number of seconds");
+        let e = HostConfig::parse("f", "STOP_MAXWAIT=18446744073709551615").unwrap_err();
+        assert_eq!(e.to_string(), "f:1: STOP_MAXWAIT: must be between 1 second and a year");
         let e = HostConfig::parse("f", "\nAUTO_ONLY=maybe").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(HostConfig::parse("f", "SAVEDIR=/x").unwrap_err().to_string().contains("unknown key"));

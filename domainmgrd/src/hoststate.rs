@@ -34,7 +34,7 @@ fn saved_file(paths: &Paths, uuid: Uuid) -> PathBuf {
 }
 
 fn write(path: &Path, text: &str) -> io::Result<()> {
-    files::write_atomic_in_new_dir(path, text.as_bytes())
+    files::write_durable_in_new_dir(path, text.as_bytes())
 }
 
 /// Whether a host-stop is in effect (it ran, and no host-start since).
@@ -48,7 +48,7 @@ pub fn set_host_stopped(paths: &Paths, stopped: bool) -> io::Result<()> {
     if stopped {
         write(&path, &format!("host-stop at {}; no domain boots on its own until host-start\n", chrono::Utc::now()))
     } else {
-        files::remove_if_exists(&path)
+        files::remove_durable(&path)
     }
 }
 
@@ -66,7 +66,7 @@ pub fn record_fresh_boot(paths: &Paths, uuid: Uuid) -> io::Result<Uuid> {
 
 /// Forgets the domain's run id (a transient domain that is gone and has no image to judge).
 pub fn forget_boot(paths: &Paths, uuid: Uuid) -> io::Result<()> {
-    files::remove_if_exists(&boot_file(paths, uuid))
+    files::remove_durable(&boot_file(paths, uuid))
 }
 
 /// Whether the domain was saved and waits to be restored or started, and where its image is
@@ -81,7 +81,7 @@ pub fn saved(paths: &Paths, uuid: Uuid) -> Option<Option<PathBuf>> {
 pub fn set_saved(paths: &Paths, uuid: Uuid, saved: Option<Option<&Path>>) -> io::Result<()> {
     let path = saved_file(paths, uuid);
     match saved {
-        None => files::remove_if_exists(&path),
+        None => files::remove_durable(&path),
         Some(image) => {
             let mut text = format!("saved at {}\n", chrono::Utc::now());
             if let Some(image) = image {

@@ -16,6 +16,26 @@ pub trait WatchGuard: Send {}
 
 impl<T: Send> WatchGuard for T {}
 
+/// A save in progress ([`Hypervisor::begin_save`]). It ends one of two ways: the image is
+/// complete and synced in its file and the domain is suspended (the caller puts the image in
+/// place and destroys the domain, or throws the image away and resumes it), or the save failed
+/// or was aborted, its file is gone and the guest runs again.
+pub trait SaveInProgress: Send {
+    /// Waits until `deadline` for the end; `None` if it has not ended by then.
+    fn wait_until(&mut self, deadline: std::time::Instant) -> Option<HvResult<()>>;
+    /// Asks for the save to be cut short; it may still complete. `wait_until` tells.
+    fn abort(&self);
+}
+
+impl SaveInProgress for xenctl::SaveJob {
+    fn wait_until(&mut self, deadline: std::time::Instant) -> Option<HvResult<()>> {
+        xenctl::SaveJob::wait_until(self, deadline)
+    }
+    fn abort(&self) {
+        xenctl::SaveJob::abort(self)
+    }
+}
+
 /// What the daemon needs from a hypervisor. Every method may be called from any thread.
 pub trait Hypervisor: Send + Sync + 'static {
     /// Creates the domain, paused.
@@ -46,8 +66,11 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn pci_assignable_remove(&self, bdf: Bdf, rebind: bool) -> HvResult<()>;
     /// The devices bound to pciback.
     fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>>;
-    /// Saves the domain to `path` (xl's image format) and destroys it; returns once it is gone.
-    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()>;
+    /// Starts saving the domain to `partial` (xl's image format), in the background; the file
+    /// is created exclusively. See [`SaveInProgress`] for how it ends.
+    fn begin_save(&self, domid: DomId, partial: &std::path::Path) -> HvResult<Box<dyn SaveInProgress>>;
+    /// Lets a domain that a save suspended run again, as if the save had not happened.
+    fn resume(&self, domid: DomId) -> HvResult<()>;
     /// Restores the image at `path` as a new domain configured by `spec`, paused.
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId>;
     /// Sends a SysRq key to the guest kernel.
@@ -127,8 +150,11 @@ impl Hypervisor for LibxlHypervisor {
     fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
         self.ctx.pci_assignable_add(bdf)
     }
-    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
-        self.ctx.save(domid, path)
+    fn begin_save(&self, domid: DomId, partial: &std::path::Path) -> HvResult<Box<dyn SaveInProgress>> {
+        Ok(Box::new(self.ctx.begin_save(domid, partial)?))
+    }
+    fn resume(&self, domid: DomId) -> HvResult<()> {
+        self.ctx.resume(domid)
     }
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
         self.ctx.restore_paused(spec, path)

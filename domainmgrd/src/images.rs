@@ -57,10 +57,10 @@ pub fn record_path(image: &Path) -> PathBuf {
     image.with_file_name(name)
 }
 
-/// Writes the record of `image`.
+/// Writes the record of `image`, durably, mode 0600 (the config may hold a VNC password).
 pub fn write_record(image: &Path, record: &ImageRecord) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-    files::write_atomic(&record_path(image), &bytes)
+    files::write_durable(&record_path(image), &bytes)
 }
 
 /// Reads the record of `image`.
@@ -73,10 +73,10 @@ pub fn read_record(image: &Path) -> Result<ImageRecord, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Deletes an image and its record.
+/// Deletes an image and its record (the image first: a record alone is no image).
 pub fn remove(image: &Path) {
-    let _ = files::remove_if_exists(image);
-    let _ = files::remove_if_exists(&record_path(image));
+    let _ = files::remove_durable(image);
+    let _ = files::remove_durable(&record_path(image));
 }
 
 /// Moves `from` to `to` unless `to` exists, on one filesystem: `Ok(false)` when `to` is taken.
@@ -120,6 +120,9 @@ pub fn set_aside(image: &Path) -> std::io::Result<PathBuf> {
         if record.exists() && !move_no_clobber(&record, &record_path(&to))? {
             log::warn!("{}: left in place; {} is taken", record.display(), record_path(&to).display());
         }
+        // Both directories, so that after a power loss the image is not back where it was.
+        files::sync_dir(&dir)?;
+        files::sync_dir(image.parent().unwrap_or(Path::new(".")))?;
         return Ok(to);
     }
     Err(std::io::Error::other("no free name in the stale folder"))
@@ -131,6 +134,31 @@ pub fn set_aside_noted(image: &Path) -> String {
         Ok(to) => format!("moved to {}", to.display()),
         Err(e) => format!("not moved: {e}"),
     }
+}
+
+/// Removes what a save cut short left of `image`: its partial file (`<image>.partial`), and
+/// the record beside the image when the image itself never got there.
+pub fn discard_partial(image: &Path) {
+    let partial = xenctl::partial_path(image);
+    if partial.exists() {
+        log::info!("removing {}, left by a save cut short", partial.display());
+        let _ = files::remove_durable(&partial);
+    }
+    if !image.exists() {
+        let _ = files::remove_durable(&record_path(image));
+    }
+}
+
+/// Whether `name` can name an image in a save directory: one plain file name that [`list`]
+/// sees (not empty, not `.` or `..`, no `/` or NUL, not hidden, not a record or a partial
+/// image). A domain's name from xenstore or a config is checked before it becomes a path.
+pub fn is_image_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\0'])
+        && !name.ends_with(".domainmgr.json")
+        && !name.ends_with(".partial")
+        && name.len() <= 255
 }
 
 /// The images in `dir` (not their records, partial writes, hidden files or the stale folder).
@@ -200,6 +228,16 @@ mod tests {
         assert_eq!(std::fs::read_to_string(record_path(&moved[2])).unwrap(), "record 2");
         assert!(!record_path(&moved[1]).exists(), "the image without a record got none");
         assert!(!image.exists() && !record_path(&image).exists());
+    }
+
+    #[test]
+    fn only_plain_names_name_images() {
+        for good in ["web", "web.example", "a b"] {
+            assert!(is_image_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../etc/x", "a/b", ".hidden", "x.partial", "x.domainmgr.json", "a\0b"] {
+            assert!(!is_image_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

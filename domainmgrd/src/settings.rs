@@ -60,6 +60,10 @@ pub struct SettingsError {
     pub reason: String,
 }
 
+/// The longest duration any setting, host setting or request may give, seconds (a year): far
+/// beyond any real use, and far from where adding it to a clock could overflow.
+pub const MAX_SECONDS: u64 = 86_400 * 365;
+
 /// Every key we know, for `--help` and error messages.
 pub const KEYS: [&str; 6] = [
     "timer.boot.retry",
@@ -86,7 +90,7 @@ impl Settings {
                 _ => None,
             }
             .ok_or_else(|| err("expected a whole number of seconds"))?;
-            if n == 0 || n > 86_400 * 365 {
+            if n == 0 || n > MAX_SECONDS {
                 return Err(err("must be between 1 second and a year"));
             }
             Ok(Duration::from_secs(n))

@@ -38,14 +38,27 @@ pub enum Change {
     Rescan,
 }
 
-/// The key of a config file name (`<uuid>.json` → `<uuid>`), or `None` for any other file.
+/// The UUID a name spells in its one canonical form (lower-case hex, hyphenated), or `None`.
+/// Other spellings of a UUID (upper case, braces, `urn:uuid:`, 32 bare digits) are not
+/// accepted: two names for one domain would make two threads for it.
+pub fn canonical_uuid(name: &str) -> Option<uuid::Uuid> {
+    let uuid = name.parse::<uuid::Uuid>().ok()?;
+    (uuid.hyphenated().to_string() == name).then_some(uuid)
+}
+
+/// The key of a config file name (`<uuid>.json` → `<uuid>`, the UUID written canonically), or
+/// `None` for any other file.
 pub fn config_key(name: &OsStr) -> Option<String> {
-    let name = name.to_str()?;
-    let key = name.strip_suffix(".json")?;
-    if key.starts_with('.') || key.parse::<uuid::Uuid>().is_err() {
-        return None;
-    }
-    Some(key.to_string())
+    let key = name.to_str()?.strip_suffix(".json")?;
+    canonical_uuid(key).map(|_| key.to_string())
+}
+
+/// Whether a name in the config directory looks like a config that [`config_key`] refuses for
+/// its spelling (`<some UUID>.json` written otherwise), to be reported once.
+pub fn misspelt_config(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_suffix(".json"))
+        .is_some_and(|key| key.parse::<uuid::Uuid>().is_ok() && canonical_uuid(key).is_none())
 }
 
 /// Whether a file name in the autostart directory is a config (not an editor's or package
@@ -241,6 +254,10 @@ mod tests {
             "4913".into(),
             "web.json".into(),
             format!(".{KEY}.json"),
+            format!("{}.json", KEY.to_uppercase()),
+            format!("{{{KEY}}}.json"),
+            format!("urn:uuid:{KEY}.json"),
+            format!("{}.json", KEY.replace('-', "")),
         ] {
             assert_eq!(config_key(OsStr::new(&other)), None, "{other}");
         }

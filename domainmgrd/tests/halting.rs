@@ -43,7 +43,7 @@ fn activated_stays_true_while_halting_and_clears_once_the_domain_is_gone() {
 }
 
 #[test]
-fn a_guest_that_powered_off_is_halted_at_once_but_activated_until_released() {
+fn a_guest_that_powered_off_is_halting_and_activated_until_released() {
     let mut env = Env::new();
     env.flags.push("timer.boot.retry:3600".into());
     env.start();
@@ -51,8 +51,9 @@ fn a_guest_that_powered_off_is_halted_at_once_but_activated_until_released() {
     let destroy = env.sim.gate(uuid, Op::Destroy);
     env.sim.guest_poweroff(DomId::new(running.domain_id));
     wait_held(&destroy, 1);
+    // It still exists (shut down, being destroyed): never HALTED while it exists.
     let st = env.status(uuid).unwrap();
-    assert_eq!((st.state, st.activated, st.domain_id), (SwState::HALTED, true, running.domain_id));
+    assert_eq!((st.state, st.activated, st.domain_id), (SwState::HALTING, true, running.domain_id));
     destroy.open();
     let st = env.wait_status(uuid, "released", |s| s.domain_id == 0);
     assert_eq!((st.state, st.activated), (SwState::HALTED, false));

@@ -112,7 +112,7 @@ fn a_deleted_config_halts_the_domain_and_removes_everything() {
     env.wait_for("the status file to go", || env.status(uuid).is_none());
     assert!(env.sim.domains_of(uuid).is_empty());
     assert!(!env.paths().xl_cfg_file(st.app_num).exists());
-    assert!(env.paths().marked_uuids().is_empty());
+    assert!(domainmgrd::records::recorded(&env.paths()).is_empty());
 }
 
 #[test]

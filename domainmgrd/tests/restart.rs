@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use domainmgrd::eve::SwState;
-use domainmgrd::files::Marker;
+use domainmgrd::records::{self, Step};
 use domainmgrd::sim::{Behaviour, Fault, Op};
 use domainmgrd::supervisor::StartError;
 use uuid::Uuid;
@@ -246,7 +246,7 @@ fn a_domain_that_shut_down_while_the_daemon_was_down_is_never_published_running(
     };
     let st = env.status(uuid).unwrap();
     assert_eq!(writes, 1, "one status written before the crashed domain is released: {st:#?}");
-    assert_eq!(st.state, SwState::HALTED);
+    assert_eq!(st.state, SwState::HALTING, "it exists until released");
     assert_eq!(st.error.error, format!("domain {} crashed", first.domain_id));
     destroy.open();
     env.wait_status(uuid, "booted again", |s| s.state == SwState::RUNNING && s.domain_id > first.domain_id);
@@ -278,13 +278,17 @@ fn a_daemon_killed_between_unpause_and_its_record_leaves_a_domain_the_next_one_k
     wait_held(&unpause, 1);
     env.kill();
     drop(unpause);
-    assert_eq!(env.paths().read_marker(uuid), Some(Marker::Creating));
+    assert_eq!(records::read(&env.paths(), uuid).map(|r| r.step), Some(Step::Creating));
     let domid = env.sim.domains_of(uuid)[0].domid;
 
     env.start();
     let st = env.wait_state(uuid, SwState::RUNNING);
     assert_eq!(st.domain_id, domid.get());
-    assert_eq!(env.paths().read_marker(uuid), Some(Marker::Running(domid)), "recorded as running now");
+    assert_eq!(
+        records::read(&env.paths(), uuid).map(|r| r.step),
+        Some(Step::Running { domid: domid.get() }),
+        "recorded as running now"
+    );
     // So an operator's pause later is not taken for a create cut short.
     env.sim.operator_pause(domid);
     env.stop();
@@ -309,7 +313,7 @@ fn a_start_that_fails_touches_no_domain_and_no_file() {
     let err = env.try_start().unwrap_err();
     assert!(err.to_string().contains("domainmgrd.sock"), "{err}");
     assert!(env.status(uuid).is_some(), "the status was left alone");
-    assert_eq!(env.paths().read_marker(uuid), Some(Marker::Running(DomId::new(st.domain_id))));
+    assert_eq!(records::read(&env.paths(), uuid).map(|r| r.step), Some(Step::Running { domid: st.domain_id }));
     assert!(env.sim.info_of(st.domain_id).is_some_and(|d| d.state.is_live()));
 
     std::fs::remove_dir(&socket).unwrap();

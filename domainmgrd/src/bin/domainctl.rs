@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use domainmgrd::control::{self, Request, Response, exit};
 use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
+use domainmgrd::settings::MAX_SECONDS;
 use domainmgrd::supervisor::{ListRow, MetricRow, load_domain_file};
 
 /// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
@@ -73,7 +74,7 @@ enum Cmd {
         #[arg(long)]
         force: bool,
         /// Seconds the guest gets before it is destroyed (default: timer.domain.shutdown).
-        #[arg(long, value_name = "S")]
+        #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
         timeout: Option<u64>,
     },
     /// Destroy a managed domain at once (it stays stopped until `start`).
@@ -86,7 +87,7 @@ enum Cmd {
         /// Name, UUID or domid.
         domain: String,
         /// Seconds the guest gets before it is destroyed.
-        #[arg(long, value_name = "S")]
+        #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
         timeout: Option<u64>,
     },
     /// Run a one-off (transient) domain from an xl.cfg or EVE DomainConfig JSON file.

@@ -1,64 +1,52 @@
-//! Taking over, when the thread starts, the domain the hypervisor already has with our UUID:
-//! one a daemon left half-created (still paused under its `creating` marker) is destroyed to
-//! be created again; any other is adopted untouched (same domid, events re-armed, adapters
-//! and boot count kept), and one that shut down or began dying while no daemon watched is
-//! handled at once, so it is never published as running.
+//! Taking over, when the thread starts, the domain the hypervisor already has with our UUID,
+//! and finishing what a daemon that died left half done, as its record says (`records.rs`):
+//! - a domain left half-created (still paused under `creating`) is destroyed, to be created
+//!   again if it is still wanted;
+//! - a domain left suspended by a save cut short (`saving`) is resumed and the partial image
+//!   removed; if the image had already been put in place, the save is finished instead (the
+//!   domain is destroyed, saved);
+//! - any other is adopted untouched (same domid, events re-armed, adapters and boot count
+//!   kept); one that shut down or began dying while no daemon watched is handled at once, so
+//!   it is never published as running, and one suspended by someone else (`xl save`) is
+//!   watched until it is destroyed or resumed.
 
-use std::time::Instant;
+use std::path::Path;
 
-use xenctl::{DomId, DomainInfo, DomainState};
+use xenctl::{DomId, DomainInfo, DomainState, ShutdownReason};
 
 use super::{AfterDeath, Domain, Phase, Source};
-use crate::eve::VifInfo;
-use crate::files::Marker;
+use crate::eve::{ErrorDescription, VifInfo};
+use crate::records::{self, DomainRecord, Step};
+use crate::{hoststate, images};
 
 impl Domain {
     /// Takes over the domain the hypervisor has with our UUID, if any.
     pub(super) fn adopt(&mut self, existing: Option<DomainInfo>) {
-        let marker = self.shared.paths.read_marker(self.uuid);
+        let record = records::read(&self.shared.paths, self.uuid);
         let Some(info) = existing else {
-            if marker.is_some() {
-                let _ = self.shared.paths.clear_marker(self.uuid);
+            if let Some(DomainRecord { step: Step::Saving { image, .. }, .. }) = &record {
+                // The domain is gone: whatever its save left half-written goes too.
+                images::discard_partial(image);
+            }
+            if record.is_some() {
+                self.clear_record();
             }
             return;
         };
         let domid = info.domid;
         self.status.domain_name = info.name.clone().unwrap_or_default();
-        // Half-created: we marked a create and it is still paused (never unpaused by us). A
+        let step = record.as_ref().map(|r| r.step.clone());
+        // Half-created: we recorded a create and it is still paused (never unpaused by us). A
         // `creating` domain that runs was unpaused by a daemon killed before it could record
         // that; it is adopted like any other.
-        if marker == Some(Marker::Creating) && info.state == DomainState::Paused {
-            log::warn!(
-                "{}: domain {domid} was left half-created by an earlier domainmgrd; destroying it to create it again",
-                self.name()
-            );
-            if let Err(e) = self.shared.hv.destroy(domid) {
-                log::error!("{}: destroying the half-created domain {domid}: {e}", self.name());
-                self.phase = Phase::Broken {
-                    domid,
-                    next_try: Instant::now() + self.settings().destroy_timeout,
-                    then: AfterDeath::Halted,
-                };
-                self.status.domain_id = domid.get();
-                self.arm_watch(domid);
-                return;
-            }
-            let _ = self.shared.paths.clear_marker(self.uuid);
-            self.phase = Phase::Idle { halted: false };
-            return;
+        if step == Some(Step::Creating) && info.state == DomainState::Paused {
+            return self.destroy_half_created(domid);
         }
         self.arm_watch(domid);
         if let Some(d) = &self.desired
             && !d.config.io_adapter_list.is_empty()
         {
             self.shared.adapters.lock().adopt(self.uuid, &d.config.io_adapter_list);
-        }
-        // Ours from now on, and not half-created: a later pause by an operator is not a create
-        // cut short.
-        if marker != Some(Marker::Running(domid))
-            && let Err(e) = self.shared.paths.write_marker(self.uuid, Marker::Running(domid))
-        {
-            log::error!("{}: cannot record that domain {domid} runs: {e}", self.name());
         }
         if let Some(d) = self.desired.as_mut().filter(|d| d.source != Source::Eve && info.state != DomainState::Dying) {
             d.config.activate = true;
@@ -69,10 +57,30 @@ impl Domain {
         }
         self.describe_adopted(domid);
         self.status.domain_id = domid.get();
+        if let Some(Step::Saving { domid: saving, image }) = &step
+            && *saving == domid.get()
+        {
+            return self.finish_interrupted_save(info, image);
+        }
+        // Ours from now on, and not half-created: a later pause by an operator is not a create
+        // cut short.
+        if step != Some(Step::Running { domid: domid.get() }) || record.is_some_and(|r| r.origin != self.origin()) {
+            self.record_or_log(Step::Running { domid: domid.get() });
+        }
+        self.take_state(info);
+    }
+
+    /// Follows an adopted domain from the state it is found in.
+    fn take_state(&mut self, info: DomainInfo) {
+        let domid = info.domid;
         match info.state {
             DomainState::Dying => {
                 log::info!("{}: adopted domain {domid}, which is dying", self.name());
                 self.phase = self.awaiting_death(domid, AfterDeath::GuestStopped);
+            }
+            DomainState::Shutdown(ShutdownReason::Suspend) => {
+                log::info!("{}: adopted domain {domid}, suspended by someone else (a save?)", self.name());
+                self.phase = Phase::Suspended { domid };
             }
             // It stopped while no daemon watched: handle that now, so it is never published
             // as running (the watch just armed reports the same shutdown; it is ignored then).
@@ -86,6 +94,77 @@ impl Domain {
                 self.phase = Phase::Running { domid, paused: state == DomainState::Paused };
             }
         }
+    }
+
+    fn destroy_half_created(&mut self, domid: DomId) {
+        log::warn!(
+            "{}: domain {domid} was left half-created by an earlier domainmgrd; destroying it to create it again",
+            self.name()
+        );
+        if let Err(e) = self.shared.hv.destroy(domid) {
+            log::error!("{}: destroying the half-created domain {domid}: {e}", self.name());
+            self.phase = Phase::Broken {
+                domid,
+                next_try: super::after(self.settings().destroy_timeout),
+                then: AfterDeath::Halted,
+            };
+            self.status.domain_id = domid.get();
+            self.arm_watch(domid);
+            return;
+        }
+        self.clear_record();
+        self.phase = Phase::Idle { halted: false };
+        // A transient domain has no config to create it again from but the operator's request,
+        // which failed with the daemon: it is gone.
+        self.ever_ran |= self.source == Source::Transient;
+    }
+
+    /// The daemon that drove this domain died while saving it to `image`.
+    fn finish_interrupted_save(&mut self, info: DomainInfo, image: &Path) {
+        let domid = info.domid;
+        let suspended = info.state == DomainState::Shutdown(ShutdownReason::Suspend);
+        let committed = !xenctl::partial_path(image).exists() && image.exists() && images::read_record(image).is_ok();
+        if committed && suspended {
+            // The image and its record were in place: only the destroy was left to do.
+            log::info!(
+                "{}: its save to {} was complete when domainmgrd stopped; finishing it (destroying domain {domid})",
+                self.name(),
+                image.display()
+            );
+            if let Err(e) = hoststate::set_saved(&self.shared.paths, self.uuid, Some(Some(image))) {
+                log::error!("{}: cannot record where it was saved: {e}", self.name());
+            }
+            self.phase = Phase::Running { domid, paused: false };
+            return self.destroy(domid, AfterDeath::Saved);
+        }
+        images::discard_partial(image);
+        if suspended {
+            match self.shared.hv.resume(domid) {
+                Ok(()) => log::warn!(
+                    "{}: domain {domid} was left suspended by a save cut short ({}); resumed it",
+                    self.name(),
+                    image.display()
+                ),
+                Err(e) => {
+                    log::error!(
+                        "{}: domain {domid} was left suspended by a save cut short; resume failed: {e}",
+                        self.name()
+                    );
+                    self.run_error = Some(ErrorDescription::now(
+                        format!("domain {domid} was left suspended by a save cut short, and resuming it failed: {e}"),
+                        "destroy or restart it",
+                    ));
+                    self.record_or_log(Step::Running { domid: domid.get() });
+                    self.phase = Phase::Suspended { domid };
+                    return;
+                }
+            }
+        } else {
+            log::warn!("{}: its save to {} was cut short before the guest was suspended", self.name(), image.display());
+        }
+        self.record_or_log(Step::Running { domid: domid.get() });
+        let state = if suspended { DomainState::Running } else { info.state };
+        self.take_state(DomainInfo { state, ..info });
     }
 
     /// An adopted domain's disks and vifs as the status reports them: from its config and the

@@ -4,8 +4,6 @@
 //! tell us (armed here), the end of a domain once it is gone, and a domain that will not die
 //! (BROKEN: destroy retried until it is gone).
 
-use std::time::Instant;
-
 use xenctl::{DomId, DomainEvent, ShutdownAction, ShutdownReason};
 
 use super::{AfterDeath, Domain, HaltStage, Phase, Retry};
@@ -22,7 +20,7 @@ impl Domain {
 
     pub(super) fn begin_halt(&mut self, domid: DomId) {
         let settings = self.settings();
-        let deadline = Instant::now() + self.halt_timeout.take().unwrap_or(settings.shutdown_timeout);
+        let deadline = super::after(self.halt_timeout.take().unwrap_or(settings.shutdown_timeout));
         let halting = |stage| Phase::Halting { domid, stage, deadline, then: AfterDeath::Halted };
         match self.shared.hv.shutdown(domid) {
             Ok(()) => self.phase = halting(HaltStage::Requested),
@@ -50,7 +48,7 @@ impl Domain {
         Phase::Halting {
             domid,
             stage: HaltStage::Destroyed,
-            deadline: Instant::now() + self.settings().destroy_timeout,
+            deadline: super::after(self.settings().destroy_timeout),
             then,
         }
     }
@@ -65,7 +63,7 @@ impl Domain {
 
     pub(super) fn destroy(&mut self, domid: DomId, then: AfterDeath) {
         // Say what is happening before the (slow: device teardown runs hotplug scripts) destroy:
-        // a guest that stopped on its own is reported HALTED now, not when the teardown ends.
+        // a guest that stopped on its own is reported HALTING now, HALTED once it is gone.
         self.phase = self.awaiting_death(domid, then);
         self.publish();
         match self.shared.hv.destroy(domid) {
@@ -76,7 +74,7 @@ impl Domain {
                 log::error!("{}: destroy of domain {domid} failed: {e}", self.name());
                 self.run_error =
                     Some(ErrorDescription::now(format!("destroy of domain {domid} failed: {e}"), "destroy is retried"));
-                self.phase = Phase::Broken { domid, next_try: Instant::now() + self.settings().destroy_timeout, then };
+                self.phase = Phase::Broken { domid, next_try: super::after(self.settings().destroy_timeout), then };
             }
         }
     }
@@ -85,7 +83,7 @@ impl Domain {
     pub(super) fn gone(&mut self, then: AfterDeath) {
         self.watch = None;
         self.shared.adapters.lock().release(self.uuid);
-        let _ = self.shared.paths.clear_marker(self.uuid);
+        self.clear_record();
         self.status.domain_id = 0;
         self.phase = Phase::Idle { halted: true };
         // DESTROY_LEFT=false holds for one halt, the host-stop's, however it ends.
@@ -95,7 +93,7 @@ impl Domain {
                 self.run_error = None;
                 self.status.boot_failed = false;
             }
-            AfterDeath::GuestStopped => self.retry = Retry::At(Instant::now() + self.settings().boot_retry),
+            AfterDeath::GuestStopped => self.retry = Retry::At(super::after(self.settings().boot_retry)),
             AfterDeath::Reboot => self.retry = Retry::Now,
             AfterDeath::Saved => self.on_saved(),
         }
@@ -122,6 +120,17 @@ impl Domain {
             }
             (Phase::Halting { then, .. } | Phase::Broken { then, .. }, DomainEvent::Death { .. }) => self.gone(then),
             (Phase::Preserved { .. }, DomainEvent::Death { .. }) => self.gone(AfterDeath::Halted),
+            (Phase::Suspended { domid }, DomainEvent::Death { .. }) => {
+                log::info!(
+                    "{}: domain {domid}, suspended by someone else, is gone: saved outside domainmgrd",
+                    self.name()
+                );
+                self.run_error = Some(ErrorDescription::now(
+                    format!("domain {domid} was saved outside domainmgrd"),
+                    "reactivate or start it to boot it again",
+                ));
+                self.gone(AfterDeath::Saved);
+            }
             _ => {}
         }
     }
@@ -142,12 +151,12 @@ impl Domain {
             ShutdownReason::Poweroff => on_poweroff,
             ShutdownReason::Reboot => on_reboot,
             ShutdownReason::Suspend => {
-                log::info!("{name}: domain {domid} suspended (saved) outside domainmgrd; not restarting it");
-                self.run_error = Some(ErrorDescription::now(
-                    format!("domain {domid} was saved outside domainmgrd"),
-                    "reactivate to boot it again",
-                ));
-                self.destroy(domid, AfterDeath::Saved);
+                // Someone saves it (xl save): they destroy it once saved, or resume it if the
+                // save fails. Destroying it now would ruin their save.
+                log::info!(
+                    "{name}: domain {domid} was suspended outside domainmgrd (a save?); waiting for it to go or resume"
+                );
+                self.phase = Phase::Suspended { domid };
                 return;
             }
             _ => on_crash,
@@ -194,7 +203,7 @@ impl Domain {
         if self.run_error.as_ref().is_none_or(|e| e.error != error) {
             self.run_error = Some(ErrorDescription::now(error, "destroy is retried"));
         }
-        self.phase = Phase::Broken { domid, next_try: Instant::now() + self.settings().destroy_timeout, then };
+        self.phase = Phase::Broken { domid, next_try: super::after(self.settings().destroy_timeout), then };
     }
 }
 

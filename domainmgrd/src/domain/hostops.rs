@@ -1,10 +1,7 @@
-//! Saving and restoring one domain, and its part of host boot and shutdown.
+//! Restoring one domain, and its part of host boot and shutdown (saving is in `save.rs`).
 //!
-//! A save runs in a helper thread so that host-stop's watchdog (`STOP_MAXWAIT`) bounds it: when
-//! the watchdog fires first, the domain is destroyed (`DESTROY_LEFT`, the default; libxl's save
-//! then fails and leaves no image) or left to finish, and the report says which. A restore is
-//! refused as stale unless the image's record matches the domain's current config and the run
-//! it was taken from is still the domain's latest fresh boot (see `hoststate.rs`).
+//! A restore is refused as stale unless the image's record matches the domain's current config
+//! and the run it was taken from is still the domain's latest fresh boot (see `hoststate.rs`).
 //!
 //! At host-start, what an operator said wins over what the save directory holds: an image of a
 //! domain an operator stopped is kept but not restored (they restore it, or start the domain
@@ -15,178 +12,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 use xenctl::DomId;
 
 use super::operator::{Permits, Report, Waiter, Want};
+use super::save::{SaveEnd, SaveWatch};
 use super::{AfterDeath, Domain, Phase, Retry, Source};
-use crate::files::Marker;
 use crate::hoststate;
-use crate::images::{self, ImageKind, ImageRecord};
-
-/// Host-stop's watchdog over a save.
-pub(super) struct SaveWatch<'a> {
-    /// When it fires.
-    pub deadline: Instant,
-    /// STOP_MAXWAIT, for the report.
-    pub maxwait: Duration,
-    /// Destroy the domain when it fires (else the save is left to finish).
-    pub destroy_left: bool,
-    /// Where host-stop's report goes.
-    pub reply: &'a Sender<Report>,
-    /// When host-stop asked.
-    pub since: Instant,
-}
-
-/// How a save that did not fail ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SaveEnd {
-    /// Saved: the image and its record are in place and the domain is gone.
-    Saved,
-    /// The watchdog fired first; host-stop has its report (or a waiter that will give it).
-    Watchdog,
-}
+use crate::images;
+use crate::records::Step;
 
 impl Domain {
-    /// Saves the running domain to `path`, with its record beside it. `Err`: not saved, and
-    /// the domain runs on (libxl resumes a guest whose save failed).
-    pub(super) fn save_to(&mut self, path: &Path, watch: Option<SaveWatch<'_>>) -> Result<SaveEnd, String> {
-        let Some(domid) = self.running_domid() else {
-            return Err("not running".into());
-        };
-        let spec = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| t.spec.clone());
-        let spec = spec.ok_or("its config cannot be used, so the image could not be matched to it")?;
-        let xl_config = spec.to_xl_config().map_err(|e| format!("its config has no xl form to record: {e}"))?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let transient = self.desired.as_ref().is_some_and(|d| d.source == Source::Transient);
-        let record = ImageRecord {
-            uuid: self.uuid,
-            name: spec.name.clone(),
-            xl_config,
-            saved_at: Utc::now(),
-            boot_id: hoststate::boot_id(&self.shared.paths, self.uuid),
-            kind: if transient { ImageKind::Transient } else { ImageKind::Managed },
-        };
-        // The domain goes away during the save: expect its suspend and death events.
-        self.phase = self.awaiting_death(domid, AfterDeath::Saved);
-        self.publish();
-        // An operator's save has no watchdog: it runs here. Host-stop's runs in a thread of its
-        // own, so that the watchdog can give up on it.
-        let result = match &watch {
-            None => self.shared.hv.save(domid, path),
-            Some(w) => {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                let hv = Arc::clone(&self.shared.hv);
-                let target = path.to_path_buf();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("save-{domid}"))
-                    .spawn(move || drop(tx.send(hv.save(domid, &target))));
-                match spawned {
-                    Err(e) => {
-                        log::warn!("{}: no thread for the save ({e}); saving without a watchdog", self.name());
-                        self.shared.hv.save(domid, path)
-                    }
-                    Ok(_) => match rx.recv_deadline(w.deadline) {
-                        Ok(result) => result,
-                        Err(RecvTimeoutError::Disconnected) => Err(save_thread_lost(domid)),
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.save_overran(domid, path, record, &rx, w);
-                            return Ok(SaveEnd::Watchdog);
-                        }
-                    },
-                }
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.saved(path, record);
-                Ok(SaveEnd::Saved)
-            }
-            Err(e) => {
-                self.phase = Phase::Running { domid, paused: false };
-                Err(format!("save failed: {e}"))
-            }
-        }
-    }
-
-    /// The save is done: its record beside it, and the domain waits saved.
-    fn saved(&mut self, path: &Path, mut record: ImageRecord) {
-        record.saved_at = Utc::now();
-        if let Err(e) = images::write_record(path, &record) {
-            log::error!("{}: saved, but its image record could not be written: {e}", self.name());
-        }
-        log::info!("{}: saved to {}", self.name(), path.display());
-        // Recorded before `gone`, whose `on_saved` records a save without a place only when
-        // none is recorded yet.
-        if let Err(e) = hoststate::set_saved(&self.shared.paths, self.uuid, Some(Some(path))) {
-            log::error!("{}: cannot record where it was saved: {e}", self.name());
-        }
-        self.gone(AfterDeath::Saved);
-    }
-
-    /// Host-stop's watchdog fired during the save.
-    fn save_overran(
-        &mut self,
-        domid: DomId,
-        path: &Path,
-        record: ImageRecord,
-        rx: &crossbeam_channel::Receiver<xenctl::Result<()>>,
-        w: &SaveWatch<'_>,
-    ) {
-        let what =
-            format!("its save to {} did not finish within {} s (STOP_MAXWAIT)", path.display(), w.maxwait.as_secs());
-        if !w.destroy_left {
-            log::warn!("{}: {what}; left to finish (DESTROY_LEFT=false)", self.name());
-            self.report(w.reply, w.since, false, format!("{what}; left to finish (DESTROY_LEFT=false)"));
-            // Nothing else can be done with the domain meanwhile: wait for the save, as xl would.
-            match rx.recv() {
-                Ok(Ok(())) => self.saved(path, record),
-                Ok(Err(e)) => {
-                    log::error!("{}: save failed after the watchdog fired: {e}", self.name());
-                    self.phase = Phase::Running { domid, paused: false };
-                }
-                Err(_) => self.phase = Phase::Running { domid, paused: false },
-            }
-            return;
-        }
-        log::warn!("{}: {what}; destroying domain {domid}", self.name());
-        // libxl's save fails once its domain is destroyed, and removes what it wrote.
-        self.destroy(domid, AfterDeath::Halted);
-        if matches!(self.phase, Phase::Idle { .. }) {
-            // The domain was gone already: the save may have ended just as the watchdog fired.
-            if let Ok(Ok(())) = rx.recv_timeout(self.settings().destroy_timeout) {
-                self.saved(path, record);
-                return self.report(
-                    w.reply,
-                    w.since,
-                    true,
-                    format!("saved to {} (as the watchdog fired)", path.display()),
-                );
-            }
-        }
-        self.halt_note = Some(format!(": {what}; not saved"));
-        self.waiters.push(Waiter {
-            ok: false,
-            host_stop: true,
-            ..Waiter::new(Want::Gone, w.reply.clone(), w.since, "destroyed")
-        });
-    }
-
     /// Whether `image` may be restored into this domain now: its config, for the restore.
     /// An error starting with "stale" means the image must never be restored.
     fn check_image(&self, image: &Path) -> Result<xenctl::DomainSpec, String> {
         if let Some(domid) = self.current_domid() {
             return Err(format!("stale: the domain runs already (domain {domid})"));
         }
-        let spec = self
-            .desired
-            .as_ref()
-            .and_then(|d| d.translated.as_ref().ok())
-            .map(|t| t.spec.clone())
-            .ok_or("its config cannot be used")?;
+        let spec = self.spec().ok_or("its config cannot be used")?;
         let record = images::read_record(image).map_err(|e| format!("stale: {e}"))?;
         if record.uuid != self.uuid {
             return Err(format!("stale: the image is of domain {}, not {}", record.uuid, self.uuid));
@@ -209,11 +52,15 @@ impl Domain {
         let spec = self.check_image(image)?;
         self.phase = Phase::Booting;
         self.publish();
-        let _ = self.shared.paths.write_marker(self.uuid, Marker::Creating);
+        self.status.domain_name = spec.name.clone();
+        if let Err(e) = self.record(Step::Creating) {
+            self.phase = Phase::Idle { halted: true };
+            return Err(format!("cannot record the restore in {}: {e}", self.shared.paths.run_dir.display()));
+        }
         let domid = match self.shared.hv.restore_paused(&spec, image) {
             Ok(d) => d,
             Err(e) => {
-                let _ = self.shared.paths.clear_marker(self.uuid);
+                self.clear_record();
                 self.phase = Phase::Idle { halted: true };
                 return Err(format!("restore failed: {e}"));
             }
@@ -377,19 +224,22 @@ impl Domain {
         let Some(domid) = self.running_domid() else {
             return self.report(&reply, since, true, "not running");
         };
-        let deadline = since + maxwait;
+        let deadline = since.checked_add(maxwait).unwrap_or_else(|| super::after(maxwait));
         for &key in sysrq {
             if let Err(e) = self.shared.hv.sysrq(domid, key) {
                 log::warn!("{}: sysrq {key}: {e}", self.name());
             }
         }
         if let Some(dir) = save_dir {
-            let name =
-                if self.status.domain_name.is_empty() { self.domain_name() } else { self.status.domain_name.clone() };
-            let path = dir.join(name);
+            let path = dir.join(self.image_name());
             let watch = SaveWatch { deadline, maxwait, destroy_left, reply: &reply, since };
             match self.save_to(&path, Some(watch)) {
-                Ok(SaveEnd::Saved) => return self.report(&reply, since, true, format!("saved to {}", path.display())),
+                Ok(SaveEnd::Saved) => {
+                    let verb = format!("saved to {}", path.display());
+                    return self
+                        .waiters
+                        .push(Waiter { host_stop: true, ..Waiter::new(Want::Gone, reply, since, verb) });
+                }
                 Ok(SaveEnd::Watchdog) => return,
                 Err(e) => {
                     log::warn!("{}: {e}; shutting it down instead", self.name());
@@ -402,13 +252,5 @@ impl Domain {
         self.halt_destroy = destroy_left;
         self.begin_halt(domid);
         self.waiters.push(Waiter { host_stop: true, ..Waiter::new(Want::Gone, reply, since, "shut down") });
-    }
-}
-
-fn save_thread_lost(domid: DomId) -> xenctl::Error {
-    xenctl::Error::Libxl {
-        op: "save",
-        subject: xenctl::Subject::Domain(domid),
-        code: xenctl::LibxlErrorCode::ERROR_FAIL,
     }
 }

@@ -13,6 +13,13 @@
 //!        │                                                                        v
 //!        └─────── death ─────── destroy after timer.domain.shutdown ───────── HALTING
 //!                 (BROKEN if the domain will not die; destroy retried)
+//!
+//!   RUNNING ── save: record `saving`, suspend to <image>.partial ──> HALTING (saving)
+//!        ^        complete: record, rename into place, destroy ──> death ──> HALTED (saved)
+//!        └──────── failed, aborted (watchdog), or cut short by a daemon crash: resumed
+//!   RUNNING ── suspended by someone else (xl save) ──> HALTING (suspended) ──> death: HALTED
+//!        ^                                                  │
+//!        └──────────────────── resumed ────────────────────┘
 //! ```
 //!
 //! Inputs are commands from the supervisor (new config, delete, stop), domain events from the
@@ -24,7 +31,8 @@
 //! meaning: through HALTING and BROKEN).
 //!
 //! This file holds the machine's types and the thread's loop; the transitions live beside it:
-//! `adopt.rs` takes over a domain found running, `boot.rs` boots one, `halt.rs` halts it and
+//! `adopt.rs` takes over a domain found running (and finishes what a daemon that died left half
+//! done: a create, a save), `boot.rs` boots one, `halt.rs` halts it and
 //! follows it to its death (events, guest shutdowns, destroys that fail), `timers.rs` fires the
 //! deadlines and the safety-net poll, `operator.rs` and `hostops.rs` serve operators' and the
 //! host's requests, and `status.rs` publishes the result.
@@ -48,10 +56,12 @@ use crate::settings::Settings;
 use crate::translate::{ConfigError, Translated};
 
 mod adopt;
+mod bookkeeping;
 mod boot;
 mod halt;
 mod hostops;
 mod operator;
+mod save;
 mod status;
 mod timers;
 use operator::Waiter;
@@ -117,6 +127,9 @@ pub struct Shared {
     pub registry: Registry,
     /// Host stop is in effect: nothing boots or restarts until host start.
     pub host_stopped: Arc<AtomicBool>,
+    /// The xl config files the domains wrote (`<status-dir>/xen/`), by the domain that wrote
+    /// each: two domains never share one.
+    pub xl_cfg_files: Arc<Mutex<std::collections::HashMap<PathBuf, Uuid>>>,
 }
 
 /// Where the domain is.
@@ -132,6 +145,9 @@ enum Phase {
     Halting { domid: DomId, stage: HaltStage, deadline: Instant, then: AfterDeath },
     /// Crashed and kept for inspection (on_crash=preserve).
     Preserved { domid: DomId },
+    /// Suspended by someone else (a save outside domainmgrd): it is either destroyed once
+    /// saved, or resumed; watched closely until then.
+    Suspended { domid: DomId },
     /// It will not die; destroy is retried.
     Broken { domid: DomId, next_try: Instant, then: AfterDeath },
 }
@@ -170,6 +186,13 @@ enum Retry {
     Never,
 }
 
+/// The instant `d` from now; far in the future when `d` is too long to add, so that no
+/// timeout from a settings file or the command line can make a thread panic.
+pub(crate) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("paths", &self.paths).finish_non_exhaustive()
@@ -182,6 +205,11 @@ pub struct Domain {
     key: String,
     uuid: Uuid,
     desired: Option<Loaded>,
+    /// Where its config comes from (known before the config itself, for a domain adopted
+    /// without one).
+    source: Source,
+    /// The xl config file it wrote, if any.
+    xl_cfg_written: Option<PathBuf>,
     phase: Phase,
     status: DomainStatus,
     deleting: bool,
@@ -243,6 +271,8 @@ impl Domain {
             key,
             uuid,
             desired: None,
+            source: Source::Eve,
+            xl_cfg_written: None,
             phase: Phase::Idle { halted: false },
             status,
             deleting: false,
@@ -253,7 +283,7 @@ impl Domain {
             unreadable_error: None,
             config_error: None,
             run_error: None,
-            next_poll: Instant::now() + poll,
+            next_poll: after(poll),
             written: None,
             logged_state: None,
             finished: false,
@@ -280,9 +310,15 @@ impl Domain {
         self.deleting = true;
     }
 
-    /// Where its config comes from (an EVE config until one is known).
+    /// Where its config comes from (an EVE config unless a config or the supervisor said).
     pub fn source(&self) -> Source {
-        self.desired.as_ref().map_or(Source::Eve, |d| d.source.clone())
+        self.source.clone()
+    }
+
+    /// Says where its config comes from before any config is known: a domain adopted from its
+    /// record, whose autostart file cannot be read or whose EVE config is not back yet.
+    pub fn set_source(&mut self, source: Source) {
+        self.source = source;
     }
 
     /// Its config file exists but cannot be read or parsed: say so, and keep what is known (the
@@ -364,8 +400,10 @@ impl Domain {
         // A config that comes back while its domain is being removed wins.
         self.deleting = false;
         // Only EVE configs say whether to run; for the others that is the thread's own state.
+        // A domain adopted running before its config was known is active.
         if loaded.source != Source::Eve {
-            loaded.config.activate = self.desired.as_ref().is_some_and(|d| d.config.activate);
+            loaded.config.activate =
+                self.desired.as_ref().map_or(self.current_domid().is_some(), |d| d.config.activate);
         }
         let was_active = self.desired.as_ref().is_some_and(|d| d.config.activate);
         if loaded.config.activate && !was_active && !matches!(self.phase, Phase::Running { .. }) {
@@ -376,6 +414,7 @@ impl Domain {
             self.retry = Retry::Now;
         }
         self.unreadable_error = None;
+        self.source = loaded.source.clone();
         self.config_error = match &loaded.translated {
             Ok(_) => None,
             Err(e) => {
@@ -432,7 +471,9 @@ impl Domain {
                 self.finished = true
             }
             Phase::Running { domid, .. } if self.unwanted() => self.begin_halt(domid),
-            Phase::Preserved { domid } if self.unwanted() => self.destroy(domid, AfterDeath::Halted),
+            Phase::Preserved { domid } | Phase::Suspended { domid } if self.unwanted() => {
+                self.destroy(domid, AfterDeath::Halted)
+            }
             _ => {}
         }
     }
@@ -443,6 +484,7 @@ impl Domain {
             Phase::Running { domid, .. }
             | Phase::Halting { domid, .. }
             | Phase::Preserved { domid }
+            | Phase::Suspended { domid }
             | Phase::Broken { domid, .. } => Some(domid),
         }
     }
@@ -452,11 +494,9 @@ impl Domain {
     /// else about the domain is gone too; the waiting requests hear of it after that.
     fn finish(&mut self) {
         self.forget_transient_run();
+        self.release_xl_cfg();
+        self.clear_record();
         let paths = &self.shared.paths;
-        if let Some(d) = &self.desired {
-            let _ = files::remove_if_exists(&paths.xl_cfg_file(d.config.app_num));
-        }
-        let _ = paths.clear_marker(self.uuid);
         self.shared.registry.write().remove(&self.uuid);
         let _ = files::remove_if_exists(&paths.status_file(&self.key));
         for w in std::mem::take(&mut self.waiters) {

@@ -135,7 +135,7 @@ pub(super) struct Waiter {
     pub reply: Sender<Report>,
     pub since: Instant,
     /// Reported when it gets what it waits for, e.g. "stopped".
-    pub verb: &'static str,
+    pub verb: String,
     /// Whether getting there is a success (a domain destroyed instead of saved is not).
     pub ok: bool,
     /// It is host-stop's: the one that `DESTROY_LEFT=false` concerns.
@@ -143,8 +143,8 @@ pub(super) struct Waiter {
 }
 
 impl Waiter {
-    pub(super) fn new(want: Want, reply: Sender<Report>, since: Instant, verb: &'static str) -> Waiter {
-        Waiter { want, reply, since, verb, ok: true, host_stop: false }
+    pub(super) fn new(want: Want, reply: Sender<Report>, since: Instant, verb: impl Into<String>) -> Waiter {
+        Waiter { want, reply, since, verb: verb.into(), ok: true, host_stop: false }
     }
 }
 
@@ -207,7 +207,10 @@ impl Domain {
                 None => self.report(&reply, since, false, "not running"),
             },
             Operator::Save { path } => match self.save_to(&path, None) {
-                Ok(_) => self.report(&reply, since, true, format!("saved to {}", path.display())),
+                // Reported once the domain is gone, as `xl save` returns.
+                Ok(_) => {
+                    self.waiters.push(Waiter::new(Want::Gone, reply, since, format!("saved to {}", path.display())))
+                }
                 Err(e) => self.report(&reply, since, false, e),
             },
             Operator::Restore { image } => match self.restore_checked(&image) {

@@ -15,13 +15,13 @@ impl Domain {
             Phase::Idle { halted: false } => SwState::INSTALLED,
             Phase::Booting => SwState::BOOTING,
             Phase::Idle { halted: true } | Phase::Preserved { .. } => SwState::HALTED,
+            // On its way out while it still exists: being saved (by us or someone else).
+            Phase::Suspended { .. } | Phase::Halting { then: AfterDeath::Saved, .. } => SwState::HALTING,
             Phase::Running { paused: false, .. } => SwState::RUNNING,
             Phase::Running { paused: true, .. } => SwState::PAUSED,
-            // A halt we asked for is HALTING until the domain is gone; a guest that stopped on
-            // its own is HALTED at once (the destroy that follows is housekeeping), and one that
-            // rebooted is BOOTING.
-            Phase::Halting { then: AfterDeath::Halted, .. } => SwState::HALTING,
-            Phase::Halting { then: AfterDeath::GuestStopped | AfterDeath::Saved, .. } => SwState::HALTED,
+            // Until the domain is gone it is HALTING (never HALTED while it exists), whether we
+            // asked for the halt or the guest stopped on its own; one that rebooted is BOOTING.
+            Phase::Halting { then: AfterDeath::Halted | AfterDeath::GuestStopped, .. } => SwState::HALTING,
             Phase::Halting { then: AfterDeath::Reboot, .. } => SwState::BOOTING,
             Phase::Broken { .. } => SwState::BROKEN,
         };
@@ -45,6 +45,11 @@ impl Domain {
             s.app_num = d.config.app_num;
             s.io_adapter_list = d.config.io_adapter_list.clone();
             s.vm = d.config.vm.clone();
+            // The status is world-readable: the VNC password stays in the 0600 files that need
+            // it (the xl config, the image records).
+            if !s.vm.vnc_passwd.is_empty() {
+                s.vm.vnc_passwd = String::new();
+            }
         }
         if s.domain_name.is_empty() {
             s.domain_name = self.desired.as_ref().map(|d| d.config.domain_name()).unwrap_or_default();

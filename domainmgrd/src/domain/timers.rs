@@ -1,13 +1,17 @@
 //! The thread's timers: when it next has to wake, the halt deadlines (destroy a guest that
 //! did not shut down in time; a domain that did not die after destroy is BROKEN), the destroy
-//! retries, and the safety-net poll that catches whatever the events missed.
+//! retries, the watch over a domain someone else suspended, and the safety-net poll that
+//! catches whatever the events missed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use xenctl::{DomainEvent, DomainState};
+use xenctl::{DomId, DomainEvent, DomainState};
 
 use super::{AfterDeath, Domain, HaltStage, Phase, Retry};
 use crate::eve::ErrorDescription;
+
+/// How often a domain suspended by someone else is looked at (its resume sends no event).
+const SUSPENDED_CHECK: Duration = Duration::from_secs(2);
 
 impl Domain {
     pub(super) fn on_timer(&mut self) {
@@ -29,15 +33,17 @@ impl Domain {
                             format!("domain {domid} did not die after destroy"),
                             "destroy is retried",
                         ));
-                        self.phase = Phase::Broken { domid, next_try: now + self.settings().destroy_timeout, then };
+                        self.phase =
+                            Phase::Broken { domid, next_try: super::after(self.settings().destroy_timeout), then };
                     }
                 },
             },
             Phase::Broken { domid, next_try, then } if now >= next_try => self.retry_destroy(domid, then),
+            Phase::Suspended { domid } => self.check_suspended(domid),
             _ => {}
         }
         if now >= self.next_poll {
-            self.next_poll = now + self.settings().poll_interval;
+            self.next_poll = super::after(self.settings().poll_interval);
             self.safety_net_poll();
         }
     }
@@ -77,6 +83,23 @@ impl Domain {
         }
     }
 
+    /// A domain suspended by someone else: gone (saved) or resumed yet? Its death comes as an
+    /// event; a resume does not, so it is looked at every [`SUSPENDED_CHECK`].
+    fn check_suspended(&mut self, domid: DomId) {
+        match self.shared.hv.info(domid) {
+            Ok(None) => self.on_event(DomainEvent::Death { domid }),
+            Ok(Some(info))
+                if matches!(info.state, DomainState::Running | DomainState::Blocked | DomainState::Paused) =>
+            {
+                log::info!("{}: domain {domid} was resumed after its suspend", self.name());
+                self.run_error = None;
+                self.phase = Phase::Running { domid, paused: info.state == DomainState::Paused };
+            }
+            Ok(Some(_)) => {}
+            Err(e) => log::warn!("{}: checking suspended domain {domid}: {e}", self.name()),
+        }
+    }
+
     pub(super) fn next_deadline(&self) -> Instant {
         let mut at = self.next_poll;
         // A retry counts only while the domain is wanted: reconcile boots nothing otherwise, so
@@ -88,6 +111,7 @@ impl Domain {
         match self.phase {
             Phase::Halting { deadline, .. } => at.min(deadline),
             Phase::Broken { next_try, .. } => at.min(next_try),
+            Phase::Suspended { .. } => at.min(super::after(SUSPENDED_CHECK)),
             _ => at,
         }
     }

@@ -12,11 +12,9 @@ use xenctl::{
 };
 
 use super::injection::target;
+use super::save::SIM_IMAGE;
 use super::{Behaviour, HOST_MIB, Op, Shared, SimDomain, SimHypervisor, emit, failed, new_domain, not_found};
-use crate::hypervisor::{HvResult, Hypervisor, WatchGuard};
-
-/// The first line of a simulated save image.
-const SIM_IMAGE: &str = "domainmgrd simulated save image";
+use crate::hypervisor::{HvResult, Hypervisor, SaveInProgress, WatchGuard};
 
 fn info_of(d: &SimDomain) -> DomainInfo {
     DomainInfo {
@@ -218,18 +216,12 @@ impl Hypervisor for SimHypervisor {
         Ok(l)
     }
 
-    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
-        self.enter(Op::Save);
-        let mut st = self.shared.state.lock();
-        let uuid = self.target_gated(&mut st, domid, Op::Save, "save")?;
-        let text = format!("{SIM_IMAGE}\n{uuid}\n");
-        std::fs::write(path, text).map_err(|source| Error::Io { op: "write save image", path: path.into(), source })?;
-        // As xl save: suspended, then destroyed.
-        emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });
-        st.domains.remove(&domid.get());
-        emit(&st, domid.get(), DomainEvent::Death { domid });
-        self.pass_gate(&mut st, uuid, Op::Save);
-        Ok(())
+    fn begin_save(&self, domid: DomId, partial: &std::path::Path) -> HvResult<Box<dyn SaveInProgress>> {
+        self.sim_begin_save(domid, partial)
+    }
+
+    fn resume(&self, domid: DomId) -> HvResult<()> {
+        self.sim_resume(domid)
     }
 
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {

@@ -38,6 +38,7 @@ use xenctl::{Bdf, DomId, DomainEvent, DomainSpec, DomainState, Error, LibxlError
 
 mod calls;
 mod injection;
+mod save;
 #[cfg(test)]
 mod tests;
 
@@ -81,8 +82,10 @@ pub enum Op {
     PciAdd,
     /// `pci_assignable_remove`.
     PciRemove,
-    /// `save`.
+    /// `begin_save` (its end waits at the op's hold and the guest's gate).
     Save,
+    /// `resume`.
+    Resume,
     /// `restore_paused`.
     Restore,
     /// `sysrq`.

@@ -178,6 +178,7 @@ impl Daemon {
             registry: Arc::default(),
             // A host-stop holds until host-start, across daemon restarts (see hoststate.rs).
             host_stopped: Arc::new(crate::hoststate::host_stopped(paths).into()),
+            xl_cfg_files: Arc::default(),
         };
         let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&shared.paths), Arc::clone(&shared.registry));
         let sampler_latest = sampler.latest();

@@ -18,6 +18,7 @@ use crate::domain::{self, Command, Operator, Report, Source};
 use crate::error_chain;
 use crate::eve::DomainConfig;
 use crate::images;
+use crate::settings::MAX_SECONDS;
 use crate::translate;
 
 /// One domain of `domainctl metrics`. Without a domain (halted) there is no domid, CPU
@@ -119,6 +120,14 @@ impl Supervisor {
             Request::List => answer(self.list()),
             Request::Status { domain } => answer(self.status(domain.as_deref())),
             Request::Start { domain } => self.forward(&domain, Operator::Start, reply),
+            Request::Stop { timeout_secs: Some(t), .. } | Request::Restart { timeout_secs: Some(t), .. }
+                if !(1..=MAX_SECONDS).contains(&t) =>
+            {
+                answer(Response::error_with_exit(
+                    format!("--timeout {t}: must be between 1 second and a year ({MAX_SECONDS} s)"),
+                    exit::USAGE,
+                ))
+            }
             Request::Stop { domain, force, timeout_secs } => {
                 self.forward(&domain, Operator::Stop { force, timeout: timeout_secs.map(Duration::from_secs) }, reply)
             }
@@ -278,7 +287,8 @@ impl Supervisor {
         }
     }
 
-    /// Where `domainctl save NAME [FILE]` saves: FILE, or `<SAVE>/<domain name>`.
+    /// Where `domainctl save NAME [FILE]` saves: FILE, or `<SAVE>/<domain name>` (its UUID when
+    /// the name cannot be a file name there).
     fn save_path(&self, key: &str, file: Option<PathBuf>) -> Result<PathBuf, String> {
         if let Some(f) = file {
             return Ok(f);
@@ -291,6 +301,7 @@ impl Supervisor {
             .read()
             .get(&key.parse().unwrap_or_default())
             .map(|b| b.domain_name.clone())
+            .filter(|name| images::is_image_name(name))
             .unwrap_or_else(|| key.to_string());
         Ok(dir.join(name))
     }

@@ -37,35 +37,59 @@ use crate::hoststate;
 use crate::hypervisor::Hypervisor;
 use crate::images::{self, ImageKind, ImageRecord};
 
-/// Sends each job to its domain thread and collects the reports, in a helper thread; answers
-/// `reply` with all reports (and `known`, the failures found before sending).
+/// One domain's part of a host-start or host-stop: its thread, its key and name (for a report
+/// if it never answers), and the request.
+struct Job {
+    domain: Sender<Command>,
+    key: String,
+    name: String,
+    op: Operator,
+}
+
+/// Sends each job to its domain thread and collects the reports until `deadline`, in a helper
+/// thread; answers `reply` with all reports (and `known`, the failures found before sending).
+/// A domain that gives no report (its thread failed, or is stuck) is a failure in the report
+/// and the exit status: it is never left out.
 fn run_jobs(
-    jobs: Vec<(Sender<Command>, Operator)>,
+    jobs: Vec<Job>,
     mut known: Vec<Report>,
     extra: Vec<std::thread::JoinHandle<Report>>,
     what: &'static str,
+    deadline: Instant,
     done: Arc<std::sync::atomic::AtomicBool>,
     reply: Sender<Response>,
 ) {
     std::thread::spawn(move || {
         let started = Instant::now();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut expected = 0;
-        for (domain, op) in jobs {
-            if domain.send(Command::Operator(op, tx.clone())).is_ok() {
-                expected += 1;
+        let mut waiting: Vec<(String, String)> = Vec::new();
+        for job in jobs {
+            if job.domain.send(Command::Operator(job.op, tx.clone())).is_ok() {
+                waiting.push((job.key, job.name));
+            } else {
+                known.push(failed(job.name, "its thread had ended; it was not asked"));
             }
         }
         drop(tx);
-        for _ in 0..expected {
-            match rx.recv_timeout(Duration::from_secs(3600)) {
-                Ok(r) => known.push(r),
+        while !waiting.is_empty() {
+            match rx.recv_deadline(deadline) {
+                Ok(r) => {
+                    waiting.retain(|(key, _)| *key != r.key);
+                    known.push(r);
+                }
                 Err(_) => break,
             }
         }
+        for (_, name) in waiting {
+            known.push(failed(
+                name,
+                "gave no report (its thread failed or is stuck); `domainctl status` says where it is",
+            ));
+        }
         for t in extra {
-            if let Ok(r) = t.join() {
-                known.push(r);
+            match t.join() {
+                Ok(r) => known.push(r),
+                Err(_) => known.push(failed("(unmanaged domain)", "its stop failed inside domainmgrd")),
             }
         }
         known.sort_by(|a, b| a.name.cmp(&b.name));
@@ -98,6 +122,15 @@ fn failed(name: impl Into<String>, outcome: impl Into<String>) -> Report {
 }
 
 impl Supervisor {
+    /// The name a report gives the domain of `key`.
+    fn display_name(&self, key: &str) -> String {
+        key.parse()
+            .ok()
+            .and_then(|u| self.shared.registry.read().get(&u).map(|b| b.display_name.clone()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| key.to_string())
+    }
+
     /// A transient domain's thread, from an image's record (`domainctl restore`, and host-start
     /// for the transient domains host-stop saved); its key.
     pub(super) fn spawn_transient(&mut self, record: &ImageRecord) -> Result<String, String> {
@@ -181,7 +214,7 @@ impl Supervisor {
             let image = image_for.remove(key);
             if image.is_some() || matches!(h.source, Source::Auto(_)) {
                 let op = Operator::HostStart { image, restore: host.restore, permits: Arc::clone(&permits) };
-                jobs.push((h.tx.clone(), op));
+                jobs.push(Job { domain: h.tx.clone(), key: key.clone(), name: self.display_name(key), op });
             } else {
                 // The others (EVE domains) follow their configs again now that host stop
                 // is over; they are not part of the report.
@@ -189,7 +222,9 @@ impl Supervisor {
             }
         }
         log::info!("host-start: {} domain(s) to restore or start, {} at a time", jobs.len(), host.start_parallel);
-        run_jobs(jobs, known, Vec::new(), "host-start", Arc::clone(&self.host_op), reply);
+        // Restores and boots take what they take; an hour bounds a thread that is stuck.
+        let deadline = crate::domain::after(Duration::from_secs(3600));
+        run_jobs(jobs, known, Vec::new(), "host-start", deadline, Arc::clone(&self.host_op), reply);
     }
 
     pub(super) fn host_stop(&mut self, reply: Sender<Response>) {
@@ -227,11 +262,16 @@ impl Supervisor {
             maxwait: host.stop_maxwait,
             destroy_left: host.destroy_left,
         };
-        let jobs: Vec<_> = self
+        let jobs: Vec<Job> = self
             .domains
-            .values()
-            .filter(|h| !host.auto_only || matches!(h.source, Source::Auto(_)))
-            .map(|h| (h.tx.clone(), op.clone()))
+            .iter()
+            .filter(|(_, h)| !host.auto_only || matches!(h.source, Source::Auto(_)))
+            .map(|(key, h)| Job {
+                domain: h.tx.clone(),
+                key: key.clone(),
+                name: self.display_name(key),
+                op: op.clone(),
+            })
             .collect();
         let mut extra = Vec::new();
         if host.shutdown_all {
@@ -252,7 +292,13 @@ impl Supervisor {
             extra.len(),
             host.stop_maxwait
         );
-        run_jobs(jobs, known, extra, "host-stop", Arc::clone(&self.host_op), reply);
+        // Every domain reports by the watchdog, plus the wait for a destroyed domain to go (an
+        // aborted save waits that long too), plus a margin: a domain that has not reported by
+        // then is reported as a failure.
+        let destroy = self.shared.settings.read().destroy_timeout;
+        let deadline =
+            crate::domain::after(host.stop_maxwait.saturating_add(destroy.saturating_mul(2)) + Duration::from_secs(30));
+        run_jobs(jobs, known, extra, "host-stop", deadline, Arc::clone(&self.host_op), reply);
     }
 }
 
@@ -298,7 +344,7 @@ fn stop_unmanaged(hv: &dyn Hypervisor, domid: DomId, name: String, host: &HostCo
     if let Err(e) = asked {
         log::warn!("host-stop: {name}: shutdown request failed: {e}");
     }
-    let deadline = started + maxwait;
+    let deadline = started.checked_add(maxwait).unwrap_or_else(|| crate::domain::after(maxwait));
     match rx.recv_deadline(deadline) {
         Ok(DomainEvent::Death { .. }) => report(true, "shut down (unmanaged)".into()),
         // A shut-down domain stays until someone destroys it; nobody else will.

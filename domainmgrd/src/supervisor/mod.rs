@@ -29,14 +29,13 @@ use uuid::Uuid;
 use xenctl::DomainInfo;
 
 use crate::control::ControlMsg;
-use crate::domain::{Command, Loaded, Shared, Source};
+use crate::domain::{Command, Domain, Loaded, Shared, Source};
 use crate::eve::DomainConfig;
-use crate::files;
 use crate::hostcfg::HostConfig;
 use crate::metrics::Sample;
 use crate::settings::Settings;
-use crate::translate;
 use crate::watcher::{self, Change, Watcher};
+use crate::{files, images, records, translate};
 
 struct DomainHandle {
     tx: Sender<Command>,
@@ -107,19 +106,20 @@ impl Supervisor {
         for path in self.list_auto_files() {
             self.on_auto_file(&path, &mut by_uuid);
         }
-        // A domain we created whose config vanished while we were down: halt it, as a delete.
-        for uuid in self.shared.paths.marked_uuids() {
+        // The domains an earlier daemon ran whose config was not found above.
+        for uuid in records::recorded(&self.shared.paths) {
             let key = uuid.to_string();
             if self.domains.contains_key(&key) {
                 continue;
             }
+            let Some(record) = records::read(&self.shared.paths, uuid) else { continue };
             match by_uuid.remove(&uuid) {
-                Some(info) => {
-                    log::info!("domain {} ({uuid}) lost its config while domainmgrd was down; halting it", info.domid);
-                    self.spawn(key, uuid, None, Some(info), true);
-                }
+                Some(info) => self.adopt_recorded(key, uuid, record, info),
                 None => {
-                    let _ = self.shared.paths.clear_marker(uuid);
+                    if let records::Step::Saving { image, .. } = &record.step {
+                        images::discard_partial(image);
+                    }
+                    let _ = records::clear(&self.shared.paths, uuid);
                 }
             }
         }
@@ -142,6 +142,60 @@ impl Supervisor {
             }
         }
         self.taken_over = true;
+    }
+
+    /// A running domain an earlier daemon ran, whose config was not found at start: what its
+    /// record says it came from decides. Never is a running domain stopped here: an EVE
+    /// domain gets the removal grace of any removed config (zedmanager may be republishing it),
+    /// an autostart domain whose file cannot be read is adopted with the error in its status,
+    /// one whose file is gone (or names another domain now) is forgotten and left running, a
+    /// transient domain is adopted from the config in its record.
+    fn adopt_recorded(&mut self, key: String, uuid: Uuid, record: records::DomainRecord, info: DomainInfo) {
+        let domid = info.domid;
+        match record.origin {
+            records::Origin::Eve => {
+                let grace = self.options.removal_grace;
+                log::info!(
+                    "domain {domid} ({uuid}): its EVE config is missing at start; it is halted if still missing in {grace:?}"
+                );
+                let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, None);
+                domain.set_source(Source::Eve);
+                self.start_thread(key.clone(), domain, Some(info));
+                self.pending_removals.insert(key, Instant::now() + grace);
+            }
+            records::Origin::Auto { file } => {
+                let reason = match self.auto_errors.get(&file) {
+                    Some(e) => Some(e.clone()),
+                    None if self.auto_keys.contains_key(&file) => None, // it names another domain now
+                    None => std::fs::symlink_metadata(&file)
+                        .ok()
+                        .map(|_| format!("{}: not a regular file; cannot be used", file.display())),
+                };
+                let Some(reason) = reason else {
+                    log::info!(
+                        "domain {domid} ({uuid}): its autostart file {} is gone (or names another domain); it is no longer managed and keeps running",
+                        file.display()
+                    );
+                    let _ = records::clear(&self.shared.paths, uuid);
+                    return;
+                };
+                let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, None);
+                domain.set_source(Source::Auto(file.clone()));
+                domain.config_unreadable(reason);
+                self.auto_keys.insert(file, key.clone());
+                self.start_thread(key, domain, Some(info));
+            }
+            records::Origin::Transient => match record.spec {
+                Some(spec) if spec.uuid == uuid => {
+                    let loaded = autostart::loaded_from_spec(spec, Source::Transient);
+                    self.spawn(key, uuid, Some(loaded), Some(info), false);
+                }
+                _ => log::error!("leaving domain {domid} ({uuid}) alone: its record holds no usable config"),
+            },
+            records::Origin::Unknown => log::warn!(
+                "leaving domain {domid} ({uuid}) alone: an older domainmgrd created it, and no config names it now"
+            ),
+        }
     }
 
     fn run(

@@ -105,7 +105,7 @@ impl Supervisor {
     }
 
     /// Runs `domain` in its own thread, which takes over `existing` first.
-    fn start_thread(&mut self, key: String, mut domain: Domain, existing: Option<DomainInfo>) {
+    pub(super) fn start_thread(&mut self, key: String, mut domain: Domain, existing: Option<DomainInfo>) {
         if !self.taken_over {
             let (tx, rx) = crossbeam_channel::bounded(1);
             domain.tell_first_status(tx);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use domainmgrd::hypervisor::{HvResult, Hypervisor, WatchGuard};
+use domainmgrd::hypervisor::{HvResult, Hypervisor, SaveInProgress, WatchGuard};
 use domainmgrd::sim::SimHypervisor;
 use parking_lot::Mutex;
 use xenctl::{Bdf, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo, LibxlErrorCode, Subject};
@@ -145,8 +145,11 @@ impl Hypervisor for Probe {
         self.state.lists.fetch_add(1, Ordering::SeqCst);
         self.sim.pci_assignable_list()
     }
-    fn save(&self, domid: DomId, path: &std::path::Path) -> HvResult<()> {
-        self.sim.save(domid, path)
+    fn begin_save(&self, domid: DomId, partial: &std::path::Path) -> HvResult<Box<dyn SaveInProgress>> {
+        self.sim.begin_save(domid, partial)
+    }
+    fn resume(&self, domid: DomId) -> HvResult<()> {
+        self.sim.resume(domid)
     }
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
         self.sim.restore_paused(spec, path)
