@@ -376,8 +376,10 @@ impl Domain {
         self.desired.as_ref().map_or_else(|| self.key.clone(), |d| d.config.display_name.clone())
     }
 
+    /// The Xen domain's name: its spec's (EVE's `<UUID>.<Version>.<AppNum>` for an EVE config,
+    /// the xl.cfg's `name` for the others), else the name it was found with.
     fn domain_name(&self) -> String {
-        self.desired.as_ref().map_or_else(|| self.status.domain_name.clone(), |d| d.config.domain_name())
+        self.spec().map_or_else(|| self.status.domain_name.clone(), |spec| spec.name)
     }
 
     /// Whether a domain should run now.

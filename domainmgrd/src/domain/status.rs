@@ -38,6 +38,7 @@ impl Domain {
     }
 
     pub(super) fn write_status(&mut self) {
+        let domain_name = self.domain_name();
         let s = &mut self.status;
         if let Some(d) = &self.desired {
             s.uuid_and_version = d.config.uuid_and_version.clone();
@@ -52,7 +53,7 @@ impl Domain {
             }
         }
         if s.domain_name.is_empty() {
-            s.domain_name = self.desired.as_ref().map(|d| d.config.domain_name()).unwrap_or_default();
+            s.domain_name = domain_name;
         }
         s.state_name = s.state.to_string();
         let brief = Brief {

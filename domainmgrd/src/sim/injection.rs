@@ -27,6 +27,8 @@ impl SimHypervisor {
     /// blocks forever if this client was killed meanwhile.
     pub(super) fn delay(&self, op: Op) {
         self.pass_op_gate(op);
+        // A call held at the gate when its client was killed never goes on.
+        self.park_if_killed(&mut self.shared.state.lock());
         let delay = {
             let mut st = self.shared.state.lock();
             let delay = st.delays.get(&op).copied();
