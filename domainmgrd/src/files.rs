@@ -145,7 +145,23 @@ fn parent(path: &Path) -> &Path {
 
 /// Flushes a directory, so that the renames and removals made in it last.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    DIR_SYNCS.with(|n| n.set(n.get() + 1));
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many directories this thread flushed (tests of durability count them).
+    pub(crate) static DIR_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many directory flushes `f` made (for tests).
+#[cfg(test)]
+pub(crate) fn dir_syncs_in(f: impl FnOnce()) -> usize {
+    let before = DIR_SYNCS.with(|n| n.get());
+    f();
+    DIR_SYNCS.with(|n| n.get()) - before
 }
 
 /// Removes a file durably (the directory flushed after); a missing file is fine.
@@ -213,9 +229,9 @@ mod tests {
         p.create_all().unwrap();
         let u = Uuid::new_v4();
         assert!(!p.operator_stopped(u));
-        p.set_operator_stopped(u, true).unwrap();
+        assert_eq!(dir_syncs_in(|| p.set_operator_stopped(u, true).unwrap()), 1, "durable");
         assert!(p.operator_stopped(u));
-        p.set_operator_stopped(u, false).unwrap();
+        assert_eq!(dir_syncs_in(|| p.set_operator_stopped(u, false).unwrap()), 1, "durable");
         assert!(!p.operator_stopped(u));
     }
 }

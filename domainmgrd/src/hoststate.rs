@@ -97,6 +97,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_change_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Paths::under(dir.path());
+        let u = Uuid::new_v4();
+        use files::dir_syncs_in as syncs;
+        assert_eq!(syncs(|| set_host_stopped(&p, true).unwrap()), 1);
+        assert_eq!(syncs(|| set_host_stopped(&p, false).unwrap()), 1);
+        assert_eq!(
+            syncs(|| {
+                record_fresh_boot(&p, u).unwrap();
+            }),
+            1
+        );
+        assert_eq!(syncs(|| forget_boot(&p, u).unwrap()), 1);
+        assert_eq!(syncs(|| set_saved(&p, u, Some(None)).unwrap()), 1);
+        assert_eq!(syncs(|| set_saved(&p, u, None).unwrap()), 1);
+    }
+
+    #[test]
     fn host_stop_boot_ids_and_saves_persist_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
         let p = Paths::under(dir.path());

@@ -209,6 +209,25 @@ mod tests {
     }
 
     #[test]
+    fn records_and_moves_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("web");
+        std::fs::write(&image, b"image").unwrap();
+        let rec = ImageRecord {
+            uuid: Uuid::new_v4(),
+            name: "web".into(),
+            xl_config: String::new(),
+            saved_at: Utc::now(),
+            boot_id: None,
+            kind: ImageKind::Managed,
+        };
+        assert_eq!(files::dir_syncs_in(|| write_record(&image, &rec).unwrap()), 1);
+        let mut moved = None;
+        assert_eq!(files::dir_syncs_in(|| moved = Some(set_aside(&image).unwrap())), 2, "both directories");
+        assert_eq!(files::dir_syncs_in(|| remove(&moved.unwrap())), 2, "image and record");
+    }
+
+    #[test]
     fn a_stale_image_never_overwrites_an_earlier_one() {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("web");

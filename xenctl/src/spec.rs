@@ -409,6 +409,8 @@ fn validate_name(name: &str) -> Result<()> {
         "all digits (tools would read it as a domain id)"
     } else if name.starts_with('-') {
         "starts with '-'"
+    } else if name == "." || name == ".." {
+        "is '.' or '..' (tools use the name as a file name)"
     } else {
         return Ok(());
     };
@@ -443,9 +445,15 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        for (name, want) in
-            [("", "needs a name"), ("a/b", "'/'"), ("a\nb", "control"), ("123", "all digits"), ("-x", "'-'")]
-        {
+        for (name, want) in [
+            ("", "needs a name"),
+            ("a/b", "'/'"),
+            ("a\nb", "control"),
+            ("123", "all digits"),
+            ("-x", "'-'"),
+            (".", "'.' or '..'"),
+            ("..", "'.' or '..'"),
+        ] {
             let e = err_of(DomainSpec::pv(name).kernel("/k"));
             assert!(e.starts_with(&format!("invalid name {name:?}")) && e.contains(want), "{e}");
         }
