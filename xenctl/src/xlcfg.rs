@@ -10,7 +10,10 @@ use crate::spec::{DomainSpec, TscMode};
 use crate::types::DomainKind;
 use crate::types::ShutdownAction;
 
-/// A double-quoted xl.cfg string (xl's parser understands `\"` and `\\`).
+/// A double-quoted xl.cfg string, with the escapes libxlutil reads back (`\"`, `\\` and the
+/// C escapes of `\a \b \t \n \v \f \r`). libxlutil has no escape for the other control
+/// characters (its `\x` and octal escapes drop the character): those are left raw here, and
+/// [`DomainSpec::to_xl_config`] refuses text that carries one.
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -18,13 +21,34 @@ fn quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
             '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
             _ => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Refuses xl.cfg text with a control character left in a line (one that no escape carries,
+/// or a NUL): `xl create` of it would fail or abort, and it would not read back.
+fn refuse_control_characters(text: &str) -> Result<()> {
+    for line in text.lines() {
+        if let Some(c) = line.chars().find(|c| c.is_control()) {
+            let (key, value) = line.split_once(" = ").unwrap_or((line, ""));
+            return Err(Error::invalid(
+                key.trim(),
+                value.trim_matches('"').escape_debug().to_string(),
+                format!("holds the control character {:?}, which xl.cfg cannot carry", c),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A `key=value` item of a comma-separated device spec; commas cannot be escaped there.
@@ -130,7 +154,11 @@ impl DomainSpec {
         line("vcpus", self.vcpus.to_string());
         line("maxvcpus", self.effective_max_vcpus().to_string());
         if !self.cpus.is_empty() {
-            let cpus: Vec<String> = self.cpus.iter().map(u32::to_string).collect();
+            // A set: xl reads a CPU list into a bitmap, so it reads back sorted, once each.
+            let mut set = self.cpus.clone();
+            set.sort_unstable();
+            set.dedup();
+            let cpus: Vec<String> = set.iter().map(u32::to_string).collect();
             line("cpus", quote(&cpus.join(",")));
         }
         if let Some(k) = &self.kernel {
@@ -224,6 +252,7 @@ impl DomainSpec {
         for (key, value) in self.option_lines()? {
             line(key, value);
         }
+        refuse_control_characters(&out)?;
         Ok(out)
     }
 
@@ -426,6 +455,32 @@ tsc_mode = "native"
         );
         let plain = DomainSpec { disks: vec![DiskSpec { trusted: None, ..disks[1].clone() }], ..spec };
         assert!(plain.to_xl_config().is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_escaped_or_refused() {
+        let mut spec = DomainSpec::pv("ctl").kernel("/k").cmdline("a\tb\nc\rd\u{7}\u{8}\u{b}\u{c}e");
+        let text = spec.to_xl_config().unwrap();
+        assert!(!text.lines().any(|l| l.chars().any(char::is_control)), "{text}");
+        assert_eq!(DomainSpec::from_xl_config_text("ctl.cfg", &text).unwrap().cmdline, spec.cmdline);
+        spec.cmdline = Some("a\u{1}b".into());
+        let e = spec.to_xl_config().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid cmdline \"a\\\\u{1}b\": holds the control character '\\u{1}', which xl.cfg cannot carry"
+        );
+        spec.cmdline = Some("a\u{7f}b".into());
+        assert!(spec.to_xl_config().is_err(), "DEL is a control character too");
+    }
+
+    #[test]
+    fn a_cpu_list_is_written_as_the_set_xl_reads_back() {
+        let mut spec = DomainSpec::pv("cpus").kernel("/k");
+        spec.cpus = vec![3, 1, 1, 2];
+        let text = spec.to_xl_config().unwrap();
+        assert!(text.contains("cpus = \"1,2,3\""), "{text}");
+        let again = DomainSpec::from_xl_config_text("cpus.cfg", &text).unwrap();
+        assert_eq!(again.to_xl_config().unwrap(), text, "stable across a re-read");
     }
 
     #[test]
