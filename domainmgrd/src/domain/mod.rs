@@ -265,6 +265,13 @@ impl Domain {
             status.tried_count = previous.tried_count;
             status.vif_list = previous.vif_list.clone();
             status.disk_status_list = previous.disk_status_list.clone();
+            // Until its config is read (or while it is away, within the removal grace), the
+            // domain is still the one the previous status described.
+            status.uuid_and_version = previous.uuid_and_version.clone();
+            status.display_name = previous.display_name.clone();
+            status.app_num = previous.app_num;
+            status.io_adapter_list = previous.io_adapter_list.clone();
+            status.vm = previous.vm.clone();
         }
         let mut domain = Domain {
             shared,
