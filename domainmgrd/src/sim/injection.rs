@@ -1,7 +1,9 @@
 //! What a simulated call passes through before and after its effect, as tests arranged it: a
-//! killed client parks it for good, a delay or a closed per-op gate ([`SimHypervisor::hold`])
-//! holds it in its middle, a per-guest [`Gate`] holds it just before it returns, an injected
-//! [`Fault`](super::Fault) fails it, and an injected panic panics in the caller's thread.
+//! killed client parks it for good (a kill point, [`SimHypervisor::kill_client_at`], kills
+//! the client at its entry or return), a delay or a closed per-op gate
+//! ([`SimHypervisor::hold`]) holds it in its middle, a per-guest [`Gate`] holds it just before
+//! it returns, an injected [`Fault`](super::Fault) fails it, and an injected panic panics in
+//! the caller's thread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,23 @@ use xenctl::{DomId, Subject};
 use super::{Op, Shared, SimHypervisor, State, failed, not_found};
 use crate::hypervisor::HvResult;
 
+/// Where in the chosen call [`SimHypervisor::kill_client_at`] kills its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KillMoment {
+    /// Before the call does anything.
+    Entry,
+    /// After its effect (or its failure), before it returns.
+    Return,
+}
+
+/// A client's armed kill: at its `left`-th next call of `op`.
+#[derive(Debug)]
+pub(super) struct KillPoint {
+    pub(super) op: Op,
+    pub(super) left: u64,
+    pub(super) moment: KillMoment,
+}
+
 impl SimHypervisor {
     /// Blocks forever if this client was killed; sleeps for the op's delay; counts the call.
     pub(super) fn enter(&self, op: Op) {
@@ -19,8 +38,32 @@ impl SimHypervisor {
             let mut st = self.shared.state.lock();
             self.park_if_killed(&mut st);
             *st.calls.entry(op).or_default() += 1;
+            self.count_toward_kill(&mut st, op);
         }
         self.delay(op);
+    }
+
+    /// Counts a call of `op` toward this client's kill point. At the chosen call the client
+    /// dies now ([`KillMoment::Entry`]), or its thread is marked to die when the call next
+    /// passes [`park_if_killed`](Self::park_if_killed), just before it returns
+    /// ([`KillMoment::Return`]).
+    pub(super) fn count_toward_kill(&self, st: &mut parking_lot::MutexGuard<'_, State>, op: Op) {
+        let Some(point) = st.kill_points.get_mut(&self.client).filter(|p| p.op == op) else { return };
+        point.left -= 1;
+        if point.left > 0 {
+            return;
+        }
+        let moment = point.moment;
+        st.kill_points.remove(&self.client);
+        match moment {
+            KillMoment::Entry => {
+                st.killed.insert(self.client);
+                self.park_if_killed(st);
+            }
+            KillMoment::Return => {
+                st.doomed.insert(std::thread::current().id());
+            }
+        }
     }
 
     /// Sleeps for the op's delay, if it has one, counting the calls that sleep at once; then
@@ -75,7 +118,12 @@ impl SimHypervisor {
         *st.in_flight.entry(op).or_default() -= 1;
     }
 
+    /// Blocks forever if this client was killed, or if this thread's call is the one a kill
+    /// point chose to die at its return.
     pub(super) fn park_if_killed(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        if st.doomed.remove(&std::thread::current().id()) {
+            st.killed.insert(self.client);
+        }
         if !st.killed.contains(&self.client) {
             return;
         }
