@@ -232,6 +232,18 @@ impl Hypervisor for SimHypervisor {
         let mut st = self.shared.state.lock();
         let uuid = self.target_gated(&mut st, domid, Op::Save, "save")?;
         let text = format!("{SIM_IMAGE}\n{uuid}\n");
+        if self.dies_midway(&mut st) {
+            // Killed inside the suspend: the guest is suspended, its image half written.
+            let mut partial = path.as_os_str().to_os_string();
+            partial.push(".partial");
+            let _ = std::fs::write(&partial, &text[..SIM_IMAGE.len()]);
+            let reason = ShutdownReason::Suspend;
+            if let Some(d) = st.domains.get_mut(&domid.get()) {
+                d.state = DomainState::Shutdown(reason);
+            }
+            emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason });
+            self.park_if_killed(&mut st);
+        }
         std::fs::write(path, text).map_err(|source| Error::Io { op: "write save image", path: path.into(), source })?;
         // As xl save: suspended, then destroyed.
         emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });

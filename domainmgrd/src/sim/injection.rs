@@ -19,6 +19,11 @@ use crate::hypervisor::HvResult;
 pub enum KillMoment {
     /// Before the call does anything.
     Entry,
+    /// In its middle: a save has suspended the guest (shut down with reason suspend, as its
+    /// watches hear) and written part of its image beside the target (`<path>.partial`, as
+    /// xenctl does), the state a crash inside `libxl_domain_suspend` leaves. A call without
+    /// such a middle dies at its return.
+    Middle,
     /// After its effect (or its failure), before it returns.
     Return,
 }
@@ -60,10 +65,20 @@ impl SimHypervisor {
                 st.killed.insert(self.client);
                 self.park_if_killed(st);
             }
-            KillMoment::Return => {
-                st.doomed.insert(std::thread::current().id());
+            KillMoment::Middle | KillMoment::Return => {
+                st.doomed.insert((std::thread::current().id(), moment));
             }
         }
+    }
+
+    /// Whether this thread's call is the one a kill point chose to die in its middle: if so,
+    /// the client is killed (the caller does the middle's work, then parks).
+    pub(super) fn dies_midway(&self, st: &mut parking_lot::MutexGuard<'_, State>) -> bool {
+        let mid = st.doomed.remove(&(std::thread::current().id(), KillMoment::Middle));
+        if mid {
+            st.killed.insert(self.client);
+        }
+        mid
     }
 
     /// Sleeps for the op's delay, if it has one, counting the calls that sleep at once; then
@@ -119,14 +134,20 @@ impl SimHypervisor {
     }
 
     /// Blocks forever if this client was killed, or if this thread's call is the one a kill
-    /// point chose to die at its return.
+    /// point chose to die at its return (or in a middle the call does not have).
     pub(super) fn park_if_killed(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
-        if st.doomed.remove(&std::thread::current().id()) {
+        let thread = std::thread::current().id();
+        if st.doomed.remove(&(thread, KillMoment::Return)) || st.doomed.remove(&(thread, KillMoment::Middle)) {
             st.killed.insert(self.client);
         }
         if !st.killed.contains(&self.client) {
             return;
         }
+        log::debug!(
+            "sim: a call of killed client {} parks for good in {:?}",
+            self.client,
+            std::thread::current().name()
+        );
         st.parked += 1;
         while st.killed.contains(&self.client) {
             self.shared.parked.wait(st);

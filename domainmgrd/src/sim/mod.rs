@@ -129,8 +129,8 @@ struct State {
     killed: HashSet<u64>,
     /// Kills armed by [`SimHypervisor::kill_client_at`], by client.
     kill_points: HashMap<u64, injection::KillPoint>,
-    /// Threads whose client dies when their call returns (a kill at [`KillMoment::Return`]).
-    doomed: HashSet<std::thread::ThreadId>,
+    /// Threads whose client dies in the middle or at the return of their call.
+    doomed: HashSet<(std::thread::ThreadId, KillMoment)>,
     calls: HashMap<Op, u64>,
     in_flight: HashMap<Op, u64>,
     peak: HashMap<Op, u64>,
@@ -256,9 +256,10 @@ impl SimHypervisor {
 
     /// Kills `client` as [`kill_client`](Self::kill_client) does, at its `nth` call of `op`
     /// from now on (1: the next one): at [`KillMoment::Entry`] before the call does anything,
-    /// at [`KillMoment::Return`] once it has done its work (or failed), before it returns: a
-    /// create has made its paused domain, a save has written its image and the domain is
-    /// gone, and the caller never hears of it. The calls counted are those [`Op`] names, from
+    /// at [`KillMoment::Middle`] of a save with the guest suspended and half its image
+    /// written, at [`KillMoment::Return`] once the call has done its work (or failed), before
+    /// it returns: a create has made its paused domain, a save has written its image and the
+    /// domain is gone, and the caller never hears of it. The calls counted are those [`Op`] names, from
     /// every thread of the client. Replaces an earlier kill point of the client. A test sees
     /// that it fired when [`parked_calls`](Self::parked_calls) counts the call.
     pub fn kill_client_at(&self, client: u64, op: Op, nth: u64, moment: KillMoment) {

@@ -226,3 +226,19 @@ fn a_kill_point_kills_the_client_at_its_nth_call_at_entry_or_at_return() {
     parks(&sim, 3, move || r.create_paused(&s));
     assert!(sim.domains_of(uuid).is_empty(), "killed before it made a domain");
 }
+
+#[test]
+fn a_kill_in_the_middle_of_a_save_leaves_the_guest_suspended_and_half_its_image() {
+    let sim = SimHypervisor::new();
+    let daemon = sim.client();
+    let d = daemon.create_paused(&spec("s")).unwrap();
+    daemon.unpause(d).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    daemon.kill_client_at(daemon.client_id(), Op::Save, 1, KillMoment::Middle);
+    let (c, p) = (daemon.clone(), path.clone());
+    parks(&sim, 1, move || c.save(d, &p));
+    let left = sim.info_of(d.get()).unwrap();
+    assert_eq!(left.state, DomainState::Shutdown(ShutdownReason::Suspend), "suspended, not destroyed");
+    assert!(dir.path().join("s.partial").exists() && !path.exists(), "half an image, beside the target");
+}
