@@ -39,9 +39,11 @@
 //! Fidelity: `Env::kill` cuts the daemon's simulator client off (its calls never return, its
 //! watches hear nothing) and abandons it; its threads that are not in a call run on to their
 //! next call or to the stop the abandoned supervisor sends them, and the run waits for that
-//! before looking. A thread of the old daemon still going when its successor runs (its
-//! supervisor parked in a call, a domain thread on a timer) is reported: such a run's
-//! findings may be the old daemon's doing.
+//! before looking. A thread of the old daemon may still be going when its successor runs
+//! (a slow thread, or its supervisor parked in a call so that its domain threads never hear
+//! the stop, and one acts on a request or a timer): a real SIGKILL leaves no such thread, so
+//! such a run (seen as a call of the killed client parked after the restart) is made again,
+//! twice at most, and reported if it stays disturbed.
 //!
 //! `CHAOS_RUNS` (default 20, what CI runs; 200 for the full run), seeds `CHAOS_FIRST_SEED`
 //! (default 1) onwards, `CHAOS_JOBS` runs at once (default 2); `CHAOS_SEED=N` replays run N
@@ -86,7 +88,7 @@ fn killing_the_daemon_anywhere_keeps_every_domain_and_every_status_true() {
                 s.spawn(|| {
                     let mut done = Vec::new();
                     while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::SeqCst) as usize) {
-                        done.push(run(&Scenario::generate(seed)));
+                        done.push(run_undisturbed(seed));
                     }
                     done
                 })
@@ -119,30 +121,58 @@ fn killing_the_daemon_anywhere_keeps_every_domain_and_every_status_true() {
     assert!(failures.is_empty(), "{} violation(s):\n{}", failures.len(), failures.join("\n"));
 }
 
+/// Runs `seed`, again (twice at most) if the old daemon acted after the restart: what such a
+/// run finds may be its doing.
+fn run_undisturbed(seed: u64) -> Outcome {
+    let scenario = Scenario::generate(seed);
+    let mut outcome = run(&scenario);
+    for _ in 0..2 {
+        if !outcome.zombie {
+            break;
+        }
+        let retries = outcome.retries + 1;
+        outcome = run(&scenario);
+        outcome.retries = retries;
+    }
+    outcome
+}
+
 /// Runs, kills, kill points, violations by invariant, time.
 fn table(outcomes: &[Outcome], seconds: f64) -> String {
-    let mut points: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut points: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut kinds: BTreeMap<Invariant, usize> = BTreeMap::new();
     for o in outcomes {
-        *points.entry(o.kill_point.as_str()).or_default() += 1;
+        points.entry(o.kill_point.as_str()).or_default().push(o.seed);
         for v in &o.violations {
             *kinds.entry(v.invariant).or_default() += 1;
         }
     }
     let failed = outcomes.iter().filter(|o| !o.violations.is_empty()).count();
     let zombies = outcomes.iter().filter(|o| o.zombie).count();
-    let mut t = format!(
-        "chaos: {} runs, {} kills, {failed} runs with violations, {zombies} with the old daemon acting after the restart, {seconds:.1} s\n",
-        outcomes.len(),
-        outcomes.len()
-    );
+    let retried: Vec<String> = outcomes.iter().filter(|o| o.retries > 0).map(|o| o.seed.to_string()).collect();
+    let kills = outcomes.len() + outcomes.iter().map(|o| o.retries as usize).sum::<usize>();
+    let mut t =
+        format!("chaos: {} runs, {kills} kills, {failed} runs with violations, {seconds:.1} s\n", outcomes.len());
+    if !retried.is_empty() {
+        t += &format!("  run again because the old daemon acted after the restart: seeds {}\n", retried.join(", "));
+    }
     t += "  kill points:\n";
-    for (point, n) in &points {
-        t += &format!("    {point:<20} {n:>4}\n");
+    for (point, seeds) in &points {
+        // The rare ones with their seeds, to replay.
+        let which = if seeds.len() <= 5 {
+            let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+            format!("  (seeds {})", seeds.join(", "))
+        } else {
+            String::new()
+        };
+        t += &format!("    {point:<20} {:>4}{which}\n", seeds.len());
     }
     if zombies > 0 {
         let seeds: Vec<String> = outcomes.iter().filter(|o| o.zombie).map(|o| o.seed.to_string()).collect();
-        t += &format!("  the old daemon acted after the restart in the runs of seeds {}\n", seeds.join(", "));
+        t += &format!(
+            "  the old daemon still acted after the restart, every time, in the runs of seeds {}\n",
+            seeds.join(", ")
+        );
     }
     t += "  violations:\n";
     for kind in Invariant::ALL {

@@ -239,7 +239,8 @@ pub struct After<'a> {
     pub now: &'a [SimDomain],
     /// What the restarted daemon asked of the hypervisor.
     pub calls: &'a [Call],
-    /// The operators' saves in flight at the kill: the domain and its image's path.
+    /// The operators' saves in flight at the kill of a domain that ran when asked: the domain
+    /// and its image's path.
     pub saves: &'a [(usize, PathBuf)],
 }
 
@@ -439,4 +440,85 @@ pub fn untrue_statuses(oracle: &Oracle, statuses: &[(String, DomainStatus)], now
         }
     }
     out
+}
+
+/// The judgement on made-up outcomes: each invariant can fail, and what was asked excuses.
+#[cfg(test)]
+mod tests {
+    use domainmgrd::domain::empty_status;
+    use xenctl::{DomId, DomainSpec, ShutdownReason};
+
+    use super::*;
+
+    fn oracle() -> Oracle {
+        let plan = DomainPlan { uuid: Uuid::from_u128(7), name: "eve0".into(), kind: Kind::Eve };
+        let mut o = Oracle::new(&[plan]);
+        o.domains[0].eve_activate = Some(true);
+        o
+    }
+
+    fn dom(domid: u32, state: DomainState, ever_unpaused: bool) -> SimDomain {
+        SimDomain {
+            domid: DomId::new(domid),
+            spec: DomainSpec::pv("eve0").uuid(Uuid::from_u128(7)).kernel("/k"),
+            state,
+            vif_offload_disabled: 0,
+            cpu_time_ns: 0,
+            ever_unpaused,
+        }
+    }
+
+    fn judge(o: &Oracle, at_kill: &[SimDomain], now: &[SimDomain], calls: &[Call]) -> Vec<Invariant> {
+        let after = After { at_kill, in_flight: &[], now, calls, saves: &[] };
+        lost_or_stopped(o, &after).into_iter().map(|v| v.invariant).collect()
+    }
+
+    fn status(state: SwState, domain_id: u32, error: &str) -> (String, DomainStatus) {
+        let mut st = empty_status(Uuid::from_u128(7));
+        (st.state, st.domain_id) = (state, domain_id);
+        st.error.error = error.into();
+        (Uuid::from_u128(7).to_string(), st)
+    }
+
+    #[test]
+    fn each_invariant_can_fail_and_what_was_asked_excuses_a_stop() {
+        let o = oracle();
+        let running = [dom(3, DomainState::Blocked, true)];
+        let destroy = [Call { act: Act::Destroy, uuid: Some(Uuid::from_u128(7)), domid: Some(DomId::new(3)) }];
+        let two = [running[0].clone(), dom(4, DomainState::Paused, false)];
+        assert_eq!(duplicates(&o, &two).len(), 1);
+
+        assert!(judge(&o, &running, &running, &[]).is_empty());
+        assert_eq!(judge(&o, &running, &[], &destroy), [Invariant::Lost, Invariant::StoppedUnasked]);
+        let replaced = [dom(5, DomainState::Blocked, true)];
+        assert_eq!(judge(&o, &running, &replaced, &[]), [Invariant::Lost]);
+        let mut deactivated = o.clone();
+        deactivated.domains[0].eve_activate = Some(false);
+        assert!(judge(&deactivated, &running, &[], &destroy).is_empty());
+
+        // A create cut short: created again once is fine, not at all is lost.
+        let half = [dom(3, DomainState::Paused, false)];
+        let create = Call { act: Act::Create, uuid: Some(Uuid::from_u128(7)), domid: Some(DomId::new(5)) };
+        assert!(judge(&o, &half, &replaced, &[destroy[0].clone(), create]).is_empty());
+        assert_eq!(judge(&o, &half, &[], &destroy), [Invariant::Lost]);
+
+        // A save cut short in its middle: resumed, never destroyed, even under host-stop.
+        let suspended = [dom(3, DomainState::Shutdown(ShutdownReason::Suspend), true)];
+        assert!(judge(&o, &suspended, &running, &[]).is_empty());
+        let mut host_stopped = o.clone();
+        host_stopped.domains[0].host_stopped = true;
+        assert_eq!(judge(&host_stopped, &suspended, &[], &destroy), [Invariant::Lost, Invariant::StoppedUnasked]);
+
+        let kinds = |statuses: &[(String, DomainStatus)], now: &[SimDomain]| -> Vec<Invariant> {
+            untrue_statuses(&o, statuses, now).into_iter().map(|v| v.invariant).collect()
+        };
+        assert!(kinds(&[status(SwState::RUNNING, 3, "")], &running).is_empty());
+        assert_eq!(kinds(&[status(SwState::RUNNING, 3, "")], &[]), [Invariant::UntrueStatus]);
+        assert_eq!(kinds(&[status(SwState::RUNNING, 3, "")], &half), [Invariant::UntrueStatus]);
+        assert_eq!(kinds(&[status(SwState::HALTED, 0, "")], &running), [Invariant::UntrueStatus]);
+        assert_eq!(kinds(&[status(SwState::BOOTING, 0, "")], &[]), [Invariant::UntrueStatus]);
+        assert_eq!(kinds(&[], &running), [Invariant::UntrueStatus], "a running domain of ours without a status");
+        let panicked = status(SwState::UNKNOWN, 3, "internal error in domainmgrd: boom");
+        assert_eq!(kinds(&[panicked], &running), [Invariant::Panic]);
+    }
 }

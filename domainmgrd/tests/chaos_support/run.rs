@@ -29,6 +29,8 @@ pub struct Outcome {
     /// The killed daemon made a hypervisor call after its successor started: a thread of it
     /// was still going (see the header of chaos.rs), so this run's findings may be its doing.
     pub zombie: bool,
+    /// How many times the run was made again because the old daemon acted after the restart.
+    pub retries: u32,
     /// What happened, for a replay (`CHAOS_SEED`).
     pub trace: Vec<String>,
 }
@@ -37,6 +39,8 @@ struct Pending {
     step: Step,
     answer: Receiver<Result<Response, String>>,
     file: Option<PathBuf>,
+    /// Its domain ran when it was sent.
+    ran: bool,
 }
 
 struct Run<'a> {
@@ -191,7 +195,9 @@ impl Run<'_> {
         let socket = self.env.paths().run_dir.join("domainmgrd.sock");
         let (tx, answer) = crossbeam_channel::bounded(1);
         std::thread::spawn(move || drop(tx.send(control::call(&socket, &request))));
-        self.pending.push(Pending { step, answer, file });
+        let ran =
+            step.domain().is_some_and(|d| self.env.sim.domains_of(self.plan(d).uuid).iter().any(|x| x.state.is_live()));
+        self.pending.push(Pending { step, answer, file, ran });
         self.watch(Instant::now() + ANSWER_WAIT, Some(step));
     }
 
@@ -267,15 +273,18 @@ impl Run<'_> {
     }
 
     /// Kills the daemon as SIGKILL would, then lets its threads run into their next hypervisor
-    /// call (where they park for good) before anything is looked at: a state some real crash
-    /// could leave.
+    /// call (where they park for good) or end, before anything is looked at: a state some real
+    /// crash could leave (the other threads stopped a little later than the one killed). Done
+    /// when no more calls park for three looks in a row (at most a second).
     fn kill(&mut self, label: &str) {
         self.env.kill();
         let mut parked = self.env.sim.parked_calls();
-        for _ in 0..25 {
+        let mut still = 0;
+        for _ in 0..50 {
             std::thread::sleep(Duration::from_millis(20));
             let now = self.env.sim.parked_calls();
-            if now == parked {
+            still = if now == parked { still + 1 } else { 0 };
+            if still == 3 {
                 break;
             }
             parked = now;
@@ -321,7 +330,7 @@ impl Run<'_> {
             .pending
             .iter()
             .filter_map(|p| match (p.step, &p.file) {
-                (Step::Save { d }, Some(file)) => Some((d, file.clone())),
+                (Step::Save { d }, Some(file)) if p.ran => Some((d, file.clone())),
                 _ => None,
             })
             .collect();
@@ -379,6 +388,7 @@ impl Run<'_> {
             kill_point: self.killed.clone().unwrap_or_default(),
             violations,
             zombie,
+            retries: 0,
             trace: self.trace,
         }
     }

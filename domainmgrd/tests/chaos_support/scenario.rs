@@ -274,7 +274,12 @@ impl Scenario {
             (0..steps.len()).filter(|i| matches!(steps[*i], Step::Republish { gap_ms: 1.., .. })).collect();
         let kill = match rng.range(0, 99) {
             0..60 if !armable.is_empty() => {
-                let (step, ops) = rng.pick(&armable);
+                // Half the time at a save when there is one: a save cut short has the most
+                // ways to go wrong.
+                let saves: Vec<(usize, &[Op])> =
+                    armable.iter().copied().filter(|(_, o)| o.contains(&Op::Save)).collect();
+                let (step, ops) =
+                    if !saves.is_empty() && rng.percent(50) { rng.pick(&saves) } else { rng.pick(&armable) };
                 let op = rng.pick(ops);
                 let moment = match op {
                     Op::Save => {
@@ -313,7 +318,14 @@ fn random_step(rng: &mut Rng, domains: &[DomainPlan], host_stopped: bool) -> Ste
         return rng.pick(&[Step::HostStart, Step::HostStop, Step::SetSave(true), Step::SetSave(false)]);
     }
     let d = rng.range(0, domains.len() as u64 - 1) as usize;
-    let mut choices = vec![Step::Stop { d, force: rng.percent(30) }, Step::Save { d }, Step::Restore { d }];
+    // Saves weigh more: a save cut short has the most ways to go wrong.
+    let mut choices = vec![
+        Step::Stop { d, force: rng.percent(30) },
+        Step::Save { d },
+        Step::Save { d },
+        Step::Restore { d },
+        Step::Restore { d },
+    ];
     if !host_stopped {
         choices.extend([Step::Start { d }, Step::Restart { d }, Step::BootFault { d }]);
     }
