@@ -11,28 +11,33 @@
 //! the file, or brought back after a gap as zedmanager does), autostart files made unreadable
 //! and fixed, operators' start/stop/destroy/restart/save/restore/create, host-start and
 //! host-stop (with `SAVE` set or not), and create faults (a boot retried). The daemon is
-//! killed at its Nth call of a lifecycle op, at the call's entry or return
-//! (`SimHypervisor::kill_client_at`), or after a random delay, or after the last step; then
-//! started again on a hypervisor that records its calls, and left to settle (waiting on
-//! conditions: no status in a transition, every status true, the removal grace over and a
-//! round trip through the supervisor after it; at most 10 s).
+//! killed at its Nth call of a lifecycle op counted from a chosen step, at the call's entry,
+//! return, or (a save) middle (`SimHypervisor::kill_client_at`), or after a random delay, or
+//! as a chosen step begins (in a republish's gap, while the file is away); then started again
+//! on a hypervisor that records its calls (a config away for a republish comes back at once),
+//! and left to settle (waiting on conditions: no status in a transition, every status true,
+//! the removal grace over and a round trip through the supervisor after it; at most 10 s).
 //!
 //! The oracle (`oracle.rs`) keeps, per domain, only what the scenario asked up to the kill:
 //! a domain may be stopped when its EVE config says Activate=false or is gone (not when it is
 //! away for a republish), when an operator stopped, destroyed, saved or restarted it and did
 //! not start or restore it since, when host-stop was asked and host-start not since, or when
 //! a request about it (host-start and host-stop concern all) was unanswered at the kill,
-//! except a save. The invariants:
+//! except a save or a `domainctl create`. The invariants:
 //! 1. duplicate: no two simulator domains share a UUID, at the kill or at any time after;
 //! 2. lost: a domain that ran at the kill and may not be stopped runs after the restart with
-//!    the same domid (one saving at the kill too); one whose create was in flight (created
-//!    paused, never unpaused) ends as exactly one running domain, created again at most once;
+//!    the same domid (one whose save was in flight too); one whose create was in flight
+//!    (created paused, never unpaused) ends as exactly one running domain, created again at
+//!    most once; one a save had suspended (cut short in its middle, host-stop's too) is
+//!    resumed, same domid; an operator's save the hypervisor had finished leaves its image
+//!    and the image's record (else nothing can restore the guest);
 //! 3. stopped unasked: the restarted daemon's shutdown, power-button, destroy and save calls
 //!    concern only domains that may be stopped, half-created ones, ones already shutting down
-//!    at the kill, or ones it made itself;
+//!    at the kill (not suspended by a save), or ones it made itself;
 //! 4. untrue status: every status file agrees with the simulator (RUNNING: that domid runs,
 //!    with our UUID; DomainId 0 iff no domain has the UUID; HALTED/INSTALLED: none has it;
 //!    no status stuck in BOOTING/HALTING), and every running domain of ours has a status;
+//! 5. partial image: a save cut short leaves no `<image>.partial` behind;
 //!
 //! and no domain thread panicked (UNKNOWN, "internal error").
 //!

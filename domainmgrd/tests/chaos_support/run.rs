@@ -23,7 +23,8 @@ const SETTLE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Outcome {
     pub seed: u64,
-    /// Where the daemon was killed: `<op>/<moment>`, `delay` or `after steps`.
+    /// Where the daemon was killed: `<op>/<moment>`, `call not reached` (then after the last
+    /// step), `delay`, `between steps` or `republish gap`.
     pub kill_point: String,
     pub violations: Vec<Violation>,
     /// The killed daemon made a hypervisor call after its successor started: a thread of it
