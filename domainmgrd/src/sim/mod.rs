@@ -259,9 +259,9 @@ impl SimHypervisor {
     /// at [`KillMoment::Middle`] of a save with the guest suspended and half its image
     /// written, at [`KillMoment::Return`] once the call has done its work (or failed), before
     /// it returns: a create has made its paused domain, a save has written its image and the
-    /// domain is gone, and the caller never hears of it. The calls counted are those [`Op`] names, from
-    /// every thread of the client. Replaces an earlier kill point of the client. A test sees
-    /// that it fired when [`parked_calls`](Self::parked_calls) counts the call.
+    /// domain is gone, and the caller never hears of it. The calls counted are those [`Op`]
+    /// names, from every thread of the client. Replaces an earlier kill point of the client.
+    /// A test sees that it fired when [`parked_calls`](Self::parked_calls) counts the call.
     pub fn kill_client_at(&self, client: u64, op: Op, nth: u64, moment: KillMoment) {
         let point = injection::KillPoint { op, left: nth.max(1), moment };
         self.shared.state.lock().kill_points.insert(client, point);
