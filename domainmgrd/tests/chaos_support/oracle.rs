@@ -261,7 +261,8 @@ pub fn lost_or_stopped(oracle: &Oracle, after: &After<'_>) -> Vec<Violation> {
                 out.push(violation(
                     Invariant::Lost,
                     format!(
-                        "{name}: domain {} was suspended by a save cut short at the kill; after the restart it is {what}, not resumed",
+                        "{name}: domain {} was suspended by a save cut short at the kill; \
+                         after the restart it is {what}, not resumed",
                         k.domid
                     ),
                 ));
