@@ -1,7 +1,7 @@
 //! Taking over, when the thread starts, the domain the hypervisor already has with our UUID,
 //! and finishing what a daemon that died left half done, as its record says (`records.rs`):
-//! - a domain left half-created (still paused under `creating`) is destroyed, to be created
-//!   again if it is still wanted;
+//! - a domain left half-created (still paused under `creating`) is destroyed and created
+//!   again (an EVE one if its config still says so);
 //! - a domain left suspended by a save cut short (`saving`) is resumed and the partial image
 //!   removed; if the image had already been put in place, the save is finished instead (the
 //!   domain is destroyed, saved);
@@ -114,9 +114,10 @@ impl Domain {
         }
         self.clear_record();
         self.phase = Phase::Idle { halted: false };
-        // A transient domain has no config to create it again from but the operator's request,
-        // which failed with the daemon: it is gone.
-        self.ever_ran |= self.source == Source::Transient;
+        // It was being created because it was wanted: an EVE domain is created again if its
+        // config still says so; an autostart or transient one (whose create host-start or an
+        // operator asked for) is, too.
+        self.set_active(true);
     }
 
     /// The daemon that drove this domain died while saving it to `image`.
@@ -140,11 +141,18 @@ impl Domain {
         images::discard_partial(image);
         if suspended {
             match self.shared.hv.resume(domid) {
-                Ok(()) => log::warn!(
-                    "{}: domain {domid} was left suspended by a save cut short ({}); resumed it",
-                    self.name(),
-                    image.display()
-                ),
+                Ok(()) => {
+                    log::warn!(
+                        "{}: domain {domid} was left suspended by a save cut short ({}); resumed it",
+                        self.name(),
+                        image.display()
+                    );
+                    // The watch armed above reported the suspend it found: stale now. A new
+                    // watch reports the domain as it is.
+                    self.watch = None;
+                    while self.events_rx.try_recv().is_ok() {}
+                    self.arm_watch(domid);
+                }
                 Err(e) => {
                     log::error!(
                         "{}: domain {domid} was left suspended by a save cut short; resume failed: {e}",

@@ -137,6 +137,16 @@ impl Domain {
 
     /// The guest shut down by itself (or after a request we did not make).
     pub(super) fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
+        if reason == ShutdownReason::Suspend && !self.unwanted() {
+            // Someone saves it (xl save): they destroy it once saved, or resume it if the
+            // save fails. Destroying it now would ruin their save, its config known or not.
+            log::info!(
+                "{}: domain {domid} was suspended outside domainmgrd (a save?); waiting for it to go or resume",
+                self.name()
+            );
+            self.phase = Phase::Suspended { domid };
+            return;
+        }
         let Some(spec) = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| &t.spec) else {
             self.destroy(domid, AfterDeath::GuestStopped);
             return;
@@ -150,15 +160,6 @@ impl Domain {
         let action = match reason {
             ShutdownReason::Poweroff => on_poweroff,
             ShutdownReason::Reboot => on_reboot,
-            ShutdownReason::Suspend => {
-                // Someone saves it (xl save): they destroy it once saved, or resume it if the
-                // save fails. Destroying it now would ruin their save.
-                log::info!(
-                    "{name}: domain {domid} was suspended outside domainmgrd (a save?); waiting for it to go or resume"
-                );
-                self.phase = Phase::Suspended { domid };
-                return;
-            }
             _ => on_crash,
         };
         let crashed = !matches!(reason, ShutdownReason::Poweroff | ShutdownReason::Reboot);

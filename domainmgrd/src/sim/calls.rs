@@ -50,6 +50,7 @@ impl Hypervisor for SimHypervisor {
             let mut st = self.shared.state.lock();
             self.park_if_killed(&mut st);
             *st.calls.entry(Op::Create).or_default() += 1;
+            self.count_toward_kill(&mut st, Op::Create);
             Self::maybe_panic(&mut st, spec.uuid, Op::Create);
             let subject = || Subject::Named(spec.name.clone());
             if st.domains.values().any(|d| d.spec.name == spec.name) {
@@ -103,11 +104,13 @@ impl Hypervisor for SimHypervisor {
             });
         }
         d.vif_offload_disabled = vif_count;
+        self.park_if_killed(&mut st);
         Ok(())
     }
 
     fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>> {
-        let st = self.shared.state.lock();
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
         let d = st.domains.get(&domid.get()).ok_or_else(|| not_found("vif names", domid))?;
         Ok((0..vif_count)
             .map(|n| d.spec.vifs.get(n).and_then(|v| v.vifname.clone()).unwrap_or_else(|| format!("vif{domid}.{n}")))
@@ -144,6 +147,7 @@ impl Hypervisor for SimHypervisor {
             });
         }
         self.schedule_poweroff(domid, uuid, behaviour);
+        self.park_if_killed(&mut self.shared.state.lock());
         Ok(())
     }
 
@@ -165,7 +169,8 @@ impl Hypervisor for SimHypervisor {
     }
 
     fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>> {
-        let st = self.shared.state.lock();
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
         Ok(st.domains.get(&domid.get()).map(info_of))
     }
 
@@ -192,6 +197,7 @@ impl Hypervisor for SimHypervisor {
             });
         }
         st.pciback.insert(bdf);
+        self.park_if_killed(&mut st);
         Ok(())
     }
 
@@ -207,11 +213,14 @@ impl Hypervisor for SimHypervisor {
             });
         }
         st.pci_removals.push((bdf, rebind));
+        self.park_if_killed(&mut st);
         Ok(())
     }
 
     fn pci_assignable_list(&self) -> HvResult<Vec<Bdf>> {
-        let mut l: Vec<Bdf> = self.shared.state.lock().pciback.iter().copied().collect();
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
+        let mut l: Vec<Bdf> = st.pciback.iter().copied().collect();
         l.sort();
         Ok(l)
     }
@@ -239,12 +248,14 @@ impl Hypervisor for SimHypervisor {
         if st.domains.values().any(|d| d.spec.name == spec.name)
             || SimHypervisor::take_fault(&mut st, spec.uuid, Op::Restore)
         {
+            self.park_if_killed(&mut st);
             return Err(failed("restore", Subject::Named(spec.name.clone())));
         }
         let domid = new_domain(&mut st, spec, DomainState::Paused);
         if let Some(d) = st.domains.get_mut(&domid.get()) {
             d.ever_unpaused = true; // a restored guest has run before
         }
+        self.park_if_killed(&mut st);
         Ok(domid)
     }
 
@@ -253,17 +264,20 @@ impl Hypervisor for SimHypervisor {
         let mut st = self.shared.state.lock();
         target(&mut st, domid, Op::Sysrq, "sysrq")?;
         st.sysrqs.push((domid, key));
+        self.park_if_killed(&mut st);
         Ok(())
     }
 
     fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf> {
-        let st = self.shared.state.lock();
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
         st.domains.get(&domid.get()).ok_or_else(|| not_found("console", domid))?;
         Ok(std::path::PathBuf::from(format!("/dev/pts/sim{domid}")))
     }
 
     fn host_info(&self) -> HvResult<HostInfo> {
-        let st = self.shared.state.lock();
+        let mut st = self.shared.state.lock();
+        self.park_if_killed(&mut st);
         let used: u64 = st.domains.values().map(|d| d.spec.memory_mib).sum();
         Ok(HostInfo {
             nr_cpus: 8,
@@ -294,7 +308,7 @@ impl Hypervisor for SimHypervisor {
                 let _ = events.send(DomainEvent::Death { domid });
             }
         }
-        st.watches.insert(id, (domid.get(), events));
+        st.watches.insert(id, super::Watch { domid: domid.get(), client: self.client, events });
         Ok(Box::new(SimWatch { shared: Arc::clone(&self.shared), id }))
     }
 }

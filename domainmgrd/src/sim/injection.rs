@@ -1,7 +1,9 @@
 //! What a simulated call passes through before and after its effect, as tests arranged it: a
-//! killed client parks it for good, a delay or a closed per-op gate ([`SimHypervisor::hold`])
-//! holds it in its middle, a per-guest [`Gate`] holds it just before it returns, an injected
-//! [`Fault`](super::Fault) fails it, and an injected panic panics in the caller's thread.
+//! killed client parks it for good (a kill point, [`SimHypervisor::kill_client_at`], kills
+//! the client at its entry or return), a delay or a closed per-op gate
+//! ([`SimHypervisor::hold`]) holds it in its middle, a per-guest [`Gate`] holds it just before
+//! it returns, an injected [`Fault`](super::Fault) fails it, and an injected panic panics in
+//! the caller's thread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,28 @@ use xenctl::{DomId, Subject};
 use super::{Op, Shared, SimHypervisor, State, failed, not_found};
 use crate::hypervisor::HvResult;
 
+/// Where in the chosen call [`SimHypervisor::kill_client_at`] kills its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KillMoment {
+    /// Before the call does anything.
+    Entry,
+    /// In its middle: a save has suspended the guest (shut down with reason suspend, as its
+    /// watches hear) and written part of its image beside the target (`<path>.partial`, as
+    /// xenctl does), the state a crash inside `libxl_domain_suspend` leaves. A call without
+    /// such a middle dies at its return.
+    Middle,
+    /// After its effect (or its failure), before it returns.
+    Return,
+}
+
+/// A client's armed kill: at its `left`-th next call of `op`.
+#[derive(Debug)]
+pub(super) struct KillPoint {
+    pub(super) op: Op,
+    pub(super) left: u64,
+    pub(super) moment: KillMoment,
+}
+
 impl SimHypervisor {
     /// Blocks forever if this client was killed; sleeps for the op's delay; counts the call.
     pub(super) fn enter(&self, op: Op) {
@@ -19,8 +43,42 @@ impl SimHypervisor {
             let mut st = self.shared.state.lock();
             self.park_if_killed(&mut st);
             *st.calls.entry(op).or_default() += 1;
+            self.count_toward_kill(&mut st, op);
         }
         self.delay(op);
+    }
+
+    /// Counts a call of `op` toward this client's kill point. At the chosen call the client
+    /// dies now ([`KillMoment::Entry`]), or its thread is marked to die when the call next
+    /// passes [`park_if_killed`](Self::park_if_killed), just before it returns
+    /// ([`KillMoment::Return`]).
+    pub(super) fn count_toward_kill(&self, st: &mut parking_lot::MutexGuard<'_, State>, op: Op) {
+        let Some(point) = st.kill_points.get_mut(&self.client).filter(|p| p.op == op) else { return };
+        point.left -= 1;
+        if point.left > 0 {
+            return;
+        }
+        let moment = point.moment;
+        st.kill_points.remove(&self.client);
+        match moment {
+            KillMoment::Entry => {
+                st.killed.insert(self.client);
+                self.park_if_killed(st);
+            }
+            KillMoment::Middle | KillMoment::Return => {
+                st.doomed.insert((std::thread::current().id(), moment));
+            }
+        }
+    }
+
+    /// Whether this thread's call is the one a kill point chose to die in its middle: if so,
+    /// the client is killed (the caller does the middle's work, then parks).
+    pub(super) fn dies_midway(&self, st: &mut parking_lot::MutexGuard<'_, State>) -> bool {
+        let mid = st.doomed.remove(&(std::thread::current().id(), KillMoment::Middle));
+        if mid {
+            st.killed.insert(self.client);
+        }
+        mid
     }
 
     /// Sleeps for the op's delay, if it has one, counting the calls that sleep at once; then
@@ -28,7 +86,11 @@ impl SimHypervisor {
     pub(super) fn delay(&self, op: Op) {
         self.pass_op_gate(op);
         // A call held at the gate when its client was killed never goes on.
-        self.park_if_killed(&mut self.shared.state.lock());
+        let mut st = self.shared.state.lock();
+        if st.killed.contains(&self.client) {
+            self.park_if_killed(&mut st);
+        }
+        drop(st);
         let delay = {
             let mut st = self.shared.state.lock();
             let delay = st.delays.get(&op).copied();
@@ -77,10 +139,21 @@ impl SimHypervisor {
         *st.in_flight.entry(op).or_default() -= 1;
     }
 
+    /// Blocks forever if this client was killed, or if this thread's call is the one a kill
+    /// point chose to die at its return (or in a middle the call does not have).
     pub(super) fn park_if_killed(&self, st: &mut parking_lot::MutexGuard<'_, State>) {
+        let thread = std::thread::current().id();
+        if st.doomed.remove(&(thread, KillMoment::Return)) || st.doomed.remove(&(thread, KillMoment::Middle)) {
+            st.killed.insert(self.client);
+        }
         if !st.killed.contains(&self.client) {
             return;
         }
+        log::debug!(
+            "sim: a call of killed client {} parks for good in {:?}",
+            self.client,
+            std::thread::current().name()
+        );
         st.parked += 1;
         while st.killed.contains(&self.client) {
             self.shared.parked.wait(st);

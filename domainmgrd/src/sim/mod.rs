@@ -9,8 +9,9 @@
 //!
 //! What tests can inject: per-guest behaviour ([`Behaviour`]), failing calls ([`Fault`]), slow
 //! calls ([`SimHypervisor::set_delay`]), calls held until the test lets them go
-//! ([`SimHypervisor::hold`]), and killed clients ([`SimHypervisor::kill_client`]):
-//! every call of a killed client blocks forever, the way a daemon killed with SIGKILL in the
+//! ([`SimHypervisor::hold`]), and killed clients ([`SimHypervisor::kill_client`], or
+//! [`SimHypervisor::kill_client_at`] one of its calls): every call of a killed client blocks
+//! forever and its watches hear nothing more, the way a daemon killed with SIGKILL in the
 //! middle of a call never continues, while what the hypervisor already did stays done.
 //!
 //! What tests can synchronise on, instead of sleeping: [`Gate`]s ([`SimHypervisor::gate`]) hold
@@ -42,7 +43,7 @@ mod save;
 #[cfg(test)]
 mod tests;
 
-pub use injection::Gate;
+pub use injection::{Gate, KillMoment};
 
 /// How a simulated guest reacts to requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,8 +128,12 @@ struct State {
     behaviours: HashMap<Uuid, Behaviour>,
     faults: HashMap<(Uuid, Op), u32>,
     delays: HashMap<Op, Duration>,
-    watches: HashMap<u64, (u32, Sender<DomainEvent>)>,
+    watches: HashMap<u64, Watch>,
     killed: HashSet<u64>,
+    /// Kills armed by [`SimHypervisor::kill_client_at`], by client.
+    kill_points: HashMap<u64, injection::KillPoint>,
+    /// Threads whose client dies in the middle or at the return of their call.
+    doomed: HashSet<(std::thread::ThreadId, KillMoment)>,
     calls: HashMap<Op, u64>,
     in_flight: HashMap<Op, u64>,
     peak: HashMap<Op, u64>,
@@ -146,6 +151,14 @@ struct State {
     lost_events: HashSet<u32>,
     /// Calls that panic in the caller's thread.
     panics: HashSet<(Uuid, Op)>,
+}
+
+/// A watch on one domain's events, for one client.
+struct Watch {
+    domid: u32,
+    /// The client that armed it: a killed one hears nothing more.
+    client: u64,
+    events: Sender<DomainEvent>,
 }
 
 /// A gate's state: while closed, the guest's calls of its kind wait before returning.
@@ -238,9 +251,23 @@ impl SimHypervisor {
         self.client
     }
 
-    /// Kills a connection: its calls in flight and all later ones block forever.
+    /// Kills a connection: its calls in flight and all later ones block forever, and its
+    /// watches get no more events.
     pub fn kill_client(&self, client: u64) {
         self.shared.state.lock().killed.insert(client);
+    }
+
+    /// Kills `client` as [`kill_client`](Self::kill_client) does, at its `nth` call of `op`
+    /// from now on (1: the next one): at [`KillMoment::Entry`] before the call does anything,
+    /// at [`KillMoment::Middle`] of a save with the guest suspended and half its image
+    /// written, at [`KillMoment::Return`] once the call has done its work (or failed), before
+    /// it returns: a create has made its paused domain, a save has written its image and the
+    /// domain is gone, and the caller never hears of it. The calls counted are those [`Op`]
+    /// names, from every thread of the client. Replaces an earlier kill point of the client.
+    /// A test sees that it fired when [`parked_calls`](Self::parked_calls) counts the call.
+    pub fn kill_client_at(&self, client: u64, op: Op, nth: u64, moment: KillMoment) {
+        let point = injection::KillPoint { op, left: nth.max(1), moment };
+        self.shared.state.lock().kill_points.insert(client, point);
     }
 
     /// How many calls of killed clients are parked for good (they never return).
@@ -454,10 +481,10 @@ fn emit(st: &State, domid: u32, event: DomainEvent) {
     if st.lost_events.contains(&domid) {
         return;
     }
-    for (watched, tx) in st.watches.values() {
-        if *watched == domid {
+    for watch in st.watches.values() {
+        if watch.domid == domid && !st.killed.contains(&watch.client) {
             // Unbounded channel: never blocks; a gone receiver is fine.
-            let _ = tx.send(event);
+            let _ = watch.events.send(event);
         }
     }
 }

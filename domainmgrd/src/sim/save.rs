@@ -55,6 +55,7 @@ impl SimHypervisor {
             let mut st = self.shared.state.lock();
             self.park_if_killed(&mut st);
             *st.calls.entry(Op::Save).or_default() += 1;
+            self.count_toward_kill(&mut st, Op::Save);
             let uuid = self.target_gated(&mut st, domid, Op::Save, "save")?;
             let io = |source| Error::Io { op: "create save image", path: partial.into(), source };
             let mut file = std::fs::OpenOptions::new()
@@ -69,6 +70,12 @@ impl SimHypervisor {
                 d.state = DomainState::Shutdown(ShutdownReason::Suspend);
             }
             emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });
+            // A kill in its middle (or at its return) leaves the guest suspended and the image
+            // half written, and the save never ends.
+            if self.dies_midway(&mut st) {
+                self.park_if_killed(&mut st);
+            }
+            self.park_if_killed(&mut st);
             uuid
         };
         let aborted = Arc::new(AtomicBool::new(false));

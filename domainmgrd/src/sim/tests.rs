@@ -182,3 +182,63 @@ fn lost_events_are_not_delivered_and_injected_panics_panic_once() {
     assert!(std::thread::spawn(move || s2.sysrq(d, 's')).join().is_err(), "the call panics");
     assert!(sim.sysrq(d, 's').is_ok(), "once");
 }
+
+/// Runs `call` in a thread of its own and waits until the simulator has parked `parked` calls
+/// of killed clients in all; then checks that `call` did not return.
+fn parks<T: Send + 'static>(sim: &SimHypervisor, parked: usize, call: impl FnOnce() -> T + Send + 'static) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || drop(tx.send(call())));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sim.parked_calls() < parked {
+        assert!(std::time::Instant::now() < deadline, "the call never parked");
+        std::thread::yield_now();
+    }
+    assert!(rx.try_recv().is_err(), "a parked call must not return");
+}
+
+#[test]
+fn a_kill_point_kills_the_client_at_its_nth_call_at_entry_or_at_return() {
+    let sim = SimHypervisor::new();
+    let (daemon, other) = (sim.client(), sim.client());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let da = daemon.create_paused(&spec("a")).unwrap();
+    let _watch = daemon.watch(da, tx).unwrap();
+
+    // At return: the second unpause does its work, and the daemon never hears of it.
+    daemon.kill_client_at(daemon.client_id(), Op::Unpause, 2, KillMoment::Return);
+    let db = daemon.create_paused(&spec("b")).unwrap();
+    daemon.unpause(da).unwrap();
+    let d = daemon.clone();
+    parks(&sim, 1, move || d.unpause(db));
+    assert!(sim.info_of(db.get()).unwrap().ever_unpaused, "its work is done");
+    let d = daemon.clone();
+    parks(&sim, 2, move || d.list());
+    // Its watches hear nothing more; other clients go on.
+    other.destroy(da).unwrap();
+    assert!(rx.try_recv().is_err(), "a killed client gets no events");
+    assert!(other.create_paused(&spec("c")).is_ok());
+
+    // At entry: the chosen call does nothing.
+    let restarted = sim.client();
+    restarted.kill_client_at(restarted.client_id(), Op::Create, 1, KillMoment::Entry);
+    let (r, s) = (restarted.clone(), spec("d"));
+    let uuid = s.uuid;
+    parks(&sim, 3, move || r.create_paused(&s));
+    assert!(sim.domains_of(uuid).is_empty(), "killed before it made a domain");
+}
+
+#[test]
+fn a_kill_in_the_middle_of_a_save_leaves_the_guest_suspended_and_half_its_image() {
+    let sim = SimHypervisor::new();
+    let daemon = sim.client();
+    let d = daemon.create_paused(&spec("s")).unwrap();
+    daemon.unpause(d).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    daemon.kill_client_at(daemon.client_id(), Op::Save, 1, KillMoment::Middle);
+    let (c, p) = (daemon.clone(), xenctl::partial_path(&path));
+    parks(&sim, 1, move || c.begin_save(d, &p).map(drop));
+    let left = sim.info_of(d.get()).unwrap();
+    assert_eq!(left.state, DomainState::Shutdown(ShutdownReason::Suspend), "suspended, not destroyed");
+    assert!(dir.path().join("s.partial").exists() && !path.exists(), "half an image, beside the target");
+}

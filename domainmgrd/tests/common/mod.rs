@@ -13,6 +13,7 @@ use domainmgrd::adapters::host::Host;
 use domainmgrd::control::{self, Request, Response};
 use domainmgrd::eve::{DomainStatus, SwState};
 use domainmgrd::files::Paths;
+use domainmgrd::hypervisor::Hypervisor;
 use domainmgrd::sim::{SimDomain, SimHypervisor};
 use domainmgrd::supervisor::{Daemon, Options, StartError};
 use serde_json::{Value, json};
@@ -139,10 +140,21 @@ impl Env {
     /// Starts a daemon with `options` (made from [`Env::options`]) on a new connection to the
     /// simulator.
     pub fn try_start_with(&mut self, options: Options) -> Result<(), StartError> {
+        self.try_start_on(options, |client| Arc::new(client)).map(drop)
+    }
+
+    /// Starts a daemon with `options` on a new connection to the simulator, which `wrap` may
+    /// wrap (in a hypervisor that records the calls, say); [`Env::kill`] cuts that connection
+    /// off. Its client id.
+    pub fn try_start_on(
+        &mut self,
+        options: Options,
+        wrap: impl FnOnce(SimHypervisor) -> Arc<dyn Hypervisor>,
+    ) -> Result<u64, StartError> {
         let client = self.sim.client();
         self.client = client.client_id();
-        self.daemon = Some(Daemon::start(options, Arc::new(client))?);
-        Ok(())
+        self.daemon = Some(Daemon::start(options, wrap(client))?);
+        Ok(self.client)
     }
 
     pub fn try_start(&mut self) -> Result<(), StartError> {
