@@ -5,12 +5,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::{Error, Result};
 use crate::raw::{self, Owned};
 use crate::xlu::XluConfig;
 
 /// The image format of a disk's backing file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DiskFormat {
     /// A raw image or block device.
     Raw,
@@ -64,7 +67,8 @@ impl DiskFormat {
 }
 
 /// Which dom0 backend serves a disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DiskBackend {
     /// Let libxl choose (blkback for raw files and devices, qdisk for the rest).
     Auto,
@@ -106,7 +110,8 @@ impl DiskBackend {
 /// Build one field by field ([`DiskSpec::new`]) or from an xl disk-spec string
 /// ([`DiskSpec::from_xl`], e.g. `"format=raw,vdev=xvda,access=rw,target=/srv/guest.img"`),
 /// which libxlutil parses exactly as `xl` would.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DiskSpec {
     /// The backing file or device in dom0; `None` only for an empty CD-ROM drive.
     pub target: Option<String>,
@@ -300,8 +305,22 @@ impl FromStr for Mac {
     }
 }
 
+/// As its text, `00:16:3e:12:34:56`, checked as [`Mac::from_str`] checks it.
+impl Serialize for Mac {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Mac, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A guest network interface.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VifSpec {
     /// The dom0 bridge to plug the backend interface into.
     pub bridge: Option<String>,
@@ -332,7 +351,8 @@ pub struct VifSpec {
 }
 
 /// What kind of interface a vif is (xl's vif `type=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NicType {
     /// A PV interface only (`type=vif`).
     Vif,
@@ -406,7 +426,8 @@ impl VifSpec {
 
 /// A VNC console: for HVM guests the device model's display, for PV/PVH guests a virtual
 /// framebuffer (vfb) with a keyboard.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VncSpec {
     /// Address to listen on (`vnclisten=`); libxl's default is 127.0.0.1.
     pub listen: Option<String>,

@@ -6,6 +6,8 @@
 //! Every `Option` here is `None` by default, meaning "libxl's default": such a field is left
 //! untouched in the libxl struct, exactly as `xl` leaves a key the file does not set.
 
+use serde::{Deserialize, Serialize};
+
 use crate::convert::fill_string_list;
 use crate::devices::set_defbool;
 use crate::error::{Error, Result};
@@ -14,7 +16,8 @@ use crate::spec::DomainSpec;
 use crate::types::DomainKind;
 
 /// HVM firmware (xl.cfg's `bios`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BiosKind {
     /// The legacy ROMBIOS (qemu-xen-traditional only).
     Rombios,
@@ -51,7 +54,8 @@ impl BiosKind {
 }
 
 /// Which QEMU serves as device model (xl.cfg's `device_model_version`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DeviceModelVersion {
     /// Upstream QEMU (`qemu-xen`), libxl's default.
     QemuXen,
@@ -82,15 +86,18 @@ impl DeviceModelVersion {
 }
 
 /// The emulated graphics card of an HVM guest (xl.cfg's `vga`, or `stdvga`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VgaKind {
     /// Standard VGA with VESA extensions (`stdvga`).
+    #[serde(rename = "stdvga")]
     Std,
     /// Cirrus Logic GD5446.
     Cirrus,
     /// QXL (SPICE's paravirtual card).
     Qxl,
     /// No graphics card (`none`).
+    #[serde(rename = "none")]
     Off,
 }
 
@@ -122,7 +129,8 @@ impl VgaKind {
 
 /// How a guest's virtual timers make up for ticks it missed while not running (xl.cfg's
 /// `timer_mode`; HVM and PVH guests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TimerMode {
     /// Ticks are delivered late, one by one (`delay_for_missed_ticks`).
     DelayForMissedTicks,
@@ -172,7 +180,8 @@ impl TimerMode {
 }
 
 /// Platform, firmware and virtualisation knobs. `None` everywhere is libxl's default.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlatformSpec {
     /// Expose ACPI firmware tables (`acpi`; HVM and PVH).
     pub acpi: Option<bool>,
@@ -217,7 +226,8 @@ pub struct PlatformSpec {
 }
 
 /// The guest's display and keyboard beyond the VNC server itself ([`DomainSpec::vnc`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DisplaySpec {
     /// `vnc = 0` for an HVM guest: no VNC server, where libxl would otherwise start one.
     /// Contradicts [`DomainSpec::vnc`].

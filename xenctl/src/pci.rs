@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::context::Context;
 use crate::error::{Error, Result, Subject, check};
 use crate::raw::Owned;
@@ -81,8 +83,22 @@ impl FromStr for Bdf {
     }
 }
 
+/// As its text, `0000:03:00.0`, checked as [`Bdf::from_str`] checks it.
+impl Serialize for Bdf {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bdf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Bdf, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A PCI device to pass through to a guest, with xl.cfg's per-device options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PciSpec {
     /// The host device. It must be assignable (see [`Context::pci_assignable_add`]).
     pub bdf: Bdf,

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::devices::{DiskSpec, VifSpec, VncSpec};
@@ -14,7 +15,8 @@ use crate::pci::PciSpec;
 use crate::types::{DomainKind, ShutdownAction};
 
 /// How a guest keeps time (xl.cfg's `tsc_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TscMode {
     /// libxl's default: native unless that is unsafe, then emulated.
     #[default]
@@ -52,7 +54,8 @@ impl TscMode {
 ///     .vif(VifSpec::bridged("xenbr0"));
 /// assert!(spec.validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DomainSpec {
     /// The domain's name; unique on the host.
     pub name: String,
@@ -468,6 +471,193 @@ mod tests {
         assert!(err_of(good().serial("pty")).starts_with("invalid serial \"pty\""));
         assert!(DomainSpec::hvm("g").serial("pty").validate().is_ok());
         assert!(err_of(DomainSpec::pv("g").bootloader("pygrub", vec![]).ramdisk("/r")).contains("needs a kernel"));
+    }
+
+    /// A spec with every field set, away from its default.
+    fn everything() -> DomainSpec {
+        use crate::devices::{DiskBackend, DiskFormat, NicType};
+        use crate::options::{BiosKind, DeviceModelVersion, TimerMode, VgaKind};
+        let mut s = DomainSpec::hvm("all")
+            .memory_mib(512)
+            .max_memory_mib(1024)
+            .vcpus(2)
+            .max_vcpus(4)
+            .cpus(vec![1, 3])
+            .kernel("/k")
+            .ramdisk("/r")
+            .cmdline("console=ttyS0")
+            .bootloader("pygrub", vec!["-q".into()])
+            .disk(DiskSpec {
+                format: DiskFormat::Qcow2,
+                backend: DiskBackend::Qdisk,
+                readonly: true,
+                cdrom: true,
+                script: Some("block-x".into()),
+                backend_domain: Some("stor".into()),
+                direct_io_safe: true,
+                discard: Some(false),
+                ..DiskSpec::new("/srv/a.qcow2", "hda")
+            })
+            .disk(DiskSpec { target: None, format: DiskFormat::Empty, ..DiskSpec::new("", "hdc") })
+            .vif(VifSpec {
+                bridge: Some("xenbr0".into()),
+                mac: Some("00:16:3e:01:02:03".parse().unwrap()),
+                vifname: Some("v0".into()),
+                script: Some("vif-bridge".into()),
+                rate: Some("10Mb/s".into()),
+                model: Some("e1000".into()),
+                ip: Some("10.0.0.2".into()),
+                mtu: Some(9000),
+                backend_domain: Some("net".into()),
+                nic_type: Some(NicType::Ioemu),
+                gatewaydev: Some("eth0".into()),
+                devid: Some(3),
+                trusted: Some(false),
+            })
+            .pci(PciSpec { permissive: true, seize: true, msitranslate: true, power_mgmt: true, ..PciSpec::new(bdf()) })
+            .on_shutdown(ShutdownAction::Preserve, ShutdownAction::RestartRename, ShutdownAction::CoredumpRestart)
+            .serial("pty")
+            .vnc(VncSpec {
+                listen: Some("0.0.0.0".into()),
+                display: Some(2),
+                password: Some("pw".into()),
+                find_unused: true,
+            })
+            .tsc_mode(TscMode::NativeParavirt);
+        s.on_watchdog = ShutdownAction::CoredumpDestroy;
+        s.on_soft_reset = ShutdownAction::Restart;
+        s.serial_ports = vec!["pty".into(), "/dev/ttyS1".into()];
+        s.boot_order = Some("dc".into());
+        s.display = DisplaySpec {
+            vnc_disabled: true,
+            sdl: Some(true),
+            opengl: Some(false),
+            keymap: Some("de".into()),
+            vga: Some(VgaKind::Off),
+            video_memory_mib: Some(16),
+            nographic: Some(false),
+        };
+        s.cpu_weight = Some(512);
+        s.cpu_cap = Some(50);
+        s.platform = PlatformSpec {
+            acpi: Some(true),
+            apic: Some(false),
+            pae: Some(true),
+            hap: Some(false),
+            nested_hvm: Some(true),
+            viridian: Some(true),
+            hpet: Some(false),
+            xen_platform_pci: Some(true),
+            localtime: Some(true),
+            e820_host: Some(false),
+            bios: Some(BiosKind::Ovmf),
+            device_model_version: Some(DeviceModelVersion::QemuXenTraditional),
+            acpi_s3: Some(false),
+            acpi_s4: Some(true),
+            rtc_timeoffset: Some(-3600),
+            shadow_memory_mib: Some(8),
+            disable_migrate: Some(true),
+            timer_mode: Some(TimerMode::OneMissedTickPending),
+            max_grant_frames: Some(64),
+        };
+        s.usb = Some(true);
+        s.usb_version = Some(3);
+        s.usb_device = Some("tablet".into());
+        s.usb_devices = vec!["mouse".into()];
+        s.soundhw = Some("hda".into());
+        s
+    }
+
+    fn bdf() -> Bdf {
+        "0000:03:00.1".parse().unwrap()
+    }
+
+    fn json_round_trip(spec: &DomainSpec) -> DomainSpec {
+        let json = serde_json::to_string_pretty(spec).unwrap();
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}\n{json}"))
+    }
+
+    #[test]
+    fn specs_round_trip_through_json() {
+        let all = everything();
+        assert_eq!(json_round_trip(&all), all);
+        let minimal = good();
+        assert_eq!(json_round_trip(&minimal), minimal);
+        // Addresses are written as people and xl write them.
+        let json = serde_json::to_value(&all).unwrap();
+        assert_eq!(json["vifs"][0]["mac"], "00:16:3e:01:02:03");
+        assert_eq!(json["pcis"][0]["bdf"], "0000:03:00.1");
+        assert_eq!(json["uuid"], all.uuid.to_string());
+    }
+
+    #[test]
+    fn enums_are_written_as_their_xl_words() {
+        use crate::devices::{DiskBackend, DiskFormat, NicType};
+        use crate::options::{BiosKind, DeviceModelVersion, TimerMode, VgaKind};
+        fn word<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) -> String {
+            let json = serde_json::to_value(&v).unwrap();
+            assert_eq!(serde_json::from_value::<T>(json.clone()).unwrap(), v);
+            json.as_str().unwrap().to_string()
+        }
+        for a in [
+            ShutdownAction::Destroy,
+            ShutdownAction::Restart,
+            ShutdownAction::RestartRename,
+            ShutdownAction::Preserve,
+            ShutdownAction::CoredumpDestroy,
+            ShutdownAction::CoredumpRestart,
+            ShutdownAction::SoftReset,
+        ] {
+            assert_eq!(word(a), a.as_str());
+        }
+        for k in [DomainKind::Pv, DomainKind::Pvh, DomainKind::Hvm] {
+            assert_eq!(word(k), k.as_str());
+        }
+        use DiskFormat::{Empty, Qcow, Qcow2, Qed, Raw, Vhd};
+        for f in [Raw, Qcow, Qcow2, Vhd, Qed, Empty] {
+            assert_eq!(word(f), f.as_str());
+        }
+        for t in [NicType::Vif, NicType::Ioemu] {
+            assert_eq!(word(t), t.as_str());
+        }
+        for b in [BiosKind::Rombios, BiosKind::Seabios, BiosKind::Ovmf] {
+            assert_eq!(word(b), b.as_str());
+        }
+        for v in [DeviceModelVersion::QemuXen, DeviceModelVersion::QemuXenTraditional] {
+            assert_eq!(word(v), v.as_str());
+        }
+        for v in [VgaKind::Std, VgaKind::Cirrus, VgaKind::Qxl, VgaKind::Off] {
+            assert_eq!(word(v), v.as_str());
+        }
+        for t in [
+            TimerMode::DelayForMissedTicks,
+            TimerMode::NoDelayForMissedTicks,
+            TimerMode::NoMissedTicksPending,
+            TimerMode::OneMissedTickPending,
+        ] {
+            assert_eq!(word(t), t.as_str());
+        }
+        let tsc = [TscMode::Default, TscMode::AlwaysEmulate, TscMode::Native, TscMode::NativeParavirt];
+        assert_eq!(tsc.map(word), ["default", "always_emulate", "native", "native_paravirt"]);
+        let backends =
+            [DiskBackend::Auto, DiskBackend::Phy, DiskBackend::Tap, DiskBackend::Qdisk, DiskBackend::Standalone];
+        assert_eq!(backends.map(word), ["auto", "phy", "tap", "qdisk", "standalone"]);
+    }
+
+    #[test]
+    fn json_input_is_checked() {
+        let mut json = serde_json::to_value(good()).unwrap();
+        json["memroy"] = 5.into();
+        let e = serde_json::from_value::<DomainSpec>(json).unwrap_err().to_string();
+        assert!(e.contains("unknown field `memroy`"), "{e}");
+        let mut json = serde_json::to_value(good().vif(VifSpec::bridged("b"))).unwrap();
+        json["vifs"][0]["mac"] = "01:00:5e:00:00:01".into();
+        let e = serde_json::from_value::<DomainSpec>(json).unwrap_err().to_string();
+        assert!(e.contains("multicast"), "{e}");
+        let mut json = serde_json::to_value(good().pci(bdf())).unwrap();
+        json["pcis"][0]["bdf"] = "0000:03:20.0".into();
+        let e = serde_json::from_value::<DomainSpec>(json).unwrap_err().to_string();
+        assert!(e.contains("device must be at most 1f"), "{e}");
     }
 
     #[test]

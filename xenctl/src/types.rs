@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 
 /// A Xen domain id. Domain 0 is the control domain; guests have ids from 1 up to 0x7FEF.
@@ -43,7 +45,8 @@ impl From<DomId> for u32 {
 }
 
 /// How a guest is virtualised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DomainKind {
     /// Paravirtualised: the guest kernel is Xen-aware; no device model.
     Pv,
@@ -151,13 +154,15 @@ impl fmt::Display for ShutdownReason {
 ///
 /// libxl records these in the domain's configuration but does not act on them itself: the
 /// toolstack (xl's monitor process, or domainmgrd) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ShutdownAction {
     /// Destroy the domain.
     Destroy,
     /// Destroy it and create it again with the same config.
     Restart,
     /// Rename the old domain, keep it, and start a new one.
+    #[serde(rename = "rename-restart")]
     RestartRename,
     /// Leave the shut-down domain in place (for inspection).
     Preserve,

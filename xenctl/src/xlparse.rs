@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::devices::{DiskSpec, VifSpec, VncSpec};
@@ -25,7 +26,8 @@ use crate::xlspecs::{PciDefaults, VfbOptions, cpus_from_xl, pci_from_xl, reason_
 const LIBXL_DEFAULT_MEMORY_MIB: u64 = 32;
 
 /// An xl.cfg file as [`DomainSpec::read_xl_config_file`] reads it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct XlConfigFile {
     /// What it configures.
     pub spec: DomainSpec,

@@ -71,6 +71,20 @@ fn every_corpus_config_parses_and_round_trips() {
 }
 
 #[test]
+fn every_corpus_config_round_trips_through_json() {
+    for (name, text) in CORPUS {
+        let file = DomainSpec::read_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"));
+        let json = serde_json::to_string(&file).unwrap();
+        let back: XlConfigFile = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}\n{json}"));
+        assert_eq!(back, file, "{name}");
+    }
+    // And a file without a uuid, which says so.
+    let file = DomainSpec::read_xl_config_text("g.cfg", "name = 'g'\nkernel = '/k'\n").unwrap();
+    let back: XlConfigFile = serde_json::from_str(&serde_json::to_string(&file).unwrap()).unwrap();
+    assert_eq!((back.uuid_given, back.spec.uuid), (false, file.spec.uuid));
+}
+
+#[test]
 fn corpus_pv_kernel_combines_root_and_extra() {
     let s = corpus("pv-kernel.cfg");
     assert_eq!((s.name.as_str(), s.kind, s.memory_mib, s.vcpus), ("web01", DomainKind::Pv, 512, 2));
