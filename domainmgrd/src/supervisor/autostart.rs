@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use uuid::Uuid;
-use xenctl::{DomainInfo, DomainSpec};
+use xenctl::{DomainInfo, DomainSpec, XlConfigFile};
 
 use super::Supervisor;
+use crate::configfile;
 use crate::domain::{Command, Loaded, Source};
 use crate::eve::{DomainConfig, UuidAndVersion};
 use crate::translate::Translated;
@@ -29,15 +30,13 @@ pub(crate) fn derived_uuid(name: &str) -> Uuid {
     Uuid::new_v5(&AUTO_NAMESPACE, name.as_bytes())
 }
 
-/// Reads an autostart file into a config for a domain thread.
-pub(crate) fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = DomainSpec::read_xl_config_bytes(&path.display().to_string(), &bytes).map_err(|e| error_chain(&e))?;
+/// The config for the domain thread of the autostart file at `path`, parsed.
+fn loaded_from_file(path: &Path, file: XlConfigFile) -> Loaded {
     let mut spec = file.spec;
     if !file.uuid_given {
         spec.uuid = derived_uuid(&spec.name);
     }
-    Ok((loaded_from_spec(spec, Source::Auto(path.to_path_buf())), bytes))
+    loaded_from_spec(spec, Source::Auto(path.to_path_buf()))
 }
 
 /// A config for a domain thread made from a spec (autostart or transient domains).
@@ -67,10 +66,30 @@ impl Supervisor {
     /// An autostart file was written (or found): hand its config to its domain thread.
     /// `running` holds the running domains by UUID at start-up (empty later).
     pub(super) fn on_auto_file(&mut self, path: &Path, running: &mut HashMap<Uuid, DomainInfo>) {
-        let (loaded, bytes) = match load(path) {
-            Ok(l) => l,
+        let bytes = match configfile::read(path, &configfile::XL_CFG) {
+            Ok(b) => b,
             Err(e) => {
+                let e = error_chain(&e);
                 log::error!("autostart: {e}");
+                self.auto_errors.insert(path.to_path_buf(), e);
+                return;
+            }
+        };
+        // A parse costs a child process: an unchanged file (every rescan) is not parsed again.
+        let parsed = match self.auto_parsed.get(path) {
+            Some((seen, parsed)) if *seen == bytes => parsed.clone(),
+            _ => {
+                let parsed = self.options.xl_parser.parse(&path.display().to_string(), &bytes);
+                self.auto_parsed.insert(path.to_path_buf(), (bytes.clone(), parsed.clone()));
+                parsed
+            }
+        };
+        let loaded = match parsed {
+            Ok(file) => loaded_from_file(path, file),
+            Err(e) => {
+                if self.auto_errors.get(path) != Some(&e) {
+                    log::error!("autostart: {e}");
+                }
                 self.auto_errors.insert(path.to_path_buf(), e);
                 return;
             }
@@ -124,6 +143,7 @@ impl Supervisor {
                 continue;
             }
             self.auto_errors.remove(&path);
+            self.auto_parsed.remove(&path);
             if let Some(key) = self.auto_keys.remove(&path) {
                 if self.auto_keys.values().any(|k| *k == key) {
                     // Renamed or moved: another file has the domain now.
@@ -152,6 +172,14 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads and parses an autostart file as the supervisor does, the parse in-process (the
+    /// child's tests are in tests/xlparse.rs and tests/hostile_files.rs).
+    fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
+        let bytes = configfile::read(path, &configfile::XL_CFG).map_err(|e| error_chain(&e))?;
+        let file = configfile::parse_xl_config(&path.display().to_string(), &bytes)?;
+        Ok((loaded_from_file(path, file), bytes))
+    }
 
     #[test]
     fn a_file_without_uuid_gets_a_stable_one_from_its_domain_name() {

@@ -8,11 +8,12 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use xenctl::{Bdf, DomId, DomainSpec};
+use xenctl::{Bdf, DomId};
 
 use super::Supervisor;
 use super::autostart::loaded_from_spec;
 use crate::adapters::OperatorDone;
+use crate::configfile::{self, XlParser};
 use crate::control::{ControlMsg, Request, Response, exit};
 use crate::domain::{self, Command, Operator, Report, Source};
 use crate::error_chain;
@@ -297,7 +298,7 @@ impl Supervisor {
 
     /// `domainctl create FILE`: a transient domain from an xl.cfg or EVE DomainConfig file.
     fn create(&mut self, file: &Path, reply: Sender<Response>) {
-        let loaded = match load_domain_file(file) {
+        let loaded = match load_domain_file(file, &self.options.xl_parser) {
             Ok(l) => l,
             Err(e) => {
                 let _ = reply.send(Response::error(e));
@@ -429,9 +430,12 @@ impl Supervisor {
 }
 
 /// Reads an xl.cfg or an EVE DomainConfig (JSON, by its `.json` name or its first character)
-/// file as a transient domain's config; the error names the file (and line and key for xl.cfg).
-pub fn load_domain_file(file: &Path) -> Result<domain::Loaded, String> {
-    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+/// file as a transient domain's config: read once (a regular file, capped; see
+/// [`configfile::read`]), an xl.cfg parsed by `parser` (in a child). The error names the file
+/// (and line and key for xl.cfg).
+pub fn load_domain_file(file: &Path, parser: &XlParser) -> Result<domain::Loaded, String> {
+    // The larger cap of the two kinds; an xl.cfg's own is checked by the parser.
+    let text = configfile::read(file, &configfile::DOMAIN_CONFIG).map_err(|e| error_chain(&e))?;
     let looks_json =
         file.extension().is_some_and(|e| e == "json") || text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if looks_json {
@@ -440,8 +444,8 @@ pub fn load_domain_file(file: &Path) -> Result<domain::Loaded, String> {
         let translated = translate::translate(&config, file).map_err(|e| e.to_string())?;
         Ok(domain::Loaded { config, translated: Ok(translated), source: Source::Transient })
     } else {
-        let spec = DomainSpec::from_xl_config(file).map_err(|e| error_chain(&e))?;
-        Ok(loaded_from_spec(spec, Source::Transient))
+        let parsed = parser.parse(&file.display().to_string(), &text)?;
+        Ok(loaded_from_spec(parsed.spec, Source::Transient))
     }
 }
 

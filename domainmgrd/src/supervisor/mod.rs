@@ -26,10 +26,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 use parking_lot::Mutex;
 use uuid::Uuid;
-use xenctl::DomainInfo;
+use xenctl::{DomainInfo, XlConfigFile};
 
+use crate::configfile;
 use crate::control::ControlMsg;
 use crate::domain::{Command, Loaded, Shared, Source};
+use crate::error_chain;
 use crate::eve::DomainConfig;
 use crate::files;
 use crate::hostcfg::HostConfig;
@@ -59,6 +61,8 @@ struct Supervisor {
     auto_keys: HashMap<PathBuf, String>,
     /// Autostart files that could not be read, and why.
     auto_errors: HashMap<PathBuf, String>,
+    /// Autostart files as last parsed: their bytes and what the parser made of them.
+    auto_parsed: HashMap<PathBuf, (Vec<u8>, Result<XlConfigFile, String>)>,
     /// Autostart files that went away, and when their domains are forgotten.
     pending_auto_removals: HashMap<PathBuf, Instant>,
     /// The latest metrics sample.
@@ -276,16 +280,11 @@ impl Supervisor {
     fn on_config_file(&mut self, key: &str, existing: Option<DomainInfo>) {
         let Ok(uuid) = key.parse::<Uuid>() else { return };
         let path = self.config_path(key);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match configfile::read(&path, &configfile::DOMAIN_CONFIG) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.is_not_found() => return,
             Err(e) => {
-                self.send_or_spawn(
-                    key,
-                    uuid,
-                    Command::ConfigUnreadable(format!("cannot read {}: {e}", path.display())),
-                    existing,
-                );
+                self.send_or_spawn(key, uuid, Command::ConfigUnreadable(error_chain(&e)), existing);
                 return;
             }
         };
