@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use common::Env;
 use domainmgrd::configfile::XlParser;
 use domainmgrd::control::Request;
+use domainmgrd::eve::SwState;
 use domainmgrd::images;
-use host_support::{report_of, reports, running};
+use host_support::{in_background, report_of, reports, running};
 use uuid::Uuid;
 
 /// A list bomb under the 1 MiB cap: 20,000 `+=` lines (220 KB) would take libxlutil 1.6 GB.
@@ -171,6 +172,41 @@ fn domainctl_create_of_hostile_files_fails_at_once_and_the_daemon_keeps_serving(
     assert!(r.ok, "{r:?}");
     assert!(running(&env, "good"));
     assert!(env.daemon.as_ref().unwrap().is_running());
+}
+
+#[test]
+fn a_slow_parse_never_blocks_the_supervisor() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    // A stand-in helper that waits for the test's word before it parses.
+    let gate = env.dir.path().join("gate");
+    let started = env.dir.path().join("parse-started");
+    let helper = env.dir.path().join("gated-xlparse");
+    let script = format!(
+        "#!/bin/sh\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.01; done\nexec {real} \"$@\"\n",
+        started = started.display(),
+        gate = gate.display(),
+        real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
+    );
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut options = env.options();
+    options.xl_parser = XlParser::new(&helper).with_timeout(std::time::Duration::from_secs(60));
+    env.start_with(options);
+
+    let file = env.dir.path().join("slow.cfg");
+    std::fs::write(&file, "name = 'slow'\ntype = 'pv'\nkernel = '/k'\nmemory = 64\n").unwrap();
+    let create = in_background(&env, Request::Create { file });
+    env.wait_for("the parse to start", || started.exists());
+    // The supervisor answers while the create's parse waits.
+    let (uuid, _) = env.run_domain("eve-app");
+    assert!(env.control(&Request::List).ok);
+    assert!(!create.is_finished());
+    std::fs::write(&gate, "").unwrap();
+    let r = create.join().unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(running(&env, "slow"));
+    assert_eq!(env.status(uuid).unwrap().state, SwState::RUNNING);
 }
 
 #[test]

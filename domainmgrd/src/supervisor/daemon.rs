@@ -214,6 +214,7 @@ impl Daemon {
             host_op: Arc::default(),
             taken_over: false,
             first_statuses: Vec::new(),
+            handback: crossbeam_channel::unbounded(),
         };
         sup.take_over(domains_now);
         // Ready only once every domain it found has a status: a `domainctl status` (or EVE's

@@ -297,8 +297,26 @@ impl Supervisor {
     }
 
     /// `domainctl create FILE`: a transient domain from an xl.cfg or EVE DomainConfig file.
+    ///
+    /// The file is read and parsed on a helper thread, which hands the result back to this
+    /// one: a file on a hung network mount (whose open or read the kernel never returns) or
+    /// a slow parse blocks that thread and this request, never the supervisor.
     fn create(&mut self, file: &Path, reply: Sender<Response>) {
-        let loaded = match load_domain_file(file, &self.options.xl_parser) {
+        let parser = self.options.xl_parser.clone();
+        let back = self.handback.0.clone();
+        let (file, on_error) = (file.to_path_buf(), reply.clone());
+        let spawned = std::thread::Builder::new().name("create-read".into()).spawn(move || {
+            let loaded = load_domain_file(&file, &parser);
+            let _ = back.send(Box::new(move |sup: &mut Supervisor| sup.create_loaded(loaded, reply)));
+        });
+        if let Err(e) = spawned {
+            let _ = on_error.send(Response::error(format!("cannot start a thread to read the file: {e}")));
+        }
+    }
+
+    /// The rest of `create`, on the supervisor's thread, with the file read and parsed.
+    fn create_loaded(&mut self, loaded: Result<domain::Loaded, String>, reply: Sender<Response>) {
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
                 let _ = reply.send(Response::error(e));

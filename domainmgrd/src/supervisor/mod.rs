@@ -74,7 +74,13 @@ struct Supervisor {
     taken_over: bool,
     /// Until the start is over: told when each domain found at start has written its status.
     first_statuses: Vec<Receiver<()>>,
+    /// Work that helper threads hand back to the supervisor's thread (a `domainctl create`
+    /// whose file was read and parsed elsewhere, so that a slow file never blocks this one).
+    handback: (Sender<Handback>, Receiver<Handback>),
 }
+
+/// See [`Supervisor::handback`].
+type Handback = Box<dyn FnOnce(&mut Supervisor) + Send>;
 
 /// How a domain thread ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +162,7 @@ impl Supervisor {
         watcher: Option<Watcher>,
     ) {
         let tick = Duration::from_millis(250);
+        let handback = self.handback.1.clone();
         loop {
             let timeout = self.next_wakeup().saturating_duration_since(Instant::now()).min(tick);
             select! {
@@ -167,6 +174,11 @@ impl Supervisor {
                 recv(control) -> msg => {
                     if let Ok(msg) = msg {
                         self.on_control(msg);
+                    }
+                }
+                recv(handback) -> work => {
+                    if let Ok(work) = work {
+                        work(&mut self);
                     }
                 }
                 default(timeout) => {}
