@@ -142,6 +142,7 @@ impl XlParser {
 /// Waits for the child until `deadline`, then kills it: its status, and whether it was killed.
 fn wait_until(child: &mut Child, deadline: Instant) -> Result<(ExitStatus, bool), String> {
     let reap_error = |e| format!("cannot wait for the xl.cfg parser: {e}");
+    let mut pause = Duration::from_micros(50);
     loop {
         if let Some(status) = child.try_wait().map_err(reap_error)? {
             return Ok((status, false));
@@ -151,8 +152,10 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Result<(ExitStatus, bool)
             let _ = child.kill();
             return child.wait().map(|s| (s, true)).map_err(reap_error);
         }
-        // Its output is complete (or the deadline came) when we get here: it is exiting.
-        std::thread::sleep(Duration::from_millis(1));
+        // Its output is complete when we get here, so it is exiting: it is reaped within
+        // microseconds, unless something is wrong (then the pauses grow, up to 10 ms).
+        std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
