@@ -144,6 +144,35 @@ fn an_unchanged_autostart_file_is_parsed_once() {
 }
 
 #[test]
+fn a_helper_failure_is_tried_again_at_the_next_rescan() {
+    let mut env = Env::new();
+    env.write_host_config("");
+    let good = env.write_auto("good", "");
+    // A helper that is broken until the test repairs it (as when it is missing during an upgrade).
+    let repaired = env.dir.path().join("repaired");
+    let helper = env.dir.path().join("broken-xlparse");
+    let script = format!(
+        "#!/bin/sh\n[ -e {repaired} ] || {{ echo 'not yet' >&2; exit 1; }}\nexec {real} \"$@\"\n",
+        repaired = repaired.display(),
+        real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
+    );
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut options = env.options();
+    options.xl_parser = XlParser::new(&helper);
+    env.start_with(options);
+    let r = env.control(&Request::HostStart);
+    let report = report_of(&reports(&r), &good.display().to_string()).clone();
+    assert!(report.outcome.contains("the xl.cfg parser failed (exit status: 1"), "{report:?}");
+    assert!(report.outcome.ends_with(": not yet"), "{report:?}");
+
+    std::fs::write(&repaired, "").unwrap();
+    let r = env.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    assert!(running(&env, "good"));
+}
+
+#[test]
 fn domainctl_create_of_hostile_files_fails_at_once_and_the_daemon_keeps_serving() {
     let mut env = Env::new();
     env.write_host_config("");

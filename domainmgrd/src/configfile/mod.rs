@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 mod xlchild;
 mod xlhelper;
 
-pub use xlchild::{XlParser, default_helper};
+pub use xlchild::{XlParseError, XlParser, default_helper};
 pub use xlhelper::{HELPER_NAME, LIMITS, Limits, helper_main, parse_xl_config};
 
 /// A kind of config file: what it is called in errors and how large it may be.

@@ -69,15 +69,22 @@ impl XlParser {
     /// Parses the bytes of an xl.cfg file (see [`parse_xl_config`](super::parse_xl_config)),
     /// in a child; `source` names it in errors. xenctl's warnings are logged here.
     pub fn parse(&self, source: &str, bytes: &[u8]) -> Result<XlConfigFile, String> {
+        self.try_parse(source, bytes).map_err(|e| e.to_string())
+    }
+
+    /// [`parse`](Self::parse), telling the file's own errors (the same bytes always give them)
+    /// from the helper's failures (it could not run, crashed, hit a limit or the deadline),
+    /// which a later try may not repeat.
+    pub fn try_parse(&self, source: &str, bytes: &[u8]) -> Result<XlConfigFile, XlParseError> {
         if bytes.len() as u64 > XL_CFG.max_bytes {
             // The helper would refuse it too; no need to start one.
-            return super::parse_xl_config(source, bytes);
+            return super::parse_xl_config(source, bytes).map_err(XlParseError::File);
         }
-        let reply = self.run(source, bytes).map_err(|e| format!("{source}: {e}"))?;
+        let reply = self.run(source, bytes).map_err(|e| XlParseError::Helper(format!("{source}: {e}")))?;
         for warning in &reply.warnings {
             log::warn!("{warning}");
         }
-        reply.result
+        reply.result.map_err(XlParseError::File)
     }
 
     fn run(&self, source: &str, bytes: &[u8]) -> Result<Reply, String> {
@@ -137,6 +144,17 @@ impl XlParser {
         let reply = reply.unwrap_or_default();
         serde_json::from_slice(&reply).map_err(|e| format!("the xl.cfg parser's answer is not one ({e}){said}"))
     }
+}
+
+/// Why [`XlParser::try_parse`] gave no config. Each names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XlParseError {
+    /// The file is not a usable xl.cfg: the parse said so (the same bytes always give this).
+    #[error("{0}")]
+    File(String),
+    /// The helper failed: it could not run, crashed, hit a limit or the deadline.
+    #[error("{0}")]
+    Helper(String),
 }
 
 /// Waits for the child until `deadline`, then kills it: its status, and whether it was killed.

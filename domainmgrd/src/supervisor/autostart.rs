@@ -16,7 +16,7 @@ use uuid::Uuid;
 use xenctl::{DomainInfo, DomainSpec, XlConfigFile};
 
 use super::Supervisor;
-use crate::configfile;
+use crate::configfile::{self, XlParseError};
 use crate::domain::{Command, Loaded, Source};
 use crate::eve::{DomainConfig, UuidAndVersion};
 use crate::translate::Translated;
@@ -75,14 +75,21 @@ impl Supervisor {
                 return;
             }
         };
-        // A parse costs a child process: an unchanged file (every rescan) is not parsed again.
+        // A parse costs a child process: an unchanged file (every rescan) is not parsed again,
+        // unless the helper failed (it may not, next time: it was missing, or the host loaded).
         let parsed = match self.auto_parsed.get(path) {
             Some((seen, parsed)) if *seen == bytes => parsed.clone(),
-            _ => {
-                let parsed = self.options.xl_parser.parse(&path.display().to_string(), &bytes);
-                self.auto_parsed.insert(path.to_path_buf(), (bytes.clone(), parsed.clone()));
-                parsed
-            }
+            _ => match self.options.xl_parser.try_parse(&path.display().to_string(), &bytes) {
+                Err(XlParseError::Helper(e)) => {
+                    self.auto_parsed.remove(path);
+                    Err(e)
+                }
+                parsed => {
+                    let parsed = parsed.map_err(|e| e.to_string());
+                    self.auto_parsed.insert(path.to_path_buf(), (bytes.clone(), parsed.clone()));
+                    parsed
+                }
+            },
         };
         let loaded = match parsed {
             Ok(file) => loaded_from_file(path, file),

@@ -61,7 +61,8 @@ struct Supervisor {
     auto_keys: HashMap<PathBuf, String>,
     /// Autostart files that could not be read, and why.
     auto_errors: HashMap<PathBuf, String>,
-    /// Autostart files as last parsed: their bytes and what the parser made of them.
+    /// Autostart files as last parsed: their bytes and what the parser made of them (not when
+    /// the parser itself failed: that is tried again at the next rescan).
     auto_parsed: HashMap<PathBuf, (Vec<u8>, Result<XlConfigFile, String>)>,
     /// Autostart files that went away, and when their domains are forgotten.
     pending_auto_removals: HashMap<PathBuf, Instant>,
