@@ -15,8 +15,9 @@ use xenctl::XlConfigFile;
 use super::xlhelper::{HELPER_NAME, LIMITS, Reply};
 use super::{Size, XL_CFG};
 
-/// The most of the helper's reply kept: a spec's JSON is a few KiB (far more than a file at
-/// the size cap could describe is refused rather than read).
+/// The most of the helper's reply kept: a spec's JSON is a few KiB. (A file at the size cap
+/// made of nothing but tens of thousands of tiny disk specs could describe more: it is
+/// refused rather than read.)
 const MAX_REPLY_BYTES: u64 = 16 << 20;
 
 /// How much of the helper's stderr (an assertion message, a panic) goes into an error.

@@ -76,7 +76,9 @@ impl Supervisor {
             }
         };
         // A parse costs a child process: an unchanged file (every rescan) is not parsed again,
-        // unless the helper failed (it may not, next time: it was missing, or the host loaded).
+        // unless the helper itself failed, which it may not do next time (it was missing
+        // during an upgrade, or ran out of time on a loaded host). An unchanged error is
+        // logged once.
         let parsed = match self.auto_parsed.get(path) {
             Some((seen, parsed)) if *seen == bytes => parsed.clone(),
             _ => match self.options.xl_parser.try_parse(&path.display().to_string(), &bytes) {
