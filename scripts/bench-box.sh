@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 . scripts/cargo-env.sh
 cargo build --release -q -p domainmgrd --bins -p xen-tests --bin xen-bench
 XENBOX_MEM=${XENBOX_MEM:-3072} exec tests/xen-box/run.sh --timeout 3600 \
-  --file target/release/domainmgrd --file target/release/domainctl \
+  --file target/release/domainmgrd --file target/release/domainctl --file target/release/domainmgrd-xlparse \
   --env DOMAINMGRD=/mnt/host/domainmgrd --env DOMAINCTL=/mnt/host/domainctl -- target/release/xen-bench

@@ -31,7 +31,9 @@ note "building the release binaries"
 cargo build --release --locked -p domainmgrd --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin_dir=$target_dir/release out_dir=$target_dir/debian
-if ! [ -x "$bin_dir/domainmgrd" ] || ! [ -x "$bin_dir/domainctl" ]; then fail "no binaries in $bin_dir"; fi
+for bin in domainmgrd domainctl domainmgrd-xlparse; do
+  [ -x "$bin_dir/$bin" ] || fail "no $bin in $bin_dir"
+done
 
 # Man pages, dated by the last commit so that a rebuild gives the same bytes.
 export SOURCE_DATE_EPOCH
@@ -112,6 +114,7 @@ contents=$(dpkg-deb -c "$deb") || fail "dpkg-deb -c: not a valid package"
 for spec in \
   '-rwxr-xr-x ./usr/sbin/domainmgrd' \
   '-rwxr-xr-x ./usr/sbin/domainctl' \
+  '-rwxr-xr-x ./usr/libexec/domainmgrd/domainmgrd-xlparse' \
   '-rw-r--r-- ./lib/systemd/system/domainmgrd.service' \
   '-rw-r--r-- ./lib/systemd/system/domainmgr-host.service' \
   '-rw-r--r-- ./etc/default/domainmgr' \

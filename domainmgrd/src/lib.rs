@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+pub mod configfile;
 pub mod control;
 pub mod domain;
 pub mod eve;

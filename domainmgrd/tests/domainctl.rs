@@ -192,6 +192,22 @@ fn dry_run_prints_libxl_json_without_daemon_xen_or_the_files_it_names() {
 }
 
 #[test]
+fn dry_run_parses_in_the_helper_and_survives_hostile_files() {
+    // The same parse as the daemon's, in the helper beside domainctl: a file that would abort
+    // libxlutil, or exhaust memory, is one line of error.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("web.cfg");
+    std::fs::write(&cfg, b"name = 'web'\nkernel = \"/k\0\"\n").unwrap();
+    let o = domainctl(&dir.path().join("no.sock"), &["create", "--dry-run", cfg.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.trim().starts_with(&format!("domainctl: {}:2: a NUL byte", cfg.display())), "{}", o.stderr);
+    std::fs::write(&cfg, format!("name = 'web'\nkernel = '/k'\n{}", "k += [\"a\"]\n".repeat(20_000))).unwrap();
+    let o = domainctl(&dir.path().join("no.sock"), &["create", "--dry-run", cfg.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("the xl.cfg parser ran out of memory (its limit is 128 MiB)"), "{}", o.stderr);
+}
+
+#[test]
 fn help_lists_every_command_with_examples() {
     let o = domainctl(Path::new("/nonexistent"), &["--help"]);
     assert_eq!(o.code, 0);

@@ -115,6 +115,13 @@ fn an_autostart_domain_whose_file_broke_or_went_while_no_daemon_ran_keeps_runnin
     std::fs::write(&web_file, &good).unwrap();
     let fixed = env.wait_status(web, "the error cleared", |s| s.error.error.is_empty());
     assert_eq!((fixed.state, fixed.domain_id), (SwState::RUNNING, st.domain_id));
+    // The same while the daemon runs: broken, it keeps running with the error in its status;
+    // fixed back to the very bytes it had, the error goes.
+    std::fs::write(&web_file, "name = = 'web'\n").unwrap();
+    let broken = env.wait_status(web, "the error again", |s| !s.error.error.is_empty());
+    assert_eq!((broken.state, broken.domain_id), (SwState::RUNNING, st.domain_id), "{broken:#?}");
+    std::fs::write(&web_file, &good).unwrap();
+    env.wait_status(web, "the error cleared again", |s| s.error.error.is_empty());
     // And it is still the autostart domain an operator stops.
     assert!(env.control(&stop("web")).ok);
     assert_eq!(env.wait_state(web, SwState::HALTED).domain_id, 0);

@@ -1,6 +1,6 @@
 //! Boots the Xen test box (real Xen 4.17 + Debian dom0 under QEMU, `xen-box/run.sh`) and runs
 //! the end-to-end suite (`xen-e2e`) in its dom0, with the `domainmgrd` and `domainctl` binaries
-//! beside it. Fails loudly if the box cannot be built or booted. Set `XEN_BOX_SKIP=1` to skip it:
+//! (and the daemon's xl.cfg parser, `domainmgrd-xlparse`) beside it. Fails loudly if the box cannot be built or booted. Set `XEN_BOX_SKIP=1` to skip it:
 //! it then prints that it was skipped, and why, and reports the test as ignored; nothing else
 //! skips it.
 //!
@@ -29,7 +29,8 @@ fn runner() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("xen-box/run.sh")
 }
 
-/// Builds domainmgrd and domainctl with the profile this suite was built with; their directory.
+/// Builds domainmgrd, domainctl and the xl.cfg parser helper with the profile this suite was
+/// built with; their directory.
 fn build_domainmgrd(suite: &Path) -> Result<PathBuf, Failed> {
     let dir = suite.parent().ok_or("the suite binary is in a target directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -42,7 +43,7 @@ fn build_domainmgrd(suite: &Path) -> Result<PathBuf, Failed> {
     if !status.success() {
         return Err("building domainmgrd failed".into());
     }
-    for bin in ["domainmgrd", "domainctl"] {
+    for bin in ["domainmgrd", "domainctl", "domainmgrd-xlparse"] {
         if !dir.join(bin).exists() {
             return Err(format!("{} was not built", dir.join(bin).display()).into());
         }
@@ -58,6 +59,8 @@ fn end_to_end_on_real_xen() -> Result<(), Failed> {
         .arg("--timeout=1800")
         .arg(format!("--file={}", bins.join("domainmgrd").display()))
         .arg(format!("--file={}", bins.join("domainctl").display()))
+        // Beside the daemon in /mnt/host/, where it looks for it first.
+        .arg(format!("--file={}", bins.join("domainmgrd-xlparse").display()))
         .args([
             "--env=RUST_BACKTRACE=1",
             "--env=DOMAINMGRD=/mnt/host/domainmgrd",

@@ -26,8 +26,11 @@ impl Reader {
     /// Parses `data` with libxlutil; its syntax errors come back with their line.
     pub(crate) fn new(source: &str, data: &[u8]) -> Result<Reader> {
         let mut xlu = XluConfig::new(source)?;
-        if let Err(rc) = xlu.read_data(data) {
-            return Err(syntax_error(source, &xlu.take_report(), rc));
+        match xlu.read_data(data) {
+            Ok(()) => {}
+            // libxlutil's allocations failed: not a fault of the file's syntax.
+            Err(libc::ENOMEM) => return Err(Error::OutOfMemory { op: "parsing an xl.cfg file" }),
+            Err(rc) => return Err(syntax_error(source, &xlu.take_report(), rc)),
         }
         let report = xlu.take_report();
         if !report.trim().is_empty() {

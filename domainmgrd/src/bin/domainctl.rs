@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use domainmgrd::configfile::XlParser;
 use domainmgrd::control::{self, Request, Response, exit};
 use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
@@ -347,7 +348,10 @@ fn show(cmd: &Cmd, r: &Response) {
 
 /// `create --dry-run`: the libxl JSON for a file, as `xl -N create` prints it.
 fn dry_run(file: &Path) -> i32 {
-    let spec = load_domain_file(file).and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()));
+    // The same parse as the daemon's: in a child, the helper beside this binary (or the
+    // packaged one), so that a hostile file cannot crash or exhaust domainctl either.
+    let spec = load_domain_file(file, &XlParser::default())
+        .and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()));
     match spec.and_then(|s| s.to_libxl_json().map_err(|e| error_chain(&e))) {
         Ok(out) => {
             println!("{out}");

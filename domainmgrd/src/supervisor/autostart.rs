@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use uuid::Uuid;
-use xenctl::{DomainInfo, DomainSpec};
+use xenctl::{DomainInfo, DomainSpec, XlConfigFile};
 
 use super::Supervisor;
+use crate::configfile::{self, XlParseError};
 use crate::domain::{Command, Loaded, Source};
 use crate::eve::{DomainConfig, UuidAndVersion};
 use crate::translate::Translated;
@@ -29,15 +30,13 @@ pub(crate) fn derived_uuid(name: &str) -> Uuid {
     Uuid::new_v5(&AUTO_NAMESPACE, name.as_bytes())
 }
 
-/// Reads an autostart file into a config for a domain thread.
-pub(crate) fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = DomainSpec::read_xl_config_bytes(&path.display().to_string(), &bytes).map_err(|e| error_chain(&e))?;
+/// The config for the domain thread of the autostart file at `path`, parsed.
+fn loaded_from_file(path: &Path, file: XlConfigFile) -> Loaded {
     let mut spec = file.spec;
     if !file.uuid_given {
         spec.uuid = derived_uuid(&spec.name);
     }
-    Ok((loaded_from_spec(spec, Source::Auto(path.to_path_buf())), bytes))
+    loaded_from_spec(spec, Source::Auto(path.to_path_buf()))
 }
 
 /// A config for a domain thread made from a spec (autostart or transient domains).
@@ -67,13 +66,31 @@ impl Supervisor {
     /// An autostart file was written (or found): hand its config to its domain thread.
     /// `running` holds the running domains by UUID at start-up (empty later).
     pub(super) fn on_auto_file(&mut self, path: &Path, running: &mut HashMap<Uuid, DomainInfo>) {
-        let (loaded, bytes) = match load(path) {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("autostart: {e}");
-                self.auto_errors.insert(path.to_path_buf(), e);
-                return;
-            }
+        let bytes = match configfile::read(path, &configfile::XL_CFG) {
+            Ok(b) => b,
+            Err(e) => return self.auto_unusable(path, error_chain(&e)),
+        };
+        // A parse costs a child process: an unchanged file (every rescan) is not parsed again,
+        // unless the helper itself failed, which it may not do next time (it was missing
+        // during an upgrade, or ran out of time on a loaded host). An unchanged error is
+        // logged once.
+        let parsed = match self.auto_parsed.get(path) {
+            Some((seen, parsed)) if *seen == bytes => parsed.clone(),
+            _ => match self.options.xl_parser.try_parse(&path.display().to_string(), &bytes) {
+                Err(XlParseError::Helper(e)) => {
+                    self.auto_parsed.remove(path);
+                    Err(e)
+                }
+                parsed => {
+                    let parsed = parsed.map_err(|e| e.to_string());
+                    self.auto_parsed.insert(path.to_path_buf(), (bytes.clone(), parsed.clone()));
+                    parsed
+                }
+            },
+        };
+        let loaded = match parsed {
+            Ok(file) => loaded_from_file(path, file),
+            Err(e) => return self.auto_unusable(path, e),
         };
         self.auto_errors.remove(path);
         let uuid = loaded.config.uuid_and_version.uuid;
@@ -113,6 +130,22 @@ impl Supervisor {
         }
     }
 
+    /// An autostart file that cannot be read or used: its domain, if it has one, keeps running
+    /// on its last good config, with the error in its status until the file is fixed. An
+    /// unchanged error is logged and told once.
+    fn auto_unusable(&mut self, path: &Path, e: String) {
+        if self.auto_errors.get(path) != Some(&e) {
+            log::error!("autostart: {e}");
+            let key = self.auto_keys.get(path).cloned();
+            if let Some(h) = key.and_then(|k| self.domains.get_mut(&k)) {
+                // Whatever the file says next is news, even the bytes it held before.
+                h.last_bytes = None;
+                let _ = h.tx.send(Command::ConfigUnreadable(e.clone()));
+            }
+        }
+        self.auto_errors.insert(path.to_path_buf(), e);
+    }
+
     pub(super) fn settle_auto_removals(&mut self) {
         let now = Instant::now();
         let due: Vec<PathBuf> =
@@ -124,6 +157,7 @@ impl Supervisor {
                 continue;
             }
             self.auto_errors.remove(&path);
+            self.auto_parsed.remove(&path);
             if let Some(key) = self.auto_keys.remove(&path) {
                 if self.auto_keys.values().any(|k| *k == key) {
                     // Renamed or moved: another file has the domain now.
@@ -152,6 +186,14 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads and parses an autostart file as the supervisor does, the parse in-process (the
+    /// child's tests are in tests/xlparse.rs and tests/hostile_files.rs).
+    fn load(path: &Path) -> Result<(Loaded, Vec<u8>), String> {
+        let bytes = configfile::read(path, &configfile::XL_CFG).map_err(|e| error_chain(&e))?;
+        let file = configfile::parse_xl_config(&path.display().to_string(), &bytes)?;
+        Ok((loaded_from_file(path, file), bytes))
+    }
 
     #[test]
     fn a_file_without_uuid_gets_a_stable_one_from_its_domain_name() {

@@ -17,6 +17,7 @@ use parking_lot::RwLock;
 
 use super::Supervisor;
 use crate::adapters::{Adapters, Sources};
+use crate::configfile::XlParser;
 use crate::control;
 use crate::domain::Shared;
 use crate::files::Paths;
@@ -46,6 +47,9 @@ pub struct Options {
     pub metrics_listen: Option<Listen>,
     /// Host boot/shutdown settings (xendomains' meanings); the autostart directory is there.
     pub host_config: PathBuf,
+    /// How xl.cfg files are parsed: in a child, the `domainmgrd-xlparse` helper (by default
+    /// the one beside this executable, else the packaged one).
+    pub xl_parser: XlParser,
 }
 
 impl Options {
@@ -60,6 +64,7 @@ impl Options {
             adapter_sources: Sources::eve_defaults(),
             metrics_listen: None,
             host_config: PathBuf::from("/etc/default/domainmgr"),
+            xl_parser: XlParser::default(),
         }
     }
 }
@@ -204,11 +209,13 @@ impl Daemon {
             host,
             auto_keys: HashMap::new(),
             auto_errors: HashMap::new(),
+            auto_parsed: HashMap::new(),
             pending_auto_removals: HashMap::new(),
             latest: sampler_latest,
             host_op: Arc::default(),
             taken_over: false,
             first_statuses: Vec::new(),
+            handback: crossbeam_channel::unbounded(),
         };
         sup.take_over(domains_now);
         // Ready only once every domain it found has a status: a `domainctl status` (or EVE's

@@ -8,11 +8,12 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use xenctl::{Bdf, DomId, DomainSpec};
+use xenctl::{Bdf, DomId};
 
 use super::Supervisor;
 use super::autostart::loaded_from_spec;
 use crate::adapters::OperatorDone;
+use crate::configfile::{self, XlParser};
 use crate::control::{ControlMsg, Request, Response, exit};
 use crate::domain::{self, Command, Operator, Report, Source};
 use crate::error_chain;
@@ -307,8 +308,26 @@ impl Supervisor {
     }
 
     /// `domainctl create FILE`: a transient domain from an xl.cfg or EVE DomainConfig file.
+    ///
+    /// The file is read and parsed on a helper thread, which hands the result back to this
+    /// one: a file on a hung network mount (whose open or read the kernel never returns) or
+    /// a slow parse blocks that thread and this request, never the supervisor.
     fn create(&mut self, file: &Path, reply: Sender<Response>) {
-        let loaded = match load_domain_file(file) {
+        let parser = self.options.xl_parser.clone();
+        let back = self.handback.0.clone();
+        let (file, on_error) = (file.to_path_buf(), reply.clone());
+        let spawned = std::thread::Builder::new().name("create-read".into()).spawn(move || {
+            let loaded = load_domain_file(&file, &parser);
+            let _ = back.send(Box::new(move |sup: &mut Supervisor| sup.create_loaded(loaded, reply)));
+        });
+        if let Err(e) = spawned {
+            let _ = on_error.send(Response::error(format!("cannot start a thread to read the file: {e}")));
+        }
+    }
+
+    /// The rest of `create`, on the supervisor's thread, with the file read and parsed.
+    fn create_loaded(&mut self, loaded: Result<domain::Loaded, String>, reply: Sender<Response>) {
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
                 let _ = reply.send(Response::error(e));
@@ -440,9 +459,12 @@ impl Supervisor {
 }
 
 /// Reads an xl.cfg or an EVE DomainConfig (JSON, by its `.json` name or its first character)
-/// file as a transient domain's config; the error names the file (and line and key for xl.cfg).
-pub fn load_domain_file(file: &Path) -> Result<domain::Loaded, String> {
-    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+/// file as a transient domain's config: read once (a regular file, capped; see
+/// [`configfile::read`]), an xl.cfg parsed by `parser` (in a child). The error names the file
+/// (and line and key for xl.cfg).
+pub fn load_domain_file(file: &Path, parser: &XlParser) -> Result<domain::Loaded, String> {
+    // The larger cap of the two kinds; an xl.cfg's own is checked by the parser.
+    let text = configfile::read(file, &configfile::DOMAIN_CONFIG).map_err(|e| error_chain(&e))?;
     let looks_json =
         file.extension().is_some_and(|e| e == "json") || text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if looks_json {
@@ -451,8 +473,8 @@ pub fn load_domain_file(file: &Path) -> Result<domain::Loaded, String> {
         let translated = translate::translate(&config, file).map_err(|e| e.to_string())?;
         Ok(domain::Loaded { config, translated: Ok(translated), source: Source::Transient })
     } else {
-        let spec = DomainSpec::from_xl_config(file).map_err(|e| error_chain(&e))?;
-        Ok(loaded_from_spec(spec, Source::Transient))
+        let parsed = parser.parse(&file.display().to_string(), &text)?;
+        Ok(loaded_from_spec(parsed.spec, Source::Transient))
     }
 }
 

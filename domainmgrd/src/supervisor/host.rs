@@ -25,13 +25,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use xenctl::{DomId, DomainEvent, DomainSpec};
+use xenctl::{DomId, DomainEvent};
 
 use super::Supervisor;
 use super::autostart::loaded_from_spec;
 use crate::control::{Response, exit};
 use crate::domain::{Command, Operator, Permits, Report, Source};
-use crate::error_chain;
 use crate::hostcfg::HostConfig;
 use crate::hoststate;
 use crate::hypervisor::Hypervisor;
@@ -137,8 +136,8 @@ impl Supervisor {
         let key = record.uuid.to_string();
         if !self.domains.contains_key(&key) {
             self.refuse_if_running(record.uuid)?;
-            let mut spec = DomainSpec::from_xl_config_text(&record.name, &record.xl_config)
-                .map_err(|e| format!("its recorded config does not parse: {}", error_chain(&e)))?;
+            let parsed = self.options.xl_parser.parse(&record.name, record.xl_config.as_bytes());
+            let mut spec = parsed.map_err(|e| format!("its recorded config does not parse: {e}"))?.spec;
             spec.uuid = record.uuid;
             self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None, false);
         }

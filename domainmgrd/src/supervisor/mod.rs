@@ -26,10 +26,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 use parking_lot::Mutex;
 use uuid::Uuid;
-use xenctl::DomainInfo;
+use xenctl::{DomainInfo, XlConfigFile};
 
+use crate::configfile;
 use crate::control::ControlMsg;
 use crate::domain::{Command, Domain, Loaded, Shared, Source};
+use crate::error_chain;
 use crate::eve::DomainConfig;
 use crate::hostcfg::HostConfig;
 use crate::metrics::Sample;
@@ -58,6 +60,9 @@ struct Supervisor {
     auto_keys: HashMap<PathBuf, String>,
     /// Autostart files that could not be read, and why.
     auto_errors: HashMap<PathBuf, String>,
+    /// Autostart files as last parsed: their bytes and what the parser made of them (not when
+    /// the parser itself failed: that is tried again at the next rescan).
+    auto_parsed: HashMap<PathBuf, (Vec<u8>, Result<XlConfigFile, String>)>,
     /// Autostart files that went away, and when their domains are forgotten.
     pending_auto_removals: HashMap<PathBuf, Instant>,
     /// The latest metrics sample.
@@ -69,7 +74,13 @@ struct Supervisor {
     taken_over: bool,
     /// Until the start is over: told when each domain found at start has written its status.
     first_statuses: Vec<Receiver<()>>,
+    /// Work that helper threads hand back to the supervisor's thread (a `domainctl create`
+    /// whose file was read and parsed elsewhere, so that a slow file never blocks this one).
+    handback: (Sender<Handback>, Receiver<Handback>),
 }
+
+/// See [`Supervisor::handback`].
+type Handback = Box<dyn FnOnce(&mut Supervisor) + Send>;
 
 /// How a domain thread ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +217,7 @@ impl Supervisor {
         watcher: Option<Watcher>,
     ) {
         let tick = Duration::from_millis(250);
+        let handback = self.handback.1.clone();
         loop {
             let timeout = self.next_wakeup().saturating_duration_since(Instant::now()).min(tick);
             select! {
@@ -217,6 +229,11 @@ impl Supervisor {
                 recv(control) -> msg => {
                     if let Ok(msg) = msg {
                         self.on_control(msg);
+                    }
+                }
+                recv(handback) -> work => {
+                    if let Ok(work) = work {
+                        work(&mut self);
                     }
                 }
                 default(timeout) => {}
@@ -330,16 +347,11 @@ impl Supervisor {
     fn on_config_file(&mut self, key: &str, existing: Option<DomainInfo>) {
         let Ok(uuid) = key.parse::<Uuid>() else { return };
         let path = self.config_path(key);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match configfile::read(&path, &configfile::DOMAIN_CONFIG) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.is_not_found() => return,
             Err(e) => {
-                self.send_or_spawn(
-                    key,
-                    uuid,
-                    Command::ConfigUnreadable(format!("cannot read {}: {e}", path.display())),
-                    existing,
-                );
+                self.send_or_spawn(key, uuid, Command::ConfigUnreadable(error_chain(&e)), existing);
                 return;
             }
         };

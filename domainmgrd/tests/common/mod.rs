@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use domainmgrd::adapters::Sources;
 use domainmgrd::adapters::host::Host;
+use domainmgrd::configfile::XlParser;
 use domainmgrd::control::{self, Request, Response};
 use domainmgrd::eve::{DomainStatus, SwState};
 use domainmgrd::files::Paths;
@@ -84,6 +85,7 @@ impl Env {
         o.removal_grace = REMOVAL_GRACE;
         o.rescan_interval = Duration::from_secs(2);
         o.host_config = self.dir.path().join("host.conf");
+        o.xl_parser = XlParser::new(env!("CARGO_BIN_EXE_domainmgrd-xlparse"));
         o
     }
 

@@ -1,0 +1,192 @@
+//! The child's side of parsing xl.cfg bytes: [`helper_main`], the whole of the
+//! `domainmgrd-xlparse` binary (limit itself, read the bytes on stdin, parse, answer in JSON
+//! on stdout), and [`parse_xl_config`], the parse it runs, which is also callable in-process.
+//!
+//! What is known to abort libxlutil, read from its sources (tools/libs/util, Xen 4.17): a NUL
+//! byte inside a quoted string, which `xlu__cfgl_dequote` asserts cannot happen (it measures
+//! the token with `strlen`). Its other asserts hold for every input: the lexer only makes
+//! quoted tokens that start and end with their quote, an escape's digits cannot run past the
+//! closing quote, every error path sets the error before asserting it, and a nesting deeper
+//! than bison's stack is a "memory exhausted" parse error. Out of memory, libxlutil and flex
+//! mostly fail cleanly, but flex exits the process and Rust aborts it: in the child, either is
+//! an error for that file.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use serde::{Deserialize, Serialize};
+use xenctl::{DomainSpec, XlConfigFile};
+
+use super::{Size, XL_CFG};
+use crate::error_chain;
+
+/// The helper binary's file name.
+pub const HELPER_NAME: &str = "domainmgrd-xlparse";
+
+/// The limits the helper puts on itself before it reads a byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Address space, bytes (`RLIMIT_AS`): the helper maps 7 MiB before it reads a byte, and
+    /// a file at the size cap takes 6 to 10 MiB more to parse (measured with comments, a long
+    /// string, 17,000 disks); a `+=` bomb reaches the limit in a fraction of a second.
+    pub memory_bytes: u64,
+    /// CPU time, seconds (`RLIMIT_CPU`; `SIGXCPU` then, `SIGKILL` a second later): a file at
+    /// the size cap parses in tens of milliseconds.
+    pub cpu_seconds: u64,
+}
+
+/// The helper's limits.
+pub const LIMITS: Limits = Limits { memory_bytes: 128 << 20, cpu_seconds: 2 };
+
+impl Limits {
+    /// "256 MiB of memory, 2 s of CPU time", for errors.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} of memory, {} s of CPU time", Size(self.memory_bytes), self.cpu_seconds)
+    }
+}
+
+/// What the helper writes on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reply {
+    /// The parse's result.
+    pub result: Result<XlConfigFile, String>,
+    /// What xenctl warned about meanwhile (keys ignored as xl ignores them, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Parses the bytes of an xl.cfg file as xenctl does ([`DomainSpec::read_xl_config_bytes`]);
+/// `source` names it in errors. Refuses first, with a clear error, what is known to abort
+/// libxlutil (a NUL byte) and a file over [`XL_CFG`]'s cap. In-process, this is only as safe
+/// as libxlutil: the daemon calls it through [`XlParser`](super::XlParser), in a child.
+pub fn parse_xl_config(source: &str, bytes: &[u8]) -> Result<XlConfigFile, String> {
+    if bytes.len() as u64 > XL_CFG.max_bytes {
+        return Err(format!(
+            "{source}: {} bytes, more than the {} {} may have",
+            bytes.len(),
+            Size(XL_CFG.max_bytes),
+            XL_CFG.what
+        ));
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        return Err(format!("{source}:{line}: a NUL byte: xl.cfg files are text (libxlutil cannot read one)"));
+    }
+    DomainSpec::read_xl_config_bytes(source, bytes).map_err(|e| match e {
+        xenctl::Error::OutOfMemory { .. } => {
+            let limit = match rustix::process::getrlimit(rustix::process::Resource::As).current {
+                Some(bytes) => format!(" (its limit is {})", Size(bytes)),
+                None => String::new(),
+            };
+            format!("{source}: the xl.cfg parser ran out of memory{limit}")
+        }
+        e => error_chain(&e),
+    })
+}
+
+/// The `domainmgrd-xlparse` binary: `domainmgrd-xlparse SOURCE < FILE`. Puts [`LIMITS`] on
+/// itself, no core dumps and no file writes, reads at most [`XL_CFG`]'s cap from stdin,
+/// parses it with [`parse_xl_config`] (SOURCE names the file in errors) and writes a JSON
+/// reply on stdout. Exit status 0 whenever it could answer, parse errors included.
+pub fn helper_main() -> ExitCode {
+    if let Err(e) = limit_self(&LIMITS) {
+        eprintln!("{HELPER_NAME}: cannot limit itself, so it does not parse: {e}");
+        return ExitCode::from(3);
+    }
+    let Some(source) = std::env::args_os().nth(1).map(|s| s.to_string_lossy().into_owned()) else {
+        eprintln!("usage: {HELPER_NAME} SOURCE < FILE (the daemon runs it; SOURCE names FILE in errors)");
+        return ExitCode::from(2);
+    };
+    if log::set_logger(&WARNINGS).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::stdin().lock().take(XL_CFG.max_bytes + 1).read_to_end(&mut bytes) {
+        eprintln!("{HELPER_NAME}: reading stdin: {e}");
+        return ExitCode::from(1);
+    }
+    let result = parse_xl_config(&source, &bytes);
+    let reply = Reply { result, warnings: std::mem::take(&mut *WARNINGS.0.lock()) };
+    let mut out = std::io::stdout().lock();
+    match serde_json::to_writer(&mut out, &reply).map_err(std::io::Error::from).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{HELPER_NAME}: writing the reply: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Limits this process: address space and CPU time, no core dump, no file growth.
+fn limit_self(limits: &Limits) -> std::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let exactly = |n| Rlimit { current: Some(n), maximum: Some(n) };
+    setrlimit(Resource::Core, exactly(0))?;
+    setrlimit(Resource::Fsize, exactly(0))?;
+    setrlimit(Resource::As, exactly(limits.memory_bytes))?;
+    // SIGXCPU at the soft limit; the kernel sends SIGKILL at the hard one, should it be caught.
+    setrlimit(Resource::Cpu, Rlimit { current: Some(limits.cpu_seconds), maximum: Some(limits.cpu_seconds + 1) })?;
+    Ok(())
+}
+
+/// Collects xenctl's warnings for the reply (the daemon logs them).
+struct Warnings(parking_lot::Mutex<Vec<String>>);
+
+static WARNINGS: Warnings = Warnings(parking_lot::const_mutex(Vec::new()));
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.0.lock().push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_byte_is_refused_with_its_line_before_libxlutil_sees_it() {
+        let e = parse_xl_config("g.cfg", b"name = 'g'\nkernel = '/k\0'\n").unwrap_err();
+        assert_eq!(e, "g.cfg:2: a NUL byte: xl.cfg files are text (libxlutil cannot read one)");
+        let e = parse_xl_config("g.cfg", b"\0").unwrap_err();
+        assert!(e.starts_with("g.cfg:1: a NUL byte"), "{e}");
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_unparsed() {
+        let mut text = b"name = 'g'\nkernel = '/k'\n".to_vec();
+        text.resize((1 << 20) + 1, b'#');
+        let e = parse_xl_config("g.cfg", &text).unwrap_err();
+        assert_eq!(e, "g.cfg: 1048577 bytes, more than the 1 MiB an xl.cfg file may have");
+    }
+
+    #[test]
+    fn a_good_file_parses_as_xenctl_parses_it() {
+        let text = "name = 'g'\nkernel = '/k'\nmemory = 256\n";
+        let file = parse_xl_config("g.cfg", text.as_bytes()).unwrap();
+        assert_eq!(
+            file,
+            DomainSpec::read_xl_config_text("g.cfg", text)
+                .map(|mut f| {
+                    f.spec.uuid = file.spec.uuid; // a file without uuid gets a random one each time
+                    f
+                })
+                .unwrap()
+        );
+        let e = parse_xl_config("g.cfg", b"name = 'g'\nmemroy = 256\n").unwrap_err();
+        assert_eq!(e, "g.cfg:2: memroy: not an xl.cfg key");
+    }
+
+    #[test]
+    fn limits_read_as_people_say_them() {
+        assert_eq!(LIMITS.describe(), "128 MiB of memory, 2 s of CPU time");
+    }
+}

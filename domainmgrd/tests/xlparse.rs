@@ -1,0 +1,93 @@
+//! Parsing xl.cfg bytes in the helper process (`domainmgrd-xlparse`): what would abort or
+//! exhaust libxlutil in the daemon is an error naming the file; good files parse as xenctl
+//! parses them in-process, warnings included.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use domainmgrd::configfile::{LIMITS, XlParser, parse_xl_config};
+
+fn parser() -> XlParser {
+    XlParser::new(env!("CARGO_BIN_EXE_domainmgrd-xlparse"))
+}
+
+const PV_KERNEL: &str = include_str!("../../tests/xlcfg/pv-kernel.cfg");
+
+#[test]
+fn a_good_file_parses_as_in_process() {
+    let child = parser().parse("pv-kernel.cfg", PV_KERNEL.as_bytes()).unwrap();
+    let here = parse_xl_config("pv-kernel.cfg", PV_KERNEL.as_bytes()).unwrap();
+    assert_eq!(child, here);
+    assert!(child.uuid_given);
+    assert_eq!(child.spec.name, "web01");
+    // xenctl's warnings come back (and are logged by the parser); the result is unchanged.
+    let text = "name = 'g'\nkernel = '/k'\ndevice_model = '/usr/bin/qemu'\n";
+    assert_eq!(parser().parse("g.cfg", text.as_bytes()).unwrap().spec.name, "g");
+}
+
+#[test]
+fn an_invalid_file_is_the_same_error_as_in_process() {
+    let text = b"name = 'g'\nmemroy = 256\n";
+    let e = parser().parse("/etc/xen/auto/g.cfg", text).unwrap_err();
+    assert_eq!(e, "/etc/xen/auto/g.cfg:2: memroy: not an xl.cfg key");
+    assert_eq!(parse_xl_config("/etc/xen/auto/g.cfg", text).unwrap_err(), e);
+}
+
+#[test]
+fn a_nul_byte_in_a_quoted_string_is_an_error_naming_the_file() {
+    // libxlutil asserts on this (xlu__cfgl_dequote): in-process it would abort the daemon.
+    let e = parser().parse("/etc/xen/auto/nul.cfg", b"name = 'g'\nkernel = \"/k\0/vmlinuz\"\n").unwrap_err();
+    assert_eq!(e, "/etc/xen/auto/nul.cfg:2: a NUL byte: xl.cfg files are text (libxlutil cannot read one)");
+}
+
+#[test]
+fn a_list_bomb_under_the_size_cap_is_stopped_by_the_childs_limits() {
+    // Each `+=` copies the list so far, and libxlutil keeps every copy: 20,000 lines (220 KB)
+    // would take 1.6 GB. The helper's address-space limit stops it.
+    let text = format!("name = 'g'\nkernel = '/k'\n{}", "k += [\"a\"]\n".repeat(20_000));
+    let e = parser().parse("/etc/xen/auto/bomb.cfg", text.as_bytes()).unwrap_err();
+    let limit = LIMITS.memory_bytes >> 20;
+    assert_eq!(e, format!("/etc/xen/auto/bomb.cfg: the xl.cfg parser ran out of memory (its limit is {limit} MiB)"));
+    // The same with strings.
+    let text = format!("name = 'g'\nkernel = '/k'\n{}", "extra += \"0123456789\"\n".repeat(20_000));
+    let e = parser().parse("/etc/xen/auto/bomb.cfg", text.as_bytes()).unwrap_err();
+    assert!(e.ends_with(&format!("the xl.cfg parser ran out of memory (its limit is {limit} MiB)")), "{e}");
+}
+
+/// Bytes from a fixed-seed xorshift generator, so the test is the same every run.
+fn garbage(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_binary_files_are_errors_naming_the_file() {
+    for seed in 1..=20 {
+        let bytes = garbage(64 << 10, seed);
+        let e = parser().parse("/etc/xen/auto/garbage.cfg", &bytes).unwrap_err();
+        assert!(e.starts_with("/etc/xen/auto/garbage.cfg:"), "{e}");
+        // Without NUL bytes it reaches libxlutil, which must refuse it cleanly too.
+        let no_nul: Vec<u8> = bytes.iter().map(|&b| b.max(1)).collect();
+        let e = parser().parse("/etc/xen/auto/garbage.cfg", &no_nul).unwrap_err();
+        assert!(e.starts_with("/etc/xen/auto/garbage.cfg"), "{e}");
+        assert!(!e.contains("the xl.cfg parser was killed"), "{e}");
+    }
+    // A real binary, at most the cap of it.
+    let exe = std::fs::read(env!("CARGO_BIN_EXE_domainmgrd-xlparse")).unwrap();
+    let e = parser().parse("helper.cfg", &exe[..exe.len().min(1 << 20)]).unwrap_err();
+    assert!(e.starts_with("helper.cfg:1: a NUL byte"), "{e}");
+}
+
+#[test]
+fn deep_nesting_is_a_parse_error() {
+    // Deeper than bison's stack (10,000): libxlutil says "memory exhausted", cleanly.
+    let text = format!("name = 'g'\nkernel = '/k'\nk = {}'a'{}\n", "[".repeat(20_000), "]".repeat(20_000));
+    let e = parser().parse("deep.cfg", text.as_bytes()).unwrap_err();
+    assert!(e.starts_with("deep.cfg:3: "), "{e}");
+}
