@@ -19,6 +19,7 @@ pub mod hypervisor;
 pub mod images;
 pub mod metrics;
 pub mod prometheus;
+pub mod serve;
 pub mod settings;
 pub mod sim;
 pub mod supervisor;
