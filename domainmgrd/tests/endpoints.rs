@@ -1,0 +1,228 @@
+//! The metrics endpoint against slow and greedy clients: a client trickling its request a byte
+//! at a time, many of them, clients that never read their answer. Each test counts this
+//! process's threads (/proc/self/task), so they run one at a time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use domainmgrd::eve::UuidAndVersion;
+use domainmgrd::metrics::{DomainMetric, Sample, SampledDomain};
+use domainmgrd::prometheus::{self, Listen};
+use parking_lot::Mutex;
+
+/// One test at a time: they count the process's threads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long the endpoints' deadlines (5 s to read a request, 5 or 10 s to write an answer) may
+/// take at most, with a wide margin: what "closed by its deadline" is checked against.
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// "Not blocked": far less than the 5 s a trickler may hold a worker, far more than a request
+/// served at once takes on a loaded machine.
+const PROMPTLY: Duration = Duration::from_secs(2);
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Waits until `check` holds, at most `within`; `check` also runs once more at the end.
+fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "waited {within:?} for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the server has closed `conn`, which does not read: a write, without waiting (the
+/// server does not read either), fails then.
+fn closed_by_the_server(conn: &mut UnixStream) -> bool {
+    conn.set_nonblocking(true).unwrap();
+    match conn.write_all(b" ") {
+        Ok(()) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Connections that each write one byte every 100 ms and never finish their request, all from
+/// one thread; a connection counts as closed when the server has closed it (a write fails).
+struct Tricklers {
+    closed: Arc<AtomicUsize>,
+    sent: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    count: usize,
+}
+
+impl Tricklers {
+    fn start<S: Write + Send + 'static>(conns: Vec<S>, head: &'static [u8], byte: u8) -> Tricklers {
+        let closed = Arc::new(AtomicUsize::new(0));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = conns.len();
+        let (c, s, st) = (Arc::clone(&closed), Arc::clone(&sent), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut open: Vec<Option<S>> = conns.into_iter().map(Some).collect();
+            for conn in open.iter_mut() {
+                if conn.as_mut().is_some_and(|w| w.write_all(head).is_err()) {
+                    *conn = None;
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            while !st.load(Ordering::SeqCst) {
+                for conn in open.iter_mut() {
+                    if let Some(w) = conn {
+                        if w.write_all(&[byte]).is_ok() {
+                            s.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            *conn = None;
+                            c.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                // The trickle itself, not a wait for a condition.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Tricklers { closed, sent, stop, thread: Some(thread), count }
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every trickler has sent `n` bytes or been closed.
+    fn wait_sent(&self, n: usize) {
+        wait_until(WITHIN, "the tricklers to trickle", || self.sent.load(Ordering::SeqCst) >= n || self.closed() > 0);
+    }
+}
+
+impl Drop for Tricklers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn sample(domains: usize) -> Sample {
+    let domain = |i: usize| SampledDomain {
+        name: format!("domain-with-a-longish-name-{i}"),
+        domid: i as u32 + 1,
+        cpu_ns: Some(1_000_000_000),
+        memory_bytes: 128 << 20,
+        max_memory_bytes: 256 << 20,
+        max_used_bytes: 128 << 20,
+        vcpus: 1,
+        metric: DomainMetric {
+            uuid_and_version: UuidAndVersion { uuid: uuid::Uuid::from_u128(i as u128), version: String::new() },
+            cpu_total_ns: 1_000_000_000,
+            cpu_scaled: 1,
+            allocated_mb: 128,
+            used_memory: 128,
+            max_used_memory: 128,
+            available_memory: 128,
+            used_memory_percent: 50.0,
+            last_heard: None,
+            activated: true,
+            node_name: String::new(),
+        },
+    };
+    Sample { domains: (0..domains).map(domain).collect(), ..Sample::default() }
+}
+
+fn tcp_metrics(domains: usize) -> (prometheus::Server, std::net::SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = prometheus::Server::start(Listen::Tcp(addr), Arc::new(Mutex::new(sample(domains)))).unwrap();
+    (server, addr)
+}
+
+/// A scrape; `Err` when no whole answer came within [`PROMPTLY`].
+fn scrape<S: Read + Write>(mut conn: S) -> Result<String, String> {
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).map_err(|e| format!("{e}; got {:?}", &reply[..reply.len().min(80)]))?;
+    Ok(reply)
+}
+
+fn scrape_tcp(addr: std::net::SocketAddr) -> Result<String, String> {
+    let conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(PROMPTLY)).unwrap();
+    scrape(conn)
+}
+
+#[test]
+fn a_trickling_client_does_not_delay_a_scrape() {
+    let _serial = SERIAL.lock();
+    let (_server, addr) = tcp_metrics(2);
+    let trickler = Tricklers::start(vec![TcpStream::connect(addr).unwrap()], b"GET /metrics HTTP/1.1\r\nX: ", b'a');
+    trickler.wait_sent(3);
+    let reply = scrape_tcp(addr).expect("a scrape answered while a client trickles");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert_eq!(trickler.closed(), 0, "the trickler is still within its deadline");
+}
+
+#[test]
+fn many_trickling_metrics_clients_cost_no_threads_and_their_deadline_closes_them() {
+    let _serial = SERIAL.lock();
+    let (_server, addr) = tcp_metrics(2);
+    let before = threads();
+    // More than the 4 workers and 4 places in the queue: the rest are answered 503 at once.
+    let conns: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let tricklers = Tricklers::start(conns, b"GET /metrics HTTP/1.1\r\nX: ", b'a');
+    let mut most = 0;
+    wait_until(WITHIN, "the deadline to close every trickler", || {
+        most = most.max(threads());
+        tricklers.closed() == tricklers.count
+    });
+    assert!(most <= before + 1, "{before} threads before, {most} with 20 tricklers");
+    let reply = scrape_tcp(addr).expect("served again once they are gone");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+}
+
+#[test]
+fn a_connection_beyond_the_bound_is_answered_503_at_once() {
+    let _serial = SERIAL.lock();
+    let (_server, addr) = tcp_metrics(2);
+    // 4 workers and 4 places in the queue, all taken by clients that send nothing yet.
+    let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut reply = String::new();
+    wait_until(WITHIN, "a connection to be refused", || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(PROMPTLY)).unwrap();
+        reply.clear();
+        // Refused: 503 without reading the request; else it waits for the request.
+        c.read_to_string(&mut reply).is_ok()
+    });
+    assert!(reply.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{reply}");
+    drop(held);
+}
+
+#[test]
+fn clients_that_never_read_their_answer_do_not_delay_a_scrape() {
+    let _serial = SERIAL.lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.sock");
+    // Megabytes of metrics: far more than a unix socket's buffers hold.
+    let _server = prometheus::Server::start(Listen::Unix(path.clone()), Arc::new(Mutex::new(sample(3000)))).unwrap();
+    let mut stuck = Vec::new();
+    for _ in 0..3 {
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        stuck.push(c);
+    }
+    let conn = UnixStream::connect(&path).unwrap();
+    conn.set_read_timeout(Some(PROMPTLY)).unwrap();
+    let reply = scrape(conn).expect("a scrape answered while 3 clients do not read theirs");
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n") && reply.len() > 1 << 20, "{}", &reply[..80]);
+    wait_until(WITHIN, "the write deadline to close every connection that does not read", || {
+        stuck.iter_mut().all(closed_by_the_server)
+    });
+}
