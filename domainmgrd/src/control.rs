@@ -4,19 +4,21 @@
 //! whatever the file mode says. (Precisely: the user the daemon runs as, and root; the daemon
 //! runs as root, so that is root alone. A daemon on the simulator in tests runs as the tester.)
 //!
-//! The connection thread hands each request to the supervisor, which owns the domains, and waits
-//! for its answer; long operations (host-start, host-stop) answer when they are done.
+//! A worker of the bounded server ([`crate::serve`]) reads each request (within a deadline) and
+//! hands it to the supervisor, which owns the domains; the connection then waits for its answer
+//! without holding a worker, as long operations (host-start, host-stop) answer when they are
+//! done.
 
-use std::io::{BufRead, BufReader, Read as _, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
+
+use crate::serve;
 
 /// A request from domainctl.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,12 +174,26 @@ pub struct ControlMsg {
 #[derive(Debug)]
 pub struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    endpoint: serve::Server,
 }
 
 /// Longest a request may wait for its answer (host-stop's watchdog plus a margin is less).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The socket's bounds. domainctl writes its request at once and reads its answer at once, so
+/// 5 s for either is generous. 4 workers (a trickler holds one for at most those 5 s) with 64
+/// places in the queue (a descriptor each, no thread) take a script starting 64 domainctl at
+/// once. Waiting for an answer is not the client's fault and takes no worker; 64 waiting
+/// connections are far more than any operator, script or unit file runs at once.
+const LIMITS: serve::Limits = serve::Limits {
+    workers: 4,
+    queue: 64,
+    request_deadline: Duration::from_secs(5),
+    max_request: 1 << 20,
+    write_deadline: Duration::from_secs(5),
+    max_waiting: 64,
+    answer_deadline: ANSWER_TIMEOUT,
+};
 
 impl Server {
     /// Listens on `path` (replacing a stale socket), handing requests to `supervisor`.
@@ -188,73 +204,104 @@ impl Server {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
-            for conn in listener.incoming() {
-                if thread_stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                let supervisor = supervisor.clone();
-                let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || serve(conn, &supervisor));
-            }
-        })?;
-        Ok(Server { path: path.to_path_buf(), stop, thread: Some(thread) })
+        let endpoint = serve::Server::start("control", listener, LIMITS, Control { supervisor })?;
+        Ok(Server { path: path.to_path_buf(), endpoint })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        drop(UnixStream::connect(&self.path));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.endpoint.stop();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn serve(conn: UnixStream, supervisor: &Sender<ControlMsg>) {
-    // The request is read even when it is refused: a client still writing it to a socket
-    // closed under it would see a broken pipe instead of the refusal.
-    let request = read_request(&conn);
-    let response = match rustix::net::sockopt::socket_peercred(&conn) {
-        Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => match request {
-            Ok(request) => handle(request, supervisor),
-            Err(e) => Response::error(e),
-        },
-        Ok(cred) => {
-            log::warn!(
-                "control socket: refused a request from uid {} (pid {})",
-                cred.uid.as_raw(),
-                cred.pid.as_raw_nonzero()
-            );
-            Response::error_with_exit("only root may control domainmgrd", exit::NO_PRIVILEGE)
+/// The control protocol: one JSON line each way.
+struct Control {
+    supervisor: Sender<ControlMsg>,
+}
+
+impl serve::Handler<UnixStream> for Control {
+    type Later = Response;
+
+    fn is_complete(&self, request: &[u8]) -> bool {
+        request.contains(&b'\n')
+    }
+
+    fn answer(
+        &self,
+        conn: &UnixStream,
+        request: Result<&[u8], serve::Incomplete>,
+        waiting: &serve::WaitSlots,
+    ) -> serve::Answer<Response> {
+        // The request is read even when it is refused: a client still writing it to a socket
+        // closed under it would see a broken pipe instead of the refusal.
+        let response = match rustix::net::sockopt::socket_peercred(conn) {
+            Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => match parse(request) {
+                Ok(request) => match waiting.reserve() {
+                    Some(slot) => match self.dispatch(request) {
+                        Ok(answer) => return serve::Answer::Later(slot, answer),
+                        Err(response) => response,
+                    },
+                    None => Response::error(format!(
+                        "domainmgrd is busy: {} requests already wait for their answers; try again when one is done",
+                        waiting.max()
+                    )),
+                },
+                Err(e) => Response::error(e),
+            },
+            Ok(cred) => {
+                log::warn!(
+                    "control socket: refused a request from uid {} (pid {})",
+                    cred.uid.as_raw(),
+                    cred.pid.as_raw_nonzero()
+                );
+                Response::error_with_exit("only root may control domainmgrd", exit::NO_PRIVILEGE)
+            }
+            Err(e) => Response::error(format!("cannot read the peer's credentials: {e}")),
+        };
+        serve::Answer::Now(line(&response))
+    }
+
+    fn later(&self, answer: Option<Response>) -> Vec<u8> {
+        line(&answer.unwrap_or_else(|| Response::error("domainmgrd gave no answer")))
+    }
+
+    fn busy(&self) -> Vec<u8> {
+        line(&Response::error("domainmgrd is busy: every connection slot is taken; try again"))
+    }
+}
+
+impl Control {
+    /// Hands `request` to the supervisor; its answer comes on the receiver.
+    fn dispatch(&self, request: Request) -> Result<Receiver<Response>, Response> {
+        log::debug!("control: {request:?}");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        match self.supervisor.send(ControlMsg { request, reply: tx }) {
+            Ok(()) => Ok(rx),
+            Err(_) => Err(Response::error("domainmgrd is stopping")),
         }
-        Err(e) => Response::error(format!("cannot read the peer's credentials: {e}")),
+    }
+}
+
+fn parse(request: Result<&[u8], serve::Incomplete>) -> Result<Request, String> {
+    let bytes = match request {
+        Ok(bytes) => bytes,
+        Err(serve::Incomplete::TimedOut) => {
+            return Err(format!("no whole request within {} s", LIMITS.request_deadline.as_secs()));
+        }
+        Err(serve::Incomplete::TooLong) => return Err(format!("a request longer than {} bytes", LIMITS.max_request)),
+        Err(serve::Incomplete::Failed) => return Err("reading the request failed".into()),
     };
-    let mut conn = conn;
-    if let Ok(mut bytes) = serde_json::to_vec(&response) {
-        bytes.push(b'\n');
-        let _ = conn.write_all(&bytes);
-    }
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    serde_json::from_slice(line).map_err(|e| format!("not a request: {e}"))
 }
 
-fn read_request(conn: &UnixStream) -> Result<Request, String> {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut line = String::new();
-    BufReader::new(conn).take(1 << 20).read_line(&mut line).map_err(|e| format!("reading the request: {e}"))?;
-    serde_json::from_str(&line).map_err(|e| format!("not a request: {e}"))
-}
-
-fn handle(request: Request, supervisor: &Sender<ControlMsg>) -> Response {
-    log::debug!("control: {request:?}");
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    if supervisor.send(ControlMsg { request, reply: tx }).is_err() {
-        return Response::error("domainmgrd is stopping");
-    }
-    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| Response::error("domainmgrd gave no answer"))
+/// A response as the JSON line it is sent as.
+fn line(response: &Response) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(response).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Sends one request to the daemon at `socket` and waits for its answer.

@@ -1,16 +1,19 @@
-//! The metrics endpoint against slow and greedy clients: a client trickling its request a byte
-//! at a time, many of them, clients that never read their answer. Each test counts this
-//! process's threads (/proc/self/task), so they run one at a time.
+//! The control socket and the metrics endpoint against slow and greedy clients: a client
+//! trickling its request a byte at a time, many of them, clients that never read their answer,
+//! more requests waiting for the supervisor than the bound. Each test counts this process's
+//! threads (/proc/self/task), so they run one at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use domainmgrd::control::{self, ControlMsg, Request, Response};
 use domainmgrd::eve::UuidAndVersion;
 use domainmgrd::metrics::{DomainMetric, Sample, SampledDomain};
 use domainmgrd::prometheus::{self, Listen};
@@ -225,4 +228,179 @@ fn clients_that_never_read_their_answer_do_not_delay_a_scrape() {
     wait_until(WITHIN, "the write deadline to close every connection that does not read", || {
         stuck.iter_mut().all(closed_by_the_server)
     });
+}
+
+/// A control socket whose "supervisor" answers each request with `answer` (none: never).
+struct ControlSocket {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    server: Option<control::Server>,
+    received: Arc<AtomicUsize>,
+    held: Arc<Mutex<Vec<ControlMsg>>>,
+}
+
+impl ControlSocket {
+    fn start(answer: Option<Response>) -> ControlSocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        let (tx, rx) = crossbeam_channel::unbounded::<ControlMsg>();
+        let server = control::Server::start(&path, tx).unwrap();
+        let received = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (r, h) = (Arc::clone(&received), Arc::clone(&held));
+        std::thread::spawn(move || {
+            for msg in rx {
+                r.fetch_add(1, Ordering::SeqCst);
+                match &answer {
+                    Some(a) => drop(msg.reply.send(a.clone())),
+                    None => h.lock().push(msg),
+                }
+            }
+        });
+        ControlSocket { _dir: dir, path, server: Some(server), received, held }
+    }
+
+    fn connect(&self) -> UnixStream {
+        UnixStream::connect(&self.path).unwrap()
+    }
+
+    /// `call` on another thread: its answer, if it comes within `within`.
+    fn call_within(&self, request: Request, within: Duration) -> Option<Response> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let path = self.path.clone();
+        std::thread::spawn(move || drop(tx.send(control::call(&path, &request).map_err(|e| e.to_string()))));
+        rx.recv_timeout(within).ok().map(|r| r.unwrap())
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        self.held.lock().clear();
+    }
+}
+
+fn list_answer() -> Response {
+    Response::data(serde_json::json!(["web"]))
+}
+
+#[test]
+fn a_trickling_control_client_takes_no_thread_and_delays_no_request() {
+    let _serial = SERIAL.lock();
+    let ctl = ControlSocket::start(Some(list_answer()));
+    let before = threads();
+    let trickler = Tricklers::start(vec![ctl.connect()], b"{\"cmd\":", b' ');
+    trickler.wait_sent(3);
+    // The tricklers' own thread is the one more.
+    assert!(threads() <= before + 1, "a trickler has a thread of its own");
+    let r = ctl.call_within(Request::List, PROMPTLY).expect("a request answered while a client trickles");
+    assert_eq!(r, list_answer());
+    assert_eq!(trickler.closed(), 0, "the trickler is still within its deadline");
+}
+
+#[test]
+fn many_trickling_control_clients_cost_no_threads_and_their_deadline_closes_them() {
+    let _serial = SERIAL.lock();
+    let ctl = ControlSocket::start(Some(list_answer()));
+    let before = threads();
+    // More than the 4 workers and 64 places in the queue.
+    let conns: Vec<UnixStream> = (0..100).map(|_| ctl.connect()).collect();
+    let tricklers = Tricklers::start(conns, b"{\"cmd\":", b' ');
+    let mut most = 0;
+    wait_until(WITHIN, "the deadline to close every trickler", || {
+        most = most.max(threads());
+        tricklers.closed() == tricklers.count
+    });
+    // The tricklers' own thread is the one more.
+    assert!(most <= before + 1, "{before} threads before, {most} with 100 tricklers");
+    assert_eq!(ctl.received.load(Ordering::SeqCst), 0, "no trickler's request reached the supervisor");
+    assert_eq!(ctl.call_within(Request::List, PROMPTLY), Some(list_answer()), "served again once they are gone");
+}
+
+/// A request not whole by its deadline is answered, with an error saying so.
+#[test]
+fn a_control_request_not_whole_within_the_deadline_is_answered_with_an_error() {
+    let _serial = SERIAL.lock();
+    let ctl = ControlSocket::start(Some(list_answer()));
+    let mut slow = ctl.connect();
+    slow.write_all(b"{\"cmd\":").unwrap();
+    let mut line = String::new();
+    let started = Instant::now();
+    BufReader::new(&slow).read_line(&mut line).unwrap();
+    let r: Response = serde_json::from_str(&line).unwrap();
+    assert!(!r.ok && r.error.as_deref() == Some("no whole request within 5 s"), "{r:?}");
+    assert!(started.elapsed() < WITHIN);
+}
+
+#[test]
+fn a_control_client_that_never_reads_its_answer_is_closed_by_the_write_deadline() {
+    let _serial = SERIAL.lock();
+    // An answer far larger than a unix socket's buffers.
+    let big = Response::data("x".repeat(8 << 20));
+    let ctl = ControlSocket::start(Some(big));
+    let before = threads();
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        let mut c = ctl.connect();
+        c.write_all(b"{\"cmd\":\"list\"}\n").unwrap();
+        conns.push(c);
+    }
+    wait_until(WITHIN, "every request to reach the supervisor", || ctl.received.load(Ordering::SeqCst) == 6);
+    // Not reading: a write fails once the server has given up and closed its end.
+    let mut most = 0;
+    wait_until(WITHIN, "the write deadline to close every connection that does not read", || {
+        most = most.max(threads());
+        conns.iter_mut().all(closed_by_the_server)
+    });
+    assert!(most <= before, "{before} threads before, {most} with 6 clients not reading");
+    for mut c in conns {
+        c.set_nonblocking(false).unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        assert!(got.len() < 8 << 20, "not all of the answer was taken, so not all was sent");
+    }
+    assert_eq!(ctl.call_within(Request::Metrics, PROMPTLY).map(|r| r.ok), Some(true), "served again");
+}
+
+#[test]
+fn requests_waiting_for_answers_are_bounded_and_the_next_one_is_told_so() {
+    let _serial = SERIAL.lock();
+    let ctl = ControlSocket::start(None);
+    let before = threads();
+    let mut waiting = Vec::new();
+    for _ in 0..64 {
+        let mut c = ctl.connect();
+        c.write_all(b"{\"cmd\":\"host-stop\"}\n").unwrap();
+        waiting.push(c);
+    }
+    wait_until(WITHIN, "64 requests to reach the supervisor", || ctl.received.load(Ordering::SeqCst) == 64);
+    assert!(threads() <= before, "waiting for an answer takes no thread");
+    let r = ctl.call_within(Request::List, PROMPTLY).expect("the 65th is answered at once");
+    assert_eq!(
+        (r.ok, r.error.as_deref()),
+        (false, Some("domainmgrd is busy: 64 requests already wait for their answers; try again when one is done"))
+    );
+    assert_eq!(ctl.received.load(Ordering::SeqCst), 64, "the 65th never reached the supervisor");
+
+    // Answered, each waiting connection gets its own answer, and there is room again.
+    for (i, msg) in ctl.held.lock().drain(..).enumerate() {
+        msg.reply.send(Response::data(i)).unwrap();
+    }
+    let mut answers: Vec<u64> = waiting
+        .into_iter()
+        .map(|c| {
+            let mut line = String::new();
+            BufReader::new(c).read_line(&mut line).unwrap();
+            serde_json::from_str::<Response>(&line).unwrap().data.as_u64().unwrap()
+        })
+        .collect();
+    answers.sort_unstable();
+    assert_eq!(answers, (0..64).collect::<Vec<u64>>());
+    let held = Arc::clone(&ctl.held);
+    std::thread::spawn(move || {
+        wait_until(WITHIN, "the next request", || !held.lock().is_empty());
+        let msg = held.lock().remove(0);
+        msg.reply.send(list_answer()).unwrap();
+    });
+    assert_eq!(ctl.call_within(Request::List, PROMPTLY), Some(list_answer()));
 }
