@@ -7,7 +7,8 @@
 //! A worker of the bounded server ([`crate::serve`]) reads each request (within a deadline) and
 //! hands it to the supervisor, which owns the domains; the connection then waits for its answer
 //! without holding a worker, as long operations (host-start, host-stop) answer when they are
-//! done.
+//! done. The 0600 mode and the peer check back each other up: a user the mode keeps out never
+//! reaches the check, and [`call`] tells that user what the check would (exit 4, not root).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -304,21 +305,63 @@ fn line(response: &Response) -> Vec<u8> {
     bytes
 }
 
+/// Why [`call`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Nothing listens on the socket (or it is not there).
+    #[error("domainmgrd is not running (cannot connect to {}: {source})", socket.display())]
+    NotRunning {
+        /// The socket.
+        socket: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The socket (mode 0600) or its directory refuses this user: only root gets that far.
+    #[error("only root may control domainmgrd ({}: {source})", socket.display())]
+    NoPrivilege {
+        /// The socket.
+        socket: PathBuf,
+        /// EACCES or EPERM.
+        source: std::io::Error,
+    },
+    /// Sending the request or reading the answer failed.
+    #[error("{what} domainmgrd: {source}")]
+    Io {
+        /// "sending to", "reading the answer of".
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The request cannot be encoded (not expected of our own types).
+    #[error("cannot encode the request: {0}")]
+    Encode(serde_json::Error),
+    /// The answer is not a response.
+    #[error("domainmgrd's answer is not understood: {0}")]
+    BadAnswer(serde_json::Error),
+}
+
 /// Sends one request to the daemon at `socket` and waits for its answer.
-pub fn call(socket: &Path, request: &Request) -> Result<Response, String> {
-    let mut conn = UnixStream::connect(socket)
-        .map_err(|e| format!("domainmgrd is not running (cannot connect to {}: {e})", socket.display()))?;
-    let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+pub fn call(socket: &Path, request: &Request) -> Result<Response, CallError> {
+    let mut conn = UnixStream::connect(socket).map_err(|source| {
+        let socket = socket.to_path_buf();
+        match rustix::io::Errno::from_io_error(&source) {
+            Some(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => CallError::NoPrivilege { socket, source },
+            _ => CallError::NotRunning { socket, source },
+        }
+    })?;
+    let mut bytes = serde_json::to_vec(request).map_err(CallError::Encode)?;
     bytes.push(b'\n');
-    if let Err(e) = conn.write_all(&bytes) {
+    if let Err(source) = conn.write_all(&bytes) {
         // It may have answered (refused) before reading: its answer is still there to read.
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("sending to domainmgrd: {e}"));
+        if source.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(CallError::Io { what: "sending to", source });
         }
     }
     let mut line = String::new();
-    BufReader::new(conn).read_line(&mut line).map_err(|e| format!("reading domainmgrd's answer: {e}"))?;
-    serde_json::from_str(&line).map_err(|e| format!("domainmgrd's answer is not understood: {e}"))
+    BufReader::new(conn)
+        .read_line(&mut line)
+        .map_err(|source| CallError::Io { what: "reading the answer of", source })?;
+    serde_json::from_str(&line).map_err(CallError::BadAnswer)
 }
 
 #[cfg(test)]
@@ -354,7 +397,7 @@ mod tests {
         assert!(Server::start(&path, crossbeam_channel::unbounded().0).is_err(), "one daemon per socket");
         drop(server);
         assert!(!path.exists());
-        let err = call(&path, &Request::List).unwrap_err();
+        let err = call(&path, &Request::List).unwrap_err().to_string();
         assert!(err.starts_with("domainmgrd is not running"), "{err}");
     }
 }

@@ -1,14 +1,15 @@
 //! The control socket and the metrics endpoint against slow and greedy clients: a client
 //! trickling its request a byte at a time, many of them, clients that never read their answer,
-//! more requests waiting for the supervisor than the bound. Each test counts this process's
-//! threads (/proc/self/task), so they run one at a time.
+//! more requests waiting for the supervisor than the bound; and `domainctl` run by a user the
+//! socket's mode keeps out. Each test counts this process's threads (/proc/self/task), so they
+//! run one at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -403,4 +404,43 @@ fn requests_waiting_for_answers_are_bounded_and_the_next_one_is_told_so() {
         msg.reply.send(list_answer()).unwrap();
     });
     assert_eq!(ctl.call_within(Request::List, PROMPTLY), Some(list_answer()));
+}
+
+/// Issue 11, item 17: a user the socket's mode (0600) refuses gets "not root" (4), as from the
+/// daemon's own peer check, not "not running" (7).
+#[test]
+fn domainctl_as_a_user_the_socket_mode_refuses_exits_4() {
+    let _serial = SERIAL.lock();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: not root, so domainctl cannot run as another user");
+        return;
+    }
+    let ctl = ControlSocket::start(Some(list_answer()));
+    let dir = ctl.path.parent().unwrap();
+    // The directory lets anyone through; only the socket's own mode refuses.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let mode = std::fs::metadata(&ctl.path).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    let exe = dir.join("domainctl");
+    // Copied by another process: a write descriptor of ours could leak into a child another
+    // test forks at that moment and make the exec below fail with ETXTBSY.
+    let cp = std::process::Command::new("cp").arg(env!("CARGO_BIN_EXE_domainctl")).arg(&exe).status().unwrap();
+    assert!(cp.success());
+    for (args, what) in [(&["list"][..], "an action"), (&["status", "web"][..], "status")] {
+        let out = run_as_nobody(&exe, &ctl.path, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{what}: {stderr}");
+        assert!(
+            stderr.starts_with("domainctl: only root may control domainmgrd (") && stderr.contains("Permission denied"),
+            "{what}: {stderr}"
+        );
+    }
+    assert_eq!(ctl.received.load(Ordering::SeqCst), 0);
+    // Root still gets through.
+    assert_eq!(control::call(&ctl.path, &Request::List).unwrap(), list_answer());
+}
+
+fn run_as_nobody(exe: &Path, socket: &Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(exe).arg("--socket").arg(socket).args(args).uid(65534).gid(65534).output().unwrap()
 }

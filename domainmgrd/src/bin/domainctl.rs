@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use domainmgrd::control::{self, Request, Response, exit};
+use domainmgrd::control::{self, CallError, Request, Response, exit};
 use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
 use domainmgrd::supervisor::{ListRow, MetricRow, load_domain_file};
@@ -165,15 +165,7 @@ fn run(cli: &Cli) -> i32 {
     };
     let response = match control::call(&cli.socket, &request) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("domainctl: {e}");
-            // LSB: a status that cannot be known is 4; any other action: 7, not running.
-            return if matches!(cli.command, Cmd::Status { .. }) {
-                exit::STATUS_UNKNOWN
-            } else {
-                exit::DAEMON_NOT_RUNNING
-            };
-        }
+        Err(e) => return call_failed(&cli.command, &e),
     };
     if cli.json {
         let out = match (&response.data, &response.error) {
@@ -188,6 +180,18 @@ fn run(cli: &Cli) -> i32 {
         eprintln!("domainctl: {e}");
     }
     response.exit
+}
+
+/// Says why there is no answer; the exit status by the LSB's table.
+fn call_failed(cmd: &Cmd, e: &CallError) -> i32 {
+    eprintln!("domainctl: {e}");
+    match e {
+        // The socket's mode refused us before the daemon could: not root, as it would say.
+        CallError::NoPrivilege { .. } => exit::NO_PRIVILEGE,
+        // A status that cannot be known is 4; any other action: 7, not running.
+        _ if matches!(cmd, Cmd::Status { .. }) => exit::STATUS_UNKNOWN,
+        _ => exit::DAEMON_NOT_RUNNING,
+    }
 }
 
 fn request_of(cmd: &Cmd) -> Request {
@@ -367,10 +371,7 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
             eprintln!("domainctl: {}", r.error.unwrap_or_default());
             return r.exit;
         }
-        Err(e) => {
-            eprintln!("domainctl: {e}");
-            return exit::DAEMON_NOT_RUNNING;
-        }
+        Err(e) => return call_failed(&cli.command, &e),
     };
     let Some(tty) = r.data["tty"].as_str().map(PathBuf::from) else {
         eprintln!("domainctl: no console tty");
