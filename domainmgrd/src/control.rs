@@ -4,19 +4,22 @@
 //! whatever the file mode says. (Precisely: the user the daemon runs as, and root; the daemon
 //! runs as root, so that is root alone. A daemon on the simulator in tests runs as the tester.)
 //!
-//! The connection thread hands each request to the supervisor, which owns the domains, and waits
-//! for its answer; long operations (host-start, host-stop) answer when they are done.
+//! A worker of the bounded server ([`crate::serve`]) reads each request (within a deadline) and
+//! hands it to the supervisor, which owns the domains; the connection then waits for its answer
+//! without holding a worker, as long operations (host-start, host-stop) answer when they are
+//! done. The 0600 mode and the peer check back each other up: a user the mode keeps out never
+//! reaches the check, and [`call`] tells that user what the check would (exit 4, not root).
 
-use std::io::{BufRead, BufReader, Read as _, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
+
+use crate::serve;
 
 /// A request from domainctl.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,12 +175,26 @@ pub struct ControlMsg {
 #[derive(Debug)]
 pub struct Server {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    endpoint: serve::Server,
 }
 
 /// Longest a request may wait for its answer (host-stop's watchdog plus a margin is less).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The socket's bounds. domainctl writes its request at once and reads its answer at once, so
+/// 5 s for either is generous. 4 workers (a trickler holds one for at most those 5 s) with 64
+/// places in the queue (a descriptor each, no thread) take a script starting 64 domainctl at
+/// once. Waiting for an answer is not the client's fault and takes no worker; 64 waiting
+/// connections are far more than any operator, script or unit file runs at once.
+const LIMITS: serve::Limits = serve::Limits {
+    workers: 4,
+    queue: 64,
+    request_deadline: Duration::from_secs(5),
+    max_request: 1 << 20,
+    write_deadline: Duration::from_secs(5),
+    max_waiting: 64,
+    answer_deadline: ANSWER_TIMEOUT,
+};
 
 impl Server {
     /// Listens on `path` (replacing a stale socket), handing requests to `supervisor`.
@@ -188,90 +205,163 @@ impl Server {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
-            for conn in listener.incoming() {
-                if thread_stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                let supervisor = supervisor.clone();
-                let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || serve(conn, &supervisor));
-            }
-        })?;
-        Ok(Server { path: path.to_path_buf(), stop, thread: Some(thread) })
+        let endpoint = serve::Server::start("control", listener, LIMITS, Control { supervisor })?;
+        Ok(Server { path: path.to_path_buf(), endpoint })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        drop(UnixStream::connect(&self.path));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.endpoint.stop();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn serve(conn: UnixStream, supervisor: &Sender<ControlMsg>) {
-    // The request is read even when it is refused: a client still writing it to a socket
-    // closed under it would see a broken pipe instead of the refusal.
-    let request = read_request(&conn);
-    let response = match rustix::net::sockopt::socket_peercred(&conn) {
-        Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => match request {
-            Ok(request) => handle(request, supervisor),
-            Err(e) => Response::error(e),
-        },
-        Ok(cred) => {
-            log::warn!(
-                "control socket: refused a request from uid {} (pid {})",
-                cred.uid.as_raw(),
-                cred.pid.as_raw_nonzero()
-            );
-            Response::error_with_exit("only root may control domainmgrd", exit::NO_PRIVILEGE)
+/// The control protocol: one JSON line each way.
+struct Control {
+    supervisor: Sender<ControlMsg>,
+}
+
+impl serve::Handler<UnixStream> for Control {
+    type Later = Response;
+
+    fn is_complete(&self, request: &[u8]) -> bool {
+        request.contains(&b'\n')
+    }
+
+    fn answer(
+        &self,
+        conn: &UnixStream,
+        request: Result<&[u8], serve::Incomplete>,
+        waiting: &serve::WaitSlots,
+    ) -> serve::Answer<Response> {
+        // The request is read even when it is refused: a client still writing it to a socket
+        // closed under it would see a broken pipe instead of the refusal.
+        let response = match rustix::net::sockopt::socket_peercred(conn) {
+            Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => match parse(request) {
+                Ok(request) => match waiting.reserve() {
+                    Some(slot) => match self.dispatch(request) {
+                        Ok(answer) => return serve::Answer::Later(slot, answer),
+                        Err(response) => response,
+                    },
+                    None => Response::error(format!(
+                        "domainmgrd is busy: {} requests already wait for their answers; try again when one is done",
+                        waiting.max()
+                    )),
+                },
+                Err(e) => Response::error(e),
+            },
+            Ok(cred) => {
+                log::warn!(
+                    "control socket: refused a request from uid {} (pid {})",
+                    cred.uid.as_raw(),
+                    cred.pid.as_raw_nonzero()
+                );
+                Response::error_with_exit("only root may control domainmgrd", exit::NO_PRIVILEGE)
+            }
+            Err(e) => Response::error(format!("cannot read the peer's credentials: {e}")),
+        };
+        serve::Answer::Now(line(&response))
+    }
+
+    fn later(&self, answer: Option<Response>) -> Vec<u8> {
+        line(&answer.unwrap_or_else(|| Response::error("domainmgrd gave no answer")))
+    }
+
+    fn busy(&self) -> Vec<u8> {
+        line(&Response::error("domainmgrd is busy: every connection slot is taken; try again"))
+    }
+}
+
+impl Control {
+    /// Hands `request` to the supervisor; its answer comes on the receiver.
+    fn dispatch(&self, request: Request) -> Result<Receiver<Response>, Response> {
+        log::debug!("control: {request:?}");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        match self.supervisor.send(ControlMsg { request, reply: tx }) {
+            Ok(()) => Ok(rx),
+            Err(_) => Err(Response::error("domainmgrd is stopping")),
         }
-        Err(e) => Response::error(format!("cannot read the peer's credentials: {e}")),
+    }
+}
+
+fn parse(request: Result<&[u8], serve::Incomplete>) -> Result<Request, String> {
+    let bytes = match request {
+        Ok(bytes) => bytes,
+        Err(serve::Incomplete::TimedOut) => {
+            return Err(format!("no whole request within {} s", LIMITS.request_deadline.as_secs()));
+        }
+        Err(serve::Incomplete::TooLong) => return Err(format!("a request longer than {} bytes", LIMITS.max_request)),
+        Err(serve::Incomplete::Failed) => return Err("reading the request failed".into()),
     };
-    let mut conn = conn;
-    if let Ok(mut bytes) = serde_json::to_vec(&response) {
-        bytes.push(b'\n');
-        let _ = conn.write_all(&bytes);
-    }
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    serde_json::from_slice(line).map_err(|e| format!("not a request: {e}"))
 }
 
-fn read_request(conn: &UnixStream) -> Result<Request, String> {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut line = String::new();
-    BufReader::new(conn).take(1 << 20).read_line(&mut line).map_err(|e| format!("reading the request: {e}"))?;
-    serde_json::from_str(&line).map_err(|e| format!("not a request: {e}"))
+/// A response as the JSON line it is sent as.
+fn line(response: &Response) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(response).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
-fn handle(request: Request, supervisor: &Sender<ControlMsg>) -> Response {
-    log::debug!("control: {request:?}");
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    if supervisor.send(ControlMsg { request, reply: tx }).is_err() {
-        return Response::error("domainmgrd is stopping");
-    }
-    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| Response::error("domainmgrd gave no answer"))
+/// Why [`call`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Nothing listens on the socket (or it is not there).
+    #[error("domainmgrd is not running (cannot connect to {}: {source})", socket.display())]
+    NotRunning {
+        /// The socket.
+        socket: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The socket (mode 0600) or its directory refuses this user: only root gets that far.
+    #[error("only root may control domainmgrd ({}: {source})", socket.display())]
+    NoPrivilege {
+        /// The socket.
+        socket: PathBuf,
+        /// EACCES or EPERM.
+        source: std::io::Error,
+    },
+    /// Sending the request or reading the answer failed.
+    #[error("{what} domainmgrd: {source}")]
+    Io {
+        /// "sending to", "reading the answer of".
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The request cannot be encoded (not expected of our own types).
+    #[error("cannot encode the request: {0}")]
+    Encode(serde_json::Error),
+    /// The answer is not a response.
+    #[error("domainmgrd's answer is not understood: {0}")]
+    BadAnswer(serde_json::Error),
 }
 
 /// Sends one request to the daemon at `socket` and waits for its answer.
-pub fn call(socket: &Path, request: &Request) -> Result<Response, String> {
-    let mut conn = UnixStream::connect(socket)
-        .map_err(|e| format!("domainmgrd is not running (cannot connect to {}: {e})", socket.display()))?;
-    let mut bytes = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+pub fn call(socket: &Path, request: &Request) -> Result<Response, CallError> {
+    let mut conn = UnixStream::connect(socket).map_err(|source| {
+        let socket = socket.to_path_buf();
+        match rustix::io::Errno::from_io_error(&source) {
+            Some(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => CallError::NoPrivilege { socket, source },
+            _ => CallError::NotRunning { socket, source },
+        }
+    })?;
+    let mut bytes = serde_json::to_vec(request).map_err(CallError::Encode)?;
     bytes.push(b'\n');
-    if let Err(e) = conn.write_all(&bytes) {
+    if let Err(source) = conn.write_all(&bytes) {
         // It may have answered (refused) before reading: its answer is still there to read.
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("sending to domainmgrd: {e}"));
+        if source.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(CallError::Io { what: "sending to", source });
         }
     }
     let mut line = String::new();
-    BufReader::new(conn).read_line(&mut line).map_err(|e| format!("reading domainmgrd's answer: {e}"))?;
-    serde_json::from_str(&line).map_err(|e| format!("domainmgrd's answer is not understood: {e}"))
+    BufReader::new(conn)
+        .read_line(&mut line)
+        .map_err(|source| CallError::Io { what: "reading the answer of", source })?;
+    serde_json::from_str(&line).map_err(CallError::BadAnswer)
 }
 
 #[cfg(test)]
@@ -307,7 +397,7 @@ mod tests {
         assert!(Server::start(&path, crossbeam_channel::unbounded().0).is_err(), "one daemon per socket");
         drop(server);
         assert!(!path.exists());
-        let err = call(&path, &Request::List).unwrap_err();
+        let err = call(&path, &Request::List).unwrap_err().to_string();
         assert!(err.starts_with("domainmgrd is not running"), "{err}");
     }
 }

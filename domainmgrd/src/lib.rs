@@ -21,6 +21,7 @@ pub mod images;
 pub mod metrics;
 pub mod prometheus;
 pub mod records;
+pub mod serve;
 pub mod settings;
 pub mod sim;
 pub mod supervisor;

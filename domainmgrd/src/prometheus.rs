@@ -1,6 +1,7 @@
 //! The metrics as a Prometheus text endpoint (`GET /metrics`), on a TCP address or a unix
 //! socket, off unless `--metrics-listen` is given. It serves the latest sample; scraping never
-//! calls the hypervisor.
+//! calls the hypervisor. A few workers serve it ([`crate::serve`]), each connection within a
+//! request and a write deadline, so a slow or stuck client never holds up a scrape for long.
 //!
 //! Names follow Prometheus' conventions: base units (`_seconds_total` counters, `_bytes` and
 //! `_ratio` gauges), and labels that identify a domain across its life, `domain` (the app's
@@ -12,13 +13,11 @@
 //! time here; EVE's dom0 DomainMetric carries the whole device's.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -176,121 +175,117 @@ fn inode(path: &Path) -> Option<(u64, u64)> {
 /// A running endpoint; stops on drop.
 #[derive(Debug)]
 pub struct Server {
-    stop: Arc<AtomicBool>,
     listen: Listen,
     /// The unix socket's inode, when serving on one.
     bound: Option<(u64, u64)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    endpoint: crate::serve::Server,
 }
+
+/// The endpoint's bounds. A scrape is one small request and one answer that Prometheus reads at
+/// once (its own scrape_timeout defaults to 10 s, the write deadline here); a request not whole
+/// within 5 s is not a scraper's. Scrapers are few and 15 s apart: 4 workers and 4 places in the
+/// queue leave room for a few slow clients beside them.
+const LIMITS: crate::serve::Limits = crate::serve::Limits {
+    workers: 4,
+    queue: 4,
+    request_deadline: Duration::from_secs(5),
+    max_request: 8192,
+    write_deadline: Duration::from_secs(10),
+    max_waiting: 0,
+    answer_deadline: Duration::ZERO,
+};
 
 impl Server {
     /// Serves `latest` on `listen`.
     pub fn start(listen: Listen, latest: Arc<Mutex<Sample>>) -> std::io::Result<Server> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
         let mut bound = None;
-        let thread = match &listen {
-            Listen::Tcp(addr) => {
-                let l = TcpListener::bind(addr)?;
-                std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-                    for conn in l.incoming() {
-                        if thread_stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if let Ok(c) = conn {
-                            serve(c, &latest);
-                        }
-                    }
-                })?
-            }
+        let http = Http { latest };
+        let endpoint = match &listen {
+            Listen::Tcp(addr) => crate::serve::Server::start("prometheus", TcpListener::bind(addr)?, LIMITS, http)?,
             Listen::Unix(path) => {
                 let l = bind_unix(path)?;
                 bound = inode(path);
-                std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-                    for conn in l.incoming() {
-                        if thread_stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if let Ok(c) = conn {
-                            serve(c, &latest);
-                        }
-                    }
-                })?
+                crate::serve::Server::start("prometheus", l, LIMITS, http)?
             }
         };
         log::info!("metrics served on {listen:?}");
-        Ok(Server { stop, listen, bound, thread: Some(thread) })
+        Ok(Server { listen, bound, endpoint })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop with one last connection.
-        match &self.listen {
-            Listen::Tcp(addr) => drop(std::net::TcpStream::connect_timeout(addr, Duration::from_secs(1))),
-            Listen::Unix(path) => {
-                drop(std::os::unix::net::UnixStream::connect(path));
-                if self.bound.is_some() && inode(path) == self.bound {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Its accept loop is woken through the socket: stop it before the file goes.
+        self.endpoint.stop();
+        if let Listen::Unix(path) = &self.listen
+            && self.bound.is_some()
+            && inode(path) == self.bound
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
 
-/// Answers one HTTP request on `conn`.
-fn serve<C: Read + Write + SetTimeouts>(mut conn: C, latest: &Mutex<Sample>) {
-    conn.set_timeouts(Duration::from_secs(2));
-    let mut buf = [0u8; 4096];
-    let mut len = 0;
-    while len < buf.len() {
-        match conn.read(&mut buf[len..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                len += n;
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
+/// `GET /metrics` over HTTP/1.x, one request per connection.
+struct Http {
+    latest: Arc<Mutex<Sample>>,
+}
+
+impl<S> crate::serve::Handler<S> for Http {
+    type Later = std::convert::Infallible;
+
+    fn is_complete(&self, request: &[u8]) -> bool {
+        request.windows(4).any(|w| w == b"\r\n\r\n") || request.windows(2).any(|w| w == b"\n\n")
+    }
+
+    fn answer(
+        &self,
+        _: &S,
+        request: Result<&[u8], crate::serve::Incomplete>,
+        _: &crate::serve::WaitSlots,
+    ) -> crate::serve::Answer<Self::Later> {
+        use crate::serve::Incomplete;
+        let (status, body) = match request {
+            Ok(request) => {
+                let request = String::from_utf8_lossy(request);
+                let mut words = request.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some("GET"), Some("/metrics")) => ("200 OK", render(&self.latest.lock())),
+                    (Some("GET"), Some(_)) => ("404 Not Found", "only /metrics is served here\n".to_string()),
+                    _ => ("400 Bad Request", "send GET /metrics\n".to_string()),
                 }
             }
+            Err(Incomplete::TimedOut) => ("408 Request Timeout", "no whole request in time\n".to_string()),
+            Err(Incomplete::TooLong) => ("431 Request Header Fields Too Large", "send GET /metrics\n".to_string()),
+            Err(Incomplete::Failed) => ("400 Bad Request", String::new()),
+        };
+        crate::serve::Answer::Now(http_response(status, &body))
+    }
+
+    fn later(&self, answer: Option<Self::Later>) -> Vec<u8> {
+        match answer {
+            Some(never) => match never {},
+            None => Vec::new(),
         }
     }
-    let request = String::from_utf8_lossy(&buf[..len]);
-    let mut words = request.split_whitespace();
-    let (status, body) = match (words.next(), words.next()) {
-        (Some("GET"), Some("/metrics")) => ("200 OK", render(&latest.lock())),
-        (Some("GET"), Some(_)) => ("404 Not Found", "only /metrics is served here\n".to_string()),
-        _ => ("400 Bad Request", "send GET /metrics\n".to_string()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+
+    fn busy(&self) -> Vec<u8> {
+        http_response("503 Service Unavailable", "busy: try again\n")
+    }
+}
+
+fn http_response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    );
-    let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes()));
-}
-
-/// Read and write timeouts for both socket kinds.
-trait SetTimeouts {
-    fn set_timeouts(&self, t: Duration);
-}
-impl SetTimeouts for std::net::TcpStream {
-    fn set_timeouts(&self, t: Duration) {
-        let _ = self.set_read_timeout(Some(t));
-        let _ = self.set_write_timeout(Some(t));
-    }
-}
-impl SetTimeouts for std::os::unix::net::UnixStream {
-    fn set_timeouts(&self, t: Duration) {
-        let _ = self.set_read_timeout(Some(t));
-        let _ = self.set_write_timeout(Some(t));
-    }
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+
     use super::*;
     use crate::eve::UuidAndVersion;
     use crate::metrics::{DomainMetric, HostBytes, HostMemory, SampledDomain};

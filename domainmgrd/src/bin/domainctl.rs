@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use domainmgrd::configfile::XlParser;
-use domainmgrd::control::{self, Request, Response, exit};
+use domainmgrd::control::{self, CallError, Request, Response, exit};
 use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
 use domainmgrd::settings::MAX_SECONDS;
@@ -167,15 +167,7 @@ fn run(cli: &Cli) -> i32 {
     };
     let response = match control::call(&cli.socket, &request) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("domainctl: {e}");
-            // LSB: a status that cannot be known is 4; any other action: 7, not running.
-            return if matches!(cli.command, Cmd::Status { .. }) {
-                exit::STATUS_UNKNOWN
-            } else {
-                exit::DAEMON_NOT_RUNNING
-            };
-        }
+        Err(e) => return call_failed(&cli.command, &e),
     };
     if cli.json {
         let out = match (&response.data, &response.error) {
@@ -190,6 +182,18 @@ fn run(cli: &Cli) -> i32 {
         eprintln!("domainctl: {e}");
     }
     response.exit
+}
+
+/// Says why there is no answer; the exit status by the LSB's table.
+fn call_failed(cmd: &Cmd, e: &CallError) -> i32 {
+    eprintln!("domainctl: {e}");
+    match e {
+        // The socket's mode refused us before the daemon could: not root, as it would say.
+        CallError::NoPrivilege { .. } => exit::NO_PRIVILEGE,
+        // A status that cannot be known is 4; any other action: 7, not running.
+        _ if matches!(cmd, Cmd::Status { .. }) => exit::STATUS_UNKNOWN,
+        _ => exit::DAEMON_NOT_RUNNING,
+    }
 }
 
 fn request_of(cmd: &Cmd) -> Request {
@@ -372,10 +376,7 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
             eprintln!("domainctl: {}", r.error.unwrap_or_default());
             return r.exit;
         }
-        Err(e) => {
-            eprintln!("domainctl: {e}");
-            return exit::DAEMON_NOT_RUNNING;
-        }
+        Err(e) => return call_failed(&cli.command, &e),
     };
     let Some(tty) = r.data["tty"].as_str().map(PathBuf::from) else {
         eprintln!("domainctl: no console tty");

@@ -195,7 +195,7 @@ impl Run<'_> {
         self.oracle.sent(step);
         let socket = self.env.paths().run_dir.join("domainmgrd.sock");
         let (tx, answer) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || drop(tx.send(control::call(&socket, &request))));
+        std::thread::spawn(move || drop(tx.send(control::call(&socket, &request).map_err(|e| e.to_string()))));
         let ran =
             step.domain().is_some_and(|d| self.env.sim.domains_of(self.plan(d).uuid).iter().any(|x| x.state.is_live()));
         self.pending.push(Pending { step, answer, file, ran });
