@@ -68,6 +68,7 @@ mod spec;
 mod types;
 mod xenstore;
 mod xlcfg;
+mod xlguard;
 mod xlkeys;
 mod xlparse;
 mod xlread;
