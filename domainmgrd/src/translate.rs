@@ -69,6 +69,9 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         m if m < vm.memory => return Err(err("MaxMem", m.to_string(), "is less than Memory")),
         m => Some(kib_to_mib("MaxMem", m)?),
     };
+    // A maximum equal to the start value is none, as xl reads it: one spec for one domain,
+    // so the xl.cfg written for it reads back to the same spec.
+    let max_memory = max_memory.filter(|&m| m != memory);
     let count = |field: &str, n: i64| -> Result<u32, ConfigError> {
         u32::try_from(n).map_err(|_| err(field, n.to_string(), "must be 0 or more"))
     };
@@ -76,6 +79,7 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
     let max_vcpus = match count("MaxCpus", vm.max_cpus)? {
         0 => None,
         m if m < vcpus => return Err(err("MaxCpus", m.to_string(), "is less than VCpus")),
+        m if m == vcpus => None,
         m => Some(m),
     };
 
@@ -242,6 +246,21 @@ mod tests {
 
     fn t(c: &DomainConfig) -> Result<Translated, ConfigError> {
         translate(c, Path::new("/run/zedmanager/DomainConfig/x.json"))
+    }
+
+    #[test]
+    fn maxima_equal_to_the_start_values_are_none_as_xl_reads_them() {
+        // Found by the eve_config fuzz target: the xl.cfg written for such a domain read back
+        // as a spec with no maxima, so the two differed for the same domain.
+        let mut c = config();
+        (c.vm.memory, c.vm.max_mem, c.vm.vcpus, c.vm.max_cpus) = (2_097_000, 2_097_152, 2, 2);
+        let spec = t(&c).unwrap().spec;
+        assert_eq!((spec.memory_mib, spec.max_memory_mib, spec.vcpus, spec.max_vcpus), (2048, None, 2, None));
+        let written = spec.to_xl_config().unwrap();
+        assert_eq!(DomainSpec::from_xl_config_text("x.cfg", &written).unwrap(), spec);
+        (c.vm.max_mem, c.vm.max_cpus) = (4_194_304, 3);
+        let spec = t(&c).unwrap().spec;
+        assert_eq!((spec.max_memory_mib, spec.max_vcpus), (Some(4096), Some(3)));
     }
 
     #[test]
