@@ -276,6 +276,23 @@ fn assignment<'a>(toks: &[Lexeme<'a>], i: usize) -> Option<(Lexeme<'a>, bool, u6
     }
 }
 
+/// Refuses a PCI_SPEC_STRING on which libxlutil's `parse_bdf` reads an uninitialised offset:
+/// for `BB:DD` or `DDDD:BB:DD` not followed by `.`, its `sscanf("%x:%x.%n")` matches the
+/// numbers but never stores `%n`, and the pointer moves by stack garbage (a SIGSEGV found by
+/// the xl_cfg fuzz target, with `00:04/0`). Checked for the positional address and `bdf=`.
+/// Stricter than xl only for blanks inside an address, which `sscanf` would skip.
+pub(crate) fn check_pci_spec(spec: &str) -> std::result::Result<(), String> {
+    let addresses = std::iter::once(spec).chain(spec.split(',').filter_map(|kv| kv.strip_prefix("bdf=")));
+    for address in addresses {
+        let run = address.bytes().take_while(|b| b.is_ascii_hexdigit() || *b == b':').count();
+        let colons = address.bytes().take(run).filter(|&b| b == b':').count();
+        if (colons == 1 || colons == 2) && address.as_bytes().get(run) != Some(&b'.') {
+            return Err("a PCI address needs its function after a dot ([DDDD:]BB:DD.F)".into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +346,16 @@ mod tests {
         assert_eq!(assignment(&tokens(b"d += [ 'a', ['b', 'c'], 'd' ]\n"), 0).map(|a| (a.1, a.2)), Some((true, 24)));
         let text = "disk = []\n".to_string() + &"disk += [ '' ]\n".repeat(1000);
         check("g.cfg", text.repeat(5).as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn pci_addresses_without_their_dot_are_refused() {
+        for bad in ["00:04/0,permissive=0", "0000:00:04", "00:04", "bdf=00:04,seize=1", "00:04.0,bdf=1:2"] {
+            assert!(check_pci_spec(bad).is_err(), "{bad}");
+        }
+        for ok in ["0000:03:00.0", "03:00.1@4,permissive=1", "03:00.*", "name=gpu", "bdf=03:00.0", "xyz", ""] {
+            check_pci_spec(ok).unwrap();
+        }
     }
 
     #[test]

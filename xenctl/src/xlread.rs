@@ -257,6 +257,17 @@ mod tests {
     }
 
     #[test]
+    fn a_pci_address_without_its_dot_is_an_error_not_a_crash() {
+        // The xl_cfg fuzz target's SIGSEGV in libxlutil's parse_bdf (an unset %n).
+        let text = "name = 'g'\nkernel = '/k'\npci = [ '0000:00:03.0',\n        '00:04/0,permissive=0,seize=1' ]\n";
+        let e = crate::DomainSpec::from_xl_config_text("g.cfg", text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.cfg:4: pci[1]: \"00:04/0,permissive=0,seize=1\": a PCI address needs its function"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn appends_that_would_cost_quadratic_memory_are_refused() {
         // 72 KiB of text; without the guard libxlutil keeps 4,000 ever longer copies (144 MB).
         let text = "extra += \"0123456789abcdef\"\n".repeat(4000);
