@@ -8,6 +8,8 @@
 # For the Debian package (scripts/package.sh): cargo-deb (built from crates.io into
 # $CARGO_HOME/bin, beside cargo), help2man for the man pages, dpkg-dev (dpkg-shlibdeps),
 # systemd (systemd-analyze verify), man-db and lintian for the checks.
+# For the fuzz targets (scripts/fuzz.sh, which test.sh runs): rustup's nightly toolchain and
+# cargo-fuzz, installed like cargo-deb.
 # Re-runs are cheap. Never removes a package.
 set -euo pipefail
 
@@ -63,4 +65,26 @@ if [ "$("${as_user[@]}" "$cargo" deb --version 2>/dev/null)" != "cargo-deb $carg
   "${as_user[@]}" "$cargo" install --quiet --locked --version "$cargo_deb_version" cargo-deb
 else
   echo "setup: cargo-deb $cargo_deb_version"
+fi
+
+# The fuzz targets build on nightly (sanitizers, libFuzzer's coverage instrumentation); only
+# the fuzz/ crate uses it. cargo-fuzz is pinned and built with its own Cargo.lock.
+fuzz_toolchain=${FUZZ_TOOLCHAIN:-nightly}
+cargo_fuzz_version=0.13.2
+rustup=$(command -v rustup || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustup")
+if ! [ -x "$rustup" ]; then
+  echo "setup: the fuzz targets need rustup (https://rustup.rs) for a nightly toolchain; cargo is not rustup's" >&2
+  exit 1
+fi
+if "${as_user[@]}" "$rustup" run "$fuzz_toolchain" rustc --version >/dev/null 2>&1; then
+  echo "setup: $("${as_user[@]}" "$rustup" run "$fuzz_toolchain" rustc --version)"
+else
+  echo "setup: installing the $fuzz_toolchain toolchain (for the fuzz targets)"
+  "${as_user[@]}" "$rustup" toolchain install "$fuzz_toolchain" --profile minimal
+fi
+if [ "$("${as_user[@]}" "$cargo" fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+  echo "setup: installing cargo-fuzz $cargo_fuzz_version"
+  "${as_user[@]}" "$cargo" install --quiet --locked --version "$cargo_fuzz_version" cargo-fuzz
+else
+  echo "setup: cargo-fuzz $cargo_fuzz_version"
 fi

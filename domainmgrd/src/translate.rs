@@ -3,6 +3,7 @@
 //! their own arguments; memory is KiB rounded up to MiB. Every value we cannot use is an error
 //! naming the file, the field and the value.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use xenctl::{DiskFormat, DiskSpec, DomainKind, DomainSpec, Mac, ShutdownAction, VifSpec, VncSpec};
@@ -69,6 +70,9 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         m if m < vm.memory => return Err(err("MaxMem", m.to_string(), "is less than Memory")),
         m => Some(kib_to_mib("MaxMem", m)?),
     };
+    // A maximum equal to the start value is none, as xl reads it: one spec for one domain,
+    // so the xl.cfg written for it reads back to the same spec.
+    let max_memory = max_memory.filter(|&m| m != memory);
     let count = |field: &str, n: i64| -> Result<u32, ConfigError> {
         u32::try_from(n).map_err(|_| err(field, n.to_string(), "must be 0 or more"))
     };
@@ -76,6 +80,7 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
     let max_vcpus = match count("MaxCpus", vm.max_cpus)? {
         0 => None,
         m if m < vcpus => return Err(err("MaxCpus", m.to_string(), "is less than VCpus")),
+        m if m == vcpus => None,
         m => Some(m),
     };
 
@@ -102,7 +107,8 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
     spec.ramdisk = non_empty(&vm.ramdisk);
     spec.cmdline = (!cmdline.is_empty()).then(|| cmdline.join(" "));
     spec.bootloader = non_empty(&vm.boot_loader);
-    spec.cpus = vm.cpus.0.clone();
+    // A CPU set (libxl's cpumap): in order, each once, as xl reads a `cpus` list.
+    spec.cpus = vm.cpus.0.iter().copied().collect::<BTreeSet<u32>>().into_iter().collect();
     spec.on_poweroff = ShutdownAction::Destroy;
     spec.on_reboot = ShutdownAction::Restart;
     spec.on_crash = ShutdownAction::Destroy;
@@ -205,7 +211,7 @@ fn eve_field(spec_field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eve::{DiskConfig, GoMac, UuidAndVersion, VifConfig, VmConfig};
+    use crate::eve::{CpuList, DiskConfig, GoMac, UuidAndVersion, VifConfig, VmConfig};
     use uuid::Uuid;
 
     fn config() -> DomainConfig {
@@ -242,6 +248,26 @@ mod tests {
 
     fn t(c: &DomainConfig) -> Result<Translated, ConfigError> {
         translate(c, Path::new("/run/zedmanager/DomainConfig/x.json"))
+    }
+
+    #[test]
+    fn maxima_and_cpus_are_canonical_as_xl_reads_them() {
+        // Found by the eve_config fuzz target: the xl.cfg written for such a domain read back
+        // as a spec with no maxima, so the two differed for the same domain.
+        let mut c = config();
+        (c.vm.memory, c.vm.max_mem, c.vm.vcpus, c.vm.max_cpus) = (2_097_000, 2_097_152, 2, 2);
+        let spec = t(&c).unwrap().spec;
+        assert_eq!((spec.memory_mib, spec.max_memory_mib, spec.vcpus, spec.max_vcpus), (2048, None, 2, None));
+        let written = spec.to_xl_config().unwrap();
+        assert_eq!(DomainSpec::from_xl_config_text("x.cfg", &written).unwrap(), spec);
+        // And CPUs are a set: "1, 1" is CPU 1 (also found by the fuzz target).
+        c.vm.cpus = CpuList(vec![3, 1, 1]);
+        let spec = t(&c).unwrap().spec;
+        assert_eq!(spec.cpus, [1, 3]);
+        assert_eq!(DomainSpec::from_xl_config_text("x.cfg", &spec.to_xl_config().unwrap()).unwrap(), spec);
+        (c.vm.max_mem, c.vm.max_cpus) = (4_194_304, 3);
+        let spec = t(&c).unwrap().spec;
+        assert_eq!((spec.max_memory_mib, spec.max_vcpus), (Some(4096), Some(3)));
     }
 
     #[test]

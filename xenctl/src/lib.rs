@@ -69,6 +69,7 @@ mod spec;
 mod types;
 mod xenstore;
 mod xlcfg;
+mod xlguard;
 mod xlkeys;
 mod xlparse;
 mod xlread;

@@ -45,10 +45,12 @@ impl SaveImageHeader {
     pub fn read(path: &Path) -> Result<SaveImageHeader> {
         let mut file =
             File::open(path).map_err(|source| Error::Io { op: "open save image", path: path.into(), source })?;
-        Self::read_from(&mut file, path)
+        Self::parse(&mut file, path)
     }
 
-    fn read_from(r: &mut impl Read, path: &Path) -> Result<SaveImageHeader> {
+    /// Reads and checks a header from `r`, positioned at the start of an image; `path` names
+    /// the image in errors. Reads no further than the header's config section.
+    pub fn parse(r: &mut impl Read, path: &Path) -> Result<SaveImageHeader> {
         let bad = |reason: &str| Error::BadSaveImage { path: path.into(), reason: reason.into() };
         let mut head = [0u8; HEADER_LEN];
         r.read_exact(&mut head).map_err(|_| bad("shorter than a save-file header"))?;
@@ -284,7 +286,7 @@ mod tests {
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<SaveImageHeader> {
-        SaveImageHeader::read_from(&mut &bytes[..], Path::new("img"))
+        SaveImageHeader::parse(&mut &bytes[..], Path::new("img"))
     }
 
     #[test]

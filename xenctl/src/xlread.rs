@@ -5,6 +5,7 @@
 use std::ffi::CString;
 
 use crate::error::{Error, Result};
+use crate::xlguard;
 use crate::xlscan::KeyLines;
 use crate::xlu::{ListItem, Setting, XluConfig};
 
@@ -23,8 +24,10 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// Parses `data` with libxlutil; its syntax errors come back with their line.
+    /// Parses `data` with libxlutil; its syntax errors come back with their line. Text that
+    /// libxlutil would abort on, or spend quadratic memory on, never reaches it (`xlguard.rs`).
     pub(crate) fn new(source: &str, data: &[u8]) -> Result<Reader> {
+        xlguard::check(source, data)?;
         let mut xlu = XluConfig::new(source)?;
         match xlu.read_data(data) {
             Ok(()) => {}
@@ -237,6 +240,42 @@ mod tests {
         assert_eq!(key_of_field("platform.pae"), ("pae", None));
         assert_eq!(key_of_field("platform.nested_hvm"), ("nestedhvm", None));
         assert_eq!(key_of_field("cpu_cap"), ("cap", None));
+    }
+
+    fn refusal(data: &[u8]) -> String {
+        match Reader::new("g.cfg", data) {
+            Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(data)),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_nul_in_a_string_is_an_error_not_an_abort() {
+        // libxlutil's dequote asserts on these: the test process would die of SIGABRT.
+        assert_eq!(
+            refusal(b"name = 'g'\nkernel = \"/k\0x\"\n"),
+            "g.cfg:2: kernel: a NUL byte inside a quoted string (xl's parser would abort on it)"
+        );
+        assert!(refusal(b"extra = \"a\\\"\0\"").starts_with("g.cfg:1: extra: a NUL byte"));
+    }
+
+    #[test]
+    fn a_pci_address_without_its_dot_is_an_error_not_a_crash() {
+        // The xl_cfg fuzz target's SIGSEGV in libxlutil's parse_bdf (an unset %n).
+        let text = "name = 'g'\nkernel = '/k'\npci = [ '0000:00:03.0',\n        '00:04/0,permissive=0,seize=1' ]\n";
+        let e = crate::DomainSpec::from_xl_config_text("g.cfg", text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("g.cfg:4: pci[1]: \"00:04/0,permissive=0,seize=1\": a PCI address needs its function"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn appends_that_would_cost_quadratic_memory_are_refused() {
+        // 72 KiB of text; without the guard libxlutil keeps 4,000 ever longer copies (144 MB).
+        let text = "extra += \"0123456789abcdef\"\n".repeat(4000);
+        let e = refusal(text.as_bytes());
+        assert!(e.starts_with("g.cfg:") && e.contains(": extra: too many `+=`"), "{e}");
     }
 
     #[test]

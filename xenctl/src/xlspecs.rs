@@ -97,6 +97,7 @@ pub(crate) struct PciDefaults {
 /// from the file's global defaults as xl does. Refuses virtual slots, multi-function (`.*`),
 /// name-based devices and per-device RDM policies, which [`PciSpec`] cannot carry.
 pub(crate) fn pci_from_xl(spec: &str, defaults: PciDefaults) -> std::result::Result<PciSpec, String> {
+    crate::xlguard::check_pci_spec(spec)?;
     let spec_c = raw::c_string("pci", spec).map_err(reason_of)?;
     let mut xlu = XluConfig::new("pci spec").map_err(reason_of)?;
     let mut pci = Owned::<xen_sys::libxl_device_pci>::new();

@@ -37,7 +37,8 @@ pub struct DiskConfig {
 }
 
 /// EVE's `DomainConfig` (the parts a Xen domain manager uses; others are accepted and ignored).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+/// It serializes to the same shape, with only those parts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DomainConfig {
     /// Identity; `UUID` must match the file name.
