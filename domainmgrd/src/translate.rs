@@ -167,7 +167,11 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         });
     }
 
-    for v in &config.vif_list {
+    for (i, v) in config.vif_list.iter().enumerate() {
+        if let Some(mac) = v.mac.0.filter(|m| m[0] & 1 == 1) {
+            let text = Mac(mac).to_string();
+            return Err(err(&format!("VifList[{i}].Mac"), text, "a multicast address cannot name an interface"));
+        }
         spec.vifs.push(VifSpec {
             bridge: non_empty(&v.bridge),
             mac: v.mac.0.map(Mac),
@@ -323,6 +327,10 @@ mod tests {
                 "x.json: DiskConfigList[1].Format = 5: VMDK images",
             ),
             (Box::new(|c| c.disk_config_list[0].file_location.clear()), "DiskConfigList[0].FileLocation"),
+            (
+                Box::new(|c| c.vif_list[0].mac = GoMac(Some([1, 0x8f, 0xa1, 0, 0, 1]))),
+                "x.json: VifList[0].Mac = 01:8f:a1:00:00:01: a multicast address cannot name an interface",
+            ),
             (Box::new(|c| c.vm.kernel.clear()), "x.json: Kernel = \"\": a PV guest needs a kernel or a bootloader"),
             (Box::new(|c| c.vm.cpus.0 = vec![9999]), "x.json: CPUs = \"9999\""),
             (Box::new(|c| c.uuid_and_version.uuid = Uuid::nil()), "UUIDandVersion.UUID"),

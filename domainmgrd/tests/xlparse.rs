@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use domainmgrd::configfile::{LIMITS, XlParser, parse_xl_config};
+use domainmgrd::configfile::{MEMORY_ENV, XlParser, parse_xl_config};
 
 fn parser() -> XlParser {
     XlParser::new(env!("CARGO_BIN_EXE_domainmgrd-xlparse"))
@@ -40,17 +40,36 @@ fn a_nul_byte_in_a_quoted_string_is_an_error_naming_the_file() {
 }
 
 #[test]
-fn a_list_bomb_under_the_size_cap_is_stopped_by_the_childs_limits() {
+fn a_list_bomb_under_the_size_cap_is_refused_before_libxlutil_sees_it() {
     // Each `+=` copies the list so far, and libxlutil keeps every copy: 20,000 lines (220 KB)
-    // would take 1.6 GB. The helper's address-space limit stops it.
+    // would take 1.6 GB. xenctl's reader counts the cost first.
     let text = format!("name = 'g'\nkernel = '/k'\n{}", "k += [\"a\"]\n".repeat(20_000));
     let e = parser().parse("/etc/xen/auto/bomb.cfg", text.as_bytes()).unwrap_err();
-    let limit = LIMITS.memory_bytes >> 20;
-    assert_eq!(e, format!("/etc/xen/auto/bomb.cfg: the xl.cfg parser ran out of memory (its limit is {limit} MiB)"));
-    // The same with strings.
-    let text = format!("name = 'g'\nkernel = '/k'\n{}", "extra += \"0123456789\"\n".repeat(20_000));
+    assert!(e.starts_with("/etc/xen/auto/bomb.cfg:4094: k: too many `+=`"), "{e}");
+}
+
+#[test]
+fn a_blow_up_no_filter_knows_is_stopped_by_the_childs_memory_limit() {
+    // A bomb small enough for the reader's budget (2,000 lines) still takes libxlutil tens of
+    // MiB: with the helper's limit lowered to 16 MiB, the limit is what stops it.
+    let text = format!("name = 'g'\nkernel = '/k'\n{}", "k += [\"a\"]\n".repeat(2_000));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_domainmgrd-xlparse"))
+        .arg("/etc/xen/auto/bomb.cfg")
+        .env(MEMORY_ENV, "16")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        reply.contains("/etc/xen/auto/bomb.cfg: the xl.cfg parser ran out of memory (its limit is 16 MiB)"),
+        "{reply}"
+    );
+    // Under the usual limit the same file parses (and is refused for its unknown key).
     let e = parser().parse("/etc/xen/auto/bomb.cfg", text.as_bytes()).unwrap_err();
-    assert!(e.ends_with(&format!("the xl.cfg parser ran out of memory (its limit is {limit} MiB)")), "{e}");
+    assert_eq!(e, "/etc/xen/auto/bomb.cfg:3: k: not an xl.cfg key");
 }
 
 /// Bytes from a fixed-seed xorshift generator, so the test is the same every run.

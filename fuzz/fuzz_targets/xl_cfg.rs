@@ -5,12 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xenctl::{DomainSpec, XlConfigFile};
+use xenctl::XlConfigFile;
 
-/// The daemon's xl.cfg parse. When domainmgrd parses in a child process, this becomes its
-/// entry point (the function the child runs), so the target follows the daemon's real path.
+/// The daemon's xl.cfg parse: the function its parser child (`domainmgrd-xlparse`) runs.
 fn parse(source: &str, bytes: &[u8]) -> Result<XlConfigFile, String> {
-    DomainSpec::read_xl_config_bytes(source, bytes).map_err(|e| e.to_string())
+    domainmgrd::configfile::parse_xl_config(source, bytes)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -371,9 +371,16 @@ impl DomainSpec {
         }
         let mut macs = HashSet::new();
         for (i, vif) in self.vifs.iter().enumerate() {
-            if let Some(mac) = vif.mac
-                && !macs.insert(mac)
-            {
+            let Some(mac) = vif.mac else { continue };
+            if mac.0[0] & 1 == 1 {
+                // As `Mac::from_str` says; a Mac built from bytes was not checked.
+                return Err(Error::invalid(
+                    format!("vifs[{i}].mac"),
+                    mac.to_string(),
+                    "a multicast address cannot name an interface",
+                ));
+            }
+            if !macs.insert(mac) {
                 return Err(Error::invalid(format!("vifs[{i}].mac"), mac.to_string(), "used by an earlier vif"));
             }
         }
@@ -658,6 +665,10 @@ mod tests {
         json["memroy"] = 5.into();
         let e = serde_json::from_value::<DomainSpec>(json).unwrap_err().to_string();
         assert!(e.contains("unknown field `memroy`"), "{e}");
+        let mut multicast = VifSpec::bridged("b");
+        multicast.mac = Some(crate::devices::Mac([1, 0, 0x5e, 0, 0, 1]));
+        let e = good().vif(multicast).validate().unwrap_err().to_string();
+        assert_eq!(e, "invalid vifs[0].mac \"01:00:5e:00:00:01\": a multicast address cannot name an interface");
         let mut json = serde_json::to_value(good().vif(VifSpec::bridged("b"))).unwrap();
         json["vifs"][0]["mac"] = "01:00:5e:00:00:01".into();
         let e = serde_json::from_value::<DomainSpec>(json).unwrap_err().to_string();
