@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::files;
+use crate::{configfile, files};
 
 /// What is recorded beside an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +66,13 @@ pub fn write_record(image: &Path, record: &ImageRecord) -> std::io::Result<()> {
 /// Reads the record of `image`.
 pub fn read_record(image: &Path) -> Result<ImageRecord, String> {
     let path = record_path(image);
-    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("it has no domainmgr record ({} is missing)", path.display()),
-        _ => format!("{}: {e}", path.display()),
+    // Capped, regular files only, never blocking: `domainctl restore` may name anything.
+    let bytes = configfile::read(&path, &configfile::IMAGE_RECORD).map_err(|e| {
+        if e.is_not_found() {
+            format!("it has no domainmgr record ({} is missing)", path.display())
+        } else {
+            crate::error_chain(&e)
+        }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -247,6 +251,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(record_path(&moved[2])).unwrap(), "record 2");
         assert!(!record_path(&moved[1]).exists(), "the image without a record got none");
         assert!(!image.exists() && !record_path(&image).exists());
+    }
+
+    #[test]
+    fn a_record_that_is_a_fifo_or_too_big_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("web");
+        rustix::fs::mkfifoat(rustix::fs::CWD, record_path(&image), rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let e = read_record(&image).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(record_path(&image)).unwrap();
+        std::fs::write(record_path(&image), vec![b' '; 5 << 20]).unwrap();
+        assert!(read_record(&image).unwrap_err().contains("more than"));
     }
 
     #[test]

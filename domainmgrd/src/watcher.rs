@@ -261,6 +261,11 @@ mod tests {
         ] {
             assert_eq!(config_key(OsStr::new(&other)), None, "{other}");
         }
+        for alias in [format!("{}.json", KEY.to_uppercase()), format!("{{{KEY}}}.json"), format!("urn:uuid:{KEY}.json")]
+        {
+            assert!(misspelt_config(OsStr::new(&alias)), "{alias}");
+        }
+        assert!(!misspelt_config(OsStr::new("web.json")) && !misspelt_config(OsStr::new(&format!("{KEY}.json"))));
     }
 
     #[test]

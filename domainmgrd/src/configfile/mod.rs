@@ -40,6 +40,10 @@ pub const XL_CFG: FileKind = FileKind { what: "an xl.cfg file", max_bytes: 1 << 
 /// EVE DomainConfig JSON files (and `domainctl create` of one).
 pub const DOMAIN_CONFIG: FileKind = FileKind { what: "an EVE DomainConfig file", max_bytes: 8 << 20 };
 
+/// The record beside a save image (`<image>.domainmgr.json`): the domain's xl.cfg text and a
+/// few fields, so a few KiB; `domainctl restore` takes any path.
+pub const IMAGE_RECORD: FileKind = FileKind { what: "a save image's record", max_bytes: 4 << 20 };
+
 /// Why a config file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

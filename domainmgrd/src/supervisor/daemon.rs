@@ -215,6 +215,7 @@ impl Daemon {
             host_op: Arc::default(),
             taken_over: false,
             first_statuses: Vec::new(),
+            misspelt: Default::default(),
             handback: crossbeam_channel::unbounded(),
         };
         sup.take_over(domains_now);

@@ -74,6 +74,8 @@ struct Supervisor {
     taken_over: bool,
     /// Until the start is over: told when each domain found at start has written its status.
     first_statuses: Vec<Receiver<()>>,
+    /// Config file names spelling a UUID otherwise than a config's name does, logged once.
+    misspelt: std::collections::HashSet<std::ffi::OsString>,
     /// Work that helper threads hand back to the supervisor's thread (a `domainctl create`
     /// whose file was read and parsed elsewhere, so that a slow file never blocks this one).
     handback: (Sender<Handback>, Receiver<Handback>),
@@ -330,11 +332,21 @@ impl Supervisor {
         }
     }
 
-    fn list_config_keys(&self) -> Vec<String> {
+    fn list_config_keys(&mut self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.shared.paths.domain_config_dir()) else {
             return Vec::new();
         };
-        let mut keys: Vec<String> = entries.flatten().filter_map(|e| watcher::config_key(&e.file_name())).collect();
+        let mut keys = Vec::new();
+        for name in entries.flatten().map(|e| e.file_name()) {
+            match watcher::config_key(&name) {
+                Some(key) => keys.push(key),
+                None if watcher::misspelt_config(&name) && self.misspelt.insert(name.clone()) => log::warn!(
+                    "{}: not a config: a config's name is its UUID in lower-case hex with hyphens, then .json",
+                    self.shared.paths.domain_config_dir().join(&name).display()
+                ),
+                None => {}
+            }
+        }
         keys.sort();
         keys
     }
