@@ -185,8 +185,8 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_sit_beside_images_and_stale_ones_move_aside() {
+    /// An image file `web` in a new directory, and a record for it.
+    fn image_and_record() -> (tempfile::TempDir, PathBuf, ImageRecord) {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("web");
         std::fs::write(&image, b"image").unwrap();
@@ -198,6 +198,12 @@ mod tests {
             boot_id: Some(Uuid::new_v4()),
             kind: ImageKind::Transient,
         };
+        (dir, image, rec)
+    }
+
+    #[test]
+    fn records_sit_beside_images_and_stale_ones_move_aside() {
+        let (dir, image, rec) = image_and_record();
         write_record(&image, &rec).unwrap();
         std::fs::write(dir.path().join("other.partial"), b"").unwrap();
         assert_eq!(list(dir.path()), vec![image.clone()]);
@@ -214,17 +220,7 @@ mod tests {
 
     #[test]
     fn records_and_moves_are_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("web");
-        std::fs::write(&image, b"image").unwrap();
-        let rec = ImageRecord {
-            uuid: Uuid::new_v4(),
-            name: "web".into(),
-            xl_config: String::new(),
-            saved_at: Utc::now(),
-            boot_id: None,
-            kind: ImageKind::Managed,
-        };
+        let (_dir, image, rec) = image_and_record();
         assert_eq!(files::dir_syncs_in(|| write_record(&image, &rec).unwrap()), 1);
         let mut moved = None;
         assert_eq!(files::dir_syncs_in(|| moved = Some(set_aside(&image).unwrap())), 2, "both directories");
