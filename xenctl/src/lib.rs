@@ -71,6 +71,7 @@ mod xenstore;
 mod xlcfg;
 mod xlguard;
 mod xlkeys;
+mod xllex;
 mod xlparse;
 mod xlread;
 mod xlscan;

@@ -39,7 +39,7 @@ impl Reader {
         if !report.trim().is_empty() {
             log::warn!("{}", report.trim());
         }
-        let lines = KeyLines::scan(&String::from_utf8_lossy(data));
+        let lines = KeyLines::scan(data);
         Ok(Reader { xlu, lines, source: source.to_string() })
     }
 

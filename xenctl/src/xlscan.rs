@@ -1,13 +1,14 @@
-//! Where each key of an xl.cfg file is assigned: a light scan of the text that knows the file
-//! format's tokens (comments, quoted strings with escapes, `[ ... ]` lists over several lines,
-//! `;` and `+=`) and records the line of every assignment and of every top-level list item.
+//! Where each key of an xl.cfg file is assigned: a light parse of the statements, over the
+//! tokens of libxlutil's own lexer (`xllex.rs`), that records the line of every assignment and
+//! of every top-level list item.
 //!
 //! libxlutil stays the parser of the values; its public API keeps no line numbers, so this
-//! scan exists only to point errors at lines. It runs on text libxlutil has already accepted,
-//! follows the same token rules as libxlutil's lexer (libxlu_cfg_l.l), and never fails: on
-//! anything unexpected it just records less.
+//! scan exists only to point errors at lines. It runs on text libxlutil has already accepted
+//! and never fails: on anything unexpected it just records less.
 
 use std::collections::HashMap;
+
+use crate::xllex::{Lexeme, Token, tokens};
 
 /// One `key = value` or `key += value` statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +32,9 @@ pub(crate) struct KeyLines {
 }
 
 impl KeyLines {
-    /// Scans `text`.
-    pub(crate) fn scan(text: &str) -> KeyLines {
-        let assignments = Scanner::new(text).run();
+    /// Scans the text `data`.
+    pub(crate) fn scan(data: &[u8]) -> KeyLines {
+        let assignments = statements(data);
         let mut effective: HashMap<String, (u32, Vec<u32>)> = HashMap::new();
         for a in &assignments {
             let items = match effective.get(&a.key) {
@@ -62,19 +63,6 @@ impl KeyLines {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Token {
-    Word,
-    Str,
-    Assign,
-    Append,
-    Open,
-    Close,
-    Comma,
-    End,
-    Other,
-}
-
 /// What the statement scanner expects next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -90,133 +78,61 @@ enum Expect {
     EndOfStatement,
 }
 
-struct Scanner<'a> {
-    chars: std::iter::Peekable<std::str::CharIndices<'a>>,
-    text: &'a str,
-    line: u32,
-}
-
-impl<'a> Scanner<'a> {
-    fn new(text: &'a str) -> Scanner<'a> {
-        Scanner { chars: text.char_indices().peekable(), text, line: 1 }
-    }
-
-    /// The next token, its line, and (for words) its text.
-    fn token(&mut self) -> Option<(Token, u32, &'a str)> {
-        loop {
-            let (start, c) = self.chars.next()?;
-            let line = self.line;
-            let tok = match c {
-                ' ' | '\t' => continue,
-                '\n' => {
-                    self.line += 1;
-                    Token::End
-                }
-                '#' => {
-                    // A comment runs to the end of the line; the newline ends the statement.
-                    for (_, c) in self.chars.by_ref() {
-                        if c == '\n' {
-                            self.line += 1;
-                            break;
-                        }
-                    }
-                    Token::End
-                }
-                ';' => Token::End,
-                '=' => Token::Assign,
-                '+' if self.chars.peek().is_some_and(|&(_, c)| c == '=') => {
-                    self.chars.next();
-                    Token::Append
-                }
-                '[' => Token::Open,
-                ']' => Token::Close,
-                ',' => Token::Comma,
-                '"' | '\'' => {
-                    // Quoted strings never span lines; a backslash escapes the next character.
-                    while let Some(&(_, next)) = self.chars.peek() {
-                        if next == '\n' {
-                            break;
-                        }
-                        self.chars.next();
-                        if next == '\\' {
-                            if self.chars.peek().is_some_and(|&(_, c)| c != '\n') {
-                                self.chars.next();
-                            }
-                        } else if next == c {
-                            break;
-                        }
-                    }
-                    Token::Str
-                }
-                c if c.is_ascii_alphanumeric() || c == '_' || c == '.' => {
-                    let mut end = start + c.len_utf8();
-                    while let Some(&(i, next)) = self.chars.peek() {
-                        if !(next.is_ascii_alphanumeric() || next == '_' || next == '.') {
-                            break;
-                        }
-                        end = i + next.len_utf8();
-                        self.chars.next();
-                    }
-                    return Some((Token::Word, line, &self.text[start..end]));
-                }
-                _ => Token::Other,
-            };
-            return Some((tok, line, ""));
+/// Every assignment of `data`, in file order.
+fn statements(data: &[u8]) -> Vec<Assignment> {
+    let mut out = Vec::new();
+    let mut current: Option<Assignment> = None;
+    let mut expect = Expect::Key;
+    for Lexeme { token, line, text } in tokens(data) {
+        let in_list = matches!(expect, Expect::List { .. });
+        let end = matches!(token, Token::Newline | Token::Semicolon);
+        if end && !in_list {
+            out.extend(current.take());
+            expect = Expect::Key;
+            continue;
         }
-    }
-
-    fn run(mut self) -> Vec<Assignment> {
-        let mut out = Vec::new();
-        let mut current: Option<Assignment> = None;
-        let mut expect = Expect::Key;
-        while let Some((tok, line, word)) = self.token() {
-            let in_list = matches!(expect, Expect::List { .. });
-            if tok == Token::End && !in_list {
-                out.extend(current.take());
-                expect = Expect::Key;
-                continue;
+        let value = matches!(token, Token::Ident | Token::Number | Token::Str { .. });
+        expect = match (expect, token) {
+            (Expect::Key, Token::Ident) => {
+                let key = String::from_utf8_lossy(text).into_owned();
+                current = Some(Assignment { key, line, append: false, items: Vec::new() });
+                Expect::Operator
             }
-            expect = match (expect, tok) {
-                (Expect::Key, Token::Word) => {
-                    current = Some(Assignment { key: word.to_string(), line, append: false, items: Vec::new() });
-                    Expect::Operator
+            (Expect::Operator, Token::Assign) => Expect::Value,
+            (Expect::Operator, Token::Append) => {
+                if let Some(a) = current.as_mut() {
+                    a.append = true;
                 }
-                (Expect::Operator, Token::Assign) => Expect::Value,
-                (Expect::Operator, Token::Append) => {
-                    if let Some(a) = current.as_mut() {
-                        a.append = true;
-                    }
-                    Expect::Value
+                Expect::Value
+            }
+            (Expect::Value, _) if value => Expect::EndOfStatement,
+            (Expect::Value, Token::Open) => Expect::List { depth: 1, item: true },
+            (Expect::List { depth, item }, _) if value || token == Token::Open => {
+                if item
+                    && depth == 1
+                    && let Some(a) = current.as_mut()
+                {
+                    a.items.push(line);
                 }
-                (Expect::Value, Token::Word | Token::Str) => Expect::EndOfStatement,
-                (Expect::Value, Token::Open) => Expect::List { depth: 1, item: true },
-                (Expect::List { depth, item }, Token::Word | Token::Str | Token::Open) => {
-                    if item
-                        && depth == 1
-                        && let Some(a) = current.as_mut()
-                    {
-                        a.items.push(line);
-                    }
-                    if tok == Token::Open {
-                        Expect::List { depth: depth + 1, item: true }
-                    } else {
-                        Expect::List { depth, item: false }
-                    }
+                if token == Token::Open {
+                    Expect::List { depth: depth + 1, item: true }
+                } else {
+                    Expect::List { depth, item: false }
                 }
-                (Expect::List { depth, .. }, Token::Comma) => Expect::List { depth, item: true },
-                (Expect::List { depth, item }, Token::End) => Expect::List { depth, item },
-                (Expect::List { depth: 1, .. }, Token::Close) => Expect::EndOfStatement,
-                (Expect::List { depth, .. }, Token::Close) => Expect::List { depth: depth - 1, item: false },
-                _ => {
-                    // Not the shape of a statement: drop it (libxlutil would have refused it).
-                    current = None;
-                    Expect::EndOfStatement
-                }
-            };
-        }
-        out.extend(current);
-        out
+            }
+            (Expect::List { depth, .. }, Token::Comma) => Expect::List { depth, item: true },
+            (Expect::List { depth, item }, _) if end => Expect::List { depth, item },
+            (Expect::List { depth: 1, .. }, Token::Close) => Expect::EndOfStatement,
+            (Expect::List { depth, .. }, Token::Close) => Expect::List { depth: depth - 1, item: false },
+            _ => {
+                // Not the shape of a statement: drop it (libxlutil would have refused it).
+                current = None;
+                Expect::EndOfStatement
+            }
+        };
     }
+    out.extend(current);
+    out
 }
 
 #[cfg(test)]
@@ -224,7 +140,11 @@ mod tests {
     use super::*;
 
     fn lines(text: &str) -> Vec<(String, u32, bool, Vec<u32>)> {
-        KeyLines::scan(text).assignments().iter().map(|a| (a.key.clone(), a.line, a.append, a.items.clone())).collect()
+        KeyLines::scan(text.as_bytes())
+            .assignments()
+            .iter()
+            .map(|a| (a.key.clone(), a.line, a.append, a.items.clone()))
+            .collect()
     }
 
     #[test]
@@ -261,7 +181,7 @@ mod tests {
 
     #[test]
     fn the_last_assignment_wins_and_append_extends() {
-        let k = KeyLines::scan("memory = 1\nmemory = 2\ndisk = ['a']\ndisk += [\n 'b' ]\n");
+        let k = KeyLines::scan(b"memory = 1\nmemory = 2\ndisk = ['a']\ndisk += [\n 'b' ]\n");
         assert_eq!(k.line("memory"), Some(2));
         assert_eq!(k.line("disk"), Some(4));
         assert_eq!((k.item_line("disk", 0), k.item_line("disk", 1)), (Some(3), Some(5)));
@@ -272,7 +192,7 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         for text in ["= = =", "[[[", "a = [ 'x", "'unterminated", "a += ]", "ü = 1", "a = \"\\", "a\n=\n1"] {
-            let _ = KeyLines::scan(text);
+            let _ = KeyLines::scan(text.as_bytes());
         }
     }
 }
