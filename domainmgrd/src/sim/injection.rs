@@ -115,6 +115,12 @@ impl SimHypervisor {
 
     /// Holds the call while `op`'s gate is closed and has no pass for it, counting it in flight.
     fn pass_op_gate(&self, op: Op) {
+        self.wait_op_gate(op, &|| false);
+    }
+
+    /// [`pass_op_gate`](Self::pass_op_gate), giving up when `give_up` says so (it is asked
+    /// whenever the gates change, and on [`Shared::gates`]' notifications).
+    pub(super) fn wait_op_gate(&self, op: Op, give_up: &dyn Fn() -> bool) {
         let mut st = self.shared.state.lock();
         if !st.op_gates.get(&op).is_some_and(|g| g.closed) {
             return;
@@ -128,7 +134,7 @@ impl SimHypervisor {
         *peak = (*peak).max(now);
         st.op_gates.entry(op).or_default().held += 1;
         self.shared.gates.notify_all();
-        while st.op_gates.get(&op).is_some_and(|g| g.closed && g.passes == 0) {
+        while st.op_gates.get(&op).is_some_and(|g| g.closed && g.passes == 0) && !give_up() {
             self.shared.gates.wait(&mut st);
         }
         if let Some(gate) = st.op_gates.get_mut(&op) {
@@ -162,13 +168,26 @@ impl SimHypervisor {
 
     /// Waits at the gate on `op` for `uuid`, if one is closed; then parks if killed meanwhile.
     pub(super) fn pass_gate(&self, st: &mut parking_lot::MutexGuard<'_, State>, uuid: Uuid, op: Op) {
+        self.wait_gate(st, uuid, op, &|| false);
+        self.park_if_killed(st);
+    }
+
+    /// Waits at the gate on `op` for `uuid`, if one is closed, until it opens or `give_up`
+    /// says so.
+    pub(super) fn wait_gate(
+        &self,
+        st: &mut parking_lot::MutexGuard<'_, State>,
+        uuid: Uuid,
+        op: Op,
+        give_up: &dyn Fn() -> bool,
+    ) {
         let key = (uuid, op);
         if st.gates.get(&key).is_some_and(|g| !g.open) {
             if let Some(g) = st.gates.get_mut(&key) {
                 g.held += 1;
             }
             self.shared.gates.notify_all();
-            while st.gates.get(&key).is_some_and(|g| !g.open) {
+            while st.gates.get(&key).is_some_and(|g| !g.open) && !give_up() {
                 self.shared.gates.wait(st);
             }
             if let Some(g) = st.gates.get_mut(&key) {
@@ -176,7 +195,6 @@ impl SimHypervisor {
             }
             self.shared.gates.notify_all();
         }
-        self.park_if_killed(st);
     }
 
     /// [`target`], except that a call an injected fault fails waits at its gate too.

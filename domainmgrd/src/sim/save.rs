@@ -24,6 +24,7 @@ pub(super) const SIM_IMAGE: &str = "domainmgrd simulated save image";
 
 /// A simulated save in progress.
 struct SimSave {
+    domid: DomId,
     aborted: Arc<AtomicBool>,
     sim: SimHypervisor,
     done: Receiver<HvResult<()>>,
@@ -36,7 +37,7 @@ impl SaveInProgress for SimSave {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => Some(Err(Error::Libxl {
                 op: "save",
-                subject: Subject::Named("?".into()),
+                subject: Subject::Domain(self.domid),
                 code: LibxlErrorCode::ERROR_FAIL,
             })),
         }
@@ -88,38 +89,16 @@ impl SimHypervisor {
                 let _ = tx.send(end);
             })
             .map_err(|source| Error::Os { op: "start a simulated save", source })?;
-        Ok(Box::new(SimSave { aborted, sim: self.clone(), done: rx }))
+        Ok(Box::new(SimSave { domid, aborted, sim: self.clone(), done: rx }))
     }
 
     /// The save's end: after its hold, delay and gate, or at once when aborted; never for a
     /// killed client.
     fn finish_save(&self, domid: DomId, uuid: Uuid, file: &Path, aborted: &AtomicBool) -> HvResult<()> {
         let is_aborted = || aborted.load(Ordering::SeqCst);
+        self.wait_op_gate(Op::Save, &is_aborted);
         let mut st = self.shared.state.lock();
-        let held = |st: &super::State| {
-            st.op_gates.get(&Op::Save).is_some_and(|g| g.closed && g.passes == 0)
-                || st.gates.get(&(uuid, Op::Save)).is_some_and(|g| !g.open)
-        };
-        if held(&st) {
-            if let Some(g) = st.op_gates.get_mut(&Op::Save).filter(|g| g.closed) {
-                g.held += 1;
-            }
-            if let Some(g) = st.gates.get_mut(&(uuid, Op::Save)).filter(|g| !g.open) {
-                g.held += 1;
-            }
-            self.shared.gates.notify_all();
-            while held(&st) && !is_aborted() {
-                self.shared.gates.wait(&mut st);
-            }
-            if let Some(g) = st.op_gates.get_mut(&Op::Save) {
-                g.held = g.held.saturating_sub(1);
-                g.passes = g.passes.saturating_sub(1);
-            }
-            if let Some(g) = st.gates.get_mut(&(uuid, Op::Save)) {
-                g.held = g.held.saturating_sub(1);
-            }
-            self.shared.gates.notify_all();
-        }
+        self.wait_gate(&mut st, uuid, Op::Save, &is_aborted);
         if let Some(delay) = st.delays.get(&Op::Save).copied() {
             let until = Instant::now() + delay;
             while Instant::now() < until && !is_aborted() {
