@@ -54,9 +54,14 @@ impl Paths {
     pub fn status_file(&self, key: &str) -> PathBuf {
         self.domain_status_dir().join(format!("{key}.json"))
     }
-    /// `<status-dir>/xen/xen<AppNum>.cfg`, the xl config we asked libxl for.
+    /// `<status-dir>/xen`, where the xl configs we asked libxl for are.
+    pub fn xl_cfg_dir(&self) -> PathBuf {
+        self.status_dir.join("xen")
+    }
+    /// `<status-dir>/xen/xen<AppNum>.cfg`, the xl config we asked libxl for an EVE domain
+    /// (unless another domain has that name: see `domain/bookkeeping.rs`).
     pub fn xl_cfg_file(&self, app_num: i64) -> PathBuf {
-        self.status_dir.join("xen").join(format!("xen{app_num}.cfg"))
+        self.xl_cfg_dir().join(format!("xen{app_num}.cfg"))
     }
     /// `<run-dir>/domainmgrd.lock`.
     pub fn lock_file(&self) -> PathBuf {
@@ -84,7 +89,7 @@ impl Paths {
 
     /// Creates every directory the daemon writes or watches.
     pub fn create_all(&self) -> io::Result<()> {
-        for dir in [self.domain_config_dir(), self.domain_status_dir(), self.status_dir.join("xen")] {
+        for dir in [self.domain_config_dir(), self.domain_status_dir(), self.xl_cfg_dir()] {
             std::fs::create_dir_all(&dir)?;
         }
         crate::records::create_dir(self)

@@ -25,6 +25,15 @@ pub trait SaveInProgress: Send {
     fn wait_until(&mut self, deadline: std::time::Instant) -> Option<HvResult<()>>;
     /// Asks for the save to be cut short; it may still complete. `wait_until` tells.
     fn abort(&self);
+    /// Waits for the end, however long the save takes.
+    fn wait(&mut self) -> HvResult<()> {
+        loop {
+            let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+            if let Some(end) = self.wait_until(far) {
+                return end;
+            }
+        }
+    }
 }
 
 impl SaveInProgress for xenctl::SaveJob {

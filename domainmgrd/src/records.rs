@@ -142,6 +142,14 @@ pub fn clear(paths: &Paths, uuid: Uuid) -> io::Result<()> {
     files::remove_if_exists(&file(paths, uuid))
 }
 
+/// The domain of `record` is gone: forgets it, and whatever its save left half-written.
+pub fn forget_gone(paths: &Paths, uuid: Uuid, record: &DomainRecord) -> io::Result<()> {
+    if let Step::Saving { image, .. } = &record.step {
+        crate::images::discard_partial(image);
+    }
+    clear(paths, uuid)
+}
+
 /// Every UUID with a record (files named otherwise are not records).
 pub fn recorded(paths: &Paths) -> Vec<Uuid> {
     let Ok(entries) = std::fs::read_dir(dir(paths)) else { return Vec::new() };

@@ -16,7 +16,7 @@ use xenctl::{DomId, DomainInfo, DomainState, ShutdownReason};
 
 use super::{AfterDeath, Domain, Phase, Source};
 use crate::eve::{ErrorDescription, VifInfo};
-use crate::records::{self, DomainRecord, Step};
+use crate::records::{self, Step};
 use crate::{hoststate, images};
 
 impl Domain {
@@ -24,12 +24,10 @@ impl Domain {
     pub(super) fn adopt(&mut self, existing: Option<DomainInfo>) {
         let record = records::read(&self.shared.paths, self.uuid);
         let Some(info) = existing else {
-            if let Some(DomainRecord { step: Step::Saving { image, .. }, .. }) = &record {
-                // The domain is gone: whatever its save left half-written goes too.
-                images::discard_partial(image);
-            }
-            if record.is_some() {
-                self.clear_record();
+            if let Some(record) = &record
+                && let Err(e) = records::forget_gone(&self.shared.paths, self.uuid, record)
+            {
+                log::warn!("{}: cannot remove its record: {e}", self.name());
             }
             return;
         };

@@ -66,12 +66,11 @@ impl Domain {
 
     /// The file its xl config goes in: the usual name unless another domain has it.
     fn xl_cfg_path(&self, spec: &DomainSpec) -> PathBuf {
-        let dir = self.shared.paths.status_dir.join("xen");
-        let stem = match (&self.source, &self.desired) {
-            (Source::Eve, Some(d)) => format!("xen{}", d.config.app_num),
-            _ => spec.name.clone(),
+        let paths = &self.shared.paths;
+        let usual = match (&self.source, &self.desired) {
+            (Source::Eve, Some(d)) => paths.xl_cfg_file(d.config.app_num),
+            _ => paths.xl_cfg_dir().join(format!("{}.cfg", spec.name)),
         };
-        let usual = dir.join(format!("{stem}.cfg"));
         let mut claims = self.shared.xl_cfg_files.lock();
         let path = match claims.get(&usual) {
             Some(owner) if *owner != self.uuid => {
@@ -80,7 +79,8 @@ impl Domain {
                     self.name(),
                     usual.display()
                 );
-                dir.join(format!("{stem}-{}.cfg", self.uuid))
+                let stem = usual.file_stem().unwrap_or_default().to_string_lossy();
+                usual.with_file_name(format!("{stem}-{}.cfg", self.uuid))
             }
             _ => usual,
         };

@@ -312,11 +312,6 @@ impl Domain {
         domain
     }
 
-    /// Marks the domain for removal from the start (a config deleted while the daemon was down).
-    pub fn delete_on_start(&mut self) {
-        self.deleting = true;
-    }
-
     /// Where its config comes from (an EVE config unless a config or the supervisor said).
     pub fn source(&self) -> Source {
         self.source.clone()
@@ -386,7 +381,8 @@ impl Domain {
     /// The Xen domain's name: its spec's (EVE's `<UUID>.<Version>.<AppNum>` for an EVE config,
     /// the xl.cfg's `name` for the others), else the name it was found with.
     fn domain_name(&self) -> String {
-        self.spec().map_or_else(|| self.status.domain_name.clone(), |spec| spec.name)
+        let spec = self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).map(|t| &t.spec);
+        spec.map_or_else(|| self.status.domain_name.clone(), |spec| spec.name.clone())
     }
 
     /// Whether a domain should run now.

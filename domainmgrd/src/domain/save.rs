@@ -28,7 +28,7 @@ use xenctl::DomId;
 
 use super::operator::{Report, Waiter, Want};
 use super::{AfterDeath, Domain, Phase, Source};
-use crate::hypervisor::{HvResult, SaveInProgress};
+use crate::hypervisor::SaveInProgress;
 use crate::images::{self, ImageKind, ImageRecord};
 use crate::records::Step;
 use crate::{files, hoststate};
@@ -54,15 +54,6 @@ pub(super) enum SaveEnd {
     Saved,
     /// The watchdog fired first; host-stop has its report (or a waiter that will give it).
     Watchdog,
-}
-
-/// Waits for a save however long it takes.
-fn wait_out(job: &mut dyn SaveInProgress) -> HvResult<()> {
-    loop {
-        if let Some(end) = job.wait_until(super::after(Duration::from_secs(3600))) {
-            return end;
-        }
-    }
 }
 
 impl Domain {
@@ -101,7 +92,7 @@ impl Domain {
             }
         };
         let ended = match &watch {
-            None => wait_out(job.as_mut()),
+            None => job.wait(),
             Some(w) => match job.wait_until(w.deadline) {
                 Some(end) => end,
                 None => {
@@ -167,7 +158,7 @@ impl Domain {
             log::warn!("{}: {what}; left to finish (DESTROY_LEFT=false)", self.name());
             self.report(w.reply, w.since, false, format!("{what}; left to finish (DESTROY_LEFT=false)"));
             // Nothing else can be done with the domain meanwhile: wait for the save, as xl would.
-            match wait_out(job.as_mut()) {
+            match job.wait() {
                 Ok(()) => {
                     if let Err(e) = self.commit_save(domid, path, record) {
                         log::error!("{}: {e}", self.name());
@@ -198,7 +189,7 @@ impl Domain {
             // libxl did not stop it. Wait for its end here (nothing else can be done with the
             // domain meanwhile), then throw away whatever it wrote: the report says not saved.
             log::error!("{}: {what}, and it did not stop when aborted; waiting for it", self.name());
-            let _ = wait_out(job.as_mut());
+            let _ = job.wait();
             let _ = files::remove_durable(&xenctl::partial_path(path));
         }
         // Not saved (aborted, failed, or thrown away): no image; the guest is destroyed.

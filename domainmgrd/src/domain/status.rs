@@ -38,7 +38,9 @@ impl Domain {
     }
 
     pub(super) fn write_status(&mut self) {
-        let domain_name = self.domain_name();
+        if self.status.domain_name.is_empty() {
+            self.status.domain_name = self.domain_name();
+        }
         let s = &mut self.status;
         if let Some(d) = &self.desired {
             s.uuid_and_version = d.config.uuid_and_version.clone();
@@ -51,9 +53,6 @@ impl Domain {
             if !s.vm.vnc_passwd.is_empty() {
                 s.vm.vnc_passwd = String::new();
             }
-        }
-        if s.domain_name.is_empty() {
-            s.domain_name = domain_name;
         }
         s.state_name = s.state.to_string();
         let brief = Brief {

@@ -344,7 +344,7 @@ impl Supervisor {
             let _ = reply.send(Response::error(e));
             return;
         }
-        self.spawn(key.clone(), uuid, Some(loaded), None, false);
+        self.spawn(key.clone(), uuid, Some(loaded), None);
         self.forward_key(&key, Operator::Start, reply);
     }
 

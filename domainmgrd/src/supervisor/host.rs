@@ -139,7 +139,7 @@ impl Supervisor {
             let parsed = self.options.xl_parser.parse(&record.name, record.xl_config.as_bytes());
             let mut spec = parsed.map_err(|e| format!("its recorded config does not parse: {e}"))?.spec;
             spec.uuid = record.uuid;
-            self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None, false);
+            self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None);
         }
         Ok(key)
     }

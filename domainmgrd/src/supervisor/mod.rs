@@ -37,7 +37,7 @@ use crate::hostcfg::HostConfig;
 use crate::metrics::Sample;
 use crate::settings::Settings;
 use crate::watcher::{self, Change, Watcher};
-use crate::{files, images, records, translate};
+use crate::{files, records, translate};
 
 struct DomainHandle {
     tx: Sender<Command>,
@@ -129,10 +129,7 @@ impl Supervisor {
             match by_uuid.remove(&uuid) {
                 Some(info) => self.adopt_recorded(key, uuid, record, info),
                 None => {
-                    if let records::Step::Saving { image, .. } = &record.step {
-                        images::discard_partial(image);
-                    }
-                    let _ = records::clear(&self.shared.paths, uuid);
+                    let _ = records::forget_gone(&self.shared.paths, uuid, &record);
                 }
             }
         }
@@ -171,9 +168,7 @@ impl Supervisor {
                 log::info!(
                     "domain {domid} ({uuid}): its EVE config is missing at start; it is halted if still missing in {grace:?}"
                 );
-                let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, None);
-                domain.set_source(Source::Eve);
-                self.start_thread(key.clone(), domain, Some(info));
+                self.spawn(key.clone(), uuid, None, Some(info));
                 self.pending_removals.insert(key, Instant::now() + grace);
             }
             records::Origin::Auto { file } => {
@@ -201,7 +196,7 @@ impl Supervisor {
             records::Origin::Transient => match record.spec {
                 Some(spec) if spec.uuid == uuid => {
                     let loaded = autostart::loaded_from_spec(spec, Source::Transient);
-                    self.spawn(key, uuid, Some(loaded), Some(info), false);
+                    self.spawn(key, uuid, Some(loaded), Some(info));
                 }
                 _ => log::error!("leaving domain {domid} ({uuid}) alone: its record holds no usable config"),
             },

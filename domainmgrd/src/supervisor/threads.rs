@@ -89,18 +89,10 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn spawn(
-        &mut self,
-        key: String,
-        uuid: Uuid,
-        loaded: Option<Loaded>,
-        existing: Option<DomainInfo>,
-        delete: bool,
-    ) {
-        let mut domain = Domain::new(self.shared.clone(), key.clone(), uuid, loaded);
-        if delete {
-            domain.delete_on_start();
-        }
+    /// Starts the thread of a domain whose config is `loaded` (or not known yet), taking over
+    /// `existing`.
+    pub(super) fn spawn(&mut self, key: String, uuid: Uuid, loaded: Option<Loaded>, existing: Option<DomainInfo>) {
+        let domain = Domain::new(self.shared.clone(), key.clone(), uuid, loaded);
         self.start_thread(key, domain, existing);
     }
 
