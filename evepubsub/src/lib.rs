@@ -1,0 +1,1 @@
+//! EVE pubsub (skeleton; being written).

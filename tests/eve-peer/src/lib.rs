@@ -1,0 +1,1 @@
+//! Independent EVE pubsub test peer (skeleton; being written).
