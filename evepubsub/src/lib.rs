@@ -10,6 +10,8 @@
 
 use std::path::PathBuf;
 
+mod checkpoint;
+mod large;
 pub mod wire;
 
 
