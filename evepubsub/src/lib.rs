@@ -12,9 +12,16 @@ use std::path::PathBuf;
 
 mod checkpoint;
 mod large;
+mod publication;
+mod sock;
+mod subscription;
 pub mod wire;
 
+#[cfg(test)]
+mod pubsub_tests;
 
+pub use publication::{Publication, PublicationOptions};
+pub use subscription::{Event, Subscription, SubscriptionOptions};
 
 /// A message must be shorter than this many bytes (EVE: `len(buf) >= 65535` is too large).
 pub const MAX_MESSAGE: usize = 65535;
