@@ -358,8 +358,10 @@ fn pub_max_subscribers_refuses_only_the_extra() {
     let mut two = PeerSubscriber::connect(&agent, TOPIC).unwrap();
     one.snapshot(T);
     two.snapshot(T);
-    let mut three = PeerSubscriber::connect(&agent, TOPIC).unwrap();
-    assert!(three.wait_closed(T), "a third subscriber over max_subscribers = 2 is hung up on");
+    // A third is hung up on: at once (its request finds the socket closed), or after its request.
+    if let Ok(mut three) = PeerSubscriber::connect(&agent, TOPIC) {
+        assert!(three.wait_closed(T), "a third subscriber over max_subscribers = 2 is hung up on");
+    }
     p.publish("b", b"{}").unwrap();
     assert!(one.wait_for(T, |v| v.items.len() == 2));
     assert!(two.wait_for(T, |v| v.items.len() == 2));
@@ -602,7 +604,6 @@ fn sub_survives_garbage_from_the_publisher() {
     sub.until(T, |e| matches!(e, Event::Synchronized));
     let b64 = eve_peer::codec::b64;
     let garbage: Vec<Vec<u8>> = vec![
-        b"".to_vec(),
         b"\xff\xfe\x00\x01".to_vec(),
         b"update".to_vec(),
         b"update DomainStatus".to_vec(),
@@ -623,30 +624,31 @@ fn sub_survives_garbage_from_the_publisher() {
         vec![b'x'; 70_000],
         format!("update DomainStatus {} {}", b64(b"huge"), "A".repeat(MAX_MESSAGE + 10)).into_bytes(),
     ];
-    let mut conn = Some(c);
     for g in &garbage {
-        if let Some(c) = &conn
-            && c.send(g).is_err()
-        {
-            conn = None; // the subscription hung up on garbage: allowed, if it comes back
-        }
+        c.send(g).unwrap();
     }
-    // A good update after the garbage still arrives: on this connection, or on a new one if the
-    // subscription chose to hang up and redial.
-    if let Some(c) = &conn {
-        let _ = c.send(eve_peer::codec::update(TOPIC, "good", br#"{"v":2}"#).as_bytes());
-    }
+    // As EVE's subscriber does, each bad message is dropped and the connection kept: a good
+    // update after the garbage arrives on the same connection.
+    c.send(eve_peer::codec::update(TOPIC, "good", br#"{"v":2}"#).as_bytes()).unwrap();
+    let evs = sub.until(T, |e| is_update(e, "good"));
+    assert!(evs.iter().all(|e| !matches!(e, Event::Disconnected)), "hung up on garbage: {evs:?}");
+    assert_eq!(json_of(evs.last().unwrap()), json!({"v":2}));
+    // An empty message reads as end-of-file on a SOCK_SEQPACKET socket: the subscription may hang
+    // up, but then redials and follows the publisher again.
+    c.send(b"").unwrap();
+    let _ = c.send(eve_peer::codec::update(TOPIC, "after-empty", b"{}").as_bytes()); // may find it hung up
     let deadline = Instant::now() + T;
+    let mut conn = c;
     let mut got = false;
     while !got && Instant::now() < deadline {
         if let Some(e) = sub.next(Duration::from_millis(50)) {
-            got = is_update(&e, "good");
+            got = is_update(&e, "after-empty");
         } else if let Some(c2) = raw.accept(Duration::from_millis(1)) {
-            serve_good(&c2, &[("good", r#"{"v":2}"#)]);
-            conn = Some(c2);
+            serve_good(&c2, &[("after-empty", "{}")]);
+            conn = c2;
         }
     }
-    assert!(got, "no good update after the garbage; events: {:#?}", sub.seen);
+    assert!(got, "no update after an empty message; events: {:#?}", sub.seen);
     drop(conn);
     sub.stop();
 }
