@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -77,6 +78,8 @@ struct Inner {
     persistent: bool,
     dir: PathBuf,
     sock_path: PathBuf,
+    /// The socket file we bound (device, inode), if it could be read back.
+    sock_id: Option<(u64, u64)>,
     large_dir: Option<PathBuf>,
     max_subscribers: usize,
     listener: OwnedFd,
@@ -118,6 +121,8 @@ impl Publication {
             n => n,
         };
         let listener = sock::listen(&sock_path, i32::try_from(max_subscribers).unwrap_or(i32::MAX))?;
+        // What our socket file is, so that closing never removes another publisher's.
+        let sock_id = std::fs::symlink_metadata(&sock_path).ok().map(|m| (m.dev(), m.ino()));
         log::debug!(
             "{topic}: serving {} keys (restart counter {}) on {}",
             loaded.items.len(),
@@ -134,6 +139,7 @@ impl Publication {
             persistent: options.persistent,
             dir,
             sock_path,
+            sock_id,
             large_dir,
             max_subscribers,
             listener,
@@ -281,7 +287,12 @@ impl Drop for Publication {
         {
             log::error!("{}: accept thread panicked", inner.topic);
         }
-        if let Err(e) = std::fs::remove_file(&inner.sock_path) {
+        // Only our own socket file: a publisher that took the path over since keeps its own.
+        let now = std::fs::symlink_metadata(&inner.sock_path).ok().map(|m| (m.dev(), m.ino()));
+        if now.is_some()
+            && now == inner.sock_id
+            && let Err(e) = std::fs::remove_file(&inner.sock_path)
+        {
             log::warn!("{}: cannot remove {}: {e}", inner.topic, inner.sock_path.display());
         }
         log::debug!("{}: closed", inner.topic);

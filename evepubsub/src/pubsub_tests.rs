@@ -350,6 +350,20 @@ fn socket_path_is_taken_over_unless_live() {
 }
 
 #[test]
+fn closing_leaves_a_socket_file_another_publisher_took_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = Publication::open(tmp.path(), "T", PublicationOptions::default()).unwrap();
+    // A new publisher (its process holds the agent's lock) takes the path over.
+    std::fs::remove_file(tmp.path().join("T.sock")).unwrap();
+    let new = Publication::open(tmp.path(), "T", PublicationOptions::default()).unwrap();
+    drop(old);
+    let fd = raw(tmp.path(), "T", b"request T");
+    assert!(matches!(raw_recv(&fd), Some(Message::Hello { .. })), "the new publisher's socket is still there");
+    drop(new);
+    assert!(!tmp.path().join("T.sock").exists(), "its own socket file goes with it");
+}
+
+#[test]
 fn close_and_stop_are_prompt() {
     let tmp = tempfile::tempdir().unwrap();
     let p = Publication::open(tmp.path(), "T", PublicationOptions::default()).unwrap();

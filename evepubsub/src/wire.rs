@@ -118,7 +118,9 @@ impl Message {
             "update" => 4,
             _ => return Err(Error::Protocol(format!("unknown message kind {:?}", printable(kind)))),
         };
-        if words.len() != want {
+        // EVE's publishers before the persistence flag say `hello <Topic>`: not persistent.
+        let old_hello = kind == "hello" && words.len() == 2;
+        if words.len() != want && !old_hello {
             return Err(Error::Protocol(format!("{kind} message of {} words, not {want}", words.len())));
         }
         let topic = words[1].to_owned();
@@ -126,6 +128,7 @@ impl Message {
         Ok(match kind {
             "request" => Message::Request { topic },
             "complete" => Message::Complete { topic },
+            "hello" if old_hello => Message::Hello { topic, persistent: false },
             "hello" => {
                 let persistent = match words[2] {
                     "true" => true,
@@ -219,11 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_hello_of_eves_before_the_persistence_flag() {
+        assert_eq!(Message::decode(b"hello T").unwrap(), Message::Hello { topic: "T".into(), persistent: false });
+    }
+
+    #[test]
     fn rejects_wrong_word_counts() {
         for bad in [
             "request",
             "request T x",
-            "hello T",
             "hello T true x",
             "update T YWI=",
             "update T YWI= e30= x",
