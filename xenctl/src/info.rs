@@ -137,6 +137,9 @@ pub struct HostInfo {
     pub cap_hvm: bool,
     /// Whether the host can run PV guests.
     pub cap_pv: bool,
+    /// Whether the host has an IOMMU Xen uses (PCI passthrough to HVM/PVH guests; Xen's
+    /// "I/O virtualisation enabled").
+    pub cap_hvm_directio: bool,
     /// The hypervisor's version, e.g. `4.17.7`.
     pub xen_version: String,
 }
@@ -222,6 +225,7 @@ impl Context {
             scrub_memory_bytes: p.scrub_pages * PAGE_SIZE,
             cap_hvm: p.cap_hvm,
             cap_pv: p.cap_pv,
+            cap_hvm_directio: p.cap_hvm_directio,
             xen_version: self.versions().hypervisor.clone(),
         })
     }

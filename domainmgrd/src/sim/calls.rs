@@ -290,6 +290,7 @@ impl Hypervisor for SimHypervisor {
             scrub_memory_bytes: 0,
             cap_hvm: true,
             cap_pv: true,
+            cap_hvm_directio: false,
             xen_version: "4.17.7-sim".into(),
         })
     }
