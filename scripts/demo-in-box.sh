@@ -7,7 +7,9 @@ root=/tmp/demo; rm -rf $root; mkdir -p $root/zedmanager/DomainConfig
 uuid=6ba7b810-9dad-11d1-80b4-00c04fd430c8
 status=$root/domainmgr/DomainStatus/$uuid.json
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-field() { sed -n "s/^  \"$1\": \(.*\),\$/\1/p" "$status" 2>/dev/null | head -1; }
+# The status is compact JSON (as EVE's Go encodes it): one field per line for grep and sed.
+fields() { tr ',{}' '\n\n\n' < "$status" 2>/dev/null; }
+field() { fields | sed -n "s/^ *\"$1\": *//p" | head -1; }
 wait_state() { # NAME CODE
   for _ in $(seq 600); do [ "$(field State)" = "$2" ] && return 0; sleep 0.1; done
   echo "timed out waiting for $1"; tail -20 $root/daemon.log; exit 1
@@ -25,14 +27,14 @@ EOT
 say "dom0 of a real Xen $(xl info | sed -n 's/^xen_version *: //p'), seen by domainmgrd --show"
 domainmgrd --show
 say "start domainmgrd (EVE layout under $root)"
-domainmgrd --config-dir=$root/zedmanager --status-dir=$root/domainmgr --run-dir=$root/run \
+domainmgrd --inputs=files --run-root=$root --config-dir=$root/zedmanager --status-dir=$root/domainmgr --run-dir=$root/run \
   --config=timer.domain.shutdown:20 > $root/daemon.log 2>&1 &
 daemon=$!
 say "write DomainConfig/$uuid.json with Activate=true"
 t0=$(date +%s.%N); config true; wait_state RUNNING 115
 echo "RUNNING after $(awk -v a=$t0 -v b=$(date +%s.%N) 'BEGIN{printf "%.1f", b-a}') s"
 say "DomainStatus (excerpt)"
-grep -E '"(State|StateName|DomainName|DomainId|BootTime|TriedCount|VifUsed|Error)"' "$status"
+fields | grep -E '"(State|StateName|DomainName|DomainId|BootTime|TriedCount|VifUsed|Error)"' 
 say "xl list"
 xl list
 name=$(field DomainName | tr -d '"')
@@ -41,7 +43,7 @@ say "the guest's console"
 grep -a XENBOX /var/log/xen/console/guest-$name.log | tr -d '\r'
 say "Activate=false: graceful shutdown"
 config false; wait_state HALTED 119
-grep -E '"(StateName|DomainId)"' "$status"
+fields | grep -E '"(StateName|DomainId)"' 
 xl list
 say "what domainmgrd logged"
 cat $root/daemon.log

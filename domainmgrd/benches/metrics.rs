@@ -39,7 +39,8 @@ fn main() {
             },
         );
     }
-    let mut sampler = Sampler::new(Arc::new(sim), paths, registry);
+    let outputs = domainmgrd::agent::Outputs::open(&paths.status_dir, None).expect("publications");
+    let mut sampler = Sampler::new(Arc::new(sim), Arc::new(outputs), registry);
     sampler.sample_once().expect("first sample"); // creates the files
     let mut times: Vec<Duration> = (0..20)
         .map(|_| {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+pub mod agent;
 pub mod configfile;
 pub mod control;
 pub mod domain;

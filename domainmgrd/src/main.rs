@@ -14,46 +14,63 @@ use std::time::Duration;
 use clap::Parser;
 use domainmgrd::adapters::Sources;
 use domainmgrd::adapters::host::Host;
+use domainmgrd::agent::InputMode;
 use domainmgrd::error_chain;
 use domainmgrd::files::Paths;
 use domainmgrd::hypervisor::{Hypervisor, LibxlHypervisor};
 use domainmgrd::supervisor::{Daemon, Options};
 
-/// Runs Xen guest domains from EVE DomainConfig files and xl.cfg files, through libxl, in-process.
+/// Runs Xen guest domains from EVE's DomainConfig and xl.cfg files, through libxl, in-process.
 ///
-/// Reads <CONFIG_DIR>/DomainConfig/<uuid>.json and the xl.cfg files of the autostart directory,
-/// writes <STATUS_DIR>/DomainStatus/<uuid>.json and the xl config it asked libxl for in
-/// <STATUS_DIR>/xen/xen<AppNum>.cfg. `domainctl` controls it through <RUN_DIR>/domainmgrd.sock
+/// As EVE's domainmgr agent: subscribes over EVE's pubsub to zedmanager's DomainConfig
+/// (<CONFIG_DIR>/DomainConfig.sock), zedagent's ConfigItemValueMap and PhysicalIOAdapterList and
+/// nim's DeviceNetworkStatus, and publishes DomainStatus, DomainMetric, HostMemory,
+/// AssignableAdapters and Capabilities at <STATUS_DIR>/<Topic>.sock with their checkpoints in
+/// <STATUS_DIR>/<Topic>/ (with --inputs=files it reads <CONFIG_DIR>/DomainConfig/<uuid>.json and
+/// the inputs' global.json files instead). Also runs the xl.cfg files of the autostart directory,
+/// and writes the xl config it asked libxl for in <STATUS_DIR>/xen/xen<AppNum>.cfg. Touches
+/// <RUN_ROOT>/domainmgr.touch for EVE's watchdog. `domainctl` controls it through <RUN_DIR>/domainmgrd.sock
 /// (root only). Stopping the daemon (SIGTERM, SIGINT, even SIGKILL) stops no domain; a restart
 /// adopts what runs. Host boot and shutdown (`domainctl host-start`/`host-stop`) restore and
 /// start, or save and stop, the domains as xendomains does.
 #[derive(Debug, Parser)]
 #[command(version, after_help = SETTINGS_HELP)]
 struct Cli {
-    /// Where DomainConfig/ is read from (EVE's zedmanager output).
-    #[arg(long, default_value = "/run/zedmanager", value_name = "DIR")]
-    config_dir: PathBuf,
-    /// Where DomainStatus/ and xen/ are written (EVE's domainmgr output).
-    #[arg(long, default_value = "/run/domainmgr", value_name = "DIR")]
-    status_dir: PathBuf,
+    /// EVE's run directory: the agents' directories and sockets, domainmgr.pid and .touch.
+    #[arg(long, default_value = "/run", value_name = "DIR")]
+    run_root: PathBuf,
+    /// Where the EVE inputs come from: EVE's pubsub sockets, or files (watched).
+    #[arg(long, default_value = "pubsub", value_name = "pubsub|files")]
+    inputs: InputsArg,
+    /// Where large pubsub fields' files are (only files there are read).
+    #[arg(long, default_value = "/persist/pubsub-large", value_name = "DIR")]
+    large_dir: PathBuf,
+    /// zedmanager's directory, which publishes DomainConfig [default: <RUN_ROOT>/zedmanager].
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Our publications' directory (sockets, checkpoints) and xen/ [default: <RUN_ROOT>/domainmgr].
+    #[arg(long, value_name = "DIR")]
+    status_dir: Option<PathBuf>,
     /// Private state: the instance lock and lifecycle records (keep it on tmpfs).
     #[arg(long, default_value = "/run/domainmgrd", value_name = "DIR")]
     run_dir: PathBuf,
     /// Persistent state: operators' stops, kept across reboots.
     #[arg(long, default_value = "/var/lib/domainmgrd", value_name = "DIR")]
     state_dir: PathBuf,
-    /// Settings file: EVE's ConfigItemValueMap global.json, or {"key": value, ...}.
+    /// Settings file (instead of zedagent's ConfigItemValueMap): EVE's ConfigItemValueMap
+    /// global.json, or {"key": value, ...}.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// A setting, overriding the file, e.g. --config=timer.boot.retry:600 (repeatable).
     #[arg(long = "config", value_name = "KEY:VALUE")]
     config_flags: Vec<String>,
-    /// Where PhysicalIOAdapterList/global.json is read from (EVE's zedagent output).
-    #[arg(long, default_value = "/run/zedagent", value_name = "DIR")]
-    zedagent_dir: PathBuf,
-    /// Where DeviceNetworkStatus/global.json (dom0's network ports) is read from (EVE's nim).
-    #[arg(long, default_value = "/run/nim", value_name = "DIR")]
-    nim_dir: PathBuf,
+    /// zedagent's directory: PhysicalIOAdapterList, and ConfigItemValueMap (the settings unless
+    /// --settings is given) [default: <RUN_ROOT>/zedagent].
+    #[arg(long, value_name = "DIR")]
+    zedagent_dir: Option<PathBuf>,
+    /// nim's directory: DeviceNetworkStatus (dom0's network ports) [default: <RUN_ROOT>/nim].
+    #[arg(long, value_name = "DIR")]
+    nim_dir: Option<PathBuf>,
     /// Where sysfs is mounted (to find the PCI address behind a network interface).
     #[arg(long, default_value = "/sys", value_name = "DIR")]
     sysfs_root: PathBuf,
@@ -71,6 +88,15 @@ struct Cli {
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
+}
+
+/// `--inputs`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InputsArg {
+    /// EVE's pubsub sockets, as EVE's agents subscribe.
+    Pubsub,
+    /// Files, watched with inotify.
+    Files,
 }
 
 const SETTINGS_HELP: &str = "Settings (seconds unless noted):
@@ -102,17 +128,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if cli.show {
         return show(&hv);
     }
+    let agent_dir = |dir: Option<PathBuf>, agent: &str| dir.unwrap_or_else(|| cli.run_root.join(agent));
+    let zedagent_dir = agent_dir(cli.zedagent_dir, "zedagent");
+    let nim_dir = agent_dir(cli.nim_dir, "nim");
     let mut options = Options::new(Paths {
-        config_dir: cli.config_dir,
-        status_dir: cli.status_dir,
+        config_dir: agent_dir(cli.config_dir, "zedmanager"),
+        status_dir: agent_dir(cli.status_dir, "domainmgr"),
         run_dir: cli.run_dir,
         state_dir: cli.state_dir,
     });
+    options.eve.inputs = match cli.inputs {
+        InputsArg::Pubsub => InputMode::Pubsub { redial: Duration::from_secs(10), large_root: Some(cli.large_dir) },
+        InputsArg::Files => InputMode::Files,
+    };
+    options.eve.agent_files = Some(cli.run_root.clone());
     options.settings_file = cli.settings;
     options.config_flags = cli.config_flags;
     options.adapter_sources = Sources {
-        adapter_list: cli.zedagent_dir.join("PhysicalIOAdapterList/global.json"),
-        network_status: cli.nim_dir.join("DeviceNetworkStatus/global.json"),
+        adapter_list: zedagent_dir.join("PhysicalIOAdapterList/global.json"),
+        network_status: nim_dir.join("DeviceNetworkStatus/global.json"),
         host: Host { sysfs: cli.sysfs_root, modprobe: cli.modprobe },
     };
     options.metrics_listen = cli.metrics_listen;

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use xenctl::{DomainInfo, HostInfo};
 
+use crate::agent::Outputs;
 use crate::eve::{UuidAndVersion, go_time};
-use crate::files::{self, Paths};
 use crate::hypervisor::{HvResult, Hypervisor};
 use crate::settings::Settings;
 
@@ -166,7 +166,7 @@ fn bytes_to_mib(bytes: u64) -> u32 {
 /// Takes samples and writes the metric files.
 pub struct Sampler {
     hv: Arc<dyn Hypervisor>,
-    paths: Arc<Paths>,
+    outputs: Arc<Outputs>,
     registry: Registry,
     previous: HashMap<Uuid, SampledDomain>,
     /// The host as last seen, for when physinfo fails.
@@ -183,10 +183,10 @@ impl std::fmt::Debug for Sampler {
 
 impl Sampler {
     /// A sampler over `registry`'s domains.
-    pub fn new(hv: Arc<dyn Hypervisor>, paths: Arc<Paths>, registry: Registry) -> Sampler {
+    pub fn new(hv: Arc<dyn Hypervisor>, outputs: Arc<Outputs>, registry: Registry) -> Sampler {
         Sampler {
             hv,
-            paths,
+            outputs,
             registry,
             previous: HashMap::new(),
             host: None,
@@ -213,6 +213,8 @@ impl Sampler {
             }
         };
         if let Some(h) = &host_now {
+            // Capabilities too, should the start-up reading have failed (a no-op if unchanged).
+            Outputs::publish(&self.outputs.capabilities, "global", &crate::agent::outputs::Capabilities::of(h));
             self.host = Some(h.clone());
         }
         let briefs: Vec<(Uuid, Brief)> = self.registry.read().iter().map(|(u, b)| (*u, b.clone())).collect();
@@ -224,36 +226,27 @@ impl Sampler {
     }
 
     fn write(&mut self, sample: &Sample) {
-        let dir = self.paths.status_dir.join("DomainMetric");
-        let _ = std::fs::create_dir_all(&dir);
+        let metrics = &self.outputs.domain_metric;
         let mut now_written = HashSet::new();
         for d in &sample.domains {
             let uuid = d.metric.uuid_and_version.uuid;
-            match serde_json::to_vec_pretty(&d.metric) {
-                Ok(bytes) => {
-                    if let Err(e) = files::write_atomic(&dir.join(format!("{uuid}.json")), &bytes) {
-                        log::error!("cannot write the metrics of {uuid}: {e}");
-                    }
-                }
-                Err(e) => log::error!("cannot serialise the metrics of {uuid}: {e}"),
-            }
+            Outputs::publish(metrics, &uuid.to_string(), &d.metric);
             now_written.insert(uuid);
             self.previous.insert(uuid, d.clone());
         }
-        // Domains whose config is gone: their metrics go too.
+        // Domains whose config is gone (also those an earlier daemon published): their
+        // metrics go too.
+        for key in metrics.keys() {
+            if key.parse::<Uuid>().map_or(true, |u| !now_written.contains(&u)) {
+                Outputs::unpublish(metrics, &key);
+            }
+        }
         for gone in self.written.difference(&now_written) {
-            let _ = files::remove_if_exists(&dir.join(format!("{gone}.json")));
             self.previous.remove(gone);
         }
         self.written = now_written;
         if let Some(host) = &sample.host {
-            let path = self.paths.status_dir.join("HostMemory/global.json");
-            let _ = std::fs::create_dir_all(self.paths.status_dir.join("HostMemory"));
-            if let Ok(bytes) = serde_json::to_vec_pretty(host)
-                && let Err(e) = files::write_atomic(&path, &bytes)
-            {
-                log::error!("cannot write {}: {e}", path.display());
-            }
+            Outputs::publish(&self.outputs.host_memory, "global", host);
         }
     }
 
@@ -450,6 +443,7 @@ mod tests {
             scrub_memory_bytes: 0,
             cap_hvm: false,
             cap_pv: true,
+            cap_hvm_directio: false,
             xen_version: "4.17".into(),
         }
     }

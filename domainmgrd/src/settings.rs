@@ -171,6 +171,30 @@ impl Settings {
         self.set("--config", key.trim(), &Value::String(value.trim().to_string()))
     }
 
+    /// Defaults, then `input` (a file or zedagent's ConfigItemValueMap; nothing published yet
+    /// means the defaults), then the flags.
+    pub fn load_input(input: &crate::agent::Input, flags: &[String]) -> Result<Settings, SettingsError> {
+        let mut s = Settings::default();
+        let origin = input.origin().display().to_string();
+        match input.read() {
+            Ok(Some(bytes)) => s.apply_json(&origin, &String::from_utf8_lossy(&bytes))?,
+            Ok(None) if matches!(input, crate::agent::Input::File(_)) => {
+                return Err(SettingsError {
+                    origin,
+                    key: String::new(),
+                    value: String::new(),
+                    reason: "cannot read: it does not exist".into(),
+                });
+            }
+            Ok(None) => {}
+            Err(reason) => return Err(SettingsError { origin, key: String::new(), value: String::new(), reason }),
+        }
+        for flag in flags {
+            s.apply_flag(flag)?;
+        }
+        Ok(s)
+    }
+
     /// Defaults, then the file (if any), then the flags.
     pub fn load(file: Option<&Path>, flags: &[String]) -> Result<Settings, SettingsError> {
         let mut s = Settings::default();

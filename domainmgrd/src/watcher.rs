@@ -36,6 +36,10 @@ pub enum Change {
     AutoGone(PathBuf),
     /// Events were lost: rescan everything.
     Rescan,
+    /// zedmanager's DomainConfig publication sent its whole snapshot (pubsub inputs).
+    ConfigsSynchronized,
+    /// zedmanager's DomainConfig publication says it restarted (its counter).
+    ConfigsRestarted(u64),
 }
 
 /// The UUID a name spells in its one canonical form (lower-case hex, hyphenated), or `None`.
@@ -84,11 +88,12 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching `config_dir` and the files in `others` (each reported as its `Change`
-    /// when written or moved into place), reporting to `tx`. `wake_dir` is a private directory
-    /// used to wake the thread when stopping. Directories of `others` are created if missing.
+    /// Starts watching `config_dir` (if any: with EVE's pubsub, configs do not come as files)
+    /// and the files in `others` (each reported as its `Change` when written or moved into
+    /// place), reporting to `tx`. `wake_dir` is a private directory used to wake the thread
+    /// when stopping. Directories of `others` are created if missing.
     pub fn start(
-        config_dir: &Path,
+        config_dir: Option<&Path>,
         auto_dir: Option<&Path>,
         others: &[(PathBuf, Change)],
         wake_dir: &Path,
@@ -96,7 +101,7 @@ impl Watcher {
     ) -> std::io::Result<Watcher> {
         std::fs::create_dir_all(wake_dir)?;
         let inotify = Inotify::init()?;
-        let config_wd = inotify.watches().add(config_dir, CONFIG_MASK)?;
+        let config_wd = config_dir.map(|dir| inotify.watches().add(dir, CONFIG_MASK)).transpose()?;
         let mut files: Vec<(WatchDescriptor, std::ffi::OsString, Change)> = Vec::new();
         for (file, change) in others {
             let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -116,12 +121,19 @@ impl Watcher {
         };
         let wake_wd = inotify.watches().add(wake_dir, WatchMask::CREATE)?;
         // Last, and added to what else is watched there: a directory has one watch.
-        let parent = config_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let config_dir = ConfigDir {
-            wd: Some(config_wd),
-            path: config_dir.to_path_buf(),
-            parent: inotify.watches().add(parent, WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MASK_ADD)?,
-            name: config_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
+        let config_dir = match config_dir {
+            Some(dir) => {
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                Some(ConfigDir {
+                    wd: config_wd,
+                    path: dir.to_path_buf(),
+                    parent: inotify
+                        .watches()
+                        .add(parent, WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::MASK_ADD)?,
+                    name: dir.file_name().map(|n| n.to_os_string()).unwrap_or_default(),
+                })
+            }
+            None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
@@ -160,7 +172,7 @@ struct ConfigDir {
 
 fn run(
     mut inotify: Inotify,
-    mut config_dir: ConfigDir,
+    mut config_dir: Option<ConfigDir>,
     auto: Option<(WatchDescriptor, PathBuf)>,
     files: Vec<(WatchDescriptor, std::ffi::OsString, Change)>,
     wake_wd: WatchDescriptor,
@@ -184,7 +196,9 @@ fn run(
                 Some(Change::Rescan)
             } else if event.wd == wake_wd {
                 None
-            } else if event.wd == config_dir.parent && event.name == Some(config_dir.name.as_os_str()) {
+            } else if let Some(config_dir) =
+                config_dir.as_mut().filter(|c| event.wd == c.parent && event.name == Some(c.name.as_os_str()))
+            {
                 // The config directory (re)appeared: watch it again and read what is in it.
                 match inotify.watches().add(&config_dir.path, CONFIG_MASK) {
                     Ok(wd) => {
@@ -194,7 +208,7 @@ fn run(
                     Err(e) => log::error!("cannot watch {}: {e}; relying on rescans", config_dir.path.display()),
                 }
                 Some(Change::Rescan)
-            } else if Some(&event.wd) == config_dir.wd.as_ref() {
+            } else if let Some(config_dir) = config_dir.as_mut().filter(|c| Some(&event.wd) == c.wd.as_ref()) {
                 if event.mask.intersects(EventMask::DELETE_SELF | EventMask::IGNORED) {
                     log::warn!("the config directory went away; watching for it to come back");
                     config_dir.wd = None;
@@ -279,7 +293,7 @@ mod tests {
         let others = [(settings.clone(), Change::Settings), (adapters.clone(), Change::Adapters)];
         let auto = dir.path().join("auto");
         std::fs::create_dir_all(&auto).unwrap();
-        let w = Watcher::start(&cfg, Some(&auto), &others, &dir.path().join("wake"), tx).unwrap();
+        let w = Watcher::start(Some(&cfg), Some(&auto), &others, &dir.path().join("wake"), tx).unwrap();
         let next = || rx.recv_timeout(Duration::from_secs(5)).unwrap();
 
         // A writer that writes in pieces is reported once, when it closes the file.
@@ -319,7 +333,7 @@ mod tests {
         let cfg = dir.path().join("DomainConfig");
         std::fs::create_dir_all(&cfg).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let w = Watcher::start(&cfg, None, &[], &dir.path().join("wake"), tx).unwrap();
+        let w = Watcher::start(Some(&cfg), None, &[], &dir.path().join("wake"), tx).unwrap();
         let next = || rx.recv_timeout(Duration::from_secs(5)).unwrap();
 
         std::fs::remove_dir(&cfg).unwrap();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 
 pub mod devices_e2e;
+pub mod eve_e2e;
 pub mod host_e2e;
 pub mod xlcfg_e2e;
 
@@ -236,6 +237,8 @@ pub struct DaemonProcess {
     pub flags: Vec<String>,
     /// Other arguments.
     pub args: Vec<String>,
+    /// Whether EVE's inputs come over EVE's pubsub sockets (else as files, `--inputs=files`).
+    pub pubsub: bool,
 }
 
 impl DaemonProcess {
@@ -250,7 +253,13 @@ impl DaemonProcess {
     pub fn new(name: &str, flags: &[&str]) -> DaemonProcess {
         let root = PathBuf::from(format!("/tmp/{name}"));
         let _ = std::fs::remove_dir_all(&root);
-        DaemonProcess { child: None, root, flags: flags.iter().map(|f| f.to_string()).collect(), args: Vec::new() }
+        DaemonProcess {
+            child: None,
+            root,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            args: Vec::new(),
+            pubsub: false,
+        }
     }
 
     /// Starts it (again).
@@ -263,7 +272,10 @@ impl DaemonProcess {
             .arg(format!("--status-dir={}", self.root.join("domainmgr").display()))
             .arg(format!("--run-dir={}", self.root.join("run").display()))
             .arg(format!("--state-dir={}", self.root.join("state").display()))
-            .arg(format!("--host-config={}", self.root.join("host.conf").display()));
+            .arg(format!("--host-config={}", self.root.join("host.conf").display()))
+            .arg(format!("--run-root={}", self.root.display()))
+            .arg(format!("--large-dir={}", self.root.join("persist/pubsub-large").display()))
+            .arg(if self.pubsub { "--inputs=pubsub" } else { "--inputs=files" });
         for f in &self.flags {
             cmd.arg(format!("--config={f}"));
         }

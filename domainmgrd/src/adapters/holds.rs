@@ -187,7 +187,9 @@ impl Adapters {
     pub(super) fn recover(&mut self, running: &[DomainInfo], config_dir: &Path) {
         let live: HashSet<Uuid> =
             running.iter().filter(|d| !d.domid.is_dom0() && !d.uuid.is_nil()).map(|d| d.uuid).collect();
-        match read_json::<AssignableAdapters>(&self.status_file) {
+        let previous = self.outputs.assignable_adapters.get("global");
+        match previous.map(|b| serde_json::from_slice::<AssignableAdapters>(&b)).transpose().map_err(|e| e.to_string())
+        {
             Ok(Some(previous)) => {
                 for b in previous.io_bundle_list.iter().filter(|b| live.contains(&b.used_by_uuid)) {
                     if let Ok(bdf) = b.pci_long.parse::<Bdf>() {
@@ -199,9 +201,11 @@ impl Adapters {
             Ok(None) => {}
             Err(e) => log::warn!("cannot read what the previous daemon published: {e}"),
         }
+        // With EVE's pubsub these are zedmanager's checkpoint files: an early hint, before its
+        // snapshot arrives over the socket (the domain threads claim again from that).
         for uuid in &live {
             let path = config_dir.join(format!("{uuid}.json"));
-            match read_json::<DomainConfig>(&path) {
+            match read_json::<DomainConfig>(&crate::agent::Input::File(path)) {
                 Ok(Some(config)) if !config.io_adapter_list.is_empty() => {
                     self.claims.insert(*uuid, config.io_adapter_list);
                 }

@@ -44,8 +44,8 @@ use self::eve::{
 };
 use self::host::Host;
 use self::policy::{Ports, Verdict};
+use crate::agent::{Input, Outputs};
 use crate::eve::IoAdapter;
-use crate::files;
 use crate::hypervisor::Hypervisor;
 
 /// Where the adapter inputs come from.
@@ -99,7 +99,11 @@ struct Applied {
 pub struct Adapters {
     hv: Arc<dyn Hypervisor>,
     sources: Sources,
-    status_file: PathBuf,
+    /// Where AssignableAdapters is published.
+    outputs: Arc<Outputs>,
+    /// The inputs as read: the files of `sources`, or EVE's topics (see `use_inputs`).
+    list_input: Input,
+    network_input: Input,
     /// The adapter list as last read.
     list: Option<PhysicalIoAdapterList>,
     /// dom0's ports as last accepted (a status with at least one port).
@@ -141,22 +145,28 @@ impl std::fmt::Debug for Adapters {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+fn read_json<T: serde::de::DeserializeOwned>(input: &Input) -> Result<Option<T>, String> {
+    match input.read()? {
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{}: {e}", input.origin().display()))
+        }
+        None => Ok(None),
     }
 }
 
 impl Adapters {
-    /// Adapter state with nothing read yet; publishes to `<status_dir>/AssignableAdapters/global.json`.
-    pub fn new(hv: Arc<dyn Hypervisor>, sources: Sources, status_dir: &Path, enable_usb: bool) -> Adapters {
+    /// Adapter state with nothing read yet, reading the files of `sources`; publishes
+    /// AssignableAdapters through `outputs`.
+    pub fn new(hv: Arc<dyn Hypervisor>, sources: Sources, outputs: Arc<Outputs>, enable_usb: bool) -> Adapters {
+        let (list_input, network_input) =
+            (Input::File(sources.adapter_list.clone()), Input::File(sources.network_status.clone()));
         let (jobs, jobs_rx) = crossbeam_channel::unbounded();
         Adapters {
             hv,
             sources,
-            status_file: status_dir.join("AssignableAdapters/global.json"),
+            outputs,
+            list_input,
+            network_input,
             list: None,
             network: None,
             enable_usb,
@@ -195,6 +205,13 @@ impl Adapters {
         Ok(shared)
     }
 
+    /// Reads the adapter list and dom0's ports from these inputs (EVE's topics) instead of
+    /// the files of the sources.
+    pub fn use_inputs(&mut self, list: Input, network: Input) {
+        self.list_input = list;
+        self.network_input = network;
+    }
+
     /// The input files, for the watcher.
     pub fn sources(&self) -> &Sources {
         &self.sources
@@ -205,8 +222,8 @@ impl Adapters {
     /// a network status without a DevicePortConfig key or without any port.
     pub fn reload(&mut self) -> bool {
         let mut changed = false;
-        let list_path = self.sources.adapter_list.display().to_string();
-        match read_json::<PhysicalIoAdapterList>(&self.sources.adapter_list) {
+        let list_path = self.list_input.origin().display().to_string();
+        match read_json::<PhysicalIoAdapterList>(&self.list_input) {
             Ok(Some(list)) => {
                 changed |= self.list.as_ref() != Some(&list);
                 self.list = Some(list);
@@ -215,13 +232,13 @@ impl Adapters {
             Ok(None) => {}
             Err(e) => log::error!("keeping the last adapter list: {e}"),
         }
-        let net_path = self.sources.network_status.display().to_string();
+        let net_path = self.network_input.origin().display().to_string();
         let keeping = if self.network.is_some() {
             "keeping the last known ports"
         } else {
             "no adapter moves until one names dom0's ports"
         };
-        match read_json::<DeviceNetworkStatus>(&self.sources.network_status) {
+        match read_json::<DeviceNetworkStatus>(&self.network_input) {
             Ok(Some(net)) if net.dpc_key.as_deref() == Some("") => {
                 log::info!("{net_path}: nim has no port config yet (empty DPCKey); {keeping}")
             }
@@ -377,12 +394,9 @@ impl Adapters {
         if self.written.as_deref() == Some(&bytes) {
             return;
         }
-        if let Some(dir) = self.status_file.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match files::write_atomic(&self.status_file, &bytes) {
+        match self.outputs.assignable_adapters.publish("global", &bytes) {
             Ok(()) => self.written = Some(bytes),
-            Err(e) => log::error!("cannot write {}: {e}", self.status_file.display()),
+            Err(e) => log::error!("cannot publish AssignableAdapters: {e}"),
         }
     }
 }

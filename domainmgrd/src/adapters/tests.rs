@@ -12,7 +12,8 @@ fn adapters(dir: &Path) -> Adapters {
         network_status: dir.join("nim/DeviceNetworkStatus/global.json"),
         host: Host { sysfs: dir.join("sys"), modprobe: dir.join("no-modprobe") },
     };
-    Adapters::new(Arc::new(SimHypervisor::new()), sources, dir, false)
+    let outputs = Outputs::open(&dir.join("domainmgr"), None).unwrap();
+    Adapters::new(Arc::new(SimHypervisor::new()), sources, Arc::new(outputs), false)
 }
 
 fn write(path: &Path, text: &str) {

@@ -48,8 +48,9 @@ use uuid::Uuid;
 use xenctl::{DomId, DomainEvent, DomainInfo};
 
 use crate::adapters::Adapters;
+use crate::agent::Outputs;
 use crate::eve::{DomainConfig, DomainStatus, ErrorDescription, SwState};
-use crate::files::{self, Paths};
+use crate::files::Paths;
 use crate::hypervisor::{Hypervisor, WatchGuard};
 use crate::metrics::Registry;
 use crate::settings::Settings;
@@ -125,6 +126,8 @@ pub struct Shared {
     pub adapters: Arc<Mutex<Adapters>>,
     /// What the metrics sampler knows of each domain.
     pub registry: Registry,
+    /// What the daemon publishes (DomainStatus and the rest, over EVE's pubsub).
+    pub outputs: Arc<Outputs>,
     /// Host stop is in effect: nothing boots or restarts until host start.
     pub host_stopped: Arc<AtomicBool>,
     /// The xl config files the domains wrote (`<status-dir>/xen/`), by the domain that wrote
@@ -259,7 +262,7 @@ impl Domain {
         let mut status = empty_status(uuid);
         // Keep what the previous daemon reported (boot time, tries, the vifs and disks it gave
         // the domain), to be overwritten as we learn.
-        let previous = read_status(&shared.paths, &key);
+        let previous = read_status(&shared.outputs, &key);
         if let Some(previous) = &previous {
             status.boot_time = previous.boot_time;
             status.tried_count = previous.tried_count;
@@ -501,9 +504,8 @@ impl Domain {
         self.forget_transient_run();
         self.release_xl_cfg();
         self.clear_record();
-        let paths = &self.shared.paths;
         self.shared.registry.write().remove(&self.uuid);
-        let _ = files::remove_if_exists(&paths.status_file(&self.key));
+        Outputs::unpublish(&self.shared.outputs.domain_status, &self.key);
         for w in std::mem::take(&mut self.waiters) {
             self.report(&w.reply, w.since, !self.forget, "removed");
         }

@@ -4,8 +4,8 @@
 use uuid::Uuid;
 
 use super::{AfterDeath, Domain, Phase};
+use crate::agent::Outputs;
 use crate::eve::{DomainStatus, ErrorDescription, SwState, UuidAndVersion};
-use crate::files::{self, Paths};
 use crate::metrics::Brief;
 
 impl Domain {
@@ -70,7 +70,7 @@ impl Domain {
             log::info!("{} ({}{domid}): {}", s.display_name, self.key, s.state);
             self.logged_state = Some((s.state, s.domain_id));
         }
-        let bytes = match serde_json::to_vec_pretty(&self.status) {
+        let bytes = match serde_json::to_vec(&self.status) {
             Ok(b) => b,
             Err(e) => {
                 log::error!("{}: cannot serialise its status: {e}", self.key);
@@ -78,9 +78,9 @@ impl Domain {
             }
         };
         if self.written.as_deref() != Some(&bytes) {
-            match files::write_atomic(&self.shared.paths.status_file(&self.key), &bytes) {
+            match self.shared.outputs.domain_status.publish(&self.key, &bytes) {
                 Ok(()) => self.written = Some(bytes),
-                Err(e) => log::error!("{}: cannot write its status: {e}", self.key),
+                Err(e) => log::error!("{}: cannot publish its status: {e}", self.key),
             }
         }
         if let Some(tx) = self.first_published.take() {
@@ -116,8 +116,8 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
     }
 }
 
-/// The status file of `key`, if it exists and parses.
-pub fn read_status(paths: &Paths, key: &str) -> Option<DomainStatus> {
-    let bytes = std::fs::read(paths.status_file(key)).ok()?;
+/// The published status of `key` (loaded from its checkpoint at start), if it parses.
+pub fn read_status(outputs: &Outputs, key: &str) -> Option<DomainStatus> {
+    let bytes = outputs.domain_status.get(key)?;
     serde_json::from_slice(&bytes).ok()
 }

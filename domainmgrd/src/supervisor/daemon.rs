@@ -17,6 +17,8 @@ use parking_lot::RwLock;
 
 use super::Supervisor;
 use crate::adapters::{Adapters, Sources};
+use crate::agent::contract::AgentFiles;
+use crate::agent::{Input, InputMode, Notice, Outputs, Subscribed};
 use crate::configfile::XlParser;
 use crate::control;
 use crate::domain::Shared;
@@ -50,6 +52,27 @@ pub struct Options {
     /// How xl.cfg files are parsed: in a child, the `domainmgrd-xlparse` helper (by default
     /// the one beside this executable, else the packaged one).
     pub xl_parser: XlParser,
+    /// Where the EVE inputs come from (files or EVE's pubsub), and the agent's files.
+    pub eve: EveOptions,
+}
+
+/// How the daemon meets EVE's other agents.
+#[derive(Debug, Clone)]
+pub struct EveOptions {
+    /// Files (the watcher) or EVE's pubsub sockets. With pubsub, DomainConfig comes from
+    /// `<config-dir>/DomainConfig.sock`, the adapter inputs from the agent directories their
+    /// file paths name (`<zedagent>/PhysicalIOAdapterList/global.json` → the topic
+    /// PhysicalIOAdapterList at `<zedagent>`), and the settings, unless a settings file is
+    /// given, from zedagent's ConfigItemValueMap in that same directory.
+    pub inputs: InputMode,
+    /// Where the pid and touch files EVE's watchdog reads go (EVE: `/run`); `None`: none.
+    pub agent_files: Option<PathBuf>,
+}
+
+impl Default for EveOptions {
+    fn default() -> Self {
+        EveOptions { inputs: InputMode::Files, agent_files: None }
+    }
 }
 
 impl Options {
@@ -65,6 +88,7 @@ impl Options {
             metrics_listen: None,
             host_config: PathBuf::from("/etc/default/domainmgr"),
             xl_parser: XlParser::default(),
+            eve: EveOptions::default(),
         }
     }
 }
@@ -93,6 +117,9 @@ pub enum StartError {
     /// The host settings file is invalid.
     #[error(transparent)]
     HostConfig(#[from] crate::hostcfg::HostConfigError),
+    /// A publication cannot be opened.
+    #[error(transparent)]
+    Publish(#[from] crate::agent::outputs::OpenError),
 }
 
 /// A running daemon.
@@ -138,7 +165,25 @@ impl Daemon {
                 Err(std::fs::TryLockError::Error(source)) => return Err(StartError::Setup { path: lock_path, source }),
             }
         }
-        let settings = Settings::load(options.settings_file.as_deref(), &options.config_flags)?;
+        // What the previous daemon published is loaded first: subscribers reconnecting now see
+        // the last statuses at once, and what is gone is unpublished once it is known gone.
+        let outputs = Arc::new(Outputs::open(&paths.status_dir, None)?);
+        let mut agent_files = options.eve.agent_files.as_deref().map(AgentFiles::new);
+        if let Some(files) = &mut agent_files {
+            if let Err(e) = files.write_pid() {
+                log::error!("cannot write the pid file EVE's watchdog reads: {e}");
+            }
+            files.touch_if_due();
+        }
+        let (change_tx, change_rx) = crossbeam_channel::unbounded();
+        let inputs = Inputs::subscribe(&options, &change_tx);
+        let settings = match &inputs.settings {
+            Some(input @ Input::Topic(_)) => Settings::load_input(input, &options.config_flags).unwrap_or_else(|e| {
+                log::error!("{e}; using the defaults until zedagent publishes usable settings");
+                Settings::load(None, &options.config_flags).unwrap_or_default()
+            }),
+            _ => Settings::load(options.settings_file.as_deref(), &options.config_flags)?,
+        };
         log::info!("settings: {settings:?}");
         let host = HostConfig::load(&options.host_config)?;
         // The socket before any domain is touched: a start that fails here changes nothing.
@@ -153,39 +198,51 @@ impl Daemon {
         // running guests hold (a restart must not take one from a live guest); then reconcile
         // the USB modules and apply the policy (once nim has named dom0's ports), all before any
         // domain thread runs.
-        let adapters =
-            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), &paths.status_dir, settings.enable_usb)
-                .start(&domains_now, &paths.domain_config_dir())
-                .map_err(|source| StartError::Setup { path: PathBuf::from("adapters thread"), source })?;
+        let mut adapters =
+            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), Arc::clone(&outputs), settings.enable_usb);
+        if let Some((list, network)) = &inputs.adapters {
+            adapters.use_inputs(list.clone(), network.clone());
+        }
+        let adapters = adapters
+            .start(&domains_now, &paths.domain_config_dir())
+            .map_err(|source| StartError::Setup { path: PathBuf::from("adapters thread"), source })?;
 
-        let (change_tx, change_rx) = crossbeam_channel::unbounded();
         let config_dir = paths.domain_config_dir();
-        let mut others = vec![
-            (options.adapter_sources.adapter_list.clone(), Change::Adapters),
-            (options.adapter_sources.network_status.clone(), Change::Adapters),
-        ];
+        let mut others = Vec::new();
+        if inputs.adapters.is_none() {
+            others.push((options.adapter_sources.adapter_list.clone(), Change::Adapters));
+            others.push((options.adapter_sources.network_status.clone(), Change::Adapters));
+        }
         if let Some(file) = &options.settings_file {
             others.push((file.clone(), Change::Settings));
         }
-        let watcher =
-            match Watcher::start(&config_dir, Some(&host.auto_dir), &others, &paths.run_dir.join("wake"), change_tx) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
-                    None
-                }
-            };
+        let watched_configs = inputs.configs.is_none().then_some(config_dir.as_path());
+        let watcher = match Watcher::start(
+            watched_configs,
+            Some(&host.auto_dir),
+            &others,
+            &paths.run_dir.join("wake"),
+            change_tx,
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::error!("cannot watch {}: {e}; relying on periodic rescans", config_dir.display());
+                None
+            }
+        };
         let shared = Shared {
             hv,
             settings: Arc::new(RwLock::new(settings)),
             paths: Arc::new(paths.clone()),
             adapters,
             registry: Arc::default(),
+            outputs: Arc::clone(&outputs),
             // A host-stop holds until host-start, across daemon restarts (see hoststate.rs).
             host_stopped: Arc::new(crate::hoststate::host_stopped(paths).into()),
             xl_cfg_files: Arc::default(),
         };
-        let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&shared.paths), Arc::clone(&shared.registry));
+        publish_capabilities(shared.hv.as_ref(), &outputs);
+        let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&outputs), Arc::clone(&shared.registry));
         let sampler_latest = sampler.latest();
         let prometheus = match &options.metrics_listen {
             Some(listen) => Some(
@@ -217,7 +274,12 @@ impl Daemon {
             first_statuses: Vec::new(),
             misspelt: Default::default(),
             handback: crossbeam_channel::unbounded(),
+            configs: inputs.configs.as_ref().map(|s| Arc::clone(&s.topic)),
+            settings_input: inputs.settings.clone(),
+            configs_restarted: None,
+            agent_files,
         };
+        inputs.wait_for_configs(&sup.options.paths.config_dir, Duration::from_secs(2));
         sup.take_over(domains_now);
         // Ready only once every domain it found has a status: a `domainctl status` (or EVE's
         // zedmanager) asking right after the start gets the truth, not "unknown".
@@ -231,7 +293,7 @@ impl Daemon {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
-            .spawn(move || sup.run(change_rx, control_rx, stop_rx, watcher))
+            .spawn(move || sup.run(change_rx, control_rx, stop_rx, watcher, inputs))
             .map_err(|source| StartError::Setup { path: PathBuf::from("supervisor thread"), source })?;
         Ok(Daemon {
             stop_tx,
@@ -275,5 +337,103 @@ impl Daemon {
         drop(self.prometheus.take());
         drop(self.lock.take());
         drop(self.thread.take());
+    }
+}
+
+/// Publishes what the host offers (EVE's `Capabilities`), from physinfo, before any domain
+/// thread runs. If physinfo fails now, the metrics sampler publishes it at its first good
+/// reading (EVE retries every 5 s; the sampler reads the host every `timer.metric.interval / 4`).
+fn publish_capabilities(hv: &dyn Hypervisor, outputs: &Outputs) {
+    match hv.host_info() {
+        Ok(host) => {
+            Outputs::publish(&outputs.capabilities, "global", &crate::agent::outputs::Capabilities::of(&host));
+        }
+        Err(e) => log::error!("cannot read the host's capabilities yet: {e}"),
+    }
+}
+
+/// The EVE inputs the daemon subscribes to (pubsub mode), and the settings input.
+pub(super) struct Inputs {
+    /// zedmanager's DomainConfig (`None`: files).
+    pub configs: Option<Subscribed>,
+    /// zedagent's PhysicalIOAdapterList and nim's DeviceNetworkStatus (`None`: files).
+    pub adapters: Option<(Input, Input)>,
+    /// The settings: a file, zedagent's ConfigItemValueMap, or none (defaults and flags).
+    pub settings: Option<Input>,
+    subscriptions: Vec<Subscribed>,
+}
+
+impl Inputs {
+    /// Subscribes to EVE's topics (pubsub mode); each change reaches the supervisor as a
+    /// [`Change`] after the topic's content has it.
+    fn subscribe(options: &Options, changes: &Sender<Change>) -> Inputs {
+        let file_settings = options.settings_file.clone().map(Input::File);
+        let InputMode::Pubsub { redial, large_root } = &options.eve.inputs else {
+            return Inputs { configs: None, adapters: None, settings: file_settings, subscriptions: Vec::new() };
+        };
+        let start = |agent_dir: &std::path::Path, topic: &str, to_change: fn(Notice) -> Option<Change>| {
+            let tx = changes.clone();
+            Subscribed::start(agent_dir, topic, *redial, large_root.clone(), move |notice| {
+                if let Some(change) = to_change(notice) {
+                    let _ = tx.send(change);
+                }
+            })
+        };
+        let configs = start(&options.paths.config_dir, "DomainConfig", |n| {
+            Some(match n {
+                Notice::Updated(key) => Change::Config(key),
+                Notice::Deleted(key) => Change::ConfigGone(key),
+                Notice::Synchronized => Change::ConfigsSynchronized,
+                Notice::Restarted(n) => Change::ConfigsRestarted(n),
+            })
+        });
+        let agent_dir_of = |file: &std::path::Path| -> PathBuf {
+            file.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default()
+        };
+        let adapters_changed =
+            |n: Notice| matches!(n, Notice::Updated(_) | Notice::Deleted(_)).then_some(Change::Adapters);
+        let zedagent = agent_dir_of(&options.adapter_sources.adapter_list);
+        let list = start(&zedagent, "PhysicalIOAdapterList", adapters_changed);
+        let network =
+            start(&agent_dir_of(&options.adapter_sources.network_status), "DeviceNetworkStatus", adapters_changed);
+        let mut subscriptions = Vec::new();
+        let settings = match file_settings {
+            Some(file) => Some(file),
+            None => {
+                let s = start(&zedagent, "ConfigItemValueMap", |n| {
+                    matches!(n, Notice::Updated(_) | Notice::Deleted(_)).then_some(Change::Settings)
+                });
+                let input = Input::Topic(Arc::clone(&s.topic));
+                subscriptions.push(s);
+                Some(input)
+            }
+        };
+        let adapters = Some((Input::Topic(Arc::clone(&list.topic)), Input::Topic(Arc::clone(&network.topic))));
+        subscriptions.push(list);
+        subscriptions.push(network);
+        Inputs { configs: Some(configs), adapters, settings, subscriptions }
+    }
+
+    /// Waits up to `limit` for zedmanager's first snapshot if its socket is there, so that the
+    /// domains found running are taken over with their configs.
+    fn wait_for_configs(&self, config_dir: &std::path::Path, limit: Duration) {
+        let Some(configs) = &self.configs else { return };
+        if !config_dir.join("DomainConfig.sock").exists() {
+            return;
+        }
+        let deadline = Instant::now() + limit;
+        while !configs.topic.synchronized() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Ends every subscription.
+    pub fn stop(self) {
+        if let Some(c) = self.configs {
+            c.stop();
+        }
+        for s in self.subscriptions {
+            s.stop();
+        }
     }
 }

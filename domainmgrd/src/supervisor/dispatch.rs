@@ -265,14 +265,13 @@ impl Supervisor {
     }
 
     fn status(&self, arg: Option<&str>) -> Response {
-        let paths = &self.shared.paths;
         match arg {
             Some(arg) => {
                 let key = match self.resolve(arg) {
                     Ok(k) => k,
                     Err(e) => return Response::error_with_exit(e, exit::STATUS_UNKNOWN),
                 };
-                match domain::read_status(paths, &key) {
+                match domain::read_status(&self.shared.outputs, &key) {
                     Some(st) => {
                         let running = st.state == crate::eve::SwState::RUNNING;
                         Response::data_with_exit(&st, if running { exit::OK } else { exit::NOT_RUNNING })
@@ -281,7 +280,8 @@ impl Supervisor {
                 }
             }
             None => {
-                let all: Vec<_> = self.domains.keys().filter_map(|k| domain::read_status(paths, k)).collect();
+                let all: Vec<_> =
+                    self.domains.keys().filter_map(|k| domain::read_status(&self.shared.outputs, k)).collect();
                 let any_running = all.iter().any(|s| s.state == crate::eve::SwState::RUNNING);
                 Response::data_with_exit(&all, if any_running { exit::OK } else { exit::NOT_RUNNING })
             }

@@ -28,6 +28,8 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 use xenctl::{DomainInfo, XlConfigFile};
 
+use crate::agent::contract::AgentFiles;
+use crate::agent::{Input, Topic};
 use crate::configfile;
 use crate::control::ControlMsg;
 use crate::domain::{Command, Domain, Loaded, Shared, Source};
@@ -79,7 +81,19 @@ struct Supervisor {
     /// Work that helper threads hand back to the supervisor's thread (a `domainctl create`
     /// whose file was read and parsed elsewhere, so that a slow file never blocks this one).
     handback: (Sender<Handback>, Receiver<Handback>),
+    /// zedmanager's DomainConfig topic (EVE's pubsub); `None`: the config directory's files.
+    configs: Option<Arc<Topic>>,
+    /// Where settings come from (a file, zedagent's topic), if anywhere.
+    settings_input: Option<Input>,
+    /// zedmanager said it restarted (this counter): DomainStatus says so too once every
+    /// config it published has its status.
+    configs_restarted: Option<(u64, Instant)>,
+    /// The pid and touch files EVE's watchdog reads.
+    agent_files: Option<AgentFiles>,
 }
+
+/// How long DomainStatus's "restarted" waits for the statuses of zedmanager's configs.
+const RESTARTED_WAIT: Duration = Duration::from_secs(10);
 
 /// See [`Supervisor::handback`].
 type Handback = Box<dyn FnOnce(&mut Supervisor) + Send>;
@@ -165,11 +179,17 @@ impl Supervisor {
         match record.origin {
             records::Origin::Eve => {
                 let grace = self.options.removal_grace;
-                log::info!(
-                    "domain {domid} ({uuid}): its EVE config is missing at start; it is halted if still missing in {grace:?}"
-                );
                 self.spawn(key.clone(), uuid, None, Some(info));
-                self.pending_removals.insert(key, Instant::now() + grace);
+                if self.configs.as_ref().is_none_or(|t| t.synchronized()) {
+                    log::info!(
+                        "domain {domid} ({uuid}): its EVE config is missing at start; it is halted if still missing in {grace:?}"
+                    );
+                    self.pending_removals.insert(key, Instant::now() + grace);
+                } else {
+                    log::info!(
+                        "domain {domid} ({uuid}): adopted; it keeps running until zedmanager's snapshot says what to do with it"
+                    );
+                }
             }
             records::Origin::Auto { file } => {
                 let reason = match self.auto_errors.get(&file) {
@@ -212,6 +232,7 @@ impl Supervisor {
         control: Receiver<ControlMsg>,
         stop: Receiver<()>,
         watcher: Option<Watcher>,
+        inputs: daemon::Inputs,
     ) {
         let tick = Duration::from_millis(250);
         let handback = self.handback.1.clone();
@@ -241,10 +262,15 @@ impl Supervisor {
                 self.rescan();
             }
             self.reap_finished();
+            self.signal_restarted_when_done();
+            if let Some(files) = &mut self.agent_files {
+                files.touch_if_due();
+            }
         }
         if let Some(w) = watcher {
             w.stop();
         }
+        inputs.stop();
         self.stop_domains();
     }
 
@@ -259,7 +285,10 @@ impl Supervisor {
                 self.on_config_file(&key, None);
             }
             Change::ConfigGone(key) => {
-                self.pending_removals.insert(key, Instant::now() + self.options.removal_grace);
+                // A file's removal waits out the grace (editors move a file away before
+                // writing the new one); zedmanager's `delete` is its word, taken at once.
+                let grace = if self.configs.is_some() { Duration::ZERO } else { self.options.removal_grace };
+                self.pending_removals.insert(key, Instant::now() + grace);
             }
             Change::Settings => self.reload_settings(),
             Change::AutoFile(path) => {
@@ -277,11 +306,74 @@ impl Supervisor {
                 }
             }
             Change::Rescan => self.rescan(),
+            Change::ConfigsSynchronized => self.configs_synchronized(),
+            Change::ConfigsRestarted(n) => {
+                // EVE's domainmgr: a non-zero counter means zedmanager has published all it
+                // had after its restart; zero means nothing.
+                if n != 0 {
+                    log::info!("zedmanager restarted ({n}); DomainStatus says so once every config has its status");
+                    self.configs_restarted = Some((n, Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// zedmanager sent its whole snapshot: an EVE domain without a config in it is gone (after
+    /// the removal grace, as for a removed file). Before the first snapshot nothing is
+    /// believed gone: the domains found running keep running.
+    fn configs_synchronized(&mut self) {
+        let Some(topic) = &self.configs else { return };
+        let present = topic.keys();
+        let now = Instant::now();
+        let grace = self.options.removal_grace;
+        for (key, h) in &self.domains {
+            if h.source == Source::Eve && !present.contains(key) {
+                self.pending_removals.entry(key.clone()).or_insert(now + grace);
+            }
+        }
+    }
+
+    /// Once zedmanager said it restarted and every config it published has a status for
+    /// that config (its version), DomainStatus says "restarted" (EVE's domainmgr signals it
+    /// when zedmanager's restart reaches it; its handlers have run by then, as ours have
+    /// once the statuses are out).
+    fn signal_restarted_when_done(&mut self) {
+        let (Some((_, since)), Some(topic)) = (self.configs_restarted, &self.configs) else { return };
+        let outputs = &self.shared.outputs;
+        let version = |bytes: &[u8]| -> Option<String> {
+            let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+            Some(v.get("UUIDandVersion")?.get("Version")?.as_str()?.to_string())
+        };
+        let waiting: Vec<String> = topic
+            .keys()
+            .into_iter()
+            .filter(|key| match (topic.get(key), outputs.domain_status.get(key)) {
+                (Some(config), Some(status)) => version(&config) != version(&status),
+                (None, _) => false,
+                (Some(_), None) => true,
+            })
+            .collect();
+        // A config that cannot be used at all may never get a status of its version: it does
+        // not hold up the others for long.
+        let late = since.elapsed() >= RESTARTED_WAIT;
+        if late && !waiting.is_empty() {
+            log::warn!("DomainStatus: saying restarted without statuses for {}", waiting.join(", "));
+        }
+        if waiting.is_empty() || late {
+            self.configs_restarted = None;
+            match outputs.domain_status.signal_restarted() {
+                Ok(()) => log::info!("DomainStatus: restarted ({})", outputs.domain_status.restart_counter()),
+                Err(e) => log::error!("DomainStatus: cannot signal restarted: {e}"),
+            }
         }
     }
 
     fn reload_settings(&mut self) {
-        match Settings::load(self.options.settings_file.as_deref(), &self.options.config_flags) {
+        let loaded = match &self.settings_input {
+            Some(input) => Settings::load_input(input, &self.options.config_flags),
+            None => Settings::load(None, &self.options.config_flags),
+        };
+        match loaded {
             Ok(s) => {
                 log::info!("settings reloaded: {s:?}");
                 let usb = s.enable_usb;
@@ -299,7 +391,7 @@ impl Supervisor {
             self.pending_removals.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect();
         for key in due {
             self.pending_removals.remove(&key);
-            if self.config_path(&key).exists() {
+            if self.config_present(&key) {
                 self.on_config_file(&key, None); // it was replaced, not removed
             } else if let Some(h) = self.domains.get_mut(&key) {
                 h.last_bytes = None;
@@ -313,6 +405,9 @@ impl Supervisor {
         let present = self.list_config_keys();
         for key in &present {
             self.on_config_file(key, None);
+        }
+        if self.configs.as_ref().is_some_and(|t| !t.synchronized()) {
+            return; // nothing is believed gone before zedmanager's first snapshot
         }
         let gone: Vec<String> = self
             .domains
@@ -328,6 +423,20 @@ impl Supervisor {
     }
 
     fn list_config_keys(&mut self) -> Vec<String> {
+        if let Some(topic) = &self.configs {
+            let mut keys = Vec::new();
+            for key in topic.keys() {
+                if watcher::canonical_uuid(&key).is_some() {
+                    keys.push(key);
+                } else if self.misspelt.insert(key.clone().into()) {
+                    log::warn!(
+                        "{}: key {key:?} is not a config's: a key is its app's UUID in lower-case hex with hyphens",
+                        topic.name()
+                    );
+                }
+            }
+            return keys;
+        }
         let Ok(entries) = std::fs::read_dir(self.shared.paths.domain_config_dir()) else {
             return Vec::new();
         };
@@ -346,19 +455,44 @@ impl Supervisor {
         keys
     }
 
+    /// Where `key`'s config is: its file, or (EVE's pubsub) zedmanager's checkpoint of it,
+    /// which names it in messages.
     fn config_path(&self, key: &str) -> PathBuf {
-        self.shared.paths.domain_config_dir().join(format!("{key}.json"))
+        match &self.configs {
+            Some(topic) => topic.origin(key),
+            None => self.shared.paths.domain_config_dir().join(format!("{key}.json")),
+        }
+    }
+
+    /// Whether `key` has a config now.
+    fn config_present(&self, key: &str) -> bool {
+        match &self.configs {
+            Some(topic) => topic.get(key).is_some(),
+            None => self.config_path(key).exists(),
+        }
+    }
+
+    /// `key`'s config bytes, `Ok(None)` if it has none.
+    fn config_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        if let Some(topic) = &self.configs {
+            return Ok(topic.get(key));
+        }
+        match configfile::read(&self.config_path(key), &configfile::DOMAIN_CONFIG) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(error_chain(&e)),
+        }
     }
 
     /// The config file of `key` was written (or found): parse it and hand it to its thread.
     fn on_config_file(&mut self, key: &str, existing: Option<DomainInfo>) {
         let Ok(uuid) = key.parse::<Uuid>() else { return };
         let path = self.config_path(key);
-        let bytes = match configfile::read(&path, &configfile::DOMAIN_CONFIG) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return,
+        let bytes = match self.config_bytes(key) {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
             Err(e) => {
-                self.send_or_spawn(key, uuid, Command::ConfigUnreadable(error_chain(&e)), existing);
+                self.send_or_spawn(key, uuid, Command::ConfigUnreadable(e), existing);
                 return;
             }
         };

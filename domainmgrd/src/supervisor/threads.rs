@@ -11,8 +11,8 @@ use uuid::Uuid;
 use xenctl::DomainInfo;
 
 use super::{DomainHandle, Ended, Supervisor};
+use crate::agent::Outputs;
 use crate::domain::{self, Command, Domain, Loaded, Source};
-use crate::files::{self, Paths};
 
 impl Supervisor {
     /// Joins the domain threads that ended. A thread that ended on its own (a delete or a
@@ -105,7 +105,7 @@ impl Supervisor {
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let source = domain.source();
-        let paths = Arc::clone(&self.shared.paths);
+        let outputs = Arc::clone(&self.shared.outputs);
         let registry = Arc::clone(&self.shared.registry);
         let thread_key = key.clone();
         let spawned = std::thread::Builder::new()
@@ -116,7 +116,7 @@ impl Supervisor {
                 match run {
                     Ok(()) => Ended::Normally,
                     Err(panic) => {
-                        record_panic(&paths, &registry, &thread_key, panic.as_ref());
+                        record_panic(&outputs, &registry, &thread_key, panic.as_ref());
                         Ended::Panicked
                     }
                 }
@@ -152,7 +152,7 @@ impl Supervisor {
 
 /// A domain thread panicked: say so in its status (and in what `domainctl list` shows); the
 /// daemon and the domain carry on.
-fn record_panic(paths: &Paths, registry: &crate::metrics::Registry, key: &str, panic: &(dyn std::any::Any + Send)) {
+fn record_panic(outputs: &Outputs, registry: &crate::metrics::Registry, key: &str, panic: &(dyn std::any::Any + Send)) {
     let what = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -160,7 +160,7 @@ fn record_panic(paths: &Paths, registry: &crate::metrics::Registry, key: &str, p
         .unwrap_or_else(|| "unknown panic".into());
     log::error!("{key}: its thread failed: {what}; the domain is left as it is");
     let mut status =
-        domain::read_status(paths, key).unwrap_or_else(|| domain::empty_status(key.parse().unwrap_or_default()));
+        domain::read_status(outputs, key).unwrap_or_else(|| domain::empty_status(key.parse().unwrap_or_default()));
     status.state = crate::eve::SwState::UNKNOWN;
     status.state_name = status.state.to_string();
     if let Ok(uuid) = key.parse::<Uuid>()
@@ -170,7 +170,5 @@ fn record_panic(paths: &Paths, registry: &crate::metrics::Registry, key: &str, p
     }
     status.error =
         crate::eve::ErrorDescription::now(format!("internal error in domainmgrd: {what}"), "restart domainmgrd");
-    if let Ok(bytes) = serde_json::to_vec_pretty(&status) {
-        let _ = files::write_atomic(&paths.status_file(key), &bytes);
-    }
+    Outputs::publish(&outputs.domain_status, key, &status);
 }

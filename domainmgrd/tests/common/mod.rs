@@ -237,11 +237,19 @@ impl Env {
         (uuid, self.wait_state(uuid, SwState::RUNNING))
     }
 
-    /// The status file as it is now, held open: every write replaces the file (a new one is
-    /// renamed over it), so [`Env::wait_rewritten`] can tell a new write from the old file,
-    /// even one with the same content (the held file's inode cannot be reused meanwhile).
+    /// Marks the (stopped) daemon's status checkpoint as stale and holds it open: a daemon
+    /// started next loads it, and publishes only what differs, so its `StateName` is made one
+    /// the daemon never writes. Every write replaces the file (a new one is renamed over it),
+    /// so [`Env::wait_rewritten`] can tell a new write from the old file (the held file's inode
+    /// cannot be reused meanwhile).
     pub fn hold_status(&self, uuid: Uuid) -> std::fs::File {
-        std::fs::File::open(self.paths().status_file(&uuid.to_string())).unwrap()
+        let path = self.paths().status_file(&uuid.to_string());
+        let mut status: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        status["StateName"] = json!("STALE");
+        let tmp = path.with_extension("stale");
+        std::fs::write(&tmp, serde_json::to_vec(&status).unwrap()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        std::fs::File::open(path).unwrap()
     }
 
     /// Waits until the status file was written since `held` was taken; the new status.

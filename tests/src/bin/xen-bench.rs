@@ -253,7 +253,9 @@ fn main() -> Result<(), String> {
     let paths = std::sync::Arc::new(domainmgrd::files::Paths::under(std::path::Path::new("/tmp/bench-metrics")));
     paths.create_all().ctx("metrics dirs")?;
     let hv = domainmgrd::hypervisor::LibxlHypervisor::open().ctx("hypervisor")?;
-    let mut sampler = domainmgrd::metrics::Sampler::new(std::sync::Arc::new(hv), paths, registry);
+    let outputs = domainmgrd::agent::Outputs::open(&paths.status_dir, None).ctx("publications")?;
+    let mut sampler =
+        domainmgrd::metrics::Sampler::new(std::sync::Arc::new(hv), std::sync::Arc::new(outputs), registry);
     let mut samples = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();

@@ -42,6 +42,7 @@ fn main() {
     tests.extend(xlcfg_e2e::tests());
     tests.extend(devices_e2e::tests());
     tests.extend(host_e2e::tests());
+    tests.extend(eve_e2e::tests());
     let ctx = match Context::new() {
         Ok(ctx) => ctx,
         Err(e) => {
