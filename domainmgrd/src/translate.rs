@@ -8,7 +8,7 @@ use std::path::Path;
 
 use xenctl::{DiskFormat, DiskSpec, DomainKind, DomainSpec, Mac, ShutdownAction, VifSpec, VncSpec};
 
-use crate::eve::{DiskStatus, DomainConfig, Format, VmMode};
+use crate::eve::{DiskConfig, DiskStatus, DomainConfig, Format, VmMode};
 
 /// A config value we cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,15 +48,19 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
     }
 
     let kind = match vm.virtualization_mode {
-        VmMode::PV => DomainKind::Pv,
         VmMode::HVM | VmMode::FML | VmMode::LEGACY => DomainKind::Hvm,
         VmMode::NOHYPER => {
-            return Err(err("VirtualizationMode", "4".into(), "NOHYPER (no hypervisor) cannot run as a Xen domain"));
+            return Err(err(
+                "VirtualizationMode",
+                "4".into(),
+                "NOHYPER apps run as containers beside EVE, not as Xen domains: not supported",
+            ));
         }
-        VmMode(n) => {
-            return Err(err("VirtualizationMode", n.to_string(), "expected 0 (PV), 1 (HVM), 3 (FML) or 5 (LEGACY)"));
-        }
+        // PV, and any other number: EVE reads those as PV (VirtualizationModeOrDefault), and
+        // its Xen backend gives them no device model (its xl config's default branch).
+        _ => DomainKind::Pv,
     };
+    not_supported_yet(config).map_err(|(field, value, reason)| err(&field, value, &reason))?;
 
     let kib_to_mib = |field: &str, kib: i64| -> Result<u64, ConfigError> {
         u64::try_from(kib).map(|k| k.div_ceil(1024)).map_err(|_| err(field, kib.to_string(), "cannot be negative"))
@@ -153,14 +157,23 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         let disk =
             DiskSpec { format, cdrom, readonly: d.read_only || cdrom, ..DiskSpec::new(d.file_location.trim(), &vdev) };
         spec.disks.push(disk);
+        // EVE's Devtype (configToStatus): an app's own volume is "AppCustom"; any other disk
+        // "hdd", an ISO image "cdrom" with its format written RAW; under LEGACY all of
+        // those are "legacy" (the format stays RAW).
+        let (devtype, status_format) = if d.target == DiskConfig::TARGET_APP_CUSTOM {
+            ("AppCustom", d.format)
+        } else {
+            let (devtype, format) = if d.format == Format::ISO { ("cdrom", Format::RAW) } else { ("hdd", d.format) };
+            (if vm.virtualization_mode == VmMode::LEGACY { "legacy" } else { devtype }, format)
+        };
         disks.push(DiskStatus {
             volume_key: d.volume_key.clone(),
             read_only: d.read_only || cdrom,
             file_location: d.file_location.clone(),
-            format: d.format,
+            format: status_format,
             mount_dir: d.mount_dir.clone(),
             display_name: d.display_name.clone(),
-            devtype: if cdrom { "cdrom".into() } else { String::new() },
+            devtype: devtype.into(),
             vdev,
             wwn: d.wwn.clone(),
             custom_meta: d.custom_meta.clone(),
@@ -190,6 +203,73 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         other => err("(config)", String::new(), &other.to_string()),
     })?;
     Ok(Translated { spec, disks })
+}
+
+/// The fields EVE honours and we do not yet: the first one set to something that changes
+/// what the guest gets, as (field, value as JSON shows it, why). A field at its zero value asks
+/// for nothing and passes, and so do the ones that never change what the guest gets.
+fn not_supported_yet(config: &DomainConfig) -> Result<(), (String, String, String)> {
+    let not_yet = |field: &str, value: String, what: &str| {
+        Err((field.to_string(), value, format!("{what} is not supported yet")))
+    };
+    let vm = &config.vm;
+    if !vm.device_tree.is_empty() {
+        return not_yet("DeviceTree", as_json(&vm.device_tree), "a device tree for the guest (device_tree)");
+    }
+    if let Some(v) = vm.dt_dev.as_ref().filter(|v| !v.is_empty()) {
+        return not_yet("DtDev", as_json(v), "passing device tree nodes through (dtdev)");
+    }
+    if let Some(v) = vm.irqs.as_ref().filter(|v| !v.is_empty()) {
+        return not_yet("IRQs", as_json(v), "passing physical IRQs through (irqs)");
+    }
+    if let Some(v) = vm.io_mem.as_ref().filter(|v| !v.is_empty()) {
+        return not_yet("IOMem", as_json(v), "passing I/O memory through (iomem)");
+    }
+    // EVE's Xen backend gives a guest without VNC no display (`nographic`, `vga="none"`)
+    // unless it has a GPUConfig.
+    if !config.gpu_config.is_empty() {
+        return not_yet("GPUConfig", as_json(&config.gpu_config), "a GPU or display for the guest");
+    }
+    // OpenStack metadata: EVE names the guest's SMBIOS product "OpenStack Compute", user
+    // data or not.
+    const OPENSTACK: u8 = 2;
+    if config.meta_data_type == OPENSTACK {
+        return not_yet("MetaDataType", "2".into(), "OpenStack metadata (the guest's SMBIOS product name)");
+    }
+    // User data (clear, or encrypted: IsCipher) becomes a cloud-init CD-ROM for the guest
+    // when MetaDataType is a drive (0, or 3 for multipart); under 1 (none) or a number EVE
+    // does not know, EVE's domainmgr gives the guest nothing of it (zedrouter's metadata
+    // server serves it, not us). CipherData without IsCipher is never read by EVE. Without
+    // user data, MetaDataType asks for nothing. The value is not shown: user data may hold
+    // secrets and the status is world-readable.
+    const DRIVE: u8 = 0;
+    const DRIVE_MULTIPART: u8 = 3;
+    if matches!(config.meta_data_type, DRIVE | DRIVE_MULTIPART) {
+        if config.is_cipher {
+            return not_yet("IsCipher", "true".into(), "encrypted cloud-init user data (a cloud-init drive)");
+        }
+        if let Some(data) = &config.cloud_init_user_data {
+            let value = format!("({} bytes of base64, not shown)", data.len());
+            return not_yet("pubsub-large-CloudInitUserData", value, "cloud-init user data (a cloud-init drive)");
+        }
+    }
+    for (i, a) in config.io_adapter_list.iter().enumerate() {
+        if a.eth_vf.is_set() {
+            return not_yet(
+                &format!("IoAdapterList[{i}].EthVf"),
+                as_json(&a.eth_vf),
+                "SR-IOV virtual function settings",
+            );
+        }
+    }
+    // DisableLogs only keeps the guest's console out of EVE's logs; we log no guest console,
+    // so there is nothing to disable: accepted whatever its value.
+    Ok(())
+}
+
+/// A value as JSON shows it, for error messages.
+fn as_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// Maps a DomainSpec field name back to the EVE field it came from.
@@ -247,6 +327,7 @@ mod tests {
                 vif_order: 0,
             }],
             io_adapter_list: vec![],
+            ..DomainConfig::default()
         }
     }
 
@@ -287,7 +368,7 @@ mod tests {
         assert_eq!(s.disks[0].vdev, "xvda");
         assert_eq!(s.disks[0].format, DiskFormat::Qcow2);
         assert!(s.disks[1].cdrom && s.disks[1].readonly);
-        assert_eq!(tr.disks[1].devtype, "cdrom");
+        assert_eq!((tr.disks[0].devtype.as_str(), tr.disks[1].devtype.as_str()), ("hdd", "cdrom"));
         assert_eq!(tr.disks[1].vdev, "xvdb");
         assert_eq!(s.vifs[0].vifname.as_deref(), Some("nbu1x2"));
         assert_eq!(s.vifs[0].mtu, Some(1400));
@@ -313,6 +394,82 @@ mod tests {
     }
 
     #[test]
+    fn unknown_modes_run_as_pv_as_eve_reads_them() {
+        let mut c = config();
+        for mode in [VmMode::FILLER, VmMode(6), VmMode(255)] {
+            c.vm.virtualization_mode = mode;
+            let s = t(&c).unwrap().spec;
+            assert_eq!(s.kind, DomainKind::Pv, "{mode:?}");
+            assert!(s.cmdline.as_deref().is_some_and(|l| l.starts_with("console=hvc0 appuuid=")), "{mode:?}");
+            assert_eq!(mode.or_default(), VmMode::PV);
+        }
+        assert_eq!(VmMode::LEGACY.or_default(), VmMode::LEGACY);
+    }
+
+    #[test]
+    fn devtypes_are_eves() {
+        let mut c = config();
+        c.disk_config_list[0].format = Format::RAW;
+        let disks = t(&c).unwrap().disks;
+        assert_eq!((disks[0].devtype.as_str(), disks[0].format), ("hdd", Format::RAW));
+        assert_eq!((disks[1].devtype.as_str(), disks[1].format), ("cdrom", Format::RAW), "an ISO is a RAW cdrom");
+        c.disk_config_list[0].target = DiskConfig::TARGET_APP_CUSTOM;
+        c.vm.virtualization_mode = VmMode::LEGACY;
+        c.vm.kernel.clear();
+        let disks = t(&c).unwrap().disks;
+        assert_eq!(disks[0].devtype, "AppCustom");
+        assert_eq!((disks[1].devtype.as_str(), disks[1].format), ("legacy", Format::RAW));
+    }
+
+    #[test]
+    fn fields_not_supported_yet_are_errors_only_when_they_ask_for_something() {
+        type Mutation = Box<dyn Fn(&mut DomainConfig)>;
+        let neutral: Vec<Mutation> = vec![
+            Box::new(|c| c.vm.dt_dev = Some(vec![])),
+            Box::new(|c| c.vm.irqs = Some(vec![])),
+            Box::new(|c| c.disable_logs = true),
+            Box::new(|c| (c.meta_data_type, c.cipher_data) = (3, Some("AAE=".into()))),
+            Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (1, Some("I2Nsb3VkLWNvbmZpZw==".into()))),
+            Box::new(|c| (c.meta_data_type, c.is_cipher) = (1, true)),
+            Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (7, Some("eA==".into()))),
+        ];
+        for mutate in neutral {
+            let mut c = config();
+            mutate(&mut c);
+            assert!(t(&c).is_ok(), "{c:?}");
+        }
+        let set: Vec<(Mutation, &str)> = vec![
+            (Box::new(|c| c.vm.device_tree = "guest.dtb".into()), "DeviceTree = \"guest.dtb\": a device tree"),
+            (Box::new(|c| c.vm.dt_dev = Some(vec!["/smb/gpio@f7020000".into()])), "DtDev = [\"/smb/gpio@f7020000\"]"),
+            (Box::new(|c| c.vm.irqs = Some(vec![88, 86])), "IRQs = [88,86]: passing physical IRQs"),
+            (Box::new(|c| c.vm.io_mem = Some(vec!["0xf7020,1".into()])), "IOMem = [\"0xf7020,1\"]"),
+            (Box::new(|c| c.gpu_config = "legacy".into()), "GPUConfig = \"legacy\""),
+            (Box::new(|c| c.meta_data_type = 2), "MetaDataType = 2: OpenStack"),
+            (Box::new(|c| c.is_cipher = true), "IsCipher = true: encrypted cloud-init user data"),
+            (
+                Box::new(|c| c.cloud_init_user_data = Some("I2Nsb3VkLWNvbmZpZw==".into())),
+                "pubsub-large-CloudInitUserData = (20 bytes of base64, not shown): cloud-init user data",
+            ),
+            (
+                Box::new(|c| {
+                    c.io_adapter_list = vec![crate::eve::IoAdapter {
+                        name: "eth1vf0".into(),
+                        eth_vf: crate::eve::EthVf { vlan_id: 5, ..Default::default() },
+                        ..Default::default()
+                    }]
+                }),
+                "IoAdapterList[0].EthVf = {\"VlanID\":5}: SR-IOV",
+            ),
+        ];
+        for (mutate, want) in set {
+            let mut c = config();
+            mutate(&mut c);
+            let e = t(&c).unwrap_err().to_string();
+            assert!(e.contains(want) && e.ends_with("is not supported yet"), "{e}\n  wanted: {want}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_file_field_and_value() {
         type Mutation = Box<dyn Fn(&mut DomainConfig)>;
         let cases: Vec<(Mutation, &str)> = vec![
@@ -320,7 +477,6 @@ mod tests {
             (Box::new(|c| c.vm.max_mem = 1000), "x.json: MaxMem = 1000: is less than Memory"),
             (Box::new(|c| c.vm.vcpus = -1), "x.json: VCpus = -1: must be 0 or more"),
             (Box::new(|c| c.vm.max_cpus = 1), "x.json: MaxCpus = 1: is less than VCpus"),
-            (Box::new(|c| c.vm.virtualization_mode = VmMode(9)), "x.json: VirtualizationMode = 9:"),
             (Box::new(|c| c.vm.virtualization_mode = VmMode::NOHYPER), "VirtualizationMode = 4: NOHYPER"),
             (
                 Box::new(|c| c.disk_config_list[1].format = Format::VMDK),

@@ -35,6 +35,11 @@ impl Host {
         link.file_name()?.to_str()?.parse().ok()
     }
 
+    /// Whether dom0 has the network interface `ifname` (in sysfs, as netlink would say).
+    pub fn has_interface(&self, ifname: &str) -> bool {
+        !ifname.is_empty() && !ifname.contains('/') && self.sysfs.join("class/net").join(ifname).exists()
+    }
+
     /// Loads (or, with `load == false`, unloads) the USB input and storage modules.
     pub fn usb_modules(&self, load: bool) -> Result<(), String> {
         let mut cmd = Command::new(&self.modprobe);

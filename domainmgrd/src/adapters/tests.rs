@@ -56,7 +56,7 @@ fn the_network_status_counts_only_once_it_names_a_port_and_is_kept_after() {
 fn reservations_wait_for_the_policy_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = adapters(dir.path());
-    let wanted = [IoAdapter { io_type: crate::eve::IoType(1), name: "eth1".into(), intf_order: 0 }];
+    let wanted = [IoAdapter { io_type: crate::eve::IoType(1), name: "eth1".into(), ..IoAdapter::default() }];
     let e = a.reserve(Uuid::new_v4(), &wanted).unwrap_err();
     assert!(e.contains("eth1 cannot be assigned yet: no PhysicalIOAdapterList has been received"), "{e}");
     // Adopted before any list: remembered, and freed again when the domain goes.

@@ -24,6 +24,8 @@ impl Domain {
     pub(super) fn adopt(&mut self, existing: Option<DomainInfo>) {
         let record = records::read(&self.shared.paths, self.uuid);
         let Some(info) = existing else {
+            // Nothing runs, so nothing holds adapters, whatever the previous status listed.
+            self.status.io_adapter_list.clear();
             if let Some(record) = &record
                 && let Err(e) = records::forget_gone(&self.shared.paths, self.uuid, record)
             {
@@ -45,6 +47,7 @@ impl Domain {
             && !d.config.io_adapter_list.is_empty()
         {
             self.shared.adapters.lock().adopt(self.uuid, &d.config.io_adapter_list);
+            self.status.io_adapter_list = d.config.io_adapter_list.clone();
         }
         if let Some(d) = self.desired.as_mut().filter(|d| d.source != Source::Eve && info.state != DomainState::Dying) {
             d.config.activate = true;

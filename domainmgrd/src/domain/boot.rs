@@ -23,16 +23,27 @@ impl Domain {
             return;
         };
         let wanted = self.desired.as_ref().map(|d| d.config.io_adapter_list.clone()).unwrap_or_default();
-        if !wanted.is_empty() {
+        // A guest's own reboot gets again the devices its adapters resolved to (EVE's xl
+        // restarts it without looking at them again), unless its config now names others.
+        let rebooting = self.rebooting;
+        let keep = rebooting && !self.held_pcis.is_empty() && self.status.io_adapter_list == wanted;
+        if rebooting && !keep {
+            self.release_adapters();
+        }
+        if !wanted.is_empty() && !keep {
             let waiting = self.shared.adapters.lock().waiting_for();
             if let Some(why) = waiting {
+                self.rebooting = false;
                 return self.wait_for_adapters(&wanted, why);
             }
         }
         let mut spec = translated.spec;
         let name = self.name();
         self.retry = Retry::Now;
-        self.status.tried_count += 1;
+        // A reboot is not another try: it is the same run.
+        if !rebooting {
+            self.status.tried_count += 1;
+        }
         self.phase = Phase::Booting;
         self.status.domain_name = spec.name.clone();
         self.status.disk_status_list = translated.disks;
@@ -40,11 +51,15 @@ impl Domain {
 
         if !wanted.is_empty() {
             // Bound first: the guard must be gone before boot_failed locks again.
-            let reserved = self.shared.adapters.lock().reserve(self.uuid, &wanted);
+            let reserved =
+                if keep { Ok(self.held_pcis.clone()) } else { self.shared.adapters.lock().reserve(self.uuid, &wanted) };
             match reserved {
                 Ok(bdfs) => {
                     self.status.adapters_failed = false;
-                    spec.pcis = bdfs.into_iter().map(xenctl::PciSpec::new).collect();
+                    // EVE's meaning: the adapters it holds, listed only once reserved.
+                    self.status.io_adapter_list = wanted;
+                    spec.pcis = bdfs.iter().copied().map(xenctl::PciSpec::new).collect();
+                    self.held_pcis = bdfs;
                 }
                 Err(e) => {
                     self.status.adapters_failed = true;
@@ -81,44 +96,68 @@ impl Domain {
     }
 
     /// The end of every start, a boot's or a restore's, from the paused `domid` on: its events
-    /// armed, the vif offloads off and the vif names read, unpaused; then RUNNING, with the
-    /// `running` record and the status (vifs, domid, boot time) to say so. On an error the
+    /// armed, the vif offloads off and the vif names read (and published at once, BOOTING:
+    /// zedmanager learns the names as soon as the interfaces exist), unpaused; then RUNNING,
+    /// with the `running` record and the status (domid, boot time) to say so. On an error the
     /// domain is destroyed and unwatched, and the error returned for the caller to report.
     pub(super) fn run_paused(&mut self, domid: DomId, spec: &DomainSpec) -> HvResult<()> {
         self.arm_watch(domid);
-        let hv = &self.shared.hv;
-        let prepared = hv
-            .disable_vif_offload(domid, spec.vifs.len())
-            .and_then(|()| hv.vif_names(domid, spec.vifs.len()))
-            .and_then(|names| hv.unpause(domid).map(|()| names));
-        let names = match prepared {
+        let hv = std::sync::Arc::clone(&self.shared.hv);
+        let named = hv.disable_vif_offload(domid, spec.vifs.len()).and_then(|()| hv.vif_names(domid, spec.vifs.len()));
+        let names = match named {
             Ok(names) => names,
-            Err(e) => {
-                if let Err(d) = self.shared.hv.destroy(domid) {
-                    log::error!("{}: destroying domain {domid} after a failed start: {d}", self.name());
-                }
-                self.watch = None;
-                return Err(e);
-            }
+            Err(e) => return Err(self.abandon_start(domid, e)),
         };
+        self.status.vif_list = self.vif_infos(&names);
+        self.publish();
+        if let Err(e) = hv.unpause(domid) {
+            return Err(self.abandon_start(domid, e));
+        }
+        // Its device model may make the emulated NICs' taps only as the guest starts (EVE
+        // looks again after its start too).
+        self.status.vif_list = self.vif_infos(&names);
         self.record_or_log(Step::Running { domid: domid.get() });
         self.status.domain_name = spec.name.clone();
-        self.status.vif_list = self
-            .desired
-            .as_ref()
-            .map(|d| d.config.vif_list.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .zip(names)
-            .map(|(config, vif_used)| VifInfo { config, vif_used })
-            .collect();
         self.status.domain_id = domid.get();
-        self.status.boot_time = Some(Utc::now());
+        // A guest's own reboot continues its run: zedmanager sees a new BootTime as a new one.
+        if !self.rebooting {
+            self.status.boot_time = Some(Utc::now());
+        }
+        self.rebooting = false;
         self.status.boot_failed = false;
         self.run_error = None;
         self.ever_ran = true;
         self.phase = Phase::Running { domid, paused: false };
         Ok(())
+    }
+
+    /// Destroys and unwatches a domain whose start failed with `e`; `e`, for the caller.
+    fn abandon_start(&mut self, domid: DomId, e: xenctl::Error) -> xenctl::Error {
+        if let Err(d) = self.shared.hv.destroy(domid) {
+            log::error!("{}: destroying domain {domid} after a failed start: {d}", self.name());
+        }
+        self.watch = None;
+        // Its vifs' names went with it.
+        self.status.vif_list.clear();
+        e
+    }
+
+    /// The vifs as the status reports them: the config's, each with the name its backend got
+    /// in dom0, or, as EVE reports it, that name with `-emu` when that interface exists (the
+    /// tap of an HVM guest's emulated NIC, beside the PV one: the one its traffic uses when the
+    /// guest has no PV network driver).
+    fn vif_infos(&self, names: &[String]) -> Vec<VifInfo> {
+        let host = self.shared.adapters.lock().sources().host.clone();
+        let configs = self.desired.as_ref().map(|d| d.config.vif_list.clone()).unwrap_or_default();
+        configs
+            .into_iter()
+            .zip(names)
+            .map(|(config, name)| {
+                let emu = format!("{name}-emu");
+                let vif_used = if host.has_interface(&emu) { emu } else { name.clone() };
+                VifInfo { config, vif_used }
+            })
+            .collect()
     }
 
     /// Its adapters cannot be had until the adapter inputs arrive (at boot, nim publishes dom0's
@@ -137,7 +176,8 @@ impl Domain {
     }
 
     fn boot_failed(&mut self, error: String) {
-        self.shared.adapters.lock().release(self.uuid);
+        self.rebooting = false;
+        self.release_adapters();
         let retry = self.settings().boot_retry;
         log::error!("{}: boot failed: {error}; retrying in {}s", self.name(), retry.as_secs());
         self.status.boot_failed = true;

@@ -82,7 +82,13 @@ impl Domain {
     /// The domain no longer exists.
     pub(super) fn gone(&mut self, then: AfterDeath) {
         self.watch = None;
-        self.shared.adapters.lock().release(self.uuid);
+        // A guest's own reboot that is still wanted is one run to EVE (xl restarts it under
+        // the same task; zedmanager reads Activated=false as the app going down): its
+        // adapters stay held for the create that follows at once.
+        self.rebooting = then == AfterDeath::Reboot && self.wanted();
+        if !self.rebooting {
+            self.release_adapters();
+        }
         self.clear_record();
         self.status.domain_id = 0;
         self.phase = Phase::Idle { halted: true };
@@ -97,6 +103,13 @@ impl Domain {
             AfterDeath::Reboot => self.retry = Retry::Now,
             AfterDeath::Saved => self.on_saved(),
         }
+    }
+
+    /// Gives its adapters back (it is gone, or its boot failed).
+    pub(super) fn release_adapters(&mut self) {
+        self.shared.adapters.lock().release(self.uuid);
+        self.held_pcis.clear();
+        self.status.io_adapter_list.clear();
     }
 
     pub(super) fn on_event(&mut self, ev: DomainEvent) {

@@ -28,7 +28,8 @@
 //! a domain. Only a delete, an operator's stop or a config saying `Activate=false` halts a
 //! running domain; a config that cannot be read or used leaves it running, with the error in
 //! its status. `Activated` is true from the end of a boot until the domain is gone (EVE's
-//! meaning: through HALTING and BROKEN).
+//! meaning: through HALTING and BROKEN), and through a guest's own reboot (destroy and
+//! create again: BOOTING meanwhile), which EVE never sees as the end of a run.
 //!
 //! This file holds the machine's types and the thread's loop; the transitions live beside it:
 //! `adopt.rs` takes over a domain found running (and finishes what a daemon that died left half
@@ -246,6 +247,11 @@ pub struct Domain {
     previous_tries: Option<u32>,
     /// Told once its first status is written (the daemon's start waits for that).
     first_published: Option<Sender<()>>,
+    /// The guest rebooted and is being created again: to EVE that is one run (xl's own
+    /// restart keeps the task), so it stays activated, keeps its adapters and boot time.
+    rebooting: bool,
+    /// The PCI devices its adapters resolved to at its boot, which a reboot gives it again.
+    held_pcis: Vec<xenctl::Bdf>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -306,6 +312,8 @@ impl Domain {
             forget: false,
             previous_tries: previous.map(|p| p.tried_count),
             first_published: None,
+            rebooting: false,
+            held_pcis: Vec::new(),
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);
         if let Some(loaded) = desired {

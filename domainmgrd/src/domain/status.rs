@@ -26,9 +26,11 @@ impl Domain {
             Phase::Broken { .. } => SwState::BROKEN,
         };
         // EVE's meaning: activated from the boot's end until the domain is gone; so through
-        // HALTING, and still when a halt fails (BROKEN). zedmanager tears down the domain's
+        // HALTING, and still when a halt fails (BROKEN); and through a guest's own reboot,
+        // which EVE's xl restarts under the same task (its State stays RUNNING there; ours
+        // says BOOTING while no domain exists, and zedmanager reads both as up). zedmanager tears down the domain's
         // networks and volumes only once this is false.
-        self.status.activated = self.current_domid().is_some();
+        self.status.activated = self.current_domid().is_some() || self.rebooting;
         self.status.config_failed = self.config_error.is_some();
         self.status.error = [&self.unreadable_error, &self.config_error, &self.run_error]
             .into_iter()
@@ -46,8 +48,9 @@ impl Domain {
             s.uuid_and_version = d.config.uuid_and_version.clone();
             s.display_name = d.config.display_name.clone();
             s.app_num = d.config.app_num;
-            s.io_adapter_list = d.config.io_adapter_list.clone();
             s.vm = d.config.vm.clone();
+            // The mode it runs in, as EVE's status says it.
+            s.vm.virtualization_mode = s.vm.virtualization_mode.or_default();
             // The status is world-readable: the VNC password stays in the 0600 files that need
             // it (the xl config, the image records).
             if !s.vm.vnc_passwd.is_empty() {

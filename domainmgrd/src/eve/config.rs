@@ -34,6 +34,14 @@ pub struct DiskConfig {
     /// Free-form metadata.
     #[serde(rename = "CustomMeta")]
     pub custom_meta: String,
+    /// What the volume is for (eve-api's `Target`; 5, `AppCustom`, is an app's own volume).
+    #[serde(rename = "Target")]
+    pub target: i32,
+}
+
+impl DiskConfig {
+    /// eve-api's `Target_AppCustom`.
+    pub const TARGET_APP_CUSTOM: i32 = 5;
 }
 
 /// EVE's `DomainConfig` (the parts a Xen domain manager uses; others are accepted and ignored).
@@ -65,6 +73,25 @@ pub struct DomainConfig {
     /// Physical adapters to pass through.
     #[serde(rename = "IoAdapterList", deserialize_with = "null_as_empty")]
     pub io_adapter_list: Vec<IoAdapter>,
+    /// Keep the guest's console out of EVE's logs.
+    #[serde(rename = "DisableLogs")]
+    pub disable_logs: bool,
+    /// A GPU for the guest (an emulated display instead of none).
+    #[serde(rename = "GPUConfig")]
+    pub gpu_config: String,
+    /// Cloud-init user data, base64; `null` when there is none.
+    #[serde(rename = "pubsub-large-CloudInitUserData")]
+    pub cloud_init_user_data: Option<String>,
+    /// How the guest gets its metadata (EVE's `MetaDataType`: 0 a cloud-init drive, 1 none,
+    /// 2 OpenStack, 3 a drive with multipart user data).
+    #[serde(rename = "MetaDataType")]
+    pub meta_data_type: u8,
+    /// The user data comes encrypted (inlined `CipherBlockStatus`).
+    #[serde(rename = "IsCipher")]
+    pub is_cipher: bool,
+    /// The encrypted user data, base64 (Go's `[]byte`); `null` when there is none.
+    #[serde(rename = "pubsub-large-CipherData")]
+    pub cipher_data: Option<String>,
 }
 
 impl DomainConfig {
@@ -112,6 +139,44 @@ mod tests {
         assert!(c.io_adapter_list.is_empty());
         assert!(c.vm.cpus.0.is_empty());
         assert_eq!(c.domain_name(), "6ba7b810-9dad-11d1-80b4-00c04fd430c8.2.3");
+    }
+
+    #[test]
+    fn every_shape_eve_writes_for_the_fields_we_do_not_honour_yet_parses() {
+        // Set, as Go writes them: []string/[]int as arrays, *string as a string, []byte as
+        // base64, the inlined CipherBlockStatus with its pointer and ErrorAndTime, EthVf.
+        let c: DomainConfig = serde_json::from_str(
+            r#"{"UUIDandVersion": {"UUID": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "Version": "2"},
+                "DeviceTree": "guest.dtb", "DtDev": ["/smb/gpio@f7020000"], "IRQs": [88, 86],
+                "IOMem": ["0xf7020,1"], "GPUConfig": "x", "DisableLogs": true,
+                "pubsub-large-CloudInitUserData": "I2Nsb3VkLWNvbmZpZw==", "MetaDataType": 3,
+                "CipherBlockID": "b", "CipherContextID": "c", "InitialValue": "AAE=",
+                "pubsub-large-CipherData": "AAEC", "ClearTextHash": "AAE=", "IsCipher": true,
+                "CipherContext": {"ContextID": "c"}, "Error": "", "ErrorTime": "0001-01-01T00:00:00Z",
+                "IoAdapterList": [{"Type": 9, "Name": "eth1vf0", "EthVf": {"Index": 1, "Mac": "02:00:00:00:00:01", "VlanID": 5}, "IntfOrder": 0}]}"#,
+        )
+        .unwrap();
+        assert_eq!((c.vm.device_tree.as_str(), c.vm.irqs.as_deref()), ("guest.dtb", Some(&[88, 86][..])));
+        assert_eq!(c.vm.dt_dev.as_deref().map(<[String]>::len), Some(1));
+        assert_eq!(c.vm.io_mem.as_deref().map(<[String]>::len), Some(1));
+        assert!(c.disable_logs && c.is_cipher && c.gpu_config == "x" && c.meta_data_type == 3);
+        assert_eq!(c.cloud_init_user_data.as_deref(), Some("I2Nsb3VkLWNvbmZpZw=="));
+        assert_eq!(c.cipher_data.as_deref(), Some("AAEC"));
+        assert_eq!((c.io_adapter_list[0].eth_vf.vlan_id, c.io_adapter_list[0].eth_vf.index), (5, 1));
+        // Unset, as Go writes them: nil slices and pointers as null, an empty EthVf as {}
+        // (or null from another writer), a nil []byte as null.
+        let c: DomainConfig = serde_json::from_str(
+            r#"{"DtDev": null, "IRQs": null, "IOMem": null, "pubsub-large-CloudInitUserData": null,
+                "pubsub-large-CipherData": null, "InitialValue": null, "CipherContext": null,
+                "IoAdapterList": [{"Type": 1, "Name": "eth1", "EthVf": {}}, {"Name": "eth2", "EthVf": null}]}"#,
+        )
+        .unwrap();
+        assert!(c.vm.dt_dev.is_none() && c.vm.irqs.is_none() && c.vm.io_mem.is_none());
+        assert!(c.cloud_init_user_data.is_none() && c.cipher_data.is_none());
+        assert!(c.io_adapter_list.iter().all(|a| !a.eth_vf.is_set()));
+        // And an unset EthVf is written back as Go writes it.
+        let back = serde_json::to_value(&c.io_adapter_list[0]).unwrap();
+        assert_eq!(back["EthVf"], serde_json::json!({}));
     }
 
     #[test]

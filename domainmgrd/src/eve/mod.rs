@@ -17,5 +17,7 @@ mod shared;
 mod status;
 
 pub use config::{DiskConfig, DomainConfig};
-pub use shared::{CpuList, Format, GoMac, IoAdapter, IoType, UuidAndVersion, VifConfig, VmConfig, VmMode, go_time};
+pub use shared::{
+    CpuList, EthVf, Format, GoMac, IoAdapter, IoType, UuidAndVersion, VifConfig, VmConfig, VmMode, go_time,
+};
 pub use status::{DiskStatus, DomainStatus, ErrorDescription, SwState, VifInfo};

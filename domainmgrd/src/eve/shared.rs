@@ -38,6 +38,15 @@ impl VmMode {
     pub const NOHYPER: VmMode = VmMode(4);
     /// Legacy HVM (AHCI disks, emulated NICs).
     pub const LEGACY: VmMode = VmMode(5);
+
+    /// The mode as EVE reads it (`VirtualizationModeOrDefault`): a number it does not know,
+    /// FILLER included, is PV.
+    pub fn or_default(self) -> VmMode {
+        match self {
+            VmMode::PV | VmMode::HVM | VmMode::FML | VmMode::NOHYPER | VmMode::LEGACY => self,
+            _ => VmMode::PV,
+        }
+    }
 }
 
 /// EVE's volume `Format` (the eve-api protobuf enum, an int32 in JSON).
@@ -106,6 +115,48 @@ pub struct IoAdapter {
     /// Interface order across virtual and passthrough NICs.
     #[serde(rename = "IntfOrder")]
     pub intf_order: u32,
+    /// The SR-IOV virtual function's settings (VF adapters only).
+    #[serde(rename = "EthVf", deserialize_with = "null_as_default")]
+    pub eth_vf: EthVf,
+}
+
+/// EVE's `sriov.EthVF`: an SR-IOV virtual function's index, PCI address, MAC and VLAN. Go
+/// writes it with every field `omitempty`, so an unset one is `{}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EthVf {
+    /// The VF's index on its physical function.
+    #[serde(rename = "Index", skip_serializing_if = "is_zero_u8")]
+    pub index: u8,
+    /// The VF's PCI address.
+    #[serde(rename = "PciLong", skip_serializing_if = "String::is_empty")]
+    pub pci_long: String,
+    /// The MAC the VF is given.
+    #[serde(rename = "Mac", skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    /// The VLAN the VF is put in.
+    #[serde(rename = "VlanID", skip_serializing_if = "is_zero_u16")]
+    pub vlan_id: u16,
+}
+
+impl EthVf {
+    /// Whether it asks for anything (Go's zero value asks for nothing).
+    pub fn is_set(&self) -> bool {
+        *self != EthVf::default()
+    }
+}
+
+fn is_zero_u8(n: &u8) -> bool {
+    *n == 0
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+
+/// Reads `null` as the type's default (Go's nil, or a zero struct another writer nulled).
+pub(super) fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A MAC address as Go's `net.HardwareAddr` is JSON-encoded: base64 of its bytes. Reading
@@ -212,6 +263,15 @@ pub struct VmConfig {
     /// Device tree (ARM).
     #[serde(rename = "DeviceTree")]
     pub device_tree: String,
+    /// Device tree nodes passed through (ARM): `null` or a list of paths.
+    #[serde(rename = "DtDev")]
+    pub dt_dev: Option<Vec<String>>,
+    /// Physical IRQs passed through: `null` or a list of numbers.
+    #[serde(rename = "IRQs")]
+    pub irqs: Option<Vec<i64>>,
+    /// I/O memory ranges passed through: `null` or a list of `"0xf7020,1"`-like ranges.
+    #[serde(rename = "IOMem")]
+    pub io_mem: Option<Vec<String>>,
     /// PV, HVM, FML, NOHYPER or LEGACY.
     #[serde(rename = "VirtualizationMode")]
     pub virtualization_mode: VmMode,
