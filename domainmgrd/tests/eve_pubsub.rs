@@ -193,12 +193,14 @@ fn domains_running_at_start_wait_for_zedmanagers_snapshot() {
     let mut env = Env::new();
     let mut agents = agents(&env);
     env.start_with(pubsub_options(&env));
-    let uuid = Uuid::new_v4();
+    let (uuid, idle) = (Uuid::new_v4(), Uuid::new_v4());
     publish_config(&agents.zedmanager, &config(uuid, "app", true));
+    publish_config(&agents.zedmanager, &config(idle, "idle", false));
     let mut status = subscribe(&env, "DomainStatus");
-    assert!(status.wait_for(WAIT, |v| state_of(v, uuid) == Some(RUNNING)));
+    assert!(status.wait_for(WAIT, |v| state_of(v, uuid) == Some(RUNNING) && v.items.contains_key(&idle.to_string())));
     env.stop();
-    // zedmanager is away when the daemon starts again: its domain keeps running.
+    // zedmanager is away when the daemon starts again: its domain keeps running, and the
+    // statuses stay (a status deleted only to come back would confuse zedmanager).
     agents.zedmanager.close();
     env.start_with(pubsub_options(&env));
     let mut status = subscribe(&env, "DomainStatus");
@@ -206,7 +208,8 @@ fn domains_running_at_start_wait_for_zedmanagers_snapshot() {
     std::thread::sleep(common::REMOVAL_GRACE * 3); // a grace that must not start
     assert_eq!(domains_of(&env, uuid), 1, "not halted without zedmanager's word");
     assert_eq!(state_of(status.view(), uuid), Some(RUNNING));
-    // zedmanager comes back, with the config: nothing changes.
+    assert!(status.view().items.contains_key(&idle.to_string()), "{:?}", status.view().items.keys());
+    // zedmanager comes back, with one config: that domain runs on; the other's status goes.
     agents.zedmanager = PeerPublisher::serve(&env.paths().config_dir, "DomainConfig", false);
     publish_config(&agents.zedmanager, &config(uuid, "app", true));
     let deadline = std::time::Instant::now() + common::REMOVAL_GRACE * 4;
@@ -214,6 +217,8 @@ fn domains_running_at_start_wait_for_zedmanagers_snapshot() {
         assert_eq!(domains_of(&env, uuid), 1);
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(status.wait_for(WAIT, |v| !v.items.contains_key(&idle.to_string())), "the idle app's status is deleted");
+    assert_eq!(state_of(status.view(), uuid), Some(RUNNING));
     env.stop();
 }
 

@@ -278,6 +278,7 @@ impl Daemon {
             settings_input: inputs.settings.clone(),
             configs_restarted: None,
             agent_files,
+            statuses_swept: false,
         };
         inputs.wait_for_configs(&sup.options.paths.config_dir, Duration::from_secs(2));
         sup.take_over(domains_now);

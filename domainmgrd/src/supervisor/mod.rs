@@ -29,7 +29,7 @@ use uuid::Uuid;
 use xenctl::{DomainInfo, XlConfigFile};
 
 use crate::agent::contract::AgentFiles;
-use crate::agent::{Input, Topic};
+use crate::agent::{Input, Outputs, Topic};
 use crate::configfile;
 use crate::control::ControlMsg;
 use crate::domain::{Command, Domain, Loaded, Shared, Source};
@@ -39,7 +39,7 @@ use crate::hostcfg::HostConfig;
 use crate::metrics::Sample;
 use crate::settings::Settings;
 use crate::watcher::{self, Change, Watcher};
-use crate::{files, records, translate};
+use crate::{records, translate};
 
 struct DomainHandle {
     tx: Sender<Command>,
@@ -90,6 +90,8 @@ struct Supervisor {
     configs_restarted: Option<(u64, Instant)>,
     /// The pid and touch files EVE's watchdog reads.
     agent_files: Option<AgentFiles>,
+    /// The statuses of configs gone while the daemon was away have been unpublished.
+    statuses_swept: bool,
 }
 
 /// How long DomainStatus's "restarted" waits for the statuses of zedmanager's configs.
@@ -155,17 +157,23 @@ impl Supervisor {
                 d.uuid
             );
         }
-        // Status files of configs that are gone (and whose domains are gone) are stale.
-        if let Ok(entries) = std::fs::read_dir(self.shared.paths.domain_status_dir()) {
-            for entry in entries.flatten() {
-                if let Some(key) = watcher::config_key(&entry.file_name())
-                    && !self.domains.contains_key(&key)
-                {
-                    let _ = files::remove_if_exists(&entry.path());
-                }
-            }
+        if self.configs.as_ref().is_none_or(|t| t.synchronized()) {
+            self.unpublish_stale_statuses();
         }
         self.taken_over = true;
+    }
+
+    /// Statuses an earlier daemon published for configs that are gone (and whose domains are
+    /// gone) are stale: unpublished, once the configs are known (with EVE's pubsub, after
+    /// zedmanager's first snapshot: a status is never deleted only to come back).
+    fn unpublish_stale_statuses(&mut self) {
+        let statuses = &self.shared.outputs.domain_status;
+        for key in statuses.keys() {
+            if !self.domains.contains_key(&key) {
+                log::info!("DomainStatus {key}: no config and no domain; unpublished");
+                Outputs::unpublish(statuses, &key);
+            }
+        }
     }
 
     /// A running domain an earlier daemon ran, whose config was not found at start: what its
@@ -322,6 +330,15 @@ impl Supervisor {
     /// the removal grace, as for a removed file). Before the first snapshot nothing is
     /// believed gone: the domains found running keep running.
     fn configs_synchronized(&mut self) {
+        let Some(topic) = &self.configs else { return };
+        if !self.statuses_swept {
+            self.statuses_swept = true;
+            // Every config of the snapshot has its thread by now: the Config changes came first.
+            for key in topic.keys() {
+                self.on_config_file(&key, None);
+            }
+            self.unpublish_stale_statuses();
+        }
         let Some(topic) = &self.configs else { return };
         let present = topic.keys();
         let now = Instant::now();
