@@ -269,3 +269,22 @@ fn large_fields_arrive_through_their_files_and_the_files_are_removed() {
     assert!(left.is_empty(), "the subscriber deletes what it read: {left:?}");
     env.stop();
 }
+
+#[test]
+fn a_config_key_spelling_a_uuid_otherwise_is_not_a_second_domain() {
+    let mut env = Env::new();
+    let agents = agents(&env);
+    env.start_with(pubsub_options(&env));
+    let mut status = subscribe(&env, "DomainStatus");
+    status.snapshot(WAIT);
+    let uuid = Uuid::new_v4();
+    let upper = uuid.to_string().to_uppercase();
+    agents.zedmanager.set(&upper, &config(uuid, "app", true).to_string());
+    agents.zedmanager.set("not-a-uuid", &json!({"garbage": true}).to_string());
+    publish_config(&agents.zedmanager, &config(uuid, "app", true));
+    assert!(status.wait_for(WAIT, |v| state_of(v, uuid) == Some(RUNNING)));
+    env.supervisor_round_trip();
+    assert_eq!(status.view().items.keys().collect::<Vec<_>>(), [&uuid.to_string()], "one status");
+    assert_eq!(domains_of(&env, uuid), 1, "one domain");
+    env.stop();
+}

@@ -503,7 +503,18 @@ impl Supervisor {
 
     /// The config file of `key` was written (or found): parse it and hand it to its thread.
     fn on_config_file(&mut self, key: &str, existing: Option<DomainInfo>) {
-        let Ok(uuid) = key.parse::<Uuid>() else { return };
+        // Only a UUID's one spelling names a config: two spellings would make two threads.
+        let Some(uuid) = watcher::canonical_uuid(key) else {
+            if let Some(topic) = &self.configs
+                && self.misspelt.insert(key.into())
+            {
+                log::warn!(
+                    "{}: key {key:?} is not a config's: a key is its app's UUID in lower-case hex with hyphens",
+                    topic.name()
+                );
+            }
+            return;
+        };
         let path = self.config_path(key);
         let bytes = match self.config_bytes(key) {
             Ok(Some(b)) => b,
