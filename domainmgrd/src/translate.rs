@@ -185,6 +185,10 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
             let text = Mac(mac).to_string();
             return Err(err(&format!("VifList[{i}].Mac"), text, "a multicast address cannot name an interface"));
         }
+        // 0 leaves it to the bridge; anything else is what libxl (and Linux) take for a NIC.
+        if v.mtu != 0 && v.mtu < 68 {
+            return Err(err(&format!("VifList[{i}].MTU"), v.mtu.to_string(), "must be 68 to 65535 (0: the bridge's)"));
+        }
         spec.vifs.push(VifSpec {
             bridge: non_empty(&v.bridge),
             mac: v.mac.0.map(Mac),
@@ -487,6 +491,7 @@ mod tests {
                 Box::new(|c| c.vif_list[0].mac = GoMac(Some([1, 0x8f, 0xa1, 0, 0, 1]))),
                 "x.json: VifList[0].Mac = 01:8f:a1:00:00:01: a multicast address cannot name an interface",
             ),
+            (Box::new(|c| c.vif_list[0].mtu = 1), "x.json: VifList[0].MTU = 1: must be 68 to 65535"),
             (Box::new(|c| c.vm.kernel.clear()), "x.json: Kernel = \"\": a PV guest needs a kernel or a bootloader"),
             (Box::new(|c| c.vm.cpus.0 = vec![9999]), "x.json: CPUs = \"9999\""),
             (Box::new(|c| c.uuid_and_version.uuid = Uuid::nil()), "UUIDandVersion.UUID"),
