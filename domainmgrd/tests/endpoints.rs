@@ -35,6 +35,25 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// The process's threads once the count has settled (an earlier test's helper threads, e.g. a
+/// caller that got its answer, may still be on their way out): the same count over 100 ms, or
+/// the lowest seen within 2 s.
+fn settled_threads() -> usize {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = threads();
+    let mut lowest = last;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = threads();
+        lowest = lowest.min(now);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    lowest
+}
+
 /// Waits until `check` holds, at most `within`; `check` also runs once more at the end.
 fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -177,7 +196,7 @@ fn a_trickling_client_does_not_delay_a_scrape() {
 fn many_trickling_metrics_clients_cost_no_threads_and_their_deadline_closes_them() {
     let _serial = SERIAL.lock();
     let (_server, addr) = tcp_metrics(2);
-    let before = threads();
+    let before = settled_threads();
     // More than the 4 workers and 4 places in the queue: the rest are answered 503 at once.
     let conns: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let tricklers = Tricklers::start(conns, b"GET /metrics HTTP/1.1\r\nX: ", b'a');
@@ -289,7 +308,7 @@ fn list_answer() -> Response {
 fn a_trickling_control_client_takes_no_thread_and_delays_no_request() {
     let _serial = SERIAL.lock();
     let ctl = ControlSocket::start(Some(list_answer()));
-    let before = threads();
+    let before = settled_threads();
     let trickler = Tricklers::start(vec![ctl.connect()], b"{\"cmd\":", b' ');
     trickler.wait_sent(3);
     // The tricklers' own thread is the one more.
@@ -303,7 +322,7 @@ fn a_trickling_control_client_takes_no_thread_and_delays_no_request() {
 fn many_trickling_control_clients_cost_no_threads_and_their_deadline_closes_them() {
     let _serial = SERIAL.lock();
     let ctl = ControlSocket::start(Some(list_answer()));
-    let before = threads();
+    let before = settled_threads();
     // More than the 4 workers and 64 places in the queue.
     let conns: Vec<UnixStream> = (0..100).map(|_| ctl.connect()).collect();
     let tricklers = Tricklers::start(conns, b"{\"cmd\":", b' ');
@@ -339,7 +358,7 @@ fn a_control_client_that_never_reads_its_answer_is_closed_by_the_write_deadline(
     // An answer far larger than a unix socket's buffers.
     let big = Response::data("x".repeat(8 << 20));
     let ctl = ControlSocket::start(Some(big));
-    let before = threads();
+    let before = settled_threads();
     let mut conns = Vec::new();
     for _ in 0..6 {
         let mut c = ctl.connect();
@@ -367,7 +386,7 @@ fn a_control_client_that_never_reads_its_answer_is_closed_by_the_write_deadline(
 fn requests_waiting_for_answers_are_bounded_and_the_next_one_is_told_so() {
     let _serial = SERIAL.lock();
     let ctl = ControlSocket::start(None);
-    let before = threads();
+    let before = settled_threads();
     let mut waiting = Vec::new();
     for _ in 0..64 {
         let mut c = ctl.connect();
