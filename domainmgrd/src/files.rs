@@ -87,9 +87,13 @@ impl Paths {
         }
     }
 
-    /// Creates every directory the daemon writes or watches.
+    /// Creates every directory the daemon writes or watches. The status directory is an EVE
+    /// agent's directory, created 0700 as EVE creates it (its checkpoints, xl configs and
+    /// sockets are root's); one that exists is left as it is.
     pub fn create_all(&self) -> io::Result<()> {
-        for dir in [self.domain_config_dir(), self.domain_status_dir(), self.xl_cfg_dir()] {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(self.domain_status_dir())?;
+        for dir in [self.domain_config_dir(), self.xl_cfg_dir()] {
             std::fs::create_dir_all(&dir)?;
         }
         crate::records::create_dir(self)

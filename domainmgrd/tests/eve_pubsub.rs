@@ -129,6 +129,11 @@ fn eve_agents_drive_a_domain_and_see_every_topic_over_sockets_alone() {
     assert!(status.wait_for(WAIT, |v| !v.items.contains_key(&uuid.to_string())), "DomainStatus deleted");
     assert!(metric.wait_for(WAIT, |v| !v.items.contains_key(&uuid.to_string())), "DomainMetric deleted");
 
+    // EVE's agent directory is root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.paths().status_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "domainmgr's directory: {mode:o}");
+
     // EVE's watchdog files.
     let pid = std::fs::read_to_string(env.dir.path().join("domainmgr.pid")).unwrap();
     assert_eq!(pid, std::process::id().to_string());

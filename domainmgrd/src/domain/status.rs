@@ -51,7 +51,7 @@ impl Domain {
             s.vm = d.config.vm.clone();
             // The mode it runs in, as EVE's status says it.
             s.vm.virtualization_mode = s.vm.virtualization_mode.or_default();
-            // The status is world-readable: the VNC password stays in the 0600 files that need
+            // The status goes to every subscriber: the VNC password stays in the 0600 files that need
             // it (the xl config, the image records).
             if !s.vm.vnc_passwd.is_empty() {
                 s.vm.vnc_passwd = String::new();
