@@ -28,6 +28,7 @@ pub mod sim;
 pub mod supervisor;
 pub mod translate;
 pub mod watcher;
+pub mod xlconf;
 
 /// An error and its sources as one line: "outer: inner: innermost".
 pub fn error_chain(err: &dyn std::error::Error) -> String {

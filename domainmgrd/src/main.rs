@@ -82,6 +82,11 @@ struct Cli {
     /// xl.cfg files (default /etc/xen/auto). A missing file means the defaults.
     #[arg(long, default_value = "/etc/default/domainmgr", value_name = "FILE")]
     host_config: PathBuf,
+    /// xl's global settings (xl.conf(5)), read at each create and restore as xl reads them:
+    /// run_hotplug_scripts, claim_mode, the grant limits, blkdev_start and the vif defaults
+    /// go into every domain. A missing file means xl's defaults.
+    #[arg(long, default_value = xenctl::XL_CONF_PATH, value_name = "FILE")]
+    xl_conf: PathBuf,
     /// Serve Prometheus metrics (GET /metrics) on HOST:PORT or unix:PATH; off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<domainmgrd::prometheus::Listen>,
@@ -151,6 +156,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     };
     options.metrics_listen = cli.metrics_listen;
     options.host_config = cli.host_config;
+    options.xl_conf = Some(cli.xl_conf);
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let daemon = Daemon::start(options, Arc::new(hv))?;
     log::info!("domainmgrd {} running", env!("CARGO_PKG_VERSION"));

@@ -192,6 +192,43 @@ fn dry_run_prints_libxl_json_without_daemon_xen_or_the_files_it_names() {
 }
 
 #[test]
+fn dry_run_applies_xl_conf_as_xl_does_for_xl_cfg_and_eve_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("no.sock");
+    let cfg = dir.path().join("web.cfg");
+    std::fs::write(&cfg, "name = 'web'\nkernel = '/k'\nvif = [ 'mac=00:16:3e:00:00:01', 'bridge=mine' ]\n").unwrap();
+    let conf = dir.path().join("xl.conf");
+    std::fs::write(&conf, "claim_mode = 0\nvif.default.bridge = \"br9\"\nmax_maptrack_frames = 256\n").unwrap();
+    let dry = |file: &Path, conf: &Path| {
+        domainctl(&sock, &["create", "--dry-run", "--xl-conf", conf.to_str().unwrap(), file.to_str().unwrap()])
+    };
+    let o = dry(&cfg, &conf);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (&json["c_info"]["run_hotplug_scripts"], &json["b_info"]["claim_mode"]),
+        (&"True".into(), &"False".into())
+    );
+    assert_eq!(json["b_info"]["max_maptrack_frames"], 256);
+    assert_eq!((&json["nics"][0]["bridge"], &json["nics"][1]["bridge"]), (&"br9".into(), &"mine".into()));
+    // A missing xl.conf is xl's defaults.
+    let o = dry(&cfg, &dir.path().join("absent.conf"));
+    let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!((&json["b_info"]["claim_mode"], json["nics"][0].get("bridge")), (&"True".into(), None));
+    // EVE configs get it too.
+    let eve = dir.path().join("app.json");
+    std::fs::write(&eve, serde_json::to_vec(&common::config(uuid::Uuid::new_v4(), "app", true)).unwrap()).unwrap();
+    let o = dry(&eve, &conf);
+    let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(json["b_info"]["claim_mode"], "False", "{}", o.stderr);
+    // A broken one fails the dry run, naming file, line and key.
+    std::fs::write(&conf, "claim_mode = 1\nmax_grant_frames = \"x\"\n").unwrap();
+    let o = dry(&cfg, &conf);
+    assert_eq!(o.code, 1);
+    assert_eq!(o.stderr.trim(), format!("domainctl: {}:2: max_grant_frames: \"x\" is not a number", conf.display()));
+}
+
+#[test]
 fn dry_run_parses_in_the_helper_and_survives_hostile_files() {
     // The same parse as the daemon's, in the helper beside domainctl: a file that would abort
     // libxlutil, or exhaust memory, is one line of error.

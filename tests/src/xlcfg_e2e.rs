@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use xenctl::{Context, DomainKind, DomainSpec};
+use xenctl::{Context, DomainKind, DomainSpec, XlConf};
 
 use crate::{Ctx, E2eTest, TestResult, xl};
 
@@ -38,6 +38,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("xlcfg_corpus_parses_to_the_config_xl_dry_run_prints", corpus_matches_xl),
         ("xlcfg_rendered_to_xl_config_means_the_same_to_xl", rendered_matches_xl),
         ("xlcfg_a_different_spec_is_caught_with_its_paths", a_difference_is_caught),
+        ("xlcfg_corpus_matches_xl_under_a_non_default_xl_conf", corpus_matches_xl_under_other_xl_conf),
     ]
 }
 
@@ -71,6 +72,13 @@ fn xl_dry_run(path: &Path) -> TestResult<Value> {
     serde_json::from_str(&out).ctx(&format!("xl -N create {path}: not JSON"))
 }
 
+/// dom0's xl.conf, the one `xl -N` reads, applied to `spec` as the daemon applies it.
+fn with_xl_conf(mut spec: DomainSpec) -> TestResult<DomainSpec> {
+    let conf = XlConf::read(Path::new(xenctl::XL_CONF_PATH)).ctx("reading xl.conf")?;
+    spec.apply_xl_conf(&conf);
+    Ok(spec)
+}
+
 /// Our JSON for `spec`: through the live context (what create hands libxl), checked to be the
 /// very same text as the context-free `to_libxl_json` (what `--dry-run` prints without Xen).
 fn our_json(ctx: &Context, spec: &DomainSpec) -> TestResult<Value> {
@@ -88,7 +96,7 @@ fn corpus_matches_xl(ctx: &Context) -> TestResult {
     for (name, text) in CORPUS {
         let path = scratch.write(name, text)?;
         let result = (|| {
-            let spec = DomainSpec::from_xl_config(&path).ctx("from_xl_config")?;
+            let spec = with_xl_conf(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?)?;
             compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?)
         })();
         if let Err(e) = result {
@@ -103,7 +111,7 @@ fn rendered_matches_xl(ctx: &Context) -> TestResult {
     let mut failures = Vec::new();
     for (name, text) in CORPUS {
         let result = (|| {
-            let spec = DomainSpec::from_xl_config_text(name, text).ctx("from_xl_config_text")?;
+            let spec = with_xl_conf(DomainSpec::from_xl_config_text(name, text).ctx("from_xl_config_text")?)?;
             let rendered = spec.to_xl_config().ctx("to_xl_config")?;
             let path = scratch.write(name, &rendered)?;
             compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?).map_err(|e| format!("{e}\n{rendered}"))
@@ -121,7 +129,7 @@ fn a_difference_is_caught(ctx: &Context) -> TestResult {
     let scratch = Scratch::new("different")?;
     let (name, text) = CORPUS[0];
     let path = scratch.write(name, text)?;
-    let mut spec = DomainSpec::from_xl_config(&path).ctx("from_xl_config")?;
+    let mut spec = with_xl_conf(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?)?;
     spec.memory_mib += 1;
     spec.vifs[0].bridge = Some("elsewhere".into());
     let Err(report) = compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?) else {
@@ -131,6 +139,36 @@ fn a_difference_is_caught(ctx: &Context) -> TestResult {
     crate::ensure(paths == ["/b_info/max_memkb", "/b_info/target_memkb", "/nics[0]/bridge"], || {
         format!("unexpected differences:\n{report}")
     })
+}
+
+/// dom0's /etc/xen/xl.conf replaced for a test, and put back when dropped.
+struct XlConfSwap(Option<Vec<u8>>);
+
+impl XlConfSwap {
+    fn new(text: &str) -> TestResult<XlConfSwap> {
+        let old = std::fs::read(xenctl::XL_CONF_PATH).ok();
+        std::fs::write(xenctl::XL_CONF_PATH, text).ctx("writing xl.conf")?;
+        Ok(XlConfSwap(old))
+    }
+}
+
+impl Drop for XlConfSwap {
+    fn drop(&mut self) {
+        let _ = match &self.0 {
+            Some(old) => std::fs::write(xenctl::XL_CONF_PATH, old),
+            None => std::fs::remove_file(xenctl::XL_CONF_PATH),
+        };
+    }
+}
+
+/// Every key xl copies into domains, away from its default: xl and we must agree on each.
+fn corpus_matches_xl_under_other_xl_conf(ctx: &Context) -> TestResult {
+    let _swap = XlConfSwap::new(
+        "run_hotplug_scripts = 0\nclaim_mode = 0\nblkdev_start = \"xvdy\"\nmax_grant_frames = 48\n\
+         max_maptrack_frames = 512\nmax_grant_version = 1\nvif.default.script = \"vif-route\"\n\
+         vif.default.bridge = \"xenbr9\"\nvif.default.gatewaydev = \"eth9\"\nvif.default.backend = \"0\"\n",
+    )?;
+    corpus_matches_xl(ctx)
 }
 
 fn finish(failures: Vec<String>) -> TestResult {
@@ -151,29 +189,21 @@ fn compare(kind: DomainKind, mut xl: Value, mut ours: Value) -> TestResult {
 
 /// The differences that are form, not substance:
 ///
-/// 1. `c_info.run_hotplug_scripts` and `b_info.claim_mode` come from xl's global settings
-///    (/etc/xen/xl.conf: `run_hotplug_scripts`, `claim_mode`), which xl copies into every
-///    domain; they are not in the domain's config file, and xenctl leaves them to libxl.
-/// 2. `devid` of vifs, vfbs and vkbs: xl numbers them by position (its ARRAY_EXTEND_INIT);
+/// (xl.conf's settings are no such difference: both sides read dom0's /etc/xen/xl.conf.)
+///
+/// 1. `devid` of vifs, vfbs and vkbs: xl numbers them by position (its ARRAY_EXTEND_INIT);
 ///    xenctl leaves an unnamed device's id to libxl, which gives the next free one at create,
 ///    the same number for a new domain. Dropped from xl's side only where ours has none and
 ///    xl's is the position. (A vif with its own `devid=` is compared as is.)
-/// 3. `vnc.findunused` "True" where xl leaves it unset: libxl's default for an enabled VNC
+/// 2. `vnc.findunused` "True" where xl leaves it unset: libxl's default for an enabled VNC
 ///    server (libxl__domain_build_info_setdefault, libxl__device_vfb_setdefault) is true;
 ///    `VncSpec` has a plain bool, so it states the default.
-/// 4. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
+/// 3. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
 ///    `b_info.u.hvm.rdm.policy` into every PCI device, reading the HVM member of the build
 ///    info's union for a guest that is not HVM; that memory is zeroed, which reads as
 ///    "strict". Reserved device memory only exists for HVM guests, so libxl ignores it.
 fn normalise(kind: DomainKind, xl: &mut Value, ours: &mut Value) {
-    for (section, key) in [("c_info", "run_hotplug_scripts"), ("b_info", "claim_mode")] {
-        // (get/get_mut, never IndexMut, which would insert nulls for missing keys)
-        if ours.get(section).and_then(|s| s.get(key)).is_none()
-            && let Some(map) = xl.get_mut(section).and_then(Value::as_object_mut)
-        {
-            map.remove(key);
-        }
-    }
+    // (get/get_mut, never IndexMut, which would insert nulls for missing keys)
     for devices in ["nics", "vfbs", "vkbs"] {
         let (Some(xl_list), Some(our_list)) =
             (xl.get_mut(devices).and_then(Value::as_array_mut), ours.get(devices).and_then(Value::as_array))
@@ -293,6 +323,14 @@ mod tests {
         normalise(DomainKind::Hvm, &mut xl, &mut ours);
         let mut diffs = Vec::new();
         diff("", &xl, &ours, &mut diffs);
-        assert_eq!(diffs, ["  /nics[1]/devid: only in xl's: 5", "  /pcidevs[0]/rdm_policy: only in xl's: \"strict\""]);
+        assert_eq!(
+            diffs,
+            [
+                "  /b_info/claim_mode: only in xl's: \"True\"",
+                "  /c_info/run_hotplug_scripts: only in xl's: \"True\"",
+                "  /nics[1]/devid: only in xl's: 5",
+                "  /pcidevs[0]/rdm_policy: only in xl's: \"strict\""
+            ]
+        );
     }
 }

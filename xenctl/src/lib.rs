@@ -47,6 +47,8 @@
 //!   (libxlutil) and semantics, errors naming file, line and key; [`DomainSpec::to_xl_config`]
 //!   writes one that reads back to the same spec; [`DomainSpec::to_libxl_json`] gives the JSON
 //!   `xl -N create` prints, without Xen (for dry runs).
+//! - xl's global settings: [`XlConf`] reads /etc/xen/xl.conf as xl does, and
+//!   [`DomainSpec::apply_xl_conf`] puts into a spec what xl puts into every domain from it.
 //! - [`sys`] re-exports the raw bindings for the rare caller who needs them.
 
 #![deny(missing_docs)]
@@ -69,6 +71,7 @@ mod spec;
 mod types;
 mod xenstore;
 mod xlcfg;
+mod xlconf;
 mod xlguard;
 mod xlkeys;
 mod xllex;
@@ -92,6 +95,7 @@ pub use spec::{DomainSpec, TscMode};
 pub use types::{DomId, DomainKind, ShutdownAction, ShutdownReason};
 pub use uuid::Uuid;
 pub use xenstore::{VIF_OFFLOAD_FEATURES, Xenstore, vif_backend_path};
+pub use xlconf::{AutoBalloon, DomidPolicy, HostDefaults, MAX_XL_CONF_BYTES, OutputFormat, XL_CONF_PATH, XlConf};
 pub use xlparse::XlConfigFile;
 
 /// The raw bindings (`xen-sys`), for what this crate does not wrap.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
 use crate::types::{DomainKind, ShutdownAction};
+use crate::xlconf::HostDefaults;
 
 /// How a guest keeps time (xl.cfg's `tsc_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -129,6 +130,10 @@ pub struct DomainSpec {
     pub usb_devices: Vec<String>,
     /// Emulated sound hardware, e.g. `hda` (`soundhw`; HVM).
     pub soundhw: Option<String>,
+    /// What xl takes from xl.conf for every domain (see [`DomainSpec::apply_xl_conf`]);
+    /// unset: libxl's defaults.
+    #[serde(default, skip_serializing_if = "HostDefaults::is_unset")]
+    pub host_defaults: HostDefaults,
 }
 
 impl DomainSpec {
@@ -171,6 +176,7 @@ impl DomainSpec {
             usb_device: None,
             usb_devices: Vec::new(),
             soundhw: None,
+            host_defaults: HostDefaults::default(),
         }
     }
 
@@ -398,6 +404,7 @@ impl DomainSpec {
                 return Err(Error::invalid(format!("vifs[{i}].devid"), devid.to_string(), "used by an earlier vif"));
             }
         }
+        self.host_defaults.validate()?;
         self.validate_options()
     }
 }
@@ -580,6 +587,13 @@ mod tests {
         s.usb_device = Some("tablet".into());
         s.usb_devices = vec!["mouse".into()];
         s.soundhw = Some("hda".into());
+        s.host_defaults = HostDefaults {
+            run_hotplug_scripts: Some(false),
+            claim_mode: Some(true),
+            max_maptrack_frames: Some(1024),
+            max_grant_version: Some(1),
+            blkdev_start: Some("xvdz".into()),
+        };
         s
     }
 

@@ -97,6 +97,10 @@ enum Cmd {
         /// nothing; works without the daemon and without Xen.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: the xl.conf whose settings go into the domain, as xl's and the
+        /// daemon's (which reads its own `--xl-conf`) do.
+        #[arg(long, default_value = xenctl::XL_CONF_PATH, value_name = "FILE")]
+        xl_conf: PathBuf,
         /// The file.
         file: PathBuf,
     },
@@ -161,7 +165,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> i32 {
     let request = match &cli.command {
-        Cmd::Create { dry_run: true, file } => return dry_run(file),
+        Cmd::Create { dry_run: true, file, xl_conf } => return dry_run(file, xl_conf),
         Cmd::Console { domain, attach: true } => return attach(cli, domain),
         other => request_of(other),
     };
@@ -351,11 +355,12 @@ fn show(cmd: &Cmd, r: &Response) {
 }
 
 /// `create --dry-run`: the libxl JSON for a file, as `xl -N create` prints it.
-fn dry_run(file: &Path) -> i32 {
+fn dry_run(file: &Path, xl_conf: &Path) -> i32 {
     // The same parse as the daemon's: in a child, the helper beside this binary (or the
     // packaged one), so that a hostile file cannot crash or exhaust domainctl either.
     let spec = load_domain_file(file, &XlParser::default())
-        .and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()));
+        .and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()))
+        .and_then(|mut spec| domainmgrd::xlconf::apply(Some(xl_conf), &mut spec).map(|()| spec));
     match spec.and_then(|s| s.to_libxl_json().map_err(|e| error_chain(&e))) {
         Ok(out) => {
             println!("{out}");

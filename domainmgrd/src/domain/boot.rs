@@ -48,6 +48,11 @@ impl Domain {
         self.status.domain_name = spec.name.clone();
         self.status.disk_status_list = translated.disks;
         self.publish();
+        // What xl puts into every domain from xl.conf, as xl reads it: afresh at each create.
+        if let Err(e) = crate::xlconf::apply(self.shared.xl_conf.as_deref(), &mut spec) {
+            self.boot_failed(e);
+            return;
+        }
 
         if !wanted.is_empty() {
             // Bound first: the guard must be gone before boot_failed locks again.

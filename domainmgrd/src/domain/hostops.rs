@@ -49,7 +49,9 @@ impl Domain {
 
     /// Restores from `image` if [`check_image`](Self::check_image) allows it.
     pub(super) fn restore_checked(&mut self, image: &Path) -> Result<DomId, String> {
-        let spec = self.check_image(image)?;
+        let mut spec = self.check_image(image)?;
+        // After the check: the image's record holds the domain's own config, without xl.conf.
+        crate::xlconf::apply(self.shared.xl_conf.as_deref(), &mut spec)?;
         self.phase = Phase::Booting;
         self.publish();
         self.status.domain_name = spec.name.clone();

@@ -134,6 +134,8 @@ pub struct Shared {
     /// The xl config files the domains wrote (`<status-dir>/xen/`), by the domain that wrote
     /// each: two domains never share one.
     pub xl_cfg_files: Arc<Mutex<std::collections::HashMap<PathBuf, Uuid>>>,
+    /// xl.conf, applied to every spec before libxl sees it (`None`: xl's defaults).
+    pub xl_conf: Option<PathBuf>,
 }
 
 /// Where the domain is.

@@ -52,6 +52,9 @@ pub struct Options {
     /// How xl.cfg files are parsed: in a child, the `domainmgrd-xlparse` helper (by default
     /// the one beside this executable, else the packaged one).
     pub xl_parser: XlParser,
+    /// xl's global settings file, read at each create and restore (see `xlconf.rs`); `None`:
+    /// none, xl's defaults.
+    pub xl_conf: Option<PathBuf>,
     /// Where the EVE inputs come from (files or EVE's pubsub), and the agent's files.
     pub eve: EveOptions,
 }
@@ -88,6 +91,7 @@ impl Options {
             metrics_listen: None,
             host_config: PathBuf::from("/etc/default/domainmgr"),
             xl_parser: XlParser::default(),
+            xl_conf: None,
             eve: EveOptions::default(),
         }
     }
@@ -240,7 +244,9 @@ impl Daemon {
             // A host-stop holds until host-start, across daemon restarts (see hoststate.rs).
             host_stopped: Arc::new(crate::hoststate::host_stopped(paths).into()),
             xl_cfg_files: Arc::default(),
+            xl_conf: options.xl_conf.clone(),
         };
+        crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);
         let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&outputs), Arc::clone(&shared.registry));
         let sampler_latest = sampler.latest();
