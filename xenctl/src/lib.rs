@@ -72,6 +72,7 @@ mod types;
 mod xenstore;
 mod xlcfg;
 mod xlconf;
+mod xlconf_parse;
 mod xlguard;
 mod xlkeys;
 mod xllex;
