@@ -154,14 +154,10 @@ fn compare(kind: DomainKind, mut xl: Value, mut ours: Value) -> TestResult {
 /// 1. `c_info.run_hotplug_scripts` and `b_info.claim_mode` come from xl's global settings
 ///    (/etc/xen/xl.conf: `run_hotplug_scripts`, `claim_mode`), which xl copies into every
 ///    domain; they are not in the domain's config file, and xenctl leaves them to libxl.
-/// 2. `devid` of vifs, vfbs and vkbs: xl numbers them by position (its ARRAY_EXTEND_INIT);
-///    xenctl leaves an unnamed device's id to libxl, which gives the next free one at create,
-///    the same number for a new domain. Dropped from xl's side only where ours has none and
-///    xl's is the position. (A vif with its own `devid=` is compared as is.)
-/// 3. `vnc.findunused` "True" where xl leaves it unset: libxl's default for an enabled VNC
+/// 2. `vnc.findunused` "True" where xl leaves it unset: libxl's default for an enabled VNC
 ///    server (libxl__domain_build_info_setdefault, libxl__device_vfb_setdefault) is true;
 ///    `VncSpec` has a plain bool, so it states the default.
-/// 4. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
+/// 3. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
 ///    `b_info.u.hvm.rdm.policy` into every PCI device, reading the HVM member of the build
 ///    info's union for a guest that is not HVM; that memory is zeroed, which reads as
 ///    "strict". Reserved device memory only exists for HVM guests, so libxl ignores it.
@@ -172,21 +168,6 @@ fn normalise(kind: DomainKind, xl: &mut Value, ours: &mut Value) {
             && let Some(map) = xl.get_mut(section).and_then(Value::as_object_mut)
         {
             map.remove(key);
-        }
-    }
-    for devices in ["nics", "vfbs", "vkbs"] {
-        let (Some(xl_list), Some(our_list)) =
-            (xl.get_mut(devices).and_then(Value::as_array_mut), ours.get(devices).and_then(Value::as_array))
-        else {
-            continue;
-        };
-        for (i, (x, o)) in xl_list.iter_mut().zip(our_list).enumerate() {
-            if o.get("devid").is_none()
-                && x.get("devid").and_then(Value::as_u64) == Some(i as u64)
-                && let Some(map) = x.as_object_mut()
-            {
-                map.remove("devid");
-            }
         }
     }
     for (x, o) in vnc_objects(xl).into_iter().zip(vnc_objects(ours)) {
@@ -287,7 +268,7 @@ mod tests {
         let mut ours = json!({
             "c_info": {"name": "a"},
             "b_info": {"type.hvm": {"vnc": {"enable": "True", "findunused": "True"}}},
-            "nics": [{}, {}],
+            "nics": [{"devid": 0}, {}],
             "pcidevs": [{"dev": 3}]
         });
         normalise(DomainKind::Hvm, &mut xl, &mut ours);

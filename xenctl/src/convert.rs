@@ -101,6 +101,9 @@ impl DomainSpec {
             unsafe {
                 xen_sys::libxl_device_vfb_init(d.vfbs);
                 xen_sys::libxl_device_vkb_init(d.vkbs);
+                // Numbered by position, as xl's ARRAY_EXTEND_INIT does.
+                (*d.vfbs).devid = 0;
+                (*d.vkbs).devid = 0;
                 vnc.fill_libxl("vnc", &mut (*d.vfbs).vnc)?;
             }
         }
@@ -123,6 +126,10 @@ impl DomainSpec {
             let slot = unsafe { &mut *d.nics.add(i) };
             // SAFETY: slot is a valid element of the array.
             unsafe { xen_sys::libxl_device_nic_init(slot) };
+            // xl numbers vifs by position (ARRAY_EXTEND_INIT in xl_parse.c) and lets a vif's
+            // own `devid=` replace only its own number; libxl would give the same ids to a
+            // new domain, but the config then says what the domain gets.
+            slot.devid = count(i);
             vif.fill_libxl(&format!("vifs[{i}]"), &mut xlu, slot)?;
         }
 
@@ -280,7 +287,7 @@ mod tests {
         assert_eq!(s(nics[0].script).as_deref(), Some("vif-bridge"));
         // xl's MB is 10^6 bytes: 1 MB/s over 20 ms is 20000 bytes.
         assert_eq!((nics[0].rate_bytes_per_interval, nics[0].rate_interval_usecs), (20000, 20000));
-        assert_eq!(nics[0].devid, -1, "libxl assigns device ids");
+        assert_eq!((nics[0].devid, nics[1].devid), (0, 1), "numbered by position, as xl does");
         assert_eq!(s(nics[1].bridge).as_deref(), Some("xenbr1"));
         assert_eq!(nics[1].mac, [0; 6], "libxl picks a MAC");
 
@@ -312,8 +319,9 @@ mod tests {
             (Some("--entry=1"), Some("-q"), true)
         );
         assert_eq!((d.num_vfbs, d.num_vkbs), (1, 1));
-        // SAFETY: one initialised vfb.
-        let vfb = unsafe { &*d.vfbs };
+        // SAFETY: one initialised vfb and vkb.
+        let (vfb, vkb) = unsafe { (&*d.vfbs, &*d.vkbs) };
+        assert_eq!((vfb.devid, vkb.devid), (0, 0));
         assert_eq!(vfb.vnc.enable.val, 1);
         assert_eq!(s(vfb.vnc.listen).as_deref(), Some("0.0.0.0"));
         assert_eq!(vfb.vnc.display, 3);
@@ -359,6 +367,16 @@ mod tests {
         let none = DomainSpec::pv("p").kernel("/k").to_libxl().unwrap();
         assert_eq!(none.as_raw().b_info.num_vcpu_hard_affinity, 0);
         assert!(DomainSpec::pv("p").kernel("/k").cpus(vec![5000]).validate().is_err());
+    }
+
+    #[test]
+    fn an_explicit_vif_devid_changes_only_its_own_number() {
+        let own = VifSpec { devid: Some(5), ..VifSpec::default() };
+        let spec = DomainSpec::pv("n").kernel("/k").vif(VifSpec::default()).vif(own).vif(VifSpec::default());
+        let cfg = spec.to_libxl().unwrap();
+        // SAFETY: three initialised nics.
+        let nics = unsafe { std::slice::from_raw_parts(cfg.as_raw().nics, 3) };
+        assert_eq!(nics.iter().map(|n| n.devid).collect::<Vec<_>>(), [0, 5, 2], "xl's numbering");
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub struct DomainSpec {
     pub bootloader_args: Vec<String>,
     /// Disks, in order.
     pub disks: Vec<DiskSpec>,
-    /// Network interfaces, in order; the n-th gets device id n.
+    /// Network interfaces, in order; the n-th gets device id n unless it names its own.
     pub vifs: Vec<VifSpec>,
     /// PCI devices passed through.
     pub pcis: Vec<PciSpec>,
