@@ -154,10 +154,7 @@ fn compare(kind: DomainKind, mut xl: Value, mut ours: Value) -> TestResult {
 /// 1. `c_info.run_hotplug_scripts` and `b_info.claim_mode` come from xl's global settings
 ///    (/etc/xen/xl.conf: `run_hotplug_scripts`, `claim_mode`), which xl copies into every
 ///    domain; they are not in the domain's config file, and xenctl leaves them to libxl.
-/// 2. `vnc.findunused` "True" where xl leaves it unset: libxl's default for an enabled VNC
-///    server (libxl__domain_build_info_setdefault, libxl__device_vfb_setdefault) is true;
-///    `VncSpec` has a plain bool, so it states the default.
-/// 3. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
+/// 2. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
 ///    `b_info.u.hvm.rdm.policy` into every PCI device, reading the HVM member of the build
 ///    info's union for a guest that is not HVM; that memory is zeroed, which reads as
 ///    "strict". Reserved device memory only exists for HVM guests, so libxl ignores it.
@@ -168,15 +165,6 @@ fn normalise(kind: DomainKind, xl: &mut Value, ours: &mut Value) {
             && let Some(map) = xl.get_mut(section).and_then(Value::as_object_mut)
         {
             map.remove(key);
-        }
-    }
-    for (x, o) in vnc_objects(xl).into_iter().zip(vnc_objects(ours)) {
-        if x.get("findunused").is_none()
-            && o.get("findunused") == Some(&Value::from("True"))
-            && o.get("enable") == Some(&Value::from("True"))
-            && let Some(map) = o.as_object_mut()
-        {
-            map.remove("findunused");
         }
     }
     if kind != DomainKind::Hvm
@@ -190,20 +178,6 @@ fn normalise(kind: DomainKind, xl: &mut Value, ours: &mut Value) {
             }
         }
     }
-}
-
-/// The VNC objects of a config: the HVM one, then each vfb's, in order.
-fn vnc_objects(doc: &mut Value) -> Vec<&mut Value> {
-    let mut out = Vec::new();
-    let Some(map) = doc.as_object_mut() else { return out };
-    for (key, value) in map.iter_mut() {
-        match key.as_str() {
-            "b_info" => out.extend(value.pointer_mut("/type.hvm/vnc")),
-            "vfbs" => out.extend(value.as_array_mut().into_iter().flatten().filter_map(|v| v.get_mut("vnc"))),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Every path where `a` (xl's) and `b` (ours) differ.
@@ -267,7 +241,7 @@ mod tests {
         });
         let mut ours = json!({
             "c_info": {"name": "a"},
-            "b_info": {"type.hvm": {"vnc": {"enable": "True", "findunused": "True"}}},
+            "b_info": {"type.hvm": {"vnc": {"enable": "True"}}},
             "nics": [{"devid": 0}, {}],
             "pcidevs": [{"dev": 3}]
         });

@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(vfb.vnc.enable.val, 1);
         assert_eq!(s(vfb.vnc.listen).as_deref(), Some("0.0.0.0"));
         assert_eq!(vfb.vnc.display, 3);
-        assert_eq!(vfb.vnc.findunused.val, -1);
+        assert_eq!(vfb.vnc.findunused.val, 0, "left to libxl");
     }
 
     #[test]
@@ -334,7 +334,7 @@ mod tests {
             .memory_mib(2048)
             .vcpus(4)
             .serial("pty")
-            .vnc(VncSpec { password: Some("s3cret".into()), find_unused: true, ..VncSpec::default() })
+            .vnc(VncSpec { password: Some("s3cret".into()), find_unused: Some(true), ..VncSpec::default() })
             .disk(DiskSpec::from_xl("vdev=hdc,devtype=cdrom,target=/srv/win.iso").unwrap());
         let mut spec = spec;
         spec.boot_order = Some("dc".into());

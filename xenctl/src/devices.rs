@@ -435,8 +435,9 @@ pub struct VncSpec {
     pub display: Option<u32>,
     /// Password (`vncpasswd=`).
     pub password: Option<String>,
-    /// Use the first free display from `display` on (`vncunused=1`).
-    pub find_unused: bool,
+    /// Use the first free display from `display` on (`vncunused=1`); `None` leaves it to
+    /// libxl, which looks for a free display (xl sets it only when the config says).
+    pub find_unused: Option<bool>,
 }
 
 impl VncSpec {
@@ -448,7 +449,7 @@ impl VncSpec {
             v.display = i32::try_from(display)
                 .map_err(|_| Error::invalid(format!("{field}.display"), display.to_string(), "too large"))?;
         }
-        set_defbool(&mut v.findunused, Some(self.find_unused));
+        set_defbool(&mut v.findunused, self.find_unused);
         Ok(())
     }
 }

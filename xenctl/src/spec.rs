@@ -536,7 +536,7 @@ mod tests {
                 listen: Some("0.0.0.0".into()),
                 display: Some(2),
                 password: Some("pw".into()),
-                find_unused: true,
+                find_unused: Some(true),
             })
             .tsc_mode(TscMode::NativeParavirt);
         s.on_watchdog = ShutdownAction::CoredumpDestroy;

@@ -227,7 +227,9 @@ impl DomainSpec {
                 if let Some(p) = &vnc.password {
                     line("vncpasswd", quote(p));
                 }
-                line("vncunused", u8::from(vnc.find_unused).to_string());
+                if let Some(unused) = vnc.find_unused {
+                    line("vncunused", u8::from(unused).to_string());
+                }
             } else {
                 let mut parts = vec!["vnc=1".to_string()];
                 if let Some(l) = &vnc.listen {
@@ -239,7 +241,9 @@ impl DomainSpec {
                 if let Some(p) = &vnc.password {
                     parts.push(item("vnc.password", "vncpasswd", p)?);
                 }
-                parts.push(format!("vncunused={}", u8::from(vnc.find_unused)));
+                if let Some(unused) = vnc.find_unused {
+                    parts.push(format!("vncunused={}", u8::from(unused)));
+                }
                 parts.extend(self.vfb_extras()?);
                 line("vfb", list(&[parts.join(",")]));
             }
@@ -397,7 +401,7 @@ pci = [ "0000:03:00.0,permissive=1" ]
 on_poweroff = "destroy"
 on_reboot = "restart"
 on_crash = "destroy"
-vfb = [ "vnc=1,vnclisten=0.0.0.0,vncunused=0" ]
+vfb = [ "vnc=1,vnclisten=0.0.0.0" ]
 tsc_mode = "native"
 "#;
         assert_eq!(text, expected);

@@ -384,13 +384,12 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             None => Ok(()),
         };
     }
-    let mut vnc = VncSpec { find_unused: true, ..VncSpec::default() };
+    let mut vnc = VncSpec::default();
     vnc.listen = r.string("vnclisten")?;
     vnc.password = r.string("vncpasswd")?;
     vnc.display = r.number::<u32>("vncdisplay", 0)?;
-    if let Some(unused) = r.flag("vncunused")? {
-        vnc.find_unused = unused;
-    }
+    // xl sets findunused only for vncunused; libxl's default for it is on.
+    vnc.find_unused = r.flag("vncunused")?;
     if spec.kind == DomainKind::Hvm
         && vnc.display.is_some_and(|d| d != 0)
         && vnc.listen.as_deref().is_some_and(|l| l.contains(':'))

@@ -116,7 +116,7 @@ fn corpus_pygrub_and_hvm_details() {
             listen: Some("0.0.0.0".into()),
             display: Some(1),
             password: Some("s3cret".into()),
-            find_unused: false
+            find_unused: Some(false)
         })
     );
     assert_eq!((s.display.vga, s.display.video_memory_mib), (Some(VgaKind::Std), Some(16)));
@@ -232,7 +232,7 @@ fn every_supported_key_sets_its_field() {
     );
     assert_eq!((s.usb, s.usb_version, s.usb_devices.len()), (Some(false), Some(3), 2));
     assert_eq!((s.soundhw.as_deref(), s.serial_ports.len(), s.boot_order.as_deref()), (Some("ac97"), 2, Some("n")));
-    assert_eq!(s.vnc, Some(VncSpec { find_unused: false, ..VncSpec::default() }), "a VNC key alone: VNC on");
+    assert_eq!(s.vnc, Some(VncSpec { find_unused: Some(false), ..VncSpec::default() }), "a VNC key alone: VNC on");
     assert_eq!(hvm("stdvga = 0").unwrap().display.vga, Some(VgaKind::Cirrus));
     assert_eq!(hvm("").unwrap().vnc, None, "libxl's default (on for HVM), untouched");
     assert_eq!(hvm("builder = \"hvm\"").unwrap().kind, DomainKind::Hvm);
@@ -251,7 +251,7 @@ fn cmdline_wins_over_root_and_extra() {
 #[test]
 fn top_level_vnc_for_pv_becomes_a_framebuffer_and_needs_vnc_1() {
     let s = pv("vnc = 1\nvnclisten = \"0.0.0.0\"\nkeymap = \"de\"").unwrap();
-    assert_eq!(s.vnc, Some(VncSpec { listen: Some("0.0.0.0".into()), find_unused: true, ..VncSpec::default() }));
+    assert_eq!(s.vnc, Some(VncSpec { listen: Some("0.0.0.0".into()), ..VncSpec::default() }));
     assert_eq!(pv("vnc = 0").unwrap().vnc, None);
     assert_eq!(err(pv("vnclisten = \"0.0.0.0\"")), "g.cfg:3: vnclisten: a PV guest's display needs vnc = 1 (or a vfb)");
     assert!(err(pv("vfb = [ 'vnc=1' ]\nvnc = 1")).starts_with("g.cfg:4: vnc: set the display in vfb"));
@@ -355,7 +355,7 @@ fn varied_specs_round_trip_through_xl_config() {
         .max_vcpus(8)
         .cpus(vec![0, 2, 3])
         .serial("pty")
-        .vnc(VncSpec { listen: Some("0.0.0.0".into()), display: Some(2), password: None, find_unused: false })
+        .vnc(VncSpec { listen: Some("0.0.0.0".into()), display: Some(2), password: None, find_unused: Some(false) })
         .disk(DiskSpec::from_xl("vdev=hdc,devtype=cdrom,target=/srv/x.iso").unwrap())
         .vif(VifSpec { model: Some("e1000".into()), nic_type: Some(NicType::Ioemu), ..VifSpec::bridged("br0") })
         .pci(PciSpec { msitranslate: true, ..PciSpec::new("0000:03:00.0".parse().unwrap()) });
@@ -410,7 +410,7 @@ fn varied_specs_round_trip_through_xl_config() {
         .kernel("/k")
         .ramdisk("/r")
         .cmdline("root=/dev/xvda1 console=hvc0 \"quoted\" \\ back")
-        .vnc(VncSpec { password: Some("p'w\"x".into()), find_unused: true, ..VncSpec::default() })
+        .vnc(VncSpec { password: Some("p'w\"x".into()), find_unused: Some(true), ..VncSpec::default() })
         .vif(VifSpec {
             mac: Some("00:16:3e:00:00:09".parse().unwrap()),
             rate: Some("5Mb/s".into()),

@@ -150,11 +150,11 @@ pub(crate) struct VfbOptions {
 }
 
 /// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
-/// on a vfb unless told otherwise, and then looks for a free display unless told otherwise,
-/// so `vnc` and `vncunused` default to on. A framebuffer without VNC (`vnc=0`), `display=` and
+/// on a vfb unless told otherwise, and then looks for a free display unless told otherwise;
+/// as xl does, `vncunused` is left to libxl unless given. A framebuffer without VNC (`vnc=0`), `display=` and
 /// `xauthority=` are refused.
 pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String> {
-    let mut out = VfbOptions { vnc: VncSpec { find_unused: true, ..VncSpec::default() }, ..VfbOptions::default() };
+    let mut out = VfbOptions::default();
     let flag = |key: &str, value: &str| {
         xl_int(value).map(|v| v != 0).ok_or_else(|| format!("{key}={value}: expected a number (0 or 1)"))
     };
@@ -171,7 +171,7 @@ pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String>
                 out.vnc.display =
                     Some(decimal(value).ok_or_else(|| format!("vncdisplay={value}: not a display number"))?)
             }
-            "vncunused" => out.vnc.find_unused = flag(key, value)?,
+            "vncunused" => out.vnc.find_unused = Some(flag(key, value)?),
             "keymap" => out.keymap = Some(value.to_string()),
             "sdl" => out.sdl = Some(flag(key, value)?),
             "opengl" => out.opengl = Some(flag(key, value)?),
@@ -309,11 +309,11 @@ mod tests {
                 listen: Some("0.0.0.0".into()),
                 display: Some(2),
                 password: Some("pw".into()),
-                find_unused: true
+                find_unused: None
             }
         );
         assert_eq!((v.keymap.as_deref(), v.sdl, v.opengl), (Some("de"), Some(false), Some(true)));
-        assert!(!vfb_from_xl("vncunused=0").unwrap().vnc.find_unused);
+        assert_eq!(vfb_from_xl("vncunused=0").unwrap().vnc.find_unused, Some(false));
         for (spec, want) in [
             ("vnc=0", "without VNC"),
             ("vnc", "not KEY=VALUE"),
