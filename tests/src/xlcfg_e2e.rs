@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use xenctl::{Context, DomainKind, DomainSpec};
+use xenctl::{Context, DomainSpec};
 
 use crate::{Ctx, E2eTest, TestResult, xl};
 
@@ -89,7 +89,7 @@ fn corpus_matches_xl(ctx: &Context) -> TestResult {
         let path = scratch.write(name, text)?;
         let result = (|| {
             let spec = DomainSpec::from_xl_config(&path).ctx("from_xl_config")?;
-            compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?)
+            compare(xl_dry_run(&path)?, our_json(ctx, &spec)?)
         })();
         if let Err(e) = result {
             failures.push(format!("{name}:\n{e}"));
@@ -106,7 +106,7 @@ fn rendered_matches_xl(ctx: &Context) -> TestResult {
             let spec = DomainSpec::from_xl_config_text(name, text).ctx("from_xl_config_text")?;
             let rendered = spec.to_xl_config().ctx("to_xl_config")?;
             let path = scratch.write(name, &rendered)?;
-            compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?).map_err(|e| format!("{e}\n{rendered}"))
+            compare(xl_dry_run(&path)?, our_json(ctx, &spec)?).map_err(|e| format!("{e}\n{rendered}"))
         })();
         if let Err(e) = result {
             failures.push(format!("{name} (rendered by to_xl_config):\n{e}"));
@@ -124,7 +124,7 @@ fn a_difference_is_caught(ctx: &Context) -> TestResult {
     let mut spec = DomainSpec::from_xl_config(&path).ctx("from_xl_config")?;
     spec.memory_mib += 1;
     spec.vifs[0].bridge = Some("elsewhere".into());
-    let Err(report) = compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?) else {
+    let Err(report) = compare(xl_dry_run(&path)?, our_json(ctx, &spec)?) else {
         return Err("a spec with other memory and bridge compared equal to xl's".into());
     };
     let paths: Vec<&str> = report.lines().filter_map(|l| l.trim().split(':').next()).collect();
@@ -142,8 +142,8 @@ fn finish(failures: Vec<String>) -> TestResult {
 }
 
 /// Normalises both documents, then fails listing every JSON path where they differ.
-fn compare(kind: DomainKind, mut xl: Value, mut ours: Value) -> TestResult {
-    normalise(kind, &mut xl, &mut ours);
+fn compare(mut xl: Value, mut ours: Value) -> TestResult {
+    normalise(&mut xl, &mut ours);
     let mut diffs = Vec::new();
     diff("", &xl, &ours, &mut diffs);
     if diffs.is_empty() { Ok(()) } else { Err(diffs.join("\n")) }
@@ -154,28 +154,13 @@ fn compare(kind: DomainKind, mut xl: Value, mut ours: Value) -> TestResult {
 /// 1. `c_info.run_hotplug_scripts` and `b_info.claim_mode` come from xl's global settings
 ///    (/etc/xen/xl.conf: `run_hotplug_scripts`, `claim_mode`), which xl copies into every
 ///    domain; they are not in the domain's config file, and xenctl leaves them to libxl.
-/// 2. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
-///    `b_info.u.hvm.rdm.policy` into every PCI device, reading the HVM member of the build
-///    info's union for a guest that is not HVM; that memory is zeroed, which reads as
-///    "strict". Reserved device memory only exists for HVM guests, so libxl ignores it.
-fn normalise(kind: DomainKind, xl: &mut Value, ours: &mut Value) {
+fn normalise(xl: &mut Value, ours: &mut Value) {
     for (section, key) in [("c_info", "run_hotplug_scripts"), ("b_info", "claim_mode")] {
         // (get/get_mut, never IndexMut, which would insert nulls for missing keys)
         if ours.get(section).and_then(|s| s.get(key)).is_none()
             && let Some(map) = xl.get_mut(section).and_then(Value::as_object_mut)
         {
             map.remove(key);
-        }
-    }
-    if kind != DomainKind::Hvm
-        && let Some(pcis) = xl.get_mut("pcidevs").and_then(Value::as_array_mut)
-    {
-        for pci in pcis {
-            if pci.get("rdm_policy") == Some(&Value::from("strict"))
-                && let Some(map) = pci.as_object_mut()
-            {
-                map.remove("rdm_policy");
-            }
         }
     }
 }
@@ -243,11 +228,11 @@ mod tests {
             "c_info": {"name": "a"},
             "b_info": {"type.hvm": {"vnc": {"enable": "True"}}},
             "nics": [{"devid": 0}, {}],
-            "pcidevs": [{"dev": 3}]
+            "pcidevs": [{"dev": 3, "rdm_policy": "strict"}]
         });
-        normalise(DomainKind::Hvm, &mut xl, &mut ours);
+        normalise(&mut xl, &mut ours);
         let mut diffs = Vec::new();
         diff("", &xl, &ours, &mut diffs);
-        assert_eq!(diffs, ["  /nics[1]/devid: only in xl's: 5", "  /pcidevs[0]/rdm_policy: only in xl's: \"strict\""]);
+        assert_eq!(diffs, ["  /nics[1]/devid: only in xl's: 5"]);
     }
 }

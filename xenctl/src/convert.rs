@@ -147,6 +147,12 @@ impl DomainSpec {
             slot.seize = pci.seize;
             slot.msitranslate = pci.msitranslate;
             slot.power_mgmt = pci.power_mgmt;
+            if self.kind != DomainKind::Hvm {
+                // xl copies `b_info.u.hvm.rdm.policy` into every PCI device whatever the
+                // guest type; for a PV or PVH guest that reads the zeroed memory of the
+                // union, STRICT (0). libxl ignores it outside HVM, but the config says it.
+                slot.rdm_policy = xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT;
+            }
         }
         d.on_poweroff = self.on_poweroff.to_libxl();
         d.on_reboot = self.on_reboot.to_libxl();
@@ -295,6 +301,7 @@ mod tests {
         // SAFETY: one initialised element.
         let pci = unsafe { &*d.pcidevs };
         assert_eq!((pci.domain, pci.bus, pci.dev, pci.func, pci.permissive), (0, 3, 0, 0, true));
+        assert_eq!(pci.rdm_policy, xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT, "as xl writes it for PV");
 
         assert_eq!(d.on_poweroff, xen_sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
         assert_eq!(d.on_reboot, xen_sys::LIBXL_ACTION_ON_SHUTDOWN_RESTART);
