@@ -32,12 +32,18 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
 ];
 
+/// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
+/// line: ours must refuse each too, and say where.
+pub const REJECTED: &[(&str, &str, &str)] =
+    &[("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid")];
+
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
     vec![
         ("xlcfg_corpus_parses_to_the_config_xl_dry_run_prints", corpus_matches_xl),
         ("xlcfg_rendered_to_xl_config_means_the_same_to_xl", rendered_matches_xl),
         ("xlcfg_a_different_spec_is_caught_with_its_paths", a_difference_is_caught),
+        ("xlcfg_configs_xl_refuses_are_refused_naming_file_line_and_key", rejected_by_both),
     ]
 }
 
@@ -133,6 +139,35 @@ fn a_difference_is_caught(ctx: &Context) -> TestResult {
     })
 }
 
+fn rejected_by_both(_ctx: &Context) -> TestResult {
+    let scratch = Scratch::new("rejected")?;
+    let mut failures = Vec::new();
+    for (name, text, key) in REJECTED {
+        let path = scratch.write(name, text)?;
+        let result = (|| {
+            if let Ok(json) = xl_dry_run(&path) {
+                return Err(format!("xl accepts it:\n{json}"));
+            }
+            let ours = match DomainSpec::from_xl_config(&path) {
+                Ok(spec) => return Err(format!("ours accepts it: {spec:?}")),
+                Err(e) => e.to_string(),
+            };
+            let line = rejected_line(text, key).ok_or("the config does not set its key")?;
+            let want = format!("{}:{line}: {key}: ", path.display());
+            crate::ensure(ours.starts_with(&want), || format!("our error does not start with {want:?}: {ours}"))
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{name}:\n{e}"));
+        }
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
+}
+
+/// The 1-based line where `key` is assigned in `text`.
+fn rejected_line(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.split('=').next().is_some_and(|k| k.trim() == key)).map(|i| i + 1)
+}
+
 fn finish(failures: Vec<String>) -> TestResult {
     if failures.is_empty() {
         Ok(())
@@ -206,6 +241,22 @@ mod tests {
         let embedded: BTreeSet<String> = CORPUS.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(embedded, on_disk);
         assert!(CORPUS.len() >= 8);
+        let on_disk: BTreeSet<String> = std::fs::read_dir(dir.join("rejected"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".cfg"))
+            .collect();
+        let embedded: BTreeSet<String> = REJECTED.iter().map(|(n, ..)| n.to_string()).collect();
+        assert_eq!(embedded, on_disk);
+    }
+
+    #[test]
+    fn every_rejected_config_is_refused_naming_its_line_and_key() {
+        for (name, text, key) in REJECTED {
+            let e = DomainSpec::from_xl_config_text(name, text).unwrap_err().to_string();
+            let line = rejected_line(text, key).unwrap();
+            assert!(e.starts_with(&format!("{name}:{line}: {key}: ")), "{name}: {e}");
+        }
     }
 
     #[test]

@@ -109,7 +109,14 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     let mut spec = DomainSpec::new(name, kind);
     let uuid = r.string("uuid")?;
     if let Some(text) = &uuid {
-        spec.uuid = Uuid::parse_str(text).map_err(|_| r.err("uuid", format!("{text:?} is not a UUID")))?;
+        // xl reads it with libuuid's uuid_parse, which takes only the 36-character hyphenated
+        // form; the uuid crate would also take braces, a urn: prefix or bare hex.
+        spec.uuid = Uuid::parse_str(text).ok().filter(|_| text.len() == 36).ok_or_else(|| {
+            r.err(
+                "uuid",
+                format!("{text:?} is not a UUID (xl takes only the form 6ba7b810-9dad-11d1-80b4-00c04fd430c8)"),
+            )
+        })?;
     }
     read_sizes(&mut r, &mut spec)?;
     read_boot(&mut r, &mut spec)?;

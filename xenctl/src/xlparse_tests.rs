@@ -276,6 +276,15 @@ fn errors_name_file_line_and_key() {
         (pv("type = \"xen\""), "g.cfg:3: type: \"xen\": expected \"pv\", \"pvh\" or \"hvm\""),
         (pv("type = \"pv\"\nbuilder = \"hvm\""), "g.cfg:4: builder: says hvm but type says pv"),
         (pv("uuid = \"nope\""), "g.cfg:3: uuid: \"nope\" is not a UUID"),
+        // libuuid's uuid_parse, which xl uses, takes the hyphenated form only.
+        (
+            pv("uuid = \"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}\""),
+            "g.cfg:3: uuid: \"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}\" is not a UUID",
+        ),
+        (
+            pv("uuid = \"6ba7b8109dad11d180b400c04fd430c8\""),
+            "g.cfg:3: uuid: \"6ba7b8109dad11d180b400c04fd430c8\" is not",
+        ),
         (pv("on_crash = \"explode\""), "g.cfg:3: on_crash: shutdown action \"explode\""),
         (pv("tsc_mode = \"fast\""), "g.cfg:3: tsc_mode: \"fast\": expected default"),
         (pv("cpus = [ \"0\", \"1\" ]"), "g.cfg:3: cpus: per-vCPU lists are not supported"),
