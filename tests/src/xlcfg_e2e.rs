@@ -30,6 +30,7 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("xlexample-pvlinux.cfg", include_str!("../xlcfg/xlexample-pvlinux.cfg")),
     ("xlexample-hvm.cfg", include_str!("../xlcfg/xlexample-hvm.cfg")),
     ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
+    ("xm-era.cfg", include_str!("../xlcfg/xm-era.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

@@ -168,6 +168,10 @@ fn check_keys(r: &Reader, kind: DomainKind) -> Result<()> {
             KeyClass::Supported(applies) if applies.contains(kind) => continue,
             KeyClass::Supported(applies) => format!("applies to {applies} guests only, and this is a {kind} guest"),
             KeyClass::XlOnly => "xl knows this key, but xenctl does not support it".to_string(),
+            KeyClass::XmIgnored => {
+                log::warn!("{}:{}: {}: an xm key that xl ignores; ignored", r.source(), a.line, a.key);
+                continue;
+            }
             KeyClass::Unknown => "not an xl.cfg key".to_string(),
         };
         return Err(Error::XlConfig {

@@ -20,6 +20,7 @@ const CORPUS: &[(&str, &str)] = &[
     ("xlexample-pvlinux.cfg", include_str!("../../tests/xlcfg/xlexample-pvlinux.cfg")),
     ("xlexample-hvm.cfg", include_str!("../../tests/xlcfg/xlexample-hvm.cfg")),
     ("hvm-clock-grants.cfg", include_str!("../../tests/xlcfg/hvm-clock-grants.cfg")),
+    ("xm-era.cfg", include_str!("../../tests/xlcfg/xm-era.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -529,4 +530,15 @@ fn clock_memory_migration_grant_and_acpi_keys_libxl_takes_directly() {
 fn cpus_all_is_no_pinning() {
     assert_eq!(pv("cpus = \"all\"").unwrap().cpus, Vec::<u32>::new());
     assert!(err(pv("cpus = \"all,^1\"")).contains("`all' stands alone"), "{}", err(pv("cpus = \"all,^1\"")));
+}
+
+#[test]
+fn xm_keys_that_xl_ignores_are_ignored_and_typos_still_refused() {
+    let xm = "vncconsole = 1\non_xend_start = \"ignore\"\non_xend_stop = \"shutdown\"\nbootargs = \"-q\"";
+    let mut with = pv(xm).unwrap();
+    with.uuid = pv("").unwrap().uuid;
+    let mut without = pv("").unwrap();
+    without.uuid = with.uuid;
+    assert_eq!(with, without, "xl builds the same domain without them");
+    assert_eq!(err(pv("vncconsol = 1")), "g.cfg:3: vncconsol: not an xl.cfg key");
 }
