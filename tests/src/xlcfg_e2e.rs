@@ -31,6 +31,7 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("xlexample-hvm.cfg", include_str!("../xlcfg/xlexample-hvm.cfg")),
     ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
     ("xm-era.cfg", include_str!("../xlcfg/xm-era.cfg")),
+    ("mac-dashes.cfg", include_str!("../xlcfg/mac-dashes.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

@@ -21,6 +21,7 @@ const CORPUS: &[(&str, &str)] = &[
     ("xlexample-hvm.cfg", include_str!("../../tests/xlcfg/xlexample-hvm.cfg")),
     ("hvm-clock-grants.cfg", include_str!("../../tests/xlcfg/hvm-clock-grants.cfg")),
     ("xm-era.cfg", include_str!("../../tests/xlcfg/xm-era.cfg")),
+    ("mac-dashes.cfg", include_str!("../../tests/xlcfg/mac-dashes.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {

@@ -38,7 +38,7 @@ impl VifSpec {
                         _ => return Err(bad(format!("type={value}: expected vif or ioemu"))),
                     })
                 }
-                ("mac", true) => vif.mac = Some(value.parse::<Mac>().map_err(|e| bad(reason_of(e)))?),
+                ("mac", true) => vif.mac = Some(mac_from_xl(value).map_err(|e| bad(reason_of(e)))?),
                 ("bridge", true) => vif.bridge = text(),
                 ("gatewaydev" | "netdev", true) => vif.gatewaydev = text(),
                 ("ip", true) => vif.ip = text(),
@@ -65,6 +65,21 @@ impl VifSpec {
         vif.fill_libxl("vif", &mut xlu, &mut nic).map_err(|e| bad(reason_of(e)))?;
         Ok(vif)
     }
+}
+
+/// A MAC as xl reads one (parse_nic_config: six `strtoul(.., 16)` bytes, each followed by one
+/// separator): `00:16:3e:01:02:03`, `00-16-3e-01-02-03`, or bytes of one digit (`0:16:3e:1:2:3`).
+fn mac_from_xl(text: &str) -> Result<Mac> {
+    let bytes: Vec<&str> = text.split([':', '-']).collect();
+    let hex = |b: &&str| (1..=2).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_hexdigit());
+    if bytes.len() != 6 || !bytes.iter().all(hex) {
+        return Err(Error::invalid("mac", text, "expected six hex bytes like 00:16:3e:12:34:56 (or with dashes)"));
+    }
+    let canonical: Vec<String> = bytes.iter().map(|b| format!("{b:0>2}")).collect();
+    canonical
+        .join(":")
+        .parse::<Mac>()
+        .map_err(|_| Error::invalid("mac", text, "a multicast address cannot name an interface"))
 }
 
 /// An `InvalidSpec`'s "value: reason" (or any error's text), for wrapping in another error.
@@ -257,6 +272,10 @@ mod tests {
         assert_eq!(VifSpec::from_xl("").unwrap(), VifSpec::default());
         assert_eq!(VifSpec::from_xl("bridge=a,,bridge=b").unwrap().bridge.as_deref(), Some("b"));
         assert_eq!(VifSpec::from_xl("netdev=eth1,untrusted").unwrap().trusted, Some(false));
+        // xl reads each byte with strtoul: dashes and one-digit bytes are MACs too.
+        let want = Some("00:16:3e:0a:02:03".parse().unwrap());
+        assert_eq!(VifSpec::from_xl("mac=00-16-3E-0a-02-03").unwrap().mac, want);
+        assert_eq!(VifSpec::from_xl("mac=0:16:3e:a:2:3").unwrap().mac, want);
     }
 
     #[test]
@@ -264,7 +283,9 @@ mod tests {
         for (spec, want) in [
             ("bridge", "unknown option `bridge'"),
             ("colour=red", "unknown option `colour=red'"),
-            ("mac=00:16:3e:01:02", "expected six hex pairs"),
+            ("mac=00:16:3e:01:02", "expected six hex bytes"),
+            ("mac=00:16:3e:01:02:003", "expected six hex bytes"),
+            ("mac=01:16:3e:01:02:03", "multicast"),
             ("type=pv", "expected vif or ioemu"),
             ("mtu=big", "mtu=big: not a number"),
             ("mtu=20", "must be 68 to 65535"),
