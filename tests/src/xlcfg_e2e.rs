@@ -32,6 +32,8 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
     ("xm-era.cfg", include_str!("../xlcfg/xm-era.cfg")),
     ("mac-dashes.cfg", include_str!("../xlcfg/mac-dashes.cfg")),
+    ("vnc-off-leftovers.cfg", include_str!("../xlcfg/vnc-off-leftovers.cfg")),
+    ("pv-vnc-off-leftovers.cfg", include_str!("../xlcfg/pv-vnc-off-leftovers.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::convert::fill_string_list;
-use crate::devices::set_defbool;
+use crate::devices::{VncSpec, set_defbool};
 use crate::error::{Error, Result};
 use crate::raw;
 use crate::spec::DomainSpec;
@@ -230,7 +230,8 @@ pub struct PlatformSpec {
 #[serde(deny_unknown_fields)]
 pub struct DisplaySpec {
     /// `vnc = 0` for an HVM guest: no VNC server, where libxl would otherwise start one.
-    /// Contradicts [`DomainSpec::vnc`].
+    /// [`DomainSpec::vnc`] may still hold settings (`vnclisten`, ... left in a config with
+    /// `vnc = 0`): xl hands them to libxl with the server off, and they do nothing.
     pub vnc_disabled: bool,
     /// An SDL window in dom0 (`sdl`; HVM, or PV/PVH with VNC, on the same framebuffer).
     pub sdl: Option<bool>,
@@ -303,6 +304,10 @@ impl DomainSpec {
         {
             return Err(Error::invalid("platform.max_grant_frames", n.to_string(), "too large"));
         }
+        if self.display.vnc_disabled && self.vnc.as_ref().is_some_and(|v| *v == VncSpec::default()) {
+            // Only settings left with the server off mean anything here (see vnc_disabled).
+            return Err(Error::invalid("display.vnc_disabled", "true", "contradicts vnc, which sets nothing"));
+        }
         if self.kind != DomainKind::Hvm && self.vnc.is_none() {
             let d = &self.display;
             if d.sdl.is_some() || d.opengl.is_some() || d.keymap.is_some() {
@@ -312,9 +317,6 @@ impl DomainSpec {
                     "a PV or PVH guest's display is its VNC framebuffer: set vnc too",
                 ));
             }
-        }
-        if self.display.vnc_disabled && self.vnc.is_some() {
-            return Err(Error::invalid("display.vnc_disabled", "true", "contradicts vnc"));
         }
         if self.serial.is_some() && !self.serial_ports.is_empty() {
             return Err(Error::invalid(
@@ -583,6 +585,9 @@ mod tests {
         let mut hvm = DomainSpec::hvm("h").vnc(VncSpec::default());
         hvm.display.vnc_disabled = true;
         assert!(err(hvm).contains("contradicts vnc"));
+        let mut hvm = DomainSpec::hvm("h").vnc(VncSpec { listen: Some("::".into()), ..VncSpec::default() });
+        hvm.display.vnc_disabled = true;
+        assert!(hvm.validate().is_ok(), "settings kept with the server off, as xl keeps them");
         let mut hvm = DomainSpec::hvm("h").serial("pty");
         hvm.serial_ports = vec!["pty".into()];
         assert!(err(hvm).contains("not both"));

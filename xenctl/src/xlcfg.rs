@@ -217,7 +217,7 @@ impl DomainSpec {
         }
         if let Some(vnc) = &self.vnc {
             if self.kind == DomainKind::Hvm {
-                line("vnc", "1".into());
+                line("vnc", if self.display.vnc_disabled { "0" } else { "1" }.into());
                 if let Some(l) = &vnc.listen {
                     line("vnclisten", quote(l));
                 }
@@ -323,7 +323,7 @@ impl DomainSpec {
         }
         // A PV/PVH guest's sdl/opengl/keymap are written inside its vfb spec (see vfb_extras).
         if hvm {
-            if d.vnc_disabled {
+            if d.vnc_disabled && self.vnc.is_none() {
                 out.push(("vnc", "0".into()));
             }
             out.extend(d.sdl.map(|v| ("sdl", u8::from(v).to_string())));

@@ -388,6 +388,13 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         return Ok(());
     }
     let enabled = r.flag("vnc")?;
+    if spec.kind == DomainKind::Pv && enabled == Some(false) {
+        // xl reads a PV guest's top-level display keys only for vnc = 1.
+        for key in VNC_KEYS[1..].iter().chain(&["sdl", "opengl", "keymap"]).filter(|k| r.has(k)) {
+            log::warn!("{}: {key}: ignored with vnc = 0, as xl ignores it", r.at(key));
+        }
+        return Ok(());
+    }
     if spec.kind == DomainKind::Pv && enabled != Some(true) {
         // xl gives a PV guest a framebuffer only for vnc = 1, and ignores the rest otherwise.
         return match top_level.filter(|k| *k != "vnc") {
@@ -410,8 +417,10 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     let any_vnc_key = VNC_KEYS.iter().any(|k| r.has(k));
     match enabled {
         Some(false) => {
+            // xl still hands an HVM guest's VNC settings to libxl, with the server off.
             if let Some(key) = VNC_KEYS[1..].iter().find(|k| r.has(k)) {
-                return Err(r.err(key, "VNC options with vnc = 0"));
+                log::warn!("{}: {key}: has no effect with vnc = 0", r.at(key));
+                spec.vnc = Some(vnc);
             }
             spec.display.vnc_disabled = true;
         }

@@ -22,6 +22,8 @@ const CORPUS: &[(&str, &str)] = &[
     ("hvm-clock-grants.cfg", include_str!("../../tests/xlcfg/hvm-clock-grants.cfg")),
     ("xm-era.cfg", include_str!("../../tests/xlcfg/xm-era.cfg")),
     ("mac-dashes.cfg", include_str!("../../tests/xlcfg/mac-dashes.cfg")),
+    ("vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/vnc-off-leftovers.cfg")),
+    ("pv-vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/pv-vnc-off-leftovers.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -294,7 +296,6 @@ fn errors_name_file_line_and_key() {
         (hvm("viridian = [ \"base\" ]"), "h.cfg:3: viridian: the list of enlightenments is not supported"),
         (hvm("bios = \"coreboot\""), "h.cfg:3: bios: \"coreboot\": expected rombios"),
         (hvm("vga = \"vmware\""), "h.cfg:3: vga: \"vmware\": expected stdvga"),
-        (hvm("vnc = 0\nvncdisplay = 2"), "h.cfg:4: vncdisplay: VNC options with vnc = 0"),
         (hvm("vnclisten = \"0.0.0.0:1\"\nvncdisplay = 1"), "h.cfg:4: vncdisplay: the display is also given"),
         (hvm("device_model_version = \"qemu\""), "h.cfg:3: device_model_version: \"qemu\": expected qemu-xen"),
         (pv("memory = 256\n\nmaxmem = 128"), "g.cfg:5: maxmem: \"128\": must be at least memory (256 MiB)"),
@@ -542,4 +543,22 @@ fn xm_keys_that_xl_ignores_are_ignored_and_typos_still_refused() {
     without.uuid = with.uuid;
     assert_eq!(with, without, "xl builds the same domain without them");
     assert_eq!(err(pv("vncconsol = 1")), "g.cfg:3: vncconsol: not an xl.cfg key");
+}
+
+#[test]
+fn vnc_settings_left_with_vnc_0_are_kept_off_for_hvm_and_ignored_for_pv() {
+    let s = hvm("vnc = 0\nvnclisten = \"0.0.0.0\"\nvncpasswd = \"pw\"").unwrap();
+    assert!(s.display.vnc_disabled);
+    let want = VncSpec { listen: Some("0.0.0.0".into()), password: Some("pw".into()), ..VncSpec::default() };
+    assert_eq!(s.vnc, Some(want));
+    let json: serde_json::Value = serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap();
+    let vnc = &json["b_info"]["type.hvm"]["vnc"];
+    assert_eq!(
+        (vnc["enable"].as_str(), vnc["listen"].as_str(), vnc["passwd"].as_str()),
+        (Some("False"), Some("0.0.0.0"), Some("pw"))
+    );
+    let back = DomainSpec::from_xl_config_text("h.cfg", &s.to_xl_config().unwrap()).unwrap();
+    assert_eq!(back, s);
+    let p = pv("vnc = 0\nvnclisten = \"0.0.0.0\"\nvncpasswd = \"pw\"\nkeymap = \"de\"").unwrap();
+    assert_eq!((p.vnc, p.display), (None, DisplaySpec::default()), "xl reads them only for vnc = 1");
 }
