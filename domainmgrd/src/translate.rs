@@ -126,6 +126,7 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
             display: (vm.vnc_display != 0).then_some(vm.vnc_display),
             password: non_empty(&vm.vnc_passwd),
             find_unused: Some(false),
+            enable_by_default: false,
         });
     }
 

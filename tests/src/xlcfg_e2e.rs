@@ -34,6 +34,8 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("mac-dashes.cfg", include_str!("../xlcfg/mac-dashes.cfg")),
     ("vnc-off-leftovers.cfg", include_str!("../xlcfg/vnc-off-leftovers.cfg")),
     ("pv-vnc-off-leftovers.cfg", include_str!("../xlcfg/pv-vnc-off-leftovers.cfg")),
+    ("vfb-xm-style.cfg", include_str!("../xlcfg/vfb-xm-style.cfg")),
+    ("vfb-xm-sdl.cfg", include_str!("../xlcfg/vfb-xm-sdl.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

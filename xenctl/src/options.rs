@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::convert::fill_string_list;
-use crate::devices::{VncSpec, set_defbool};
+use crate::devices::set_defbool;
 use crate::error::{Error, Result};
 use crate::raw;
 use crate::spec::DomainSpec;
@@ -304,9 +304,13 @@ impl DomainSpec {
         {
             return Err(Error::invalid("platform.max_grant_frames", n.to_string(), "too large"));
         }
-        if self.display.vnc_disabled && self.vnc.as_ref().is_some_and(|v| *v == VncSpec::default()) {
+        if self.display.vnc_disabled && self.vnc.as_ref().is_some_and(|v| v.sets_nothing() || v.enable_by_default) {
             // Only settings left with the server off mean anything here (see vnc_disabled).
-            return Err(Error::invalid("display.vnc_disabled", "true", "contradicts vnc, which sets nothing"));
+            return Err(Error::invalid("display.vnc_disabled", "true", "contradicts vnc"));
+        }
+        if self.kind == DomainKind::Hvm && self.vnc.as_ref().is_some_and(|v| v.enable_by_default && v.sets_nothing()) {
+            // An HVM config turns VNC on without `vnc = 1` only by giving settings.
+            return Err(Error::invalid("vnc.enable_by_default", "true", "with no VNC settings"));
         }
         if self.kind != DomainKind::Hvm && self.vnc.is_none() {
             let d = &self.display;

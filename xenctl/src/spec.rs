@@ -537,6 +537,7 @@ mod tests {
                 display: Some(2),
                 password: Some("pw".into()),
                 find_unused: Some(true),
+                enable_by_default: false,
             })
             .tsc_mode(TscMode::NativeParavirt);
         s.on_watchdog = ShutdownAction::CoredumpDestroy;

@@ -217,7 +217,11 @@ impl DomainSpec {
         }
         if let Some(vnc) = &self.vnc {
             if self.kind == DomainKind::Hvm {
-                line("vnc", if self.display.vnc_disabled { "0" } else { "1" }.into());
+                if self.display.vnc_disabled {
+                    line("vnc", "0".into());
+                } else if !vnc.enable_by_default {
+                    line("vnc", "1".into());
+                }
                 if let Some(l) = &vnc.listen {
                     line("vnclisten", quote(l));
                 }
@@ -231,7 +235,10 @@ impl DomainSpec {
                     line("vncunused", u8::from(unused).to_string());
                 }
             } else {
-                let mut parts = vec!["vnc=1".to_string()];
+                let mut parts = Vec::new();
+                if !vnc.enable_by_default {
+                    parts.push("vnc=1".to_string());
+                }
                 if let Some(l) = &vnc.listen {
                     parts.push(item("vnc.listen", "vnclisten", l)?);
                 }

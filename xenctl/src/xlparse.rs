@@ -379,8 +379,12 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             [one] => one,
             _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
         };
-        let VfbOptions { vnc, sdl, opengl, keymap } =
+        let VfbOptions { vnc, sdl, opengl, keymap, xm_type } =
             vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
+        if let Some(t) = xm_type {
+            let extra = if t == "sdl" { "; this framebuffer is VNC's, without SDL (give sdl=1)" } else { "" };
+            log::warn!("{}: vfb[0]: type={t}: xm's framebuffer type, which xl ignores{extra}", r.at("vfb"));
+        }
         spec.vnc = Some(vnc);
         spec.display.sdl = sdl;
         spec.display.opengl = opengl;
@@ -425,7 +429,11 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             spec.display.vnc_disabled = true;
         }
         // An HVM guest gets VNC from libxl unless told otherwise; its options apply to it.
-        _ if any_vnc_key => spec.vnc = Some(vnc),
+        _ if any_vnc_key => {
+            // Without vnc = 1 the server is on by libxl's default, and xl leaves it unstated.
+            vnc.enable_by_default = enabled.is_none();
+            spec.vnc = Some(vnc)
+        }
         _ => {}
     }
     spec.display.sdl = r.flag("sdl")?;

@@ -24,6 +24,8 @@ const CORPUS: &[(&str, &str)] = &[
     ("mac-dashes.cfg", include_str!("../../tests/xlcfg/mac-dashes.cfg")),
     ("vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/vnc-off-leftovers.cfg")),
     ("pv-vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/pv-vnc-off-leftovers.cfg")),
+    ("vfb-xm-style.cfg", include_str!("../../tests/xlcfg/vfb-xm-style.cfg")),
+    ("vfb-xm-sdl.cfg", include_str!("../../tests/xlcfg/vfb-xm-sdl.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -120,7 +122,8 @@ fn corpus_pygrub_and_hvm_details() {
             listen: Some("0.0.0.0".into()),
             display: Some(1),
             password: Some("s3cret".into()),
-            find_unused: Some(false)
+            find_unused: Some(false),
+            enable_by_default: false
         })
     );
     assert_eq!((s.display.vga, s.display.video_memory_mib), (Some(VgaKind::Std), Some(16)));
@@ -236,7 +239,8 @@ fn every_supported_key_sets_its_field() {
     );
     assert_eq!((s.usb, s.usb_version, s.usb_devices.len()), (Some(false), Some(3), 2));
     assert_eq!((s.soundhw.as_deref(), s.serial_ports.len(), s.boot_order.as_deref()), (Some("ac97"), 2, Some("n")));
-    assert_eq!(s.vnc, Some(VncSpec { find_unused: Some(false), ..VncSpec::default() }), "a VNC key alone: VNC on");
+    let want = VncSpec { find_unused: Some(false), enable_by_default: true, ..VncSpec::default() };
+    assert_eq!(s.vnc, Some(want), "a VNC key alone: VNC on, by libxl's default");
     assert_eq!(hvm("stdvga = 0").unwrap().display.vga, Some(VgaKind::Cirrus));
     assert_eq!(hvm("").unwrap().vnc, None, "libxl's default (on for HVM), untouched");
     assert_eq!(hvm("builder = \"hvm\"").unwrap().kind, DomainKind::Hvm);
@@ -367,7 +371,13 @@ fn varied_specs_round_trip_through_xl_config() {
         .max_vcpus(8)
         .cpus(vec![0, 2, 3])
         .serial("pty")
-        .vnc(VncSpec { listen: Some("0.0.0.0".into()), display: Some(2), password: None, find_unused: Some(false) })
+        .vnc(VncSpec {
+            listen: Some("0.0.0.0".into()),
+            display: Some(2),
+            password: None,
+            find_unused: Some(false),
+            enable_by_default: false,
+        })
         .disk(DiskSpec::from_xl("vdev=hdc,devtype=cdrom,target=/srv/x.iso").unwrap())
         .vif(VifSpec { model: Some("e1000".into()), nic_type: Some(NicType::Ioemu), ..VifSpec::bridged("br0") })
         .pci(PciSpec { msitranslate: true, ..PciSpec::new("0000:03:00.0".parse().unwrap()) });
@@ -561,4 +571,23 @@ fn vnc_settings_left_with_vnc_0_are_kept_off_for_hvm_and_ignored_for_pv() {
     assert_eq!(back, s);
     let p = pv("vnc = 0\nvnclisten = \"0.0.0.0\"\nvncpasswd = \"pw\"\nkeymap = \"de\"").unwrap();
     assert_eq!((p.vnc, p.display), (None, DisplaySpec::default()), "xl reads them only for vnc = 1");
+}
+
+#[test]
+fn vnc_on_by_libxls_default_leaves_enable_unstated_as_xl_does() {
+    let json = |s: &DomainSpec| -> serde_json::Value { serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap() };
+    let h = hvm("vnclisten = \"0.0.0.0\"").unwrap();
+    let vnc = &json(&h)["b_info"]["type.hvm"]["vnc"];
+    assert_eq!((vnc.get("enable"), vnc["listen"].as_str()), (None, Some("0.0.0.0")));
+    let p = pv("vfb = [ 'type=vnc,vncdisplay=1,vnclisten=0.0.0.0' ]").unwrap();
+    let vfb = &json(&p)["vfbs"][0];
+    assert_eq!(
+        (vfb["vnc"].get("enable"), vfb["vnc"]["display"].as_u64(), vfb["devid"].as_u64()),
+        (None, Some(1), Some(0))
+    );
+    for s in [h, p] {
+        let text = s.to_xl_config().unwrap();
+        assert!(!text.contains("vnc = 1") && !text.contains("vnc=1"), "{text}");
+        assert_eq!(DomainSpec::from_xl_config_text("x.cfg", &text).unwrap(), s);
+    }
 }

@@ -162,6 +162,8 @@ pub(crate) struct VfbOptions {
     pub sdl: Option<bool>,
     pub opengl: Option<bool>,
     pub keymap: Option<String>,
+    /// xm's `type=vnc` or `type=sdl`, which xl ignores.
+    pub xm_type: Option<String>,
 }
 
 /// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
@@ -170,6 +172,7 @@ pub(crate) struct VfbOptions {
 /// `xauthority=` are refused.
 pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String> {
     let mut out = VfbOptions::default();
+    out.vnc.enable_by_default = true;
     let flag = |key: &str, value: &str| {
         xl_int(value).map(|v| v != 0).ok_or_else(|| format!("{key}={value}: expected a number (0 or 1)"))
     };
@@ -179,7 +182,10 @@ pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String>
         };
         match key {
             "vnc" if !flag(key, value)? => return Err("a framebuffer without VNC (vnc=0) is not supported".into()),
-            "vnc" => {}
+            "vnc" => out.vnc.enable_by_default = false,
+            // xm's framebuffer type: xl's vfb parser has no such key and skips it, so a
+            // `type=sdl` framebuffer is a VNC one by libxl's default, without SDL.
+            "type" if value == "vnc" || value == "sdl" => out.xm_type = Some(value.to_string()),
             "vnclisten" => out.vnc.listen = Some(value.to_string()),
             "vncpasswd" => out.vnc.password = Some(value.to_string()),
             "vncdisplay" => {
@@ -330,12 +336,19 @@ mod tests {
                 listen: Some("0.0.0.0".into()),
                 display: Some(2),
                 password: Some("pw".into()),
-                find_unused: None
+                find_unused: None,
+                enable_by_default: false
             }
         );
         assert_eq!((v.keymap.as_deref(), v.sdl, v.opengl), (Some("de"), Some(false), Some(true)));
         assert_eq!(vfb_from_xl("vncunused=0").unwrap().vnc.find_unused, Some(false));
+        // xm's framebuffer type: xl has no such vfb key and skips it; VNC is on by default.
+        let xm = vfb_from_xl("type=vnc,vncdisplay=1").unwrap();
+        assert_eq!((xm.xm_type.as_deref(), xm.vnc.display, xm.vnc.enable_by_default), (Some("vnc"), Some(1), true));
+        let xm = vfb_from_xl("type=sdl").unwrap();
+        assert_eq!((xm.xm_type.as_deref(), xm.sdl, xm.vnc.enable_by_default), (Some("sdl"), None, true));
         for (spec, want) in [
+            ("type=x11", "unknown option"),
             ("vnc=0", "without VNC"),
             ("vnc", "not KEY=VALUE"),
             ("display=:0", "not supported"),
