@@ -36,6 +36,7 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("pv-vnc-off-leftovers.cfg", include_str!("../xlcfg/pv-vnc-off-leftovers.cfg")),
     ("vfb-xm-style.cfg", include_str!("../xlcfg/vfb-xm-style.cfg")),
     ("vfb-xm-sdl.cfg", include_str!("../xlcfg/vfb-xm-sdl.cfg")),
+    ("cpus-per-vcpu.cfg", include_str!("../xlcfg/cpus-per-vcpu.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

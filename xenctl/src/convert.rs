@@ -75,6 +75,18 @@ impl DomainSpec {
                 let map = unsafe { &mut *b.vcpu_hard_affinity.add(i) };
                 fill_bitmap_bits(map, &self.cpus)?;
             }
+        } else if !self.vcpu_cpus.is_empty() {
+            // vCPU i pinned to entry i, the rest unpinned, as xl's parse_vcpu_affinity does
+            // for the list form; xl also turns NUMA placement off for it.
+            let n = self.vcpu_cpus.len();
+            b.vcpu_hard_affinity = raw::calloc_array(n)?;
+            b.num_vcpu_hard_affinity = count(n);
+            for (i, cpus) in self.vcpu_cpus.iter().enumerate() {
+                // SAFETY: the array holds n zeroed (empty, disposable) bitmaps.
+                let map = unsafe { &mut *b.vcpu_hard_affinity.add(i) };
+                fill_bitmap_bits(map, cpus)?;
+            }
+            crate::devices::set_defbool(&mut b.numa_placement, Some(false));
         }
         b.kernel = raw::strdup_opt("kernel", self.kernel.as_deref())?;
         b.ramdisk = raw::strdup_opt("ramdisk", self.ramdisk.as_deref())?;
@@ -371,6 +383,16 @@ mod tests {
         for m in maps {
             assert_eq!(bits(m), vec![1, 9]);
         }
+        let mut per_vcpu = DomainSpec::pv("p").kernel("/k").vcpus(3);
+        per_vcpu.vcpu_cpus = vec![vec![2], vec![3, 4]];
+        let cfg = per_vcpu.to_libxl().unwrap();
+        let b = &cfg.as_raw().b_info;
+        assert_eq!((b.num_vcpu_hard_affinity, b.numa_placement.val), (2, -1), "the third vCPU unpinned");
+        // SAFETY: two initialised bitmaps.
+        let maps = unsafe { std::slice::from_raw_parts(b.vcpu_hard_affinity, 2) };
+        assert_eq!((bits(&maps[0]), bits(&maps[1])), (vec![2], vec![3, 4]));
+        per_vcpu.cpus = vec![1];
+        assert!(per_vcpu.validate().unwrap_err().to_string().contains("not both"));
         let none = DomainSpec::pv("p").kernel("/k").to_libxl().unwrap();
         assert_eq!(none.as_raw().b_info.num_vcpu_hard_affinity, 0);
         assert!(DomainSpec::pv("p").kernel("/k").cpus(vec![5000]).validate().is_err());

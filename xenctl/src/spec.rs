@@ -73,6 +73,11 @@ pub struct DomainSpec {
     pub max_vcpus: Option<u32>,
     /// Physical CPUs every vCPU may run on (hard affinity, xl's `cpus = "1,3"`); empty for any.
     pub cpus: Vec<u32>,
+    /// Physical CPUs each vCPU may run on, vCPU by vCPU (xl's list form
+    /// `cpus = [ "2", "3-5" ]`): vCPU i is pinned to entry i, vCPUs past the end are not
+    /// pinned. Set this or `cpus`, not both.
+    #[serde(default)]
+    pub vcpu_cpus: Vec<Vec<u32>>,
     /// Guest kernel in dom0 (PV and PVH direct boot; optional for HVM).
     pub kernel: Option<String>,
     /// Initial ramdisk in dom0.
@@ -144,6 +149,7 @@ impl DomainSpec {
             vcpus: 1,
             max_vcpus: None,
             cpus: Vec::new(),
+            vcpu_cpus: Vec::new(),
             kernel: None,
             ramdisk: None,
             cmdline: None,
@@ -283,6 +289,29 @@ impl DomainSpec {
         self.max_memory_mib.unwrap_or(self.memory_mib)
     }
 
+    /// The per-vCPU pinning: entries for existing vCPUs only, each with CPUs to run on.
+    fn validate_vcpu_cpus(&self, max_vcpus: u32) -> Result<()> {
+        if self.vcpu_cpus.is_empty() {
+            return Ok(());
+        }
+        if !self.cpus.is_empty() {
+            return Err(Error::invalid("vcpu_cpus", "", "set cpus or vcpu_cpus, not both"));
+        }
+        if self.vcpu_cpus.len() > max_vcpus as usize {
+            let n = self.vcpu_cpus.len().to_string();
+            return Err(Error::invalid("vcpu_cpus", n, format!("more entries than vCPUs ({max_vcpus})")));
+        }
+        for (i, set) in self.vcpu_cpus.iter().enumerate() {
+            if set.is_empty() {
+                return Err(Error::invalid(format!("vcpu_cpus[{i}]"), "", "no CPU to run on"));
+            }
+            if let Some(&cpu) = set.iter().find(|&&c| c >= 4096) {
+                return Err(Error::invalid(format!("vcpu_cpus[{i}]"), cpu.to_string(), "CPU numbers go up to 4095"));
+            }
+        }
+        Ok(())
+    }
+
     /// The effective maximum vCPUs.
     pub fn effective_max_vcpus(&self) -> u32 {
         self.max_vcpus.unwrap_or(self.vcpus)
@@ -322,6 +351,7 @@ impl DomainSpec {
         if let Some(&cpu) = self.cpus.iter().find(|&&c| c >= 4096) {
             return Err(Error::invalid("cpus", cpu.to_string(), "CPU numbers go up to 4095"));
         }
+        self.validate_vcpu_cpus(max_vcpus)?;
         match self.kind {
             DomainKind::Pv if self.kernel.is_none() && self.bootloader.is_none() => {
                 return Err(Error::invalid("kernel", "", "a PV guest needs a kernel or a bootloader"));

@@ -161,6 +161,19 @@ impl DomainSpec {
             let cpus: Vec<String> = set.iter().map(u32::to_string).collect();
             line("cpus", quote(&cpus.join(",")));
         }
+        if !self.vcpu_cpus.is_empty() {
+            let per_vcpu: Vec<String> = self
+                .vcpu_cpus
+                .iter()
+                .map(|set| {
+                    let mut set = set.clone();
+                    set.sort_unstable();
+                    set.dedup();
+                    set.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                })
+                .collect();
+            line("cpus", list(&per_vcpu));
+        }
         if let Some(k) = &self.kernel {
             line("kernel", quote(k));
         }

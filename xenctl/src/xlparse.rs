@@ -67,7 +67,7 @@ impl DomainSpec {
     /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).
     ///
     /// Supported keys, with xl's meaning: `name`, `uuid`, `type`, `builder` (legacy), `memory`,
-    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs), `cpu_weight`, `cap`,
+    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs, or a list of one per vCPU), `cpu_weight`, `cap`,
     /// `kernel`, `ramdisk`, `cmdline`, `root`, `extra`, `bootloader`, `bootloader_args`, `disk`,
     /// `vif`, `pci` and `pci_permissive`/`pci_msitranslate`/`pci_seize`/`pci_power_mgmt`,
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`, `on_soft_reset`, `tsc_mode`,
@@ -196,8 +196,27 @@ fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     match r.string_or_list("cpus")? {
         None => {}
         Some(OneOrList::One(text)) => spec.cpus = cpus_from_xl(&text).map_err(|e| r.err("cpus", e))?,
-        Some(OneOrList::List(_)) => {
-            return Err(r.err("cpus", "per-vCPU lists are not supported; give one CPU list for all vCPUs"));
+        // One CPU list per vCPU; xl ignores entries past the last vCPU (parse_vcpu_affinity).
+        Some(OneOrList::List(items)) => {
+            let max = spec.effective_max_vcpus() as usize;
+            if items.len() > max {
+                log::warn!(
+                    "{}: cpus: {} entries for {max} vCPUs; the rest are ignored, as xl ignores them",
+                    r.at("cpus"),
+                    items.len()
+                );
+            }
+            for (i, item) in items.iter().take(max).enumerate() {
+                let set = cpus_from_xl(item).map_err(|e| r.item_err("cpus", i, e))?;
+                if set.is_empty() {
+                    return Err(r.item_err(
+                        "cpus",
+                        i,
+                        "`all' in a per-vCPU list is not supported (it is the host's CPUs)",
+                    ));
+                }
+                spec.vcpu_cpus.push(set);
+            }
         }
     }
     spec.cpu_weight = r.number::<u32>("cpu_weight", 1)?;

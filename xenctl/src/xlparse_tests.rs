@@ -26,6 +26,7 @@ const CORPUS: &[(&str, &str)] = &[
     ("pv-vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/pv-vnc-off-leftovers.cfg")),
     ("vfb-xm-style.cfg", include_str!("../../tests/xlcfg/vfb-xm-style.cfg")),
     ("vfb-xm-sdl.cfg", include_str!("../../tests/xlcfg/vfb-xm-sdl.cfg")),
+    ("cpus-per-vcpu.cfg", include_str!("../../tests/xlcfg/cpus-per-vcpu.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -295,7 +296,8 @@ fn errors_name_file_line_and_key() {
         ),
         (pv("on_crash = \"explode\""), "g.cfg:3: on_crash: shutdown action \"explode\""),
         (pv("tsc_mode = \"fast\""), "g.cfg:3: tsc_mode: \"fast\": expected default"),
-        (pv("cpus = [ \"0\", \"1\" ]"), "g.cfg:3: cpus: per-vCPU lists are not supported"),
+        (pv("vcpus = 2\ncpus = [ \"0\", \"all\" ]"), "g.cfg:4: cpus[1]: `all' in a per-vCPU list is not supported"),
+        (pv("vcpus = 2\ncpus = [ \"0\", \"x\" ]"), "g.cfg:4: cpus[1]: `x' is not a CPU number"),
         (pv("cpus = \"0-\""), "g.cfg:3: cpus: `0-' is not a CPU number"),
         (hvm("viridian = [ \"base\" ]"), "h.cfg:3: viridian: the list of enlightenments is not supported"),
         (hvm("bios = \"coreboot\""), "h.cfg:3: bios: \"coreboot\": expected rombios"),
@@ -590,4 +592,16 @@ fn vnc_on_by_libxls_default_leaves_enable_unstated_as_xl_does() {
         assert!(!text.contains("vnc = 1") && !text.contains("vnc=1"), "{text}");
         assert_eq!(DomainSpec::from_xl_config_text("x.cfg", &text).unwrap(), s);
     }
+}
+
+#[test]
+fn a_per_vcpu_cpus_list_pins_each_vcpu_as_xl_does() {
+    let s = pv("vcpus = 3\ncpus = [ \"2\", \"3-4,^4,5\" ]").unwrap();
+    assert_eq!((s.cpus.clone(), s.vcpu_cpus.clone()), (vec![], vec![vec![2], vec![3, 5]]));
+    let json: serde_json::Value = serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap();
+    assert_eq!(json["b_info"]["vcpu_hard_affinity"], serde_json::json!([[2], [3, 5]]));
+    assert_eq!(json["b_info"]["numa_placement"], "False");
+    assert_eq!(DomainSpec::from_xl_config_text("g.cfg", &s.to_xl_config().unwrap()).unwrap(), s);
+    // Entries past the last vCPU: xl ignores them.
+    assert_eq!(pv("vcpus = 1\ncpus = [ \"2\", \"3\" ]").unwrap().vcpu_cpus, vec![vec![2]]);
 }

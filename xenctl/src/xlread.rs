@@ -193,6 +193,9 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
             return (key, index);
         }
     }
+    if field.starts_with("vcpu_cpus") {
+        return ("cpus", None);
+    }
     let key = match field {
         "cpu_cap" => "cap",
         "usb_version" => "usbversion",
