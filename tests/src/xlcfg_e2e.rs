@@ -37,6 +37,7 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("vfb-xm-style.cfg", include_str!("../xlcfg/vfb-xm-style.cfg")),
     ("vfb-xm-sdl.cfg", include_str!("../xlcfg/vfb-xm-sdl.cfg")),
     ("cpus-per-vcpu.cfg", include_str!("../xlcfg/cpus-per-vcpu.cfg")),
+    ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

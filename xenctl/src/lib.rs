@@ -67,6 +67,7 @@ mod save;
 mod savejob;
 mod spec;
 mod types;
+mod viridian;
 mod xenstore;
 mod xlcfg;
 mod xlguard;

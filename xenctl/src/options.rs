@@ -195,6 +195,11 @@ pub struct PlatformSpec {
     pub nested_hvm: Option<bool>,
     /// Hyper-V enlightenments for Windows (`viridian` as a boolean; HVM).
     pub viridian: Option<bool>,
+    /// The list form `viridian = [ "base", "!freq", ... ]` (HVM), applied in order as xl
+    /// does: libxl's enlightenment names to enable, `!NAME` to disable, `all` for every
+    /// one, `defaults` for libxl's default set. Set this or `viridian`, not both.
+    #[serde(default)]
+    pub viridian_enlightenments: Vec<String>,
     /// An emulated HPET (`hpet`; HVM).
     pub hpet: Option<bool>,
     /// The Xen platform PCI device PV drivers look for (`xen_platform_pci`; HVM).
@@ -261,6 +266,7 @@ fn hvm_only_field(s: &DomainSpec) -> Option<&'static str> {
         ("platform.apic", p.apic.is_some()),
         ("platform.pae", p.pae.is_some()),
         ("platform.viridian", p.viridian.is_some()),
+        ("platform.viridian_enlightenments", !p.viridian_enlightenments.is_empty()),
         ("platform.hpet", p.hpet.is_some()),
         ("platform.xen_platform_pci", p.xen_platform_pci.is_some()),
         ("platform.bios", p.bios.is_some()),
@@ -290,6 +296,10 @@ impl DomainSpec {
         }
         if self.kind != DomainKind::Pv && self.platform.e820_host.is_some() {
             return Err(Error::invalid("platform.e820_host", "", "applies to PV guests only"));
+        }
+        crate::viridian::validate("platform.viridian_enlightenments", &self.platform.viridian_enlightenments)?;
+        if self.platform.viridian.is_some() && !self.platform.viridian_enlightenments.is_empty() {
+            return Err(Error::invalid("platform.viridian_enlightenments", "", "set viridian or this list, not both"));
         }
         if self.kind == DomainKind::Pv && self.platform.timer_mode.is_some() {
             return Err(Error::invalid("platform.timer_mode", "", "applies to HVM and PVH guests only, not PV"));
@@ -424,6 +434,9 @@ impl DomainSpec {
         let hvm = unsafe { &mut b.u.hvm };
         set_defbool(&mut hvm.pae, p.pae);
         set_defbool(&mut hvm.viridian, p.viridian);
+        if !p.viridian_enlightenments.is_empty() {
+            crate::viridian::fill(hvm, &p.viridian_enlightenments)?;
+        }
         set_defbool(&mut hvm.hpet, p.hpet);
         set_defbool(&mut hvm.xen_platform_pci, p.xen_platform_pci);
         set_defbool(&mut hvm.acpi_s3, p.acpi_s3);
@@ -470,6 +483,7 @@ mod tests {
         let mut spec = DomainSpec::hvm("w");
         spec.platform = PlatformSpec {
             acpi: Some(true),
+            viridian_enlightenments: Vec::new(),
             apic: Some(true),
             pae: Some(false),
             hap: Some(true),

@@ -587,6 +587,7 @@ mod tests {
         s.cpu_cap = Some(50);
         s.platform = PlatformSpec {
             acpi: Some(true),
+            viridian_enlightenments: Vec::new(),
             apic: Some(false),
             pae: Some(true),
             hap: Some(false),

@@ -303,6 +303,9 @@ impl DomainSpec {
                 "xl always enables e820_host for PV guests with PCI devices, so xl.cfg cannot say this",
             ));
         }
+        if !p.viridian_enlightenments.is_empty() {
+            out.push(("viridian", list(&p.viridian_enlightenments)));
+        }
         let flags = [
             ("acpi", p.acpi),
             ("apic", p.apic),

@@ -76,7 +76,7 @@ impl DomainSpec {
     /// and PVH); the display:
     /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
-    /// `soundhw`, `apic`, `pae`, `viridian` (as a boolean), `hpet`, `xen_platform_pci`, `bios`,
+    /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
     /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way.
     ///
@@ -327,10 +327,15 @@ fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         p.xen_platform_pci = r.flag("xen_platform_pci")?;
         p.acpi_s3 = r.flag("acpi_s3")?;
         p.acpi_s4 = r.flag("acpi_s4")?;
-        p.viridian = match r.list_or_flag("viridian")? {
-            Err(()) => return Err(r.err("viridian", "the list of enlightenments is not supported; use 0 or 1")),
-            Ok(v) => v,
-        };
+        match r.list_or_flag("viridian")? {
+            Ok(flag) => p.viridian = flag,
+            Err(items) => {
+                if let Some(i) = crate::viridian::first_unknown(&items) {
+                    return Err(r.item_err("viridian", i, format!("{:?}: {}", items[i], crate::viridian::UNKNOWN)));
+                }
+                p.viridian_enlightenments = items;
+            }
+        }
         if let Some(b) = r.string("bios")? {
             p.bios = Some(
                 BiosKind::from_xl(&b)

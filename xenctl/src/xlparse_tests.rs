@@ -27,6 +27,7 @@ const CORPUS: &[(&str, &str)] = &[
     ("vfb-xm-style.cfg", include_str!("../../tests/xlcfg/vfb-xm-style.cfg")),
     ("vfb-xm-sdl.cfg", include_str!("../../tests/xlcfg/vfb-xm-sdl.cfg")),
     ("cpus-per-vcpu.cfg", include_str!("../../tests/xlcfg/cpus-per-vcpu.cfg")),
+    ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -299,7 +300,7 @@ fn errors_name_file_line_and_key() {
         (pv("vcpus = 2\ncpus = [ \"0\", \"all\" ]"), "g.cfg:4: cpus[1]: `all' in a per-vCPU list is not supported"),
         (pv("vcpus = 2\ncpus = [ \"0\", \"x\" ]"), "g.cfg:4: cpus[1]: `x' is not a CPU number"),
         (pv("cpus = \"0-\""), "g.cfg:3: cpus: `0-' is not a CPU number"),
-        (hvm("viridian = [ \"base\" ]"), "h.cfg:3: viridian: the list of enlightenments is not supported"),
+        (hvm("viridian = [ \"base\", \"turbo\" ]"), "h.cfg:3: viridian[1]: \"turbo\": not a viridian"),
         (hvm("bios = \"coreboot\""), "h.cfg:3: bios: \"coreboot\": expected rombios"),
         (hvm("vga = \"vmware\""), "h.cfg:3: vga: \"vmware\": expected stdvga"),
         (hvm("vnclisten = \"0.0.0.0:1\"\nvncdisplay = 1"), "h.cfg:4: vncdisplay: the display is also given"),
@@ -386,6 +387,7 @@ fn varied_specs_round_trip_through_xl_config() {
     hvm.boot_order = Some("dc".into());
     hvm.platform = PlatformSpec {
         acpi: Some(true),
+        viridian_enlightenments: Vec::new(),
         apic: Some(false),
         pae: Some(true),
         hap: Some(true),
@@ -604,4 +606,22 @@ fn a_per_vcpu_cpus_list_pins_each_vcpu_as_xl_does() {
     assert_eq!(DomainSpec::from_xl_config_text("g.cfg", &s.to_xl_config().unwrap()).unwrap(), s);
     // Entries past the last vCPU: xl ignores them.
     assert_eq!(pv("vcpus = 1\ncpus = [ \"2\", \"3\" ]").unwrap().vcpu_cpus, vec![vec![2]]);
+}
+
+#[test]
+fn a_viridian_list_becomes_xls_enable_and_disable_sets() {
+    let s = hvm("viridian = [ \"defaults\", \"freq\", \"!freq\", \"stimer\", \"!apic_assist\" ]").unwrap();
+    assert_eq!(s.platform.viridian_enlightenments.len(), 5);
+    let json: serde_json::Value = serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap();
+    let h = &json["b_info"]["type.hvm"];
+    // freq (1) enabled then disabled; stimer is 8, apic_assist 5 (libxl_types.idl).
+    assert_eq!(
+        (h["viridian"].as_str(), h["viridian_enable"].clone(), h["viridian_disable"].clone()),
+        (Some("True"), serde_json::json!([8]), serde_json::json!([1, 5]))
+    );
+    assert_eq!(DomainSpec::from_xl_config_text("h.cfg", &s.to_xl_config().unwrap()).unwrap(), s);
+    let all = hvm("viridian = [ \"all\", \"!base\" ]").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&all.to_libxl_json().unwrap()).unwrap();
+    assert_eq!(json["b_info"]["type.hvm"]["viridian_enable"], serde_json::json!((1..64).collect::<Vec<_>>()));
+    assert_eq!(hvm("viridian = 1").unwrap().platform.viridian, Some(true), "the boolean form");
 }
