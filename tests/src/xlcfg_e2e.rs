@@ -38,6 +38,8 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("vfb-xm-sdl.cfg", include_str!("../xlcfg/vfb-xm-sdl.cfg")),
     ("cpus-per-vcpu.cfg", include_str!("../xlcfg/cpus-per-vcpu.cfg")),
     ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
+    ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
+    ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

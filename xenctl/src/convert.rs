@@ -63,8 +63,14 @@ impl DomainSpec {
         b.target_memkb = self.memory_mib * 1024;
         b.max_memkb = self.effective_max_memory_mib() * 1024;
         // validate() bounds max_vcpus to 4096.
-        b.max_vcpus = i32::try_from(self.effective_max_vcpus()).unwrap_or(i32::MAX);
-        fill_bitmap(&mut b.avail_vcpus, self.vcpus)?;
+        if self.vcpus_unstated {
+            // As xl leaves them for a config without vcpus: libxl then gives one vCPU online,
+            // and a maximum of one unless maxvcpus says otherwise.
+            b.max_vcpus = self.max_vcpus.map_or(0, |m| i32::try_from(m).unwrap_or(i32::MAX));
+        } else {
+            b.max_vcpus = i32::try_from(self.effective_max_vcpus()).unwrap_or(i32::MAX);
+            fill_bitmap(&mut b.avail_vcpus, self.vcpus)?;
+        }
         if !self.cpus.is_empty() {
             // Hard affinity for every vCPU, as xl does for `cpus = "..."`.
             let n = self.effective_max_vcpus() as usize;

@@ -71,6 +71,11 @@ pub struct DomainSpec {
     pub vcpus: u32,
     /// Maximum vCPUs (hotplug ceiling); `vcpus` when `None`.
     pub max_vcpus: Option<u32>,
+    /// The config leaves the vCPU count to libxl (an xl.cfg without `vcpus`): one vCPU online
+    /// by libxl's default, and, like xl's, our libxl config states neither the online set nor
+    /// (without `max_vcpus`) the maximum. Needs `vcpus` = 1.
+    #[serde(default)]
+    pub vcpus_unstated: bool,
     /// Physical CPUs every vCPU may run on (hard affinity, xl's `cpus = "1,3"`); empty for any.
     pub cpus: Vec<u32>,
     /// Physical CPUs each vCPU may run on, vCPU by vCPU (xl's list form
@@ -148,6 +153,7 @@ impl DomainSpec {
             max_memory_mib: None,
             vcpus: 1,
             max_vcpus: None,
+            vcpus_unstated: false,
             cpus: Vec::new(),
             vcpu_cpus: Vec::new(),
             kernel: None,
@@ -339,6 +345,9 @@ impl DomainSpec {
         }
         if self.vcpus == 0 {
             return Err(Error::invalid("vcpus", "0", "a domain needs at least one vCPU"));
+        }
+        if self.vcpus_unstated && self.vcpus != 1 {
+            return Err(Error::invalid("vcpus", self.vcpus.to_string(), "unstated, so libxl's default of 1"));
         }
         let max_vcpus = self.effective_max_vcpus();
         if max_vcpus < self.vcpus || max_vcpus > 4096 {

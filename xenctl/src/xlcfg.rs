@@ -151,8 +151,14 @@ impl DomainSpec {
         line("type", quote(self.kind.as_str()));
         line("memory", self.memory_mib.to_string());
         line("maxmem", self.effective_max_memory_mib().to_string());
-        line("vcpus", self.vcpus.to_string());
-        line("maxvcpus", self.effective_max_vcpus().to_string());
+        if self.vcpus_unstated {
+            if let Some(m) = self.max_vcpus {
+                line("maxvcpus", m.to_string());
+            }
+        } else {
+            line("vcpus", self.vcpus.to_string());
+            line("maxvcpus", self.effective_max_vcpus().to_string());
+        }
         if !self.cpus.is_empty() {
             // A set: xl reads a CPU list into a bitmap, so it reads back sorted, once each.
             let mut set = self.cpus.clone();

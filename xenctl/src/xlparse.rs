@@ -67,7 +67,8 @@ impl DomainSpec {
     /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).
     ///
     /// Supported keys, with xl's meaning: `name`, `uuid`, `type`, `builder` (legacy), `memory`,
-    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs, or a list of one per vCPU), `cpu_weight`, `cap`,
+    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs, or one per vCPU),
+    /// `cpu_weight`, `cap`,
     /// `kernel`, `ramdisk`, `cmdline`, `root`, `extra`, `bootloader`, `bootloader_args`, `disk`,
     /// `vif`, `pci` and `pci_permissive`/`pci_msitranslate`/`pci_seize`/`pci_power_mgmt`,
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`, `on_soft_reset`, `tsc_mode`,
@@ -78,7 +79,8 @@ impl DomainSpec {
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
     /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
-    /// which xl ignores with a warning, are ignored the same way.
+    /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
+    /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
     /// ```
     /// use xenctl::{DomainKind, DomainSpec};
@@ -191,8 +193,12 @@ fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     // equal to the start value is the same as none (xl copies one to the other).
     spec.memory_mib = memory.or(maxmem).unwrap_or(LIBXL_DEFAULT_MEMORY_MIB);
     spec.max_memory_mib = maxmem.filter(|&m| m != spec.memory_mib);
-    spec.vcpus = r.number::<u32>("vcpus", 1)?.unwrap_or(1);
-    spec.max_vcpus = r.number::<u32>("maxvcpus", 1)?.filter(|&m| m != spec.vcpus);
+    let vcpus = r.number::<u32>("vcpus", 1)?;
+    // Without vcpus xl states no vCPU count at all (libxl's default is one); a maxvcpus it
+    // states as given.
+    spec.vcpus_unstated = vcpus.is_none();
+    spec.vcpus = vcpus.unwrap_or(1);
+    spec.max_vcpus = r.number::<u32>("maxvcpus", 1)?.filter(|&m| vcpus.is_none() || m != spec.vcpus);
     match r.string_or_list("cpus")? {
         None => {}
         Some(OneOrList::One(text)) => spec.cpus = cpus_from_xl(&text).map_err(|e| r.err("cpus", e))?,

@@ -28,6 +28,8 @@ const CORPUS: &[(&str, &str)] = &[
     ("vfb-xm-sdl.cfg", include_str!("../../tests/xlcfg/vfb-xm-sdl.cfg")),
     ("cpus-per-vcpu.cfg", include_str!("../../tests/xlcfg/cpus-per-vcpu.cfg")),
     ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
+    ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
+    ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -482,7 +484,7 @@ fn e820_host_0_with_pci_on_pv_is_overridden_as_xl_does() {
 #[test]
 fn ignored_keys_are_ignored_like_xl() {
     let s = hvm("device_model = '/usr/lib/xen/bin/qemu-dm'\nvncviewer = 1").unwrap();
-    assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, ..DomainSpec::hvm("h") });
+    assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, vcpus_unstated: true, ..DomainSpec::hvm("h") });
 }
 
 #[test]
@@ -624,4 +626,21 @@ fn a_viridian_list_becomes_xls_enable_and_disable_sets() {
     let json: serde_json::Value = serde_json::from_str(&all.to_libxl_json().unwrap()).unwrap();
     assert_eq!(json["b_info"]["type.hvm"]["viridian_enable"], serde_json::json!((1..64).collect::<Vec<_>>()));
     assert_eq!(hvm("viridian = 1").unwrap().platform.viridian, Some(true), "the boolean form");
+}
+
+#[test]
+fn without_vcpus_the_count_is_left_to_libxl_as_xl_leaves_it() {
+    let json = |s: &DomainSpec| -> serde_json::Value { serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap() };
+    let s = pv("memory = 64").unwrap();
+    assert_eq!((s.vcpus, s.vcpus_unstated, s.max_vcpus), (1, true, None));
+    let b = json(&s)["b_info"].clone();
+    assert_eq!((b.get("max_vcpus"), b.get("avail_vcpus")), (None, None));
+    let m = pv("maxvcpus = 1").unwrap();
+    let b = json(&m)["b_info"].clone();
+    assert_eq!((b["max_vcpus"].as_i64(), b.get("avail_vcpus")), (Some(1), None), "xl states maxvcpus as given");
+    let one = pv("vcpus = 1").unwrap();
+    assert_eq!((json(&one)["b_info"]["max_vcpus"].as_i64(), one.vcpus_unstated), (Some(1), false));
+    for spec in [s, m, one] {
+        assert_eq!(DomainSpec::from_xl_config_text("g.cfg", &spec.to_xl_config().unwrap()).unwrap(), spec);
+    }
 }
