@@ -506,3 +506,7 @@ fn read_hvm_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
 #[cfg(test)]
 #[path = "xlparse_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "xlvalues_tests.rs"]
+mod values_tests;
