@@ -26,7 +26,7 @@ fn enlightenment(name: &str) -> Option<u32> {
     // SAFETY: c is a valid C string for the call and e a valid out pointer; the generated
     // from_string only compares strings and writes *e.
     let rc = unsafe { xen_sys::libxl_viridian_enlightenment_from_string(c.as_ptr(), &mut e) };
-    u32::try_from(e).ok().filter(|&bit| rc == 0 && bit < WIDTH)
+    (rc == 0 && e < WIDTH).then_some(e)
 }
 
 fn parse(item: &str) -> Option<Item> {

@@ -436,12 +436,14 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             None => Ok(()),
         };
     }
-    let mut vnc = VncSpec::default();
-    vnc.listen = r.string("vnclisten")?;
-    vnc.password = r.string("vncpasswd")?;
-    vnc.display = r.number::<u32>("vncdisplay", 0)?;
-    // xl sets findunused only for vncunused; libxl's default for it is on.
-    vnc.find_unused = r.flag("vncunused")?;
+    let mut vnc = VncSpec {
+        listen: r.string("vnclisten")?,
+        password: r.string("vncpasswd")?,
+        display: r.number::<u32>("vncdisplay", 0)?,
+        // xl sets findunused only for vncunused; libxl's default for it is on.
+        find_unused: r.flag("vncunused")?,
+        enable_by_default: false,
+    };
     if spec.kind == DomainKind::Hvm
         && vnc.display.is_some_and(|d| d != 0)
         && vnc.listen.as_deref().is_some_and(|l| l.contains(':'))
