@@ -125,7 +125,8 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
             listen: Some("0.0.0.0".into()),
             display: (vm.vnc_display != 0).then_some(vm.vnc_display),
             password: non_empty(&vm.vnc_passwd),
-            find_unused: false,
+            find_unused: Some(false),
+            enable_by_default: false,
         });
     }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use xenctl::{Context, DomainKind, DomainSpec, XlConf};
+use xenctl::{Context, DomainSpec, XlConf};
 
 use crate::{Ctx, E2eTest, TestResult, xl};
 
@@ -30,7 +30,22 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("xlexample-pvlinux.cfg", include_str!("../xlcfg/xlexample-pvlinux.cfg")),
     ("xlexample-hvm.cfg", include_str!("../xlcfg/xlexample-hvm.cfg")),
     ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
+    ("xm-era.cfg", include_str!("../xlcfg/xm-era.cfg")),
+    ("mac-dashes.cfg", include_str!("../xlcfg/mac-dashes.cfg")),
+    ("vnc-off-leftovers.cfg", include_str!("../xlcfg/vnc-off-leftovers.cfg")),
+    ("pv-vnc-off-leftovers.cfg", include_str!("../xlcfg/pv-vnc-off-leftovers.cfg")),
+    ("vfb-xm-style.cfg", include_str!("../xlcfg/vfb-xm-style.cfg")),
+    ("vfb-xm-sdl.cfg", include_str!("../xlcfg/vfb-xm-sdl.cfg")),
+    ("cpus-per-vcpu.cfg", include_str!("../xlcfg/cpus-per-vcpu.cfg")),
+    ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
+    ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
+    ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
 ];
+
+/// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
+/// line: ours must refuse each too, and say where.
+pub const REJECTED: &[(&str, &str, &str)] =
+    &[("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid")];
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
@@ -39,6 +54,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("xlcfg_rendered_to_xl_config_means_the_same_to_xl", rendered_matches_xl),
         ("xlcfg_a_different_spec_is_caught_with_its_paths", a_difference_is_caught),
         ("xlcfg_corpus_matches_xl_under_a_non_default_xl_conf", corpus_matches_xl_under_other_xl_conf),
+        ("xlcfg_configs_xl_refuses_are_refused_naming_file_line_and_key", rejected_by_both),
     ]
 }
 
@@ -97,7 +113,7 @@ fn corpus_matches_xl(ctx: &Context) -> TestResult {
         let path = scratch.write(name, text)?;
         let result = (|| {
             let spec = with_xl_conf(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?)?;
-            compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?)
+            compare(xl_dry_run(&path)?, our_json(ctx, &spec)?)
         })();
         if let Err(e) = result {
             failures.push(format!("{name}:\n{e}"));
@@ -114,7 +130,7 @@ fn rendered_matches_xl(ctx: &Context) -> TestResult {
             let spec = with_xl_conf(DomainSpec::from_xl_config_text(name, text).ctx("from_xl_config_text")?)?;
             let rendered = spec.to_xl_config().ctx("to_xl_config")?;
             let path = scratch.write(name, &rendered)?;
-            compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?).map_err(|e| format!("{e}\n{rendered}"))
+            compare(xl_dry_run(&path)?, our_json(ctx, &spec)?).map_err(|e| format!("{e}\n{rendered}"))
         })();
         if let Err(e) = result {
             failures.push(format!("{name} (rendered by to_xl_config):\n{e}"));
@@ -132,7 +148,7 @@ fn a_difference_is_caught(ctx: &Context) -> TestResult {
     let mut spec = with_xl_conf(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?)?;
     spec.memory_mib += 1;
     spec.vifs[0].bridge = Some("elsewhere".into());
-    let Err(report) = compare(spec.kind, xl_dry_run(&path)?, our_json(ctx, &spec)?) else {
+    let Err(report) = compare(xl_dry_run(&path)?, our_json(ctx, &spec)?) else {
         return Err("a spec with other memory and bridge compared equal to xl's".into());
     };
     let paths: Vec<&str> = report.lines().filter_map(|l| l.trim().split(':').next()).collect();
@@ -171,6 +187,35 @@ fn corpus_matches_xl_under_other_xl_conf(ctx: &Context) -> TestResult {
     corpus_matches_xl(ctx)
 }
 
+fn rejected_by_both(_ctx: &Context) -> TestResult {
+    let scratch = Scratch::new("rejected")?;
+    let mut failures = Vec::new();
+    for (name, text, key) in REJECTED {
+        let path = scratch.write(name, text)?;
+        let result = (|| {
+            if let Ok(json) = xl_dry_run(&path) {
+                return Err(format!("xl accepts it:\n{json}"));
+            }
+            let ours = match DomainSpec::from_xl_config(&path) {
+                Ok(spec) => return Err(format!("ours accepts it: {spec:?}")),
+                Err(e) => e.to_string(),
+            };
+            let line = rejected_line(text, key).ok_or("the config does not set its key")?;
+            let want = format!("{}:{line}: {key}: ", path.display());
+            crate::ensure(ours.starts_with(&want), || format!("our error does not start with {want:?}: {ours}"))
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{name}:\n{e}"));
+        }
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
+}
+
+/// The 1-based line where `key` is assigned in `text`.
+fn rejected_line(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.split('=').next().is_some_and(|k| k.trim() == key)).map(|i| i + 1)
+}
+
 fn finish(failures: Vec<String>) -> TestResult {
     if failures.is_empty() {
         Ok(())
@@ -179,80 +224,13 @@ fn finish(failures: Vec<String>) -> TestResult {
     }
 }
 
-/// Normalises both documents, then fails listing every JSON path where they differ.
-fn compare(kind: DomainKind, mut xl: Value, mut ours: Value) -> TestResult {
-    normalise(kind, &mut xl, &mut ours);
+/// Fails listing every JSON path where the two documents differ. No normalisation: every field
+/// is compared as it is (both sides read dom0's /etc/xen/xl.conf for the settings xl copies
+/// into every domain).
+fn compare(xl: Value, ours: Value) -> TestResult {
     let mut diffs = Vec::new();
     diff("", &xl, &ours, &mut diffs);
     if diffs.is_empty() { Ok(()) } else { Err(diffs.join("\n")) }
-}
-
-/// The differences that are form, not substance:
-///
-/// (xl.conf's settings are no such difference: both sides read dom0's /etc/xen/xl.conf.)
-///
-/// 1. `devid` of vifs, vfbs and vkbs: xl numbers them by position (its ARRAY_EXTEND_INIT);
-///    xenctl leaves an unnamed device's id to libxl, which gives the next free one at create,
-///    the same number for a new domain. Dropped from xl's side only where ours has none and
-///    xl's is the position. (A vif with its own `devid=` is compared as is.)
-/// 2. `vnc.findunused` "True" where xl leaves it unset: libxl's default for an enabled VNC
-///    server (libxl__domain_build_info_setdefault, libxl__device_vfb_setdefault) is true;
-///    `VncSpec` has a plain bool, so it states the default.
-/// 3. `pcidevs[].rdm_policy` "strict" for PV/PVH guests: xl copies
-///    `b_info.u.hvm.rdm.policy` into every PCI device, reading the HVM member of the build
-///    info's union for a guest that is not HVM; that memory is zeroed, which reads as
-///    "strict". Reserved device memory only exists for HVM guests, so libxl ignores it.
-fn normalise(kind: DomainKind, xl: &mut Value, ours: &mut Value) {
-    // (get/get_mut, never IndexMut, which would insert nulls for missing keys)
-    for devices in ["nics", "vfbs", "vkbs"] {
-        let (Some(xl_list), Some(our_list)) =
-            (xl.get_mut(devices).and_then(Value::as_array_mut), ours.get(devices).and_then(Value::as_array))
-        else {
-            continue;
-        };
-        for (i, (x, o)) in xl_list.iter_mut().zip(our_list).enumerate() {
-            if o.get("devid").is_none()
-                && x.get("devid").and_then(Value::as_u64) == Some(i as u64)
-                && let Some(map) = x.as_object_mut()
-            {
-                map.remove("devid");
-            }
-        }
-    }
-    for (x, o) in vnc_objects(xl).into_iter().zip(vnc_objects(ours)) {
-        if x.get("findunused").is_none()
-            && o.get("findunused") == Some(&Value::from("True"))
-            && o.get("enable") == Some(&Value::from("True"))
-            && let Some(map) = o.as_object_mut()
-        {
-            map.remove("findunused");
-        }
-    }
-    if kind != DomainKind::Hvm
-        && let Some(pcis) = xl.get_mut("pcidevs").and_then(Value::as_array_mut)
-    {
-        for pci in pcis {
-            if pci.get("rdm_policy") == Some(&Value::from("strict"))
-                && let Some(map) = pci.as_object_mut()
-            {
-                map.remove("rdm_policy");
-            }
-        }
-    }
-}
-
-/// The VNC objects of a config: the HVM one, then each vfb's, in order.
-fn vnc_objects(doc: &mut Value) -> Vec<&mut Value> {
-    let mut out = Vec::new();
-    let Some(map) = doc.as_object_mut() else { return out };
-    for (key, value) in map.iter_mut() {
-        match key.as_str() {
-            "b_info" => out.extend(value.pointer_mut("/type.hvm/vnc")),
-            "vfbs" => out.extend(value.as_array_mut().into_iter().flatten().filter_map(|v| v.get_mut("vnc"))),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Every path where `a` (xl's) and `b` (ours) differ.
@@ -296,6 +274,22 @@ mod tests {
         let embedded: BTreeSet<String> = CORPUS.iter().map(|(n, _)| n.to_string()).collect();
         assert_eq!(embedded, on_disk);
         assert!(CORPUS.len() >= 8);
+        let on_disk: BTreeSet<String> = std::fs::read_dir(dir.join("rejected"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".cfg"))
+            .collect();
+        let embedded: BTreeSet<String> = REJECTED.iter().map(|(n, ..)| n.to_string()).collect();
+        assert_eq!(embedded, on_disk);
+    }
+
+    #[test]
+    fn every_rejected_config_is_refused_naming_its_line_and_key() {
+        for (name, text, key) in REJECTED {
+            let e = DomainSpec::from_xl_config_text(name, text).unwrap_err().to_string();
+            let line = rejected_line(text, key).unwrap();
+            assert!(e.starts_with(&format!("{name}:{line}: {key}: ")), "{name}: {e}");
+        }
     }
 
     #[test]
@@ -307,29 +301,26 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_drops_only_what_it_explains() {
-        let mut xl = json!({
+    fn every_difference_counts_nothing_is_normalised() {
+        let xl = json!({
             "c_info": {"name": "a", "run_hotplug_scripts": "True"},
             "b_info": {"claim_mode": "True", "type.hvm": {"vnc": {"enable": "True"}}},
             "nics": [{"devid": 0}, {"devid": 5}],
             "pcidevs": [{"dev": 3, "rdm_policy": "strict"}]
         });
-        let mut ours = json!({
+        let ours = json!({
             "c_info": {"name": "a"},
-            "b_info": {"type.hvm": {"vnc": {"enable": "True", "findunused": "True"}}},
-            "nics": [{}, {}],
-            "pcidevs": [{"dev": 3}]
+            "b_info": {"type.hvm": {"vnc": {"enable": "True"}}},
+            "nics": [{"devid": 0}, {}],
+            "pcidevs": [{"dev": 3, "rdm_policy": "strict"}]
         });
-        normalise(DomainKind::Hvm, &mut xl, &mut ours);
-        let mut diffs = Vec::new();
-        diff("", &xl, &ours, &mut diffs);
+        let report = compare(xl, ours).unwrap_err();
         assert_eq!(
-            diffs,
+            report.lines().collect::<Vec<_>>(),
             [
                 "  /b_info/claim_mode: only in xl's: \"True\"",
                 "  /c_info/run_hotplug_scripts: only in xl's: \"True\"",
-                "  /nics[1]/devid: only in xl's: 5",
-                "  /pcidevs[0]/rdm_policy: only in xl's: \"strict\""
+                "  /nics[1]/devid: only in xl's: 5"
             ]
         );
     }

@@ -63,8 +63,14 @@ impl DomainSpec {
         b.target_memkb = self.memory_mib * 1024;
         b.max_memkb = self.effective_max_memory_mib() * 1024;
         // validate() bounds max_vcpus to 4096.
-        b.max_vcpus = i32::try_from(self.effective_max_vcpus()).unwrap_or(i32::MAX);
-        fill_bitmap(&mut b.avail_vcpus, self.vcpus)?;
+        if self.vcpus_unstated {
+            // As xl leaves them for a config without vcpus: libxl then gives one vCPU online,
+            // and a maximum of one unless maxvcpus says otherwise.
+            b.max_vcpus = self.max_vcpus.map_or(0, |m| i32::try_from(m).unwrap_or(i32::MAX));
+        } else {
+            b.max_vcpus = i32::try_from(self.effective_max_vcpus()).unwrap_or(i32::MAX);
+            fill_bitmap(&mut b.avail_vcpus, self.vcpus)?;
+        }
         if !self.cpus.is_empty() {
             // Hard affinity for every vCPU, as xl does for `cpus = "..."`.
             let n = self.effective_max_vcpus() as usize;
@@ -75,6 +81,18 @@ impl DomainSpec {
                 let map = unsafe { &mut *b.vcpu_hard_affinity.add(i) };
                 fill_bitmap_bits(map, &self.cpus)?;
             }
+        } else if !self.vcpu_cpus.is_empty() {
+            // vCPU i pinned to entry i, the rest unpinned, as xl's parse_vcpu_affinity does
+            // for the list form; xl also turns NUMA placement off for it.
+            let n = self.vcpu_cpus.len();
+            b.vcpu_hard_affinity = raw::calloc_array(n)?;
+            b.num_vcpu_hard_affinity = count(n);
+            for (i, cpus) in self.vcpu_cpus.iter().enumerate() {
+                // SAFETY: the array holds n zeroed (empty, disposable) bitmaps.
+                let map = unsafe { &mut *b.vcpu_hard_affinity.add(i) };
+                fill_bitmap_bits(map, cpus)?;
+            }
+            crate::devices::set_defbool(&mut b.numa_placement, Some(false));
         }
         b.kernel = raw::strdup_opt("kernel", self.kernel.as_deref())?;
         b.ramdisk = raw::strdup_opt("ramdisk", self.ramdisk.as_deref())?;
@@ -101,6 +119,9 @@ impl DomainSpec {
             unsafe {
                 xen_sys::libxl_device_vfb_init(d.vfbs);
                 xen_sys::libxl_device_vkb_init(d.vkbs);
+                // Numbered by position, as xl's ARRAY_EXTEND_INIT does.
+                (*d.vfbs).devid = 0;
+                (*d.vkbs).devid = 0;
                 vnc.fill_libxl("vnc", &mut (*d.vfbs).vnc)?;
             }
         }
@@ -123,6 +144,10 @@ impl DomainSpec {
             let slot = unsafe { &mut *d.nics.add(i) };
             // SAFETY: slot is a valid element of the array.
             unsafe { xen_sys::libxl_device_nic_init(slot) };
+            // xl numbers vifs by position (ARRAY_EXTEND_INIT in xl_parse.c) and lets a vif's
+            // own `devid=` replace only its own number; libxl would give the same ids to a
+            // new domain, but the config then says what the domain gets.
+            slot.devid = count(i);
             vif.fill_libxl(&format!("vifs[{i}]"), &mut xlu, slot)?;
         }
 
@@ -140,6 +165,12 @@ impl DomainSpec {
             slot.seize = pci.seize;
             slot.msitranslate = pci.msitranslate;
             slot.power_mgmt = pci.power_mgmt;
+            if self.kind != DomainKind::Hvm {
+                // xl copies `b_info.u.hvm.rdm.policy` into every PCI device whatever the
+                // guest type; for a PV or PVH guest that reads the zeroed memory of the
+                // union, STRICT (0). libxl ignores it outside HVM, but the config says it.
+                slot.rdm_policy = xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT;
+            }
         }
         d.on_poweroff = self.on_poweroff.to_libxl();
         d.on_reboot = self.on_reboot.to_libxl();
@@ -281,7 +312,7 @@ mod tests {
         assert_eq!(s(nics[0].script).as_deref(), Some("vif-bridge"));
         // xl's MB is 10^6 bytes: 1 MB/s over 20 ms is 20000 bytes.
         assert_eq!((nics[0].rate_bytes_per_interval, nics[0].rate_interval_usecs), (20000, 20000));
-        assert_eq!(nics[0].devid, -1, "libxl assigns device ids");
+        assert_eq!((nics[0].devid, nics[1].devid), (0, 1), "numbered by position, as xl does");
         assert_eq!(s(nics[1].bridge).as_deref(), Some("xenbr1"));
         assert_eq!(nics[1].mac, [0; 6], "libxl picks a MAC");
 
@@ -289,6 +320,7 @@ mod tests {
         // SAFETY: one initialised element.
         let pci = unsafe { &*d.pcidevs };
         assert_eq!((pci.domain, pci.bus, pci.dev, pci.func, pci.permissive), (0, 3, 0, 0, true));
+        assert_eq!(pci.rdm_policy, xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT, "as xl writes it for PV");
 
         assert_eq!(d.on_poweroff, xen_sys::LIBXL_ACTION_ON_SHUTDOWN_DESTROY);
         assert_eq!(d.on_reboot, xen_sys::LIBXL_ACTION_ON_SHUTDOWN_RESTART);
@@ -313,12 +345,13 @@ mod tests {
             (Some("--entry=1"), Some("-q"), true)
         );
         assert_eq!((d.num_vfbs, d.num_vkbs), (1, 1));
-        // SAFETY: one initialised vfb.
-        let vfb = unsafe { &*d.vfbs };
+        // SAFETY: one initialised vfb and vkb.
+        let (vfb, vkb) = unsafe { (&*d.vfbs, &*d.vkbs) };
+        assert_eq!((vfb.devid, vkb.devid), (0, 0));
         assert_eq!(vfb.vnc.enable.val, 1);
         assert_eq!(s(vfb.vnc.listen).as_deref(), Some("0.0.0.0"));
         assert_eq!(vfb.vnc.display, 3);
-        assert_eq!(vfb.vnc.findunused.val, -1);
+        assert_eq!(vfb.vnc.findunused.val, 0, "left to libxl");
     }
 
     #[test]
@@ -327,7 +360,7 @@ mod tests {
             .memory_mib(2048)
             .vcpus(4)
             .serial("pty")
-            .vnc(VncSpec { password: Some("s3cret".into()), find_unused: true, ..VncSpec::default() })
+            .vnc(VncSpec { password: Some("s3cret".into()), find_unused: Some(true), ..VncSpec::default() })
             .disk(DiskSpec::from_xl("vdev=hdc,devtype=cdrom,target=/srv/win.iso").unwrap());
         let mut spec = spec;
         spec.boot_order = Some("dc".into());
@@ -357,9 +390,29 @@ mod tests {
         for m in maps {
             assert_eq!(bits(m), vec![1, 9]);
         }
+        let mut per_vcpu = DomainSpec::pv("p").kernel("/k").vcpus(3);
+        per_vcpu.vcpu_cpus = vec![vec![2], vec![3, 4]];
+        let cfg = per_vcpu.to_libxl().unwrap();
+        let b = &cfg.as_raw().b_info;
+        assert_eq!((b.num_vcpu_hard_affinity, b.numa_placement.val), (2, -1), "the third vCPU unpinned");
+        // SAFETY: two initialised bitmaps.
+        let maps = unsafe { std::slice::from_raw_parts(b.vcpu_hard_affinity, 2) };
+        assert_eq!((bits(&maps[0]), bits(&maps[1])), (vec![2], vec![3, 4]));
+        per_vcpu.cpus = vec![1];
+        assert!(per_vcpu.validate().unwrap_err().to_string().contains("not both"));
         let none = DomainSpec::pv("p").kernel("/k").to_libxl().unwrap();
         assert_eq!(none.as_raw().b_info.num_vcpu_hard_affinity, 0);
         assert!(DomainSpec::pv("p").kernel("/k").cpus(vec![5000]).validate().is_err());
+    }
+
+    #[test]
+    fn an_explicit_vif_devid_changes_only_its_own_number() {
+        let own = VifSpec { devid: Some(5), ..VifSpec::default() };
+        let spec = DomainSpec::pv("n").kernel("/k").vif(VifSpec::default()).vif(own).vif(VifSpec::default());
+        let cfg = spec.to_libxl().unwrap();
+        // SAFETY: three initialised nics.
+        let nics = unsafe { std::slice::from_raw_parts(cfg.as_raw().nics, 3) };
+        assert_eq!(nics.iter().map(|n| n.devid).collect::<Vec<_>>(), [0, 5, 2], "xl's numbering");
     }
 
     #[test]

@@ -435,20 +435,32 @@ pub struct VncSpec {
     pub display: Option<u32>,
     /// Password (`vncpasswd=`).
     pub password: Option<String>,
-    /// Use the first free display from `display` on (`vncunused=1`).
-    pub find_unused: bool,
+    /// Use the first free display from `display` on (`vncunused=1`); `None` leaves it to
+    /// libxl, which looks for a free display (xl sets it only when the config says).
+    pub find_unused: Option<bool>,
+    /// VNC is on only by libxl's default: the config gave VNC settings (HVM `vnclisten`, ...
+    /// without `vnc = 1`; a vfb item without `vnc=`) and, like xl's, leaves `enable` unstated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_by_default: bool,
 }
 
 impl VncSpec {
+    /// Whether it sets none of the server's settings.
+    pub(crate) fn sets_nothing(&self) -> bool {
+        self.listen.is_none() && self.display.is_none() && self.password.is_none() && self.find_unused.is_none()
+    }
+
     pub(crate) fn fill_libxl(&self, field: &str, v: &mut xen_sys::libxl_vnc_info) -> Result<()> {
-        set_defbool(&mut v.enable, Some(true));
+        if !self.enable_by_default {
+            set_defbool(&mut v.enable, Some(true));
+        }
         v.listen = raw::strdup_opt(&format!("{field}.listen"), self.listen.as_deref())?;
         v.passwd = raw::strdup_opt(&format!("{field}.password"), self.password.as_deref())?;
         if let Some(display) = self.display {
             v.display = i32::try_from(display)
                 .map_err(|_| Error::invalid(format!("{field}.display"), display.to_string(), "too large"))?;
         }
-        set_defbool(&mut v.findunused, Some(self.find_unused));
+        set_defbool(&mut v.findunused, self.find_unused);
         Ok(())
     }
 }

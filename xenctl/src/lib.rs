@@ -69,6 +69,7 @@ mod save;
 mod savejob;
 mod spec;
 mod types;
+mod viridian;
 mod xenstore;
 mod xlcfg;
 mod xlconf;

@@ -195,6 +195,11 @@ pub struct PlatformSpec {
     pub nested_hvm: Option<bool>,
     /// Hyper-V enlightenments for Windows (`viridian` as a boolean; HVM).
     pub viridian: Option<bool>,
+    /// The list form `viridian = [ "base", "!freq", ... ]` (HVM), applied in order as xl
+    /// does: libxl's enlightenment names to enable, `!NAME` to disable, `all` for every
+    /// one, `defaults` for libxl's default set. Set this or `viridian`, not both.
+    #[serde(default)]
+    pub viridian_enlightenments: Vec<String>,
     /// An emulated HPET (`hpet`; HVM).
     pub hpet: Option<bool>,
     /// The Xen platform PCI device PV drivers look for (`xen_platform_pci`; HVM).
@@ -230,7 +235,8 @@ pub struct PlatformSpec {
 #[serde(deny_unknown_fields)]
 pub struct DisplaySpec {
     /// `vnc = 0` for an HVM guest: no VNC server, where libxl would otherwise start one.
-    /// Contradicts [`DomainSpec::vnc`].
+    /// [`DomainSpec::vnc`] may still hold settings (`vnclisten`, ... left in a config with
+    /// `vnc = 0`): xl hands them to libxl with the server off, and they do nothing.
     pub vnc_disabled: bool,
     /// An SDL window in dom0 (`sdl`; HVM, or PV/PVH with VNC, on the same framebuffer).
     pub sdl: Option<bool>,
@@ -260,6 +266,7 @@ fn hvm_only_field(s: &DomainSpec) -> Option<&'static str> {
         ("platform.apic", p.apic.is_some()),
         ("platform.pae", p.pae.is_some()),
         ("platform.viridian", p.viridian.is_some()),
+        ("platform.viridian_enlightenments", !p.viridian_enlightenments.is_empty()),
         ("platform.hpet", p.hpet.is_some()),
         ("platform.xen_platform_pci", p.xen_platform_pci.is_some()),
         ("platform.bios", p.bios.is_some()),
@@ -290,6 +297,10 @@ impl DomainSpec {
         if self.kind != DomainKind::Pv && self.platform.e820_host.is_some() {
             return Err(Error::invalid("platform.e820_host", "", "applies to PV guests only"));
         }
+        crate::viridian::validate("platform.viridian_enlightenments", &self.platform.viridian_enlightenments)?;
+        if self.platform.viridian.is_some() && !self.platform.viridian_enlightenments.is_empty() {
+            return Err(Error::invalid("platform.viridian_enlightenments", "", "set viridian or this list, not both"));
+        }
         if self.kind == DomainKind::Pv && self.platform.timer_mode.is_some() {
             return Err(Error::invalid("platform.timer_mode", "", "applies to HVM and PVH guests only, not PV"));
         }
@@ -303,6 +314,14 @@ impl DomainSpec {
         {
             return Err(Error::invalid("platform.max_grant_frames", n.to_string(), "too large"));
         }
+        if self.display.vnc_disabled && self.vnc.as_ref().is_some_and(|v| v.sets_nothing() || v.enable_by_default) {
+            // Only settings left with the server off mean anything here (see vnc_disabled).
+            return Err(Error::invalid("display.vnc_disabled", "true", "contradicts vnc"));
+        }
+        if self.kind == DomainKind::Hvm && self.vnc.as_ref().is_some_and(|v| v.enable_by_default && v.sets_nothing()) {
+            // An HVM config turns VNC on without `vnc = 1` only by giving settings.
+            return Err(Error::invalid("vnc.enable_by_default", "true", "with no VNC settings"));
+        }
         if self.kind != DomainKind::Hvm && self.vnc.is_none() {
             let d = &self.display;
             if d.sdl.is_some() || d.opengl.is_some() || d.keymap.is_some() {
@@ -312,9 +331,6 @@ impl DomainSpec {
                     "a PV or PVH guest's display is its VNC framebuffer: set vnc too",
                 ));
             }
-        }
-        if self.display.vnc_disabled && self.vnc.is_some() {
-            return Err(Error::invalid("display.vnc_disabled", "true", "contradicts vnc"));
         }
         if self.serial.is_some() && !self.serial_ports.is_empty() {
             return Err(Error::invalid(
@@ -418,6 +434,9 @@ impl DomainSpec {
         let hvm = unsafe { &mut b.u.hvm };
         set_defbool(&mut hvm.pae, p.pae);
         set_defbool(&mut hvm.viridian, p.viridian);
+        if !p.viridian_enlightenments.is_empty() {
+            crate::viridian::fill(hvm, &p.viridian_enlightenments)?;
+        }
         set_defbool(&mut hvm.hpet, p.hpet);
         set_defbool(&mut hvm.xen_platform_pci, p.xen_platform_pci);
         set_defbool(&mut hvm.acpi_s3, p.acpi_s3);
@@ -464,6 +483,7 @@ mod tests {
         let mut spec = DomainSpec::hvm("w");
         spec.platform = PlatformSpec {
             acpi: Some(true),
+            viridian_enlightenments: Vec::new(),
             apic: Some(true),
             pae: Some(false),
             hap: Some(true),
@@ -583,6 +603,9 @@ mod tests {
         let mut hvm = DomainSpec::hvm("h").vnc(VncSpec::default());
         hvm.display.vnc_disabled = true;
         assert!(err(hvm).contains("contradicts vnc"));
+        let mut hvm = DomainSpec::hvm("h").vnc(VncSpec { listen: Some("::".into()), ..VncSpec::default() });
+        hvm.display.vnc_disabled = true;
+        assert!(hvm.validate().is_ok(), "settings kept with the server off, as xl keeps them");
         let mut hvm = DomainSpec::hvm("h").serial("pty");
         hvm.serial_ports = vec!["pty".into()];
         assert!(err(hvm).contains("not both"));

@@ -72,8 +72,18 @@ pub struct DomainSpec {
     pub vcpus: u32,
     /// Maximum vCPUs (hotplug ceiling); `vcpus` when `None`.
     pub max_vcpus: Option<u32>,
+    /// The config leaves the vCPU count to libxl (an xl.cfg without `vcpus`): one vCPU online
+    /// by libxl's default, and, like xl's, our libxl config states neither the online set nor
+    /// (without `max_vcpus`) the maximum. Needs `vcpus` = 1.
+    #[serde(default)]
+    pub vcpus_unstated: bool,
     /// Physical CPUs every vCPU may run on (hard affinity, xl's `cpus = "1,3"`); empty for any.
     pub cpus: Vec<u32>,
+    /// Physical CPUs each vCPU may run on, vCPU by vCPU (xl's list form
+    /// `cpus = [ "2", "3-5" ]`): vCPU i is pinned to entry i, vCPUs past the end are not
+    /// pinned. Set this or `cpus`, not both.
+    #[serde(default)]
+    pub vcpu_cpus: Vec<Vec<u32>>,
     /// Guest kernel in dom0 (PV and PVH direct boot; optional for HVM).
     pub kernel: Option<String>,
     /// Initial ramdisk in dom0.
@@ -86,7 +96,7 @@ pub struct DomainSpec {
     pub bootloader_args: Vec<String>,
     /// Disks, in order.
     pub disks: Vec<DiskSpec>,
-    /// Network interfaces, in order; the n-th gets device id n.
+    /// Network interfaces, in order; the n-th gets device id n unless it names its own.
     pub vifs: Vec<VifSpec>,
     /// PCI devices passed through.
     pub pcis: Vec<PciSpec>,
@@ -148,7 +158,9 @@ impl DomainSpec {
             max_memory_mib: None,
             vcpus: 1,
             max_vcpus: None,
+            vcpus_unstated: false,
             cpus: Vec::new(),
+            vcpu_cpus: Vec::new(),
             kernel: None,
             ramdisk: None,
             cmdline: None,
@@ -289,6 +301,29 @@ impl DomainSpec {
         self.max_memory_mib.unwrap_or(self.memory_mib)
     }
 
+    /// The per-vCPU pinning: entries for existing vCPUs only, each with CPUs to run on.
+    fn validate_vcpu_cpus(&self, max_vcpus: u32) -> Result<()> {
+        if self.vcpu_cpus.is_empty() {
+            return Ok(());
+        }
+        if !self.cpus.is_empty() {
+            return Err(Error::invalid("vcpu_cpus", "", "set cpus or vcpu_cpus, not both"));
+        }
+        if self.vcpu_cpus.len() > max_vcpus as usize {
+            let n = self.vcpu_cpus.len().to_string();
+            return Err(Error::invalid("vcpu_cpus", n, format!("more entries than vCPUs ({max_vcpus})")));
+        }
+        for (i, set) in self.vcpu_cpus.iter().enumerate() {
+            if set.is_empty() {
+                return Err(Error::invalid(format!("vcpu_cpus[{i}]"), "", "no CPU to run on"));
+            }
+            if let Some(&cpu) = set.iter().find(|&&c| c >= 4096) {
+                return Err(Error::invalid(format!("vcpu_cpus[{i}]"), cpu.to_string(), "CPU numbers go up to 4095"));
+            }
+        }
+        Ok(())
+    }
+
     /// The effective maximum vCPUs.
     pub fn effective_max_vcpus(&self) -> u32 {
         self.max_vcpus.unwrap_or(self.vcpus)
@@ -317,6 +352,9 @@ impl DomainSpec {
         if self.vcpus == 0 {
             return Err(Error::invalid("vcpus", "0", "a domain needs at least one vCPU"));
         }
+        if self.vcpus_unstated && self.vcpus != 1 {
+            return Err(Error::invalid("vcpus", self.vcpus.to_string(), "unstated, so libxl's default of 1"));
+        }
         let max_vcpus = self.effective_max_vcpus();
         if max_vcpus < self.vcpus || max_vcpus > 4096 {
             return Err(Error::invalid(
@@ -328,6 +366,7 @@ impl DomainSpec {
         if let Some(&cpu) = self.cpus.iter().find(|&&c| c >= 4096) {
             return Err(Error::invalid("cpus", cpu.to_string(), "CPU numbers go up to 4095"));
         }
+        self.validate_vcpu_cpus(max_vcpus)?;
         match self.kind {
             DomainKind::Pv if self.kernel.is_none() && self.bootloader.is_none() => {
                 return Err(Error::invalid("kernel", "", "a PV guest needs a kernel or a bootloader"));
@@ -543,7 +582,8 @@ mod tests {
                 listen: Some("0.0.0.0".into()),
                 display: Some(2),
                 password: Some("pw".into()),
-                find_unused: true,
+                find_unused: Some(true),
+                enable_by_default: false,
             })
             .tsc_mode(TscMode::NativeParavirt);
         s.on_watchdog = ShutdownAction::CoredumpDestroy;
@@ -563,6 +603,7 @@ mod tests {
         s.cpu_cap = Some(50);
         s.platform = PlatformSpec {
             acpi: Some(true),
+            viridian_enlightenments: Vec::new(),
             apic: Some(false),
             pae: Some(true),
             hap: Some(false),

@@ -151,8 +151,14 @@ impl DomainSpec {
         line("type", quote(self.kind.as_str()));
         line("memory", self.memory_mib.to_string());
         line("maxmem", self.effective_max_memory_mib().to_string());
-        line("vcpus", self.vcpus.to_string());
-        line("maxvcpus", self.effective_max_vcpus().to_string());
+        if self.vcpus_unstated {
+            if let Some(m) = self.max_vcpus {
+                line("maxvcpus", m.to_string());
+            }
+        } else {
+            line("vcpus", self.vcpus.to_string());
+            line("maxvcpus", self.effective_max_vcpus().to_string());
+        }
         if !self.cpus.is_empty() {
             // A set: xl reads a CPU list into a bitmap, so it reads back sorted, once each.
             let mut set = self.cpus.clone();
@@ -160,6 +166,19 @@ impl DomainSpec {
             set.dedup();
             let cpus: Vec<String> = set.iter().map(u32::to_string).collect();
             line("cpus", quote(&cpus.join(",")));
+        }
+        if !self.vcpu_cpus.is_empty() {
+            let per_vcpu: Vec<String> = self
+                .vcpu_cpus
+                .iter()
+                .map(|set| {
+                    let mut set = set.clone();
+                    set.sort_unstable();
+                    set.dedup();
+                    set.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                })
+                .collect();
+            line("cpus", list(&per_vcpu));
         }
         if let Some(k) = &self.kernel {
             line("kernel", quote(k));
@@ -217,7 +236,11 @@ impl DomainSpec {
         }
         if let Some(vnc) = &self.vnc {
             if self.kind == DomainKind::Hvm {
-                line("vnc", "1".into());
+                if self.display.vnc_disabled {
+                    line("vnc", "0".into());
+                } else if !vnc.enable_by_default {
+                    line("vnc", "1".into());
+                }
                 if let Some(l) = &vnc.listen {
                     line("vnclisten", quote(l));
                 }
@@ -227,9 +250,14 @@ impl DomainSpec {
                 if let Some(p) = &vnc.password {
                     line("vncpasswd", quote(p));
                 }
-                line("vncunused", u8::from(vnc.find_unused).to_string());
+                if let Some(unused) = vnc.find_unused {
+                    line("vncunused", u8::from(unused).to_string());
+                }
             } else {
-                let mut parts = vec!["vnc=1".to_string()];
+                let mut parts = Vec::new();
+                if !vnc.enable_by_default {
+                    parts.push("vnc=1".to_string());
+                }
                 if let Some(l) = &vnc.listen {
                     parts.push(item("vnc.listen", "vnclisten", l)?);
                 }
@@ -239,7 +267,9 @@ impl DomainSpec {
                 if let Some(p) = &vnc.password {
                     parts.push(item("vnc.password", "vncpasswd", p)?);
                 }
-                parts.push(format!("vncunused={}", u8::from(vnc.find_unused)));
+                if let Some(unused) = vnc.find_unused {
+                    parts.push(format!("vncunused={}", u8::from(unused)));
+                }
                 parts.extend(self.vfb_extras()?);
                 line("vfb", list(&[parts.join(",")]));
             }
@@ -278,6 +308,9 @@ impl DomainSpec {
                 "false",
                 "xl always enables e820_host for PV guests with PCI devices, so xl.cfg cannot say this",
             ));
+        }
+        if !p.viridian_enlightenments.is_empty() {
+            out.push(("viridian", list(&p.viridian_enlightenments)));
         }
         let flags = [
             ("acpi", p.acpi),
@@ -319,7 +352,7 @@ impl DomainSpec {
         }
         // A PV/PVH guest's sdl/opengl/keymap are written inside its vfb spec (see vfb_extras).
         if hvm {
-            if d.vnc_disabled {
+            if d.vnc_disabled && self.vnc.is_none() {
                 out.push(("vnc", "0".into()));
             }
             out.extend(d.sdl.map(|v| ("sdl", u8::from(v).to_string())));
@@ -397,7 +430,7 @@ pci = [ "0000:03:00.0,permissive=1" ]
 on_poweroff = "destroy"
 on_reboot = "restart"
 on_crash = "destroy"
-vfb = [ "vnc=1,vnclisten=0.0.0.0,vncunused=0" ]
+vfb = [ "vnc=1,vnclisten=0.0.0.0" ]
 tsc_mode = "native"
 "#;
         assert_eq!(text, expected);

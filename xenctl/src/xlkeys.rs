@@ -53,6 +53,9 @@ pub(crate) enum KeyClass {
     Supported(Applies),
     /// An xl key this crate refuses.
     XlOnly,
+    /// A key of xm, xl's predecessor, that xl 4.17 never reads: accepted with a warning, as
+    /// old configs carry them and xl runs them without complaint.
+    XmIgnored,
     /// Not an xl.cfg key at all (a typo, or from another tool).
     Unknown,
 }
@@ -225,12 +228,61 @@ const XL_ONLY: &[&str] = &[
     "xauthority",
 ];
 
+/// Keys xm (Xen 4.2's tools/python/xen/xm/create.py) read that xl 4.17's parse_config_data
+/// never reads, nor mentions: xl silently ignores them. Keys nobody knows stay errors, so a
+/// typo cannot pass.
+const XM_IGNORED: &[&str] = &[
+    "access_control",
+    "blkif",
+    "bootargs",
+    "bootentry",
+    "cpu",
+    "cpu_cap",
+    "cpuid_check",
+    "description",
+    "dhcp",
+    "fda",
+    "fdb",
+    "features",
+    "gateway",
+    "guest_os_type",
+    "hostname",
+    "interface",
+    "irq",
+    "isa",
+    "loader",
+    "machine_address_size",
+    "memory_sharing",
+    "monitor",
+    "monitor_path",
+    "netif",
+    "netmask",
+    "nfs_root",
+    "nfs_server",
+    "nics",
+    "on_xend_start",
+    "on_xend_stop",
+    "parallel",
+    "s3_integrity",
+    "superpages",
+    "suppress_spurious_page_faults",
+    "target",
+    "tpmif",
+    "vcpu_avail",
+    "vhpt",
+    "vncconsole",
+    "vscsi",
+    "vusb",
+];
+
 /// What we know about `key`.
 pub(crate) fn classify(key: &str) -> KeyClass {
     if let Some((_, applies)) = SUPPORTED.iter().find(|(k, _)| *k == key) {
         KeyClass::Supported(*applies)
     } else if XL_ONLY.contains(&key) {
         KeyClass::XlOnly
+    } else if XM_IGNORED.contains(&key) {
+        KeyClass::XmIgnored
     } else {
         KeyClass::Unknown
     }
@@ -245,6 +297,8 @@ mod tests {
         assert_eq!(classify("memory"), KeyClass::Supported(ALL));
         assert_eq!(classify("spice"), KeyClass::XlOnly);
         assert_eq!(classify("memroy"), KeyClass::Unknown);
+        assert_eq!(classify("vncconsole"), KeyClass::XmIgnored);
+        assert_eq!(classify("on_xend_stop"), KeyClass::XmIgnored);
         assert!(!HVM_PV.contains(DomainKind::Pvh));
         assert_eq!(HVM_PV.to_string(), "PV and HVM");
         assert_eq!(HVM.to_string(), "HVM");
@@ -255,7 +309,10 @@ mod tests {
     #[test]
     fn no_key_is_in_both_lists() {
         for (key, _) in SUPPORTED {
-            assert!(!XL_ONLY.contains(key), "{key}");
+            assert!(!XL_ONLY.contains(key) && !XM_IGNORED.contains(key), "{key}");
+        }
+        for key in XL_ONLY {
+            assert!(!XM_IGNORED.contains(key), "{key}");
         }
     }
 }

@@ -67,7 +67,8 @@ impl DomainSpec {
     /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).
     ///
     /// Supported keys, with xl's meaning: `name`, `uuid`, `type`, `builder` (legacy), `memory`,
-    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs), `cpu_weight`, `cap`,
+    /// `maxmem`, `vcpus`, `maxvcpus`, `cpus` (one CPU list for all vCPUs, or one per vCPU),
+    /// `cpu_weight`, `cap`,
     /// `kernel`, `ramdisk`, `cmdline`, `root`, `extra`, `bootloader`, `bootloader_args`, `disk`,
     /// `vif`, `pci` and `pci_permissive`/`pci_msitranslate`/`pci_seize`/`pci_power_mgmt`,
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`, `on_soft_reset`, `tsc_mode`,
@@ -76,9 +77,10 @@ impl DomainSpec {
     /// and PVH); the display:
     /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
-    /// `soundhw`, `apic`, `pae`, `viridian` (as a boolean), `hpet`, `xen_platform_pci`, `bios`,
+    /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
     /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
-    /// which xl ignores with a warning, are ignored the same way.
+    /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
+    /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
     /// ```
     /// use xenctl::{DomainKind, DomainSpec};
@@ -109,7 +111,14 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     let mut spec = DomainSpec::new(name, kind);
     let uuid = r.string("uuid")?;
     if let Some(text) = &uuid {
-        spec.uuid = Uuid::parse_str(text).map_err(|_| r.err("uuid", format!("{text:?} is not a UUID")))?;
+        // xl reads it with libuuid's uuid_parse, which takes only the 36-character hyphenated
+        // form; the uuid crate would also take braces, a urn: prefix or bare hex.
+        spec.uuid = Uuid::parse_str(text).ok().filter(|_| text.len() == 36).ok_or_else(|| {
+            r.err(
+                "uuid",
+                format!("{text:?} is not a UUID (xl takes only the form 6ba7b810-9dad-11d1-80b4-00c04fd430c8)"),
+            )
+        })?;
     }
     read_sizes(&mut r, &mut spec)?;
     read_boot(&mut r, &mut spec)?;
@@ -161,6 +170,10 @@ fn check_keys(r: &Reader, kind: DomainKind) -> Result<()> {
             KeyClass::Supported(applies) if applies.contains(kind) => continue,
             KeyClass::Supported(applies) => format!("applies to {applies} guests only, and this is a {kind} guest"),
             KeyClass::XlOnly => "xl knows this key, but xenctl does not support it".to_string(),
+            KeyClass::XmIgnored => {
+                log::warn!("{}:{}: {}: an xm key that xl ignores; ignored", r.source(), a.line, a.key);
+                continue;
+            }
             KeyClass::Unknown => "not an xl.cfg key".to_string(),
         };
         return Err(Error::XlConfig {
@@ -180,13 +193,36 @@ fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     // equal to the start value is the same as none (xl copies one to the other).
     spec.memory_mib = memory.or(maxmem).unwrap_or(LIBXL_DEFAULT_MEMORY_MIB);
     spec.max_memory_mib = maxmem.filter(|&m| m != spec.memory_mib);
-    spec.vcpus = r.number::<u32>("vcpus", 1)?.unwrap_or(1);
-    spec.max_vcpus = r.number::<u32>("maxvcpus", 1)?.filter(|&m| m != spec.vcpus);
+    let vcpus = r.number::<u32>("vcpus", 1)?;
+    // Without vcpus xl states no vCPU count at all (libxl's default is one); a maxvcpus it
+    // states as given.
+    spec.vcpus_unstated = vcpus.is_none();
+    spec.vcpus = vcpus.unwrap_or(1);
+    spec.max_vcpus = r.number::<u32>("maxvcpus", 1)?.filter(|&m| vcpus.is_none() || m != spec.vcpus);
     match r.string_or_list("cpus")? {
         None => {}
         Some(OneOrList::One(text)) => spec.cpus = cpus_from_xl(&text).map_err(|e| r.err("cpus", e))?,
-        Some(OneOrList::List(_)) => {
-            return Err(r.err("cpus", "per-vCPU lists are not supported; give one CPU list for all vCPUs"));
+        // One CPU list per vCPU; xl ignores entries past the last vCPU (parse_vcpu_affinity).
+        Some(OneOrList::List(items)) => {
+            let max = spec.effective_max_vcpus() as usize;
+            if items.len() > max {
+                log::warn!(
+                    "{}: cpus: {} entries for {max} vCPUs; the rest are ignored, as xl ignores them",
+                    r.at("cpus"),
+                    items.len()
+                );
+            }
+            for (i, item) in items.iter().take(max).enumerate() {
+                let set = cpus_from_xl(item).map_err(|e| r.item_err("cpus", i, e))?;
+                if set.is_empty() {
+                    return Err(r.item_err(
+                        "cpus",
+                        i,
+                        "`all' in a per-vCPU list is not supported (it is the host's CPUs)",
+                    ));
+                }
+                spec.vcpu_cpus.push(set);
+            }
         }
     }
     spec.cpu_weight = r.number::<u32>("cpu_weight", 1)?;
@@ -297,10 +333,15 @@ fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         p.xen_platform_pci = r.flag("xen_platform_pci")?;
         p.acpi_s3 = r.flag("acpi_s3")?;
         p.acpi_s4 = r.flag("acpi_s4")?;
-        p.viridian = match r.list_or_flag("viridian")? {
-            Err(()) => return Err(r.err("viridian", "the list of enlightenments is not supported; use 0 or 1")),
-            Ok(v) => v,
-        };
+        match r.list_or_flag("viridian")? {
+            Ok(flag) => p.viridian = flag,
+            Err(items) => {
+                if let Some(i) = crate::viridian::first_unknown(&items) {
+                    return Err(r.item_err("viridian", i, format!("{:?}: {}", items[i], crate::viridian::UNKNOWN)));
+                }
+                p.viridian_enlightenments = items;
+            }
+        }
         if let Some(b) = r.string("bios")? {
             p.bios = Some(
                 BiosKind::from_xl(&b)
@@ -368,8 +409,12 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             [one] => one,
             _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
         };
-        let VfbOptions { vnc, sdl, opengl, keymap } =
+        let VfbOptions { vnc, sdl, opengl, keymap, xm_type } =
             vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
+        if let Some(t) = xm_type {
+            let extra = if t == "sdl" { "; this framebuffer is VNC's, without SDL (give sdl=1)" } else { "" };
+            log::warn!("{}: vfb[0]: type={t}: xm's framebuffer type, which xl ignores{extra}", r.at("vfb"));
+        }
         spec.vnc = Some(vnc);
         spec.display.sdl = sdl;
         spec.display.opengl = opengl;
@@ -377,6 +422,13 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         return Ok(());
     }
     let enabled = r.flag("vnc")?;
+    if spec.kind == DomainKind::Pv && enabled == Some(false) {
+        // xl reads a PV guest's top-level display keys only for vnc = 1.
+        for key in VNC_KEYS[1..].iter().chain(&["sdl", "opengl", "keymap"]).filter(|k| r.has(k)) {
+            log::warn!("{}: {key}: ignored with vnc = 0, as xl ignores it", r.at(key));
+        }
+        return Ok(());
+    }
     if spec.kind == DomainKind::Pv && enabled != Some(true) {
         // xl gives a PV guest a framebuffer only for vnc = 1, and ignores the rest otherwise.
         return match top_level.filter(|k| *k != "vnc") {
@@ -384,13 +436,14 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             None => Ok(()),
         };
     }
-    let mut vnc = VncSpec { find_unused: true, ..VncSpec::default() };
-    vnc.listen = r.string("vnclisten")?;
-    vnc.password = r.string("vncpasswd")?;
-    vnc.display = r.number::<u32>("vncdisplay", 0)?;
-    if let Some(unused) = r.flag("vncunused")? {
-        vnc.find_unused = unused;
-    }
+    let mut vnc = VncSpec {
+        listen: r.string("vnclisten")?,
+        password: r.string("vncpasswd")?,
+        display: r.number::<u32>("vncdisplay", 0)?,
+        // xl sets findunused only for vncunused; libxl's default for it is on.
+        find_unused: r.flag("vncunused")?,
+        enable_by_default: false,
+    };
     if spec.kind == DomainKind::Hvm
         && vnc.display.is_some_and(|d| d != 0)
         && vnc.listen.as_deref().is_some_and(|l| l.contains(':'))
@@ -400,13 +453,19 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     let any_vnc_key = VNC_KEYS.iter().any(|k| r.has(k));
     match enabled {
         Some(false) => {
+            // xl still hands an HVM guest's VNC settings to libxl, with the server off.
             if let Some(key) = VNC_KEYS[1..].iter().find(|k| r.has(k)) {
-                return Err(r.err(key, "VNC options with vnc = 0"));
+                log::warn!("{}: {key}: has no effect with vnc = 0", r.at(key));
+                spec.vnc = Some(vnc);
             }
             spec.display.vnc_disabled = true;
         }
         // An HVM guest gets VNC from libxl unless told otherwise; its options apply to it.
-        _ if any_vnc_key => spec.vnc = Some(vnc),
+        _ if any_vnc_key => {
+            // Without vnc = 1 the server is on by libxl's default, and xl leaves it unstated.
+            vnc.enable_by_default = enabled.is_none();
+            spec.vnc = Some(vnc)
+        }
         _ => {}
     }
     spec.display.sdl = r.flag("sdl")?;
@@ -449,3 +508,7 @@ fn read_hvm_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
 #[cfg(test)]
 #[path = "xlparse_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "xlvalues_tests.rs"]
+mod values_tests;

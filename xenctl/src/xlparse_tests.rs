@@ -20,6 +20,16 @@ const CORPUS: &[(&str, &str)] = &[
     ("xlexample-pvlinux.cfg", include_str!("../../tests/xlcfg/xlexample-pvlinux.cfg")),
     ("xlexample-hvm.cfg", include_str!("../../tests/xlcfg/xlexample-hvm.cfg")),
     ("hvm-clock-grants.cfg", include_str!("../../tests/xlcfg/hvm-clock-grants.cfg")),
+    ("xm-era.cfg", include_str!("../../tests/xlcfg/xm-era.cfg")),
+    ("mac-dashes.cfg", include_str!("../../tests/xlcfg/mac-dashes.cfg")),
+    ("vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/vnc-off-leftovers.cfg")),
+    ("pv-vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/pv-vnc-off-leftovers.cfg")),
+    ("vfb-xm-style.cfg", include_str!("../../tests/xlcfg/vfb-xm-style.cfg")),
+    ("vfb-xm-sdl.cfg", include_str!("../../tests/xlcfg/vfb-xm-sdl.cfg")),
+    ("cpus-per-vcpu.cfg", include_str!("../../tests/xlcfg/cpus-per-vcpu.cfg")),
+    ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
+    ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
+    ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
@@ -28,16 +38,16 @@ fn corpus(name: &str) -> DomainSpec {
 }
 
 /// A PV config with the given extra lines.
-fn pv(extra: &str) -> Result<DomainSpec> {
+pub(super) fn pv(extra: &str) -> Result<DomainSpec> {
     DomainSpec::from_xl_config_text("g.cfg", &format!("name = \"g\"\nkernel = \"/k\"\n{extra}\n"))
 }
 
 /// An HVM config with the given extra lines.
-fn hvm(extra: &str) -> Result<DomainSpec> {
+pub(super) fn hvm(extra: &str) -> Result<DomainSpec> {
     DomainSpec::from_xl_config_text("h.cfg", &format!("type = \"hvm\"\nname = \"h\"\n{extra}\n"))
 }
 
-fn err(r: Result<DomainSpec>) -> String {
+pub(super) fn err(r: Result<DomainSpec>) -> String {
     r.unwrap_err().to_string()
 }
 
@@ -116,7 +126,8 @@ fn corpus_pygrub_and_hvm_details() {
             listen: Some("0.0.0.0".into()),
             display: Some(1),
             password: Some("s3cret".into()),
-            find_unused: false
+            find_unused: Some(false),
+            enable_by_default: false
         })
     );
     assert_eq!((s.display.vga, s.display.video_memory_mib), (Some(VgaKind::Std), Some(16)));
@@ -232,7 +243,8 @@ fn every_supported_key_sets_its_field() {
     );
     assert_eq!((s.usb, s.usb_version, s.usb_devices.len()), (Some(false), Some(3), 2));
     assert_eq!((s.soundhw.as_deref(), s.serial_ports.len(), s.boot_order.as_deref()), (Some("ac97"), 2, Some("n")));
-    assert_eq!(s.vnc, Some(VncSpec { find_unused: false, ..VncSpec::default() }), "a VNC key alone: VNC on");
+    let want = VncSpec { find_unused: Some(false), enable_by_default: true, ..VncSpec::default() };
+    assert_eq!(s.vnc, Some(want), "a VNC key alone: VNC on, by libxl's default");
     assert_eq!(hvm("stdvga = 0").unwrap().display.vga, Some(VgaKind::Cirrus));
     assert_eq!(hvm("").unwrap().vnc, None, "libxl's default (on for HVM), untouched");
     assert_eq!(hvm("builder = \"hvm\"").unwrap().kind, DomainKind::Hvm);
@@ -251,7 +263,7 @@ fn cmdline_wins_over_root_and_extra() {
 #[test]
 fn top_level_vnc_for_pv_becomes_a_framebuffer_and_needs_vnc_1() {
     let s = pv("vnc = 1\nvnclisten = \"0.0.0.0\"\nkeymap = \"de\"").unwrap();
-    assert_eq!(s.vnc, Some(VncSpec { listen: Some("0.0.0.0".into()), find_unused: true, ..VncSpec::default() }));
+    assert_eq!(s.vnc, Some(VncSpec { listen: Some("0.0.0.0".into()), ..VncSpec::default() }));
     assert_eq!(pv("vnc = 0").unwrap().vnc, None);
     assert_eq!(err(pv("vnclisten = \"0.0.0.0\"")), "g.cfg:3: vnclisten: a PV guest's display needs vnc = 1 (or a vfb)");
     assert!(err(pv("vfb = [ 'vnc=1' ]\nvnc = 1")).starts_with("g.cfg:4: vnc: set the display in vfb"));
@@ -276,14 +288,23 @@ fn errors_name_file_line_and_key() {
         (pv("type = \"xen\""), "g.cfg:3: type: \"xen\": expected \"pv\", \"pvh\" or \"hvm\""),
         (pv("type = \"pv\"\nbuilder = \"hvm\""), "g.cfg:4: builder: says hvm but type says pv"),
         (pv("uuid = \"nope\""), "g.cfg:3: uuid: \"nope\" is not a UUID"),
+        // libuuid's uuid_parse, which xl uses, takes the hyphenated form only.
+        (
+            pv("uuid = \"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}\""),
+            "g.cfg:3: uuid: \"{6ba7b810-9dad-11d1-80b4-00c04fd430c8}\" is not a UUID",
+        ),
+        (
+            pv("uuid = \"6ba7b8109dad11d180b400c04fd430c8\""),
+            "g.cfg:3: uuid: \"6ba7b8109dad11d180b400c04fd430c8\" is not",
+        ),
         (pv("on_crash = \"explode\""), "g.cfg:3: on_crash: shutdown action \"explode\""),
         (pv("tsc_mode = \"fast\""), "g.cfg:3: tsc_mode: \"fast\": expected default"),
-        (pv("cpus = [ \"0\", \"1\" ]"), "g.cfg:3: cpus: per-vCPU lists are not supported"),
+        (pv("vcpus = 2\ncpus = [ \"0\", \"all\" ]"), "g.cfg:4: cpus[1]: `all' in a per-vCPU list is not supported"),
+        (pv("vcpus = 2\ncpus = [ \"0\", \"x\" ]"), "g.cfg:4: cpus[1]: `x' is not a CPU number"),
         (pv("cpus = \"0-\""), "g.cfg:3: cpus: `0-' is not a CPU number"),
-        (hvm("viridian = [ \"base\" ]"), "h.cfg:3: viridian: the list of enlightenments is not supported"),
+        (hvm("viridian = [ \"base\", \"turbo\" ]"), "h.cfg:3: viridian[1]: \"turbo\": not a viridian"),
         (hvm("bios = \"coreboot\""), "h.cfg:3: bios: \"coreboot\": expected rombios"),
         (hvm("vga = \"vmware\""), "h.cfg:3: vga: \"vmware\": expected stdvga"),
-        (hvm("vnc = 0\nvncdisplay = 2"), "h.cfg:4: vncdisplay: VNC options with vnc = 0"),
         (hvm("vnclisten = \"0.0.0.0:1\"\nvncdisplay = 1"), "h.cfg:4: vncdisplay: the display is also given"),
         (hvm("device_model_version = \"qemu\""), "h.cfg:3: device_model_version: \"qemu\": expected qemu-xen"),
         (pv("memory = 256\n\nmaxmem = 128"), "g.cfg:5: maxmem: \"128\": must be at least memory (256 MiB)"),
@@ -355,13 +376,20 @@ fn varied_specs_round_trip_through_xl_config() {
         .max_vcpus(8)
         .cpus(vec![0, 2, 3])
         .serial("pty")
-        .vnc(VncSpec { listen: Some("0.0.0.0".into()), display: Some(2), password: None, find_unused: false })
+        .vnc(VncSpec {
+            listen: Some("0.0.0.0".into()),
+            display: Some(2),
+            password: None,
+            find_unused: Some(false),
+            enable_by_default: false,
+        })
         .disk(DiskSpec::from_xl("vdev=hdc,devtype=cdrom,target=/srv/x.iso").unwrap())
         .vif(VifSpec { model: Some("e1000".into()), nic_type: Some(NicType::Ioemu), ..VifSpec::bridged("br0") })
         .pci(PciSpec { msitranslate: true, ..PciSpec::new("0000:03:00.0".parse().unwrap()) });
     hvm.boot_order = Some("dc".into());
     hvm.platform = PlatformSpec {
         acpi: Some(true),
+        viridian_enlightenments: Vec::new(),
         apic: Some(false),
         pae: Some(true),
         hap: Some(true),
@@ -410,7 +438,7 @@ fn varied_specs_round_trip_through_xl_config() {
         .kernel("/k")
         .ramdisk("/r")
         .cmdline("root=/dev/xvda1 console=hvc0 \"quoted\" \\ back")
-        .vnc(VncSpec { password: Some("p'w\"x".into()), find_unused: true, ..VncSpec::default() })
+        .vnc(VncSpec { password: Some("p'w\"x".into()), find_unused: Some(true), ..VncSpec::default() })
         .vif(VifSpec {
             mac: Some("00:16:3e:00:00:09".parse().unwrap()),
             rate: Some("5Mb/s".into()),
@@ -456,7 +484,7 @@ fn e820_host_0_with_pci_on_pv_is_overridden_as_xl_does() {
 #[test]
 fn ignored_keys_are_ignored_like_xl() {
     let s = hvm("device_model = '/usr/lib/xen/bin/qemu-dm'\nvncviewer = 1").unwrap();
-    assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, ..DomainSpec::hvm("h") });
+    assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, vcpus_unstated: true, ..DomainSpec::hvm("h") });
 }
 
 #[test]

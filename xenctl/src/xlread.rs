@@ -163,10 +163,11 @@ impl Reader {
         }
     }
 
-    /// A boolean that xl also accepts as a list (`viridian`): `Err(())` for the list form.
-    pub(crate) fn list_or_flag(&mut self, key: &str) -> Result<std::result::Result<Option<bool>, ()>> {
+    /// A boolean that xl also accepts as a list of strings (`viridian`): `Err(list)` for
+    /// the list form.
+    pub(crate) fn list_or_flag(&mut self, key: &str) -> Result<std::result::Result<Option<bool>, Vec<String>>> {
         match self.xlu.list(&self.c_key(key)?) {
-            Setting::Found(_) => Ok(Err(())),
+            Setting::Found(items) => self.texts(key, items).map(Err),
             _ => self.flag(key).map(Ok),
         }
     }
@@ -192,6 +193,12 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
             let index = rest.split(']').next().and_then(|n| n.parse().ok());
             return (key, index);
         }
+    }
+    if field.starts_with("vcpu_cpus") {
+        return ("cpus", None);
+    }
+    if field.starts_with("platform.viridian") {
+        return ("viridian", None);
     }
     let key = match field {
         "cpu_cap" => "cap",

@@ -38,7 +38,7 @@ impl VifSpec {
                         _ => return Err(bad(format!("type={value}: expected vif or ioemu"))),
                     })
                 }
-                ("mac", true) => vif.mac = Some(value.parse::<Mac>().map_err(|e| bad(reason_of(e)))?),
+                ("mac", true) => vif.mac = Some(mac_from_xl(value).map_err(|e| bad(reason_of(e)))?),
                 ("bridge", true) => vif.bridge = text(),
                 ("gatewaydev" | "netdev", true) => vif.gatewaydev = text(),
                 ("ip", true) => vif.ip = text(),
@@ -65,6 +65,21 @@ impl VifSpec {
         vif.fill_libxl("vif", &mut xlu, &mut nic).map_err(|e| bad(reason_of(e)))?;
         Ok(vif)
     }
+}
+
+/// A MAC as xl reads one (parse_nic_config: six `strtoul(.., 16)` bytes, each followed by one
+/// separator): `00:16:3e:01:02:03`, `00-16-3e-01-02-03`, or bytes of one digit (`0:16:3e:1:2:3`).
+fn mac_from_xl(text: &str) -> Result<Mac> {
+    let bytes: Vec<&str> = text.split([':', '-']).collect();
+    let hex = |b: &&str| (1..=2).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_hexdigit());
+    if bytes.len() != 6 || !bytes.iter().all(hex) {
+        return Err(Error::invalid("mac", text, "expected six hex bytes like 00:16:3e:12:34:56 (or with dashes)"));
+    }
+    let canonical: Vec<String> = bytes.iter().map(|b| format!("{b:0>2}")).collect();
+    canonical
+        .join(":")
+        .parse::<Mac>()
+        .map_err(|_| Error::invalid("mac", text, "a multicast address cannot name an interface"))
 }
 
 /// An `InvalidSpec`'s "value: reason" (or any error's text), for wrapping in another error.
@@ -147,14 +162,17 @@ pub(crate) struct VfbOptions {
     pub sdl: Option<bool>,
     pub opengl: Option<bool>,
     pub keymap: Option<String>,
+    /// xm's `type=vnc` or `type=sdl`, which xl ignores.
+    pub xm_type: Option<String>,
 }
 
 /// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
-/// on a vfb unless told otherwise, and then looks for a free display unless told otherwise,
-/// so `vnc` and `vncunused` default to on. A framebuffer without VNC (`vnc=0`), `display=` and
+/// on a vfb unless told otherwise, and then looks for a free display unless told otherwise;
+/// as xl does, `vncunused` is left to libxl unless given. A framebuffer without VNC (`vnc=0`), `display=` and
 /// `xauthority=` are refused.
 pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String> {
-    let mut out = VfbOptions { vnc: VncSpec { find_unused: true, ..VncSpec::default() }, ..VfbOptions::default() };
+    let mut out = VfbOptions::default();
+    out.vnc.enable_by_default = true;
     let flag = |key: &str, value: &str| {
         xl_int(value).map(|v| v != 0).ok_or_else(|| format!("{key}={value}: expected a number (0 or 1)"))
     };
@@ -164,14 +182,17 @@ pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String>
         };
         match key {
             "vnc" if !flag(key, value)? => return Err("a framebuffer without VNC (vnc=0) is not supported".into()),
-            "vnc" => {}
+            "vnc" => out.vnc.enable_by_default = false,
+            // xm's framebuffer type: xl's vfb parser has no such key and skips it, so a
+            // `type=sdl` framebuffer is a VNC one by libxl's default, without SDL.
+            "type" if value == "vnc" || value == "sdl" => out.xm_type = Some(value.to_string()),
             "vnclisten" => out.vnc.listen = Some(value.to_string()),
             "vncpasswd" => out.vnc.password = Some(value.to_string()),
             "vncdisplay" => {
                 out.vnc.display =
                     Some(decimal(value).ok_or_else(|| format!("vncdisplay={value}: not a display number"))?)
             }
-            "vncunused" => out.vnc.find_unused = flag(key, value)?,
+            "vncunused" => out.vnc.find_unused = Some(flag(key, value)?),
             "keymap" => out.keymap = Some(value.to_string()),
             "sdl" => out.sdl = Some(flag(key, value)?),
             "opengl" => out.opengl = Some(flag(key, value)?),
@@ -257,6 +278,10 @@ mod tests {
         assert_eq!(VifSpec::from_xl("").unwrap(), VifSpec::default());
         assert_eq!(VifSpec::from_xl("bridge=a,,bridge=b").unwrap().bridge.as_deref(), Some("b"));
         assert_eq!(VifSpec::from_xl("netdev=eth1,untrusted").unwrap().trusted, Some(false));
+        // xl reads each byte with strtoul: dashes and one-digit bytes are MACs too.
+        let want = Some("00:16:3e:0a:02:03".parse().unwrap());
+        assert_eq!(VifSpec::from_xl("mac=00-16-3E-0a-02-03").unwrap().mac, want);
+        assert_eq!(VifSpec::from_xl("mac=0:16:3e:a:2:3").unwrap().mac, want);
     }
 
     #[test]
@@ -264,7 +289,9 @@ mod tests {
         for (spec, want) in [
             ("bridge", "unknown option `bridge'"),
             ("colour=red", "unknown option `colour=red'"),
-            ("mac=00:16:3e:01:02", "expected six hex pairs"),
+            ("mac=00:16:3e:01:02", "expected six hex bytes"),
+            ("mac=00:16:3e:01:02:003", "expected six hex bytes"),
+            ("mac=01:16:3e:01:02:03", "multicast"),
             ("type=pv", "expected vif or ioemu"),
             ("mtu=big", "mtu=big: not a number"),
             ("mtu=20", "must be 68 to 65535"),
@@ -309,12 +336,19 @@ mod tests {
                 listen: Some("0.0.0.0".into()),
                 display: Some(2),
                 password: Some("pw".into()),
-                find_unused: true
+                find_unused: None,
+                enable_by_default: false
             }
         );
         assert_eq!((v.keymap.as_deref(), v.sdl, v.opengl), (Some("de"), Some(false), Some(true)));
-        assert!(!vfb_from_xl("vncunused=0").unwrap().vnc.find_unused);
+        assert_eq!(vfb_from_xl("vncunused=0").unwrap().vnc.find_unused, Some(false));
+        // xm's framebuffer type: xl has no such vfb key and skips it; VNC is on by default.
+        let xm = vfb_from_xl("type=vnc,vncdisplay=1").unwrap();
+        assert_eq!((xm.xm_type.as_deref(), xm.vnc.display, xm.vnc.enable_by_default), (Some("vnc"), Some(1), true));
+        let xm = vfb_from_xl("type=sdl").unwrap();
+        assert_eq!((xm.xm_type.as_deref(), xm.sdl, xm.vnc.enable_by_default), (Some("sdl"), None, true));
         for (spec, want) in [
+            ("type=x11", "unknown option"),
             ("vnc=0", "without VNC"),
             ("vnc", "not KEY=VALUE"),
             ("display=:0", "not supported"),
