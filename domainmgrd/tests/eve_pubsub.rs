@@ -51,6 +51,17 @@ fn agents(env: &Env) -> Agents {
     }
 }
 
+/// A daemon with EVE's inputs over pubsub, EVE's agents publishing (nothing yet), and a
+/// DomainStatus subscriber that has had its first snapshot.
+fn started() -> (Env, Agents, PeerSubscriber) {
+    let mut env = Env::new();
+    let agents = agents(&env);
+    env.start_with(pubsub_options(&env));
+    let mut status = subscribe(&env, "DomainStatus");
+    status.snapshot(WAIT);
+    (env, agents, status)
+}
+
 fn publish_config(zedmanager: &PeerPublisher, config: &Value) {
     let key = config["UUIDandVersion"]["UUID"].as_str().unwrap();
     zedmanager.set(key, &config.to_string());
@@ -143,11 +154,7 @@ fn eve_agents_drive_a_domain_and_see_every_topic_over_sockets_alone() {
 
 #[test]
 fn checkpoint_files_are_not_inputs_with_pubsub() {
-    let mut env = Env::new();
-    let agents = agents(&env);
-    env.start_with(pubsub_options(&env));
-    let mut status = subscribe(&env, "DomainStatus");
-    status.snapshot(WAIT);
+    let (mut env, agents, mut status) = started();
     // zedmanager's checkpoint file of a config it never published over its socket.
     let stray = Uuid::new_v4();
     env.write_config(&config(stray, "stray", true));
@@ -248,11 +255,7 @@ fn settings_come_from_zedagents_config_item_value_map() {
 
 #[test]
 fn large_fields_arrive_through_their_files_and_the_files_are_removed() {
-    let mut env = Env::new();
-    let agents = agents(&env);
-    env.start_with(pubsub_options(&env));
-    let mut status = subscribe(&env, "DomainStatus");
-    status.snapshot(WAIT);
+    let (mut env, agents, mut status) = started();
     let uuid = Uuid::new_v4();
     let mut c = config(uuid, "app", true);
     c["pubsub-large-CloudInitUserData"] = json!("I2Nsb3VkLWNvbmZpZwo=");
@@ -277,11 +280,7 @@ fn large_fields_arrive_through_their_files_and_the_files_are_removed() {
 
 #[test]
 fn a_config_key_spelling_a_uuid_otherwise_is_not_a_second_domain() {
-    let mut env = Env::new();
-    let agents = agents(&env);
-    env.start_with(pubsub_options(&env));
-    let mut status = subscribe(&env, "DomainStatus");
-    status.snapshot(WAIT);
+    let (mut env, agents, mut status) = started();
     let uuid = Uuid::new_v4();
     let upper = uuid.to_string().to_uppercase();
     agents.zedmanager.set(&upper, &config(uuid, "app", true).to_string());
