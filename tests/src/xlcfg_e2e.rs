@@ -83,14 +83,32 @@ impl Drop for Scratch {
 
 /// What `xl -N create FILE` prints, parsed.
 fn xl_dry_run(path: &Path) -> TestResult<Value> {
+    xl_dry_run_with(path, Path::new(xenctl::XL_CONF_PATH))
+}
+
+/// `xl -N create` as if `conf` were /etc/xen/xl.conf (xl has no option for it): `conf` is
+/// bind-mounted there in a mount namespace of xl's own, so tests running meanwhile, and
+/// their domains, keep dom0's real xl.conf.
+fn xl_dry_run_with(path: &Path, conf: &Path) -> TestResult<Value> {
     let path = path.to_str().ok_or("scratch path is not UTF-8")?;
-    let out = xl(&["-N", "create", path])?;
+    let out = if conf == Path::new(xenctl::XL_CONF_PATH) {
+        xl(&["-N", "create", path])?
+    } else {
+        let conf = conf.to_str().ok_or("xl.conf path is not UTF-8")?;
+        let script = format!("mount --bind \"$1\" {} && exec xl -N create \"$2\"", xenctl::XL_CONF_PATH);
+        crate::run("unshare", &["--mount", "--propagation", "private", "sh", "-c", &script, "sh", conf, path])?
+    };
     serde_json::from_str(&out).ctx(&format!("xl -N create {path}: not JSON"))
 }
 
 /// dom0's xl.conf, the one `xl -N` reads, applied to `spec` as the daemon applies it.
-fn with_xl_conf(mut spec: DomainSpec) -> TestResult<DomainSpec> {
-    let conf = XlConf::read(Path::new(xenctl::XL_CONF_PATH)).ctx("reading xl.conf")?;
+fn with_xl_conf(spec: DomainSpec) -> TestResult<DomainSpec> {
+    with_xl_conf_at(spec, Path::new(xenctl::XL_CONF_PATH))
+}
+
+/// The xl.conf `conf` applied to `spec` as the daemon applies it.
+fn with_xl_conf_at(mut spec: DomainSpec, conf: &Path) -> TestResult<DomainSpec> {
+    let conf = XlConf::read(conf).ctx("reading xl.conf")?;
     spec.apply_xl_conf(&conf);
     Ok(spec)
 }
@@ -107,13 +125,18 @@ fn our_json(ctx: &Context, spec: &DomainSpec) -> TestResult<Value> {
 }
 
 fn corpus_matches_xl(ctx: &Context) -> TestResult {
-    let scratch = Scratch::new("corpus")?;
+    corpus_matches_xl_with(ctx, "corpus", Path::new(xenctl::XL_CONF_PATH))
+}
+
+/// The corpus against `xl -N create`, both reading `conf` as xl.conf.
+fn corpus_matches_xl_with(ctx: &Context, scratch: &str, conf: &Path) -> TestResult {
+    let scratch = Scratch::new(scratch)?;
     let mut failures = Vec::new();
     for (name, text) in CORPUS {
         let path = scratch.write(name, text)?;
         let result = (|| {
-            let spec = with_xl_conf(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?)?;
-            compare(xl_dry_run(&path)?, our_json(ctx, &spec)?)
+            let spec = with_xl_conf_at(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?, conf)?;
+            compare(xl_dry_run_with(&path, conf)?, our_json(ctx, &spec)?)
         })();
         if let Err(e) = result {
             failures.push(format!("{name}:\n{e}"));
@@ -157,34 +180,16 @@ fn a_difference_is_caught(ctx: &Context) -> TestResult {
     })
 }
 
-/// dom0's /etc/xen/xl.conf replaced for a test, and put back when dropped.
-struct XlConfSwap(Option<Vec<u8>>);
-
-impl XlConfSwap {
-    fn new(text: &str) -> TestResult<XlConfSwap> {
-        let old = std::fs::read(xenctl::XL_CONF_PATH).ok();
-        std::fs::write(xenctl::XL_CONF_PATH, text).ctx("writing xl.conf")?;
-        Ok(XlConfSwap(old))
-    }
-}
-
-impl Drop for XlConfSwap {
-    fn drop(&mut self) {
-        let _ = match &self.0 {
-            Some(old) => std::fs::write(xenctl::XL_CONF_PATH, old),
-            None => std::fs::remove_file(xenctl::XL_CONF_PATH),
-        };
-    }
-}
-
 /// Every key xl copies into domains, away from its default: xl and we must agree on each.
 fn corpus_matches_xl_under_other_xl_conf(ctx: &Context) -> TestResult {
-    let _swap = XlConfSwap::new(
+    let scratch = Scratch::new("other-xl-conf")?;
+    let conf = scratch.write(
+        "xl.conf",
         "run_hotplug_scripts = 0\nclaim_mode = 0\nblkdev_start = \"xvdy\"\nmax_grant_frames = 48\n\
          max_maptrack_frames = 512\nmax_grant_version = 1\nvif.default.script = \"vif-route\"\n\
          vif.default.bridge = \"xenbr9\"\nvif.default.gatewaydev = \"eth9\"\nvif.default.backend = \"0\"\n",
     )?;
-    corpus_matches_xl(ctx)
+    corpus_matches_xl_with(ctx, "corpus-other-xl-conf", &conf)
 }
 
 fn rejected_by_both(_ctx: &Context) -> TestResult {
