@@ -96,8 +96,11 @@ fn disk_spec(i: usize, d: &DiskSpec) -> Result<String> {
         Some(false) => parts.push("no-discard".into()),
         None => {}
     }
-    // target= takes the rest of the spec, commas included, so it goes last.
-    parts.push(format!("target={}", d.target.as_deref().unwrap_or("")));
+    // target= takes the rest of the spec, commas included, so it goes last. libxlutil drops one
+    // trailing comma from it (its STRIP(',')), so a target ending in a comma gets one more.
+    let target = d.target.as_deref().unwrap_or("");
+    let keep = if target.ends_with(',') { "," } else { "" };
+    parts.push(format!("target={target}{keep}"));
     Ok(parts.join(","))
 }
 
@@ -440,6 +443,8 @@ tsc_mode = "native"
     fn the_rendered_disk_spec_parses_back_to_the_same_disk() {
         let disks = [
             DiskSpec::new("/srv/a,b.img", "xvda"),
+            // Found by fuzzing: libxlutil drops one trailing comma of a target.
+            DiskSpec::new("/srv/odd,,", "xvdc"),
             DiskSpec { cdrom: true, target: None, ..DiskSpec::new("", "hdc") },
             DiskSpec {
                 backend: DiskBackend::Qdisk,
