@@ -87,9 +87,27 @@ fn one_autostart_guest_up(prefix: &str, daemon: &str, settings: &str) -> TestRes
     write_auto(&d, &name, "")?;
     d.start()?;
     d.wait_ready()?;
-    host_op(&d, "host-start")?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    host_start_and_boot(&d, &name)?;
     Ok((name, cleanup, d))
+}
+
+/// host-start, which must boot `name`, then its guest's readiness on the console; a failure
+/// says what host-start reported, the daemon's log and Xen's free memory.
+fn host_start_and_boot(d: &DaemonProcess, name: &str) -> TestResult {
+    let (code, reports) = host_op(d, "host-start")?;
+    let why = |what: String| {
+        let log = std::fs::read_to_string(d.root.join("daemon.log")).unwrap_or_default();
+        let free = Command::new("xl").args(["info", "free_memory"]).output().map(|o| o.stdout).unwrap_or_default();
+        format!(
+            "{what}\nhost-start exited {code}: {reports:#?}\nxl info free_memory: {}daemon log tail:\n{}",
+            String::from_utf8_lossy(&free),
+            tail(&log, 30)
+        )
+    };
+    let r = report(&reports, name).map_err(&why)?;
+    ensure(r.ok, || why(format!("host-start did not boot {name}")))?;
+    wait_console(name, "XENBOX-GUEST-READY", BOOT).map_err(why)?;
+    Ok(())
 }
 
 /// `domainctl --json host-start|host-stop`: exit code and the reports.
@@ -332,8 +350,7 @@ fn save_overruns_watchdog(_ctx: &Context) -> TestResult {
     std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", 512)).ctx("write cfg")?;
     d.start()?;
     d.wait_ready()?;
-    host_op(&d, "host-start")?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    host_start_and_boot(&d, &name)?;
     let save_dir = d.root.join("save");
 
     let (code, reports) = host_op(&d, "host-stop")?;
@@ -371,8 +388,7 @@ fn kill9_during_a_save(ctx: &Context) -> TestResult {
     std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", 512)).ctx("write cfg")?;
     d.start()?;
     d.wait_ready()?;
-    host_op(&d, "host-start")?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    host_start_and_boot(&d, &name)?;
     let domid = xl_list()?.into_iter().find(|r| r.name == name).ok_or("not in xl list")?.domid;
     let image = d.root.join("save").join(&name);
     let partial = d.root.join("save").join(format!("{name}.partial"));
