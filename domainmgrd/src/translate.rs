@@ -111,6 +111,12 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
     spec.ramdisk = non_empty(&vm.ramdisk);
     spec.cmdline = (!cmdline.is_empty()).then(|| cmdline.join(" "));
     spec.bootloader = non_empty(&vm.boot_loader);
+    if kind == DomainKind::Hvm
+        && let Some(b) = &spec.bootloader
+    {
+        // libxl runs no bootloader for HVM guests; EVE's FML firmware is a separate matter.
+        return Err(err("BootLoader", format!("{b:?}"), "HVM guests boot from their firmware, not a dom0 bootloader"));
+    }
     // A CPU set (libxl's cpumap): in order, each once, as xl reads a `cpus` list.
     spec.cpus = vm.cpus.0.iter().copied().collect::<BTreeSet<u32>>().into_iter().collect();
     spec.on_poweroff = ShutdownAction::Destroy;
@@ -495,6 +501,13 @@ mod tests {
             (Box::new(|c| c.vif_list[0].mtu = 1), "x.json: VifList[0].MTU = 1: must be 68 to 65535"),
             (Box::new(|c| c.vm.kernel.clear()), "x.json: Kernel = \"\": a PV guest needs a kernel or a bootloader"),
             (Box::new(|c| c.vm.cpus.0 = vec![9999]), "x.json: CPUs = \"9999\""),
+            (
+                Box::new(|c| {
+                    c.vm.virtualization_mode = VmMode::FML;
+                    c.vm.boot_loader = "/usr/lib/xen/boot/ovmf.bin".into();
+                }),
+                "x.json: BootLoader = \"/usr/lib/xen/boot/ovmf.bin\": HVM guests boot from their firmware",
+            ),
             (Box::new(|c| c.uuid_and_version.uuid = Uuid::nil()), "UUIDandVersion.UUID"),
         ];
         for (mutate, want) in cases {

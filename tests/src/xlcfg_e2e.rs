@@ -40,6 +40,8 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
+    ("pv-hvm-leftovers.cfg", include_str!("../xlcfg/pv-hvm-leftovers.cfg")),
+    ("hvm-bootloader-e820.cfg", include_str!("../xlcfg/hvm-bootloader-e820.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its

@@ -90,7 +90,8 @@ pub struct DomainSpec {
     pub ramdisk: Option<String>,
     /// Kernel command line.
     pub cmdline: Option<String>,
-    /// Bootloader program run in dom0 to pick the kernel (PV), e.g. `pygrub`.
+    /// Bootloader program run in dom0 to pick the kernel (PV and PVH), e.g. `pygrub`; libxl
+    /// ignores it for HVM guests, as xl lets it.
     pub bootloader: Option<String>,
     /// Arguments for the bootloader.
     pub bootloader_args: Vec<String>,
@@ -378,13 +379,6 @@ impl DomainSpec {
                     "a PVH guest needs a kernel (e.g. pvgrub or the guest's own)",
                 ));
             }
-            DomainKind::Hvm if self.bootloader.is_some() => {
-                return Err(Error::invalid(
-                    "bootloader",
-                    self.bootloader.clone().unwrap_or_default(),
-                    "HVM guests boot from their firmware, not a dom0 bootloader",
-                ));
-            }
             _ => {}
         }
         if self.ramdisk.is_some() && self.kernel.is_none() {
@@ -528,7 +522,8 @@ mod tests {
         assert!(DomainSpec::pv("g").bootloader("pygrub", vec![]).validate().is_ok());
         assert!(err_of(DomainSpec::pvh("g")).contains("PVH guest needs a kernel"));
         assert!(DomainSpec::hvm("g").validate().is_ok());
-        assert!(err_of(DomainSpec::hvm("g").bootloader("pygrub", vec![])).starts_with("invalid bootloader"));
+        // libxl ignores a bootloader for HVM; xl lets a file give one.
+        assert!(DomainSpec::hvm("g").bootloader("pygrub", vec![]).validate().is_ok());
         assert!(err_of(good().serial("pty")).starts_with("invalid serial \"pty\""));
         assert!(DomainSpec::hvm("g").serial("pty").validate().is_ok());
         assert!(err_of(DomainSpec::pv("g").bootloader("pygrub", vec![]).ramdisk("/r")).contains("needs a kernel"));

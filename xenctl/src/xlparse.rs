@@ -168,6 +168,15 @@ fn check_keys(r: &Reader, kind: DomainKind) -> Result<()> {
     for a in r.lines().assignments() {
         let problem = match xlkeys::classify(&a.key) {
             KeyClass::Supported(applies) if applies.contains(kind) => continue,
+            KeyClass::Supported(applies) if xlkeys::xl_skips_elsewhere(&a.key) => {
+                log::warn!(
+                    "{}:{}: {}: xl reads it for {applies} guests only and skips it in a {kind} guest; ignored",
+                    r.source(),
+                    a.line,
+                    a.key
+                );
+                continue;
+            }
             KeyClass::Supported(applies) => format!("applies to {applies} guests only, and this is a {kind} guest"),
             KeyClass::XlOnly => "xl knows this key, but xenctl does not support it".to_string(),
             KeyClass::XmIgnored => {
@@ -256,6 +265,10 @@ fn read_boot(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         (None, None, extra) => extra,
     };
     spec.bootloader = r.string("bootloader")?;
+    if spec.kind == DomainKind::Hvm && spec.bootloader.is_some() {
+        // xl passes it to libxl, which runs no bootloader for an HVM guest.
+        log::warn!("{}: bootloader: an HVM guest boots from its firmware; libxl ignores it", r.at("bootloader"));
+    }
     match r.string_or_list("bootloader_args")? {
         None => {}
         Some(OneOrList::List(args)) => spec.bootloader_args = args,
@@ -306,7 +319,9 @@ fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     p.hap = r.flag("hap")?;
     p.nested_hvm = r.flag("nestedhvm")?;
     p.localtime = r.flag("localtime")?;
-    p.e820_host = r.flag("e820_host")?;
+    if spec.kind == DomainKind::Pv {
+        p.e820_host = r.flag("e820_host")?;
+    }
     p.rtc_timeoffset = r.number::<i32>("rtc_timeoffset", i64::from(i32::MIN))?;
     p.shadow_memory_mib = r.number::<u64>("shadow_memory", 0)?;
     p.disable_migrate = r.flag("nomigrate")?;

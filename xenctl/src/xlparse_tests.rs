@@ -271,12 +271,31 @@ fn top_level_vnc_for_pv_becomes_a_framebuffer_and_needs_vnc_1() {
     assert!(err(pv("vfb = [ 'vnc=0' ]")).starts_with("g.cfg:3: vfb[0]: \"vnc=0\": a framebuffer without VNC"));
 }
 
+/// xl reads the HVM keys only for HVM guests and `e820_host` only for PV ones, and skips them
+/// silently elsewhere: a PV file with `pae` left in it runs under xl, so it runs here too.
+#[test]
+fn keys_xl_reads_for_other_guest_types_only_are_skipped_as_xl_skips_them() {
+    let s = pv("pae = 1\nboot = \"c\"\nserial = \"pty\"\nviridian = [ \"bogus\" ]\nvga = \"nonsense\"").unwrap();
+    assert_eq!((s.platform.pae, s.boot_order, s.serial), (None, None, None));
+    assert!(s.platform.viridian_enlightenments.is_empty() && s.display.vga.is_none());
+    let s = hvm("e820_host = 1").unwrap();
+    assert_eq!(s.platform.e820_host, None);
+    // xl reads bootloader for every type and passes it on; libxl ignores it for HVM.
+    let s = hvm("bootloader = \"pygrub\"").unwrap();
+    assert_eq!(s.bootloader.as_deref(), Some("pygrub"));
+    assert_eq!(parse_back(&s), s);
+    // Keys xl reads for every type but refuses, or cannot place, for some stay errors.
+    assert!(err(pv("timer_mode = \"delay_for_missed_ticks\"")).contains("timer_mode: applies to PVH and HVM"));
+    let pvh = "type = \"pvh\"\nname = \"p\"\nkernel = \"/k\"\nvnc = 1\n";
+    assert!(err(DomainSpec::from_xl_config_text("p.cfg", pvh)).starts_with("p.cfg:4: vnc: applies to PV and HVM"));
+}
+
 #[test]
 fn errors_name_file_line_and_key() {
     let cases = [
         (pv("memroy = 512"), "g.cfg:3: memroy: not an xl.cfg key"),
         (pv("\n\nspice = 1"), "g.cfg:5: spice: xl knows this key, but xenctl does not support it"),
-        (pv("pae = 1"), "g.cfg:3: pae: applies to HVM guests only, and this is a pv guest"),
+        (pv("timer_mode = 1"), "g.cfg:3: timer_mode: applies to PVH and HVM guests only, and this is a pv guest"),
         (hvm("vfb = [ 'vnc=1' ]"), "h.cfg:3: vfb: applies to PV and PVH guests only, and this is a hvm guest"),
         (pv("memory = \"lots\""), "g.cfg:3: memory: parameter `memory' is not a valid number"),
         (pv("memory = 0"), "g.cfg:3: memory: 0: must be at least 1"),
@@ -309,7 +328,6 @@ fn errors_name_file_line_and_key() {
         (hvm("device_model_version = \"qemu\""), "h.cfg:3: device_model_version: \"qemu\": expected qemu-xen"),
         (pv("memory = 256\n\nmaxmem = 128"), "g.cfg:5: maxmem: \"128\": must be at least memory (256 MiB)"),
         (pv("vcpus = 4\nmaxvcpus = 2"), "g.cfg:4: maxvcpus: \"2\": must be at least vcpus (4)"),
-        (hvm("bootloader = \"pygrub\""), "h.cfg:3: bootloader: applies to PV and PVH guests only"),
         (hvm("serial = \"pty\"\nusbversion = 7"), "h.cfg:4: usbversion: \"7\": must be 1, 2 or 3"),
         (DomainSpec::from_xl_config_text("n.cfg", "kernel = \"/k\"\n"), "n.cfg: name: xl needs a domain name"),
         (
@@ -330,7 +348,7 @@ fn list_item_errors_point_at_the_item() {
     let text = "vif = [\n  'bridge=xenbr0',\n\n  'bridge=xenbr1,colour=red' ]";
     assert_eq!(err(pv(text)), "g.cfg:6: vif[1]: \"bridge=xenbr1,colour=red\": unknown option `colour=red'");
     assert!(err(pv("pci = [ '03:00.0@4' ]")).starts_with("g.cfg:3: pci[0]: \"03:00.0@4\": a virtual slot"));
-    assert!(err(pv("usbdevice = [ [ 'x' ] ]")).contains("applies to HVM"));
+    assert!(err(hvm("usbdevice = [ [ 'x' ] ]")).starts_with("h.cfg:3: usbdevice"));
     assert_eq!(
         err(hvm("usbdevice = [ 'a', [ 'x' ] ]")),
         "h.cfg:3: usbdevice[1]: a nested list, where xl expects a string"
@@ -536,7 +554,8 @@ fn clock_memory_migration_grant_and_acpi_keys_libxl_takes_directly() {
         err(pv("timer_mode = 1")),
         "g.cfg:3: timer_mode: applies to PVH and HVM guests only, and this is a pv guest"
     );
-    assert_eq!(err(pv("acpi_s3 = 1")), "g.cfg:3: acpi_s3: applies to HVM guests only, and this is a pv guest");
+    // xl reads acpi_s3 for HVM only, and skips it elsewhere.
+    assert_eq!(pv("acpi_s3 = 1").unwrap().platform.acpi_s3, None);
     assert!(
         err(hvm("timer_mode = 'sometimes'"))
             .starts_with("h.cfg:3: timer_mode: \"sometimes\": expected delay_for_missed_ticks")
