@@ -42,12 +42,21 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
     ("pv-hvm-leftovers.cfg", include_str!("../xlcfg/pv-hvm-leftovers.cfg")),
     ("hvm-bootloader-e820.cfg", include_str!("../xlcfg/hvm-bootloader-e820.cfg")),
+    ("disk-syntaxes-pv.cfg", include_str!("../xlcfg/disk-syntaxes-pv.cfg")),
+    ("disk-syntaxes-hvm.cfg", include_str!("../xlcfg/disk-syntaxes-hvm.cfg")),
+    ("vif-syntaxes.cfg", include_str!("../xlcfg/vif-syntaxes.cfg")),
+    ("odd-syntax.cfg", include_str!("../xlcfg/odd-syntax.cfg")),
+    ("hvm-debian-installer.cfg", include_str!("../xlcfg/hvm-debian-installer.cfg")),
+    ("pvh-direct.cfg", include_str!("../xlcfg/pvh-direct.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
 /// line: ours must refuse each too, and say where.
-pub const REJECTED: &[(&str, &str, &str)] =
-    &[("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid")];
+pub const REJECTED: &[(&str, &str, &str)] = &[
+    ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
+    ("hex-escape.cfg", include_str!("../xlcfg/rejected/hex-escape.cfg"), "extra"),
+    ("timer-mode-pv.cfg", include_str!("../xlcfg/rejected/timer-mode-pv.cfg"), "timer_mode"),
+];
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {

@@ -33,7 +33,7 @@ impl Reader {
             Ok(()) => {}
             // libxlutil's allocations failed: not a fault of the file's syntax.
             Err(libc::ENOMEM) => return Err(Error::OutOfMemory { op: "parsing an xl.cfg file" }),
-            Err(rc) => return Err(syntax_error(source, &xlu.take_report(), rc)),
+            Err(rc) => return Err(syntax_error(source, data, &xlu.take_report(), rc)),
         }
         let report = xlu.take_report();
         if !report.trim().is_empty() {
@@ -217,8 +217,9 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
 }
 
 /// libxlutil's report of a syntax error ("SOURCE:LINE: config parsing error near ...") as an
-/// error with that line.
-fn syntax_error(source: &str, report: &str, rc: i32) -> Error {
+/// error with that line, and the key assigned there (or whose list has an item there) when
+/// the scan of `data` finds one.
+fn syntax_error(source: &str, data: &[u8], report: &str, rc: i32) -> Error {
     let first = report.lines().find_map(|l| {
         let rest = l.strip_prefix(source)?.strip_prefix(':')?;
         let (line, msg) = rest.split_once(':')?;
@@ -231,7 +232,15 @@ fn syntax_error(source: &str, report: &str, rc: i32) -> Error {
         None if report.trim().is_empty() => (None, std::io::Error::from_raw_os_error(rc).to_string()),
         None => (None, report.trim().to_string()),
     };
-    Error::XlConfig { file: source.to_string(), line, key: None, reason }
+    let key = line.and_then(|line| {
+        let scan = KeyLines::scan(data);
+        let mut there = scan.assignments().iter().filter(|a| a.line == line || a.items.contains(&line));
+        match (there.next(), there.next()) {
+            (Some(a), None) => Some(a.key.clone()),
+            _ => None,
+        }
+    });
+    Error::XlConfig { file: source.to_string(), line, key, reason }
 }
 
 #[cfg(test)]
@@ -285,10 +294,25 @@ mod tests {
         assert!(e.starts_with("g.cfg:") && e.contains(": extra: too many `+=`"), "{e}");
     }
 
+    /// A syntax error on a line that assigns a key, or holds an item of its list, names it.
+    #[test]
+    fn syntax_errors_name_the_key_of_their_line() {
+        let text = "name = \"g\"\nextra = \"a \\x41\"\n";
+        let e = Reader::new("g.cfg", text.as_bytes()).err().unwrap().to_string();
+        assert!(e.starts_with("g.cfg:2: extra: config parsing error near"), "{e}");
+        let text = "name = \"g\"\ndisk = [\n  'a',\n  \"b\\x4\",\n]\n";
+        let e = Reader::new("g.cfg", text.as_bytes()).err().unwrap().to_string();
+        assert!(e.starts_with("g.cfg:4: disk: config parsing error near"), "{e}");
+        // Not an assignment: no key.
+        let e = Reader::new("g.cfg", b"name = \"g\"\n@@@\n").err().unwrap().to_string();
+        assert!(e.starts_with("g.cfg:2: config parsing error"), "{e}");
+    }
+
     #[test]
     fn syntax_errors_keep_libxlutils_line_and_words() {
         let e = syntax_error(
             "g.cfg",
+            b"",
             "g.cfg:7: config parsing error near `(': lexical error\nwarning: Config file looks like it contains Python code.\n",
             22,
         );
@@ -298,7 +322,7 @@ mod tests {
             reason.starts_with("config parsing error near `(': lexical error (the file looks like Python"),
             "{reason}"
         );
-        let e = syntax_error("g.cfg", "", 12);
+        let e = syntax_error("g.cfg", b"", "", 12);
         assert!(e.to_string().starts_with("g.cfg: Cannot allocate memory"), "{e}");
     }
 }
