@@ -57,6 +57,27 @@ fn xl_cfg(name: &str, xenbox_args: &str) -> String {
     xl_cfg_sized(name, xenbox_args, 128)
 }
 
+/// The size of the big guests of the save tests: two of them and the other tests' guests do
+/// not fit in the box beside dom0 (1 GiB of 2).
+const BIG_GUEST_MIB: u32 = 512;
+
+/// Held by a test with a big guest for all its run, its guest's destruction included (bind it
+/// first, so that it is dropped last): the suite runs two tests at a time, and two big guests
+/// at once leave Xen out of memory.
+fn big_guest_turn() -> std::sync::MutexGuard<'static, ()> {
+    static BIG_GUEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    BIG_GUEST.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Waits until Xen has room for a big guest: a domain destroyed just before gives its memory
+/// back only once Xen has scrubbed it.
+fn wait_for_room_for_a_big_guest() -> TestResult {
+    wait_until("Xen to have free memory for a big guest", BOOT, || {
+        let free: u32 = xl(&["info", "free_memory"]).ok()?.trim().parse().ok()?;
+        (free >= BIG_GUEST_MIB + 64).then_some(())
+    })
+}
+
 /// The xl.cfg text of the box's test guest with `memory_mib` of memory (a bigger guest takes
 /// longer to save).
 fn xl_cfg_sized(name: &str, xenbox_args: &str, memory_mib: u32) -> String {
@@ -344,12 +365,14 @@ fn fresh_boot_makes_image_stale(_ctx: &Context) -> TestResult {
 /// guest takes seconds to save under TCG) is aborted in libxl and its domain destroyed, and it
 /// ends as no image at all: no partial file, no record, nothing that libxl finishes later.
 fn save_overruns_watchdog(_ctx: &Context) -> TestResult {
+    let _turn = big_guest_turn();
     let name = unique_name("slow-save");
     let _cleanup = Cleanup(vec![name.clone()]);
     let mut d = host_daemon("dm-slow-save", "SAVE=@ROOT@/save\nSTOP_MAXWAIT=1")?;
-    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", 512)).ctx("write cfg")?;
+    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", BIG_GUEST_MIB)).ctx("write cfg")?;
     d.start()?;
     d.wait_ready()?;
+    wait_for_room_for_a_big_guest()?;
     host_start_and_boot(&d, &name)?;
     let save_dir = d.root.join("save");
 
@@ -382,12 +405,14 @@ fn save_overruns_watchdog(_ctx: &Context) -> TestResult {
 /// A daemon killed with SIGKILL in the middle of a save: the guest, suspended by the save, is
 /// resumed by the next daemon (same domain, not rebooted, running), and the partial image goes.
 fn kill9_during_a_save(ctx: &Context) -> TestResult {
+    let _turn = big_guest_turn();
     let name = unique_name("kill-save");
     let _cleanup = Cleanup(vec![name.clone()]);
     let mut d = host_daemon("dm-kill-save", "SAVE=@ROOT@/save")?;
-    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", 512)).ctx("write cfg")?;
+    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", BIG_GUEST_MIB)).ctx("write cfg")?;
     d.start()?;
     d.wait_ready()?;
+    wait_for_room_for_a_big_guest()?;
     host_start_and_boot(&d, &name)?;
     let domid = xl_list()?.into_iter().find(|r| r.name == name).ok_or("not in xl list")?.domid;
     let image = d.root.join("save").join(&name);
