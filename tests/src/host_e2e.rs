@@ -369,7 +369,8 @@ fn save_overruns_watchdog(_ctx: &Context) -> TestResult {
     let name = unique_name("slow-save");
     let _cleanup = Cleanup(vec![name.clone()]);
     let mut d = host_daemon("dm-slow-save", "SAVE=@ROOT@/save\nSTOP_MAXWAIT=1")?;
-    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", BIG_GUEST_MIB)).ctx("write cfg")?;
+    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", BIG_GUEST_MIB))
+        .ctx("write cfg")?;
     d.start()?;
     d.wait_ready()?;
     wait_for_room_for_a_big_guest()?;
@@ -409,7 +410,8 @@ fn kill9_during_a_save(ctx: &Context) -> TestResult {
     let name = unique_name("kill-save");
     let _cleanup = Cleanup(vec![name.clone()]);
     let mut d = host_daemon("dm-kill-save", "SAVE=@ROOT@/save")?;
-    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", BIG_GUEST_MIB)).ctx("write cfg")?;
+    std::fs::write(d.root.join("auto").join(format!("{name}.cfg")), xl_cfg_sized(&name, "", BIG_GUEST_MIB))
+        .ctx("write cfg")?;
     d.start()?;
     d.wait_ready()?;
     wait_for_room_for_a_big_guest()?;
