@@ -17,38 +17,7 @@ use xenctl::{Context, DomainSpec, XlConf};
 use crate::{Ctx, E2eTest, TestResult, xl};
 
 /// The corpus: tests/xlcfg/*.cfg, compiled in.
-pub const CORPUS: &[(&str, &str)] = &[
-    ("pv-kernel.cfg", include_str!("../xlcfg/pv-kernel.cfg")),
-    ("pv-pygrub.cfg", include_str!("../xlcfg/pv-pygrub.cfg")),
-    ("hvm-windows.cfg", include_str!("../xlcfg/hvm-windows.cfg")),
-    ("hvm-legacy-builder.cfg", include_str!("../xlcfg/hvm-legacy-builder.cfg")),
-    ("pvh.cfg", include_str!("../xlcfg/pvh.cfg")),
-    ("pv-pci-rate.cfg", include_str!("../xlcfg/pv-pci-rate.cfg")),
-    ("pv-pinning.cfg", include_str!("../xlcfg/pv-pinning.cfg")),
-    ("pv-vnc-append.cfg", include_str!("../xlcfg/pv-vnc-append.cfg")),
-    ("hvm-pci.cfg", include_str!("../xlcfg/hvm-pci.cfg")),
-    ("xlexample-pvlinux.cfg", include_str!("../xlcfg/xlexample-pvlinux.cfg")),
-    ("xlexample-hvm.cfg", include_str!("../xlcfg/xlexample-hvm.cfg")),
-    ("hvm-clock-grants.cfg", include_str!("../xlcfg/hvm-clock-grants.cfg")),
-    ("xm-era.cfg", include_str!("../xlcfg/xm-era.cfg")),
-    ("mac-dashes.cfg", include_str!("../xlcfg/mac-dashes.cfg")),
-    ("vnc-off-leftovers.cfg", include_str!("../xlcfg/vnc-off-leftovers.cfg")),
-    ("pv-vnc-off-leftovers.cfg", include_str!("../xlcfg/pv-vnc-off-leftovers.cfg")),
-    ("vfb-xm-style.cfg", include_str!("../xlcfg/vfb-xm-style.cfg")),
-    ("vfb-xm-sdl.cfg", include_str!("../xlcfg/vfb-xm-sdl.cfg")),
-    ("cpus-per-vcpu.cfg", include_str!("../xlcfg/cpus-per-vcpu.cfg")),
-    ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
-    ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
-    ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
-    ("pv-hvm-leftovers.cfg", include_str!("../xlcfg/pv-hvm-leftovers.cfg")),
-    ("hvm-bootloader-e820.cfg", include_str!("../xlcfg/hvm-bootloader-e820.cfg")),
-    ("disk-syntaxes-pv.cfg", include_str!("../xlcfg/disk-syntaxes-pv.cfg")),
-    ("disk-syntaxes-hvm.cfg", include_str!("../xlcfg/disk-syntaxes-hvm.cfg")),
-    ("vif-syntaxes.cfg", include_str!("../xlcfg/vif-syntaxes.cfg")),
-    ("odd-syntax.cfg", include_str!("../xlcfg/odd-syntax.cfg")),
-    ("hvm-debian-installer.cfg", include_str!("../xlcfg/hvm-debian-installer.cfg")),
-    ("pvh-direct.cfg", include_str!("../xlcfg/pvh-direct.cfg")),
-];
+pub const CORPUS: &[(&str, &str)] = include!("../xlcfg/corpus.rs");
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
 /// line: ours must refuse each too, and say where.

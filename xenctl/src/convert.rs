@@ -60,8 +60,16 @@ impl DomainSpec {
         // SAFETY: b_info was _init'ed with the config; init_type sets up the union for `kind`
         // (it may be called once, on a just-initialised build_info), as xl does.
         unsafe { xen_sys::libxl_domain_build_info_init_type(b, kind) };
-        b.target_memkb = self.memory_mib * 1024;
-        b.max_memkb = self.effective_max_memory_mib() * 1024;
+        if self.memory_unstated {
+            // As xl leaves them for a config without memory: libxl starts the guest with its
+            // maximum, or its default.
+            if let Some(max) = self.max_memory_mib {
+                b.max_memkb = max * 1024;
+            }
+        } else {
+            b.target_memkb = self.memory_mib * 1024;
+            b.max_memkb = self.effective_max_memory_mib() * 1024;
+        }
         // validate() bounds max_vcpus to 4096.
         if self.vcpus_unstated {
             // As xl leaves them for a config without vcpus: libxl then gives one vCPU online,

@@ -15,6 +15,10 @@ use crate::pci::PciSpec;
 use crate::types::{DomainKind, ShutdownAction};
 use crate::xlconf::HostDefaults;
 
+/// The memory libxl gives a guest whose config states none, MiB (LIBXL_MEMKB_DEFAULT's
+/// meaning in libxl__domain_build_info_setdefault).
+pub(crate) const LIBXL_DEFAULT_MEMORY_MIB: u64 = 32;
+
 /// How a guest keeps time (xl.cfg's `tsc_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,6 +72,12 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     /// Maximum memory (balloon ceiling), MiB; `memory_mib` when `None`.
     pub max_memory_mib: Option<u64>,
+    /// The config leaves the start memory to libxl (an xl.cfg without `memory`): libxl starts
+    /// the guest with its maximum, `max_memory_mib` or else libxl's default of 32 MiB, and, like
+    /// xl's, our libxl config states no target (nor, without `max_memory_mib`, a maximum).
+    /// Needs `memory_mib` to be that start value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_unstated: bool,
     /// vCPUs online at boot.
     pub vcpus: u32,
     /// Maximum vCPUs (hotplug ceiling); `vcpus` when `None`.
@@ -157,6 +167,7 @@ impl DomainSpec {
             kind,
             memory_mib: 128,
             max_memory_mib: None,
+            memory_unstated: false,
             vcpus: 1,
             max_vcpus: None,
             vcpus_unstated: false,
@@ -350,6 +361,13 @@ impl DomainSpec {
                 format!("must be at least memory ({} MiB) and at most 4 PiB", self.memory_mib),
             ));
         }
+        if self.memory_unstated && self.memory_mib != self.max_memory_mib.unwrap_or(LIBXL_DEFAULT_MEMORY_MIB) {
+            return Err(Error::invalid(
+                "memory",
+                self.memory_mib.to_string(),
+                format!("unstated, so libxl's start value: maxmem, or {LIBXL_DEFAULT_MEMORY_MIB} MiB without one"),
+            ));
+        }
         if self.vcpus == 0 {
             return Err(Error::invalid("vcpus", "0", "a domain needs at least one vCPU"));
         }
@@ -514,6 +532,17 @@ mod tests {
         assert_eq!(err_of(good().vcpus(0)), "invalid vcpus \"0\": a domain needs at least one vCPU");
         assert!(err_of(good().vcpus(4).max_vcpus(2)).starts_with("invalid maxvcpus \"2\""));
         assert!(good().memory_mib(256).max_memory_mib(512).vcpus(2).max_vcpus(4).validate().is_ok());
+    }
+
+    #[test]
+    fn unstated_memory_is_libxls_start_value() {
+        let mut s = DomainSpec::pv("g").kernel("/k").memory_mib(32);
+        s.memory_unstated = true;
+        assert!(s.validate().is_ok());
+        s.memory_mib = 64;
+        assert!(err_of(s.clone()).starts_with("invalid memory \"64\": unstated"));
+        s.max_memory_mib = Some(64);
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -152,8 +152,14 @@ impl DomainSpec {
         line("name", quote(&self.name));
         line("uuid", quote(&self.uuid.to_string()));
         line("type", quote(self.kind.as_str()));
-        line("memory", self.memory_mib.to_string());
-        line("maxmem", self.effective_max_memory_mib().to_string());
+        if self.memory_unstated {
+            if let Some(m) = self.max_memory_mib {
+                line("maxmem", m.to_string());
+            }
+        } else {
+            line("memory", self.memory_mib.to_string());
+            line("maxmem", self.effective_max_memory_mib().to_string());
+        }
         if self.vcpus_unstated {
             if let Some(m) = self.max_vcpus {
                 line("maxvcpus", m.to_string());

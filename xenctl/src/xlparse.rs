@@ -23,7 +23,6 @@ use crate::xlread::{OneOrList, Reader};
 use crate::xlspecs::{PciDefaults, VfbOptions, cpus_from_xl, pci_from_xl, reason_of, vfb_from_xl};
 
 /// libxl's memory when a config gives neither `memory` nor `maxmem` (libxl_create.c).
-const LIBXL_DEFAULT_MEMORY_MIB: u64 = 32;
 
 /// An xl.cfg file as [`DomainSpec::read_xl_config_file`] reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,10 +197,12 @@ fn check_keys(r: &Reader, kind: DomainKind) -> Result<()> {
 fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     let memory = r.number::<u64>("memory", 1)?;
     let maxmem = r.number::<u64>("maxmem", 1)?;
-    // Without `memory` libxl starts the guest with its maximum: maxmem, or 32 MiB. A maximum
-    // equal to the start value is the same as none (xl copies one to the other).
-    spec.memory_mib = memory.or(maxmem).unwrap_or(LIBXL_DEFAULT_MEMORY_MIB);
-    spec.max_memory_mib = maxmem.filter(|&m| m != spec.memory_mib);
+    // Without `memory` libxl starts the guest with its maximum: maxmem, or 32 MiB, and xl
+    // states neither the start value nor, without maxmem, the maximum. With `memory`, a
+    // maximum equal to the start value is the same as none (xl copies one to the other).
+    spec.memory_unstated = memory.is_none();
+    spec.memory_mib = memory.or(maxmem).unwrap_or(crate::spec::LIBXL_DEFAULT_MEMORY_MIB);
+    spec.max_memory_mib = if memory.is_none() { maxmem } else { maxmem.filter(|&m| m != spec.memory_mib) };
     let vcpus = r.number::<u32>("vcpus", 1)?;
     // Without vcpus xl states no vCPU count at all (libxl's default is one); a maxvcpus it
     // states as given.
@@ -210,6 +211,14 @@ fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     spec.max_vcpus = r.number::<u32>("maxvcpus", 1)?.filter(|&m| vcpus.is_none() || m != spec.vcpus);
     match r.string_or_list("cpus")? {
         None => {}
+        // xl pins as many vCPUs as it states: none without vcpus and maxvcpus.
+        Some(given) if spec.vcpus_unstated && spec.max_vcpus.is_none() => {
+            // xl still parses the one-string form, and stops on a bad one.
+            if let OneOrList::One(text) = &given {
+                cpus_from_xl(text).map_err(|e| r.err("cpus", e))?;
+            }
+            log::warn!("{}: cpus: without vcpus or maxvcpus xl pins no vCPU; ignored", r.at("cpus"));
+        }
         Some(OneOrList::One(text)) => spec.cpus = cpus_from_xl(&text).map_err(|e| r.err("cpus", e))?,
         // One CPU list per vCPU; xl ignores entries past the last vCPU (parse_vcpu_affinity).
         Some(OneOrList::List(items)) => {
@@ -376,7 +385,11 @@ fn read_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     }
     let vifs = r.list("vif")?.unwrap_or_default();
     for (i, item) in vifs.iter().enumerate() {
-        spec.vifs.push(VifSpec::from_xl(item).map_err(|e| r.item_err("vif", i, spec_reason(e)))?);
+        let mut warnings = Vec::new();
+        spec.vifs.push(VifSpec::from_xl_noting(item, &mut warnings).map_err(|e| r.item_err("vif", i, spec_reason(e)))?);
+        for w in warnings {
+            log::warn!("{}: vif[{i}]: {w}", r.item_at("vif", i));
+        }
     }
     // xl numbers vifs by position; libxl gives devid-less ones the next free id, which is the
     // same thing unless some vif names its own devid: then give the others theirs, as xl does.
@@ -424,8 +437,11 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             [one] => one,
             _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
         };
-        let VfbOptions { vnc, sdl, opengl, keymap, xm_type } =
+        let VfbOptions { vnc, sdl, opengl, keymap, xm_type, ignored } =
             vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
+        for what in ignored {
+            log::warn!("{}: vfb[0]: {what}; ignored", r.item_at("vfb", 0));
+        }
         if let Some(t) = xm_type {
             let extra = if t == "sdl" { "; this framebuffer is VNC's, without SDL (give sdl=1)" } else { "" };
             log::warn!("{}: vfb[0]: type={t}: xm's framebuffer type, which xl ignores{extra}", r.at("vfb"));

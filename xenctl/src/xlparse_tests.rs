@@ -7,30 +7,7 @@ use crate::options::{DisplaySpec, PlatformSpec, TimerMode};
 use crate::pci::PciSpec;
 
 /// The corpus the end-to-end test compares with `xl -N create` (tests/src/xlcfg_e2e.rs).
-const CORPUS: &[(&str, &str)] = &[
-    ("pv-kernel.cfg", include_str!("../../tests/xlcfg/pv-kernel.cfg")),
-    ("pv-pygrub.cfg", include_str!("../../tests/xlcfg/pv-pygrub.cfg")),
-    ("hvm-windows.cfg", include_str!("../../tests/xlcfg/hvm-windows.cfg")),
-    ("hvm-legacy-builder.cfg", include_str!("../../tests/xlcfg/hvm-legacy-builder.cfg")),
-    ("pvh.cfg", include_str!("../../tests/xlcfg/pvh.cfg")),
-    ("pv-pci-rate.cfg", include_str!("../../tests/xlcfg/pv-pci-rate.cfg")),
-    ("pv-pinning.cfg", include_str!("../../tests/xlcfg/pv-pinning.cfg")),
-    ("pv-vnc-append.cfg", include_str!("../../tests/xlcfg/pv-vnc-append.cfg")),
-    ("hvm-pci.cfg", include_str!("../../tests/xlcfg/hvm-pci.cfg")),
-    ("xlexample-pvlinux.cfg", include_str!("../../tests/xlcfg/xlexample-pvlinux.cfg")),
-    ("xlexample-hvm.cfg", include_str!("../../tests/xlcfg/xlexample-hvm.cfg")),
-    ("hvm-clock-grants.cfg", include_str!("../../tests/xlcfg/hvm-clock-grants.cfg")),
-    ("xm-era.cfg", include_str!("../../tests/xlcfg/xm-era.cfg")),
-    ("mac-dashes.cfg", include_str!("../../tests/xlcfg/mac-dashes.cfg")),
-    ("vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/vnc-off-leftovers.cfg")),
-    ("pv-vnc-off-leftovers.cfg", include_str!("../../tests/xlcfg/pv-vnc-off-leftovers.cfg")),
-    ("vfb-xm-style.cfg", include_str!("../../tests/xlcfg/vfb-xm-style.cfg")),
-    ("vfb-xm-sdl.cfg", include_str!("../../tests/xlcfg/vfb-xm-sdl.cfg")),
-    ("cpus-per-vcpu.cfg", include_str!("../../tests/xlcfg/cpus-per-vcpu.cfg")),
-    ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
-    ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
-    ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
-];
+const CORPUS: &[(&str, &str)] = include!("../../tests/xlcfg/corpus.rs");
 
 fn corpus(name: &str) -> DomainSpec {
     let (_, text) = CORPUS.iter().find(|(n, _)| *n == name).unwrap();
@@ -345,8 +322,11 @@ fn errors_name_file_line_and_key() {
 fn list_item_errors_point_at_the_item() {
     let text = "disk = [ 'format=raw,vdev=xvda,target=/a',\n         'vdev=xvdb,access=rx,target=/b' ]";
     assert!(err(pv(text)).starts_with("g.cfg:4: disk[1]: \"vdev=xvdb,access=rx,target=/b\": unknown value for access"));
-    let text = "vif = [\n  'bridge=xenbr0',\n\n  'bridge=xenbr1,colour=red' ]";
-    assert_eq!(err(pv(text)), "g.cfg:6: vif[1]: \"bridge=xenbr1,colour=red\": unknown option `colour=red'");
+    let text = "vif = [\n  'bridge=xenbr0',\n\n  'bridge=xenbr1,mac=00:16' ]";
+    assert_eq!(
+        err(pv(text)),
+        "g.cfg:6: vif[1]: \"bridge=xenbr1,mac=00:16\": mac \"00:16\": expected six hex bytes like 00:16:3e:12:34:56"
+    );
     assert!(err(pv("pci = [ '03:00.0@4' ]")).starts_with("g.cfg:3: pci[0]: \"03:00.0@4\": a virtual slot"));
     assert!(err(hvm("usbdevice = [ [ 'x' ] ]")).starts_with("h.cfg:3: usbdevice"));
     assert_eq!(
@@ -502,7 +482,43 @@ fn e820_host_0_with_pci_on_pv_is_overridden_as_xl_does() {
 #[test]
 fn ignored_keys_are_ignored_like_xl() {
     let s = hvm("device_model = '/usr/lib/xen/bin/qemu-dm'\nvncviewer = 1").unwrap();
-    assert_eq!(s, DomainSpec { uuid: s.uuid, memory_mib: 32, vcpus_unstated: true, ..DomainSpec::hvm("h") });
+    assert_eq!(
+        s,
+        DomainSpec {
+            uuid: s.uuid,
+            memory_mib: 32,
+            memory_unstated: true,
+            vcpus_unstated: true,
+            ..DomainSpec::hvm("h")
+        }
+    );
+}
+
+/// Without `memory` xl states no start memory (libxl takes maxmem, or 32 MiB); without
+/// `vcpus` or `maxvcpus` it pins no vCPU, whatever `cpus` says.
+#[test]
+fn unstated_memory_and_vcpus_are_left_to_libxl_as_xl_leaves_them() {
+    let s = pv("maxmem = 512").unwrap();
+    assert_eq!((s.memory_unstated, s.memory_mib, s.max_memory_mib), (true, 512, Some(512)));
+    assert_eq!(parse_back(&s), s);
+    let json: serde_json::Value = serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap();
+    assert_eq!((json["b_info"]["max_memkb"].as_u64(), json["b_info"].get("target_memkb")), (Some(512 * 1024), None));
+    let s = pv("").unwrap();
+    assert_eq!((s.memory_unstated, s.memory_mib, s.max_memory_mib), (true, 32, None));
+    let json: serde_json::Value = serde_json::from_str(&s.to_libxl_json().unwrap()).unwrap();
+    assert!(json["b_info"].get("max_memkb").is_none() && json["b_info"].get("target_memkb").is_none(), "{json}");
+    assert_eq!(parse_back(&s), s);
+    // Stated memory stays stated.
+    let s = pv("memory = 256\nmaxmem = 256").unwrap();
+    assert_eq!((s.memory_unstated, s.memory_mib, s.max_memory_mib), (false, 256, None));
+
+    for cpus in ["cpus = \"1\"", "cpus = [ \"1\", \"0\" ]"] {
+        let s = pv(cpus).unwrap();
+        assert!(s.cpus.is_empty() && s.vcpu_cpus.is_empty(), "{cpus}");
+        let s = pv(&format!("{cpus}\nmaxvcpus = 2")).unwrap();
+        assert!(!s.cpus.is_empty() || s.vcpu_cpus.len() == 2, "{cpus}");
+    }
+    assert!(err(pv("cpus = \"x\"")).starts_with("g.cfg:3: cpus:"));
 }
 
 #[test]

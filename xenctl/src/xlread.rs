@@ -79,6 +79,14 @@ impl Reader {
         Error::XlConfig { file: self.source.clone(), line: None, key: Some(key.to_string()), reason: reason.into() }
     }
 
+    /// "FILE:LINE" of item `index` of list `key`, for a warning.
+    pub(crate) fn item_at(&self, key: &str, index: usize) -> String {
+        match self.lines.item_line(key, index) {
+            Some(line) => format!("{}:{line}", self.source),
+            None => self.source.clone(),
+        }
+    }
+
     /// An error about item `index` of list `key`, at the item's line.
     pub(crate) fn item_err(&self, key: &str, index: usize, reason: impl Into<String>) -> Error {
         Error::XlConfig {

@@ -12,7 +12,7 @@ use crate::raw::{self, Owned};
 use crate::xlu::XluConfig;
 
 /// The vif options xl has for COLO replication, which this crate does not support.
-const COLO_PREFIXES: [&str; 3] = ["colo_", "forwarddev", "accel"];
+const COLO_PREFIXES: [&str; 2] = ["colo_", "forwarddev"];
 
 impl VifSpec {
     /// Parses an xl vif spec (xl-network-configuration(5)), e.g.
@@ -20,9 +20,20 @@ impl VifSpec {
     /// `key=value` options, leading spaces ignored, a later option replacing an earlier one,
     /// `""` meaning all defaults.
     ///
-    /// Unlike xl, which prints a message and carries on, an unknown option is an error, as are
-    /// COLO options and a malformed MAC, rate, MTU or devid.
+    /// An unknown option is ignored with a warning, as xl ignores it ("unrecognized
+    /// argument"); COLO options and a malformed MAC, rate, MTU or devid are errors.
     pub fn from_xl(spec: &str) -> Result<VifSpec> {
+        let mut warnings = Vec::new();
+        let vif = VifSpec::from_xl_noting(spec, &mut warnings)?;
+        for w in warnings {
+            log::warn!("vif {spec:?}: {w}");
+        }
+        Ok(vif)
+    }
+
+    /// [`VifSpec::from_xl`], with what xl would ignore pushed onto `warnings` (for the caller
+    /// to log with the file and line).
+    pub(crate) fn from_xl_noting(spec: &str, warnings: &mut Vec<String>) -> Result<VifSpec> {
         let bad = |reason: String| Error::invalid("vif", spec, reason);
         let mut vif = VifSpec::default();
         for token in spec.split(',').map(|t| t.trim_start_matches(' ')).filter(|t| !t.is_empty()) {
@@ -38,7 +49,7 @@ impl VifSpec {
                         _ => return Err(bad(format!("type={value}: expected vif or ioemu"))),
                     })
                 }
-                ("mac", true) => vif.mac = Some(mac_from_xl(value).map_err(|e| bad(reason_of(e)))?),
+                ("mac", true) => vif.mac = Some(mac_from_xl(value, warnings).map_err(|e| bad(reason_of(e)))?),
                 ("bridge", true) => vif.bridge = text(),
                 ("gatewaydev" | "netdev", true) => vif.gatewaydev = text(),
                 ("ip", true) => vif.ip = text(),
@@ -53,10 +64,10 @@ impl VifSpec {
                 ("devid", true) => {
                     vif.devid = Some(decimal(value).ok_or_else(|| bad(format!("devid={value}: not a number")))?)
                 }
-                (k, _) if COLO_PREFIXES.iter().any(|p| k.starts_with(p)) => {
-                    return Err(bad(format!("{k}: COLO and accel options are not supported")));
+                (k, true) if COLO_PREFIXES.iter().any(|p| k.starts_with(p)) => {
+                    return Err(bad(format!("{k}: COLO options are not supported")));
                 }
-                _ => return Err(bad(format!("unknown option `{token}'"))),
+                _ => warnings.push(format!("unknown option `{token}', which xl ignores; ignored")),
             }
         }
         // Let libxl's own code check what it will parse later (rate, MTU range, devid).
@@ -67,19 +78,70 @@ impl VifSpec {
     }
 }
 
-/// A MAC as xl reads one (parse_nic_config: six `strtoul(.., 16)` bytes, each followed by one
-/// separator): `00:16:3e:01:02:03`, `00-16-3e-01-02-03`, or bytes of one digit (`0:16:3e:1:2:3`).
-fn mac_from_xl(text: &str) -> Result<Mac> {
-    let bytes: Vec<&str> = text.split([':', '-']).collect();
-    let hex = |b: &&str| (1..=2).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_hexdigit());
-    if bytes.len() != 6 || !bytes.iter().all(hex) {
-        return Err(Error::invalid("mac", text, "expected six hex bytes like 00:16:3e:12:34:56 (or with dashes)"));
+/// A MAC as xl reads one (parse_nic_config): six bytes, each read by `strtoul(.., 16)` (so
+/// leading blanks, a sign, a `0x` and any number of digits are taken) and followed by one
+/// character of any kind: `00:16:3e:01:02:03`, `00-16-3E-01-02-03`, `0.16.3e.1.2.3`. What
+/// follows the sixth byte xl ignores; so do we, with a warning. xl reads past the end of a
+/// shorter MAC; we refuse one.
+fn mac_from_xl(text: &str, warnings: &mut Vec<String>) -> Result<Mac> {
+    let bad = || Error::invalid("mac", text, "expected six hex bytes like 00:16:3e:12:34:56");
+    let mut bytes = [0u8; 6];
+    let mut rest = text;
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        let (value, used) = strtoul_hex(rest).ok_or_else(bad)?;
+        *byte = u8::try_from(value).map_err(|_| bad())?;
+        let after = &rest[used..];
+        if i < 5 {
+            // One separator, whatever it is, then the next byte.
+            let mut chars = after.chars();
+            chars.next().ok_or_else(bad)?;
+            rest = chars.as_str();
+        } else if !after.is_empty() {
+            warnings.push(format!("mac {text:?}: `{after}' after the sixth byte, which xl ignores; ignored"));
+        }
     }
-    let canonical: Vec<String> = bytes.iter().map(|b| format!("{b:0>2}")).collect();
+    let canonical: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
     canonical
         .join(":")
         .parse::<Mac>()
         .map_err(|_| Error::invalid("mac", text, "a multicast address cannot name an interface"))
+}
+
+/// C's `strtoul(s, &end, 16)` on `s`: the value (`None` when no digit was read, as xl checks)
+/// and how many bytes it used. A value beyond u64 saturates, as strtoul's ULONG_MAX does; a
+/// minus sign negates modulo 2^64, as strtoul does.
+fn strtoul_hex(s: &str) -> Option<(u64, usize)> {
+    let b = s.as_bytes();
+    let mut i = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')).count();
+    let negative = match b.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    // "0x" is a prefix only when a hex digit follows it; otherwise the "0" is the number.
+    if b.get(i) == Some(&b'0')
+        && matches!(b.get(i + 1), Some(b'x' | b'X'))
+        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+    {
+        i += 2;
+    }
+    let digits = b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &c in &b[i..i + digits] {
+        let d = u64::from(char::from(c).to_digit(16).unwrap_or(0));
+        value = value.checked_mul(16).and_then(|v| v.checked_add(d)).unwrap_or(u64::MAX);
+    }
+    let value = if negative && value != u64::MAX { value.wrapping_neg() } else { value };
+    Some((value, i + digits))
 }
 
 /// An `InvalidSpec`'s "value: reason" (or any error's text), for wrapping in another error.
@@ -164,6 +226,9 @@ pub(crate) struct VfbOptions {
     pub keymap: Option<String>,
     /// xm's `type=vnc` or `type=sdl`, which xl ignores.
     pub xm_type: Option<String>,
+    /// What xl skips without a word: unknown options, and everything from an option without
+    /// `=` on (xl stops reading the spec there).
+    pub ignored: Vec<String>,
 }
 
 /// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
@@ -176,9 +241,18 @@ pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String>
     let flag = |key: &str, value: &str| {
         xl_int(value).map(|v| v != 0).ok_or_else(|| format!("{key}={value}: expected a number (0 or 1)"))
     };
-    for token in spec.split(',').map(|t| t.trim_start_matches(' ')).filter(|t| !t.is_empty()) {
+    let mut offset = 0;
+    for piece in spec.split(',') {
+        let start = offset;
+        offset += piece.len() + 1;
+        let token = piece.trim_start_matches(' ');
+        if token.is_empty() {
+            continue;
+        }
         let Some((key, value)) = token.split_once('=') else {
-            return Err(format!("`{token}' is not KEY=VALUE"));
+            let rest = spec[start..].trim_start_matches(' ');
+            out.ignored.push(format!("`{rest}': xl stops reading a vfb spec at an option without `='"));
+            break;
         };
         match key {
             "vnc" if !flag(key, value)? => return Err("a framebuffer without VNC (vnc=0) is not supported".into()),
@@ -197,7 +271,7 @@ pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String>
             "sdl" => out.sdl = Some(flag(key, value)?),
             "opengl" => out.opengl = Some(flag(key, value)?),
             "display" | "xauthority" => return Err(format!("{key}: not supported")),
-            _ => return Err(format!("unknown option `{key}'")),
+            _ => out.ignored.push(format!("unknown option `{token}', which xl skips")),
         }
     }
     Ok(out)
@@ -284,20 +358,45 @@ mod tests {
         assert_eq!(VifSpec::from_xl("mac=0:16:3e:a:2:3").unwrap().mac, want);
     }
 
+    /// xl reads a MAC byte with strtoul and skips one character after it, whatever it is,
+    /// ignores what follows the sixth byte, and ignores options it does not know.
+    #[test]
+    fn vif_specs_take_what_xl_takes_and_note_what_it_ignores() {
+        let want = Some("00:16:3e:0a:02:03".parse().unwrap());
+        for mac in
+            ["00.16.3e.0a.02.03", "00:16-3e.a 2:03", "0x0:+16:3E:00a:2:3", " 0:16:3e:a:2:3", "00:16:3e:0a:02:003"]
+        {
+            let mut notes = Vec::new();
+            assert_eq!(VifSpec::from_xl_noting(&format!("mac={mac}"), &mut notes).unwrap().mac, want, "{mac}");
+            assert!(notes.is_empty(), "{mac}: {notes:?}");
+        }
+        let mut notes = Vec::new();
+        let v = VifSpec::from_xl_noting("mac=00:16:3e:0a:02:03:04,colour=red,bridge", &mut notes).unwrap();
+        assert_eq!(v.mac, want);
+        assert_eq!(
+            notes,
+            [
+                "mac \"00:16:3e:0a:02:03:04\": `:04' after the sixth byte, which xl ignores; ignored",
+                "unknown option `colour=red', which xl ignores; ignored",
+                "unknown option `bridge', which xl ignores; ignored",
+            ]
+        );
+    }
+
     #[test]
     fn bad_vif_specs_say_why() {
         for (spec, want) in [
-            ("bridge", "unknown option `bridge'"),
-            ("colour=red", "unknown option `colour=red'"),
             ("mac=00:16:3e:01:02", "expected six hex bytes"),
-            ("mac=00:16:3e:01:02:003", "expected six hex bytes"),
+            ("mac=00:16:3e:01:02:", "expected six hex bytes"),
+            ("mac=00:16:3e:01:100:02", "expected six hex bytes"),
+            ("mac=00:16:3e:01:-1:02", "expected six hex bytes"),
+            ("mac=00::3e:01:02:03", "expected six hex bytes"),
             ("mac=01:16:3e:01:02:03", "multicast"),
             ("type=pv", "expected vif or ioemu"),
             ("mtu=big", "mtu=big: not a number"),
             ("mtu=20", "must be 68 to 65535"),
             ("rate=fast", "vif.rate \"fast\""),
             ("colo_sock_mirror_id=1", "COLO"),
-            ("accel=x", "COLO and accel"),
         ] {
             let err = VifSpec::from_xl(spec).unwrap_err().to_string();
             assert!(err.starts_with(&format!("invalid vif {spec:?}: ")) && err.contains(want), "{spec}: {err}");
@@ -347,14 +446,19 @@ mod tests {
         assert_eq!((xm.xm_type.as_deref(), xm.vnc.display, xm.vnc.enable_by_default), (Some("vnc"), Some(1), true));
         let xm = vfb_from_xl("type=sdl").unwrap();
         assert_eq!((xm.xm_type.as_deref(), xm.sdl, xm.vnc.enable_by_default), (Some("sdl"), None, true));
-        for (spec, want) in [
-            ("type=x11", "unknown option"),
-            ("vnc=0", "without VNC"),
-            ("vnc", "not KEY=VALUE"),
-            ("display=:0", "not supported"),
-            ("colour=1", "unknown option"),
-            ("vncdisplay=x", "display number"),
-        ] {
+        // xl skips unknown options, and stops at an option without `='.
+        let v = vfb_from_xl("type=x11,colour=1,vncdisplay=3").unwrap();
+        assert_eq!(v.vnc.display, Some(3));
+        assert_eq!(
+            v.ignored,
+            ["unknown option `type=x11', which xl skips", "unknown option `colour=1', which xl skips"]
+        );
+        let v = vfb_from_xl("vncdisplay=3, vnc, vncdisplay=4").unwrap();
+        assert_eq!(v.vnc.display, Some(3));
+        assert_eq!(v.ignored, ["`vnc, vncdisplay=4': xl stops reading a vfb spec at an option without `='"]);
+        for (spec, want) in
+            [("vnc=0", "without VNC"), ("display=:0", "not supported"), ("vncdisplay=x", "display number")]
+        {
             let err = vfb_from_xl(spec).unwrap_err();
             assert!(err.contains(want), "{spec}: {err}");
         }

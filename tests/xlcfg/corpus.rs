@@ -1,0 +1,38 @@
+// The xl.cfg corpus: every *.cfg file of this directory, by name, with its text. Included by
+// xenctl's parser tests and the Xen box's comparison with `xl -N create`
+// (tests/src/xlcfg_e2e.rs); xenctl's `the_corpus_list_is_the_whole_directory` checks that no
+// file is left out.
+&[
+    ("pv-kernel.cfg", include_str!("pv-kernel.cfg")),
+    ("pv-pygrub.cfg", include_str!("pv-pygrub.cfg")),
+    ("hvm-windows.cfg", include_str!("hvm-windows.cfg")),
+    ("hvm-legacy-builder.cfg", include_str!("hvm-legacy-builder.cfg")),
+    ("pvh.cfg", include_str!("pvh.cfg")),
+    ("pv-pci-rate.cfg", include_str!("pv-pci-rate.cfg")),
+    ("pv-pinning.cfg", include_str!("pv-pinning.cfg")),
+    ("pv-vnc-append.cfg", include_str!("pv-vnc-append.cfg")),
+    ("hvm-pci.cfg", include_str!("hvm-pci.cfg")),
+    ("xlexample-pvlinux.cfg", include_str!("xlexample-pvlinux.cfg")),
+    ("xlexample-hvm.cfg", include_str!("xlexample-hvm.cfg")),
+    ("hvm-clock-grants.cfg", include_str!("hvm-clock-grants.cfg")),
+    ("xm-era.cfg", include_str!("xm-era.cfg")),
+    ("mac-dashes.cfg", include_str!("mac-dashes.cfg")),
+    ("vnc-off-leftovers.cfg", include_str!("vnc-off-leftovers.cfg")),
+    ("pv-vnc-off-leftovers.cfg", include_str!("pv-vnc-off-leftovers.cfg")),
+    ("vfb-xm-style.cfg", include_str!("vfb-xm-style.cfg")),
+    ("vfb-xm-sdl.cfg", include_str!("vfb-xm-sdl.cfg")),
+    ("cpus-per-vcpu.cfg", include_str!("cpus-per-vcpu.cfg")),
+    ("viridian-list.cfg", include_str!("viridian-list.cfg")),
+    ("no-vcpus.cfg", include_str!("no-vcpus.cfg")),
+    ("pv-pci-rdm.cfg", include_str!("pv-pci-rdm.cfg")),
+    ("pv-hvm-leftovers.cfg", include_str!("pv-hvm-leftovers.cfg")),
+    ("hvm-bootloader-e820.cfg", include_str!("hvm-bootloader-e820.cfg")),
+    ("disk-syntaxes-pv.cfg", include_str!("disk-syntaxes-pv.cfg")),
+    ("disk-syntaxes-hvm.cfg", include_str!("disk-syntaxes-hvm.cfg")),
+    ("vif-syntaxes.cfg", include_str!("vif-syntaxes.cfg")),
+    ("odd-syntax.cfg", include_str!("odd-syntax.cfg")),
+    ("hvm-debian-installer.cfg", include_str!("hvm-debian-installer.cfg")),
+    ("pvh-direct.cfg", include_str!("pvh-direct.cfg")),
+    ("minimal-defaults.cfg", include_str!("minimal-defaults.cfg")),
+    ("lenient-values.cfg", include_str!("lenient-values.cfg")),
+]
