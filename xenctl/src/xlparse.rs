@@ -124,6 +124,7 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     read_boot(&mut r, &mut spec)?;
     read_actions(&mut r, &mut spec)?;
     read_platform(&mut r, &mut spec)?;
+    crate::extras::read(&mut r, &mut spec)?;
     read_devices(&mut r, &mut spec)?;
     read_display(&mut r, &mut spec)?;
     if kind == DomainKind::Hvm {
@@ -409,7 +410,7 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             [one] => one,
             _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
         };
-        let VfbOptions { vnc, sdl, opengl, keymap, xm_type } =
+        let VfbOptions { vnc, sdl, opengl, keymap, display, xauthority, xm_type } =
             vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
         if let Some(t) = xm_type {
             let extra = if t == "sdl" { "; this framebuffer is VNC's, without SDL (give sdl=1)" } else { "" };
@@ -419,6 +420,8 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         spec.display.sdl = sdl;
         spec.display.opengl = opengl;
         spec.display.keymap = keymap;
+        spec.display.sdl_display = display;
+        spec.display.xauthority = xauthority;
         return Ok(());
     }
     let enabled = r.flag("vnc")?;
