@@ -372,3 +372,7 @@ impl DomainSpec {
         out
     }
 }
+
+#[cfg(test)]
+#[path = "extras_tests.rs"]
+mod tests;
