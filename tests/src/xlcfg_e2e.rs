@@ -40,12 +40,30 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
+    ("tuning-hvm-devmodel.cfg", include_str!("../xlcfg/tuning-hvm-devmodel.cfg")),
+    ("tuning-hvm-spice.cfg", include_str!("../xlcfg/tuning-hvm-spice.cfg")),
+    ("tuning-hvm-stubdom.cfg", include_str!("../xlcfg/tuning-hvm-stubdom.cfg")),
+    ("tuning-hvm-firmware.cfg", include_str!("../xlcfg/tuning-hvm-firmware.cfg")),
+    ("tuning-hvm-legacy-firmware.cfg", include_str!("../xlcfg/tuning-hvm-legacy-firmware.cfg")),
+    ("tuning-pv-pvgrub.cfg", include_str!("../xlcfg/tuning-pv-pvgrub.cfg")),
+    ("tuning-pvh-cpuid.cfg", include_str!("../xlcfg/tuning-pvh-cpuid.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
 /// line: ours must refuse each too, and say where.
-pub const REJECTED: &[(&str, &str, &str)] =
-    &[("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid")];
+pub const REJECTED: &[(&str, &str, &str)] = &[
+    ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
+    ("tuning-mmio-hole.cfg", include_str!("../xlcfg/rejected/tuning-mmio-hole.cfg"), "mmio_hole"),
+    ("tuning-mca-caps.cfg", include_str!("../xlcfg/rejected/tuning-mca-caps.cfg"), "mca_caps"),
+    ("tuning-ms-vm-genid.cfg", include_str!("../xlcfg/rejected/tuning-ms-vm-genid.cfg"), "ms_vm_genid"),
+    ("tuning-hdtype.cfg", include_str!("../xlcfg/rejected/tuning-hdtype.cfg"), "hdtype"),
+    ("tuning-vendor-device.cfg", include_str!("../xlcfg/rejected/tuning-vendor-device.cfg"), "vendor_device"),
+    ("tuning-gfx-passthru.cfg", include_str!("../xlcfg/rejected/tuning-gfx-passthru.cfg"), "gfx_passthru"),
+    ("tuning-altp2m.cfg", include_str!("../xlcfg/rejected/tuning-altp2m.cfg"), "altp2m"),
+    ("tuning-device-model-args.cfg", include_str!("../xlcfg/rejected/tuning-device-model-args.cfg"), "device_model_args"),
+    ("tuning-pv-firmware.cfg", include_str!("../xlcfg/rejected/tuning-pv-firmware.cfg"), "firmware"),
+    ("tuning-firmware-and-kernel.cfg", include_str!("../xlcfg/rejected/tuning-firmware-and-kernel.cfg"), "firmware"),
+];
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {

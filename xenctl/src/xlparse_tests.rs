@@ -30,6 +30,13 @@ const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
+    ("tuning-hvm-devmodel.cfg", include_str!("../../tests/xlcfg/tuning-hvm-devmodel.cfg")),
+    ("tuning-hvm-spice.cfg", include_str!("../../tests/xlcfg/tuning-hvm-spice.cfg")),
+    ("tuning-hvm-stubdom.cfg", include_str!("../../tests/xlcfg/tuning-hvm-stubdom.cfg")),
+    ("tuning-hvm-firmware.cfg", include_str!("../../tests/xlcfg/tuning-hvm-firmware.cfg")),
+    ("tuning-hvm-legacy-firmware.cfg", include_str!("../../tests/xlcfg/tuning-hvm-legacy-firmware.cfg")),
+    ("tuning-pv-pvgrub.cfg", include_str!("../../tests/xlcfg/tuning-pv-pvgrub.cfg")),
+    ("tuning-pvh-cpuid.cfg", include_str!("../../tests/xlcfg/tuning-pvh-cpuid.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
