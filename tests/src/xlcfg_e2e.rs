@@ -60,7 +60,11 @@ pub const REJECTED: &[(&str, &str, &str)] = &[
     ("tuning-vendor-device.cfg", include_str!("../xlcfg/rejected/tuning-vendor-device.cfg"), "vendor_device"),
     ("tuning-gfx-passthru.cfg", include_str!("../xlcfg/rejected/tuning-gfx-passthru.cfg"), "gfx_passthru"),
     ("tuning-altp2m.cfg", include_str!("../xlcfg/rejected/tuning-altp2m.cfg"), "altp2m"),
-    ("tuning-device-model-args.cfg", include_str!("../xlcfg/rejected/tuning-device-model-args.cfg"), "device_model_args"),
+    (
+        "tuning-device-model-args.cfg",
+        include_str!("../xlcfg/rejected/tuning-device-model-args.cfg"),
+        "device_model_args",
+    ),
     ("tuning-pv-firmware.cfg", include_str!("../xlcfg/rejected/tuning-pv-firmware.cfg"), "firmware"),
     ("tuning-firmware-and-kernel.cfg", include_str!("../xlcfg/rejected/tuning-firmware-and-kernel.cfg"), "firmware"),
 ];

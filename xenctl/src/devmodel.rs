@@ -204,9 +204,11 @@ impl DeviceModelSpec {
         ];
         out.extend(flags.into_iter().filter_map(|(key, v)| v.map(|v| (key, flag(v)))));
         out.extend(self.stubdomain_memory_mib.map(|m| ("stubdomain_memory", m.to_string())));
-        for (key, args) in
-            [("device_model_args", &self.args), ("device_model_args_pv", &self.args_pv), ("device_model_args_hvm", &self.args_hvm)]
-        {
+        for (key, args) in [
+            ("device_model_args", &self.args),
+            ("device_model_args_pv", &self.args_pv),
+            ("device_model_args_hvm", &self.args_hvm),
+        ] {
             if !args.is_empty() {
                 out.push((key, list(args)));
             }

@@ -228,9 +228,11 @@ fn read_sdl_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
 fn fresh_vm_genid() -> Result<[u8; 16]> {
     let mut id = [0u8; 16];
     let path = "/dev/urandom";
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut id))
-        .map_err(|source| Error::Io { op: "generate a VM generation ID", path: path.into(), source })?;
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut id)).map_err(|source| Error::Io {
+        op: "generate a VM generation ID",
+        path: path.into(),
+        source,
+    })?;
     Ok(id)
 }
 

@@ -84,29 +84,47 @@ fn every_key_of_an_hvm_guest_sets_its_field_and_libxls() {
     assert_eq!((p.mmio_hole_mib, p.mca_lmce, p.generate_vm_genid), (Some(1024), true, false));
     assert_eq!(p.cpuid, Some(CpuidPolicy::Libxl("host,tm=0,sse3=0".into())));
     assert_eq!(s.display.spice.port, Some(6000));
-    assert_eq!((s.display.sdl_display.as_deref(), s.display.xauthority.as_deref()), (Some(":0"), Some("/root/.Xauthority")));
+    assert_eq!(
+        (s.display.sdl_display.as_deref(), s.display.xauthority.as_deref()),
+        (Some(":0"), Some("/root/.Xauthority"))
+    );
 
     // What xl -N printed for the same keys (tests/xlcfg/tuning-hvm-devmodel.cfg has more).
     let j = json(&s);
     let b = &j["b_info"];
     assert_eq!((b["altp2m"].as_str(), b["arch_x86"]["msr_relaxed"].as_str()), (Some("external"), Some("True")));
-    assert_eq!((b["device_model"].as_str(), b["device_model_user"].as_str()), (Some("/usr/local/bin/qemu"), Some("qemu-dm")));
+    assert_eq!(
+        (b["device_model"].as_str(), b["device_model_user"].as_str()),
+        (Some("/usr/local/bin/qemu"), Some("qemu-dm"))
+    );
     assert_eq!((b["device_model_stubdomain"].as_str(), b["dm_restrict"].as_str()), (Some("True"), Some("True")));
     assert_eq!(b["device_model_ssid_label"], "system_u:system_r:dm_dom_t");
     assert_eq!((b["stubdomain_memkb"].as_u64(), b["stubdomain_kernel"].as_str()), (Some(131072), Some("/s/k")));
-    assert_eq!((b["extra"][1].as_str(), b["extra_pv"][0].as_str(), b["extra_hvm"][0].as_str()), (Some("b c"), Some("-pv"), Some("-hvm")));
+    assert_eq!(
+        (b["extra"][1].as_str(), b["extra_pv"][0].as_str(), b["extra_hvm"][0].as_str()),
+        (Some("b c"), Some("-pv"), Some("-hvm"))
+    );
     assert_eq!(b["cpuid"]["cpuid"][0]["ecx"], "x".repeat(31) + "0");
     let h = &b["type.hvm"];
     assert_eq!((h["hdtype"].as_str(), h["vendor_device"].as_str()), (Some("ahci"), Some("xenserver")));
     assert_eq!((h["gfx_passthru"].as_str(), h["gfx_passthru_kind"].as_str()), (Some("True"), Some("igd")));
-    assert_eq!((h["vkb_device"].as_str(), h["nx"].as_str(), h["altp2m"].as_str()), (Some("False"), Some("False"), Some("True")));
+    assert_eq!(
+        (h["vkb_device"].as_str(), h["nx"].as_str(), h["altp2m"].as_str()),
+        (Some("False"), Some("False"), Some("True"))
+    );
     assert_eq!((h["acpi_laptop_slate"].as_str(), h["vpt_align"].as_str()), (Some("True"), Some("True")));
     assert_eq!((h["mmio_hole_memkb"].as_u64(), h["mca_caps"].as_u64()), (Some(1048576), Some(1)));
     assert_eq!((h["firmware"].as_str(), h["system_firmware"].as_str()), (Some("/fw/hvmloader"), Some("/fw/bios.bin")));
     assert_eq!((h["smbios_firmware"].as_str(), h["acpi_firmware"].as_str()), (Some("/s/smbios"), Some("/s/acpi")));
-    assert_eq!((h["sdl"]["display"].as_str(), h["sdl"]["xauthority"].as_str()), (Some(":0"), Some("/root/.Xauthority")));
+    assert_eq!(
+        (h["sdl"]["display"].as_str(), h["sdl"]["xauthority"].as_str()),
+        (Some(":0"), Some("/root/.Xauthority"))
+    );
     let spice = &h["spice"];
-    assert_eq!((spice["enable"].as_str(), spice["port"].as_i64(), spice["tls_port"].as_i64()), (Some("True"), Some(6000), Some(6001)));
+    assert_eq!(
+        (spice["enable"].as_str(), spice["port"].as_i64(), spice["tls_port"].as_i64()),
+        (Some("True"), Some(6000), Some(6001))
+    );
     assert_eq!((spice["usbredirection"].as_i64(), spice["streaming_video"].as_str()), (Some(4), Some("filter")));
     assert_eq!(h.get("ms_vm_genid"), None);
     round_trips(&s);
@@ -123,7 +141,14 @@ fn the_device_model_keys_apply_to_pv_guests_too_and_the_hvm_ones_do_not() {
     // The bad item is skipped, as xl skips it, after libxl made an entry for its leaf.
     assert_eq!(b["cpuid"]["cpuid"], serde_json::json!([{"leaf": 1}]));
     round_trips(&s);
-    for key in ["hdtype = \"ide\"", "nx = 1", "spice = 1", "mmio_hole = 512", "ms_vm_genid = \"none\"", "firmware_override = \"/f\""] {
+    for key in [
+        "hdtype = \"ide\"",
+        "nx = 1",
+        "spice = 1",
+        "mmio_hole = 512",
+        "ms_vm_genid = \"none\"",
+        "firmware_override = \"/f\"",
+    ] {
         let e = err(pv(key));
         assert!(e.starts_with("g.cfg:3: ") && e.contains("applies to HVM guests only"), "{e}");
     }
@@ -141,7 +166,9 @@ fn firmware_means_what_xl_makes_of_it_for_each_guest_type() {
     assert_eq!(pvh("firmware = \"pv\"").unwrap().kernel, Some(format!("{XEN_FIRMWARE_DIR}/pv.bin")));
     round_trips(&s);
     assert_eq!(err(pv("firmware = \"pvgrub32\"")), "g.cfg:3: firmware: the kernel is given too; give one of them");
-    assert!(err(pvh("firmware = \"seabios\"")).starts_with("p.cfg:3: firmware: \"seabios\": only pvgrub32 or pvgrub64"));
+    assert!(
+        err(pvh("firmware = \"seabios\"")).starts_with("p.cfg:3: firmware: \"seabios\": only pvgrub32 or pvgrub64")
+    );
 
     // HVM: a BIOS name, a start of "uefi" (the empty string too), a start of "bios", or a file.
     let bios_and_path = |extra: &str| {
@@ -164,10 +191,15 @@ fn firmware_means_what_xl_makes_of_it_for_each_guest_type() {
 
 #[test]
 fn values_are_read_as_xl_reads_them() {
-    let s = hvm("gfx_passthru = 7\nhdtype = \"IDE\"\nvendor_device = \"XenServer\"\naltp2m = \"0x3\"\nms_vm_genid = \"none\"")
-        .unwrap();
+    let s = hvm(
+        "gfx_passthru = 7\nhdtype = \"IDE\"\nvendor_device = \"XenServer\"\naltp2m = \"0x3\"\nms_vm_genid = \"none\"",
+    )
+    .unwrap();
     assert_eq!(s.device_model.gfx_passthru, Some(GfxPassthru::On));
-    assert_eq!((s.device_model.hdtype, s.device_model.vendor_device), (Some(HdType::Ide), Some(VendorDevice::Xenserver)));
+    assert_eq!(
+        (s.device_model.hdtype, s.device_model.vendor_device),
+        (Some(HdType::Ide), Some(VendorDevice::Xenserver))
+    );
     assert_eq!((s.platform.altp2m, s.platform.generate_vm_genid), (Some(Altp2mMode::Limited), false));
     round_trips(&s);
     let s = hvm("gfx_passthru = \"default\"\nmmio_hole = 256\naltp2m = \"Mixed\"").unwrap();
@@ -216,7 +248,10 @@ fn cpuid_keeps_the_text_and_warns_about_what_libxl_refuses() {
     let s = pv(&text).unwrap();
     assert_eq!(s.platform.cpuid, Some(CpuidPolicy::Xend(vec![format!("0x80000001,0:eax={ones}"), "zz".into()])));
     let c = &json(&s)["b_info"]["cpuid"];
-    assert_eq!((c["cpuid"][0]["leaf"].as_u64(), c["cpuid"][0]["eax"].as_str()), (Some(0x8000_0001), Some(ones.as_str())));
+    assert_eq!(
+        (c["cpuid"][0]["leaf"].as_u64(), c["cpuid"][0]["eax"].as_str()),
+        (Some(0x8000_0001), Some(ones.as_str()))
+    );
     assert_eq!(c["cpuid"].as_array().map(Vec::len), Some(1));
     round_trips(&s);
     let s = pv("cpuid = \"tm=0\"").unwrap();
@@ -229,7 +264,10 @@ fn cpuid_keeps_the_text_and_warns_about_what_libxl_refuses() {
 fn display_and_xauthority_go_where_xl_puts_them() {
     let s = pv("vnc = 1\nsdl = 1\ndisplay = \":1\"\nxauthority = \"/x\"").unwrap();
     let vfb = &json(&s)["vfbs"][0]["sdl"];
-    assert_eq!((vfb["display"].as_str(), vfb["xauthority"].as_str(), vfb["enable"].as_str()), (Some(":1"), Some("/x"), Some("True")));
+    assert_eq!(
+        (vfb["display"].as_str(), vfb["xauthority"].as_str(), vfb["enable"].as_str()),
+        (Some(":1"), Some("/x"), Some("True"))
+    );
     round_trips(&s);
     let s = pv("vfb = [ \"vnc=1,display=:2,xauthority=/y,sdl=1\" ]").unwrap();
     assert_eq!((s.display.sdl_display.as_deref(), s.display.xauthority.as_deref()), (Some(":2"), Some("/y")));

@@ -88,8 +88,8 @@ mod xlspecs;
 mod xlu;
 
 pub use context::{Context, XenVersions};
-pub use cpuid::CpuidPolicy;
 pub use convert::LibxlDomainConfig;
+pub use cpuid::CpuidPolicy;
 pub use devices::{DiskBackend, DiskFormat, DiskSpec, Mac, NicType, VifSpec, VncSpec};
 pub use devmodel::{DeviceModelSpec, GfxPassthru, HdType, VendorDevice};
 pub use error::{Error, LibxlErrorCode, Result, Subject};

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::fill_string_list;
 use crate::cpuid::CpuidPolicy;
-use crate::extras::Altp2mMode;
-use crate::spice::SpiceSpec;
 use crate::devices::set_defbool;
 use crate::error::{Error, Result};
+use crate::extras::Altp2mMode;
 use crate::raw;
 use crate::spec::DomainSpec;
+use crate::spice::SpiceSpec;
 use crate::types::DomainKind;
 
 /// HVM firmware (xl.cfg's `bios`).
