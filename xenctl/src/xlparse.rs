@@ -78,7 +78,14 @@ impl DomainSpec {
     /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
-    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
+    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. Also `cpuid`
+    /// (both forms), `altp2m`, `msr_relaxed`, `firmware`, the device model and stub domain
+    /// keys (`device_model_override`, `device_model_user`, `device_model_args*`,
+    /// `dm_restrict`, `device_model_stubdomain_*`, `stubdomain_*`), `display`, `xauthority`,
+    /// and for HVM guests `hdtype`, `vendor_device`, `gfx_passthru`, `vkb_device`, the
+    /// `spice*` keys, `firmware_override`, `bios_path_override`, `smbios_firmware`,
+    /// `acpi_firmware`, `ms_vm_genid`, `acpi_laptop_slate`, `nx`, `vpt_align`, `mmio_hole`,
+    /// `mca_caps` and `altp2mhvm` (see `extras.rs`). `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
     /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
