@@ -25,6 +25,20 @@ pub const REJECTED: &[(&str, &str, &str)] = &[
     ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
     ("hex-escape.cfg", include_str!("../xlcfg/rejected/hex-escape.cfg"), "extra"),
     ("timer-mode-pv.cfg", include_str!("../xlcfg/rejected/timer-mode-pv.cfg"), "timer_mode"),
+    ("tuning-mmio-hole.cfg", include_str!("../xlcfg/rejected/tuning-mmio-hole.cfg"), "mmio_hole"),
+    ("tuning-mca-caps.cfg", include_str!("../xlcfg/rejected/tuning-mca-caps.cfg"), "mca_caps"),
+    ("tuning-ms-vm-genid.cfg", include_str!("../xlcfg/rejected/tuning-ms-vm-genid.cfg"), "ms_vm_genid"),
+    ("tuning-hdtype.cfg", include_str!("../xlcfg/rejected/tuning-hdtype.cfg"), "hdtype"),
+    ("tuning-vendor-device.cfg", include_str!("../xlcfg/rejected/tuning-vendor-device.cfg"), "vendor_device"),
+    ("tuning-gfx-passthru.cfg", include_str!("../xlcfg/rejected/tuning-gfx-passthru.cfg"), "gfx_passthru"),
+    ("tuning-altp2m.cfg", include_str!("../xlcfg/rejected/tuning-altp2m.cfg"), "altp2m"),
+    (
+        "tuning-device-model-args.cfg",
+        include_str!("../xlcfg/rejected/tuning-device-model-args.cfg"),
+        "device_model_args",
+    ),
+    ("tuning-pv-firmware.cfg", include_str!("../xlcfg/rejected/tuning-pv-firmware.cfg"), "firmware"),
+    ("tuning-firmware-and-kernel.cfg", include_str!("../xlcfg/rejected/tuning-firmware-and-kernel.cfg"), "firmware"),
 ];
 
 /// The tests of this module, for xen-e2e.

@@ -35,4 +35,11 @@
     ("pvh-direct.cfg", include_str!("pvh-direct.cfg")),
     ("minimal-defaults.cfg", include_str!("minimal-defaults.cfg")),
     ("lenient-values.cfg", include_str!("lenient-values.cfg")),
+    ("tuning-hvm-devmodel.cfg", include_str!("tuning-hvm-devmodel.cfg")),
+    ("tuning-hvm-spice.cfg", include_str!("tuning-hvm-spice.cfg")),
+    ("tuning-hvm-stubdom.cfg", include_str!("tuning-hvm-stubdom.cfg")),
+    ("tuning-hvm-firmware.cfg", include_str!("tuning-hvm-firmware.cfg")),
+    ("tuning-hvm-legacy-firmware.cfg", include_str!("tuning-hvm-legacy-firmware.cfg")),
+    ("tuning-pv-pvgrub.cfg", include_str!("tuning-pv-pvgrub.cfg")),
+    ("tuning-pvh-cpuid.cfg", include_str!("tuning-pvh-cpuid.cfg")),
 ]

@@ -184,6 +184,7 @@ impl DomainSpec {
         d.on_reboot = self.on_reboot.to_libxl();
         d.on_crash = self.on_crash.to_libxl();
         self.fill_options(d)?;
+        self.fill_extras(d)?;
         self.host_defaults.fill_libxl(d)?;
         Ok(cfg)
     }

@@ -9,10 +9,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::convert::fill_string_list;
+use crate::cpuid::CpuidPolicy;
 use crate::devices::set_defbool;
 use crate::error::{Error, Result};
+use crate::extras::Altp2mMode;
 use crate::raw;
 use crate::spec::DomainSpec;
+use crate::spice::SpiceSpec;
 use crate::types::DomainKind;
 
 /// HVM firmware (xl.cfg's `bios`).
@@ -228,6 +231,52 @@ pub struct PlatformSpec {
     /// Most grant-table frames the guest may use (`max_grant_frames`); the host's default
     /// (xl.conf's, or Xen's) when `None`.
     pub max_grant_frames: Option<u32>,
+    /// The guest's CPUID and MSR feature policy (`cpuid`), as xl.cfg gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuid: Option<CpuidPolicy>,
+    /// Alternate p2m (`altp2m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altp2m: Option<Altp2mMode>,
+    /// The deprecated HVM boolean for alternate p2m (`altp2mhvm`; HVM); libxl refuses it
+    /// together with `altp2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altp2m_hvm: Option<bool>,
+    /// Let the guest read and write MSRs Xen does not handle, instead of faulting
+    /// (`msr_relaxed`; deprecated by Xen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msr_relaxed: Option<bool>,
+    /// Show the guest the no-execute bit (`nx`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nx: Option<bool>,
+    /// An ACPI laptop/slate switch device (`acpi_laptop_slate`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acpi_laptop_slate: Option<bool>,
+    /// Align virtual platform timer interrupts (`vpt_align`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpt_align: Option<bool>,
+    /// The MMIO hole below 4 GiB, MiB, 256 to 3840 (`mmio_hole`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmio_hole_mib: Option<u64>,
+    /// Offer local machine check exceptions (`mca_caps = [ "lmce" ]`; HVM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mca_lmce: bool,
+    /// Firmware to load instead of libxl's hvmloader (`firmware_override`, or `firmware` with
+    /// a path; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_path: Option<String>,
+    /// The BIOS image hvmloader loads instead of its own (`bios_path_override`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_firmware: Option<String>,
+    /// Extra SMBIOS tables for hvmloader, a file (`smbios_firmware`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smbios_firmware: Option<String>,
+    /// Extra ACPI tables for hvmloader, a file (`acpi_firmware`; HVM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acpi_firmware: Option<String>,
+    /// Give the guest a fresh Microsoft VM Generation ID each time it is built
+    /// (`ms_vm_genid = "generate"`; HVM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate_vm_genid: bool,
 }
 
 /// The guest's display and keyboard beyond the VNC server itself ([`DomainSpec::vnc`]).
@@ -250,6 +299,15 @@ pub struct DisplaySpec {
     pub video_memory_mib: Option<u64>,
     /// No emulated graphics output at all (`nographic`; HVM).
     pub nographic: Option<bool>,
+    /// The X display the SDL window opens on (`display`, e.g. `:0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdl_display: Option<String>,
+    /// The X authority file for that display (`xauthority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xauthority: Option<String>,
+    /// A SPICE server (`spice*`; HVM).
+    #[serde(default, skip_serializing_if = "SpiceSpec::is_default")]
+    pub spice: SpiceSpec,
 }
 
 impl DisplaySpec {
@@ -502,6 +560,7 @@ mod tests {
             disable_migrate: Some(true),
             timer_mode: Some(TimerMode::OneMissedTickPending),
             max_grant_frames: Some(64),
+            ..PlatformSpec::default()
         };
         spec.display = DisplaySpec {
             vnc_disabled: true,
@@ -511,6 +570,7 @@ mod tests {
             vga: Some(VgaKind::Std),
             video_memory_mib: Some(16),
             nographic: Some(false),
+            ..DisplaySpec::default()
         };
         spec.serial_ports = vec!["pty".into(), "null".into()];
         spec.usb = Some(true);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::devices::{DiskSpec, VifSpec, VncSpec};
+use crate::devmodel::DeviceModelSpec;
 use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
@@ -151,6 +152,10 @@ pub struct DomainSpec {
     pub usb_devices: Vec<String>,
     /// Emulated sound hardware, e.g. `hda` (`soundhw`; HVM).
     pub soundhw: Option<String>,
+    /// The device model: its binary, user, arguments, stub domain, and the HVM devices it
+    /// emulates beyond the display (`device_model_override`, `hdtype`, ...).
+    #[serde(default, skip_serializing_if = "DeviceModelSpec::is_default")]
+    pub device_model: DeviceModelSpec,
     /// What xl takes from xl.conf for every domain (see [`DomainSpec::apply_xl_conf`]);
     /// unset: libxl's defaults.
     #[serde(default, skip_serializing_if = "HostDefaults::is_unset")]
@@ -200,6 +205,7 @@ impl DomainSpec {
             usb_device: None,
             usb_devices: Vec::new(),
             soundhw: None,
+            device_model: DeviceModelSpec::default(),
             host_defaults: HostDefaults::default(),
         }
     }
@@ -456,6 +462,7 @@ impl DomainSpec {
             }
         }
         self.host_defaults.validate()?;
+        self.validate_extras()?;
         self.validate_options()
     }
 }
@@ -622,6 +629,22 @@ mod tests {
             vga: Some(VgaKind::Off),
             video_memory_mib: Some(16),
             nographic: Some(false),
+            sdl_display: Some(":0".into()),
+            xauthority: Some("/root/.Xauthority".into()),
+            spice: crate::spice::SpiceSpec {
+                enable: Some(true),
+                port: Some(6000),
+                tls_port: Some(-1),
+                host: Some("::".into()),
+                disable_ticketing: Some(false),
+                password: Some("pw".into()),
+                agent_mouse: Some(true),
+                vdagent: Some(false),
+                clipboard_sharing: Some(true),
+                usb_redirection: Some(2),
+                image_compression: Some("auto_glz".into()),
+                streaming_video: Some("all".into()),
+            },
         };
         s.cpu_weight = Some(512);
         s.cpu_cap = Some(50);
@@ -646,12 +669,44 @@ mod tests {
             disable_migrate: Some(true),
             timer_mode: Some(TimerMode::OneMissedTickPending),
             max_grant_frames: Some(64),
+            cpuid: Some(crate::cpuid::CpuidPolicy::Xend(vec!["0x1:ecx=x".into()])),
+            altp2m: Some(crate::extras::Altp2mMode::Limited),
+            altp2m_hvm: Some(false),
+            msr_relaxed: Some(true),
+            nx: Some(false),
+            acpi_laptop_slate: Some(true),
+            vpt_align: Some(true),
+            mmio_hole_mib: Some(512),
+            mca_lmce: true,
+            firmware_path: Some("/fw".into()),
+            system_firmware: Some("/sys".into()),
+            smbios_firmware: Some("/smbios".into()),
+            acpi_firmware: Some("/acpi".into()),
+            generate_vm_genid: true,
         };
         s.usb = Some(true);
         s.usb_version = Some(3);
         s.usb_device = Some("tablet".into());
         s.usb_devices = vec!["mouse".into()];
         s.soundhw = Some("hda".into());
+        s.device_model = DeviceModelSpec {
+            path: Some("/q".into()),
+            user: Some("qemu".into()),
+            restrict: Some(true),
+            args: vec!["-a".into()],
+            args_pv: vec!["-p".into()],
+            args_hvm: vec!["-h".into()],
+            stubdomain: Some(true),
+            stubdomain_seclabel: Some("system_u:system_r:dm_dom_t".into()),
+            stubdomain_kernel: Some("/k".into()),
+            stubdomain_cmdline: Some("c".into()),
+            stubdomain_ramdisk: Some("/r".into()),
+            stubdomain_memory_mib: Some(64),
+            hdtype: Some(crate::devmodel::HdType::Ahci),
+            vendor_device: Some(crate::devmodel::VendorDevice::Xenserver),
+            gfx_passthru: Some(crate::devmodel::GfxPassthru::Igd),
+            vkb_device: Some(false),
+        };
         s.host_defaults = HostDefaults {
             run_hotplug_scripts: Some(false),
             claim_mode: Some(true),

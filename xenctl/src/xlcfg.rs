@@ -14,7 +14,7 @@ use crate::types::ShutdownAction;
 /// C escapes of `\a \b \t \n \v \f \r`). libxlutil has no escape for the other control
 /// characters (its `\x` and octal escapes drop the character): those are left raw here, and
 /// [`DomainSpec::to_xl_config`] refuses text that carries one.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -133,7 +133,7 @@ fn vif_spec(i: usize, v: &VifSpec) -> Result<String> {
     Ok(parts.join(","))
 }
 
-fn list(items: &[String]) -> String {
+pub(crate) fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
     format!("[ {} ]", quoted.join(", "))
 }
@@ -381,6 +381,7 @@ impl DomainSpec {
         if let Some(s) = &self.soundhw {
             out.push(("soundhw", quote(s)));
         }
+        out.extend(self.extras_xl_lines());
         Ok(out)
     }
 
@@ -393,6 +394,12 @@ impl DomainSpec {
         }
         parts.extend(d.sdl.map(|v| format!("sdl={}", u8::from(v))));
         parts.extend(d.opengl.map(|v| format!("opengl={}", u8::from(v))));
+        if let Some(x) = &d.sdl_display {
+            parts.push(item("display.sdl_display", "display", x)?);
+        }
+        if let Some(x) = &d.xauthority {
+            parts.push(item("display.xauthority", "xauthority", x)?);
+        }
         Ok(parts)
     }
 }

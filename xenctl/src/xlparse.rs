@@ -77,7 +77,14 @@ impl DomainSpec {
     /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
-    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
+    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. Also `cpuid`
+    /// (both forms), `altp2m`, `msr_relaxed`, `firmware`, the device model and stub domain
+    /// keys (`device_model_override`, `device_model_user`, `device_model_args*`,
+    /// `dm_restrict`, `device_model_stubdomain_*`, `stubdomain_*`), `display`, `xauthority`,
+    /// and for HVM guests `hdtype`, `vendor_device`, `gfx_passthru`, `vkb_device`, the
+    /// `spice*` keys, `firmware_override`, `bios_path_override`, `smbios_firmware`,
+    /// `acpi_firmware`, `ms_vm_genid`, `acpi_laptop_slate`, `nx`, `vpt_align`, `mmio_hole`,
+    /// `mca_caps` and `altp2mhvm` (see `extras.rs`). `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
     /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
@@ -123,6 +130,7 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     read_boot(&mut r, &mut spec)?;
     read_actions(&mut r, &mut spec)?;
     read_platform(&mut r, &mut spec)?;
+    crate::extras::read(&mut r, &mut spec)?;
     read_devices(&mut r, &mut spec)?;
     read_display(&mut r, &mut spec)?;
     if kind == DomainKind::Hvm {
@@ -437,7 +445,7 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             [one] => one,
             _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
         };
-        let VfbOptions { vnc, sdl, opengl, keymap, xm_type, ignored } =
+        let VfbOptions { vnc, sdl, opengl, keymap, display, xauthority, xm_type, ignored } =
             vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
         for what in ignored {
             log::warn!("{}: vfb[0]: {what}; ignored", r.item_at("vfb", 0));
@@ -450,6 +458,8 @@ fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         spec.display.sdl = sdl;
         spec.display.opengl = opengl;
         spec.display.keymap = keymap;
+        spec.display.sdl_display = display;
+        spec.display.xauthority = xauthority;
         return Ok(());
     }
     let enabled = r.flag("vnc")?;

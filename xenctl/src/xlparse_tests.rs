@@ -271,7 +271,7 @@ fn keys_xl_reads_for_other_guest_types_only_are_skipped_as_xl_skips_them() {
 fn errors_name_file_line_and_key() {
     let cases = [
         (pv("memroy = 512"), "g.cfg:3: memroy: not an xl.cfg key"),
-        (pv("\n\nspice = 1"), "g.cfg:5: spice: xl knows this key, but xenctl does not support it"),
+        (pv("\n\nseclabel = \"a:b:c\""), "g.cfg:5: seclabel: xl knows this key, but xenctl does not support it"),
         (pv("timer_mode = 1"), "g.cfg:3: timer_mode: applies to PVH and HVM guests only, and this is a pv guest"),
         (hvm("vfb = [ 'vnc=1' ]"), "h.cfg:3: vfb: applies to PV and PVH guests only, and this is a hvm guest"),
         (pv("memory = \"lots\""), "g.cfg:3: memory: parameter `memory' is not a valid number"),
@@ -406,6 +406,7 @@ fn varied_specs_round_trip_through_xl_config() {
         disable_migrate: Some(true),
         timer_mode: Some(TimerMode::NoMissedTicksPending),
         max_grant_frames: Some(32),
+        ..PlatformSpec::default()
     };
     hvm.display = DisplaySpec {
         vnc_disabled: false,
@@ -415,6 +416,7 @@ fn varied_specs_round_trip_through_xl_config() {
         vga: Some(VgaKind::Cirrus),
         video_memory_mib: Some(32),
         nographic: Some(false),
+        ..DisplaySpec::default()
     };
     hvm.usb = Some(true);
     hvm.usb_version = Some(3);

@@ -224,6 +224,8 @@ pub(crate) struct VfbOptions {
     pub sdl: Option<bool>,
     pub opengl: Option<bool>,
     pub keymap: Option<String>,
+    pub display: Option<String>,
+    pub xauthority: Option<String>,
     /// xm's `type=vnc` or `type=sdl`, which xl ignores.
     pub xm_type: Option<String>,
     /// What xl skips without a word: unknown options, and everything from an option without
@@ -233,8 +235,8 @@ pub(crate) struct VfbOptions {
 
 /// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
 /// on a vfb unless told otherwise, and then looks for a free display unless told otherwise;
-/// as xl does, `vncunused` is left to libxl unless given. A framebuffer without VNC (`vnc=0`), `display=` and
-/// `xauthority=` are refused.
+/// as xl does, `vncunused` is left to libxl unless given. A framebuffer without VNC (`vnc=0`)
+/// is refused.
 pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String> {
     let mut out = VfbOptions::default();
     out.vnc.enable_by_default = true;
@@ -270,7 +272,8 @@ pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String>
             "keymap" => out.keymap = Some(value.to_string()),
             "sdl" => out.sdl = Some(flag(key, value)?),
             "opengl" => out.opengl = Some(flag(key, value)?),
-            "display" | "xauthority" => return Err(format!("{key}: not supported")),
+            "display" => out.display = Some(value.to_string()),
+            "xauthority" => out.xauthority = Some(value.to_string()),
             _ => out.ignored.push(format!("unknown option `{token}', which xl skips")),
         }
     }
@@ -441,6 +444,8 @@ mod tests {
         );
         assert_eq!((v.keymap.as_deref(), v.sdl, v.opengl), (Some("de"), Some(false), Some(true)));
         assert_eq!(vfb_from_xl("vncunused=0").unwrap().vnc.find_unused, Some(false));
+        let x = vfb_from_xl("display=:1,xauthority=/root/.Xauthority").unwrap();
+        assert_eq!((x.display.as_deref(), x.xauthority.as_deref()), (Some(":1"), Some("/root/.Xauthority")));
         // xm's framebuffer type: xl has no such vfb key and skips it; VNC is on by default.
         let xm = vfb_from_xl("type=vnc,vncdisplay=1").unwrap();
         assert_eq!((xm.xm_type.as_deref(), xm.vnc.display, xm.vnc.enable_by_default), (Some("vnc"), Some(1), true));
@@ -456,9 +461,7 @@ mod tests {
         let v = vfb_from_xl("vncdisplay=3, vnc, vncdisplay=4").unwrap();
         assert_eq!(v.vnc.display, Some(3));
         assert_eq!(v.ignored, ["`vnc, vncdisplay=4': xl stops reading a vfb spec at an option without `='"]);
-        for (spec, want) in
-            [("vnc=0", "without VNC"), ("display=:0", "not supported"), ("vncdisplay=x", "display number")]
-        {
+        for (spec, want) in [("vnc=0", "without VNC"), ("vncdisplay=x", "display number")] {
             let err = vfb_from_xl(spec).unwrap_err();
             assert!(err.contains(want), "{spec}: {err}");
         }
