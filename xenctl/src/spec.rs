@@ -12,6 +12,7 @@ use crate::devices::{DiskSpec, VifSpec, VncSpec};
 use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
+use crate::resources::HostResources;
 use crate::types::{DomainKind, ShutdownAction};
 use crate::xlconf::HostDefaults;
 
@@ -140,6 +141,10 @@ pub struct DomainSpec {
     pub usb_devices: Vec<String>,
     /// Emulated sound hardware, e.g. `hda` (`soundhw`; HVM).
     pub soundhw: Option<String>,
+    /// Host hardware the guest accesses directly: I/O ports, IRQs, I/O memory, reserved
+    /// device memory, device-tree nodes.
+    #[serde(default, skip_serializing_if = "HostResources::is_unset")]
+    pub resources: HostResources,
     /// What xl takes from xl.conf for every domain (see [`DomainSpec::apply_xl_conf`]);
     /// unset: libxl's defaults.
     #[serde(default, skip_serializing_if = "HostDefaults::is_unset")]
@@ -188,6 +193,7 @@ impl DomainSpec {
             usb_device: None,
             usb_devices: Vec::new(),
             soundhw: None,
+            resources: HostResources::default(),
             host_defaults: HostDefaults::default(),
         }
     }
@@ -444,6 +450,7 @@ impl DomainSpec {
             }
         }
         self.host_defaults.validate()?;
+        self.resources.validate(self.kind)?;
         self.validate_options()
     }
 }
@@ -628,6 +635,18 @@ mod tests {
         s.usb_device = Some("tablet".into());
         s.usb_devices = vec!["mouse".into()];
         s.soundhw = Some("hda".into());
+        s.resources = HostResources {
+            ioports: vec![crate::resources::IoportRange::new(0x2f8, 0x2ff)],
+            irqs: vec![3],
+            iomem: vec![crate::resources::IomemRange { start: 0xfed00, pages: 1, gfn: Some(0xc0000) }],
+            rdm: Some(crate::resources::RdmSpec {
+                strategy: crate::resources::RdmStrategy::Host,
+                policy: Some(crate::resources::RdmPolicy::Relaxed),
+            }),
+            rdm_mem_boundary_mib: Some(4096),
+            dtdevs: vec!["/soc/serial@1c090000".into()],
+            device_tree: Some("/boot/pass.dtb".into()),
+        };
         s.host_defaults = HostDefaults {
             run_hotplug_scripts: Some(false),
             claim_mode: Some(true),

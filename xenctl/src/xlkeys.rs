@@ -133,10 +133,19 @@ const SUPPORTED: &[(&str, Applies)] = &[
     ("timer_mode", HVM_PVH),
     ("acpi_s3", HVM),
     ("acpi_s4", HVM),
+    ("ioports", ALL),
+    ("irqs", ALL),
+    ("iomem", ALL),
+    // xl reads rdm for every guest type, and gives its policy to PCI devices of any.
+    ("rdm", ALL),
+    ("rdm_mem_boundary", HVM),
+    // Arm's in effect, but xl reads them on x86 too, and libxl takes them.
+    ("dtdev", ALL),
+    ("device_tree", ALL),
 ];
 
 /// Keys xl 4.17 reads that this crate does not support (each would need fields DomainSpec
-/// does not have: XSM labels, cpupools, NUMA, grant limits, device trees, I/O ranges, virtual
+/// does not have: XSM labels, cpupools, NUMA, grant limits, virtual
 /// TPMs and 9p, SPICE, stub domains, CPUID policies, ...).
 const XL_ONLY: &[&str] = &[
     "seclabel",
@@ -156,11 +165,8 @@ const XL_ONLY: &[&str] = &[
     "vnuma",
     "max_maptrack_frames",
     "max_grant_version",
-    "rdm",
-    "dtdev",
     "passthrough",
     "max_event_channels",
-    "device_tree",
     "driver_domain",
     "firmware_override",
     "bios_path_override",
@@ -173,13 +179,9 @@ const XL_ONLY: &[&str] = &[
     "smbios_firmware",
     "acpi_firmware",
     "ms_vm_genid",
-    "rdm_mem_boundary",
     "mca_caps",
     "firmware",
     "vmtrace_buf_kb",
-    "ioports",
-    "irqs",
-    "iomem",
     "p9",
     "vtpm",
     "vdispl",
