@@ -177,6 +177,7 @@ impl DomainSpec {
         d.on_crash = self.on_crash.to_libxl();
         self.fill_options(d)?;
         self.host_defaults.fill_libxl(d)?;
+        self.fill_usb(d)?;
         self.resources.fill_libxl(self.kind, d)?;
         Ok(cfg)
     }

@@ -14,6 +14,7 @@ use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
 use crate::resources::HostResources;
 use crate::types::{DomainKind, ShutdownAction};
+use crate::usb::{UsbCtrlSpec, UsbDevSpec};
 use crate::xlconf::HostDefaults;
 
 /// How a guest keeps time (xl.cfg's `tsc_mode`).
@@ -141,6 +142,13 @@ pub struct DomainSpec {
     pub usb_devices: Vec<String>,
     /// Emulated sound hardware, e.g. `hda` (`soundhw`; HVM).
     pub soundhw: Option<String>,
+    /// USB controllers (`usbctrl`); the n-th has id n. Not the emulated HVM bus of `usb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb_controllers: Vec<UsbCtrlSpec>,
+    /// Host USB devices passed through (`usbdev`), each on one of `usb_controllers` or on
+    /// one libxl picks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb_host_devices: Vec<UsbDevSpec>,
     /// Host hardware the guest accesses directly: I/O ports, IRQs, I/O memory, reserved
     /// device memory, device-tree nodes.
     #[serde(default, skip_serializing_if = "HostResources::is_unset")]
@@ -193,6 +201,8 @@ impl DomainSpec {
             usb_device: None,
             usb_devices: Vec::new(),
             soundhw: None,
+            usb_controllers: Vec::new(),
+            usb_host_devices: Vec::new(),
             resources: HostResources::default(),
             host_defaults: HostDefaults::default(),
         }
@@ -450,6 +460,7 @@ impl DomainSpec {
             }
         }
         self.host_defaults.validate()?;
+        self.validate_usb()?;
         self.resources.validate(self.kind)?;
         self.validate_options()
     }
@@ -635,6 +646,10 @@ mod tests {
         s.usb_device = Some("tablet".into());
         s.usb_devices = vec!["mouse".into()];
         s.soundhw = Some("hda".into());
+        s.usb_controllers =
+            vec![UsbCtrlSpec { kind: crate::usb::UsbCtrlKind::DeviceModel, version: Some(3), ports: Some(4) }];
+        s.usb_host_devices =
+            vec![UsbDevSpec::host(1, 3).on(0, Some(1)), UsbDevSpec { type_implied: true, ..UsbDevSpec::host(2, 4) }];
         s.resources = HostResources {
             ioports: vec![crate::resources::IoportRange::new(0x2f8, 0x2ff)],
             irqs: vec![3],

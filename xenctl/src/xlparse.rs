@@ -79,7 +79,7 @@ impl DomainSpec {
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
     /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`, `rdm_mem_boundary`; PV only: `e820_host`; every
-    /// type: `ioports`, `irqs`, `iomem`, `rdm`, `dtdev`, `device_tree`. `device_model` and `vncviewer`,
+    /// type: `usbctrl`, `usbdev`, `ioports`, `irqs`, `iomem`, `rdm`, `dtdev`, `device_tree`. `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
     /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
@@ -130,6 +130,7 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     if kind == DomainKind::Hvm {
         read_hvm_devices(&mut r, &mut spec)?;
     }
+    crate::usb::read_usb(&mut r, &mut spec)?;
     crate::resources::read_resources(&mut r, &mut spec)?;
     for key in ["device_model", "vncviewer"] {
         if r.has(key) {

@@ -192,6 +192,8 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
         ("disks[", "disk"),
         ("vifs[", "vif"),
         ("pcis[", "pci"),
+        ("usb_controllers[", "usbctrl"),
+        ("usb_host_devices[", "usbdev"),
         ("resources.ioports[", "ioports"),
         ("resources.irqs[", "irqs"),
         ("resources.iomem[", "iomem"),
