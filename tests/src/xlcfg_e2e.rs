@@ -40,12 +40,26 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
+    ("usbres-hvm-usb-passthrough.cfg", include_str!("../xlcfg/usbres-hvm-usb-passthrough.cfg")),
+    ("usbres-pv-pvusb.cfg", include_str!("../xlcfg/usbres-pv-pvusb.cfg")),
+    ("usbres-pvh-qusb.cfg", include_str!("../xlcfg/usbres-pvh-qusb.cfg")),
+    ("usbres-pv-ioresources.cfg", include_str!("../xlcfg/usbres-pv-ioresources.cfg")),
+    ("usbres-hvm-rdm.cfg", include_str!("../xlcfg/usbres-hvm-rdm.cfg")),
+    ("usbres-hvm-rdm-policy.cfg", include_str!("../xlcfg/usbres-hvm-rdm-policy.cfg")),
+    ("usbres-hvm-tablet-usbctrl.cfg", include_str!("../xlcfg/usbres-hvm-tablet-usbctrl.cfg")),
+    ("usbres-pv-dtdev.cfg", include_str!("../xlcfg/usbres-pv-dtdev.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
 /// line: ours must refuse each too, and say where.
-pub const REJECTED: &[(&str, &str, &str)] =
-    &[("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid")];
+pub const REJECTED: &[(&str, &str, &str)] = &[
+    ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
+    ("usbres-usbctrl-ehci.cfg", include_str!("../xlcfg/rejected/usbres-usbctrl-ehci.cfg"), "usbctrl[0]"),
+    ("usbres-usbdev-device.cfg", include_str!("../xlcfg/rejected/usbres-usbdev-device.cfg"), "usbdev[0]"),
+    ("usbres-ioports-open.cfg", include_str!("../xlcfg/rejected/usbres-ioports-open.cfg"), "ioports[0]"),
+    ("usbres-irqs-hex.cfg", include_str!("../xlcfg/rejected/usbres-irqs-hex.cfg"), "irqs[0]"),
+    ("usbres-iomem-no-pages.cfg", include_str!("../xlcfg/rejected/usbres-iomem-no-pages.cfg"), "iomem[0]"),
+];
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
@@ -216,8 +230,10 @@ fn rejected_by_both(_ctx: &Context) -> TestResult {
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
 
-/// The 1-based line where `key` is assigned in `text`.
+/// The 1-based line where `key` is assigned in `text`. An error about a list item names it
+/// `KEY[INDEX]`; the files here keep such lists on their key's line.
 fn rejected_line(text: &str, key: &str) -> Option<usize> {
+    let key = key.split('[').next().unwrap_or(key);
     text.lines().position(|l| l.split('=').next().is_some_and(|k| k.trim() == key)).map(|i| i + 1)
 }
 

@@ -30,6 +30,14 @@ const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
+    ("usbres-hvm-usb-passthrough.cfg", include_str!("../../tests/xlcfg/usbres-hvm-usb-passthrough.cfg")),
+    ("usbres-pv-pvusb.cfg", include_str!("../../tests/xlcfg/usbres-pv-pvusb.cfg")),
+    ("usbres-pvh-qusb.cfg", include_str!("../../tests/xlcfg/usbres-pvh-qusb.cfg")),
+    ("usbres-pv-ioresources.cfg", include_str!("../../tests/xlcfg/usbres-pv-ioresources.cfg")),
+    ("usbres-hvm-rdm.cfg", include_str!("../../tests/xlcfg/usbres-hvm-rdm.cfg")),
+    ("usbres-hvm-rdm-policy.cfg", include_str!("../../tests/xlcfg/usbres-hvm-rdm-policy.cfg")),
+    ("usbres-hvm-tablet-usbctrl.cfg", include_str!("../../tests/xlcfg/usbres-hvm-tablet-usbctrl.cfg")),
+    ("usbres-pv-dtdev.cfg", include_str!("../../tests/xlcfg/usbres-pv-dtdev.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
