@@ -21,6 +21,8 @@ for f in *; do
   echo "@@@ $f"
   xl -N create "$f" 2>/tmp/xl.err; rc=$?
   sed 's/^/!!! /' /tmp/xl.err
+  # Some of xl's messages (libxlutil's RDM ones) end without a newline.
+  [ -z "$(tail -c 1 /tmp/xl.err)" ] || echo
   echo "@@@ rc $rc"
 done
 echo "@@@ end"

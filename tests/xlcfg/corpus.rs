@@ -42,4 +42,12 @@
     ("tuning-hvm-legacy-firmware.cfg", include_str!("tuning-hvm-legacy-firmware.cfg")),
     ("tuning-pv-pvgrub.cfg", include_str!("tuning-pv-pvgrub.cfg")),
     ("tuning-pvh-cpuid.cfg", include_str!("tuning-pvh-cpuid.cfg")),
+    ("usbres-hvm-usb-passthrough.cfg", include_str!("usbres-hvm-usb-passthrough.cfg")),
+    ("usbres-pv-pvusb.cfg", include_str!("usbres-pv-pvusb.cfg")),
+    ("usbres-pvh-qusb.cfg", include_str!("usbres-pvh-qusb.cfg")),
+    ("usbres-pv-ioresources.cfg", include_str!("usbres-pv-ioresources.cfg")),
+    ("usbres-hvm-rdm.cfg", include_str!("usbres-hvm-rdm.cfg")),
+    ("usbres-hvm-rdm-policy.cfg", include_str!("usbres-hvm-rdm-policy.cfg")),
+    ("usbres-hvm-tablet-usbctrl.cfg", include_str!("usbres-hvm-tablet-usbctrl.cfg")),
+    ("usbres-pv-dtdev.cfg", include_str!("usbres-pv-dtdev.cfg")),
 ]

@@ -186,6 +186,8 @@ impl DomainSpec {
         self.fill_options(d)?;
         self.fill_extras(d)?;
         self.host_defaults.fill_libxl(d)?;
+        self.fill_usb(d)?;
+        self.resources.fill_libxl(self.kind, d)?;
         Ok(cfg)
     }
 }

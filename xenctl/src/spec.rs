@@ -13,7 +13,9 @@ use crate::devmodel::DeviceModelSpec;
 use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
+use crate::resources::HostResources;
 use crate::types::{DomainKind, ShutdownAction};
+use crate::usb::{UsbCtrlSpec, UsbDevSpec};
 use crate::xlconf::HostDefaults;
 
 /// The memory libxl gives a guest whose config states none, MiB (LIBXL_MEMKB_DEFAULT's
@@ -156,6 +158,17 @@ pub struct DomainSpec {
     /// emulates beyond the display (`device_model_override`, `hdtype`, ...).
     #[serde(default, skip_serializing_if = "DeviceModelSpec::is_default")]
     pub device_model: DeviceModelSpec,
+    /// USB controllers (`usbctrl`); the n-th has id n. Not the emulated HVM bus of `usb`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb_controllers: Vec<UsbCtrlSpec>,
+    /// Host USB devices passed through (`usbdev`), each on one of `usb_controllers` or on
+    /// one libxl picks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb_host_devices: Vec<UsbDevSpec>,
+    /// Host hardware the guest accesses directly: I/O ports, IRQs, I/O memory, reserved
+    /// device memory, device-tree nodes.
+    #[serde(default, skip_serializing_if = "HostResources::is_unset")]
+    pub resources: HostResources,
     /// What xl takes from xl.conf for every domain (see [`DomainSpec::apply_xl_conf`]);
     /// unset: libxl's defaults.
     #[serde(default, skip_serializing_if = "HostDefaults::is_unset")]
@@ -206,6 +219,9 @@ impl DomainSpec {
             usb_devices: Vec::new(),
             soundhw: None,
             device_model: DeviceModelSpec::default(),
+            usb_controllers: Vec::new(),
+            usb_host_devices: Vec::new(),
+            resources: HostResources::default(),
             host_defaults: HostDefaults::default(),
         }
     }
@@ -463,6 +479,8 @@ impl DomainSpec {
         }
         self.host_defaults.validate()?;
         self.validate_extras()?;
+        self.validate_usb()?;
+        self.resources.validate(self.kind)?;
         self.validate_options()
     }
 }
@@ -706,6 +724,22 @@ mod tests {
             vendor_device: Some(crate::devmodel::VendorDevice::Xenserver),
             gfx_passthru: Some(crate::devmodel::GfxPassthru::Igd),
             vkb_device: Some(false),
+        };
+        s.usb_controllers =
+            vec![UsbCtrlSpec { kind: crate::usb::UsbCtrlKind::DeviceModel, version: Some(3), ports: Some(4) }];
+        s.usb_host_devices =
+            vec![UsbDevSpec::host(1, 3).on(0, Some(1)), UsbDevSpec { type_implied: true, ..UsbDevSpec::host(2, 4) }];
+        s.resources = HostResources {
+            ioports: vec![crate::resources::IoportRange::new(0x2f8, 0x2ff)],
+            irqs: vec![3],
+            iomem: vec![crate::resources::IomemRange { start: 0xfed00, pages: 1, gfn: Some(0xc0000) }],
+            rdm: Some(crate::resources::RdmSpec {
+                strategy: crate::resources::RdmStrategy::Host,
+                policy: Some(crate::resources::RdmPolicy::Relaxed),
+            }),
+            rdm_mem_boundary_mib: Some(4096),
+            dtdevs: vec!["/soc/serial@1c090000".into()],
+            device_tree: Some("/boot/pass.dtb".into()),
         };
         s.host_defaults = HostDefaults {
             run_hotplug_scripts: Some(false),

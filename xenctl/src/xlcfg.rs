@@ -292,6 +292,9 @@ impl DomainSpec {
         for (key, value) in self.option_lines()? {
             line(key, value);
         }
+        for (key, value) in self.usb_lines().into_iter().chain(self.resources.xl_lines()?) {
+            line(key, value);
+        }
         refuse_control_characters(&out)?;
         Ok(out)
     }

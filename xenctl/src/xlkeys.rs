@@ -178,11 +178,22 @@ const SUPPORTED: &[(&str, Applies)] = &[
     ("spice_streaming_video", HVM),
     ("display", HVM_PV),
     ("xauthority", HVM_PV),
+    ("usbctrl", ALL),
+    ("usbdev", ALL),
+    ("ioports", ALL),
+    ("irqs", ALL),
+    ("iomem", ALL),
+    // xl reads rdm for every guest type, and gives its policy to PCI devices of any.
+    ("rdm", ALL),
+    ("rdm_mem_boundary", HVM),
+    // Arm's in effect, but xl reads them on x86 too, and libxl takes them.
+    ("dtdev", ALL),
+    ("device_tree", ALL),
 ];
 
 /// Keys xl 4.17 reads that this crate does not support (each would need fields DomainSpec
-/// does not have: XSM labels, cpupools, NUMA, grant limits, device trees, I/O ranges, virtual
-/// TPMs and 9p, ...).
+/// does not have: XSM labels, cpupools, NUMA, grant limits, virtual
+/// TPMs and 9p, SPICE, stub domains, CPUID policies, ...).
 const XL_ONLY: &[&str] = &[
     "seclabel",
     "init_seclabel",
@@ -201,17 +212,10 @@ const XL_ONLY: &[&str] = &[
     "vnuma",
     "max_maptrack_frames",
     "max_grant_version",
-    "rdm",
-    "dtdev",
     "passthrough",
     "max_event_channels",
-    "device_tree",
     "driver_domain",
-    "rdm_mem_boundary",
     "vmtrace_buf_kb",
-    "ioports",
-    "irqs",
-    "iomem",
     "p9",
     "vtpm",
     "vdispl",
@@ -219,8 +223,6 @@ const XL_ONLY: &[&str] = &[
     "vsnd",
     "channel",
     "vif2",
-    "usbctrl",
-    "usbdev",
     "gic_version",
     "tee",
     "vkb",
@@ -326,6 +328,7 @@ const XL_SKIPS_ELSEWHERE: &[&str] = &[
     "spiceusbredirection",
     "spice_image_compression",
     "spice_streaming_video",
+    "rdm_mem_boundary",
 ];
 
 /// Whether xl skips `key`, without a word, in a guest of a type the key is not read for.

@@ -84,7 +84,8 @@ impl DomainSpec {
     /// and for HVM guests `hdtype`, `vendor_device`, `gfx_passthru`, `vkb_device`, the
     /// `spice*` keys, `firmware_override`, `bios_path_override`, `smbios_firmware`,
     /// `acpi_firmware`, `ms_vm_genid`, `acpi_laptop_slate`, `nx`, `vpt_align`, `mmio_hole`,
-    /// `mca_caps` and `altp2mhvm` (see `extras.rs`). `device_model` and `vncviewer`,
+    /// `mca_caps`, `altp2mhvm` (see `extras.rs`) and `rdm_mem_boundary`; for every type `usbctrl`,
+    /// `usbdev`, `ioports`, `irqs`, `iomem`, `rdm`, `dtdev` and `device_tree`. `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
     /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
@@ -136,6 +137,8 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     if kind == DomainKind::Hvm {
         read_hvm_devices(&mut r, &mut spec)?;
     }
+    crate::usb::read_usb(&mut r, &mut spec)?;
+    crate::resources::read_resources(&mut r, &mut spec)?;
     for key in ["device_model", "vncviewer"] {
         if r.has(key) {
             log::warn!("{}: {key}: ignored, as xl ignores it", r.at(key));

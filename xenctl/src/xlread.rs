@@ -196,7 +196,17 @@ impl Reader {
 
 /// The xl.cfg key (and list index) a `DomainSpec` field name comes from.
 fn key_of_field(field: &str) -> (&str, Option<usize>) {
-    for (prefix, key) in [("disks[", "disk"), ("vifs[", "vif"), ("pcis[", "pci")] {
+    for (prefix, key) in [
+        ("disks[", "disk"),
+        ("vifs[", "vif"),
+        ("pcis[", "pci"),
+        ("usb_controllers[", "usbctrl"),
+        ("usb_host_devices[", "usbdev"),
+        ("resources.ioports[", "ioports"),
+        ("resources.irqs[", "irqs"),
+        ("resources.iomem[", "iomem"),
+        ("resources.dtdevs[", "dtdev"),
+    ] {
         if let Some(rest) = field.strip_prefix(prefix) {
             let index = rest.split(']').next().and_then(|n| n.parse().ok());
             return (key, index);
@@ -219,7 +229,12 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
         "platform.nested_hvm" => "nestedhvm",
         "platform.shadow_memory_mib" => "shadow_memory",
         "platform.disable_migrate" => "nomigrate",
-        other => other.strip_prefix("platform.").or(other.strip_prefix("display.")).unwrap_or(other),
+        "resources.rdm_mem_boundary_mib" => "rdm_mem_boundary",
+        other => other
+            .strip_prefix("platform.")
+            .or(other.strip_prefix("display."))
+            .or(other.strip_prefix("resources."))
+            .unwrap_or(other),
     };
     (key, None)
 }
