@@ -22,8 +22,6 @@ use crate::xlkeys::{self, KeyClass};
 use crate::xlread::{OneOrList, Reader};
 use crate::xlspecs::{PciDefaults, VfbOptions, cpus_from_xl, pci_from_xl, reason_of, vfb_from_xl};
 
-/// libxl's memory when a config gives neither `memory` nor `maxmem` (libxl_create.c).
-
 /// An xl.cfg file as [`DomainSpec::read_xl_config_file`] reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
