@@ -86,6 +86,11 @@ const SUPPORTED: &[(&str, Applies)] = &[
     ("pci_msitranslate", ALL),
     ("pci_seize", ALL),
     ("pci_power_mgmt", ALL),
+    ("channel", ALL),
+    ("vtpm", ALL),
+    ("p9", ALL),
+    ("pvcalls", ALL),
+    ("vkb", ALL),
     ("on_poweroff", ALL),
     ("on_reboot", ALL),
     ("on_crash", ALL),
@@ -136,8 +141,8 @@ const SUPPORTED: &[(&str, Applies)] = &[
 ];
 
 /// Keys xl 4.17 reads that this crate does not support (each would need fields DomainSpec
-/// does not have: XSM labels, cpupools, NUMA, grant limits, device trees, I/O ranges, virtual
-/// TPMs and 9p, SPICE, stub domains, CPUID policies, ...).
+/// does not have: XSM labels, cpupools, NUMA, grant limits, device trees, I/O ranges,
+/// SPICE, stub domains, CPUID policies, ...).
 const XL_ONLY: &[&str] = &[
     "seclabel",
     "init_seclabel",
@@ -180,12 +185,8 @@ const XL_ONLY: &[&str] = &[
     "ioports",
     "irqs",
     "iomem",
-    "p9",
-    "vtpm",
     "vdispl",
-    "pvcalls",
     "vsnd",
-    "channel",
     "vif2",
     "usbctrl",
     "usbdev",
@@ -220,7 +221,6 @@ const XL_ONLY: &[&str] = &[
     "vendor_device",
     "gic_version",
     "tee",
-    "vkb",
     "xend_suspend_evtchn_compat",
     "msr_relaxed",
     "vpmu",
