@@ -40,12 +40,29 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../xlcfg/pv-pci-rdm.cfg")),
+    ("pvdev-agent-channels.cfg", include_str!("../xlcfg/pvdev-agent-channels.cfg")),
+    ("pvdev-vtpm-guest.cfg", include_str!("../xlcfg/pvdev-vtpm-guest.cfg")),
+    ("pvdev-9pfs-container.cfg", include_str!("../xlcfg/pvdev-9pfs-container.cfg")),
+    ("pvdev-p9-carry.cfg", include_str!("../xlcfg/pvdev-p9-carry.cfg")),
+    ("pvdev-pvcalls-driverdom.cfg", include_str!("../xlcfg/pvdev-pvcalls-driverdom.cfg")),
+    ("pvdev-vkb-touch.cfg", include_str!("../xlcfg/pvdev-vkb-touch.cfg")),
+    ("pvdev-hvm-vkb.cfg", include_str!("../xlcfg/pvdev-hvm-vkb.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
 /// line: ours must refuse each too, and say where.
-pub const REJECTED: &[(&str, &str, &str)] =
-    &[("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid")];
+pub const REJECTED: &[(&str, &str, &str)] = &[
+    ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
+    ("pvdev-vtpm-no-backend.cfg", include_str!("../xlcfg/rejected/pvdev-vtpm-no-backend.cfg"), "vtpm[0]"),
+    ("pvdev-p9-no-security-model.cfg", include_str!("../xlcfg/rejected/pvdev-p9-no-security-model.cfg"), "p9[0]"),
+    ("pvdev-channel-no-connection.cfg", include_str!("../xlcfg/rejected/pvdev-channel-no-connection.cfg"), "channel[0]"),
+    ("pvdev-channel-socket-no-path.cfg", include_str!("../xlcfg/rejected/pvdev-channel-socket-no-path.cfg"), "channel[1]"),
+    ("pvdev-channel-bad-connection.cfg", include_str!("../xlcfg/rejected/pvdev-channel-bad-connection.cfg"), "channel[0]"),
+    ("pvdev-vkb-no-backend-type.cfg", include_str!("../xlcfg/rejected/pvdev-vkb-no-backend-type.cfg"), "vkb[0]"),
+    ("pvdev-vkb-multi-touch-no-size.cfg", include_str!("../xlcfg/rejected/pvdev-vkb-multi-touch-no-size.cfg"), "vkb[0]"),
+    ("pvdev-vtpm-bad-uuid.cfg", include_str!("../xlcfg/rejected/pvdev-vtpm-bad-uuid.cfg"), "vtpm[0]"),
+    ("pvdev-pvcalls-unknown-option.cfg", include_str!("../xlcfg/rejected/pvdev-pvcalls-unknown-option.cfg"), "pvcalls[0]"),
+];
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
@@ -216,8 +233,10 @@ fn rejected_by_both(_ctx: &Context) -> TestResult {
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
 
-/// The 1-based line where `key` is assigned in `text`.
+/// The 1-based line where `key` is assigned in `text`. A key naming a list item (`vtpm[0]`)
+/// is its list's line: the lists of the rejected configs are written on one line.
 fn rejected_line(text: &str, key: &str) -> Option<usize> {
+    let key = key.split('[').next().unwrap_or(key);
     text.lines().position(|l| l.split('=').next().is_some_and(|k| k.trim() == key)).map(|i| i + 1)
 }
 
