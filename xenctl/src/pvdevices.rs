@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::pvmedia::Item;
 use crate::raw;
 use crate::spec::DomainSpec;
+use crate::xlcfg::{list, quote};
 
 /// A virtual channel (xl.cfg's `channel`, xen-pv-channel(7)): a named, low-bandwidth byte
 /// stream between the guest and a backend, for guest agents and the like. The guest sees it as
@@ -296,7 +298,7 @@ impl DomainSpec {
                 return Err(Error::invalid(format!("vkbs[{i}].feature_multi_touch"), "", problem));
             }
         }
-        Ok(())
+        self.validate_media()
     }
 
     /// Fills the config's channels, vTPMs, 9pfs shares, PV calls interfaces, and the vkbs after
@@ -373,7 +375,8 @@ impl DomainSpec {
             slot.backend_domname = raw::strdup_opt(&format!("pvcalls[{i}].backend"), p.backend_domain.as_deref())?;
         }
 
-        self.fill_vkbs(d)
+        self.fill_vkbs(d)?;
+        self.fill_media(d)
     }
 
     /// Appends the vkbs to those already in `d` (a PV framebuffer's), numbered on from them, as
@@ -422,14 +425,14 @@ impl DomainSpec {
         Ok(())
     }
 
-    /// These devices as xl.cfg list keys and their items, for `to_xl_config`. Fails for what
-    /// xl's syntax cannot carry (a comma in a value; for channels also `=`, and blanks at either
-    /// end, which xl trims).
-    pub(crate) fn pv_device_items(&self) -> Result<Vec<(&'static str, Vec<String>)>> {
-        let mut out = Vec::new();
+    /// These devices (and `vdispl`, `vsnd`) as xl.cfg lines, key and value, for
+    /// `to_xl_config`. Fails for what xl's syntax cannot carry (a comma in a value; for channels
+    /// also `=`, and blanks at either end, which xl trims).
+    pub(crate) fn pv_device_lines(&self) -> Result<Vec<(&'static str, String)>> {
+        let mut lists: Vec<(&'static str, Vec<String>)> = Vec::new();
         if !self.channels.is_empty() {
             let items = self.channels.iter().enumerate().map(|(i, c)| channel_item(i, c)).collect::<Result<_>>()?;
-            out.push(("channel", items));
+            lists.push(("channel", items));
         }
         if !self.vtpms.is_empty() {
             let items = self
@@ -442,10 +445,10 @@ impl DomainSpec {
                     Ok(parts.join(","))
                 })
                 .collect::<Result<_>>()?;
-            out.push(("vtpm", items));
+            lists.push(("vtpm", items));
         }
         if !self.p9s.is_empty() {
-            out.push(("p9", self.p9_items()?));
+            lists.push(("p9", self.p9_items()?));
         }
         if !self.pvcalls.is_empty() {
             let items = self
@@ -457,11 +460,22 @@ impl DomainSpec {
                     None => Ok(String::new()),
                 })
                 .collect::<Result<_>>()?;
-            out.push(("pvcalls", items));
+            lists.push(("pvcalls", items));
         }
         if !self.vkbs.is_empty() {
             let items = self.vkbs.iter().enumerate().map(|(i, v)| vkb_item(i, v)).collect::<Result<_>>()?;
-            out.push(("vkb", items));
+            lists.push(("vkb", items));
+        }
+        let mut out: Vec<(&'static str, String)> = lists.into_iter().map(|(key, items)| (key, list(&items))).collect();
+        for (key, items) in self.media_items()? {
+            let rendered: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    Item::One(s) => quote(s),
+                    Item::List(l) => list(l),
+                })
+                .collect();
+            out.push((key, format!("[ {} ]", rendered.join(", "))));
         }
         Ok(out)
     }

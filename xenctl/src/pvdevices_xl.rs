@@ -1,4 +1,5 @@
-//! Reading xl.cfg's `channel`, `vtpm`, `p9`, `pvcalls` and `vkb` lists the way xl 4.17 reads
+//! Reading xl.cfg's `channel`, `vtpm`, `p9`, `pvcalls` and `vkb` lists (and, through
+//! `pvmedia_xl.rs`, `vdispl` and `vsnd`) the way xl 4.17 reads
 //! them (parse_config_data and parse_vkb_list in tools/xl/xl_parse.c), into the types of
 //! `pvdevices.rs`. xl's own quirks are kept where they decide what a file means: a 9pfs item
 //! takes the values an earlier item gave and it lacks, a channel's keys and values are trimmed,
@@ -40,12 +41,12 @@ pub(crate) fn read_pv_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<(
     for (i, item) in items(r, "vkb")?.iter().enumerate() {
         spec.vkbs.push(vkb_from_xl(item).map_err(|e| r.item_err("vkb", i, format!("{item:?}: {e}")))?);
     }
-    Ok(())
+    crate::pvmedia_xl::read_media(r, spec)
 }
 
 /// A list key's items. A single value where the list belongs is ignored, as xl ignores it
 /// (with libxlutil's warning); a nested list is an error (xl silently stops at it).
-fn items(r: &mut Reader, key: &str) -> Result<Vec<String>> {
+pub(crate) fn items(r: &mut Reader, key: &str) -> Result<Vec<String>> {
     match r.string_or_list(key)? {
         None => Ok(Vec::new()),
         Some(OneOrList::List(items)) => Ok(items),
@@ -287,7 +288,7 @@ pub(crate) fn vkb_from_xl(spec: &str) -> std::result::Result<VkbSpec, String> {
 /// A number as C's `strtoul(text, NULL, 0)` reads one (`0x` hex, leading-`0` octal, else
 /// decimal; blanks around it), but only when it reads the whole text: where strtoul would stop
 /// early or wrap a negative, xl silently takes what it read, and this refuses the value.
-fn c_unsigned(text: &str) -> Option<u64> {
+pub(crate) fn c_unsigned(text: &str) -> Option<u64> {
     let t = text.trim_matches(c_isspace);
     let t = t.strip_prefix('+').unwrap_or(t);
     let (digits, radix) = if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
 use crate::pvdevices::{ChannelSpec, P9Spec, PvcallsSpec, VkbSpec, VtpmSpec};
+use crate::pvmedia::{VdisplSpec, VsndSpec};
 use crate::types::{DomainKind, ShutdownAction};
 use crate::xlconf::HostDefaults;
 
@@ -116,6 +117,12 @@ pub struct DomainSpec {
     /// Virtual keyboards (`vkb`), numbered after the one a PV framebuffer brings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vkbs: Vec<VkbSpec>,
+    /// Virtual displays (`vdispl`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vdispls: Vec<VdisplSpec>,
+    /// Virtual sound cards (`vsnd`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vsnds: Vec<VsndSpec>,
     /// What the toolstack should do when the guest powers off.
     pub on_poweroff: ShutdownAction,
     /// ... when it reboots.
@@ -190,6 +197,8 @@ impl DomainSpec {
             p9s: Vec::new(),
             pvcalls: Vec::new(),
             vkbs: Vec::new(),
+            vdispls: Vec::new(),
+            vsnds: Vec::new(),
             on_poweroff: ShutdownAction::Destroy,
             on_reboot: ShutdownAction::Restart,
             on_crash: ShutdownAction::Destroy,

@@ -14,7 +14,7 @@ use crate::types::ShutdownAction;
 /// C escapes of `\a \b \t \n \v \f \r`). libxlutil has no escape for the other control
 /// characters (its `\x` and octal escapes drop the character): those are left raw here, and
 /// [`DomainSpec::to_xl_config`] refuses text that carries one.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -133,7 +133,7 @@ fn vif_spec(i: usize, v: &VifSpec) -> Result<String> {
     Ok(parts.join(","))
 }
 
-fn list(items: &[String]) -> String {
+pub(crate) fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
     format!("[ {} ]", quoted.join(", "))
 }
@@ -228,8 +228,8 @@ impl DomainSpec {
                 .collect();
             line("pci", list(&pcis));
         }
-        for (key, items) in self.pv_device_items()? {
-            line(key, list(&items));
+        for (key, value) in self.pv_device_lines()? {
+            line(key, value);
         }
         line("on_poweroff", quote(self.on_poweroff.as_str()));
         line("on_reboot", quote(self.on_reboot.as_str()));
