@@ -47,6 +47,7 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("pvdev-pvcalls-driverdom.cfg", include_str!("../xlcfg/pvdev-pvcalls-driverdom.cfg")),
     ("pvdev-vkb-touch.cfg", include_str!("../xlcfg/pvdev-vkb-touch.cfg")),
     ("pvdev-hvm-vkb.cfg", include_str!("../xlcfg/pvdev-hvm-vkb.cfg")),
+    ("pvdev-display-sound.cfg", include_str!("../xlcfg/pvdev-display-sound.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
@@ -55,13 +56,36 @@ pub const REJECTED: &[(&str, &str, &str)] = &[
     ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
     ("pvdev-vtpm-no-backend.cfg", include_str!("../xlcfg/rejected/pvdev-vtpm-no-backend.cfg"), "vtpm[0]"),
     ("pvdev-p9-no-security-model.cfg", include_str!("../xlcfg/rejected/pvdev-p9-no-security-model.cfg"), "p9[0]"),
-    ("pvdev-channel-no-connection.cfg", include_str!("../xlcfg/rejected/pvdev-channel-no-connection.cfg"), "channel[0]"),
-    ("pvdev-channel-socket-no-path.cfg", include_str!("../xlcfg/rejected/pvdev-channel-socket-no-path.cfg"), "channel[1]"),
-    ("pvdev-channel-bad-connection.cfg", include_str!("../xlcfg/rejected/pvdev-channel-bad-connection.cfg"), "channel[0]"),
+    (
+        "pvdev-channel-no-connection.cfg",
+        include_str!("../xlcfg/rejected/pvdev-channel-no-connection.cfg"),
+        "channel[0]",
+    ),
+    (
+        "pvdev-channel-socket-no-path.cfg",
+        include_str!("../xlcfg/rejected/pvdev-channel-socket-no-path.cfg"),
+        "channel[1]",
+    ),
+    (
+        "pvdev-channel-bad-connection.cfg",
+        include_str!("../xlcfg/rejected/pvdev-channel-bad-connection.cfg"),
+        "channel[0]",
+    ),
     ("pvdev-vkb-no-backend-type.cfg", include_str!("../xlcfg/rejected/pvdev-vkb-no-backend-type.cfg"), "vkb[0]"),
-    ("pvdev-vkb-multi-touch-no-size.cfg", include_str!("../xlcfg/rejected/pvdev-vkb-multi-touch-no-size.cfg"), "vkb[0]"),
+    (
+        "pvdev-vkb-multi-touch-no-size.cfg",
+        include_str!("../xlcfg/rejected/pvdev-vkb-multi-touch-no-size.cfg"),
+        "vkb[0]",
+    ),
     ("pvdev-vtpm-bad-uuid.cfg", include_str!("../xlcfg/rejected/pvdev-vtpm-bad-uuid.cfg"), "vtpm[0]"),
-    ("pvdev-pvcalls-unknown-option.cfg", include_str!("../xlcfg/rejected/pvdev-pvcalls-unknown-option.cfg"), "pvcalls[0]"),
+    (
+        "pvdev-pvcalls-unknown-option.cfg",
+        include_str!("../xlcfg/rejected/pvdev-pvcalls-unknown-option.cfg"),
+        "pvcalls[0]",
+    ),
+    ("pvdev-vsnd-doc-format.cfg", include_str!("../xlcfg/rejected/pvdev-vsnd-doc-format.cfg"), "vsnd[0]"),
+    ("pvdev-vsnd-doc-stream-id.cfg", include_str!("../xlcfg/rejected/pvdev-vsnd-doc-stream-id.cfg"), "vsnd[0]"),
+    ("pvdev-vdispl-no-connector.cfg", include_str!("../xlcfg/rejected/pvdev-vdispl-no-connector.cfg"), "vdispl[0]"),
 ];
 
 /// The tests of this module, for xen-e2e.
