@@ -30,6 +30,14 @@ const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
+    ("pvdev-agent-channels.cfg", include_str!("../../tests/xlcfg/pvdev-agent-channels.cfg")),
+    ("pvdev-vtpm-guest.cfg", include_str!("../../tests/xlcfg/pvdev-vtpm-guest.cfg")),
+    ("pvdev-9pfs-container.cfg", include_str!("../../tests/xlcfg/pvdev-9pfs-container.cfg")),
+    ("pvdev-p9-carry.cfg", include_str!("../../tests/xlcfg/pvdev-p9-carry.cfg")),
+    ("pvdev-pvcalls-driverdom.cfg", include_str!("../../tests/xlcfg/pvdev-pvcalls-driverdom.cfg")),
+    ("pvdev-vkb-touch.cfg", include_str!("../../tests/xlcfg/pvdev-vkb-touch.cfg")),
+    ("pvdev-hvm-vkb.cfg", include_str!("../../tests/xlcfg/pvdev-hvm-vkb.cfg")),
+    ("pvdev-display-sound.cfg", include_str!("../../tests/xlcfg/pvdev-display-sound.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
