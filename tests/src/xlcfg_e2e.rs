@@ -44,6 +44,38 @@ pub const REJECTED: &[(&str, &str, &str)] = &[
     ("usbres-ioports-open.cfg", include_str!("../xlcfg/rejected/usbres-ioports-open.cfg"), "ioports[0]"),
     ("usbres-irqs-hex.cfg", include_str!("../xlcfg/rejected/usbres-irqs-hex.cfg"), "irqs[0]"),
     ("usbres-iomem-no-pages.cfg", include_str!("../xlcfg/rejected/usbres-iomem-no-pages.cfg"), "iomem[0]"),
+    ("pvdev-vtpm-no-backend.cfg", include_str!("../xlcfg/rejected/pvdev-vtpm-no-backend.cfg"), "vtpm[0]"),
+    ("pvdev-p9-no-security-model.cfg", include_str!("../xlcfg/rejected/pvdev-p9-no-security-model.cfg"), "p9[0]"),
+    (
+        "pvdev-channel-no-connection.cfg",
+        include_str!("../xlcfg/rejected/pvdev-channel-no-connection.cfg"),
+        "channel[0]",
+    ),
+    (
+        "pvdev-channel-socket-no-path.cfg",
+        include_str!("../xlcfg/rejected/pvdev-channel-socket-no-path.cfg"),
+        "channel[1]",
+    ),
+    (
+        "pvdev-channel-bad-connection.cfg",
+        include_str!("../xlcfg/rejected/pvdev-channel-bad-connection.cfg"),
+        "channel[0]",
+    ),
+    ("pvdev-vkb-no-backend-type.cfg", include_str!("../xlcfg/rejected/pvdev-vkb-no-backend-type.cfg"), "vkb[0]"),
+    (
+        "pvdev-vkb-multi-touch-no-size.cfg",
+        include_str!("../xlcfg/rejected/pvdev-vkb-multi-touch-no-size.cfg"),
+        "vkb[0]",
+    ),
+    ("pvdev-vtpm-bad-uuid.cfg", include_str!("../xlcfg/rejected/pvdev-vtpm-bad-uuid.cfg"), "vtpm[0]"),
+    (
+        "pvdev-pvcalls-unknown-option.cfg",
+        include_str!("../xlcfg/rejected/pvdev-pvcalls-unknown-option.cfg"),
+        "pvcalls[0]",
+    ),
+    ("pvdev-vsnd-doc-format.cfg", include_str!("../xlcfg/rejected/pvdev-vsnd-doc-format.cfg"), "vsnd[0]"),
+    ("pvdev-vsnd-doc-stream-id.cfg", include_str!("../xlcfg/rejected/pvdev-vsnd-doc-stream-id.cfg"), "vsnd[0]"),
+    ("pvdev-vdispl-no-connector.cfg", include_str!("../xlcfg/rejected/pvdev-vdispl-no-connector.cfg"), "vdispl[0]"),
 ];
 
 /// The tests of this module, for xen-e2e.
@@ -215,8 +247,8 @@ fn rejected_by_both(_ctx: &Context) -> TestResult {
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
 
-/// The 1-based line where `key` is assigned in `text`. An error about a list item names it
-/// `KEY[INDEX]`; the files here keep such lists on their key's line.
+/// The 1-based line where `key` is assigned in `text`. A key naming a list item (`vtpm[0]`)
+/// is its list's line: the lists of the rejected configs are written on one line.
 fn rejected_line(text: &str, key: &str) -> Option<usize> {
     let key = key.split('[').next().unwrap_or(key);
     text.lines().position(|l| l.split('=').next().is_some_and(|k| k.trim() == key)).map(|i| i + 1)

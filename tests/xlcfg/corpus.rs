@@ -50,4 +50,12 @@
     ("usbres-hvm-rdm-policy.cfg", include_str!("usbres-hvm-rdm-policy.cfg")),
     ("usbres-hvm-tablet-usbctrl.cfg", include_str!("usbres-hvm-tablet-usbctrl.cfg")),
     ("usbres-pv-dtdev.cfg", include_str!("usbres-pv-dtdev.cfg")),
+    ("pvdev-9pfs-container.cfg", include_str!("pvdev-9pfs-container.cfg")),
+    ("pvdev-agent-channels.cfg", include_str!("pvdev-agent-channels.cfg")),
+    ("pvdev-display-sound.cfg", include_str!("pvdev-display-sound.cfg")),
+    ("pvdev-hvm-vkb.cfg", include_str!("pvdev-hvm-vkb.cfg")),
+    ("pvdev-p9-carry.cfg", include_str!("pvdev-p9-carry.cfg")),
+    ("pvdev-pvcalls-driverdom.cfg", include_str!("pvdev-pvcalls-driverdom.cfg")),
+    ("pvdev-vkb-touch.cfg", include_str!("pvdev-vkb-touch.cfg")),
+    ("pvdev-vtpm-guest.cfg", include_str!("pvdev-vtpm-guest.cfg")),
 ]

@@ -180,6 +180,7 @@ impl DomainSpec {
                 slot.rdm_policy = xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT;
             }
         }
+        self.fill_pv_devices(d)?;
         d.on_poweroff = self.on_poweroff.to_libxl();
         d.on_reboot = self.on_reboot.to_libxl();
         d.on_crash = self.on_crash.to_libxl();

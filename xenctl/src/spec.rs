@@ -13,6 +13,8 @@ use crate::devmodel::DeviceModelSpec;
 use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
+use crate::pvdevices::{ChannelSpec, P9Spec, PvcallsSpec, VkbSpec, VtpmSpec};
+use crate::pvmedia::{VdisplSpec, VsndSpec};
 use crate::resources::HostResources;
 use crate::types::{DomainKind, ShutdownAction};
 use crate::usb::{UsbCtrlSpec, UsbDevSpec};
@@ -114,6 +116,27 @@ pub struct DomainSpec {
     pub vifs: Vec<VifSpec>,
     /// PCI devices passed through.
     pub pcis: Vec<PciSpec>,
+    /// Virtual channels (xl.cfg's `channel`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelSpec>,
+    /// Virtual TPMs (`vtpm`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vtpms: Vec<VtpmSpec>,
+    /// Filesystems shared over 9pfs (`p9`); libxl numbers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub p9s: Vec<P9Spec>,
+    /// PV calls interfaces (`pvcalls`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pvcalls: Vec<PvcallsSpec>,
+    /// Virtual keyboards (`vkb`), numbered after the one a PV framebuffer brings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vkbs: Vec<VkbSpec>,
+    /// Virtual displays (`vdispl`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vdispls: Vec<VdisplSpec>,
+    /// Virtual sound cards (`vsnd`), device ids by position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vsnds: Vec<VsndSpec>,
     /// What the toolstack should do when the guest powers off.
     pub on_poweroff: ShutdownAction,
     /// ... when it reboots.
@@ -199,6 +222,13 @@ impl DomainSpec {
             disks: Vec::new(),
             vifs: Vec::new(),
             pcis: Vec::new(),
+            channels: Vec::new(),
+            vtpms: Vec::new(),
+            p9s: Vec::new(),
+            pvcalls: Vec::new(),
+            vkbs: Vec::new(),
+            vdispls: Vec::new(),
+            vsnds: Vec::new(),
             on_poweroff: ShutdownAction::Destroy,
             on_reboot: ShutdownAction::Restart,
             on_crash: ShutdownAction::Destroy,
@@ -481,6 +511,7 @@ impl DomainSpec {
         self.validate_extras()?;
         self.validate_usb()?;
         self.resources.validate(self.kind)?;
+        self.validate_pv_devices()?;
         self.validate_options()
     }
 }

@@ -234,6 +234,9 @@ impl DomainSpec {
                 .collect();
             line("pci", list(&pcis));
         }
+        for (key, value) in self.pv_device_lines()? {
+            line(key, value);
+        }
         line("on_poweroff", quote(self.on_poweroff.as_str()));
         line("on_reboot", quote(self.on_reboot.as_str()));
         line("on_crash", quote(self.on_crash.as_str()));

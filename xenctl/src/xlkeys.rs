@@ -86,6 +86,13 @@ const SUPPORTED: &[(&str, Applies)] = &[
     ("pci_msitranslate", ALL),
     ("pci_seize", ALL),
     ("pci_power_mgmt", ALL),
+    ("channel", ALL),
+    ("vtpm", ALL),
+    ("p9", ALL),
+    ("pvcalls", ALL),
+    ("vkb", ALL),
+    ("vdispl", ALL),
+    ("vsnd", ALL),
     ("on_poweroff", ALL),
     ("on_reboot", ALL),
     ("on_crash", ALL),
@@ -192,8 +199,7 @@ const SUPPORTED: &[(&str, Applies)] = &[
 ];
 
 /// Keys xl 4.17 reads that this crate does not support (each would need fields DomainSpec
-/// does not have: XSM labels, cpupools, NUMA, grant limits, virtual
-/// TPMs and 9p, SPICE, stub domains, CPUID policies, ...).
+/// does not have: XSM labels, cpupools, NUMA, grant limits, ...).
 const XL_ONLY: &[&str] = &[
     "seclabel",
     "init_seclabel",
@@ -216,16 +222,9 @@ const XL_ONLY: &[&str] = &[
     "max_event_channels",
     "driver_domain",
     "vmtrace_buf_kb",
-    "p9",
-    "vtpm",
-    "vdispl",
-    "pvcalls",
-    "vsnd",
-    "channel",
     "vif2",
     "gic_version",
     "tee",
-    "vkb",
     "xend_suspend_evtchn_compat",
     "vpmu",
 ];

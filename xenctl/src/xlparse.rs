@@ -68,6 +68,7 @@ impl DomainSpec {
     /// `cpu_weight`, `cap`,
     /// `kernel`, `ramdisk`, `cmdline`, `root`, `extra`, `bootloader`, `bootloader_args`, `disk`,
     /// `vif`, `pci` and `pci_permissive`/`pci_msitranslate`/`pci_seize`/`pci_power_mgmt`,
+    /// the PV devices `channel`, `vtpm`, `p9`, `pvcalls`, `vkb`, `vdispl` and `vsnd`,
     /// `on_poweroff`, `on_reboot`, `on_crash`, `on_watchdog`, `on_soft_reset`, `tsc_mode`,
     /// `acpi`, `hap`, `nestedhvm`, `localtime`, `videoram`, `device_model_version`,
     /// `rtc_timeoffset`, `shadow_memory`, `nomigrate`, `max_grant_frames`, `timer_mode` (HVM
@@ -131,6 +132,7 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
     read_platform(&mut r, &mut spec)?;
     crate::extras::read(&mut r, &mut spec)?;
     read_devices(&mut r, &mut spec)?;
+    crate::pvdevices_xl::read_pv_devices(&mut r, &mut spec)?;
     read_display(&mut r, &mut spec)?;
     if kind == DomainKind::Hvm {
         read_hvm_devices(&mut r, &mut spec)?;

@@ -7,13 +7,20 @@ use std::ffi::CString;
 use crate::error::{Error, Result};
 use crate::xlguard;
 use crate::xlscan::KeyLines;
-use crate::xlu::{ListItem, Setting, XluConfig};
+use crate::xlu::{ListItem, NestedItem, Setting, XluConfig};
 
 /// A value xl accepts either as one string or as a list (`serial`, `usbdevice`, `cpus`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OneOrList {
     One(String),
     List(Vec<String>),
+}
+
+/// A value xl reads as a list of lists of strings (`vsnd`), or the single value xl ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OneOrLists {
+    One(String),
+    Lists(Vec<Vec<String>>),
 }
 
 /// A parsed xl.cfg file and where its keys are.
@@ -160,6 +167,29 @@ impl Reader {
             Setting::Found(items) => self.texts(key, items).map(|l| Some(OneOrList::List(l))),
             Setting::Invalid(_) => self.string(key).map(|s| s.map(OneOrList::One)),
         }
+    }
+
+    /// A list of lists of strings (`vsnd = [ [ "a", "b" ], [ "c" ] ]`), or a single value; an
+    /// item that is not a list, or a list nested deeper, is an error at the item.
+    pub(crate) fn lists(&mut self, key: &str) -> Result<Option<OneOrLists>> {
+        let c_key = self.c_key(key)?;
+        let items = match self.xlu.nested_list(&c_key) {
+            Setting::Missing => return Ok(None),
+            Setting::Found(items) => items,
+            Setting::Invalid(_) => return self.string(key).map(|s| s.map(OneOrLists::One)),
+        };
+        let mut lists = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let NestedItem::List(inner) = item else {
+                return Err(self.item_err(key, i, "a string, where xl expects a list [ ... ]"));
+            };
+            let texts = inner.into_iter().map(|t| match t {
+                ListItem::Text(t) => Ok(t),
+                ListItem::List => Err(self.item_err(key, i, "a list nested in a list nested in the list")),
+            });
+            lists.push(texts.collect::<Result<Vec<_>>>()?);
+        }
+        Ok(Some(OneOrLists::Lists(lists)))
     }
 
     /// A value xl reads as a number if it is one, else as a word (`tsc_mode`): the number in

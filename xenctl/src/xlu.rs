@@ -37,13 +37,22 @@ pub(crate) enum Setting<T> {
     Invalid(String),
 }
 
-/// A list item: a string, or a nested list (which no xl key accepts).
+/// A list item: a string, or a nested list (which no xl key accepts but `vsnd`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ListItem {
     /// A quoted or bare string.
     Text(String),
     /// A nested list.
     List,
+}
+
+/// An item of a list of lists (`vsnd`): a string, or a list whose own items are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NestedItem {
+    /// A quoted or bare string.
+    Text(String),
+    /// A list, with its items.
+    List(Vec<ListItem>),
 }
 
 impl XluConfig {
@@ -139,6 +148,59 @@ impl XluConfig {
                 }
                 // SAFETY: a non-NULL item is a NUL-terminated string owned by cfg.
                 ListItem::Text(unsafe { CStr::from_ptr(item) }.to_string_lossy().into_owned())
+            })
+            .collect();
+        Setting::Found(items)
+    }
+
+    /// A list setting whose items may be lists themselves (`vsnd`): each item, and a list
+    /// item's own items.
+    pub(crate) fn nested_list(&mut self, key: &CStr) -> Setting<Vec<NestedItem>> {
+        let mut list: *mut xen_sys::XLU_ConfigList = ptr::null_mut();
+        let mut count: c_int = 0;
+        // SAFETY: as in `list`.
+        let rc = unsafe { xen_sys::xlu_cfg_get_list(self.cfg.as_ptr(), key.as_ptr(), &mut list, &mut count, 1) };
+        match rc {
+            0 => {}
+            libc::ESRCH => return Setting::Missing,
+            _ => return Setting::Invalid("a single value, where xl expects a list [ ... ]".into()),
+        }
+        let items = (0..count)
+            .map(|i| {
+                // SAFETY: list belongs to cfg (alive); i is within its count, so the value is
+                // one of the list's, owned by cfg.
+                let value = unsafe { xen_sys::xlu_cfg_get_listitem2(list, i) };
+                // SAFETY: value is a valid value of cfg.
+                if unsafe { xen_sys::xlu_cfg_value_type(value) } != xen_sys::XLU_LIST {
+                    // SAFETY: a string value: its string is NUL-terminated and owned by cfg.
+                    let text = unsafe { xen_sys::xlu_cfg_get_listitem(list, i) };
+                    // SAFETY: non-NULL for a string item, as just checked.
+                    return NestedItem::Text(unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned());
+                }
+                let mut inner: *mut xen_sys::XLU_ConfigList = ptr::null_mut();
+                // SAFETY: cfg and value are live; inner is a valid out-pointer; with dont_warn=1
+                // nothing is reported. For a list value it sets inner to the value's own list.
+                let rc = unsafe { xen_sys::xlu_cfg_value_get_list(self.cfg.as_ptr(), value, &mut inner, 1) };
+                let mut texts = Vec::new();
+                if rc != 0 || inner.is_null() {
+                    return NestedItem::List(texts);
+                }
+                for j in 0..c_int::MAX {
+                    // SAFETY: inner belongs to cfg; get_listitem2 bounds-checks j (NULL past the end).
+                    let item = unsafe { xen_sys::xlu_cfg_get_listitem2(inner, j) };
+                    if item.is_null() {
+                        break;
+                    }
+                    // SAFETY: item is one of inner's values, owned by cfg.
+                    if unsafe { xen_sys::xlu_cfg_value_type(item) } == xen_sys::XLU_LIST {
+                        texts.push(ListItem::List);
+                        continue;
+                    }
+                    // SAFETY: item j of inner is a string: NUL-terminated and owned by cfg.
+                    let text = unsafe { CStr::from_ptr(xen_sys::xlu_cfg_get_listitem(inner, j)) };
+                    texts.push(ListItem::Text(text.to_string_lossy().into_owned()));
+                }
+                NestedItem::List(texts)
             })
             .collect();
         Setting::Found(items)
