@@ -1,7 +1,9 @@
 //! An xl.cfg file as the daemon reads one (an autostart file, or `domainctl create`): no
 //! input may panic or abort (libxlutil's asserts included), hang or eat memory, and a file
 //! that is accepted must survive [`DomainSpec::to_xl_config`]: the text it writes reads back
-//! to the same spec, or it refuses to write one.
+//! to the same spec, or it refuses to write one. It must also survive the conversion into
+//! libxl's config and libxl's JSON ([`DomainSpec::to_libxl_json`], what a dry run prints and,
+//! but for the JSON, what a create hands libxl): an error is fine, a crash is not.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +16,7 @@ fn parse(source: &str, bytes: &[u8]) -> Result<XlConfigFile, String> {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = parse("fuzz.cfg", data) else { return };
+    let _ = file.spec.to_libxl_json();
     let Ok(text) = file.spec.to_xl_config() else { return };
     match parse("written.cfg", text.as_bytes()) {
         Ok(again) => assert_eq!(again.spec, file.spec, "written back as:\n{text}"),
