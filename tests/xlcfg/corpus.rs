@@ -58,4 +58,5 @@
     ("pvdev-pvcalls-driverdom.cfg", include_str!("pvdev-pvcalls-driverdom.cfg")),
     ("pvdev-vkb-touch.cfg", include_str!("pvdev-vkb-touch.cfg")),
     ("pvdev-vtpm-guest.cfg", include_str!("pvdev-vtpm-guest.cfg")),
+    ("lists-as-strings.cfg", include_str!("lists-as-strings.cfg")),
 ]

@@ -15,49 +15,33 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::pvdevices::{ChannelConnection, ChannelSpec, P9Spec, PvcallsSpec, VkbBackend, VkbSpec, VtpmSpec, c_isspace};
 use crate::spec::DomainSpec;
-use crate::xlread::{OneOrList, Reader};
+use crate::xlread::Reader;
 
 /// Reads the PV device lists into `spec`. xl reads each for every guest type.
 pub(crate) fn read_pv_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     let mut warnings = Vec::new();
-    for (i, item) in items(r, "channel")?.iter().enumerate() {
+    for (i, item) in r.list_or_ignore("channel")?.unwrap_or_default().iter().enumerate() {
         let channel =
             channel_from_xl(item, &mut warnings).map_err(|e| r.item_err("channel", i, format!("{item:?}: {e}")))?;
         warn_all(r, "channel", i, &mut warnings);
         spec.channels.push(channel);
     }
-    for (i, item) in items(r, "vtpm")?.iter().enumerate() {
+    for (i, item) in r.list_or_ignore("vtpm")?.unwrap_or_default().iter().enumerate() {
         spec.vtpms.push(vtpm_from_xl(item).map_err(|e| r.item_err("vtpm", i, format!("{item:?}: {e}")))?);
     }
     let mut carried = P9Carry::default();
-    for (i, item) in items(r, "p9")?.iter().enumerate() {
+    for (i, item) in r.list_or_ignore("p9")?.unwrap_or_default().iter().enumerate() {
         let share = carried.next(item, &mut warnings).map_err(|e| r.item_err("p9", i, format!("{item:?}: {e}")))?;
         warn_all(r, "p9", i, &mut warnings);
         spec.p9s.push(share);
     }
-    for (i, item) in items(r, "pvcalls")?.iter().enumerate() {
+    for (i, item) in r.list_or_ignore("pvcalls")?.unwrap_or_default().iter().enumerate() {
         spec.pvcalls.push(pvcalls_from_xl(item).map_err(|e| r.item_err("pvcalls", i, format!("{item:?}: {e}")))?);
     }
-    for (i, item) in items(r, "vkb")?.iter().enumerate() {
+    for (i, item) in r.list_or_ignore("vkb")?.unwrap_or_default().iter().enumerate() {
         spec.vkbs.push(vkb_from_xl(item).map_err(|e| r.item_err("vkb", i, format!("{item:?}: {e}")))?);
     }
     crate::pvmedia_xl::read_media(r, spec)
-}
-
-/// A list key's items. A single value where the list belongs is ignored, as xl ignores it
-/// (with libxlutil's warning); a nested list is an error (xl silently stops at it).
-pub(crate) fn items(r: &mut Reader, key: &str) -> Result<Vec<String>> {
-    match r.string_or_list(key)? {
-        None => Ok(Vec::new()),
-        Some(OneOrList::List(items)) => Ok(items),
-        Some(OneOrList::One(_)) => {
-            log::warn!(
-                "{}: {key}: a single value where xl expects a list [ ... ]; ignored, as xl ignores it",
-                r.at(key)
-            );
-            Ok(Vec::new())
-        }
-    }
 }
 
 fn warn_all(r: &Reader, key: &str, index: usize, warnings: &mut Vec<String>) {

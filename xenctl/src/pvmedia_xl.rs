@@ -14,7 +14,7 @@ use crate::xlread::{OneOrLists, Reader};
 
 /// Reads `vdispl` and `vsnd` into `spec`; xl reads both for every guest type.
 pub(crate) fn read_media(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
-    for (i, item) in crate::pvdevices_xl::items(r, "vdispl")?.iter().enumerate() {
+    for (i, item) in r.list_or_ignore("vdispl")?.unwrap_or_default().iter().enumerate() {
         spec.vdispls.push(vdispl_from_xl(item).map_err(|e| r.item_err("vdispl", i, format!("{item:?}: {e}")))?);
     }
     match r.lists("vsnd")? {

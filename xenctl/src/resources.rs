@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::raw;
 use crate::spec::DomainSpec;
 use crate::types::DomainKind;
-use crate::xlread::{OneOrList, Reader};
+use crate::xlread::Reader;
 use crate::xlu::XluConfig;
 
 /// A range of x86 I/O ports the guest may access (`ioports = [ "2f8-2ff" ]`).
@@ -457,20 +457,20 @@ pub(crate) fn rdm_from_xl(text: &str) -> Result<RdmOutcome> {
 /// where xl wants a list, or the reverse) xl ignores with a warning; so does this.
 pub(crate) fn read_resources(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     let res = &mut spec.resources;
-    for (i, item) in list_or_ignore(r, "ioports")?.unwrap_or_default().iter().enumerate() {
+    for (i, item) in r.list_or_ignore("ioports")?.unwrap_or_default().iter().enumerate() {
         let (range, note) = ioport_from_xl(item).map_err(|e| r.item_err("ioports", i, format!("{item:?}: {e}")))?;
         if let Some(note) = note {
             log::warn!("{}: ioports[{i}]: {item:?}: {note}", r.at("ioports"));
         }
         res.ioports.push(range);
     }
-    for (i, item) in list_or_ignore(r, "irqs")?.unwrap_or_default().iter().enumerate() {
+    for (i, item) in r.list_or_ignore("irqs")?.unwrap_or_default().iter().enumerate() {
         res.irqs.push(irq_from_xl(item).map_err(|e| r.item_err("irqs", i, format!("{item:?}: {e}")))?);
     }
-    for (i, item) in list_or_ignore(r, "iomem")?.unwrap_or_default().iter().enumerate() {
+    for (i, item) in r.list_or_ignore("iomem")?.unwrap_or_default().iter().enumerate() {
         res.iomem.push(iomem_from_xl(item).map_err(|e| r.item_err("iomem", i, format!("{item:?}: {e}")))?);
     }
-    if let Some(text) = string_or_ignore(r, "rdm")? {
+    if let Some(text) = r.string_or_ignore("rdm")? {
         match rdm_from_xl(&text).map_err(|e| r.err("rdm", crate::xlspecs::reason_of(e)))? {
             RdmOutcome::Applied(rdm, note) => {
                 if let Some(note) = note {
@@ -482,7 +482,7 @@ pub(crate) fn read_resources(r: &mut Reader, spec: &mut DomainSpec) -> Result<()
         }
     }
     if spec.kind == DomainKind::Hvm
-        && let Some(text) = string_or_ignore(r, "rdm_mem_boundary")?
+        && let Some(text) = r.string_or_ignore("rdm_mem_boundary")?
     {
         match r.string_or_number("rdm_mem_boundary")?.and_then(|n| n.parse::<i64>().ok()) {
             None => log::warn!(
@@ -498,38 +498,14 @@ pub(crate) fn read_resources(r: &mut Reader, spec: &mut DomainSpec) -> Result<()
             }
         }
     }
-    for (i, path) in list_or_ignore(r, "dtdev")?.unwrap_or_default().into_iter().enumerate() {
+    for (i, path) in r.list_or_ignore("dtdev")?.unwrap_or_default().into_iter().enumerate() {
         if path.is_empty() {
             return Err(r.item_err("dtdev", i, "an empty device-tree path"));
         }
         res.dtdevs.push(path);
     }
-    res.device_tree = string_or_ignore(r, "device_tree")?;
+    res.device_tree = r.string_or_ignore("device_tree")?;
     Ok(())
-}
-
-/// A list key's items; a single value is ignored with a warning, as xl ignores it.
-pub(crate) fn list_or_ignore(r: &mut Reader, key: &str) -> Result<Option<Vec<String>>> {
-    match r.string_or_list(key)? {
-        None => Ok(None),
-        Some(OneOrList::List(items)) => Ok(Some(items)),
-        Some(OneOrList::One(_)) => {
-            log::warn!("{}: {key}: a single value where xl expects a list; ignored, as xl ignores it", r.at(key));
-            Ok(None)
-        }
-    }
-}
-
-/// A single-valued key's text; a list is ignored with a warning, as xl ignores it.
-fn string_or_ignore(r: &mut Reader, key: &str) -> Result<Option<String>> {
-    match r.string_or_list(key)? {
-        None => Ok(None),
-        Some(OneOrList::One(text)) => Ok(Some(text)),
-        Some(OneOrList::List(_)) => {
-            log::warn!("{}: {key}: a list where xl expects a single value; ignored, as xl ignores it", r.at(key));
-            Ok(None)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::resources::{c_strtoul, list_or_ignore};
+use crate::resources::c_strtoul;
 use crate::spec::DomainSpec;
 use crate::xlread::Reader;
 
@@ -324,11 +324,11 @@ fn count(n: usize) -> i32 {
 
 /// Reads `usbctrl` and `usbdev`, as xl does for every guest type.
 pub(crate) fn read_usb(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
-    for (i, item) in list_or_ignore(r, "usbctrl")?.unwrap_or_default().iter().enumerate() {
+    for (i, item) in r.list_or_ignore("usbctrl")?.unwrap_or_default().iter().enumerate() {
         spec.usb_controllers
             .push(UsbCtrlSpec::from_xl(item).map_err(|e| r.item_err("usbctrl", i, format!("{item:?}: {e}")))?);
     }
-    for (i, item) in list_or_ignore(r, "usbdev")?.unwrap_or_default().iter().enumerate() {
+    for (i, item) in r.list_or_ignore("usbdev")?.unwrap_or_default().iter().enumerate() {
         let (dev, notes) = UsbDevSpec::from_xl(item).map_err(|e| r.item_err("usbdev", i, format!("{item:?}: {e}")))?;
         for note in notes {
             log::warn!("{}: usbdev[{i}]: {note}", r.at("usbdev"));

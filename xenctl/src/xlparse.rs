@@ -391,10 +391,10 @@ fn read_platform(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
 }
 
 fn read_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
-    for (i, item) in r.list("disk")?.unwrap_or_default().into_iter().enumerate() {
+    for (i, item) in r.list_or_ignore("disk")?.unwrap_or_default().into_iter().enumerate() {
         spec.disks.push(DiskSpec::from_xl(&item).map_err(|e| r.item_err("disk", i, spec_reason(e)))?);
     }
-    let vifs = r.list("vif")?.unwrap_or_default();
+    let vifs = r.list_or_ignore("vif")?.unwrap_or_default();
     for (i, item) in vifs.iter().enumerate() {
         let mut warnings = Vec::new();
         spec.vifs.push(VifSpec::from_xl_noting(item, &mut warnings).map_err(|e| r.item_err("vif", i, spec_reason(e)))?);
@@ -415,7 +415,7 @@ fn read_devices(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         seize: r.flag("pci_seize")?.unwrap_or(false),
         power_mgmt: r.flag("pci_power_mgmt")?.unwrap_or(false),
     };
-    for (i, item) in r.list("pci")?.unwrap_or_default().into_iter().enumerate() {
+    for (i, item) in r.list_or_ignore("pci")?.unwrap_or_default().into_iter().enumerate() {
         spec.pcis.push(pci_from_xl(&item, defaults).map_err(|e| r.item_err("pci", i, format!("{item:?}: {e}")))?);
     }
     if spec.kind == DomainKind::Pv && !spec.pcis.is_empty() && spec.platform.e820_host == Some(false) {

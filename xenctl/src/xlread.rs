@@ -159,6 +159,38 @@ impl Reader {
             .collect()
     }
 
+    /// A list key's items, for a key xl reads with `xlu_cfg_get_list` and skips when it is not
+    /// a list: a single value is ignored with a warning, as xl ignores it (libxlutil warns).
+    pub(crate) fn list_or_ignore(&mut self, key: &str) -> Result<Option<Vec<String>>> {
+        match self.string_or_list(key)? {
+            None => Ok(None),
+            Some(OneOrList::List(items)) => Ok(Some(items)),
+            Some(OneOrList::One(_)) => {
+                log::warn!(
+                    "{}: {key}: a single value where xl expects a list [ ... ]; ignored, as xl ignores it",
+                    self.at(key)
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// A single-valued key's text, for a key xl skips when it is a list: a list is ignored
+    /// with a warning, as xl ignores it.
+    pub(crate) fn string_or_ignore(&mut self, key: &str) -> Result<Option<String>> {
+        match self.string_or_list(key)? {
+            None => Ok(None),
+            Some(OneOrList::One(text)) => Ok(Some(text)),
+            Some(OneOrList::List(_)) => {
+                log::warn!(
+                    "{}: {key}: a list where xl expects a single value; ignored, as xl ignores it",
+                    self.at(key)
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// A string or a list of strings, as given.
     pub(crate) fn string_or_list(&mut self, key: &str) -> Result<Option<OneOrList>> {
         let c_key = self.c_key(key)?;
