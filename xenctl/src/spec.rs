@@ -12,6 +12,7 @@ use crate::devices::{DiskSpec, VifSpec, VncSpec};
 use crate::error::{Error, Result};
 use crate::options::{DisplaySpec, PlatformSpec};
 use crate::pci::PciSpec;
+use crate::tuning::TuningSpec;
 use crate::types::{DomainKind, ShutdownAction};
 use crate::xlconf::HostDefaults;
 
@@ -129,6 +130,10 @@ pub struct DomainSpec {
     pub cpu_weight: Option<u32>,
     /// CPU cap in percent of one physical CPU (`cap`; 0 = none); `None` for the default.
     pub cpu_cap: Option<u32>,
+    /// CPU pool, scheduler parameters, soft affinity, virtual NUMA, security labels, limits
+    /// and Xen feature switches (see [`TuningSpec`]); libxl's defaults when unset.
+    #[serde(default, skip_serializing_if = "TuningSpec::is_default")]
+    pub tuning: TuningSpec,
     /// Platform and firmware knobs (ACPI, APIC, PAE, HAP, Viridian, BIOS, device model, ...).
     pub platform: PlatformSpec,
     /// An emulated USB controller (`usb`; HVM).
@@ -183,6 +188,7 @@ impl DomainSpec {
             tsc_mode: TscMode::Default,
             cpu_weight: None,
             cpu_cap: None,
+            tuning: TuningSpec::default(),
             platform: PlatformSpec::default(),
             usb: None,
             usb_version: None,
@@ -438,6 +444,7 @@ impl DomainSpec {
             }
         }
         self.host_defaults.validate()?;
+        self.validate_tuning()?;
         self.validate_options()
     }
 }

@@ -14,7 +14,7 @@ use crate::types::ShutdownAction;
 /// C escapes of `\a \b \t \n \v \f \r`). libxlutil has no escape for the other control
 /// characters (its `\x` and octal escapes drop the character): those are left raw here, and
 /// [`DomainSpec::to_xl_config`] refuses text that carries one.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -284,6 +284,9 @@ impl DomainSpec {
             TscMode::NativeParavirt => line("tsc_mode", quote("native_paravirt")),
         }
         for (key, value) in self.option_lines()? {
+            line(key, value);
+        }
+        for (key, value) in self.tuning_lines() {
             line(key, value);
         }
         refuse_control_characters(&out)?;

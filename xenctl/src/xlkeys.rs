@@ -22,6 +22,8 @@ const PV: Applies = Applies { pv: true, pvh: false, hvm: false };
 const HVM_PV: Applies = Applies { pv: true, pvh: false, hvm: true };
 /// Guests without a device model of their own.
 const PV_PVH: Applies = Applies { pv: true, pvh: true, hvm: false };
+/// The PVH shim's keys.
+const PVH: Applies = Applies { pv: false, pvh: true, hvm: false };
 /// Guests with emulated timers (xl refuses `timer_mode` for PV).
 const HVM_PVH: Applies = Applies { pv: false, pvh: true, hvm: true };
 
@@ -133,35 +135,42 @@ const SUPPORTED: &[(&str, Applies)] = &[
     ("timer_mode", HVM_PVH),
     ("acpi_s3", HVM),
     ("acpi_s4", HVM),
+    // tuning.rs; vif2 is only warned about, as xl does.
+    ("pool", ALL),
+    ("seclabel", ALL),
+    ("init_seclabel", ALL),
+    ("period", ALL),
+    ("slice", ALL),
+    ("latency", ALL),
+    ("extratime", ALL),
+    ("cpus_soft", ALL),
+    ("vnuma", ALL),
+    ("max_event_channels", ALL),
+    ("max_maptrack_frames", ALL),
+    ("max_grant_version", ALL),
+    ("vmtrace_buf_kb", ALL),
+    ("oos", ALL),
+    ("vpmu", ALL),
+    ("driver_domain", ALL),
+    ("xend_suspend_evtchn_compat", ALL),
+    ("passthrough", ALL),
+    ("pvshim", PVH),
+    ("pvshim_path", PVH),
+    ("pvshim_cmdline", PVH),
+    ("pvshim_extra", PVH),
+    ("gic_version", ALL),
+    ("vuart", ALL),
+    ("tee", ALL),
+    ("vif2", ALL),
 ];
 
 /// Keys xl 4.17 reads that this crate does not support (each would need fields DomainSpec
-/// does not have: XSM labels, cpupools, NUMA, grant limits, device trees, I/O ranges, virtual
-/// TPMs and 9p, SPICE, stub domains, CPUID policies, ...).
+/// does not have: device trees, I/O ranges, virtual TPMs and 9p, SPICE, stub domains, CPUID
+/// policies, ...).
 const XL_ONLY: &[&str] = &[
-    "seclabel",
-    "init_seclabel",
-    "pool",
-    "oos",
-    "pvshim",
-    "pvshim_path",
-    "pvshim_cmdline",
-    "pvshim_extra",
-    "period",
-    "slice",
-    "latency",
-    "extratime",
-    "cpus_soft",
-    "vuart",
-    "vnuma",
-    "max_maptrack_frames",
-    "max_grant_version",
     "rdm",
     "dtdev",
-    "passthrough",
-    "max_event_channels",
     "device_tree",
-    "driver_domain",
     "firmware_override",
     "bios_path_override",
     "acpi_laptop_slate",
@@ -176,7 +185,6 @@ const XL_ONLY: &[&str] = &[
     "rdm_mem_boundary",
     "mca_caps",
     "firmware",
-    "vmtrace_buf_kb",
     "ioports",
     "irqs",
     "iomem",
@@ -186,7 +194,6 @@ const XL_ONLY: &[&str] = &[
     "pvcalls",
     "vsnd",
     "channel",
-    "vif2",
     "usbctrl",
     "usbdev",
     "cpuid",
@@ -218,12 +225,8 @@ const XL_ONLY: &[&str] = &[
     "gfx_passthru",
     "vkb_device",
     "vendor_device",
-    "gic_version",
-    "tee",
     "vkb",
-    "xend_suspend_evtchn_compat",
     "msr_relaxed",
-    "vpmu",
     "display",
     "xauthority",
 ];
@@ -299,6 +302,10 @@ const XL_SKIPS_ELSEWHERE: &[&str] = &[
     "acpi_s3",
     "acpi_s4",
     "e820_host",
+    "pvshim",
+    "pvshim_path",
+    "pvshim_cmdline",
+    "pvshim_extra",
 ];
 
 /// Whether xl skips `key`, without a word, in a guest of a type the key is not read for.

@@ -78,7 +78,13 @@ impl DomainSpec {
     /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
     /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
-    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. `device_model` and `vncviewer`,
+    /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. The tuning keys
+    /// (see [`TuningSpec`](crate::TuningSpec)): `pool`, `seclabel`, `init_seclabel`, `period`,
+    /// `slice`, `latency`, `extratime`, `cpus_soft`, `vnuma`, `max_event_channels`,
+    /// `max_maptrack_frames`, `max_grant_version`, `vmtrace_buf_kb`, `oos`, `vpmu`,
+    /// `driver_domain`, `xend_suspend_evtchn_compat`, `passthrough`, `gic_version`, `vuart`,
+    /// `tee`; PVH only: `pvshim`, `pvshim_path`, `pvshim_cmdline`, `pvshim_extra`. `vif2` is
+    /// ignored with a warning, as xl ignores it. `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
     /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
@@ -121,6 +127,7 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
         })?;
     }
     read_sizes(&mut r, &mut spec)?;
+    crate::xltuning::read_tuning(&mut r, &mut spec)?;
     read_boot(&mut r, &mut spec)?;
     read_actions(&mut r, &mut spec)?;
     read_platform(&mut r, &mut spec)?;

@@ -133,6 +133,16 @@ impl Reader {
         }
     }
 
+    /// A list of lists, as libxlutil gives it: per item, its own items (strings, or
+    /// [`ListItem::List`] for a list nested deeper), or `None` where the item is a string.
+    pub(crate) fn list_of_lists(&mut self, key: &str) -> Result<Option<Vec<Option<Vec<ListItem>>>>> {
+        match self.xlu.list_of_lists(&self.c_key(key)?) {
+            Setting::Missing => Ok(None),
+            Setting::Found(items) => Ok(Some(items)),
+            Setting::Invalid(why) => Err(self.err(key, why)),
+        }
+    }
+
     fn texts(&self, key: &str, items: Vec<ListItem>) -> Result<Vec<String>> {
         items
             .into_iter()
@@ -193,6 +203,9 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
             let index = rest.split(']').next().and_then(|n| n.parse().ok());
             return (key, index);
         }
+    }
+    if let Some(key) = crate::tuning::xl_key_of_field(field) {
+        return key;
     }
     if field.starts_with("vcpu_cpus") {
         return ("cpus", None);

@@ -144,6 +144,50 @@ impl XluConfig {
         Setting::Found(items)
     }
 
+    /// A list of lists (`vnuma = [ [ "size=512", ... ], ... ]`): each item's own items, or
+    /// `None` for an item that is a string.
+    pub(crate) fn list_of_lists(&mut self, key: &CStr) -> Setting<Vec<Option<Vec<ListItem>>>> {
+        let mut list: *mut xen_sys::XLU_ConfigList = ptr::null_mut();
+        let mut count: c_int = 0;
+        // SAFETY: as in `list`.
+        let rc = unsafe { xen_sys::xlu_cfg_get_list(self.cfg.as_ptr(), key.as_ptr(), &mut list, &mut count, 1) };
+        match rc {
+            0 => {}
+            libc::ESRCH => return Setting::Missing,
+            _ => return Setting::Invalid("a single value, where xl expects a list [ ... ]".into()),
+        }
+        let items = (0..count)
+            .map(|i| {
+                // SAFETY: list belongs to cfg (alive); i is within its count.
+                let value = unsafe { xen_sys::xlu_cfg_get_listitem2(list, i) };
+                // SAFETY: a non-NULL value is an item of the list, owned by cfg.
+                if value.is_null() || unsafe { xen_sys::xlu_cfg_value_type(value) } != xen_sys::XLU_LIST {
+                    return None;
+                }
+                let mut inner: *mut xen_sys::XLU_ConfigList = ptr::null_mut();
+                // SAFETY: cfg is live, value is one of its list values (checked above), inner
+                // a valid out-pointer; dont_warn=1 reports nothing.
+                if unsafe { xen_sys::xlu_cfg_value_get_list(self.cfg.as_ptr(), value, &mut inner, 1) } != 0 {
+                    return None;
+                }
+                let mut items = Vec::new();
+                // SAFETY: inner belongs to cfg; listitem2 returns NULL past its end.
+                while !unsafe { xen_sys::xlu_cfg_get_listitem2(inner, count_of(&items)) }.is_null() {
+                    // SAFETY: the index is inside inner (checked); NULL means a nested list.
+                    let text = unsafe { xen_sys::xlu_cfg_get_listitem(inner, count_of(&items)) };
+                    items.push(if text.is_null() {
+                        ListItem::List
+                    } else {
+                        // SAFETY: a non-NULL item is a NUL-terminated string owned by cfg.
+                        ListItem::Text(unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+                    });
+                }
+                Some(items)
+            })
+            .collect();
+        Setting::Found(items)
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut xen_sys::XLU_Config {
         self.cfg.as_ptr()
     }
@@ -173,6 +217,11 @@ impl XluConfig {
         self.report_taken = self.storage.len;
         text
     }
+}
+
+/// The index of the next item of a list being read (lists hold far fewer than `c_int::MAX`).
+fn count_of(items: &[ListItem]) -> c_int {
+    c_int::try_from(items.len()).unwrap_or(c_int::MAX)
 }
 
 impl Drop for XluConfig {
@@ -209,6 +258,25 @@ mod tests {
         assert_eq!(cfg.long(c"bad"), Setting::Invalid("parameter `bad' is not a valid number".into()));
         assert_eq!(cfg.list(c"disk"), Setting::Found(vec![ListItem::Text("x".into()), ListItem::List]));
         assert!(matches!(cfg.list(c"name"), Setting::Invalid(_)));
+        assert_eq!(cfg.take_report(), "");
+    }
+
+    #[test]
+    fn lists_of_lists_read_back_item_by_item() {
+        let mut cfg = XluConfig::new("t.cfg").unwrap();
+        cfg.read_data(b"vnuma = [ [ 'a', \"b\" ], 'c', [ ], [ [ 'd' ], 'e' ] ]\nname = 'x'\n").unwrap();
+        let text = |t: &str| ListItem::Text(t.into());
+        assert_eq!(
+            cfg.list_of_lists(c"vnuma"),
+            Setting::Found(vec![
+                Some(vec![text("a"), text("b")]),
+                None,
+                Some(vec![]),
+                Some(vec![ListItem::List, text("e")])
+            ])
+        );
+        assert_eq!(cfg.list_of_lists(c"nope"), Setting::Missing);
+        assert!(matches!(cfg.list_of_lists(c"name"), Setting::Invalid(_)));
         assert_eq!(cfg.take_report(), "");
     }
 
