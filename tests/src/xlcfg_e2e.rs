@@ -48,6 +48,12 @@ pub const CORPUS: &[(&str, &str)] = &[
     ("odd-syntax.cfg", include_str!("../xlcfg/odd-syntax.cfg")),
     ("hvm-debian-installer.cfg", include_str!("../xlcfg/hvm-debian-installer.cfg")),
     ("pvh-direct.cfg", include_str!("../xlcfg/pvh-direct.cfg")),
+    ("sched-pv-rtds-pool.cfg", include_str!("../xlcfg/sched-pv-rtds-pool.cfg")),
+    ("sched-pvh-shim.cfg", include_str!("../xlcfg/sched-pvh-shim.cfg")),
+    ("sched-hvm-vnuma.cfg", include_str!("../xlcfg/sched-hvm-vnuma.cfg")),
+    ("sched-driver-domain.cfg", include_str!("../xlcfg/sched-driver-domain.cfg")),
+    ("sched-arm-keys-on-x86.cfg", include_str!("../xlcfg/sched-arm-keys-on-x86.cfg")),
+    ("sched-pv-vnuma-novcpus.cfg", include_str!("../xlcfg/sched-pv-vnuma-novcpus.cfg")),
 ];
 
 /// Configs xl refuses (tests/xlcfg/rejected/*.cfg), with the key our error must name at its
@@ -56,6 +62,11 @@ pub const REJECTED: &[(&str, &str, &str)] = &[
     ("uuid-braces.cfg", include_str!("../xlcfg/rejected/uuid-braces.cfg"), "uuid"),
     ("hex-escape.cfg", include_str!("../xlcfg/rejected/hex-escape.cfg"), "extra"),
     ("timer-mode-pv.cfg", include_str!("../xlcfg/rejected/timer-mode-pv.cfg"), "timer_mode"),
+    ("sched-passthrough-word.cfg", include_str!("../xlcfg/rejected/sched-passthrough-word.cfg"), "passthrough"),
+    ("sched-vnuma-maxvcpus.cfg", include_str!("../xlcfg/rejected/sched-vnuma-maxvcpus.cfg"), "vnuma"),
+    ("sched-grant-version-big.cfg", include_str!("../xlcfg/rejected/sched-grant-version-big.cfg"), "max_grant_version"),
+    ("sched-gic-version.cfg", include_str!("../xlcfg/rejected/sched-gic-version.cfg"), "gic_version"),
+    ("sched-vnuma-maxmem.cfg", include_str!("../xlcfg/rejected/sched-vnuma-maxmem.cfg"), "vnuma"),
 ];
 
 /// The tests of this module, for xen-e2e.

@@ -603,6 +603,7 @@ mod tests {
         };
         s.cpu_weight = Some(512);
         s.cpu_cap = Some(50);
+        s.tuning = everything_tuned();
         s.platform = PlatformSpec {
             acpi: Some(true),
             viridian_enlightenments: Vec::new(),
@@ -638,6 +639,34 @@ mod tests {
             blkdev_start: Some("xvdz".into()),
         };
         s
+    }
+
+    /// Every tuning field set, consistent with `everything()`'s 1 GiB and 4 vCPUs.
+    fn everything_tuned() -> TuningSpec {
+        use crate::tuning::{ArmSpec, GicVersion, Passthrough, SchedParams, SoftAffinity, TeeType, VuartType};
+        use crate::vnuma::VnumaNode;
+        TuningSpec {
+            pool: Some("rt-pool".into()),
+            sched: SchedParams { period: Some(10000), slice: Some(5), latency: Some(-1), extratime: Some(1) },
+            soft_affinity: Some(SoftAffinity::PerVcpu(vec![vec![0], vec![1, 2]])),
+            vnuma: vec![
+                VnumaNode { size_mib: 512, pnode: Some(0), vcpus: vec![0, 1], distances: vec![10, 20] },
+                VnumaNode { size_mib: 512, pnode: None, vcpus: vec![2, 3], distances: Vec::new() },
+            ],
+            init_seclabel: Some("system_u:system_r:build_t".into()),
+            seclabel: Some("system_u:system_r:domU_t".into()),
+            max_event_channels: Some(2047),
+            max_maptrack_frames: Some(2048),
+            max_grant_version: Some(1),
+            vmtrace_buf_kb: Some(64),
+            oos: Some(false),
+            vpmu: Some(true),
+            driver_domain: Some(true),
+            xend_suspend_evtchn_compat: Some(false),
+            passthrough: Some(Passthrough::SyncPt),
+            pvshim: Default::default(),
+            arm: ArmSpec { gic_version: Some(GicVersion::V2), vuart: Some(VuartType::SbsaUart), tee: Some(TeeType::Optee) },
+        }
     }
 
     fn bdf() -> Bdf {

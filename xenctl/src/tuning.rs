@@ -500,3 +500,7 @@ fn fill_soft_affinity(b: &mut xen_sys::libxl_domain_build_info, affinity: &SoftA
     set_defbool(&mut b.numa_placement, Some(false));
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "tuning_tests.rs"]
+mod tests;

@@ -30,6 +30,20 @@ const CORPUS: &[(&str, &str)] = &[
     ("viridian-list.cfg", include_str!("../../tests/xlcfg/viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("../../tests/xlcfg/no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("../../tests/xlcfg/pv-pci-rdm.cfg")),
+    ("disk-syntaxes-hvm.cfg", include_str!("../../tests/xlcfg/disk-syntaxes-hvm.cfg")),
+    ("disk-syntaxes-pv.cfg", include_str!("../../tests/xlcfg/disk-syntaxes-pv.cfg")),
+    ("hvm-bootloader-e820.cfg", include_str!("../../tests/xlcfg/hvm-bootloader-e820.cfg")),
+    ("hvm-debian-installer.cfg", include_str!("../../tests/xlcfg/hvm-debian-installer.cfg")),
+    ("odd-syntax.cfg", include_str!("../../tests/xlcfg/odd-syntax.cfg")),
+    ("pv-hvm-leftovers.cfg", include_str!("../../tests/xlcfg/pv-hvm-leftovers.cfg")),
+    ("pvh-direct.cfg", include_str!("../../tests/xlcfg/pvh-direct.cfg")),
+    ("vif-syntaxes.cfg", include_str!("../../tests/xlcfg/vif-syntaxes.cfg")),
+    ("sched-pv-rtds-pool.cfg", include_str!("../../tests/xlcfg/sched-pv-rtds-pool.cfg")),
+    ("sched-pvh-shim.cfg", include_str!("../../tests/xlcfg/sched-pvh-shim.cfg")),
+    ("sched-hvm-vnuma.cfg", include_str!("../../tests/xlcfg/sched-hvm-vnuma.cfg")),
+    ("sched-driver-domain.cfg", include_str!("../../tests/xlcfg/sched-driver-domain.cfg")),
+    ("sched-arm-keys-on-x86.cfg", include_str!("../../tests/xlcfg/sched-arm-keys-on-x86.cfg")),
+    ("sched-pv-vnuma-novcpus.cfg", include_str!("../../tests/xlcfg/sched-pv-vnuma-novcpus.cfg")),
 ];
 
 fn corpus(name: &str) -> DomainSpec {
