@@ -101,6 +101,17 @@ fn zero_values_xl_leaves_to_libxl_are_libxls_defaults() {
 }
 
 #[test]
+fn a_negative_event_channel_limit_wraps_as_in_xl() {
+    // xl stores the C long in libxl's uint32_t (`xl -N` prints 4294967295).
+    let s = pv("max_event_channels = \"-1\"").unwrap();
+    assert_eq!(s.tuning.max_event_channels, Some(u32::MAX));
+    assert_eq!(json(&s)["b_info"]["event_channels"].as_u64(), Some(u64::from(u32::MAX)));
+    round_trips(&s);
+    let e = err(pv("max_event_channels = 4294967296"));
+    assert_eq!(e, "g.cfg:4: max_event_channels: 4294967296: too large");
+}
+
+#[test]
 fn bad_values_are_refused_naming_file_line_and_key() {
     for (extra, want) in [
         ("passthrough = \"pt\"", "g.cfg:4: passthrough: \"pt\": expected default, disabled, enabled, sync_pt or share_pt"),

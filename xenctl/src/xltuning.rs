@@ -34,7 +34,10 @@ pub(crate) fn read_tuning(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     {
         *slot = r.number::<i32>(key, i64::from(i32::MIN))?;
     }
-    t.max_event_channels = r.number::<u32>("max_event_channels", 0)?;
+    // xl keeps it in a long and libxl in a uint32_t: "-1" is 2^32 - 1.
+    t.max_event_channels = r.number::<i64>("max_event_channels", -(1 << 31))?.map(wrap_u32).transpose().map_err(|n| {
+        r.err("max_event_channels", format!("{n}: too large"))
+    })?;
     t.max_maptrack_frames = grant_limit(r, "max_maptrack_frames")?;
     t.max_grant_version = grant_limit(r, "max_grant_version")?;
     // xl leaves 0 as libxl's default, which is no buffer.
@@ -53,6 +56,15 @@ pub(crate) fn read_tuning(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     // The nodes may set the maximum vCPUs, which sizes cpus_soft.
     read_vnuma(r, spec)?;
     read_soft_affinity(r, spec)
+}
+
+/// A C long stored in a uint32_t, as C converts it, or `Err` with it where it does not fit
+/// 32 bits at all.
+fn wrap_u32(n: i64) -> std::result::Result<u32, i64> {
+    match u32::try_from(n) {
+        Ok(u) => Ok(u),
+        Err(_) => i32::try_from(n).map(|i| u32::from_ne_bytes(i.to_ne_bytes())).map_err(|_| n),
+    }
 }
 
 /// A number xl bounds to 0..=INT_MAX (and exits on without a word otherwise).
