@@ -261,16 +261,16 @@ pub(crate) fn xl_key_of_field(field: &str) -> Option<(&'static str, Option<usize
     let index = sub.strip_prefix('[').and_then(|s| s.split(']').next()).and_then(|n| n.parse().ok());
     let key = match (name, sub.strip_prefix('.')) {
         ("soft_affinity", _) => "cpus_soft",
-        ("sched", Some(param @ ("slice" | "latency" | "extratime"))) => KEYS.iter().find(|k| *k == &param)?,
-        ("sched", _) => "period",
+        ("sched", Some(param)) => KEYS.iter().copied().find(|k| *k == param).unwrap_or("period"),
+        ("sched", None) => "period",
         ("pvshim", Some("path")) => "pvshim_path",
         ("pvshim", Some("cmdline")) => "pvshim_cmdline",
         ("pvshim", Some("extra")) => "pvshim_extra",
+        ("pvshim", _) => "pvshim",
         ("arm", Some("vuart")) => "vuart",
         ("arm", Some("tee")) => "tee",
         ("arm", _) => "gic_version",
-        ("pvshim", _) => "pvshim",
-        (other, _) => KEYS.iter().find(|k| **k == other)?,
+        (other, _) => KEYS.iter().copied().find(|k| *k == other)?,
     };
     Some((key, index))
 }
@@ -290,6 +290,7 @@ const KEYS: &[&str] = &[
     "driver_domain",
     "xend_suspend_evtchn_compat",
     "passthrough",
+    "period",
     "slice",
     "latency",
     "extratime",
