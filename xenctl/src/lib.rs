@@ -97,7 +97,9 @@ pub use pci::{Bdf, PciSpec};
 pub use save::{SaveImageHeader, partial_path};
 pub use savejob::SaveJob;
 pub use spec::{DomainSpec, TscMode};
-pub use tuning::{ArmSpec, GicVersion, Passthrough, PvShimSpec, SchedParams, SoftAffinity, TeeType, TuningSpec, VuartType};
+pub use tuning::{
+    ArmSpec, GicVersion, Passthrough, PvShimSpec, SchedParams, SoftAffinity, TeeType, TuningSpec, VuartType,
+};
 pub use types::{DomId, DomainKind, ShutdownAction, ShutdownReason};
 pub use uuid::Uuid;
 pub use vnuma::VnumaNode;

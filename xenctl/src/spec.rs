@@ -665,7 +665,11 @@ mod tests {
             xend_suspend_evtchn_compat: Some(false),
             passthrough: Some(Passthrough::SyncPt),
             pvshim: Default::default(),
-            arm: ArmSpec { gic_version: Some(GicVersion::V2), vuart: Some(VuartType::SbsaUart), tee: Some(TeeType::Optee) },
+            arm: ArmSpec {
+                gic_version: Some(GicVersion::V2),
+                vuart: Some(VuartType::SbsaUart),
+                tee: Some(TeeType::Optee),
+            },
         }
     }
 

@@ -421,8 +421,7 @@ impl DomainSpec {
         text("pvshim_cmdline", &t.pvshim.cmdline);
         text("pvshim_extra", &t.pvshim.extra);
         let s = &t.sched;
-        for (key, v) in [("period", s.period), ("slice", s.slice), ("latency", s.latency), ("extratime", s.extratime)]
-        {
+        for (key, v) in [("period", s.period), ("slice", s.slice), ("latency", s.latency), ("extratime", s.extratime)] {
             // libxlutil reads a bare number as digits only: a negative one goes in quotes.
             out.extend(v.map(|v| (key, if v < 0 { quote(&v.to_string()) } else { v.to_string() })));
         }

@@ -44,7 +44,10 @@ fn every_key_is_read_into_libxls_fields_as_xl_fills_them() {
     assert_eq!(t.sched, SchedParams { period: Some(10000), slice: Some(500), latency: Some(20), extratime: Some(1) });
     assert_eq!(t.soft_affinity, Some(SoftAffinity::AllVcpus(vec![0, 1])));
     assert_eq!((t.vmtrace_buf_kb, t.passthrough), (Some(64), Some(Passthrough::Disabled)));
-    assert_eq!(t.arm, ArmSpec { gic_version: Some(GicVersion::V3), vuart: Some(VuartType::SbsaUart), tee: Some(TeeType::Optee) });
+    assert_eq!(
+        t.arm,
+        ArmSpec { gic_version: Some(GicVersion::V3), vuart: Some(VuartType::SbsaUart), tee: Some(TeeType::Optee) }
+    );
     // What `xl -N create` printed for this file on Xen 4.17 (c_info and b_info, in part).
     let j = json(&s);
     let (c, b) = (&j["c_info"], &j["b_info"]);
@@ -86,7 +89,10 @@ fn default_words_are_libxls_defaults_and_words_are_read_in_any_case() {
     assert_eq!(s.tuning.passthrough, Some(Passthrough::Enabled));
     assert_eq!((s.tuning.arm.gic_version, s.tuning.arm.vuart), (Some(GicVersion::V2), Some(VuartType::SbsaUart)));
     let j = json(&s);
-    assert_eq!((&j["c_info"]["passthrough"], &j["b_info"]["arch_arm"]["gic_version"]), (&"enabled".into(), &"v2".into()));
+    assert_eq!(
+        (&j["c_info"]["passthrough"], &j["b_info"]["arch_arm"]["gic_version"]),
+        (&"enabled".into(), &"v2".into())
+    );
 }
 
 #[test]
@@ -114,7 +120,10 @@ fn a_negative_event_channel_limit_wraps_as_in_xl() {
 #[test]
 fn bad_values_are_refused_naming_file_line_and_key() {
     for (extra, want) in [
-        ("passthrough = \"pt\"", "g.cfg:4: passthrough: \"pt\": expected default, disabled, enabled, sync_pt or share_pt"),
+        (
+            "passthrough = \"pt\"",
+            "g.cfg:4: passthrough: \"pt\": expected default, disabled, enabled, sync_pt or share_pt",
+        ),
         ("gic_version = \"v4\"", "g.cfg:4: gic_version: \"v4\": expected default, v2 or v3"),
         ("tee = \"sgx\"", "g.cfg:4: tee: \"sgx\": expected none or optee"),
         ("vuart = \"pl011\"", "g.cfg:4: vuart: \"pl011\": expected sbsa_uart"),
@@ -155,7 +164,10 @@ fn the_pvh_shim_is_read_for_pvh_guests_only() {
     }
     let mut pv = of_kind("pv", "").unwrap();
     pv.tuning.pvshim.enable = Some(true);
-    assert_eq!(pv.validate().unwrap_err().to_string(), "invalid tuning.pvshim \"\": applies to PVH guests only, not pv");
+    assert_eq!(
+        pv.validate().unwrap_err().to_string(),
+        "invalid tuning.pvshim \"\": applies to PVH guests only, not pv"
+    );
 }
 
 #[test]
@@ -245,10 +257,22 @@ fn vnuma_nodes_are_read_and_set_the_maximum_memory_and_vcpus() {
 #[test]
 fn vnuma_layouts_xl_or_libxl_refuse_are_refused() {
     for (extra, want) in [
-        ("maxvcpus = 3\nvnuma = [ [ \"size=256\", \"vcpus=0-1\" ] ]", "g.cfg:5: vnuma: its nodes have 2 vCPUs, and maxvcpus is 3"),
-        ("maxmem = 512\nvnuma = [ [ \"size=256\", \"vcpus=0\" ] ]", "g.cfg:5: vnuma: its nodes have 256 MiB, and maxmem is 512 MiB"),
-        ("vnuma = [ [ \"size=128\", \"vcpus=0\" ] ]", "g.cfg:4: vnuma: its nodes have 128 MiB, less than memory (256 MiB)"),
-        ("vcpus = 2\nvnuma = [ [ \"size=256\", \"vcpus=0\" ] ]", "g.cfg:5: vnuma: its nodes have 1 vCPUs, fewer than vcpus (2)"),
+        (
+            "maxvcpus = 3\nvnuma = [ [ \"size=256\", \"vcpus=0-1\" ] ]",
+            "g.cfg:5: vnuma: its nodes have 2 vCPUs, and maxvcpus is 3",
+        ),
+        (
+            "maxmem = 512\nvnuma = [ [ \"size=256\", \"vcpus=0\" ] ]",
+            "g.cfg:5: vnuma: its nodes have 256 MiB, and maxmem is 512 MiB",
+        ),
+        (
+            "vnuma = [ [ \"size=128\", \"vcpus=0\" ] ]",
+            "g.cfg:4: vnuma: its nodes have 128 MiB, less than memory (256 MiB)",
+        ),
+        (
+            "vcpus = 2\nvnuma = [ [ \"size=256\", \"vcpus=0\" ] ]",
+            "g.cfg:5: vnuma: its nodes have 1 vCPUs, fewer than vcpus (2)",
+        ),
         ("vnuma = [ \"size=256,vcpus=0\" ]", "g.cfg:4: vnuma[0]: a string, where xl expects a node's list"),
         ("vnuma = [ [ \"size=256\", \"vcpus=0\", \"junk\" ] ]", "g.cfg:4: vnuma[0]: \"junk\": expected OPTION=VALUE"),
         ("vnuma = [ [ \"vcpus=0\" ] ]", "g.cfg:4: vnuma[0]: no size=: libxl needs the memory of every node"),
@@ -257,7 +281,10 @@ fn vnuma_layouts_xl_or_libxl_refuse_are_refused() {
         ("vnuma = [ [ \"size=256\", \"vcpus=0,0\" ] ]", "g.cfg:4: vnuma[0]: \"vcpus=0,0\": vCPU 0 is listed twice"),
         ("vnuma = [ [ \"size=256\", \"vcpus=1-0\" ] ]", "g.cfg:4: vnuma[0]: \"vcpus=1-0\": `1-0' is not a vCPU number"),
         ("vnuma = [ [ \"size=-1\", \"vcpus=0\" ] ]", "g.cfg:4: vnuma[0]: \"size=-1\": not a size in MiB"),
-        ("vnuma = [ [ \"size=256\", \"vcpus=0\", \"vdistances=10,20\" ] ]", "g.cfg:4: vnuma[0]: \"2\": more distances than nodes (1)"),
+        (
+            "vnuma = [ [ \"size=256\", \"vcpus=0\", \"vdistances=10,20\" ] ]",
+            "g.cfg:4: vnuma[0]: \"2\": more distances than nodes (1)",
+        ),
         (
             "vcpus = 2\nvnuma = [ [ \"size=128\", \"vcpus=0\" ], [ \"size=128\", \"vcpus=0\" ] ]",
             "g.cfg:5: vnuma[1]: \"0\": in another node too",

@@ -155,7 +155,11 @@ pub(crate) fn validate(spec: &DomainSpec) -> Result<()> {
         }
     }
     if let Some(missing) = (0..max_vcpus).find(|v| !vcpus.contains(v)) {
-        return Err(Error::invalid("tuning.vnuma", "", format!("vCPU {missing} is in no node; libxl needs every vCPU in one")));
+        return Err(Error::invalid(
+            "tuning.vnuma",
+            "",
+            format!("vCPU {missing} is in no node; libxl needs every vCPU in one"),
+        ));
     }
     let max_mem = spec.effective_max_memory_mib();
     if total != max_mem {

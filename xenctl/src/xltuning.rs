@@ -29,15 +29,20 @@ pub(crate) fn read_tuning(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     }
     // xl stores any number in libxl's int fields.
     let s = &mut t.sched;
-    for (key, slot) in
-        [("period", &mut s.period), ("slice", &mut s.slice), ("latency", &mut s.latency), ("extratime", &mut s.extratime)]
-    {
+    for (key, slot) in [
+        ("period", &mut s.period),
+        ("slice", &mut s.slice),
+        ("latency", &mut s.latency),
+        ("extratime", &mut s.extratime),
+    ] {
         *slot = r.number::<i32>(key, i64::from(i32::MIN))?;
     }
     // xl keeps it in a long and libxl in a uint32_t: "-1" is 2^32 - 1.
-    t.max_event_channels = r.number::<i64>("max_event_channels", -(1 << 31))?.map(wrap_u32).transpose().map_err(|n| {
-        r.err("max_event_channels", format!("{n}: too large"))
-    })?;
+    t.max_event_channels = r
+        .number::<i64>("max_event_channels", -(1 << 31))?
+        .map(wrap_u32)
+        .transpose()
+        .map_err(|n| r.err("max_event_channels", format!("{n}: too large")))?;
     t.max_maptrack_frames = grant_limit(r, "max_maptrack_frames")?;
     t.max_grant_version = grant_limit(r, "max_grant_version")?;
     // xl leaves 0 as libxl's default, which is no buffer.
