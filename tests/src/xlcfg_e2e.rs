@@ -76,6 +76,11 @@ pub const REJECTED: &[(&str, &str, &str)] = &[
     ("pvdev-vsnd-doc-format.cfg", include_str!("../xlcfg/rejected/pvdev-vsnd-doc-format.cfg"), "vsnd[0]"),
     ("pvdev-vsnd-doc-stream-id.cfg", include_str!("../xlcfg/rejected/pvdev-vsnd-doc-stream-id.cfg"), "vsnd[0]"),
     ("pvdev-vdispl-no-connector.cfg", include_str!("../xlcfg/rejected/pvdev-vdispl-no-connector.cfg"), "vdispl[0]"),
+    ("sched-passthrough-word.cfg", include_str!("../xlcfg/rejected/sched-passthrough-word.cfg"), "passthrough"),
+    ("sched-vnuma-maxvcpus.cfg", include_str!("../xlcfg/rejected/sched-vnuma-maxvcpus.cfg"), "vnuma"),
+    ("sched-grant-version-big.cfg", include_str!("../xlcfg/rejected/sched-grant-version-big.cfg"), "max_grant_version"),
+    ("sched-gic-version.cfg", include_str!("../xlcfg/rejected/sched-gic-version.cfg"), "gic_version"),
+    ("sched-vnuma-maxmem.cfg", include_str!("../xlcfg/rejected/sched-vnuma-maxmem.cfg"), "vnuma"),
 ];
 
 /// The tests of this module, for xen-e2e.

@@ -59,4 +59,10 @@
     ("pvdev-vkb-touch.cfg", include_str!("pvdev-vkb-touch.cfg")),
     ("pvdev-vtpm-guest.cfg", include_str!("pvdev-vtpm-guest.cfg")),
     ("lists-as-strings.cfg", include_str!("lists-as-strings.cfg")),
+    ("sched-arm-keys-on-x86.cfg", include_str!("sched-arm-keys-on-x86.cfg")),
+    ("sched-driver-domain.cfg", include_str!("sched-driver-domain.cfg")),
+    ("sched-hvm-vnuma.cfg", include_str!("sched-hvm-vnuma.cfg")),
+    ("sched-pv-rtds-pool.cfg", include_str!("sched-pv-rtds-pool.cfg")),
+    ("sched-pv-vnuma-novcpus.cfg", include_str!("sched-pv-vnuma-novcpus.cfg")),
+    ("sched-pvh-shim.cfg", include_str!("sched-pvh-shim.cfg")),
 ]

@@ -189,6 +189,7 @@ impl DomainSpec {
         self.host_defaults.fill_libxl(d)?;
         self.fill_usb(d)?;
         self.resources.fill_libxl(self.kind, d)?;
+        self.fill_tuning(d)?;
         Ok(cfg)
     }
 }
@@ -213,7 +214,7 @@ fn fill_bitmap(map: &mut xen_sys::libxl_bitmap, bits: u32) -> Result<()> {
 }
 
 /// A bitmap with exactly `bits` set, sized to hold the highest.
-fn fill_bitmap_bits(map: &mut xen_sys::libxl_bitmap, bits: &[u32]) -> Result<()> {
+pub(crate) fn fill_bitmap_bits(map: &mut xen_sys::libxl_bitmap, bits: &[u32]) -> Result<()> {
     let highest = bits.iter().copied().max().unwrap_or(0);
     let bytes = (highest / 8 + 1) as usize;
     let p = raw::calloc_array::<u8>(bytes)?;

@@ -77,9 +77,11 @@ mod save;
 mod savejob;
 mod spec;
 mod spice;
+mod tuning;
 mod types;
 mod usb;
 mod viridian;
+mod vnuma;
 mod xenstore;
 mod xlcfg;
 mod xlconf;
@@ -91,6 +93,7 @@ mod xlparse;
 mod xlread;
 mod xlscan;
 mod xlspecs;
+mod xltuning;
 mod xlu;
 
 pub use context::{Context, XenVersions};
@@ -111,9 +114,13 @@ pub use save::{SaveImageHeader, partial_path};
 pub use savejob::SaveJob;
 pub use spec::{DomainSpec, TscMode};
 pub use spice::SpiceSpec;
+pub use tuning::{
+    ArmSpec, GicVersion, Passthrough, PvShimSpec, SchedParams, SoftAffinity, TeeType, TuningSpec, VuartType,
+};
 pub use types::{DomId, DomainKind, ShutdownAction, ShutdownReason};
 pub use usb::{UsbCtrlKind, UsbCtrlSpec, UsbDevSpec};
 pub use uuid::Uuid;
+pub use vnuma::VnumaNode;
 pub use xenstore::{VIF_OFFLOAD_FEATURES, Xenstore, vif_backend_path};
 pub use xlconf::{AutoBalloon, DomidPolicy, HostDefaults, MAX_XL_CONF_BYTES, OutputFormat, XL_CONF_PATH, XlConf};
 pub use xlparse::XlConfigFile;

@@ -16,6 +16,7 @@ use crate::pci::PciSpec;
 use crate::pvdevices::{ChannelSpec, P9Spec, PvcallsSpec, VkbSpec, VtpmSpec};
 use crate::pvmedia::{VdisplSpec, VsndSpec};
 use crate::resources::HostResources;
+use crate::tuning::TuningSpec;
 use crate::types::{DomainKind, ShutdownAction};
 use crate::usb::{UsbCtrlSpec, UsbDevSpec};
 use crate::xlconf::HostDefaults;
@@ -165,6 +166,10 @@ pub struct DomainSpec {
     pub cpu_weight: Option<u32>,
     /// CPU cap in percent of one physical CPU (`cap`; 0 = none); `None` for the default.
     pub cpu_cap: Option<u32>,
+    /// CPU pool, scheduler parameters, soft affinity, virtual NUMA, security labels, limits
+    /// and Xen feature switches (see [`TuningSpec`]); libxl's defaults when unset.
+    #[serde(default, skip_serializing_if = "TuningSpec::is_default")]
+    pub tuning: TuningSpec,
     /// Platform and firmware knobs (ACPI, APIC, PAE, HAP, Viridian, BIOS, device model, ...).
     pub platform: PlatformSpec,
     /// An emulated USB controller (`usb`; HVM).
@@ -242,6 +247,7 @@ impl DomainSpec {
             tsc_mode: TscMode::Default,
             cpu_weight: None,
             cpu_cap: None,
+            tuning: TuningSpec::default(),
             platform: PlatformSpec::default(),
             usb: None,
             usb_version: None,
@@ -512,6 +518,7 @@ impl DomainSpec {
         self.validate_usb()?;
         self.resources.validate(self.kind)?;
         self.validate_pv_devices()?;
+        self.validate_tuning()?;
         self.validate_options()
     }
 }
@@ -697,6 +704,7 @@ mod tests {
         };
         s.cpu_weight = Some(512);
         s.cpu_cap = Some(50);
+        s.tuning = everything_tuned();
         s.platform = PlatformSpec {
             acpi: Some(true),
             viridian_enlightenments: Vec::new(),
@@ -780,6 +788,38 @@ mod tests {
             blkdev_start: Some("xvdz".into()),
         };
         s
+    }
+
+    /// Every tuning field set, consistent with `everything()`'s 1 GiB and 4 vCPUs.
+    fn everything_tuned() -> TuningSpec {
+        use crate::tuning::{ArmSpec, GicVersion, Passthrough, SchedParams, SoftAffinity, TeeType, VuartType};
+        use crate::vnuma::VnumaNode;
+        TuningSpec {
+            pool: Some("rt-pool".into()),
+            sched: SchedParams { period: Some(10000), slice: Some(5), latency: Some(-1), extratime: Some(1) },
+            soft_affinity: Some(SoftAffinity::PerVcpu(vec![vec![0], vec![1, 2]])),
+            vnuma: vec![
+                VnumaNode { size_mib: 512, pnode: Some(0), vcpus: vec![0, 1], distances: vec![10, 20] },
+                VnumaNode { size_mib: 512, pnode: None, vcpus: vec![2, 3], distances: Vec::new() },
+            ],
+            init_seclabel: Some("system_u:system_r:build_t".into()),
+            seclabel: Some("system_u:system_r:domU_t".into()),
+            max_event_channels: Some(2047),
+            max_maptrack_frames: Some(2048),
+            max_grant_version: Some(1),
+            vmtrace_buf_kb: Some(64),
+            oos: Some(false),
+            vpmu: Some(true),
+            driver_domain: Some(true),
+            xend_suspend_evtchn_compat: Some(false),
+            passthrough: Some(Passthrough::SyncPt),
+            pvshim: Default::default(),
+            arm: ArmSpec {
+                gic_version: Some(GicVersion::V2),
+                vuart: Some(VuartType::SbsaUart),
+                tee: Some(TeeType::Optee),
+            },
+        }
     }
 
     fn bdf() -> Bdf {

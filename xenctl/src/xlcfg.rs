@@ -295,7 +295,7 @@ impl DomainSpec {
         for (key, value) in self.option_lines()? {
             line(key, value);
         }
-        for (key, value) in self.usb_lines().into_iter().chain(self.resources.xl_lines()?) {
+        for (key, value) in self.usb_lines().into_iter().chain(self.resources.xl_lines()?).chain(self.tuning_lines()) {
             line(key, value);
         }
         refuse_control_characters(&out)?;

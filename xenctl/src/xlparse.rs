@@ -84,7 +84,13 @@ impl DomainSpec {
     /// `spice*` keys, `firmware_override`, `bios_path_override`, `smbios_firmware`,
     /// `acpi_firmware`, `ms_vm_genid`, `acpi_laptop_slate`, `nx`, `vpt_align`, `mmio_hole`,
     /// `mca_caps`, `altp2mhvm` (see `extras.rs`) and `rdm_mem_boundary`; for every type `usbctrl`,
-    /// `usbdev`, `ioports`, `irqs`, `iomem`, `rdm`, `dtdev` and `device_tree`. `device_model` and `vncviewer`,
+    /// `usbdev`, `ioports`, `irqs`, `iomem`, `rdm`, `dtdev` and `device_tree`. The tuning keys
+    /// (see [`TuningSpec`](crate::TuningSpec)): `pool`, `seclabel`, `init_seclabel`, `period`,
+    /// `slice`, `latency`, `extratime`, `cpus_soft`, `vnuma`, `max_event_channels`,
+    /// `max_maptrack_frames`, `max_grant_version`, `vmtrace_buf_kb`, `oos`, `vpmu`,
+    /// `driver_domain`, `xend_suspend_evtchn_compat`, `passthrough`, `gic_version`, `vuart`,
+    /// `tee`; PVH only: `pvshim`, `pvshim_path`, `pvshim_cmdline`, `pvshim_extra`. `vif2` is
+    /// ignored with a warning, as xl ignores it. `device_model` and `vncviewer`,
     /// which xl ignores with a warning, are ignored the same way; so are keys of xm (xl's
     /// predecessor) that xl never reads, such as `vncconsole` and `on_xend_start`.
     ///
@@ -127,6 +133,7 @@ fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
         })?;
     }
     read_sizes(&mut r, &mut spec)?;
+    crate::xltuning::read_tuning(&mut r, &mut spec)?;
     read_boot(&mut r, &mut spec)?;
     read_actions(&mut r, &mut spec)?;
     read_platform(&mut r, &mut spec)?;

@@ -279,7 +279,6 @@ fn device_lists_given_one_string_are_skipped_as_xl_skips_them() {
 fn errors_name_file_line_and_key() {
     let cases = [
         (pv("memroy = 512"), "g.cfg:3: memroy: not an xl.cfg key"),
-        (pv("\n\nseclabel = \"a:b:c\""), "g.cfg:5: seclabel: xl knows this key, but xenctl does not support it"),
         (pv("timer_mode = 1"), "g.cfg:3: timer_mode: applies to PVH and HVM guests only, and this is a pv guest"),
         (hvm("vfb = [ 'vnc=1' ]"), "h.cfg:3: vfb: applies to PV and PVH guests only, and this is a hvm guest"),
         (pv("memory = \"lots\""), "g.cfg:3: memory: parameter `memory' is not a valid number"),

@@ -148,6 +148,24 @@ impl Reader {
         }
     }
 
+    /// A list of lists, as libxlutil gives it: per item, its own items (strings, or
+    /// [`ListItem::List`] for a list nested deeper), or `None` where the item is a string.
+    pub(crate) fn list_of_lists(&mut self, key: &str) -> Result<Option<Vec<Option<Vec<ListItem>>>>> {
+        match self.xlu.nested_list(&self.c_key(key)?) {
+            Setting::Missing => Ok(None),
+            Setting::Found(items) => Ok(Some(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        NestedItem::Text(_) => None,
+                        NestedItem::List(inner) => Some(inner),
+                    })
+                    .collect(),
+            )),
+            Setting::Invalid(why) => Err(self.err(key, why)),
+        }
+    }
+
     fn texts(&self, key: &str, items: Vec<ListItem>) -> Result<Vec<String>> {
         items
             .into_iter()
@@ -273,6 +291,9 @@ fn key_of_field(field: &str) -> (&str, Option<usize>) {
             let index = rest.split(']').next().and_then(|n| n.parse().ok());
             return (key, index);
         }
+    }
+    if let Some(key) = crate::tuning::xl_key_of_field(field) {
+        return key;
     }
     if field.starts_with("vcpu_cpus") {
         return ("cpus", None);
