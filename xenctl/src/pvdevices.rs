@@ -596,4 +596,4 @@ fn count(n: usize) -> i32 {
 
 #[cfg(test)]
 #[path = "pvdevices_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -7,11 +7,13 @@ use crate::raw::string_from_c;
 
 const HEAD: &str = "name = 'g'\nkernel = '/k'\n";
 
-fn parse(body: &str) -> DomainSpec {
+/// `body` after a minimal PV config's name and kernel, parsed; panics on an error.
+pub(crate) fn parse(body: &str) -> DomainSpec {
     DomainSpec::from_xl_config_text("g.cfg", &format!("{HEAD}{body}")).unwrap_or_else(|e| panic!("{body}: {e}"))
 }
 
-fn refusal(body: &str) -> String {
+/// The error `body` after a minimal PV config's name and kernel gives; panics on success.
+pub(crate) fn refusal(body: &str) -> String {
     match DomainSpec::from_xl_config_text("g.cfg", &format!("{HEAD}{body}")) {
         Ok(spec) => panic!("accepted {body}: {spec:?}"),
         Err(e) => e.to_string(),

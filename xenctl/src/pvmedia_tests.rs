@@ -4,18 +4,7 @@
 use super::*;
 use crate::pvmedia_xl::{vdispl_from_xl, vsnd_from_xl};
 
-const HEAD: &str = "name = 'g'\nkernel = '/k'\n";
-
-fn parse(body: &str) -> DomainSpec {
-    DomainSpec::from_xl_config_text("g.cfg", &format!("{HEAD}{body}")).unwrap_or_else(|e| panic!("{body}: {e}"))
-}
-
-fn refusal(body: &str) -> String {
-    match DomainSpec::from_xl_config_text("g.cfg", &format!("{HEAD}{body}")) {
-        Ok(spec) => panic!("accepted {body}: {spec:?}"),
-        Err(e) => e.to_string(),
-    }
-}
+use crate::pvdevices::tests::{parse, refusal};
 
 fn json_of(spec: &DomainSpec, key: &str) -> serde_json::Value {
     let json: serde_json::Value = serde_json::from_str(&spec.to_libxl_json().unwrap()).unwrap();

@@ -127,17 +127,27 @@ impl XluConfig {
         }
     }
 
-    /// A list setting: its items, in order.
-    pub(crate) fn list(&mut self, key: &CStr) -> Setting<Vec<ListItem>> {
+    /// libxlutil's list `key` and its item count; `Err` holds what to answer when the key is
+    /// missing or not a list.
+    fn raw_list<T>(&mut self, key: &CStr) -> Result<(*mut xen_sys::XLU_ConfigList, c_int), Setting<T>> {
         let mut list: *mut xen_sys::XLU_ConfigList = ptr::null_mut();
         let mut count: c_int = 0;
-        // SAFETY: cfg is live; key is a valid C string; list and count are valid out-pointers.
+        // SAFETY: cfg is live; key is a valid C string; list and count are valid out-pointers;
+        // with dont_warn=1 nothing is reported.
         let rc = unsafe { xen_sys::xlu_cfg_get_list(self.cfg.as_ptr(), key.as_ptr(), &mut list, &mut count, 1) };
         match rc {
-            0 => {}
-            libc::ESRCH => return Setting::Missing,
-            _ => return Setting::Invalid("a single value, where xl expects a list [ ... ]".into()),
+            0 => Ok((list, count)),
+            libc::ESRCH => Err(Setting::Missing),
+            _ => Err(Setting::Invalid("a single value, where xl expects a list [ ... ]".into())),
         }
+    }
+
+    /// A list setting: its items, in order.
+    pub(crate) fn list(&mut self, key: &CStr) -> Setting<Vec<ListItem>> {
+        let (list, count) = match self.raw_list(key) {
+            Ok(found) => found,
+            Err(setting) => return setting,
+        };
         let items = (0..count)
             .map(|i| {
                 // SAFETY: list belongs to cfg (alive); i is within its count. NULL means the
@@ -156,15 +166,10 @@ impl XluConfig {
     /// A list setting whose items may be lists themselves (`vsnd`): each item, and a list
     /// item's own items.
     pub(crate) fn nested_list(&mut self, key: &CStr) -> Setting<Vec<NestedItem>> {
-        let mut list: *mut xen_sys::XLU_ConfigList = ptr::null_mut();
-        let mut count: c_int = 0;
-        // SAFETY: as in `list`.
-        let rc = unsafe { xen_sys::xlu_cfg_get_list(self.cfg.as_ptr(), key.as_ptr(), &mut list, &mut count, 1) };
-        match rc {
-            0 => {}
-            libc::ESRCH => return Setting::Missing,
-            _ => return Setting::Invalid("a single value, where xl expects a list [ ... ]".into()),
-        }
+        let (list, count) = match self.raw_list(key) {
+            Ok(found) => found,
+            Err(setting) => return setting,
+        };
         let items = (0..count)
             .map(|i| {
                 // SAFETY: list belongs to cfg (alive); i is within its count, so the value is
