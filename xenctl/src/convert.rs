@@ -117,22 +117,8 @@ impl DomainSpec {
             if let Some(vnc) = &self.vnc {
                 vnc.fill_libxl("vnc", &mut hvm.vnc)?;
             }
-        } else if let Some(vnc) = &self.vnc {
-            // PV/PVH: a virtual framebuffer with VNC, and a keyboard to go with it, as xl does.
-            d.vfbs = raw::calloc_array(1)?;
-            d.num_vfbs = 1;
-            d.vkbs = raw::calloc_array(1)?;
-            d.num_vkbs = 1;
-            // SAFETY: both arrays hold one zeroed element, counted in num_*; init then fill.
-            unsafe {
-                xen_sys::libxl_device_vfb_init(d.vfbs);
-                xen_sys::libxl_device_vkb_init(d.vkbs);
-                // Numbered by position, as xl's ARRAY_EXTEND_INIT does.
-                (*d.vfbs).devid = 0;
-                (*d.vkbs).devid = 0;
-                vnc.fill_libxl("vnc", &mut (*d.vfbs).vnc)?;
-            }
         }
+        self.fill_vfbs(d)?;
 
         d.disks = raw::calloc_array(self.disks.len())?;
         d.num_disks = count(self.disks.len());

@@ -98,7 +98,6 @@ pub(crate) fn read(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         DomainKind::Hvm => read_hvm(r, spec)?,
         DomainKind::Pv | DomainKind::Pvh => read_pv_firmware(r, spec)?,
     }
-    read_sdl_display(r, spec)?;
     devmodel::read(r, spec)
 }
 
@@ -203,13 +202,11 @@ fn read_pv_firmware(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
 }
 
 /// `display` and `xauthority`, which xl reads with the other SDL keys: for an HVM guest, and
-/// for a PV guest's top-level framebuffer (`vnc = 1`, no `vfb`).
-fn read_sdl_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
+/// for a PV guest's top-level framebuffer (`vnc = 1`, no `vfb` list; the caller handles that
+/// and PVH).
+pub(crate) fn read_sdl_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     let Some(key) = ["display", "xauthority"].into_iter().find(|k| r.has(k)) else { return Ok(()) };
     if spec.kind == DomainKind::Pv {
-        if r.has("vfb") {
-            return Err(r.err(key, "set the display in vfb = [ ... ] or with top-level keys, not both"));
-        }
         match r.flag("vnc")? {
             Some(true) => {}
             Some(false) => {
@@ -293,8 +290,8 @@ impl DomainSpec {
         self.device_model.fill(self.kind, b)?;
         match self.kind {
             DomainKind::Hvm => self.fill_hvm_extras(b)?,
-            DomainKind::Pv | DomainKind::Pvh if !d.vfbs.is_null() => {
-                // SAFETY: to_libxl made d.vfbs one initialised vfb (for `vnc`).
+            DomainKind::Pv | DomainKind::Pvh if self.vnc.is_some() => {
+                // SAFETY: fill_vfbs made d.vfbs[0] the initialised vfb for `vnc`.
                 let vfb = unsafe { &mut *d.vfbs };
                 vfb.sdl.display = raw::strdup_opt("display.sdl_display", self.display.sdl_display.as_deref())?;
                 vfb.sdl.xauthority = raw::strdup_opt("display.xauthority", self.display.xauthority.as_deref())?;

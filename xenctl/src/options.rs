@@ -475,8 +475,8 @@ impl DomainSpec {
             }
             DomainKind::Pvh => {}
         }
-        if self.kind != DomainKind::Hvm && !d.vfbs.is_null() && !self.display.is_default() {
-            // SAFETY: to_libxl made d.vfbs one initialised vfb (for `vnc`) before calling us.
+        if self.kind != DomainKind::Hvm && self.vnc.is_some() && !self.display.is_default() {
+            // SAFETY: fill_vfbs made d.vfbs[0] the initialised vfb for `vnc` before calling us.
             let vfb = unsafe { &mut *d.vfbs };
             set_defbool(&mut vfb.sdl.enable, self.display.sdl);
             set_defbool(&mut vfb.sdl.opengl, self.display.opengl);

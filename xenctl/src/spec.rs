@@ -19,6 +19,7 @@ use crate::resources::HostResources;
 use crate::tuning::TuningSpec;
 use crate::types::{DomainKind, ShutdownAction};
 use crate::usb::{UsbCtrlSpec, UsbDevSpec};
+use crate::vfb::VfbSpec;
 use crate::xlconf::HostDefaults;
 
 /// The memory libxl gives a guest whose config states none, MiB (LIBXL_MEMKB_DEFAULT's
@@ -155,8 +156,12 @@ pub struct DomainSpec {
     pub serial_ports: Vec<String>,
     /// HVM boot order, e.g. `cd` (disk, then CD-ROM).
     pub boot_order: Option<String>,
-    /// A VNC console.
+    /// A VNC console: an HVM guest's device model display, a PV/PVH guest's framebuffer.
     pub vnc: Option<VncSpec>,
+    /// Virtual framebuffers, each with a keyboard (xl.cfg's `vfb` list), for any guest type;
+    /// a PV/PVH guest sets its framebuffer here or in `vnc`, not both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vfbs: Vec<VfbSpec>,
     /// The rest of the display: SDL, keymap, graphics card, video memory.
     pub display: DisplaySpec,
     /// TSC (time stamp counter) mode.
@@ -243,6 +248,7 @@ impl DomainSpec {
             serial_ports: Vec::new(),
             boot_order: None,
             vnc: None,
+            vfbs: Vec::new(),
             display: DisplaySpec::default(),
             tsc_mode: TscMode::Default,
             cpu_weight: None,
@@ -518,6 +524,7 @@ impl DomainSpec {
         self.validate_usb()?;
         self.resources.validate(self.kind)?;
         self.validate_pv_devices()?;
+        self.validate_vfbs()?;
         self.validate_tuning()?;
         self.validate_options()
     }

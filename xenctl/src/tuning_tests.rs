@@ -133,8 +133,11 @@ fn bad_values_are_refused_naming_file_line_and_key() {
         ("slice = 3000000000", "g.cfg:4: slice: 3000000000: too large"),
         ("pool = [ \"a\" ]", "g.cfg:4: pool: a list, where xl expects a single value"),
         ("oos = \"off\"", "g.cfg:4: oos: parameter `oos' is not a valid number"),
-        ("vcpus = 2\ncpus_soft = \"all\"", "g.cfg:5: cpus_soft: `all' is not supported"),
-        ("vcpus = 2\ncpus_soft = \"nodes:0\"", "g.cfg:5: cpus_soft: `nodes:0': NUMA node lists are not supported"),
+        ("vcpus = 2\ncpus_soft = \"all\"", "g.cfg:5: cpus_soft: `all' needs the host's CPUs"),
+        (
+            "vcpus = 2\ncpus_soft = \"nodes:0\"",
+            "g.cfg:5: cpus_soft: `nodes:0': NUMA node lists need the host's topology",
+        ),
         ("vcpus = 2\ncpus_soft = [ \"1\",\n  \"x\" ]", "g.cfg:6: cpus_soft[1]: `x' is not a CPU number"),
     ] {
         let e = err(pv(extra));

@@ -286,6 +286,10 @@ impl DomainSpec {
                 line("vfb", list(&[parts.join(",")]));
             }
         }
+        if !self.vfbs.is_empty() {
+            let items = self.vfbs.iter().enumerate().map(|(i, v)| v.to_xl(&format!("vfbs[{i}]")));
+            line("vfb", list(&items.collect::<Result<Vec<_>>>()?));
+        }
         match self.tsc_mode {
             TscMode::Default => {}
             TscMode::AlwaysEmulate => line("tsc_mode", quote("always_emulate")),

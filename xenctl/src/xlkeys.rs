@@ -18,10 +18,9 @@ const ALL: Applies = Applies { pv: true, pvh: true, hvm: true };
 const HVM: Applies = Applies { pv: false, pvh: false, hvm: true };
 const PV: Applies = Applies { pv: true, pvh: false, hvm: false };
 /// Top-level VNC/SDL keys: xl reads them for HVM guests, and for PV guests without a `vfb`
-/// list; for PVH it would write them into the HVM part of its build info, so we refuse them.
+/// list; for PVH it writes them into the HVM part of the build info, which a PVH guest has
+/// not, so they do nothing there (a warning says so).
 const HVM_PV: Applies = Applies { pv: true, pvh: false, hvm: true };
-/// Guests without a device model of their own.
-const PV_PVH: Applies = Applies { pv: true, pvh: true, hvm: false };
 /// The PVH shim's keys.
 const PVH: Applies = Applies { pv: false, pvh: true, hvm: false };
 /// Guests with emulated timers (xl refuses `timer_mode` for PV).
@@ -110,7 +109,7 @@ const SUPPORTED: &[(&str, Applies)] = &[
     // xl ignores these two with a warning; so do we.
     ("device_model", ALL),
     ("vncviewer", ALL),
-    ("vfb", PV_PVH),
+    ("vfb", ALL),
     ("vnc", HVM_PV),
     ("vnclisten", HVM_PV),
     ("vncdisplay", HVM_PV),
@@ -280,10 +279,20 @@ const XM_IGNORED: &[&str] = &[
 
 /// Keys xl reads only inside its branch for one guest type (e.g. `pae` among the HVM keys,
 /// `e820_host` for PV) and never looks at for the others: in another type's file they change
-/// nothing, and xl says nothing. We accept them there with a warning. Keys xl reads for every
-/// type but that mean nothing or harm for some (top-level VNC keys on PVH, `timer_mode` on PV)
-/// are not here: those stay errors.
+/// nothing, and xl says nothing. We accept them there with a warning. The top-level display
+/// keys are here too: in a PVH file xl writes them into the HVM part of the build info, which a
+/// PVH guest has not. Keys xl refuses for some type (`timer_mode` on PV) stay errors.
 const XL_SKIPS_ELSEWHERE: &[&str] = &[
+    "vnc",
+    "vnclisten",
+    "vncdisplay",
+    "vncpasswd",
+    "vncunused",
+    "sdl",
+    "opengl",
+    "keymap",
+    "display",
+    "xauthority",
     "serial",
     "boot",
     "usb",

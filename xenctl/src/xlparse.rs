@@ -13,14 +13,16 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cpuset::HostCpus;
 use crate::devices::{DiskSpec, VifSpec, VncSpec};
 use crate::error::{Error, Result};
 use crate::options::{BiosKind, DeviceModelVersion, TimerMode, VgaKind};
 use crate::spec::{DomainSpec, TscMode};
 use crate::types::{DomainKind, ShutdownAction};
+use crate::vfb::{self, VfbItem};
 use crate::xlkeys::{self, KeyClass};
 use crate::xlread::{OneOrList, Reader};
-use crate::xlspecs::{PciDefaults, VfbOptions, cpus_from_xl, pci_from_xl, reason_of, vfb_from_xl};
+use crate::xlspecs::{PciDefaults, pci_from_xl, reason_of};
 
 /// An xl.cfg file as [`DomainSpec::read_xl_config_file`] reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +40,7 @@ impl DomainSpec {
     pub fn read_xl_config_file(path: &Path) -> Result<XlConfigFile> {
         let data =
             std::fs::read(path).map_err(|source| Error::Io { op: "read xl config", path: path.into(), source })?;
-        parse_file(&path.display().to_string(), &data)
+        parse_file(&path.display().to_string(), &data, None)
     }
 
     /// Reads an xl.cfg(5) file, as `xl create FILE` would, into a spec.
@@ -58,7 +60,15 @@ impl DomainSpec {
     /// Parses the bytes of an xl.cfg file as they are, as libxlutil reads them (a string in
     /// Latin-1 stays as written); `source` names it in errors.
     pub fn read_xl_config_bytes(source: &str, data: &[u8]) -> Result<XlConfigFile> {
-        parse_file(source, data)
+        parse_file(source, data, None)
+    }
+
+    /// [`read_xl_config_bytes`](Self::read_xl_config_bytes) on a known host: CPU lists
+    /// (`cpus`, `cpus_soft`) read as xl reads them there, `all` and `nodes:N` included (see
+    /// [`HostCpus`] and [`Context::host_cpus`](crate::Context::host_cpus)). Without the host,
+    /// `all` is no pinning and node lists are refused.
+    pub fn read_xl_config_bytes_on(source: &str, data: &[u8], host: Option<&HostCpus>) -> Result<XlConfigFile> {
+        parse_file(source, data, host.cloned())
     }
 
     /// Parses xl.cfg text; `source` names it in errors (a file name, or e.g. `"<stdin>"`).
@@ -73,8 +83,9 @@ impl DomainSpec {
     /// `acpi`, `hap`, `nestedhvm`, `localtime`, `videoram`, `device_model_version`,
     /// `rtc_timeoffset`, `shadow_memory`, `nomigrate`, `max_grant_frames`, `timer_mode` (HVM
     /// and PVH); the display:
-    /// `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`, `keymap`,
-    /// `vfb` (PV and PVH); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
+    /// `vfb` (any number of framebuffers, any type), and for HVM guests and PV guests without a
+    /// `vfb` list `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`,
+    /// `keymap` (ignored with a warning in a PVH file, as xl has nowhere to put them); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
     /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. Also `cpuid`
     /// (both forms), `altp2m`, `msr_relaxed`, `firmware`, the device model and stub domain
@@ -112,11 +123,11 @@ impl DomainSpec {
 }
 
 fn parse(source: &str, data: &[u8]) -> Result<DomainSpec> {
-    parse_file(source, data).map(|f| f.spec)
+    parse_file(source, data, None).map(|f| f.spec)
 }
 
-fn parse_file(source: &str, data: &[u8]) -> Result<XlConfigFile> {
-    let mut r = Reader::new(source, data)?;
+fn parse_file(source: &str, data: &[u8], host: Option<HostCpus>) -> Result<XlConfigFile> {
+    let mut r = Reader::new(source, data, host)?;
     let kind = read_kind(&mut r)?;
     check_keys(&r, kind)?;
     let name = r.string("name")?.ok_or_else(|| r.err_missing("name", "xl needs a domain name"))?;
@@ -233,11 +244,11 @@ fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
         Some(given) if spec.vcpus_unstated && spec.max_vcpus.is_none() => {
             // xl still parses the one-string form, and stops on a bad one.
             if let OneOrList::One(text) = &given {
-                cpus_from_xl(text).map_err(|e| r.err("cpus", e))?;
+                r.cpu_list("cpus", None, text)?;
             }
             log::warn!("{}: cpus: without vcpus or maxvcpus xl pins no vCPU; ignored", r.at("cpus"));
         }
-        Some(OneOrList::One(text)) => spec.cpus = cpus_from_xl(&text).map_err(|e| r.err("cpus", e))?,
+        Some(OneOrList::One(text)) => spec.cpus = r.cpu_list("cpus", None, &text)?,
         // One CPU list per vCPU; xl ignores entries past the last vCPU (parse_vcpu_affinity).
         Some(OneOrList::List(items)) => {
             let max = spec.effective_max_vcpus() as usize;
@@ -249,13 +260,9 @@ fn read_sizes(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
                 );
             }
             for (i, item) in items.iter().take(max).enumerate() {
-                let set = cpus_from_xl(item).map_err(|e| r.item_err("cpus", i, e))?;
+                let set = r.cpu_list("cpus", Some(i), item)?;
                 if set.is_empty() {
-                    return Err(r.item_err(
-                        "cpus",
-                        i,
-                        "`all' in a per-vCPU list is not supported (it is the host's CPUs)",
-                    ));
+                    return Err(r.item_err("cpus", i, "`all' in a per-vCPU list needs the host's CPUs"));
                 }
                 spec.vcpu_cpus.push(set);
             }
@@ -444,33 +451,35 @@ fn spec_reason(e: Error) -> String {
 const VNC_KEYS: [&str; 5] = ["vnc", "vnclisten", "vncdisplay", "vncpasswd", "vncunused"];
 
 fn read_display(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
-    let vfbs = r.list("vfb")?;
-    let top_level = VNC_KEYS.iter().chain(&["sdl", "opengl", "keymap"]).find(|k| r.has(k)).copied();
-    if let Some(vfbs) = vfbs {
-        if let Some(key) = top_level {
-            return Err(r.err(key, "set the display in vfb = [ ... ] or with top-level keys, not both"));
-        }
-        let item = match vfbs.as_slice() {
-            [] => return Ok(()),
-            [one] => one,
-            _ => return Err(r.item_err("vfb", 1, "more than one framebuffer is not supported")),
-        };
-        let VfbOptions { vnc, sdl, opengl, keymap, display, xauthority, xm_type, ignored } =
-            vfb_from_xl(item).map_err(|e| r.item_err("vfb", 0, format!("{item:?}: {e}")))?;
+    let items = r.list_or_ignore("vfb")?.unwrap_or_default();
+    let listed = !items.is_empty();
+    for (i, item) in items.into_iter().enumerate() {
+        let VfbItem { spec: vfb, xm_type, ignored } =
+            vfb::from_xl(&item).map_err(|e| r.item_err("vfb", i, format!("{item:?}: {e}")))?;
         for what in ignored {
-            log::warn!("{}: vfb[0]: {what}; ignored", r.item_at("vfb", 0));
+            log::warn!("{}: vfb[{i}]: {what}; ignored", r.item_at("vfb", i));
         }
         if let Some(t) = xm_type {
             let extra = if t == "sdl" { "; this framebuffer is VNC's, without SDL (give sdl=1)" } else { "" };
-            log::warn!("{}: vfb[0]: type={t}: xm's framebuffer type, which xl ignores{extra}", r.at("vfb"));
+            log::warn!("{}: vfb[{i}]: type={t}: xm's framebuffer type, which xl ignores{extra}", r.item_at("vfb", i));
         }
-        spec.vnc = Some(vnc);
-        spec.display.sdl = sdl;
-        spec.display.opengl = opengl;
-        spec.display.keymap = keymap;
-        spec.display.sdl_display = display;
-        spec.display.xauthority = xauthority;
-        return Ok(());
+        spec.vfbs.push(vfb);
+    }
+    spec.fold_single_vfb();
+    let top_level = VNC_KEYS.iter().chain(&["sdl", "opengl", "keymap"]).find(|k| r.has(k)).copied();
+    match spec.kind {
+        // xl reads a PV guest's top-level display keys only when its vfb list gave none.
+        DomainKind::Pv if listed => {
+            let extras = ["sdl", "opengl", "keymap", "display", "xauthority"];
+            for key in VNC_KEYS.iter().chain(&extras).filter(|k| r.has(k)) {
+                log::warn!("{}: {key}: ignored, as xl ignores it beside a vfb list", r.at(key));
+            }
+            return Ok(());
+        }
+        // xl writes them into the HVM part of the build info, which a PVH guest has not:
+        // check_keys warned about each.
+        DomainKind::Pvh => return Ok(()),
+        _ => crate::extras::read_sdl_display(r, spec)?,
     }
     let enabled = r.flag("vnc")?;
     if spec.kind == DomainKind::Pv && enabled == Some(false) {

@@ -243,9 +243,23 @@ fn top_level_vnc_for_pv_becomes_a_framebuffer_and_needs_vnc_1() {
     assert_eq!(s.vnc, Some(VncSpec { listen: Some("0.0.0.0".into()), ..VncSpec::default() }));
     assert_eq!(pv("vnc = 0").unwrap().vnc, None);
     assert_eq!(err(pv("vnclisten = \"0.0.0.0\"")), "g.cfg:3: vnclisten: a PV guest's display needs vnc = 1 (or a vfb)");
-    assert!(err(pv("vfb = [ 'vnc=1' ]\nvnc = 1")).starts_with("g.cfg:4: vnc: set the display in vfb"));
-    assert!(err(pv("vfb = [ 'vnc=1', 'vnc=1' ]")).starts_with("g.cfg:3: vfb[1]: more than one"));
-    assert!(err(pv("vfb = [ 'vnc=0' ]")).starts_with("g.cfg:3: vfb[0]: \"vnc=0\": a framebuffer without VNC"));
+    // Beside a vfb list xl ignores the top-level keys; one vfb with VNC is the same device as
+    // `vnc`, and is read as that; others stay a list.
+    let s = pv("vfb = [ 'vnc=1,vncdisplay=2' ]\nvnc = 1\nvncdisplay = 5\nkeymap = \"fr\"").unwrap();
+    assert_eq!((s.vnc.and_then(|v| v.display), s.display.keymap, s.vfbs.len()), (Some(2), None, 0));
+    let s = pv("vfb = [ 'vnc=1', 'sdl=1,vnc=0' ]").unwrap();
+    assert_eq!((s.vnc.is_none(), s.vfbs.len(), s.vfbs[1].vnc), (true, 2, Some(false)));
+    let s = pv("vfb = [ 'vnc=0,sdl=1' ]").unwrap();
+    assert_eq!((s.vnc.is_none(), s.vfbs.len()), (true, 1));
+    assert_eq!(parse_back(&s), s);
+    assert!(
+        err(pv("vfb = [ 'vncdisplay=x' ]"))
+            .starts_with("g.cfg:3: vfb[0]: \"vncdisplay=x\": vncdisplay=x: not a number")
+    );
+    // xl gives an HVM guest the list's framebuffers beside its own display.
+    let s = hvm("vfb = [ 'vnc=1,vncdisplay=3' ]\nvnc = 1\nvncdisplay = 1").unwrap();
+    assert_eq!((s.vnc.as_ref().and_then(|v| v.display), s.vfbs[0].vnc_display), (Some(1), Some(3)));
+    assert_eq!(parse_back(&s), s);
 }
 
 /// xl reads the HVM keys only for HVM guests and `e820_host` only for PV ones, and skips them
@@ -263,8 +277,10 @@ fn keys_xl_reads_for_other_guest_types_only_are_skipped_as_xl_skips_them() {
     assert_eq!(parse_back(&s), s);
     // Keys xl reads for every type but refuses, or cannot place, for some stay errors.
     assert!(err(pv("timer_mode = \"delay_for_missed_ticks\"")).contains("timer_mode: applies to PVH and HVM"));
-    let pvh = "type = \"pvh\"\nname = \"p\"\nkernel = \"/k\"\nvnc = 1\n";
-    assert!(err(DomainSpec::from_xl_config_text("p.cfg", pvh)).starts_with("p.cfg:4: vnc: applies to PV and HVM"));
+    // A PVH guest's top-level display keys go where a PVH guest has nothing, in xl.
+    let pvh = "type = \"pvh\"\nname = \"p\"\nkernel = \"/k\"\nvnc = 1\nkeymap = \"de\"\nsdl = 1\n";
+    let s = DomainSpec::from_xl_config_text("p.cfg", pvh).unwrap();
+    assert_eq!((s.vnc, s.vfbs.len(), s.display), (None, 0, Default::default()));
 }
 
 /// xl skips `disk`, `vif` and `pci` given as one string (libxlutil warns that it is not a
@@ -280,7 +296,6 @@ fn errors_name_file_line_and_key() {
     let cases = [
         (pv("memroy = 512"), "g.cfg:3: memroy: not an xl.cfg key"),
         (pv("timer_mode = 1"), "g.cfg:3: timer_mode: applies to PVH and HVM guests only, and this is a pv guest"),
-        (hvm("vfb = [ 'vnc=1' ]"), "h.cfg:3: vfb: applies to PV and PVH guests only, and this is a hvm guest"),
         (pv("memory = \"lots\""), "g.cfg:3: memory: parameter `memory' is not a valid number"),
         (pv("memory = 0"), "g.cfg:3: memory: 0: must be at least 1"),
         (pv("vcpus = 99999999999"), "g.cfg:3: vcpus: 99999999999: too large"),
@@ -301,7 +316,10 @@ fn errors_name_file_line_and_key() {
         ),
         (pv("on_crash = \"explode\""), "g.cfg:3: on_crash: shutdown action \"explode\""),
         (pv("tsc_mode = \"fast\""), "g.cfg:3: tsc_mode: \"fast\": expected default"),
-        (pv("vcpus = 2\ncpus = [ \"0\", \"all\" ]"), "g.cfg:4: cpus[1]: `all' in a per-vCPU list is not supported"),
+        (
+            pv("vcpus = 2\ncpus = [ \"0\", \"all\" ]"),
+            "g.cfg:4: cpus[1]: `all' in a per-vCPU list needs the host's CPUs",
+        ),
         (pv("vcpus = 2\ncpus = [ \"0\", \"x\" ]"), "g.cfg:4: cpus[1]: `x' is not a CPU number"),
         (pv("cpus = \"0-\""), "g.cfg:3: cpus: `0-' is not a CPU number"),
         (hvm("viridian = [ \"base\", \"turbo\" ]"), "h.cfg:3: viridian[1]: \"turbo\": not a viridian"),

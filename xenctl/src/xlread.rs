@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 
+use crate::cpuset::{self, HostCpus};
 use crate::error::{Error, Result};
 use crate::xlguard;
 use crate::xlscan::KeyLines;
@@ -28,12 +29,14 @@ pub(crate) struct Reader {
     xlu: XluConfig,
     lines: KeyLines,
     source: String,
+    /// The host's CPUs, for CPU lists that depend on them (`cpuset.rs`).
+    host: Option<HostCpus>,
 }
 
 impl Reader {
     /// Parses `data` with libxlutil; its syntax errors come back with their line. Text that
     /// libxlutil would abort on, or spend quadratic memory on, never reaches it (`xlguard.rs`).
-    pub(crate) fn new(source: &str, data: &[u8]) -> Result<Reader> {
+    pub(crate) fn new(source: &str, data: &[u8], host: Option<HostCpus>) -> Result<Reader> {
         xlguard::check(source, data)?;
         let mut xlu = XluConfig::new(source)?;
         match xlu.read_data(data) {
@@ -47,7 +50,22 @@ impl Reader {
             log::warn!("{}", report.trim());
         }
         let lines = KeyLines::scan(data);
-        Ok(Reader { xlu, lines, source: source.to_string() })
+        Ok(Reader { xlu, lines, source: source.to_string(), host })
+    }
+
+    /// Reads `text`, the value of `key` (or of its list item `item`), as an xl CPU list on
+    /// this reader's host: its CPUs, empty for `all` where the host is not known.
+    pub(crate) fn cpu_list(&self, key: &str, item: Option<usize>, text: &str) -> Result<Vec<u32>> {
+        let at = |e: String| match item {
+            Some(i) => self.item_err(key, i, e),
+            None => self.err(key, e),
+        };
+        let list = cpuset::parse(text, self.host.as_ref()).map_err(at)?;
+        if let Some(note) = cpuset::dropped_note(&list, self.host.as_ref()) {
+            let which = item.map(|i| format!("[{i}]")).unwrap_or_default();
+            log::warn!("{}: {key}{which}: {note}", self.at(key));
+        }
+        Ok(list.cpus)
     }
 
     pub(crate) fn source(&self) -> &str {
@@ -365,7 +383,7 @@ mod tests {
     }
 
     fn refusal(data: &[u8]) -> String {
-        match Reader::new("g.cfg", data) {
+        match Reader::new("g.cfg", data, None) {
             Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(data)),
             Err(e) => e.to_string(),
         }
@@ -404,13 +422,13 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_key_of_their_line() {
         let text = "name = \"g\"\nextra = \"a \\x41\"\n";
-        let e = Reader::new("g.cfg", text.as_bytes()).err().unwrap().to_string();
+        let e = Reader::new("g.cfg", text.as_bytes(), None).err().unwrap().to_string();
         assert!(e.starts_with("g.cfg:2: extra: config parsing error near"), "{e}");
         let text = "name = \"g\"\ndisk = [\n  'a',\n  \"b\\x4\",\n]\n";
-        let e = Reader::new("g.cfg", text.as_bytes()).err().unwrap().to_string();
+        let e = Reader::new("g.cfg", text.as_bytes(), None).err().unwrap().to_string();
         assert!(e.starts_with("g.cfg:4: disk: config parsing error near"), "{e}");
         // Not an assignment: no key.
-        let e = Reader::new("g.cfg", b"name = \"g\"\n@@@\n").err().unwrap().to_string();
+        let e = Reader::new("g.cfg", b"name = \"g\"\n@@@\n", None).err().unwrap().to_string();
         assert!(e.starts_with("g.cfg:2: config parsing error"), "{e}");
     }
 

@@ -1,11 +1,9 @@
 //! The small languages inside xl.cfg values, read the way `xl` reads them (tools/xl/xl_parse.c):
-//! vif specs ([`VifSpec::from_xl`]), PCI specs (through libxlutil's own parser), vfb specs, and
-//! CPU lists such as `"0-3,^2"`. Each refuses what xl would accept but this crate cannot
-//! represent, instead of dropping it, and says why.
+//! vif specs ([`VifSpec::from_xl`]) and PCI specs (through libxlutil's own parser). Each
+//! refuses what xl would accept but this crate cannot represent, instead of dropping it, and
+//! says why.
 
-use std::collections::BTreeSet;
-
-use crate::devices::{Mac, NicType, VifSpec, VncSpec};
+use crate::devices::{Mac, NicType, VifSpec};
 use crate::error::{Error, Result};
 use crate::pci::{Bdf, PciSpec};
 use crate::raw::{self, Owned};
@@ -217,118 +215,6 @@ pub(crate) fn pci_from_xl(spec: &str, defaults: PciDefaults) -> std::result::Res
     })
 }
 
-/// What one `vfb` list item sets: the VNC server, and the display extras of the same device.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct VfbOptions {
-    pub vnc: VncSpec,
-    pub sdl: Option<bool>,
-    pub opengl: Option<bool>,
-    pub keymap: Option<String>,
-    pub display: Option<String>,
-    pub xauthority: Option<String>,
-    /// xm's `type=vnc` or `type=sdl`, which xl ignores.
-    pub xm_type: Option<String>,
-    /// What xl skips without a word: unknown options, and everything from an option without
-    /// `=` on (xl stops reading the spec there).
-    pub ignored: Vec<String>,
-}
-
-/// Parses a vfb spec (`"vnc=1,vnclisten=0.0.0.0,vncdisplay=1,keymap=de"`). libxl enables VNC
-/// on a vfb unless told otherwise, and then looks for a free display unless told otherwise;
-/// as xl does, `vncunused` is left to libxl unless given. A framebuffer without VNC (`vnc=0`)
-/// is refused.
-pub(crate) fn vfb_from_xl(spec: &str) -> std::result::Result<VfbOptions, String> {
-    let mut out = VfbOptions::default();
-    out.vnc.enable_by_default = true;
-    let flag = |key: &str, value: &str| {
-        xl_int(value).map(|v| v != 0).ok_or_else(|| format!("{key}={value}: expected a number (0 or 1)"))
-    };
-    let mut offset = 0;
-    for piece in spec.split(',') {
-        let start = offset;
-        offset += piece.len() + 1;
-        let token = piece.trim_start_matches(' ');
-        if token.is_empty() {
-            continue;
-        }
-        let Some((key, value)) = token.split_once('=') else {
-            let rest = spec[start..].trim_start_matches(' ');
-            out.ignored.push(format!("`{rest}': xl stops reading a vfb spec at an option without `='"));
-            break;
-        };
-        match key {
-            "vnc" if !flag(key, value)? => return Err("a framebuffer without VNC (vnc=0) is not supported".into()),
-            "vnc" => out.vnc.enable_by_default = false,
-            // xm's framebuffer type: xl's vfb parser has no such key and skips it, so a
-            // `type=sdl` framebuffer is a VNC one by libxl's default, without SDL.
-            "type" if value == "vnc" || value == "sdl" => out.xm_type = Some(value.to_string()),
-            "vnclisten" => out.vnc.listen = Some(value.to_string()),
-            "vncpasswd" => out.vnc.password = Some(value.to_string()),
-            "vncdisplay" => {
-                out.vnc.display =
-                    Some(decimal(value).ok_or_else(|| format!("vncdisplay={value}: not a display number"))?)
-            }
-            "vncunused" => out.vnc.find_unused = Some(flag(key, value)?),
-            "keymap" => out.keymap = Some(value.to_string()),
-            "sdl" => out.sdl = Some(flag(key, value)?),
-            "opengl" => out.opengl = Some(flag(key, value)?),
-            "display" => out.display = Some(value.to_string()),
-            "xauthority" => out.xauthority = Some(value.to_string()),
-            _ => out.ignored.push(format!("unknown option `{token}', which xl skips")),
-        }
-    }
-    Ok(out)
-}
-
-/// An integer as C's `atoi` would read a sane one (optional sign, digits).
-fn xl_int(s: &str) -> Option<i64> {
-    s.trim().parse().ok()
-}
-
-/// Parses xl's CPU list (`cpus = "0-3,^2,6"`): ranges add CPUs, `^` ranges remove them, in
-/// order. NUMA node forms (`node:1`) and `all` are refused: the first depends on the host's
-/// topology, the second is the same as no pinning.
-pub(crate) fn cpus_from_xl(text: &str) -> std::result::Result<Vec<u32>, String> {
-    let mut set = BTreeSet::new();
-    for part in text.split(',').filter(|p| !p.is_empty()) {
-        let (remove, range) = match part.strip_prefix('^') {
-            Some(rest) => (true, rest),
-            None => (false, part),
-        };
-        if range.starts_with("node:") || range.starts_with("nodes:") {
-            return Err(format!("`{part}': NUMA node lists are not supported; list the CPUs"));
-        }
-        if range == "all" {
-            // Every CPU is where an unpinned vCPU may run already. (xl also turns libxl's NUMA
-            // placement off for any cpus key; on the single-node hosts domainmgrd serves that
-            // changes nothing.)
-            if text.split(',').any(|p| !p.is_empty() && p != "all") {
-                return Err(format!("`{text}': `all' stands alone (the host's CPUs are not known here)"));
-            }
-            return Ok(Vec::new());
-        }
-        let (a, b) = range.split_once('-').unwrap_or((range, range));
-        let (a, b): (u32, u32) = match (decimal(a.trim_start()), decimal(b)) {
-            (Some(a), Some(b)) if a <= b => (a, b),
-            _ => return Err(format!("`{part}' is not a CPU number or range like 2-5")),
-        };
-        if b >= 4096 {
-            return Err(format!("`{part}': CPU numbers go up to 4095"));
-        }
-        for cpu in a..=b {
-            if remove {
-                set.remove(&cpu);
-            } else {
-                set.insert(cpu);
-            }
-        }
-    }
-    if set.is_empty() {
-        return Err("no CPU left to run on".into());
-    }
-    Ok(set.into_iter().collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,64 +312,6 @@ mod tests {
         ] {
             let err = pci_from_xl(spec, PciDefaults::default()).unwrap_err();
             assert!(err.contains(want), "{spec}: {err}");
-        }
-    }
-
-    #[test]
-    fn vfb_specs() {
-        let v = vfb_from_xl("vnc=1,vnclisten=0.0.0.0,vncdisplay=2,vncpasswd=pw,keymap=de,sdl=0,opengl=1").unwrap();
-        assert_eq!(
-            v.vnc,
-            VncSpec {
-                listen: Some("0.0.0.0".into()),
-                display: Some(2),
-                password: Some("pw".into()),
-                find_unused: None,
-                enable_by_default: false
-            }
-        );
-        assert_eq!((v.keymap.as_deref(), v.sdl, v.opengl), (Some("de"), Some(false), Some(true)));
-        assert_eq!(vfb_from_xl("vncunused=0").unwrap().vnc.find_unused, Some(false));
-        let x = vfb_from_xl("display=:1,xauthority=/root/.Xauthority").unwrap();
-        assert_eq!((x.display.as_deref(), x.xauthority.as_deref()), (Some(":1"), Some("/root/.Xauthority")));
-        // xm's framebuffer type: xl has no such vfb key and skips it; VNC is on by default.
-        let xm = vfb_from_xl("type=vnc,vncdisplay=1").unwrap();
-        assert_eq!((xm.xm_type.as_deref(), xm.vnc.display, xm.vnc.enable_by_default), (Some("vnc"), Some(1), true));
-        let xm = vfb_from_xl("type=sdl").unwrap();
-        assert_eq!((xm.xm_type.as_deref(), xm.sdl, xm.vnc.enable_by_default), (Some("sdl"), None, true));
-        // xl skips unknown options, and stops at an option without `='.
-        let v = vfb_from_xl("type=x11,colour=1,vncdisplay=3").unwrap();
-        assert_eq!(v.vnc.display, Some(3));
-        assert_eq!(
-            v.ignored,
-            ["unknown option `type=x11', which xl skips", "unknown option `colour=1', which xl skips"]
-        );
-        let v = vfb_from_xl("vncdisplay=3, vnc, vncdisplay=4").unwrap();
-        assert_eq!(v.vnc.display, Some(3));
-        assert_eq!(v.ignored, ["`vnc, vncdisplay=4': xl stops reading a vfb spec at an option without `='"]);
-        for (spec, want) in [("vnc=0", "without VNC"), ("vncdisplay=x", "display number")] {
-            let err = vfb_from_xl(spec).unwrap_err();
-            assert!(err.contains(want), "{spec}: {err}");
-        }
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(cpus_from_xl("0-3,^2,6").unwrap(), vec![0, 1, 3, 6]);
-        assert_eq!(cpus_from_xl("1").unwrap(), vec![1]);
-        assert_eq!(cpus_from_xl("0,0,1").unwrap(), vec![0, 1]);
-        assert_eq!(cpus_from_xl("all").unwrap(), Vec::<u32>::new(), "all: no pinning");
-        for (text, want) in [
-            ("all,^1", "stands alone"),
-            ("node:0", "NUMA"),
-            ("3-1", "not a CPU number"),
-            ("x", "not a CPU number"),
-            ("", "no CPU left"),
-            ("1,^1", "no CPU left"),
-            ("4096", "4095"),
-        ] {
-            let err = cpus_from_xl(text).unwrap_err();
-            assert!(err.contains(want), "{text:?}: {err}");
         }
     }
 }

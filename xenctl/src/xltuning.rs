@@ -10,7 +10,6 @@ use crate::spec::DomainSpec;
 use crate::tuning::{GicVersion, Passthrough, SoftAffinity, TeeType, VuartType};
 use crate::types::DomainKind;
 use crate::xlread::{OneOrList, Reader};
-use crate::xlspecs::cpus_from_xl;
 use crate::xlu::ListItem;
 
 /// Reads the tuning keys into `spec.tuning`; `vnuma` also sets the maximum memory and vCPUs,
@@ -99,12 +98,12 @@ fn word<T>(
 /// `cpus_soft`, one CPU list for every vCPU or a list per vCPU, as `cpus` is read.
 fn read_soft_affinity(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
     const KEY: &str = "cpus_soft";
-    const ALL: &str = "`all' is not supported: it stands for the host's CPUs, which are not known here \
+    const ALL: &str = "`all' needs the host's CPUs, which are not known here \
                        (every CPU is where a vCPU may run anyway)";
     spec.tuning.soft_affinity = match r.string_or_list(KEY)? {
         None => None,
         Some(OneOrList::One(text)) => {
-            let cpus = cpus_from_xl(&text).map_err(|e| r.err(KEY, e))?;
+            let cpus = r.cpu_list(KEY, None, &text)?;
             if cpus.is_empty() {
                 return Err(r.err(KEY, ALL));
             }
@@ -122,7 +121,7 @@ fn read_soft_affinity(r: &mut Reader, spec: &mut DomainSpec) -> Result<()> {
             }
             let mut sets = Vec::new();
             for (i, item) in items.iter().take(max).enumerate() {
-                let cpus = cpus_from_xl(item).map_err(|e| r.item_err(KEY, i, e))?;
+                let cpus = r.cpu_list(KEY, Some(i), item)?;
                 if cpus.is_empty() {
                     return Err(r.item_err(KEY, i, ALL));
                 }
