@@ -6,7 +6,7 @@
 //! `DomainEvent`) and error type, so both implementations report failures the same way.
 
 use crossbeam_channel::Sender;
-use xenctl::{Bdf, Context, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo};
+use xenctl::{Bdf, Context, DomId, DomainEvent, DomainInfo, DomainSpec, HostCpus, HostInfo};
 
 /// Results of hypervisor calls.
 pub type HvResult<T> = Result<T, xenctl::Error>;
@@ -69,6 +69,8 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn sample(&self) -> HvResult<Vec<DomainInfo>>;
     /// The host's CPUs and memory.
     fn host_info(&self) -> HvResult<HostInfo>;
+    /// The host's CPU slots and NUMA nodes, as xl's CPU lists see them.
+    fn host_cpus(&self) -> HvResult<HostCpus>;
     /// Binds a host PCI device to pciback (assignable to guests).
     fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()>;
     /// Takes a device back from pciback, rebinding its dom0 driver if `rebind`.
@@ -155,6 +157,9 @@ impl Hypervisor for LibxlHypervisor {
     }
     fn host_info(&self) -> HvResult<HostInfo> {
         self.ctx.host_info()
+    }
+    fn host_cpus(&self) -> HvResult<HostCpus> {
+        self.ctx.host_cpus()
     }
     fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
         self.ctx.pci_assignable_add(bdf)

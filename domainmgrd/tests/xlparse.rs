@@ -24,6 +24,24 @@ fn a_good_file_parses_as_in_process() {
     assert_eq!(parser().parse("g.cfg", text.as_bytes()).unwrap().spec.name, "g");
 }
 
+/// The host's CPUs travel to the child: `all` and node lists read as xl reads them there.
+#[test]
+fn cpu_lists_are_read_on_the_host_the_parser_is_given() {
+    use xenctl::HostCpus;
+    // 6 CPU slots (one byte of bitmap) on two nodes.
+    let host = HostCpus { max_cpus: 6, max_nodes: 2, node_cpus: vec![vec![0, 1, 2], vec![3, 4, 5]] };
+    let text = b"name = 'g'\nkernel = '/k'\nvcpus = 2\ncpus = 'all,^0'\ncpus_soft = 'nodes:1'\n";
+    let on_host = parser().with_host(Some(host.clone()));
+    let spec = on_host.parse("g.cfg", text).unwrap().spec;
+    assert_eq!(spec.cpus, [1, 2, 3, 4, 5, 6, 7], "every bit of the byte-rounded map, but CPU 0");
+    assert_eq!(format!("{:?}", spec.tuning.soft_affinity), "Some(AllVcpus([3, 4, 5]))");
+    let e = parser().parse("g.cfg", text).unwrap_err();
+    assert!(e.starts_with("g.cfg:4: cpus: `all,^0': `all' stands alone"), "{e}");
+    // The in-process fallback (a file over the size cap never reaches the child) agrees.
+    let here = domainmgrd::configfile::parse_xl_config_on("g.cfg", text, Some(&host)).unwrap();
+    assert_eq!(xenctl::DomainSpec { uuid: spec.uuid, ..here.spec }, spec);
+}
+
 #[test]
 fn an_invalid_file_is_the_same_error_as_in_process() {
     let text = b"name = 'g'\nmemroy = 256\n";

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use xenctl::{Context, DomainSpec, XlConf};
+use xenctl::{Context, DomainSpec, HostCpus, XlConf};
 
 use crate::{Ctx, E2eTest, TestResult, xl};
 
@@ -167,11 +167,13 @@ fn corpus_matches_xl(ctx: &Context) -> TestResult {
 /// The corpus against `xl -N create`, both reading `conf` as xl.conf.
 fn corpus_matches_xl_with(ctx: &Context, scratch: &str, conf: &Path) -> TestResult {
     let scratch = Scratch::new(scratch)?;
+    // Some CPU lists name `all` or a NUMA node: xl reads them against this host, and so do we.
+    let host = ctx.host_cpus().ctx("host_cpus")?;
     let mut failures = Vec::new();
     for (name, text) in CORPUS {
         let path = scratch.write(name, text)?;
         let result = (|| {
-            let spec = with_xl_conf_at(DomainSpec::from_xl_config(&path).ctx("from_xl_config")?, conf)?;
+            let spec = with_xl_conf_at(read_on(&host, &path.display().to_string(), text)?, conf)?;
             compare(xl_dry_run_with(&path, conf)?, our_json(ctx, &spec)?)
         })();
         if let Err(e) = result {
@@ -181,12 +183,18 @@ fn corpus_matches_xl_with(ctx: &Context, scratch: &str, conf: &Path) -> TestResu
     finish(failures)
 }
 
+/// A corpus file read as the daemon reads it on `host`; `source` names it in errors.
+fn read_on(host: &HostCpus, source: &str, text: &str) -> TestResult<DomainSpec> {
+    DomainSpec::read_xl_config_bytes_on(source, text.as_bytes(), Some(host)).map(|f| f.spec).ctx("parse")
+}
+
 fn rendered_matches_xl(ctx: &Context) -> TestResult {
     let scratch = Scratch::new("rendered")?;
+    let host = ctx.host_cpus().ctx("host_cpus")?;
     let mut failures = Vec::new();
     for (name, text) in CORPUS {
         let result = (|| {
-            let spec = with_xl_conf(DomainSpec::from_xl_config_text(name, text).ctx("from_xl_config_text")?)?;
+            let spec = with_xl_conf(read_on(&host, name, text)?)?;
             let rendered = spec.to_xl_config().ctx("to_xl_config")?;
             let path = scratch.write(name, &rendered)?;
             compare(xl_dry_run(&path)?, our_json(ctx, &spec)?).map_err(|e| format!("{e}\n{rendered}"))
@@ -337,8 +345,10 @@ mod tests {
 
     #[test]
     fn every_corpus_config_parses_and_has_a_uuid() {
+        // One node of two CPUs, for the lists that name `all` or a node.
+        let host = HostCpus { max_cpus: 2, max_nodes: 1, node_cpus: vec![vec![0, 1]] };
         for (name, text) in CORPUS {
-            let spec = DomainSpec::from_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"));
+            let spec = read_on(&host, name, text).unwrap_or_else(|e| panic!("{e}"));
             assert!(text.contains(&spec.uuid.to_string()), "{name}: give every corpus config a uuid");
         }
     }

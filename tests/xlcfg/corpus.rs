@@ -25,6 +25,8 @@
     ("vfb-hvm-extra-screen.cfg", include_str!("vfb-hvm-extra-screen.cfg")),
     ("pvh-toplevel-display.cfg", include_str!("pvh-toplevel-display.cfg")),
     ("cpus-per-vcpu.cfg", include_str!("cpus-per-vcpu.cfg")),
+    ("pinning-host-sets.cfg", include_str!("pinning-host-sets.cfg")),
+    ("pinning-host-per-vcpu.cfg", include_str!("pinning-host-per-vcpu.cfg")),
     ("viridian-list.cfg", include_str!("viridian-list.cfg")),
     ("no-vcpus.cfg", include_str!("no-vcpus.cfg")),
     ("pv-pci-rdm.cfg", include_str!("pv-pci-rdm.cfg")),

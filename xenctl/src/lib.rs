@@ -53,6 +53,7 @@
 
 #![deny(missing_docs)]
 
+mod cnum;
 mod context;
 mod convert;
 mod cpuid;

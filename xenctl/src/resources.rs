@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cnum::strtoul;
 use crate::error::{Error, Result};
 use crate::raw;
 use crate::spec::DomainSpec;
@@ -303,49 +304,10 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// What C's `strtoul(text, &end, base)` reads (base 0, 10 or 16): the value, and how many
-/// bytes it took (0 when there is no number, where `end` would be `text`). As glibc: leading
-/// white space and a sign are read, a minus negates modulo 2^64, and a value past 2^64 - 1
-/// is 2^64 - 1.
-pub(crate) fn c_strtoul(text: &str, base: u32) -> (u64, usize) {
-    let b = text.as_bytes();
-    let mut i = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')).count();
-    let negative = b.get(i) == Some(&b'-');
-    if matches!(b.get(i), Some(b'+' | b'-')) {
-        i += 1;
-    }
-    let hex_prefix = b.get(i) == Some(&b'0')
-        && matches!(b.get(i + 1), Some(b'x' | b'X'))
-        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-    let radix = match base {
-        0 | 16 if hex_prefix => {
-            i += 2;
-            16
-        }
-        0 if b.get(i) == Some(&b'0') => 8,
-        0 => 10,
-        other => other,
-    };
-    let start = i;
-    let mut value = Some(0u64);
-    while let Some(digit) = b.get(i).and_then(|&c| char::from(c).to_digit(radix)) {
-        value = value.and_then(|v| v.checked_mul(u64::from(radix))).and_then(|v| v.checked_add(u64::from(digit)));
-        i += 1;
-    }
-    if i == start {
-        return (0, 0);
-    }
-    match value {
-        None => (u64::MAX, i),
-        Some(v) if negative => (v.wrapping_neg(), i),
-        Some(v) => (v, i),
-    }
-}
-
 /// An I/O port range as xl reads one: `START[-END]` in hex (with `strtoul`), each below
 /// ffffffff. Text after a lone port xl complains about and skips: `Ok` with that complaint.
 pub(crate) fn ioport_from_xl(text: &str) -> std::result::Result<(IoportRange, Option<String>), String> {
-    let (first, n) = c_strtoul(text, 16);
+    let (first, n) = strtoul(text, 16);
     if n == 0 {
         return Err("not an I/O port range like 2f8-2ff (hex)".into());
     }
@@ -358,7 +320,7 @@ pub(crate) fn ioport_from_xl(text: &str) -> std::result::Result<(IoportRange, Op
         let note = (!rest.is_empty()).then(|| format!("xl reads the port {first:x} and skips {rest:?}"));
         return Ok((IoportRange { first, count: 1 }, note));
     };
-    let (last, m) = c_strtoul(end_text, 16);
+    let (last, m) = strtoul(end_text, 16);
     if m == 0 || m != end_text.len() {
         return Err("not an I/O port range like 2f8-2ff (hex)".into());
     }
@@ -375,7 +337,7 @@ pub(crate) fn ioport_from_xl(text: &str) -> std::result::Result<(IoportRange, Op
 
 /// An IRQ as xl reads one: a decimal number (with `strtoul`) below 4294967295.
 pub(crate) fn irq_from_xl(text: &str) -> std::result::Result<u32, String> {
-    let (irq, n) = c_strtoul(text, 10);
+    let (irq, n) = strtoul(text, 10);
     if n == 0 || n != text.len() {
         return Err("not an IRQ number".into());
     }
@@ -386,9 +348,9 @@ pub(crate) fn irq_from_xl(text: &str) -> std::result::Result<u32, String> {
 /// `START,PAGES[@GFN]`, in hex.
 pub(crate) fn iomem_from_xl(text: &str) -> std::result::Result<IomemRange, String> {
     let bad = || "not an I/O memory range like fed00,1 or fed00,1@fed00 (hex)".to_string();
-    let (start, n) = c_strtoul(text, 16);
+    let (start, n) = strtoul(text, 16);
     let rest = text[n..].strip_prefix(',').filter(|_| n > 0).ok_or_else(bad)?;
-    let (pages, m) = c_strtoul(rest, 16);
+    let (pages, m) = strtoul(rest, 16);
     if m == 0 {
         return Err(bad());
     }
@@ -396,7 +358,7 @@ pub(crate) fn iomem_from_xl(text: &str) -> std::result::Result<IomemRange, Strin
         "" => None,
         tail => {
             let gfn_text = tail.strip_prefix('@').ok_or_else(bad)?;
-            let (gfn, k) = c_strtoul(gfn_text, 16);
+            let (gfn, k) = strtoul(gfn_text, 16);
             if k == 0 || k != gfn_text.len() {
                 return Err(bad());
             }

@@ -27,31 +27,6 @@ fn round_trip(spec: &DomainSpec) -> DomainSpec {
 }
 
 #[test]
-fn numbers_are_read_as_c_reads_them() {
-    for (text, base, want) in [
-        ("2f8", 16, (0x2f8, 3)),
-        (" 0x3f8 ", 16, (0x3f8, 6)),
-        ("0X1F", 16, (0x1f, 4)),
-        ("0x", 16, (0, 1)),
-        ("0xg", 16, (0, 1)),
-        ("+9", 10, (9, 2)),
-        ("-1", 10, (u64::MAX, 2)),
-        ("-0", 10, (0, 2)),
-        ("010", 0, (8, 3)),
-        ("08", 0, (0, 1)),
-        ("0x10", 0, (16, 4)),
-        ("12", 0, (12, 2)),
-        ("99999999999999999999999", 10, (u64::MAX, 23)),
-        ("", 16, (0, 0)),
-        ("x", 16, (0, 0)),
-        ("-", 10, (0, 0)),
-        (" ", 10, (0, 0)),
-    ] {
-        assert_eq!(c_strtoul(text, base), want, "{text:?} in base {base}");
-    }
-}
-
-#[test]
 fn ioport_ranges() {
     let ok = |text: &str| ioport_from_xl(text).unwrap_or_else(|e| panic!("{text}: {e}"));
     assert_eq!(ok("2f8-2ff"), (IoportRange { first: 0x2f8, count: 8 }, None));

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cnum::strtoul;
 use crate::error::{Error, Result};
-use crate::resources::c_strtoul;
 use crate::spec::DomainSpec;
 use crate::xlread::Reader;
 
@@ -207,7 +207,7 @@ fn count_from_xl(key: &str, value: &str) -> std::result::Result<u32, String> {
 
 /// A bus or device number as xl's `strtoul(value, NULL, 0)` reads it, which must fit 8 bits.
 fn byte_from_xl(key: &str, value: &str, notes: &mut Vec<String>) -> std::result::Result<u8, String> {
-    let (n, used) = c_strtoul(value, 0);
+    let (n, used) = strtoul(value, 0);
     if used == 0 || !value[used..].trim_end().is_empty() {
         return Err(format!("{key}={value}: not a number"));
     }

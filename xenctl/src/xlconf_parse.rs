@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::cnum::strtol_whole;
 use crate::error::{Error, Result};
 use crate::xllex::{Lexeme, Token, tokens};
 
@@ -138,7 +139,7 @@ impl Settings {
         match &s.value {
             Value::List => Err((s.line, "a list where a number belongs".into())),
             Value::Atom(_) if s.appended => Err((s.line, "+= cannot be used with numbers".into())),
-            Value::Atom(v) => strtol(v).map(Some).ok_or_else(|| (s.line, format!("{v:?} is not a number"))),
+            Value::Atom(v) => strtol_whole(v).map(Some).ok_or_else(|| (s.line, format!("{v:?} is not a number"))),
         }
     }
 
@@ -227,27 +228,4 @@ fn dequote(quoted: &[u8]) -> std::result::Result<String, String> {
         });
     }
     String::from_utf8(out).map_err(|_| format!("{} is not UTF-8", String::from_utf8_lossy(quoted)))
-}
-
-/// C's `strtol(s, &end, 0)` over the whole of `s`: leading blanks, a sign, `0x` hex, `0`
-/// octal or decimal; `None` for trailing text, no digits or overflow.
-pub(crate) fn strtol(s: &str) -> Option<i64> {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (neg, t) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let (radix, digits) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        (16, h)
-    } else if t.len() > 1 && t.starts_with('0') {
-        (8, &t[1..])
-    } else {
-        (10, t)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let magnitude = i128::from_str_radix(digits, radix).ok()?;
-    i64::try_from(if neg { -magnitude } else { magnitude }).ok()
 }

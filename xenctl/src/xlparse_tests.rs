@@ -9,9 +9,20 @@ use crate::pci::PciSpec;
 /// The corpus the end-to-end test compares with `xl -N create` (tests/src/xlcfg_e2e.rs).
 const CORPUS: &[(&str, &str)] = include!("../../tests/xlcfg/corpus.rs");
 
+/// The host the corpus is read on (some of its CPU lists name `all` or a node): 4 CPU slots,
+/// one node.
+fn test_host() -> HostCpus {
+    HostCpus { max_cpus: 4, max_nodes: 1, node_cpus: vec![vec![0, 1, 2, 3]] }
+}
+
+/// A corpus file, read on [`test_host`].
+fn read_corpus(name: &str, text: &str) -> XlConfigFile {
+    DomainSpec::read_xl_config_bytes_on(name, text.as_bytes(), Some(&test_host())).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn corpus(name: &str) -> DomainSpec {
     let (_, text) = CORPUS.iter().find(|(n, _)| *n == name).unwrap();
-    DomainSpec::from_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"))
+    read_corpus(name, text).spec
 }
 
 /// A PV config with the given extra lines.
@@ -50,7 +61,7 @@ fn the_corpus_list_is_the_whole_directory() {
 #[test]
 fn every_corpus_config_parses_and_round_trips() {
     for (name, text) in CORPUS {
-        let spec = DomainSpec::from_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"));
+        let spec = read_corpus(name, text).spec;
         assert!(!spec.uuid.is_nil(), "{name}: the corpus gives every config a uuid");
         assert_eq!(parse_back(&spec), spec, "{name}");
         spec.to_libxl_json().unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -60,7 +71,7 @@ fn every_corpus_config_parses_and_round_trips() {
 #[test]
 fn every_corpus_config_round_trips_through_json() {
     for (name, text) in CORPUS {
-        let file = DomainSpec::read_xl_config_text(name, text).unwrap_or_else(|e| panic!("{e}"));
+        let file = read_corpus(name, text);
         let json = serde_json::to_string(&file).unwrap();
         let back: XlConfigFile = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: {e}\n{json}"));
         assert_eq!(back, file, "{name}");
@@ -150,6 +161,14 @@ fn corpus_devices_and_pinning() {
     assert!(s.pcis[0].msitranslate && s.pcis[0].power_mgmt);
     assert!(s.display.vnc_disabled && s.vnc.is_none());
     assert_eq!(s.platform.bios, Some(BiosKind::Ovmf));
+
+    // On a host of 4 CPU slots (an 8-bit map) and one node.
+    let s = corpus("pinning-host-sets.cfg");
+    assert_eq!(s.cpus, [1, 2, 3, 4, 5, 6, 7], "all but 0; 4000 is past the map");
+    assert_eq!(format!("{:?}", s.tuning.soft_affinity), "Some(AllVcpus([0, 1, 2, 3]))");
+    let s = corpus("pinning-host-per-vcpu.cfg");
+    assert_eq!(s.vcpu_cpus, [vec![0, 1, 2, 3], (0..8).collect()]);
+    assert_eq!(format!("{:?}", s.tuning.soft_affinity), "Some(PerVcpu([[0, 1, 2, 3], [0, 2, 3, 4, 5, 6, 7]]))");
 
     let s = corpus("pvh.cfg");
     assert_eq!((s.kind, s.vnc.as_ref().and_then(|v| v.display)), (DomainKind::Pvh, Some(5)));

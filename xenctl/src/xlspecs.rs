@@ -3,6 +3,7 @@
 //! refuses what xl would accept but this crate cannot represent, instead of dropping it, and
 //! says why.
 
+use crate::cnum::strtoul;
 use crate::devices::{Mac, NicType, VifSpec};
 use crate::error::{Error, Result};
 use crate::pci::{Bdf, PciSpec};
@@ -86,7 +87,7 @@ fn mac_from_xl(text: &str, warnings: &mut Vec<String>) -> Result<Mac> {
     let mut bytes = [0u8; 6];
     let mut rest = text;
     for (i, byte) in bytes.iter_mut().enumerate() {
-        let (value, used) = strtoul_hex(rest).ok_or_else(bad)?;
+        let (value, used) = Some(strtoul(rest, 16)).filter(|&(_, n)| n > 0).ok_or_else(bad)?;
         *byte = u8::try_from(value).map_err(|_| bad())?;
         let after = &rest[used..];
         if i < 5 {
@@ -103,43 +104,6 @@ fn mac_from_xl(text: &str, warnings: &mut Vec<String>) -> Result<Mac> {
         .join(":")
         .parse::<Mac>()
         .map_err(|_| Error::invalid("mac", text, "a multicast address cannot name an interface"))
-}
-
-/// C's `strtoul(s, &end, 16)` on `s`: the value (`None` when no digit was read, as xl checks)
-/// and how many bytes it used. A value beyond u64 saturates, as strtoul's ULONG_MAX does; a
-/// minus sign negates modulo 2^64, as strtoul does.
-fn strtoul_hex(s: &str) -> Option<(u64, usize)> {
-    let b = s.as_bytes();
-    let mut i = b.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')).count();
-    let negative = match b.get(i) {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
-    // "0x" is a prefix only when a hex digit follows it; otherwise the "0" is the number.
-    if b.get(i) == Some(&b'0')
-        && matches!(b.get(i + 1), Some(b'x' | b'X'))
-        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-    {
-        i += 2;
-    }
-    let digits = b[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &c in &b[i..i + digits] {
-        let d = u64::from(char::from(c).to_digit(16).unwrap_or(0));
-        value = value.checked_mul(16).and_then(|v| v.checked_add(d)).unwrap_or(u64::MAX);
-    }
-    let value = if negative && value != u64::MAX { value.wrapping_neg() } else { value };
-    Some((value, i + digits))
 }
 
 /// An `InvalidSpec`'s "value: reason" (or any error's text), for wrapping in another error.

@@ -358,7 +358,9 @@ fn show(cmd: &Cmd, r: &Response) {
 fn dry_run(file: &Path, xl_conf: &Path) -> i32 {
     // The same parse as the daemon's: in a child, the helper beside this binary (or the
     // packaged one), so that a hostile file cannot crash or exhaust domainctl either.
-    let spec = load_domain_file(file, &XlParser::default())
+    // On a Xen host CPU lists read as xl reads them there; elsewhere `all` is no pinning.
+    let host = xenctl::Context::new().and_then(|ctx| ctx.host_cpus()).ok();
+    let spec = load_domain_file(file, &XlParser::default().with_host(host))
         .and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()))
         .and_then(|mut spec| domainmgrd::xlconf::apply(Some(xl_conf), &mut spec).map(|()| spec));
     match spec.and_then(|s| s.to_libxl_json().map_err(|e| error_chain(&e))) {

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use xenctl::XlConfigFile;
+use xenctl::{HostCpus, XlConfigFile};
 
-use super::xlhelper::{HELPER_NAME, LIMITS, Reply};
+use super::xlhelper::{HELPER_NAME, HOST_CPUS_ARG, LIMITS, Reply};
 use super::{Size, XL_CFG};
 
 /// The most of the helper's reply kept: a spec's JSON is a few KiB. (A file at the size cap
@@ -41,6 +41,7 @@ pub fn default_helper() -> PathBuf {
 pub struct XlParser {
     helper: PathBuf,
     timeout: Duration,
+    host: Option<HostCpus>,
 }
 
 impl Default for XlParser {
@@ -54,7 +55,13 @@ impl XlParser {
     /// A parser that runs `helper`, allowing it 10 s of wall-clock time (its CPU-time limit is
     /// 2 s: the rest is room for a loaded host).
     pub fn new(helper: impl Into<PathBuf>) -> XlParser {
-        XlParser { helper: helper.into(), timeout: Duration::from_secs(10) }
+        XlParser { helper: helper.into(), timeout: Duration::from_secs(10), host: None }
+    }
+
+    /// The same, reading CPU lists on this host (`cpus = "all"`, `nodes:N`) as xl reads them
+    /// there; without it `all` is no pinning and node lists are refused.
+    pub fn with_host(self, host: Option<HostCpus>) -> XlParser {
+        XlParser { host, ..self }
     }
 
     /// The same, with another wall-clock limit.
@@ -79,7 +86,7 @@ impl XlParser {
     pub fn try_parse(&self, source: &str, bytes: &[u8]) -> Result<XlConfigFile, XlParseError> {
         if bytes.len() as u64 > XL_CFG.max_bytes {
             // The helper would refuse it too; no need to start one.
-            return super::parse_xl_config(source, bytes).map_err(XlParseError::File);
+            return super::parse_xl_config_on(source, bytes, self.host.as_ref()).map_err(XlParseError::File);
         }
         let reply = self.run(source, bytes).map_err(|e| XlParseError::Helper(format!("{source}: {e}")))?;
         for warning in &reply.warnings {
@@ -91,8 +98,13 @@ impl XlParser {
     fn run(&self, source: &str, bytes: &[u8]) -> Result<Reply, String> {
         let started = Instant::now();
         let deadline = started + self.timeout;
-        let mut child = Command::new(&self.helper)
-            .arg(source)
+        let mut command = Command::new(&self.helper);
+        command.arg(source);
+        if let Some(host) = &self.host {
+            let json = serde_json::to_string(host).map_err(|e| format!("the host's CPUs as JSON: {e}"))?;
+            command.arg(format!("{HOST_CPUS_ARG}{json}"));
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

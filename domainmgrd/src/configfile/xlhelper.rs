@@ -15,13 +15,17 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
-use xenctl::{DomainSpec, XlConfigFile};
+use xenctl::{DomainSpec, HostCpus, XlConfigFile};
 
 use super::{Size, XL_CFG};
 use crate::error_chain;
 
 /// The helper binary's file name.
 pub const HELPER_NAME: &str = "domainmgrd-xlparse";
+
+/// The helper's optional second argument: the host's CPUs ([`HostCpus`] as JSON), for CPU lists
+/// such as `cpus = "all"` that xl reads against the host.
+pub(crate) const HOST_CPUS_ARG: &str = "--host-cpus=";
 
 /// The limits the helper puts on itself before it reads a byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,12 @@ pub(crate) struct Reply {
 /// libxlutil (a NUL byte) and a file over [`XL_CFG`]'s cap. In-process, this is only as safe
 /// as libxlutil: the daemon calls it through [`XlParser`](super::XlParser), in a child.
 pub fn parse_xl_config(source: &str, bytes: &[u8]) -> Result<XlConfigFile, String> {
+    parse_xl_config_on(source, bytes, None)
+}
+
+/// [`parse_xl_config`] on a known host: its CPU lists read as xl reads them there
+/// ([`DomainSpec::read_xl_config_bytes_on`]).
+pub fn parse_xl_config_on(source: &str, bytes: &[u8], host: Option<&HostCpus>) -> Result<XlConfigFile, String> {
     if bytes.len() as u64 > XL_CFG.max_bytes {
         return Err(format!(
             "{source}: {} bytes, more than the {} {} may have",
@@ -72,7 +82,7 @@ pub fn parse_xl_config(source: &str, bytes: &[u8]) -> Result<XlConfigFile, Strin
         let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
         return Err(format!("{source}:{line}: a NUL byte: xl.cfg files are text (libxlutil cannot read one)"));
     }
-    DomainSpec::read_xl_config_bytes(source, bytes).map_err(|e| match e {
+    DomainSpec::read_xl_config_bytes_on(source, bytes, host).map_err(|e| match e {
         xenctl::Error::OutOfMemory { .. } => {
             let limit = match rustix::process::getrlimit(rustix::process::Resource::As).current {
                 Some(bytes) => format!(" (its limit is {})", Size(bytes)),
@@ -94,8 +104,20 @@ pub fn helper_main() -> ExitCode {
         return ExitCode::from(3);
     }
     let Some(source) = std::env::args_os().nth(1).map(|s| s.to_string_lossy().into_owned()) else {
-        eprintln!("usage: {HELPER_NAME} SOURCE < FILE (the daemon runs it; SOURCE names FILE in errors)");
+        eprintln!(
+            "usage: {HELPER_NAME} SOURCE [{HOST_CPUS_ARG}JSON] < FILE (the daemon runs it; SOURCE names FILE in errors)"
+        );
         return ExitCode::from(2);
+    };
+    let host = match std::env::args_os().nth(2).map(|a| a.to_string_lossy().into_owned()) {
+        None => None,
+        Some(arg) => match arg.strip_prefix(HOST_CPUS_ARG).map(serde_json::from_str::<HostCpus>) {
+            Some(Ok(host)) => Some(host),
+            _ => {
+                eprintln!("{HELPER_NAME}: {arg:?}: expected {HOST_CPUS_ARG} and the host's CPUs as JSON");
+                return ExitCode::from(2);
+            }
+        },
     };
     if log::set_logger(&WARNINGS).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
@@ -105,7 +127,7 @@ pub fn helper_main() -> ExitCode {
         eprintln!("{HELPER_NAME}: reading stdin: {e}");
         return ExitCode::from(1);
     }
-    let result = parse_xl_config(&source, &bytes);
+    let result = parse_xl_config_on(&source, &bytes, host.as_ref());
     let reply = Reply { result, warnings: std::mem::take(&mut *WARNINGS.0.lock()) };
     let mut out = std::io::stdout().lock();
     match serde_json::to_writer(&mut out, &reply).map_err(std::io::Error::from).and_then(|()| out.flush()) {

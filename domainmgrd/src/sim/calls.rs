@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Sender;
 use uuid::Uuid;
 use xenctl::{
-    Bdf, DomId, DomainEvent, DomainInfo, DomainKind, DomainSpec, DomainState, Error, HostInfo, LibxlErrorCode,
-    ShutdownReason, Subject,
+    Bdf, DomId, DomainEvent, DomainInfo, DomainKind, DomainSpec, DomainState, Error, HostCpus, HostInfo,
+    LibxlErrorCode, ShutdownReason, Subject,
 };
 
 use super::injection::target;
@@ -273,6 +273,11 @@ impl Hypervisor for SimHypervisor {
         self.park_if_killed(&mut st);
         st.domains.get(&domid.get()).ok_or_else(|| not_found("console", domid))?;
         Ok(std::path::PathBuf::from(format!("/dev/pts/sim{domid}")))
+    }
+
+    fn host_cpus(&self) -> HvResult<HostCpus> {
+        // One node with the 8 CPUs host_info reports.
+        Ok(HostCpus { max_cpus: 8, max_nodes: 1, node_cpus: vec![(0..8).collect()] })
     }
 
     fn host_info(&self) -> HvResult<HostInfo> {

@@ -145,7 +145,14 @@ impl std::fmt::Debug for Daemon {
 impl Daemon {
     /// Starts the daemon on `hv`: takes the lock, loads settings, adopts what runs, starts the
     /// domain threads and the config watcher. Returns once every domain thread is started.
-    pub fn start(options: Options, hv: Arc<dyn Hypervisor>) -> Result<Daemon, StartError> {
+    pub fn start(mut options: Options, hv: Arc<dyn Hypervisor>) -> Result<Daemon, StartError> {
+        // xl.cfg CPU lists such as `cpus = "all"` are read against this host, as xl reads them.
+        match hv.host_cpus() {
+            Ok(host) => options.xl_parser = options.xl_parser.with_host(Some(host)),
+            Err(e) => {
+                log::warn!("cannot read the host's CPUs ({e}); xl.cfg CPU lists naming all or NUMA nodes are refused")
+            }
+        }
         let paths = &options.paths;
         paths.create_all().map_err(|source| StartError::Setup { path: paths.status_dir.clone(), source })?;
         let lock_path = paths.lock_file();

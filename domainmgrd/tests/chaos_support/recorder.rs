@@ -10,7 +10,7 @@ use domainmgrd::hypervisor::{HvResult, Hypervisor, SaveInProgress, WatchGuard};
 use domainmgrd::sim::SimHypervisor;
 use parking_lot::Mutex;
 use uuid::Uuid;
-use xenctl::{Bdf, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo};
+use xenctl::{Bdf, DomId, DomainEvent, DomainInfo, DomainSpec, HostCpus, HostInfo};
 
 /// What a recorded call does to a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,9 @@ impl Hypervisor for Recorder {
     }
     fn host_info(&self) -> HvResult<HostInfo> {
         self.sim.host_info()
+    }
+    fn host_cpus(&self) -> HvResult<HostCpus> {
+        self.sim.host_cpus()
     }
     fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
         self.sim.pci_assignable_add(bdf)

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use domainmgrd::hypervisor::{HvResult, Hypervisor, SaveInProgress, WatchGuard};
 use domainmgrd::sim::SimHypervisor;
 use parking_lot::Mutex;
-use xenctl::{Bdf, DomId, DomainEvent, DomainInfo, DomainSpec, HostInfo, LibxlErrorCode, Subject};
+use xenctl::{Bdf, DomId, DomainEvent, DomainInfo, DomainSpec, HostCpus, HostInfo, LibxlErrorCode, Subject};
 
 #[derive(Default)]
 struct State {
@@ -126,6 +126,9 @@ impl Hypervisor for Probe {
             });
         }
         self.sim.host_info()
+    }
+    fn host_cpus(&self) -> HvResult<HostCpus> {
+        self.sim.host_cpus()
     }
     fn pci_assignable_add(&self, bdf: Bdf) -> HvResult<()> {
         let gate = {
