@@ -37,10 +37,15 @@ REPO="$(cd "$HERE/../.." && pwd)"
 CACHE_DIR="${CACHE_DIR:-$REPO/target/xen-box}"
 SUITE=bookworm
 XEN_VER=4.17
-KEY_PKGS=("xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" linux-image-amd64 busybox-static)
+KEY_PKGS=("xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" linux-image-amd64 busybox-static qemu-system-xen ovmf)
 # Installed into dom0 on top of debootstrap's minbase.
+# qemu-system-xen is the device model of HVM guests and the backend of qcow2 disks (qdisk),
+# 9pfs and PV framebuffers; seabios and ovmf are HVM firmware, ipxe-qemu the emulated NICs'
+# option ROMs, grub-xen-host the PV/PVH GRUB images that boot disk images; qemu-utils makes
+# qcow2 images for tests.
 DOM0_PKGS=(linux-image-amd64 "xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" xenstore-utils
-           iproute2 bridge-utils busybox-static kmod procps e2fsprogs pciutils iputils-ping)
+           iproute2 bridge-utils busybox-static kmod procps e2fsprogs pciutils iputils-ping
+           qemu-system-xen qemu-utils seabios ovmf ipxe-qemu grub-xen-host)
 HOST_PKGS=(debootstrap cpio e2fsprogs file xz-utils gzip)
 IMG_SIZE="${XENBOX_IMG_SIZE:-2G}"
 APT_UPDATE="${XENBOX_APT_UPDATE:-auto}"
@@ -274,9 +279,11 @@ cp "$ROOTFS/boot/vmlinuz-$KVER" "$STAGE/vmlinuz"
 log "trimming the root filesystem"
 M="$ROOTFS/usr/lib/modules/$KVER/kernel"
 rm -rf "$M/sound" \
-  "$M/drivers/"{gpu,media,infiniband,iio,staging,comedi,usb,hid,hwmon,scsi,bluetooth,mmc,isdn,nfc,video,thunderbolt,mtd,leds,power,watchdog} \
+  "$M/drivers/"{gpu,media,infiniband,iio,staging,comedi,usb,hid,hwmon,bluetooth,mmc,isdn,nfc,video,thunderbolt,mtd,leds,power,watchdog} \
   "$M/drivers/net/"{wireless,can,usb} "$M/net/"{wireless,mac80211,bluetooth}
 find "$M/drivers/net/ethernet" -mindepth 1 -maxdepth 1 ! -name intel -exec rm -rf {} +
+# Of SCSI only what an emulated IDE disk needs (libata sits on the SCSI core and disk driver).
+find "$M/drivers/scsi" -type f ! -name 'scsi_mod.ko*' ! -name 'sd_mod.ko*' ! -name 'scsi_common.ko*' -delete
 rm -rf "$ROOTFS"/usr/share/{doc,man,info,locale}/* "$ROOTFS"/var/lib/apt/lists/* \
        "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/boot/initrd.img* "$ROOTFS"/boot/xen-*.efi
 chroot "$ROOTFS" depmod -a "$KVER"
@@ -337,8 +344,11 @@ log "building the guest initramfs"
 G="$WORK/guest-initrd"
 mkdir -p "$G"/{bin,sbin,proc,sys,dev,etc,tmp,lib/modules}
 cp "$BUSYBOX" "$G/bin/busybox"
-copy_modules "$G/lib/modules" xen-netfront xen-blkfront xen-pcifront e1000
-for m in xen-netfront xen-blkfront xen-pcifront e1000; do
+# The PV front ends; for HVM guests without PV drivers the emulated e1000 and IDE disk (ata_piix,
+# sd_mod) and the ACPI power button (button, evdev: busybox acpid reads the input event).
+GUEST_MODULES=(xen-netfront xen-blkfront xen-pcifront e1000 ata_piix sd_mod button evdev)
+copy_modules "$G/lib/modules" "${GUEST_MODULES[@]}"
+for m in "${GUEST_MODULES[@]}"; do
   grep -q "^${m//-/[-_]}\.ko" "$G/lib/modules/modules.order" || log "note: $m is built in (no module)"
 done
 install -m 0755 "$HERE/files/guest-init" "$G/init"

@@ -189,7 +189,8 @@ if [ ${#PROGRAM[@]} -gt 0 ] && [ "$INTERACTIVE" = 0 ]; then
     printf 'exec'; printf ' %q' "${PROGRAM[@]}"; echo; } > "$CTL/job.sh"
 fi
 
-CPU="${XENBOX_CPU:-max,-smap,-xsave,-xsaveopt,-avx,-avx2}"
+CPU="${XENBOX_CPU:-max,-smap,-xsave,-xsaveopt,-avx,-avx2,-rdtscp}"
+TCG_THREAD="${XENBOX_TCG_THREAD:-multi}"
 MEM="${XENBOX_MEM:-2048}"
 SMP="${XENBOX_SMP:-2}"
 DOM0_MEM="${XENBOX_DOM0_MEM:-1024M}"
@@ -198,7 +199,7 @@ XEN_CMDLINE="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP bootscrub=0 io
 DOM0_CMDLINE="console=hvc0 earlyprintk=xen xenbox.mode=$MODE ${XENBOX_DOM0_EXTRA:-}"
 # shellcheck disable=SC2054  # commas separate QEMU's sub-options
 QEMU_ARGS=(
-  -machine q35 -accel tcg,thread=multi,tb-size=256 -cpu "$CPU" -m "$MEM" -smp "$SMP"
+  -machine q35 -accel "tcg,thread=$TCG_THREAD,tb-size=256" -cpu "$CPU" -m "$MEM" -smp "$SMP"
   -no-reboot -nodefaults -no-user-config -display none
   -device intel-iommu,intremap=on
   # Multiboot: Xen is the kernel; the modules (comma separated) are dom0's kernel and initramfs.
