@@ -12,8 +12,6 @@ use crate::*;
 
 const BOOT: Duration = Duration::from_secs(120);
 const EVENT: Duration = Duration::from_secs(60);
-const RUNNING: u64 = 115;
-const HALTED: u64 = 119;
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {

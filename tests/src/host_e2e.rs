@@ -25,19 +25,6 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
     ]
 }
 
-/// Destroys, on drop, whatever domains of these names still exist.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for row in xl_list().unwrap_or_default() {
-            if self.0.contains(&row.name) {
-                let _ = xl(&["destroy", &row.name]);
-            }
-        }
-    }
-}
-
 fn running(name: &str) -> TestResult<bool> {
     Ok(xl_list()?.iter().any(|r| r.name == name))
 }

@@ -14,6 +14,7 @@ use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 
 pub mod devices_e2e;
 pub mod eve_e2e;
+pub mod guests_e2e;
 pub mod host_e2e;
 pub mod xlcfg_e2e;
 
@@ -62,6 +63,20 @@ pub fn test_guest(name: &str, xenbox_args: &str) -> DomainSpec {
         .ramdisk(env_path("XENBOX_GUEST_RAMDISK", "/var/lib/xenbox/domU-initrd.cpio.gz"))
         .cmdline(format!("console=hvc0 loglevel=4 {xenbox_args}").trim_end().to_string())
         .on_shutdown(ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Preserve)
+}
+
+/// Destroys, on drop, whatever domains of these names still exist (with `xl`, whoever made them).
+#[derive(Debug)]
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for row in xl_list().unwrap_or_default() {
+            if self.0.contains(&row.name) {
+                let _ = xl(&["destroy", &row.name]);
+            }
+        }
+    }
 }
 
 /// A name no other test (or earlier run) uses.
@@ -412,6 +427,16 @@ impl Drop for DaemonProcess {
             let _ = c.wait();
         }
     }
+}
+
+/// EVE's SwState of a running domain (`DomainStatus.State`).
+pub const RUNNING: u64 = 115;
+/// EVE's SwState of a halted domain.
+pub const HALTED: u64 = 119;
+
+/// A status check: the DomainStatus's `State` is `want`.
+pub fn state_is(want: u64) -> impl Fn(&serde_json::Value) -> bool {
+    move |s| s["State"].as_u64() == Some(want)
 }
 
 /// A DomainConfig (EVE JSON) for the box's test guest, with a vif on the box's bridge.

@@ -1,8 +1,9 @@
 //! Boots the Xen test box (real Xen 4.17 + Debian dom0 under QEMU, `xen-box/run.sh`) and runs
 //! the end-to-end suite (`xen-e2e`) in its dom0, with the `domainmgrd` and `domainctl` binaries
-//! (and the daemon's xl.cfg parser, `domainmgrd-xlparse`) beside it. Fails loudly if the box cannot be built or booted. Set `XEN_BOX_SKIP=1` to skip it:
-//! it then prints that it was skipped, and why, and reports the test as ignored; nothing else
-//! skips it.
+//! (and the daemon's xl.cfg parser, `domainmgrd-xlparse`) beside it: twice, the HVM tests in a
+//! box of their own. Fails loudly if a box cannot be built or booted. Set `XEN_BOX_SKIP=1` to
+//! skip it: it then prints that it was skipped, and why, and reports the tests as ignored;
+//! nothing else skips it.
 //!
 //! It has its own harness (`harness = false`, libtest-mimic) because libtest captures a passing
 //! test's output: a skip would otherwise look like a pass.
@@ -12,17 +13,27 @@ use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const NAME: &str = "end_to_end_on_real_xen";
+/// The two box runs: the suite but its HVM tests, and the HVM tests in a box of their own (a
+/// QEMU that dies under an HVM guest must not take the other tests with it).
+const RUNS: [(&str, &[&str]); 2] =
+    [("end_to_end_on_real_xen", &["--skip", "hvm_"]), ("hvm_guests_on_real_xen", &["hvm_"])];
 
 fn main() {
     let args = Arguments::from_args();
     let skip = std::env::var("XEN_BOX_SKIP").is_ok_and(|v| v == "1");
-    let selected = args.filter.as_deref().is_none_or(|f| if args.exact { NAME == f } else { NAME.contains(f) });
-    if skip && selected && !args.list {
-        eprintln!("SKIPPED: {NAME}: the end-to-end tests on real Xen did not run, because XEN_BOX_SKIP=1 is set");
-    }
-    let trial = Trial::test(NAME, end_to_end_on_real_xen).with_ignored_flag(skip);
-    libtest_mimic::run(&args, vec![trial]).exit();
+    let trials = RUNS
+        .iter()
+        .map(|&(name, filter)| {
+            let selected = args.filter.as_deref().is_none_or(|f| if args.exact { name == f } else { name.contains(f) });
+            if skip && selected && !args.list {
+                eprintln!(
+                    "SKIPPED: {name}: the end-to-end tests on real Xen did not run, because XEN_BOX_SKIP=1 is set"
+                );
+            }
+            Trial::test(name, move || end_to_end_on_real_xen(name, filter)).with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
 
 fn runner() -> PathBuf {
@@ -51,10 +62,15 @@ fn build_domainmgrd(suite: &Path) -> Result<PathBuf, Failed> {
     Ok(dir.to_path_buf())
 }
 
-fn end_to_end_on_real_xen() -> Result<(), Failed> {
+/// Boots a box and runs `xen-e2e FILTER...` in its dom0 (`name` says which run, in messages).
+fn end_to_end_on_real_xen(name: &str, filter: &[&str]) -> Result<(), Failed> {
     let suite = Path::new(env!("CARGO_BIN_EXE_xen-e2e"));
     let bins = build_domainmgrd(suite)?;
-    eprintln!("booting the Xen box to run {} in dom0 (the first run builds the box: a few minutes)", suite.display());
+    eprintln!(
+        "{name}: booting the Xen box to run {} {} in dom0 (the first run builds the box: a few minutes)",
+        suite.display(),
+        filter.join(" ")
+    );
     let status = Command::new(runner())
         .arg("--timeout=1800")
         .arg(format!("--file={}", bins.join("domainmgrd").display()))
@@ -69,14 +85,16 @@ fn end_to_end_on_real_xen() -> Result<(), Failed> {
         .arg("--")
         .arg(suite)
         .args(["--test-threads", "2"])
+        .args(filter)
         .status()
         .map_err(|e| format!("cannot run {}: {e}", runner().display()))?;
     match status.code() {
         Some(0) => Ok(()),
-        Some(124) => Err("the Xen box run timed out (see the serial log tail above)".into()),
-        Some(125) => {
-            Err("the Xen box could not be built or did not boot, or its toolstack did not come up (see above)".into())
-        }
-        _ => Err(format!("end-to-end tests failed in the Xen box ({status}); their output is above").into()),
+        Some(124) => Err(format!("{name}: the Xen box run timed out (see the serial log tail above)").into()),
+        Some(125) => Err(format!(
+            "{name}: the Xen box could not be built or did not boot, or its toolstack did not come up (see above)"
+        )
+        .into()),
+        _ => Err(format!("{name}: end-to-end tests failed in the Xen box ({status}); their output is above").into()),
     }
 }

@@ -43,6 +43,8 @@ fn main() {
     tests.extend(devices_e2e::tests());
     tests.extend(host_e2e::tests());
     tests.extend(eve_e2e::tests());
+    tests.extend(guests_e2e::tests());
+    tests.extend(guests_e2e::hvm_tests());
     let ctx = match Context::new() {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -451,13 +453,6 @@ fn errors_are_specific(ctx: &Context) -> TestResult {
     ensure(err.libxl_code().is_some(), || format!("{err}"))?;
     let tty = ctx.console_tty(guard.domid()).ctx("console_tty")?;
     ensure(tty.starts_with("/dev/pts/") && tty.exists(), || format!("console tty {tty:?}"))
-}
-
-const RUNNING: u64 = 115;
-const HALTED: u64 = 119;
-
-fn state_is(want: u64) -> impl Fn(&serde_json::Value) -> bool {
-    move |s| s["State"].as_u64() == Some(want)
 }
 
 fn daemon_runs_and_halts(_ctx: &Context) -> TestResult {
