@@ -19,7 +19,9 @@ const RUNS: [(&str, &[&str]); 2] =
     [("end_to_end_on_real_xen", &["--skip", "hvm_"]), ("hvm_guests_on_real_xen", &["hvm_"])];
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // One box at a time: two boxes on a 2-core machine slow an HVM guest's boot several times.
+    args.test_threads.get_or_insert(1);
     let skip = std::env::var("XEN_BOX_SKIP").is_ok_and(|v| v == "1");
     let trials = RUNS
         .iter()
