@@ -74,8 +74,9 @@ fn wait_serial(path: &Path, pattern: &str, timeout: Duration) -> TestResult<Stri
     .map_err(|e| format!("{e}; serial tail:\n{}", tail(&text(), 15)))
 }
 
+/// `Some` once `xl list` no longer shows `name` (for `wait_until`).
 fn gone(name: &str) -> Option<()> {
-    (!xl_list().ok()?.iter().any(|r| r.name == name)).then_some(())
+    (!running(name).ok()?).then_some(())
 }
 
 fn hvm_power_button(_ctx: &Context) -> TestResult {
@@ -84,11 +85,7 @@ fn hvm_power_button(_ctx: &Context) -> TestResult {
     let _cleanup = Cleanup(vec![name.clone()]);
     let d = daemon("dm-hvm")?;
     let image = d.root.join("hda.img");
-    let file = std::fs::File::create(&image).ctx("create image")?;
-    file.set_len(64 << 20).ctx("size image")?;
-    let from_dom0 = format!("FROM-DOM0-{}", std::process::id());
-    std::os::unix::fs::FileExt::write_all_at(&file, from_dom0.as_bytes(), 1 << 20).ctx("write image")?;
-    drop(file);
+    let from_dom0 = disk_image_with_words(&image)?;
     let serial = d.root.join("serial.log");
     let mac = "00:16:3e:5a:00:01";
     let devices = format!(
@@ -198,7 +195,7 @@ fn pvh_with_a_kernel(_ctx: &Context) -> TestResult {
     // A PVH guest has PV drivers: stop is a clean shutdown, well before the destroy timeout.
     let started = Instant::now();
     d.domainctl_ok(&["stop", &name, "--timeout", "60"])?;
-    wait_until("the PVH guest to be gone", BOOT, || (!xl_list().ok()?.iter().any(|r| r.name == name)).then_some(()))?;
+    wait_until("the PVH guest to be gone", BOOT, || gone(&name))?;
     wait_console(&name, "XENBOX-GUEST-POWEROFF", Duration::from_secs(5))?;
     ensure(started.elapsed() < Duration::from_secs(60), || format!("stop took {:?}", started.elapsed()))
 }

@@ -25,10 +25,6 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
     ]
 }
 
-fn running(name: &str) -> TestResult<bool> {
-    Ok(xl_list()?.iter().any(|r| r.name == name))
-}
-
 /// A daemon whose host settings are `AUTO=<root>/auto` and `lines`.
 fn host_daemon(name: &str, lines: &str) -> TestResult<DaemonProcess> {
     let d = DaemonProcess::new(name, &["timer.domain.shutdown:60"]);

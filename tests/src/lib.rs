@@ -79,6 +79,21 @@ impl Drop for Cleanup {
     }
 }
 
+/// Whether `xl list` shows a domain called `name`.
+pub fn running(name: &str) -> TestResult<bool> {
+    Ok(xl_list()?.iter().any(|r| r.name == name))
+}
+
+/// A sparse 64 MiB raw image at `path` with words from dom0 1 MiB in (what the test guest's
+/// `xenbox.disk_io=1` reads back as `XENBOX-GUEST-DISK-READ`); the words.
+pub fn disk_image_with_words(path: &Path) -> TestResult<String> {
+    let file = std::fs::File::create(path).ctx("create image")?;
+    file.set_len(64 << 20).ctx("size image")?;
+    let words = format!("FROM-DOM0-{}", std::process::id());
+    std::os::unix::fs::FileExt::write_all_at(&file, words.as_bytes(), 1 << 20).ctx("write image")?;
+    Ok(words)
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique_name(base: &str) -> String {
     format!("e2e-{base}-{}", std::process::id())

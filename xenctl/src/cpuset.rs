@@ -38,10 +38,15 @@ impl HostCpus {
         self.max_cpus.div_ceil(8).saturating_mul(8)
     }
 
+    /// Bits in a node bitmap, rounded up as the CPU map is.
+    fn node_bits(&self) -> u32 {
+        self.max_nodes.div_ceil(8).saturating_mul(8)
+    }
+
     /// The CPUs of `node` as libxl_node_to_cpumap gives them: none for a node past the node
     /// bitmap or without CPUs.
     fn cpus_of_node(&self, node: u32) -> &[u32] {
-        if node >= self.max_nodes.div_ceil(8).saturating_mul(8) {
+        if node >= self.node_bits() {
             return &[];
         }
         self.node_cpus.get(node as usize).map_or(&[], Vec::as_slice)
@@ -91,7 +96,7 @@ pub(crate) fn parse(text: &str, host: Option<&HostCpus>) -> std::result::Result<
             let Some(h) = host else {
                 return Err(format!("`{item}': NUMA node lists need the host's topology; list the CPUs"));
             };
-            let last = b.min(u64::from(h.max_nodes.div_ceil(8).saturating_mul(8)));
+            let last = b.min(u64::from(h.node_bits()));
             (a..=last).flat_map(|n| h.cpus_of_node(n as u32).iter().copied()).collect()
         } else {
             if b > u64::from(MAX_CPU) {

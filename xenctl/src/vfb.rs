@@ -82,16 +82,8 @@ impl VfbSpec {
     /// quoting, so a value with a comma cannot be written.
     pub(crate) fn to_xl(&self, field: &str) -> Result<String> {
         let flag = |key: &str, v: Option<bool>| v.map(|v| format!("{key}={}", u8::from(v)));
-        let text = |key: &'static str, name: &str, v: &Option<String>| -> Result<Option<String>> {
-            match v {
-                Some(v) if v.contains(',') => Err(Error::invalid(
-                    format!("{field}.{name}"),
-                    v.as_str(),
-                    "a comma cannot be written in an xl device spec",
-                )),
-                Some(v) => Ok(Some(format!("{key}={v}"))),
-                None => Ok(None),
-            }
+        let text = |key: &str, name: &str, v: &Option<String>| -> Result<Option<String>> {
+            v.as_deref().map(|v| crate::xlcfg::item(&format!("{field}.{name}"), key, v)).transpose()
         };
         let parts = [
             flag("vnc", self.vnc),
@@ -232,14 +224,10 @@ impl DomainSpec {
             // Numbered by position, as xl's ARRAY_EXTEND_INIT does.
             vfb.devid = i32::try_from(i).unwrap_or(i32::MAX);
             vkb.devid = vfb.devid;
-            match (from_vnc, i) {
-                (true, 0) => {
-                    if let Some(vnc) = &self.vnc {
-                        vnc.fill_libxl("vnc", &mut vfb.vnc)?;
-                    }
-                }
-                (true, _) => self.vfbs[i - 1].fill_libxl(&format!("vfbs[{}]", i - 1), vfb)?,
-                (false, _) => self.vfbs[i].fill_libxl(&format!("vfbs[{i}]"), vfb)?,
+            match (&self.vnc, i.checked_sub(usize::from(from_vnc))) {
+                (Some(vnc), None) => vnc.fill_libxl("vnc", &mut vfb.vnc)?,
+                (_, Some(j)) => self.vfbs[j].fill_libxl(&format!("vfbs[{j}]"), vfb)?,
+                (None, None) => {} // from_vnc implies vnc
             }
         }
         Ok(())

@@ -52,7 +52,8 @@ fn refuse_control_characters(text: &str) -> Result<()> {
 }
 
 /// A `key=value` item of a comma-separated device spec; commas cannot be escaped there.
-fn item(field: &str, key: &str, value: &str) -> Result<String> {
+/// `key=value` for an xl device spec; a comma in `value` cannot be written there.
+pub(crate) fn item(field: &str, key: &str, value: &str) -> Result<String> {
     if value.contains(',') {
         return Err(Error::invalid(field, value, "a comma cannot be written in an xl device spec"));
     }

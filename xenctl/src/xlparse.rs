@@ -85,7 +85,8 @@ impl DomainSpec {
     /// and PVH); the display:
     /// `vfb` (any number of framebuffers, any type), and for HVM guests and PV guests without a
     /// `vfb` list `vnc`, `vnclisten`, `vncdisplay`, `vncpasswd`, `vncunused`, `sdl`, `opengl`,
-    /// `keymap` (ignored with a warning in a PVH file, as xl has nowhere to put them); HVM only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
+    /// `keymap` (ignored with a warning in a PVH file, as xl has nowhere to put them); HVM
+    /// only: `serial`, `boot`, `usb`, `usbversion`, `usbdevice`,
     /// `soundhw`, `apic`, `pae`, `viridian` (a boolean or a list), `hpet`, `xen_platform_pci`, `bios`,
     /// `vga`, `stdvga`, `nographic`, `acpi_s3`, `acpi_s4`; PV only: `e820_host`. Also `cpuid`
     /// (both forms), `altp2m`, `msr_relaxed`, `firmware`, the device model and stub domain

@@ -406,12 +406,7 @@ fn restore_of_an_xl_image(ctx: &Context) -> TestResult {
 fn disk_from_xl_spec(ctx: &Context) -> TestResult {
     let name = unique_name("disk");
     let img = format!("/tmp/{name}.img");
-    let file = std::fs::File::create(&img).ctx("create image")?;
-    file.set_len(64 << 20).ctx("size image")?;
-    // Words from dom0 1 MiB in, for the guest to read.
-    let from_dom0 = format!("FROM-DOM0-{}", std::process::id());
-    std::os::unix::fs::FileExt::write_all_at(&file, from_dom0.as_bytes(), 1 << 20).ctx("write image")?;
-    drop(file);
+    let from_dom0 = disk_image_with_words(Path::new(&img))?;
     let disk = DiskSpec::from_xl(&format!("format=raw,vdev=xvda,access=rw,target={img}")).ctx("parse disk spec")?;
     let guard = boot(ctx, &test_guest(&name, "xenbox.disk_io=1").disk(disk))?;
     let line = wait_console(&name, "XENBOX-GUEST-BLOCK xvda", Duration::from_secs(10))?;
