@@ -2,7 +2,8 @@
 # setup.sh - install what building and testing this project needs on Debian 12 (bookworm).
 #
 # System packages: the Xen 4.17 libraries we link (libxen-dev), libclang for bindgen,
-# pkg-config and a C compiler. A Rust toolchain (>= 1.89, edition 2024) via rustup if cargo
+# pkg-config and a C compiler; qemu-utils, whose qemu-img tells an EVE app's image formats
+# (and makes images in tests). A Rust toolchain (>= 1.89, edition 2024) via rustup if cargo
 # is missing or too old (Debian 12's own rustc is 1.63). The Xen test box installs its own
 # extra packages (QEMU, debootstrap...) when it is first built (tests/xen-box/build.sh).
 # For the Debian package (scripts/package.sh): cargo-deb (built from crates.io into
@@ -18,7 +19,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(libxen-dev libclang-dev pkg-config gcc libc6-dev make git ca-certificates curl
-  dpkg-dev help2man man-db systemd lintian)
+  dpkg-dev help2man man-db systemd lintian qemu-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

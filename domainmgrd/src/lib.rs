@@ -12,6 +12,7 @@ pub mod adapters;
 pub mod agent;
 pub mod configfile;
 pub mod control;
+pub mod diskformat;
 pub mod domain;
 pub mod eve;
 pub mod files;

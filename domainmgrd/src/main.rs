@@ -19,6 +19,7 @@ use domainmgrd::error_chain;
 use domainmgrd::files::Paths;
 use domainmgrd::hypervisor::{Hypervisor, LibxlHypervisor};
 use domainmgrd::supervisor::{Daemon, Options};
+use domainmgrd::translate::PvBoot;
 
 /// Runs Xen guest domains from EVE's DomainConfig and xl.cfg files, through libxl, in-process.
 ///
@@ -90,9 +91,28 @@ struct Cli {
     /// Serve Prometheus metrics (GET /metrics) on HOST:PORT or unix:PATH; off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<domainmgrd::prometheus::Listen>,
+    /// EVE's PV apps run as PVH where the host runs HVM guests, as EVE runs them (auto), or
+    /// always as PV (never).
+    #[arg(long, default_value = "auto", value_name = "auto|never")]
+    pv_as_pvh: PvAsPvh,
+    /// The firmware an EVE PV app without a kernel boots as PVH (EVE's OVMF build for PVH).
+    #[arg(long, default_value = PvBoot::PVH_FIRMWARE, value_name = "FILE")]
+    pvh_firmware: String,
+    /// The GRUB image such an app boots as PV where it cannot run as PVH.
+    #[arg(long, default_value = PvBoot::PV_GRUB, value_name = "FILE")]
+    pv_grub: String,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
+}
+
+/// `--pv-as-pvh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PvAsPvh {
+    /// Where the host runs HVM guests (EVE's rule).
+    Auto,
+    /// Never: PV apps run as PV.
+    Never,
 }
 
 /// `--inputs`.
@@ -147,6 +167,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         InputsArg::Files => InputMode::Files,
     };
     options.eve.agent_files = Some(cli.run_root.clone());
+    options.eve.pv_as_pvh = cli.pv_as_pvh == PvAsPvh::Auto;
+    options.eve.pv_boot.pvh_firmware = cli.pvh_firmware;
+    options.eve.pv_boot.pv_grub = cli.pv_grub;
     options.settings_file = cli.settings;
     options.config_flags = cli.config_flags;
     options.adapter_sources = Sources {

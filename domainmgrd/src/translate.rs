@@ -1,12 +1,26 @@
-//! EVE `DomainConfig` → xenctl `DomainSpec`, the way EVE's Xen backend builds its xl config:
-//! disks become xvda, xvdb, ... in order; PV guests get `console=hvc0 appuuid=<uuid>` before
-//! their own arguments; memory is KiB rounded up to MiB. Every value we cannot use is an error
-//! naming the file, the field and the value.
+//! EVE `DomainConfig` → xenctl `DomainSpec`, the way EVE's Xen backend builds its xl config
+//! (pillar's `hypervisor/xen.go`, `CreateDomConfig`) and its start script (`xen-start`) creates
+//! the domain from it: disks become xvda, xvdb, ... in order; PV apps get `console=hvc0
+//! appuuid=<uuid>` before their own arguments, the PVH firmware as their kernel when they bring
+//! none, and run as PVH where the host runs HVM guests (`pvboot.rs`); HVM, FML and LEGACY apps
+//! get EVE's emulated hardware and display rules (`kinds.rs`); memory is KiB rounded up to MiB.
+//! Fields EVE's Xen backend never reads (`RootDev`, `BootLoader`) are ignored as it ignores
+//! them. Every value we cannot use is an error naming the file, the field and the value.
+//!
+//! `oracle.rs` (tests only) writes the xl config EVE's own code writes for a config; the tests
+//! check that xl's reading of it (our xl parser, which agrees with `xl -N`) is our spec.
+
+mod kinds;
+#[cfg(test)]
+mod oracle;
+mod pvboot;
+
+pub use pvboot::PvBoot;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use xenctl::{DiskFormat, DiskSpec, DomainKind, DomainSpec, Mac, ShutdownAction, VifSpec, VncSpec};
+use xenctl::{DiskFormat, DiskSpec, DomainKind, DomainSpec, Mac, ShutdownAction, VifSpec};
 
 use crate::eve::{DiskConfig, DiskStatus, DomainConfig, Format, VmMode};
 
@@ -31,10 +45,23 @@ pub struct Translated {
     pub spec: DomainSpec,
     /// The disks as the status reports them.
     pub disks: Vec<DiskStatus>,
+    /// Every passed-through PCI device may write its whole config space (EVE's FML mode:
+    /// xl's `pci_permissive = 1`); applied to the devices its adapters resolve to at boot.
+    pub pci_permissive: bool,
+    /// What the status says about how the app boots when it is not what its mode says (a PV
+    /// app run as PVH, or through GRUB), for the operator.
+    pub boot_note: Option<String>,
 }
 
-/// Translates `config`, read from `file`.
-pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, ConfigError> {
+impl Translated {
+    /// A spec as it is, with nothing else to say (an xl.cfg file's).
+    pub fn of_spec(spec: DomainSpec) -> Translated {
+        Translated { spec, disks: Vec::new(), pci_permissive: false, boot_note: None }
+    }
+}
+
+/// Translates `config`, read from `file`, for a host that boots PV apps as `pv` says.
+pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Translated, ConfigError> {
     let err = |field: &str, value: String, reason: &str| ConfigError {
         file: file.display().to_string(),
         field: field.to_string(),
@@ -89,52 +116,34 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
     };
 
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-    let kernel = non_empty(&vm.kernel);
-    let mut cmdline = Vec::new();
-    if kind == DomainKind::Pv {
-        cmdline.push("console=hvc0".to_string());
-        cmdline.push(format!("appuuid={uuid}"));
-    }
-    if kind == DomainKind::Pv || kernel.is_some() {
-        if let Some(root) = non_empty(&vm.root_dev) {
-            cmdline.push(format!("root={root}"));
-        }
-        if let Some(extra) = non_empty(&vm.extra_args) {
-            cmdline.push(extra);
-        }
-    }
+    let pv_mode = kind == DomainKind::Pv;
+    // EVE writes `extra` as given, after its own words for PV apps; `root` and `bootloader`
+    // never (RootDev and BootLoader are not read by its Xen backend: zedmanager sets
+    // BootLoader to OVMF for FML apps, which boot their firmware all the same).
+    let cmdline = if pv_mode {
+        Some(format!("console=hvc0 appuuid={uuid} {}", vm.extra_args))
+    } else {
+        (!vm.extra_args.is_empty()).then(|| vm.extra_args.clone())
+    };
+    let (kind, kernel, boot_note) = if pv_mode {
+        let (kind, kernel, note) = pv.decide(non_empty(&vm.kernel));
+        (kind, Some(kernel), note)
+    } else {
+        (kind, non_empty(&vm.kernel), None)
+    };
 
     let mut spec = DomainSpec::new(config.domain_name(), kind).uuid(uuid).memory_mib(memory).vcpus(vcpus);
     spec.max_memory_mib = max_memory;
     spec.max_vcpus = max_vcpus;
     spec.kernel = kernel;
     spec.ramdisk = non_empty(&vm.ramdisk);
-    spec.cmdline = (!cmdline.is_empty()).then(|| cmdline.join(" "));
-    spec.bootloader = non_empty(&vm.boot_loader);
-    if kind == DomainKind::Hvm
-        && let Some(b) = &spec.bootloader
-    {
-        // libxl runs no bootloader for HVM guests; EVE's FML firmware is a separate matter.
-        return Err(err("BootLoader", format!("{b:?}"), "HVM guests boot from their firmware, not a dom0 bootloader"));
-    }
+    spec.cmdline = cmdline;
     // A CPU set (libxl's cpumap): in order, each once, as xl reads a `cpus` list.
     spec.cpus = vm.cpus.0.iter().copied().collect::<BTreeSet<u32>>().into_iter().collect();
     spec.on_poweroff = ShutdownAction::Destroy;
     spec.on_reboot = ShutdownAction::Restart;
     spec.on_crash = ShutdownAction::Destroy;
-    if kind == DomainKind::Hvm {
-        spec.serial = Some("pty".into());
-        spec.boot_order = Some("dc".into());
-    }
-    if vm.enable_vnc {
-        spec.vnc = Some(VncSpec {
-            listen: Some("0.0.0.0".into()),
-            display: (vm.vnc_display != 0).then_some(vm.vnc_display),
-            password: non_empty(&vm.vnc_passwd),
-            find_unused: Some(false),
-            enable_by_default: false,
-        });
-    }
+    kinds::display(&mut spec, vm, &config.gpu_config, pv_mode);
 
     let mut disks = Vec::new();
     for (i, d) in config.disk_config_list.iter().enumerate() {
@@ -147,12 +156,13 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
             return Err(err("DiskConfigList", format!("{} disks", config.disk_config_list.len()), "at most 26 disks"));
         };
         let vdev = format!("xvd{letter}");
-        let (format, cdrom) = match d.format {
-            Format::UNKNOWN | Format::RAW => (DiskFormat::Raw, false),
-            Format::QCOW => (DiskFormat::Qcow, false),
-            Format::QCOW2 => (DiskFormat::Qcow2, false),
-            Format::VHD => (DiskFormat::Vhd, false),
-            Format::ISO => (DiskFormat::Raw, true),
+        // An ISO image is a raw disk to EVE's Xen backend (its status says "cdrom", but the
+        // xl config it writes gives the image as a disk like any other).
+        let format = match d.format {
+            Format::UNKNOWN | Format::RAW | Format::ISO => DiskFormat::Raw,
+            Format::QCOW => DiskFormat::Qcow,
+            Format::QCOW2 => DiskFormat::Qcow2,
+            Format::VHD => DiskFormat::Vhd,
             other => {
                 return Err(err(
                     &field("Format"),
@@ -161,8 +171,7 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
                 ));
             }
         };
-        let disk =
-            DiskSpec { format, cdrom, readonly: d.read_only || cdrom, ..DiskSpec::new(d.file_location.trim(), &vdev) };
+        let disk = DiskSpec { format, readonly: d.read_only, ..DiskSpec::new(d.file_location.trim(), &vdev) };
         spec.disks.push(disk);
         // EVE's Devtype (configToStatus): an app's own volume is "AppCustom"; any other disk
         // "hdd", an ISO image "cdrom" with its format written RAW; under LEGACY all of
@@ -175,7 +184,7 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         };
         disks.push(DiskStatus {
             volume_key: d.volume_key.clone(),
-            read_only: d.read_only || cdrom,
+            read_only: d.read_only,
             file_location: d.file_location.clone(),
             format: status_format,
             mount_dir: d.mount_dir.clone(),
@@ -205,6 +214,8 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         });
     }
 
+    let pci_permissive = kinds::hardware(&mut spec, vm.virtualization_mode);
+
     // IoAdapterList is resolved to PCI devices when the domain boots (adapters/mod.rs): which
     // devices are free depends on the adapter list and the other domains at that moment.
 
@@ -213,7 +224,7 @@ pub fn translate(config: &DomainConfig, file: &Path) -> Result<Translated, Confi
         xenctl::Error::InvalidSpec { field, value, reason } => err(&eve_field(&field), format!("{value:?}"), &reason),
         other => err("(config)", String::new(), &other.to_string()),
     })?;
-    Ok(Translated { spec, disks })
+    Ok(Translated { spec, disks, pci_permissive, boot_note })
 }
 
 /// The fields EVE honours and we do not yet: the first one set to something that changes
@@ -235,11 +246,6 @@ fn not_supported_yet(config: &DomainConfig) -> Result<(), (String, String, Strin
     }
     if let Some(v) = vm.io_mem.as_ref().filter(|v| !v.is_empty()) {
         return not_yet("IOMem", as_json(v), "passing I/O memory through (iomem)");
-    }
-    // EVE's Xen backend gives a guest without VNC no display (`nographic`, `vga="none"`)
-    // unless it has a GPUConfig.
-    if !config.gpu_config.is_empty() {
-        return not_yet("GPUConfig", as_json(&config.gpu_config), "a GPU or display for the guest");
     }
     // OpenStack metadata: EVE names the guest's SMBIOS product "OpenStack Compute", user
     // data or not.
@@ -343,7 +349,7 @@ mod tests {
     }
 
     fn t(c: &DomainConfig) -> Result<Translated, ConfigError> {
-        translate(c, Path::new("/run/zedmanager/DomainConfig/x.json"))
+        translate(c, Path::new("/run/zedmanager/DomainConfig/x.json"), &PvBoot::eve_default())
     }
 
     #[test]
@@ -371,14 +377,14 @@ mod tests {
         let tr = t(&config()).unwrap();
         let s = &tr.spec;
         assert_eq!(s.name, "6ba7b810-9dad-11d1-80b4-00c04fd430c8.1.2");
-        assert_eq!((s.kind, s.memory_mib, s.vcpus, s.max_vcpus), (DomainKind::Pv, 127, 2, None));
-        assert_eq!(
-            s.cmdline.as_deref(),
-            Some("console=hvc0 appuuid=6ba7b810-9dad-11d1-80b4-00c04fd430c8 root=/dev/xvda1 quiet")
-        );
+        // A PV app on a host that runs HVM guests is PVH, with EVE's words before its own
+        // (RootDev is not used: EVE's Xen backend never writes `root`).
+        assert_eq!((s.kind, s.memory_mib, s.vcpus, s.max_vcpus), (DomainKind::Pvh, 127, 2, None));
+        assert_eq!(s.cmdline.as_deref(), Some("console=hvc0 appuuid=6ba7b810-9dad-11d1-80b4-00c04fd430c8 quiet"));
         assert_eq!(s.disks[0].vdev, "xvda");
         assert_eq!(s.disks[0].format, DiskFormat::Qcow2);
-        assert!(s.disks[1].cdrom && s.disks[1].readonly);
+        // An ISO is a raw disk in EVE's xl config, read-only only if the config says so.
+        assert!(!s.disks[1].cdrom && !s.disks[1].readonly && s.disks[1].format == DiskFormat::Raw);
         assert_eq!((tr.disks[0].devtype.as_str(), tr.disks[1].devtype.as_str()), ("hdd", "cdrom"));
         assert_eq!(tr.disks[1].vdev, "xvdb");
         assert_eq!(s.vifs[0].vifname.as_deref(), Some("nbu1x2"));
@@ -398,10 +404,26 @@ mod tests {
         c.vm.enable_vnc = true;
         c.vm.vnc_display = 3;
         let s = t(&c).unwrap().spec;
-        assert_eq!((s.kind, s.serial.as_deref(), s.cmdline.as_deref()), (DomainKind::Hvm, Some("pty"), None));
+        assert_eq!(
+            (s.kind, s.serial_ports.as_slice(), s.cmdline.as_deref()),
+            (DomainKind::Hvm, &["pty".to_string()][..], Some("quiet"))
+        );
         assert_eq!(s.vnc.as_ref().and_then(|v| v.display), Some(3));
+        assert_eq!((s.usb, s.usb_devices.as_slice()), (Some(true), &["tablet".to_string()][..]));
+        assert_eq!(s.vifs[0].nic_type, Some(xenctl::NicType::Vif), "EVE gives HVM apps PV vifs only");
         c.vm.virtualization_mode = VmMode::FML;
-        assert_eq!(t(&c).unwrap().spec.kind, DomainKind::Hvm);
+        c.vm.boot_loader = "/usr/lib/xen/boot/OVMF_CODE.fd".into(); // zedmanager's, for FML
+        let tr = t(&c).unwrap();
+        assert_eq!((tr.spec.kind, tr.spec.bootloader.as_deref(), tr.pci_permissive), (DomainKind::Hvm, None, true));
+        assert_eq!(tr.spec.device_model.hdtype, Some(xenctl::HdType::Ahci));
+        assert_eq!(tr.spec.vifs[0].nic_type, Some(xenctl::NicType::Ioemu));
+        // Without VNC: no VNC, and no graphics card unless the app has a GPU config.
+        (c.vm.enable_vnc, c.gpu_config) = (false, "legacy".into());
+        let s = t(&c).unwrap().spec;
+        assert!(s.display.vnc_disabled && s.display.nographic.is_none() && s.display.vga.is_none());
+        c.gpu_config.clear();
+        let s = t(&c).unwrap().spec;
+        assert_eq!((s.display.nographic, s.display.vga), (Some(true), Some(xenctl::VgaKind::Off)));
     }
 
     #[test]
@@ -410,7 +432,7 @@ mod tests {
         for mode in [VmMode::FILLER, VmMode(6), VmMode(255)] {
             c.vm.virtualization_mode = mode;
             let s = t(&c).unwrap().spec;
-            assert_eq!(s.kind, DomainKind::Pv, "{mode:?}");
+            assert_eq!(s.kind, DomainKind::Pvh, "{mode:?}: as a PV app, PVH on a host with HVM");
             assert!(s.cmdline.as_deref().is_some_and(|l| l.starts_with("console=hvc0 appuuid=")), "{mode:?}");
             assert_eq!(mode.or_default(), VmMode::PV);
         }
@@ -424,6 +446,7 @@ mod tests {
         let disks = t(&c).unwrap().disks;
         assert_eq!((disks[0].devtype.as_str(), disks[0].format), ("hdd", Format::RAW));
         assert_eq!((disks[1].devtype.as_str(), disks[1].format), ("cdrom", Format::RAW), "an ISO is a RAW cdrom");
+        assert!(!disks[1].read_only, "read-only only if the config says so");
         c.disk_config_list[0].target = DiskConfig::TARGET_APP_CUSTOM;
         c.vm.virtualization_mode = VmMode::LEGACY;
         c.vm.kernel.clear();
@@ -454,7 +477,6 @@ mod tests {
             (Box::new(|c| c.vm.dt_dev = Some(vec!["/smb/gpio@f7020000".into()])), "DtDev = [\"/smb/gpio@f7020000\"]"),
             (Box::new(|c| c.vm.irqs = Some(vec![88, 86])), "IRQs = [88,86]: passing physical IRQs"),
             (Box::new(|c| c.vm.io_mem = Some(vec!["0xf7020,1".into()])), "IOMem = [\"0xf7020,1\"]"),
-            (Box::new(|c| c.gpu_config = "legacy".into()), "GPUConfig = \"legacy\""),
             (Box::new(|c| c.meta_data_type = 2), "MetaDataType = 2: OpenStack"),
             (Box::new(|c| c.is_cipher = true), "IsCipher = true: encrypted cloud-init user data"),
             (
@@ -499,15 +521,7 @@ mod tests {
                 "x.json: VifList[0].Mac = 01:8f:a1:00:00:01: a multicast address cannot name an interface",
             ),
             (Box::new(|c| c.vif_list[0].mtu = 1), "x.json: VifList[0].MTU = 1: must be 68 to 65535"),
-            (Box::new(|c| c.vm.kernel.clear()), "x.json: Kernel = \"\": a PV guest needs a kernel or a bootloader"),
             (Box::new(|c| c.vm.cpus.0 = vec![9999]), "x.json: CPUs = \"9999\""),
-            (
-                Box::new(|c| {
-                    c.vm.virtualization_mode = VmMode::FML;
-                    c.vm.boot_loader = "/usr/lib/xen/boot/ovmf.bin".into();
-                }),
-                "x.json: BootLoader = \"/usr/lib/xen/boot/ovmf.bin\": HVM guests boot from their firmware",
-            ),
             (Box::new(|c| c.uuid_and_version.uuid = Uuid::nil()), "UUIDandVersion.UUID"),
         ];
         for (mutate, want) in cases {

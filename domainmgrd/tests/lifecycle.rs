@@ -198,6 +198,36 @@ fn a_domain_destroyed_outside_the_daemon_is_reported_and_retried() {
 }
 
 #[test]
+fn an_image_whose_real_format_is_not_its_configs_is_not_booted_with_eves_error() {
+    let mut env = Env::new();
+    let mut options = env.options();
+    options.disk_probe = domainmgrd::diskformat::Probe::default();
+    env.start_with(options);
+    let image = env.dir.path().join("root.img");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", &image.display().to_string(), "1M"])
+        .status()
+        .expect("qemu-img (setup.sh installs qemu-utils)");
+    assert!(made.success());
+    let uuid = Uuid::new_v4();
+    let mut cfg = config(uuid, "mismatch", true);
+    cfg["DiskConfigList"][0]["FileLocation"] = image.display().to_string().into();
+    env.write_config(&cfg);
+    let st = env.wait_status(uuid, "boot failure", |s| s.boot_failed);
+    assert!(
+        st.error.error.starts_with("Disk format mismatch, format in config RAW and output of qemu-img/zfs get QCOW2"),
+        "{}",
+        st.error.error
+    );
+    assert_eq!(env.sim.calls(Op::Create), 0);
+    // Said as it is, it boots.
+    cfg["DiskConfigList"][0]["Format"] = 3.into();
+    env.write_config(&cfg);
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    assert!(!st.boot_failed && st.error.error.is_empty(), "{:?}", st.error);
+}
+
+#[test]
 fn invalid_values_are_an_error_in_the_status_naming_file_field_and_value() {
     let mut env = Env::new();
     env.start();

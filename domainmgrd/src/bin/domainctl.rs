@@ -16,6 +16,7 @@ use domainmgrd::domain::Report;
 use domainmgrd::error_chain;
 use domainmgrd::settings::MAX_SECONDS;
 use domainmgrd::supervisor::{ListRow, MetricRow, load_domain_file};
+use domainmgrd::translate::PvBoot;
 
 /// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
 /// and shut down the host's domains.
@@ -359,8 +360,13 @@ fn dry_run(file: &Path, xl_conf: &Path) -> i32 {
     // The same parse as the daemon's: in a child, the helper beside this binary (or the
     // packaged one), so that a hostile file cannot crash or exhaust domainctl either.
     // On a Xen host CPU lists read as xl reads them there; elsewhere `all` is no pinning.
-    let host = xenctl::Context::new().and_then(|ctx| ctx.host_cpus()).ok();
-    let spec = load_domain_file(file, &XlParser::default().with_host(host))
+    // An EVE config's PV app is PVH, or PV, as the daemon would run it here (with the
+    // daemon's default images).
+    let ctx = xenctl::Context::new().ok();
+    let host = ctx.as_ref().and_then(|ctx| ctx.host_cpus().ok());
+    let cap_hvm = ctx.as_ref().and_then(|ctx| ctx.host_info().ok()).is_some_and(|h| h.cap_hvm);
+    let pv = PvBoot::for_host(cap_hvm, true, PvBoot::PVH_FIRMWARE.into(), PvBoot::PV_GRUB.into());
+    let spec = load_domain_file(file, &XlParser::default().with_host(host), &pv)
         .and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()))
         .and_then(|mut spec| domainmgrd::xlconf::apply(Some(xl_conf), &mut spec).map(|()| spec));
     match spec.and_then(|s| s.to_libxl_json().map_err(|e| error_chain(&e))) {

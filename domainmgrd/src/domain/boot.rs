@@ -47,7 +47,14 @@ impl Domain {
         self.phase = Phase::Booting;
         self.status.domain_name = spec.name.clone();
         self.status.disk_status_list = translated.disks;
+        self.status.boot_note = translated.boot_note.unwrap_or_default();
         self.publish();
+        // EVE looks at each image before it boots an app: one whose real format is not its
+        // config's is not booted.
+        if let Err(e) = crate::diskformat::check(&self.shared.disk_probe, &self.status.disk_status_list) {
+            self.boot_failed(e);
+            return;
+        }
         // What xl puts into every domain from xl.conf, as xl reads it: afresh at each create.
         if let Err(e) = crate::xlconf::apply(self.shared.xl_conf.as_deref(), &mut spec) {
             self.boot_failed(e);
@@ -63,7 +70,10 @@ impl Domain {
                     self.status.adapters_failed = false;
                     // EVE's meaning: the adapters it holds, listed only once reserved.
                     self.status.io_adapter_list = wanted;
-                    spec.pcis = bdfs.iter().copied().map(xenctl::PciSpec::new).collect();
+                    // FML's `pci_permissive = 1` is every device's default, as xl reads it.
+                    let pci =
+                        |bdf| xenctl::PciSpec { permissive: translated.pci_permissive, ..xenctl::PciSpec::new(bdf) };
+                    spec.pcis = bdfs.iter().copied().map(pci).collect();
                     self.held_pcis = bdfs;
                 }
                 Err(e) => {

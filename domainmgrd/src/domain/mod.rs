@@ -136,6 +136,8 @@ pub struct Shared {
     pub xl_cfg_files: Arc<Mutex<std::collections::HashMap<PathBuf, Uuid>>>,
     /// xl.conf, applied to every spec before libxl sees it (`None`: xl's defaults).
     pub xl_conf: Option<PathBuf>,
+    /// How an EVE app's disk images are checked against their formats before a boot.
+    pub disk_probe: crate::diskformat::Probe,
 }
 
 /// Where the domain is.

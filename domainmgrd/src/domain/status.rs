@@ -115,6 +115,7 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
         config_failed: false,
         boot_failed: false,
         adapters_failed: false,
+        boot_note: String::new(),
         vm: Default::default(),
     }
 }

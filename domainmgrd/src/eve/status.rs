@@ -186,6 +186,10 @@ pub struct DomainStatus {
     /// Adapter assignment failed.
     #[serde(rename = "AdaptersFailed")]
     pub adapters_failed: bool,
+    /// How the app boots when that is not what its mode says (a PV app run as PVH, or as
+    /// PV through GRUB); not in EVE's struct, and not written when empty.
+    #[serde(rename = "BootNote", default, skip_serializing_if = "String::is_empty")]
+    pub boot_note: String,
     /// From the config.
     #[serde(flatten)]
     pub vm: VmConfig,
@@ -264,6 +268,7 @@ mod tests {
             config_failed: false,
             boot_failed: false,
             adapters_failed: false,
+            boot_note: String::new(),
             vm: VmConfig::default(),
         };
         let v: serde_json::Value = serde_json::to_value(&status).unwrap();

@@ -47,7 +47,7 @@ pub(crate) fn loaded_from_spec(spec: DomainSpec, source: Source) -> Loaded {
         activate: false,
         ..DomainConfig::default()
     };
-    Loaded { config, translated: Ok(Translated { spec, disks: Vec::new() }), source }
+    Loaded { config, translated: Ok(Translated::of_spec(spec)), source }
 }
 
 impl Supervisor {

@@ -28,6 +28,7 @@ use crate::hypervisor::Hypervisor;
 use crate::metrics::Sampler;
 use crate::prometheus::{self, Listen};
 use crate::settings::{Settings, SettingsError};
+use crate::translate::PvBoot;
 use crate::watcher::{Change, Watcher};
 
 /// How the daemon is set up.
@@ -57,6 +58,9 @@ pub struct Options {
     pub xl_conf: Option<PathBuf>,
     /// Where the EVE inputs come from (files or EVE's pubsub), and the agent's files.
     pub eve: EveOptions,
+    /// How an EVE app's disk images are checked against their formats before a boot (EVE's
+    /// qemu-img check by default).
+    pub disk_probe: crate::diskformat::Probe,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -70,11 +74,15 @@ pub struct EveOptions {
     pub inputs: InputMode,
     /// Where the pid and touch files EVE's watchdog reads go (EVE: `/run`); `None`: none.
     pub agent_files: Option<PathBuf>,
+    /// How PV apps boot; `as_pvh` is settled at the start from the host's capabilities.
+    pub pv_boot: PvBoot,
+    /// PV apps may run as PVH where the host runs HVM guests (EVE's rule); false: never.
+    pub pv_as_pvh: bool,
 }
 
 impl Default for EveOptions {
     fn default() -> Self {
-        EveOptions { inputs: InputMode::Files, agent_files: None }
+        EveOptions { inputs: InputMode::Files, agent_files: None, pv_boot: PvBoot::eve_default(), pv_as_pvh: true }
     }
 }
 
@@ -93,6 +101,7 @@ impl Options {
             xl_parser: XlParser::default(),
             xl_conf: None,
             eve: EveOptions::default(),
+            disk_probe: crate::diskformat::Probe::default(),
         }
     }
 }
@@ -152,6 +161,18 @@ impl Daemon {
             Err(e) => {
                 log::warn!("cannot read the host's CPUs ({e}); xl.cfg CPU lists naming all or NUMA nodes are refused")
             }
+        }
+        // EVE's xen-start runs PV apps as PVH when `xl info` says the host runs HVM guests;
+        // when the host cannot be read, it says nothing, and they run as PV.
+        let cap_hvm = hv.host_info().map(|h| h.cap_hvm).unwrap_or_else(|e| {
+            log::warn!("cannot read the host's capabilities ({e}); PV apps run as PV");
+            false
+        });
+        let pv = &options.eve.pv_boot;
+        options.eve.pv_boot =
+            PvBoot::for_host(cap_hvm, options.eve.pv_as_pvh, pv.pvh_firmware.clone(), pv.pv_grub.clone());
+        if !options.eve.pv_boot.as_pvh {
+            log::info!("EVE's PV apps run as PV: {}", options.eve.pv_boot.why_not_pvh);
         }
         let paths = &options.paths;
         paths.create_all().map_err(|source| StartError::Setup { path: paths.status_dir.clone(), source })?;
@@ -252,6 +273,7 @@ impl Daemon {
             host_stopped: Arc::new(crate::hoststate::host_stopped(paths).into()),
             xl_cfg_files: Arc::default(),
             xl_conf: options.xl_conf.clone(),
+            disk_probe: options.disk_probe.clone(),
         };
         crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);

@@ -314,10 +314,11 @@ impl Supervisor {
     /// a slow parse blocks that thread and this request, never the supervisor.
     fn create(&mut self, file: &Path, reply: Sender<Response>) {
         let parser = self.options.xl_parser.clone();
+        let pv = self.options.eve.pv_boot.clone();
         let back = self.handback.0.clone();
         let (file, on_error) = (file.to_path_buf(), reply.clone());
         let spawned = std::thread::Builder::new().name("create-read".into()).spawn(move || {
-            let loaded = load_domain_file(&file, &parser);
+            let loaded = load_domain_file(&file, &parser, &pv);
             let _ = back.send(Box::new(move |sup: &mut Supervisor| sup.create_loaded(loaded, reply)));
         });
         if let Err(e) = spawned {
@@ -462,7 +463,7 @@ impl Supervisor {
 /// file as a transient domain's config: read once (a regular file, capped; see
 /// [`configfile::read`]), an xl.cfg parsed by `parser` (in a child). The error names the file
 /// (and line and key for xl.cfg).
-pub fn load_domain_file(file: &Path, parser: &XlParser) -> Result<domain::Loaded, String> {
+pub fn load_domain_file(file: &Path, parser: &XlParser, pv: &translate::PvBoot) -> Result<domain::Loaded, String> {
     // The larger cap of the two kinds; an xl.cfg's own is checked by the parser.
     let text = configfile::read(file, &configfile::DOMAIN_CONFIG).map_err(|e| error_chain(&e))?;
     let looks_json =
@@ -470,7 +471,7 @@ pub fn load_domain_file(file: &Path, parser: &XlParser) -> Result<domain::Loaded
     if looks_json {
         let config: DomainConfig =
             serde_json::from_slice(&text).map_err(|e| format!("{}: not a valid DomainConfig: {e}", file.display()))?;
-        let translated = translate::translate(&config, file).map_err(|e| e.to_string())?;
+        let translated = translate::translate(&config, file, pv).map_err(|e| e.to_string())?;
         Ok(domain::Loaded { config, translated: Ok(translated), source: Source::Transient })
     } else {
         let parsed = parser.parse(&file.display().to_string(), &text)?;

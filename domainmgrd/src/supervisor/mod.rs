@@ -527,7 +527,7 @@ impl Supervisor {
         if self.domains.get(key).is_some_and(|h| h.last_bytes.as_deref() == Some(&bytes)) {
             return;
         }
-        let command = match load(&path, uuid, &bytes) {
+        let command = match load(&path, uuid, &bytes, &self.options.eve.pv_boot) {
             Ok(loaded) => Command::Config(Box::new(loaded)),
             Err(reason) => Command::ConfigUnreadable(reason),
         };
@@ -539,7 +539,7 @@ impl Supervisor {
 }
 
 /// Parses and translates a config file's bytes.
-fn load(path: &Path, uuid: Uuid, bytes: &[u8]) -> Result<Loaded, String> {
+fn load(path: &Path, uuid: Uuid, bytes: &[u8], pv: &translate::PvBoot) -> Result<Loaded, String> {
     let config: DomainConfig =
         serde_json::from_slice(bytes).map_err(|e| format!("{}: not a valid DomainConfig: {e}", path.display()))?;
     if config.uuid_and_version.uuid != uuid {
@@ -549,6 +549,6 @@ fn load(path: &Path, uuid: Uuid, bytes: &[u8]) -> Result<Loaded, String> {
             config.uuid_and_version.uuid
         ));
     }
-    let translated = translate::translate(&config, path);
+    let translated = translate::translate(&config, path, pv);
     Ok(Loaded { config, translated, source: Source::Eve })
 }
