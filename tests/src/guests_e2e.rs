@@ -15,7 +15,7 @@ use crate::*;
 /// Boot to the guest's READY line: a PVH guest boots in 10-20 s in a quiet box, and GRUB reads
 /// the kernel at a few hundred KiB/s; with the suite's other guests and the HVM box beside it,
 /// several times that.
-const BOOT: Duration = Duration::from_secs(300);
+pub(crate) const BOOT: Duration = Duration::from_secs(300);
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
@@ -42,13 +42,13 @@ pub fn hvm_tests() -> Vec<(&'static str, E2eTest)> {
 /// xen-box/README.md); alone, OVMF boots.
 static OVMF_ALONE: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-fn hvm_turn() -> std::sync::RwLockReadGuard<'static, ()> {
+pub(crate) fn hvm_turn() -> std::sync::RwLockReadGuard<'static, ()> {
     OVMF_ALONE.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Boot to READY for an HVM guest: QEMU's option ROM copies the kernel in through fw_cfg and
 /// every emulated I/O is a round trip through Xen and QEMU, all under TCG: 1-3 minutes.
-const HVM_BOOT: Duration = Duration::from_secs(420);
+pub(crate) const HVM_BOOT: Duration = Duration::from_secs(420);
 
 /// The xl.cfg of an HVM test guest: SeaBIOS boots the test kernel (QEMU's direct kernel boot),
 /// without PV drivers (no Xen platform device, and `xen_nopv`: Linux would otherwise reach
@@ -75,7 +75,7 @@ fn wait_serial(path: &Path, pattern: &str, timeout: Duration) -> TestResult<Stri
 }
 
 /// `Some` once `xl list` no longer shows `name` (for `wait_until`).
-fn gone(name: &str) -> Option<()> {
+pub(crate) fn gone(name: &str) -> Option<()> {
     (!running(name).ok()?).then_some(())
 }
 
@@ -154,7 +154,7 @@ fn create(d: &DaemonProcess, name: &str, text: &str) -> TestResult {
 }
 
 /// The domain's configuration as libxl recorded it, from `xl list -l NAME`.
-fn xl_config(name: &str) -> TestResult<Value> {
+pub(crate) fn xl_config(name: &str) -> TestResult<Value> {
     let text = xl(&["list", "-l", name])?;
     let v: Value = serde_json::from_str(&text).ctx("xl list -l JSON")?;
     Ok(v[0]["config"].clone())
@@ -202,7 +202,7 @@ fn pvh_with_a_kernel(_ctx: &Context) -> TestResult {
 
 /// A disk image with an ext2 filesystem holding GRUB's config, the test guest's kernel and its
 /// initramfs, made with `mke2fs -d` (no mount, no loop device).
-fn grub_disk(dir: &Path, marker: &str) -> TestResult<PathBuf> {
+pub(crate) fn grub_disk(dir: &Path, marker: &str) -> TestResult<PathBuf> {
     let (_, ramdisk) = guest_files();
     let kernel = std::env::var("XENBOX_GUEST_KERNEL_COMPRESSED").unwrap_or_else(|_| "/var/lib/xenbox/vmlinuz".into());
     let tree = dir.join("tree");

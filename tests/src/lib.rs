@@ -14,6 +14,7 @@ use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 
 pub mod devices_e2e;
 pub mod eve_e2e;
+pub mod eve_kinds_e2e;
 pub mod guests_e2e;
 pub mod host_e2e;
 pub mod xlcfg_e2e;

@@ -45,6 +45,8 @@ fn main() {
     tests.extend(eve_e2e::tests());
     tests.extend(guests_e2e::tests());
     tests.extend(guests_e2e::hvm_tests());
+    tests.extend(eve_kinds_e2e::tests());
+    tests.extend(eve_kinds_e2e::hvm_tests());
     let ctx = match Context::new() {
         Ok(ctx) => ctx,
         Err(e) => {
