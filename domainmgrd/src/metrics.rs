@@ -159,8 +159,10 @@ pub struct SampledDomain {
     pub metric: DomainMetric,
 }
 
+/// MiB as EVE counts them (`roundFromKbytesToMbytes`): KiB to the nearest MiB. A PVH or HVM
+/// guest holds a few pages beyond its memory, which rounding up would count as a whole MiB.
 fn bytes_to_mib(bytes: u64) -> u32 {
-    u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX)
+    u32::try_from(((bytes >> 10) + 512) >> 10).unwrap_or(u32::MAX)
 }
 
 /// Takes samples and writes the metric files.

@@ -126,7 +126,13 @@ pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Tran
         (!vm.extra_args.is_empty()).then(|| vm.extra_args.clone())
     };
     let (kind, kernel, boot_note) = if pv_mode {
-        let (kind, kernel, note) = pv.decide(non_empty(&vm.kernel));
+        // Devices passed through: adapters (resolved to PCI devices, IRQs, ... at boot), or
+        // the config's own IRQs, I/O memory and device tree nodes.
+        let passthrough = !config.io_adapter_list.is_empty()
+            || vm.irqs.as_ref().is_some_and(|v| !v.is_empty())
+            || vm.io_mem.as_ref().is_some_and(|v| !v.is_empty())
+            || vm.dt_dev.as_ref().is_some_and(|v| !v.is_empty());
+        let (kind, kernel, note) = pv.decide(non_empty(&vm.kernel), passthrough);
         (kind, Some(kernel), note)
     } else {
         (kind, non_empty(&vm.kernel), None)

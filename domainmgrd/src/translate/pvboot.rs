@@ -48,8 +48,22 @@ impl PvBoot {
         PvBoot { as_pvh: cap_hvm && allow_pvh, why_not_pvh, pvh_firmware, pv_grub }
     }
 
-    /// The domain type, kernel and status note for a PV app that brings `kernel` (or none).
-    pub(super) fn decide(&self, kernel: Option<String>) -> (DomainKind, String, Option<String>) {
+    /// The domain type, kernel and status note for a PV app that brings `kernel` (or none)
+    /// and does or does not pass devices through. libxl 4.17 passes none through to a PVH
+    /// guest ("passthrough not yet supported for x86 PVH guests"): such an app stays PV, where
+    /// EVE's `type="pvh"` would make the create fail.
+    pub(super) fn decide(&self, kernel: Option<String>, passthrough: bool) -> (DomainKind, String, Option<String>) {
+        if self.as_pvh && passthrough {
+            let why = "libxl passes no devices through to PVH guests";
+            return match kernel {
+                Some(k) => (DomainKind::Pv, k, Some(format!("PV app run as PV, not PVH: {why}"))),
+                None => {
+                    let note =
+                        format!("PV app run as PV through GRUB {} instead of the PVH firmware: {why}", self.pv_grub);
+                    (DomainKind::Pv, self.pv_grub.clone(), Some(note))
+                }
+            };
+        }
         match (self.as_pvh, kernel) {
             (true, Some(k)) => {
                 (DomainKind::Pvh, k, Some("PV app run as PVH, as EVE runs it on a host with HVM".into()))
@@ -77,13 +91,13 @@ mod tests {
     #[test]
     fn pv_apps_run_as_pvh_where_the_host_runs_hvm_and_through_grub_where_not() {
         let hvm = PvBoot::eve_default();
-        let (kind, kernel, note) = hvm.decide(None);
+        let (kind, kernel, note) = hvm.decide(None, false);
         assert_eq!((kind, kernel.as_str()), (DomainKind::Pvh, PvBoot::PVH_FIRMWARE));
         assert!(note.unwrap().contains("booting the firmware /usr/lib/xen/boot/ovmf-pvh.bin"));
-        assert_eq!(hvm.decide(Some("/k".into())).0, DomainKind::Pvh, "EVE's xen-start makes every PV app PVH");
+        assert_eq!(hvm.decide(Some("/k".into()), false).0, DomainKind::Pvh, "EVE's xen-start makes every PV app PVH");
 
         let no_hvm = PvBoot::for_host(false, true, "/fw".into(), "/grub".into());
-        let (kind, kernel, note) = no_hvm.decide(None);
+        let (kind, kernel, note) = no_hvm.decide(None, false);
         assert_eq!((kind, kernel.as_str()), (DomainKind::Pv, "/grub"));
         assert_eq!(
             note.as_deref(),
@@ -91,10 +105,17 @@ mod tests {
                 "PV app run as PV through GRUB /grub instead of the PVH firmware: the host cannot run HVM guests (no hvm in Xen's virt_caps)"
             )
         );
-        assert_eq!(no_hvm.decide(Some("/k".into())), (DomainKind::Pv, "/k".into(), None));
+        assert_eq!(no_hvm.decide(Some("/k".into()), false), (DomainKind::Pv, "/k".into(), None));
+
+        // Passing devices through keeps an app PV (libxl refuses them to PVH guests).
+        let (kind, kernel, note) = hvm.decide(None, true);
+        assert_eq!((kind, kernel.as_str()), (DomainKind::Pv, PvBoot::PV_GRUB));
+        assert!(note.unwrap().ends_with("libxl passes no devices through to PVH guests"));
+        assert_eq!(hvm.decide(Some("/k".into()), true).0, DomainKind::Pv);
+        assert_eq!(no_hvm.decide(Some("/k".into()), true), (DomainKind::Pv, "/k".into(), None));
 
         let off = PvBoot::for_host(true, false, "/fw".into(), "/grub".into());
         assert!(!off.as_pvh);
-        assert!(off.decide(None).2.unwrap().ends_with("PVH is turned off (--pv-as-pvh=never)"));
+        assert!(off.decide(None, false).2.unwrap().ends_with("PVH is turned off (--pv-as-pvh=never)"));
     }
 }
