@@ -49,6 +49,7 @@ fn kernelless_app(uuid: &str, name: &str, app_num: u32, activate: bool, image: &
 fn kernelless(daemon_name: &str, app_num: u32, args: &[&str], xen_type: &str, kernel: &str, note: &str) -> TestResult {
     let mut daemon = DaemonProcess::new(daemon_name, &["timer.domain.shutdown:120"]);
     daemon.args = args.iter().map(|a| a.to_string()).collect();
+    daemon.pv_as_pvh = true;
     daemon.start()?;
     let uuid = xenctl::Uuid::new_v4().to_string();
     let marker = format!("EVE-FW-{app_num}");
