@@ -11,6 +11,7 @@
 pub mod adapters;
 pub mod agent;
 pub mod configfile;
+pub mod console;
 pub mod control;
 pub mod diskformat;
 pub mod domain;

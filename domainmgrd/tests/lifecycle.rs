@@ -36,7 +36,7 @@ fn config_in_boots_the_domain_and_reports_it_running() {
         d.spec
             .cmdline
             .as_deref()
-            .is_some_and(|c| c.contains(&format!("appuuid={uuid}")) && c.contains("root=/dev/xvda"))
+            .is_some_and(|c| c.starts_with(&format!("console=hvc0 appuuid={uuid} ")) && !c.contains("root="))
     );
     assert_eq!(st.vif_list[0].vif_used, format!("nbu{}", uuid.as_u128() % 1000));
     assert_eq!(st.disk_status_list[0].vdev, "xvda");

@@ -2,7 +2,8 @@
 //! `domainmgrd` process fed EVE `DomainConfig` files: a PV app without a kernel booting its
 //! firmware as PVH (the box has no OVMF built for PVH, which Debian does not package, so GRUB's
 //! PVH image stands in as the firmware: it reads the app's disk as OVMF would), the same app
-//! through GRUB's PV image where PVH is not had, and an FML app with EVE's emulated hardware.
+//! through GRUB's PV image where PVH is not had (both with their consoles collected as EVE
+//! collects them), and an FML app with EVE's emulated hardware.
 //! Each is checked against `xl` (what libxl recorded) and the guest's console.
 
 use std::path::Path;
@@ -30,9 +31,10 @@ pub fn hvm_tests() -> Vec<(&'static str, E2eTest)> {
 const GRUB_PVH: &str = "/usr/lib/grub-xen/grub-i386-xen_pvh.bin";
 const GRUB_PV: &str = "/usr/lib/grub-xen/grub-x86_64-xen.bin";
 
-/// An EVE PV app with no kernel whose one disk is `image`.
-fn kernelless_app(uuid: &str, name: &str, app_num: u32, activate: bool, image: &Path) -> Value {
+/// An EVE PV app with no kernel whose one disk is `image`; `DisableLogs` as `quiet` says.
+fn kernelless_app(uuid: &str, name: &str, app_num: u32, activate: bool, image: &Path, quiet: bool) -> Value {
     let mut c = eve_config(uuid, name, app_num, activate, "");
+    c["DisableLogs"] = quiet.into();
     c["Kernel"] = "".into();
     c["Ramdisk"] = "".into();
     c["Memory"] = 262144.into();
@@ -45,8 +47,16 @@ fn kernelless_app(uuid: &str, name: &str, app_num: u32, activate: bool, image: &
 
 /// Runs a kernel-less PV app through a daemon started with `args`; checks what libxl made of
 /// it (`xen_type`, its kernel `kernel`), that its status's BootNote says `note`, that the
-/// guest booted what GRUB found on its disk, and that deactivating it is a clean shutdown.
-fn kernelless(daemon_name: &str, app_num: u32, args: &[&str], xen_type: &str, kernel: &str, note: &str) -> TestResult {
+/// guest booted what GRUB found on its disk, that its console was collected into its console
+/// log (and into the daemon's log unless `quiet`, its DisableLogs), and that deactivating it
+/// is a clean shutdown.
+fn kernelless(
+    daemon_name: &str,
+    app_num: u32,
+    args: &[&str],
+    (xen_type, kernel, note): (&str, &str, &str),
+    quiet: bool,
+) -> TestResult {
     let mut daemon = DaemonProcess::new(daemon_name, &["timer.domain.shutdown:120"]);
     daemon.args = args.iter().map(|a| a.to_string()).collect();
     daemon.pv_as_pvh = true;
@@ -54,7 +64,7 @@ fn kernelless(daemon_name: &str, app_num: u32, args: &[&str], xen_type: &str, ke
     let uuid = xenctl::Uuid::new_v4().to_string();
     let marker = format!("EVE-FW-{app_num}");
     let image = grub_disk(&daemon.root, &marker)?;
-    daemon.write_config(&kernelless_app(&uuid, daemon_name, app_num, true, &image))?;
+    daemon.write_config(&kernelless_app(&uuid, daemon_name, app_num, true, &image, quiet))?;
     let st = daemon.wait_status(&uuid, "RUNNING", BOOT, state_is(RUNNING))?;
     let name = st["DomainName"].as_str().unwrap_or_default().to_string();
     let _cleanup = Cleanup(vec![name.clone()]);
@@ -67,7 +77,17 @@ fn kernelless(daemon_name: &str, app_num: u32, args: &[&str], xen_type: &str, ke
     // the app's disk and booted what it found there.
     wait_console(&name, &format!("XENBOX-MARKER {marker}"), BOOT)?;
     wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
-    daemon.write_config(&kernelless_app(&uuid, daemon_name, app_num, false, &image))?;
+    // The app's console as EVE collects it: the daemon's hub read it into the app's console
+    // log (what xenconsoled logged above is the same output), and into the daemon's own log
+    // (EVE's log collector takes it from there) unless the app says DisableLogs.
+    let console_log = daemon.root.join(format!("run/console/{uuid}.log"));
+    wait_until("the app's console log to have the guest's READY", BOOT, || {
+        std::fs::read_to_string(&console_log).ok().filter(|l| l.contains("XENBOX-GUEST-READY")).map(|_| ())
+    })?;
+    let daemon_log = std::fs::read_to_string(daemon.root.join("daemon.log")).ctx("daemon.log")?;
+    let in_daemon_log = daemon_log.lines().any(|l| l.contains(" console] ") && l.contains("XENBOX-GUEST-READY"));
+    ensure(in_daemon_log != quiet, || format!("console lines in daemon.log: {in_daemon_log}, DisableLogs {quiet}"))?;
+    daemon.write_config(&kernelless_app(&uuid, daemon_name, app_num, false, &image, quiet))?;
     daemon.wait_status(&uuid, "HALTED", BOOT, state_is(HALTED))?;
     ensure(gone(&name).is_some(), || format!("{name} is still in xl list"))?;
     ensure(console_text(&name).contains("XENBOX-GUEST-POWEROFF"), || "the guest was not shut down gracefully".into())?;
@@ -78,13 +98,14 @@ fn kernelless(daemon_name: &str, app_num: u32, args: &[&str], xen_type: &str, ke
 /// EVE's rule on a host that runs HVM guests (the box does): PVH, the firmware as the kernel.
 fn pv_app_firmware_as_pvh(_ctx: &Context) -> TestResult {
     let firmware = format!("--pvh-firmware={GRUB_PVH}");
-    kernelless("dm-eve-fw", 121, &[&firmware], "pvh", GRUB_PVH, &format!("booting the firmware {GRUB_PVH}"))
+    let note = format!("booting the firmware {GRUB_PVH}");
+    kernelless("dm-eve-fw", 121, &[&firmware], ("pvh", GRUB_PVH, &note), false)
 }
 
 /// Where PVH is not had (here: turned off, as on a host without HVM), GRUB's PV image.
 fn pv_app_through_pv_grub(_ctx: &Context) -> TestResult {
     let grub = format!("--pv-grub={GRUB_PV}");
-    kernelless("dm-eve-pvgrub", 122, &["--pv-as-pvh=never", &grub], "pv", GRUB_PV, "through GRUB")
+    kernelless("dm-eve-pvgrub", 122, &["--pv-as-pvh=never", &grub], ("pv", GRUB_PV, "through GRUB"), true)
 }
 
 /// An FML app (`VirtualizationMode` 3) as zedmanager writes it (OVMF as its BootLoader, a
@@ -114,7 +135,7 @@ fn fml_app(_ctx: &Context) -> TestResult {
     let name = st["DomainName"].as_str().unwrap_or_default().to_string();
     let _cleanup = Cleanup(vec![name.clone()]);
     let xl_cfg = xl_config(&name)?;
-    let hvm = &xl_cfg["b_info"]["type"]["hvm"];
+    let hvm = &xl_cfg["b_info"]["type.hvm"];
     ensure(xl_cfg["c_info"]["type"] == "hvm", || format!("xl list -l: c_info {}", xl_cfg["c_info"]))?;
     ensure(hvm["hdtype"] == "ahci", || format!("xl list -l: b_info.type.hvm {hvm}"))?;
     ensure(hvm["serial_list"] == serde_json::json!(["pty"]), || {

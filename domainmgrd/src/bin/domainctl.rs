@@ -391,18 +391,38 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
         }
         Err(e) => return call_failed(&cli.command, &e),
     };
+    // An EVE app's console is its daemon-side hub's, shared with its console log; any other
+    // domain's is its tty, as `xl console` opens it.
+    if let Some(socket) = r.data["socket"].as_str().map(PathBuf::from) {
+        return match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(conn) => match conn.try_clone() {
+                Ok(reader) => relay(domain, &socket, reader, conn),
+                Err(e) => failed(&socket, &e),
+            },
+            Err(e) => failed(&socket, &e),
+        };
+    }
     let Some(tty) = r.data["tty"].as_str().map(PathBuf::from) else {
         eprintln!("domainctl: no console tty");
         return exit::FAILED;
     };
-    let console = match std::fs::OpenOptions::new().read(true).write(true).open(&tty) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("domainctl: {}: {e}", tty.display());
-            return exit::FAILED;
-        }
-    };
-    eprintln!("attached to {} ({}); Ctrl-] detaches", domain, tty.display());
+    match std::fs::OpenOptions::new().read(true).write(true).open(&tty) {
+        Ok(f) => match f.try_clone() {
+            Ok(reader) => relay(domain, &tty, reader, f),
+            Err(e) => failed(&tty, &e),
+        },
+        Err(e) => failed(&tty, &e),
+    }
+}
+
+fn failed(path: &Path, e: &std::io::Error) -> i32 {
+    eprintln!("domainctl: {}: {e}", path.display());
+    exit::FAILED
+}
+
+/// Relays this terminal (raw) and a console until Ctrl-] or the console's end.
+fn relay<R: Read + Send + 'static, W: Write>(domain: &str, path: &Path, mut from_console: R, mut to_console: W) -> i32 {
+    eprintln!("attached to {} ({}); Ctrl-] detaches", domain, path.display());
     let stdin = std::io::stdin();
     let saved = rustix::termios::tcgetattr(&stdin).ok();
     if let Some(t) = &saved {
@@ -410,13 +430,6 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
         raw.make_raw();
         let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
     }
-    let mut from_console = match console.try_clone() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("domainctl: {e}");
-            return exit::FAILED;
-        }
-    };
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut out = std::io::stdout();
@@ -426,7 +439,6 @@ fn attach(cli: &Cli, domain: &str) -> i32 {
             }
         }
     });
-    let mut to_console = console;
     let mut buf = [0u8; 1024];
     let mut input = stdin.lock();
     while let Ok(n) = input.read(&mut buf) {

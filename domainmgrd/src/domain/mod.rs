@@ -256,6 +256,9 @@ pub struct Domain {
     rebooting: bool,
     /// The PCI devices its adapters resolved to at its boot, which a reboot gives it again.
     held_pcis: Vec<xenctl::Bdf>,
+    /// An EVE app's console hub while it runs (see console.rs), or the domain whose console
+    /// could not be opened (said once).
+    console: Option<(DomId, Option<crate::console::Hub>)>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -318,6 +321,7 @@ impl Domain {
             first_published: None,
             rebooting: false,
             held_pcis: Vec::new(),
+            console: None,
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);
         if let Some(loaded) = desired {

@@ -36,7 +36,40 @@ impl Domain {
             .into_iter()
             .find_map(|e| e.clone())
             .unwrap_or_default();
+        self.sync_console();
         self.write_status();
+    }
+
+    /// Keeps an EVE app's console hub running while the domain runs, as EVE's `xen-start`
+    /// keeps `xl console` on it; none for other domains (their consoles stay `xl console`'s).
+    fn sync_console(&mut self) {
+        // Its console lasts as long as the domain: its shutdown is on it too.
+        let running = self.current_domid().filter(|_| self.source == super::Source::Eve);
+        let Some(domid) = running else {
+            self.console = None;
+            return;
+        };
+        if let Some((d, hub)) = &self.console
+            && *d == domid
+            && hub.as_ref().is_none_or(crate::console::Hub::is_running)
+        {
+            return;
+        }
+        self.console = None; // the old hub goes first: it owns the socket's name
+        let (log, socket) = crate::console::paths(&self.shared.paths.run_dir, &self.key);
+        let to_daemon_log = !self.desired.as_ref().is_some_and(|d| d.config.disable_logs);
+        let name = self.name();
+        let hub = self.shared.hv.console_tty(domid).map_err(|e| e.to_string()).and_then(|tty| {
+            let config = crate::console::HubConfig { name: name.clone(), tty, log, socket, to_daemon_log };
+            crate::console::Hub::start(config).map_err(|e| e.to_string())
+        });
+        match hub {
+            Ok(hub) => self.console = Some((domid, Some(hub))),
+            Err(e) => {
+                log::warn!("{name}: its console is not collected: {e}");
+                self.console = Some((domid, None));
+            }
+        }
     }
 
     pub(super) fn write_status(&mut self) {
@@ -48,6 +81,7 @@ impl Domain {
             s.uuid_and_version = d.config.uuid_and_version.clone();
             s.display_name = d.config.display_name.clone();
             s.app_num = d.config.app_num;
+            s.disable_logs = d.config.disable_logs;
             s.vm = d.config.vm.clone();
             // The mode it runs in, as EVE's status says it.
             s.vm.virtualization_mode = s.vm.virtualization_mode.or_default();
@@ -116,6 +150,7 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
         boot_failed: false,
         adapters_failed: false,
         boot_note: String::new(),
+        disable_logs: false,
         vm: Default::default(),
     }
 }

@@ -186,6 +186,10 @@ pub struct DomainStatus {
     /// Adapter assignment failed.
     #[serde(rename = "AdaptersFailed")]
     pub adapters_failed: bool,
+    /// From the config: EVE's log collector (newlogd) keeps this app's console out of the logs
+    /// it sends on.
+    #[serde(rename = "DisableLogs", default)]
+    pub disable_logs: bool,
     /// How the app boots when that is not what its mode says (a PV app run as PVH, or as
     /// PV through GRUB); not in EVE's struct, and not written when empty.
     #[serde(rename = "BootNote", default, skip_serializing_if = "String::is_empty")]
@@ -269,6 +273,7 @@ mod tests {
             boot_failed: false,
             adapters_failed: false,
             boot_note: String::new(),
+            disable_logs: false,
             vm: VmConfig::default(),
         };
         let v: serde_json::Value = serde_json::to_value(&status).unwrap();

@@ -368,8 +368,11 @@ impl Supervisor {
     }
 
     fn console(&self, arg: &str) -> Response {
+        let mut socket = None;
         let domid = match self.resolve(arg) {
             Ok(key) => {
+                // An EVE app's console is its hub's (console.rs): operators attach there.
+                socket = Some(crate::console::paths(&self.options.paths.run_dir, &key).1).filter(|s| s.exists());
                 self.shared.registry.read().get(&key.parse().unwrap_or_default()).map(|b| b.domain_id).unwrap_or(0)
             }
             // Unmanaged domains too, by domid or Xen name.
@@ -386,7 +389,7 @@ impl Supervisor {
             return Response::error_with_exit(format!("{arg} is not running"), exit::FAILED);
         }
         match self.shared.hv.console_tty(DomId::new(domid)) {
-            Ok(tty) => Response::data(serde_json::json!({"domid": domid, "tty": tty})),
+            Ok(tty) => Response::data(serde_json::json!({"domid": domid, "tty": tty, "socket": socket})),
             Err(e) => Response::error(e.to_string()),
         }
     }
