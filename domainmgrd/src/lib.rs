@@ -17,6 +17,7 @@ pub mod diskformat;
 pub mod domain;
 pub mod eve;
 pub mod files;
+pub mod getty;
 pub mod hostcfg;
 pub mod hoststate;
 pub mod hypervisor;

@@ -101,6 +101,10 @@ struct Cli {
     /// The GRUB image such an app boots as PV where it cannot run as PVH.
     #[arg(long, default_value = PvBoot::PV_GRUB, value_name = "FILE")]
     pv_grub: String,
+    /// The host console's getty, run (with `sh -c`) while `debug.enable.console` is true and
+    /// stopped with SIGUSR1 when it turns false, as EVE's domainmgr runs its rungetty.sh.
+    #[arg(long, value_name = "COMMAND")]
+    getty_command: Option<String>,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
@@ -131,6 +135,7 @@ const SETTINGS_HELP: &str = "Settings (seconds unless noted):
   timer.domain.poll      safety-net check of each domain (60)
   timer.metric.interval  metrics interval (60)
   debug.enable.usb       keep USB controllers and USB input/storage in dom0 (true/false, true)
+  debug.enable.console   run --getty-command on the host's console (true/false, true)
 
 Logging: RUST_LOG (default info; RUST_LOG=xen=debug shows libxl's own messages).";
 
@@ -180,6 +185,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.metrics_listen = cli.metrics_listen;
     options.host_config = cli.host_config;
     options.xl_conf = Some(cli.xl_conf);
+    options.getty_command = cli.getty_command;
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let daemon = Daemon::start(options, Arc::new(hv))?;
     log::info!("domainmgrd {} running", env!("CARGO_PKG_VERSION"));

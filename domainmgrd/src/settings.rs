@@ -31,6 +31,9 @@ pub struct Settings {
     /// storage modules loaded (EVE's key; default true, as EVE's `types/global.go` has it:
     /// a console keyboard works until the controller says otherwise).
     pub enable_usb: bool,
+    /// `debug.enable.console`: a login on the host's console (EVE's key, default true; see
+    /// getty.rs).
+    pub enable_console: bool,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(60),
             metric_interval: Duration::from_secs(60),
             enable_usb: true,
+            enable_console: true,
         }
     }
 }
@@ -65,13 +69,14 @@ pub struct SettingsError {
 pub const MAX_SECONDS: u64 = 86_400 * 365;
 
 /// Every key we know, for `--help` and error messages.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     "timer.boot.retry",
     "timer.domain.shutdown",
     "timer.domain.destroy",
     "timer.domain.poll",
     "timer.metric.interval",
     "debug.enable.usb",
+    "debug.enable.console",
 ];
 
 impl Settings {
@@ -101,12 +106,17 @@ impl Settings {
             "timer.domain.destroy" => self.destroy_timeout = seconds()?,
             "timer.domain.poll" => self.poll_interval = seconds()?,
             "timer.metric.interval" => self.metric_interval = seconds()?,
-            "debug.enable.usb" => {
-                self.enable_usb = match value {
+            "debug.enable.usb" | "debug.enable.console" => {
+                let on = match value {
                     Value::Bool(b) => *b,
                     Value::String(s) if s == "true" => true,
                     Value::String(s) if s == "false" => false,
                     _ => return Err(err("expected true or false")),
+                };
+                if key == "debug.enable.usb" {
+                    self.enable_usb = on;
+                } else {
+                    self.enable_console = on;
                 }
             }
             _ => return Err(err(&format!("unknown key; known keys: {}", KEYS.join(", ")))),

@@ -61,6 +61,9 @@ pub struct Options {
     /// How an EVE app's disk images are checked against their formats before a boot (EVE's
     /// qemu-img check by default).
     pub disk_probe: crate::diskformat::Probe,
+    /// The host console's getty, run while `debug.enable.console` is true (see getty.rs);
+    /// `None`: none.
+    pub getty_command: Option<String>,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -102,6 +105,7 @@ impl Options {
             xl_conf: None,
             eve: EveOptions::default(),
             disk_probe: crate::diskformat::Probe::default(),
+            getty_command: None,
         }
     }
 }
@@ -292,6 +296,8 @@ impl Daemon {
             .name("metrics".into())
             .spawn(move || sampler.run(metrics_settings, metrics_rx))
             .map_err(|source| StartError::Setup { path: PathBuf::from("metrics thread"), source })?;
+        let options_getty = options.getty_command.clone();
+        let console_access = shared.settings.read().enable_console;
         let mut sup = Supervisor {
             shared,
             next_rescan: Instant::now() + options.rescan_interval,
@@ -311,10 +317,12 @@ impl Daemon {
             handback: crossbeam_channel::unbounded(),
             configs: inputs.configs.as_ref().map(|s| Arc::clone(&s.topic)),
             settings_input: inputs.settings.clone(),
+            getty: crate::getty::Getty::new(options_getty, &crate::getty::Getty::host_cmdline()),
             configs_restarted: None,
             agent_files,
             statuses_swept: false,
         };
+        sup.getty.apply(console_access);
         inputs.wait_for_configs(&sup.options.paths.config_dir, Duration::from_secs(2));
         sup.take_over(domains_now);
         // Ready only once every domain it found has a status: a `domainctl status` (or EVE's

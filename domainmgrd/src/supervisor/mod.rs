@@ -78,6 +78,8 @@ struct Supervisor {
     first_statuses: Vec<Receiver<()>>,
     /// Config file names spelling a UUID otherwise than a config's name does, logged once.
     misspelt: std::collections::HashSet<std::ffi::OsString>,
+    /// The host console's getty (`debug.enable.console`).
+    getty: crate::getty::Getty,
     /// Work that helper threads hand back to the supervisor's thread (a `domainctl create`
     /// whose file was read and parsed elsewhere, so that a slow file never blocks this one).
     handback: (Sender<Handback>, Receiver<Handback>),
@@ -393,9 +395,10 @@ impl Supervisor {
         match loaded {
             Ok(s) => {
                 log::info!("settings reloaded: {s:?}");
-                let usb = s.enable_usb;
+                let (usb, console) = (s.enable_usb, s.enable_console);
                 *self.shared.settings.write() = s;
                 self.shared.adapters.lock().set_enable_usb(usb);
+                self.getty.apply(console);
             }
             Err(e) => log::error!("keeping the current settings: {e}"),
         }
