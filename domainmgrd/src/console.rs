@@ -290,7 +290,8 @@ pub fn paths(run_dir: &Path, key: &str) -> (PathBuf, PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use crate::test_wait_for as wait_for;
+    use std::time::Duration;
 
     /// A pty pair: the master (the guest's side, as xenconsoled holds it) and the slave's path.
     fn pty() -> (File, PathBuf) {
@@ -299,14 +300,6 @@ mod tests {
         rustix::pty::unlockpt(&master).unwrap();
         let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
         (File::from(master), PathBuf::from(name.to_string_lossy().into_owned()))
-    }
-
-    fn wait_for(what: &str, f: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     #[test]

@@ -73,15 +73,8 @@ fn alive(group: rustix::process::Pid) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
-
-    fn wait_for(what: &str, f: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    use crate::test_wait_for as wait_for;
+    use std::time::Duration;
 
     #[test]
     fn the_getty_runs_while_the_setting_is_true_and_stops_on_usr1() {
