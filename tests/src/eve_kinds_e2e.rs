@@ -73,6 +73,8 @@ fn kernelless(
     let config = xl_config(&name)?;
     ensure(config["c_info"]["type"] == xen_type, || format!("xl list -l: c_info {}", config["c_info"]))?;
     ensure(config["b_info"]["kernel"] == kernel, || format!("xl list -l: kernel {}", config["b_info"]["kernel"]))?;
+    // The xl config it wrote is what xl reads, to the JSON its --dry-run gives.
+    xlcfg_e2e::xl_reads_as_dry_run(&daemon, &daemon.root.join(format!("domainmgr/xen/xen{app_num}.cfg")))?;
     // The marker is on the kernel command line of the disk's grub.cfg only: the firmware read
     // the app's disk and booted what it found there.
     wait_console(&name, &format!("XENBOX-MARKER {marker}"), BOOT)?;
@@ -143,6 +145,7 @@ fn fml_app(_ctx: &Context) -> TestResult {
     })?;
     ensure(xl_cfg["nics"][0]["nictype"] == "vif_ioemu", || format!("xl list -l: nics {}", xl_cfg["nics"]))?;
     ensure(xl_cfg["b_info"]["bootloader"].is_null(), || format!("bootloader {}", xl_cfg["b_info"]["bootloader"]))?;
+    xlcfg_e2e::xl_reads_as_dry_run(&daemon, &daemon.root.join("domainmgr/xen/xen123.cfg"))?;
     // The emulated NIC's tap beside the PV vif, which EVE reports as the one in use: it was
     // there when the domain started (the guest's PV drivers unplug the emulated NIC later,
     // and its tap goes with it).

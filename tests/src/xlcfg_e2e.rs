@@ -278,6 +278,16 @@ fn finish(failures: Vec<String>) -> TestResult {
 /// Fails listing every JSON path where the two documents differ. No normalisation: every field
 /// is compared as it is (both sides read dom0's /etc/xen/xl.conf for the settings xl copies
 /// into every domain).
+/// The xl config a daemon wrote for a domain is one `xl -N create` reads, and `domainctl
+/// create --dry-run` of it (the parse the daemon uses) gives the libxl JSON xl gives.
+pub(crate) fn xl_reads_as_dry_run(d: &crate::DaemonProcess, cfg: &Path) -> TestResult {
+    let path = cfg.to_str().ok_or("config path is not UTF-8")?;
+    let ours = d.domainctl_ok(&["create", "--dry-run", path])?;
+    let ours: Value = serde_json::from_str(&ours).ctx("domainctl create --dry-run: not JSON")?;
+    let text = std::fs::read_to_string(cfg).unwrap_or_default();
+    compare(xl_dry_run(cfg)?, ours).map_err(|e| format!("{}: xl and --dry-run differ:\n{e}\n{text}", cfg.display()))
+}
+
 fn compare(xl: Value, ours: Value) -> TestResult {
     let mut diffs = Vec::new();
     diff("", &xl, &ours, &mut diffs);
