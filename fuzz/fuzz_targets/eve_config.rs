@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let json = serde_json::to_vec(&config).expect("a parsed DomainConfig serializes");
     let again: DomainConfig = serde_json::from_slice(&json).expect("a serialized DomainConfig parses");
     assert_eq!(again, config);
-    let Ok(translated) = translate(&config, Path::new("fuzz.json"), &domainmgrd::translate::PvBoot::eve_default()) else { return };
+    let Ok(translated) = translate(&config, Path::new("fuzz.json"), &domainmgrd::translate::PvBoot::eve_default())
+    else {
+        return;
+    };
     let Ok(text) = translated.spec.to_xl_config() else { return };
     match DomainSpec::read_xl_config_text("written.cfg", &text) {
         Ok(back) => assert_eq!(back.spec, translated.spec, "written as:\n{text}"),
