@@ -92,6 +92,42 @@ pub struct DomainConfig {
     /// The encrypted user data, base64 (Go's `[]byte`); `null` when there is none.
     #[serde(rename = "pubsub-large-CipherData")]
     pub cipher_data: Option<String>,
+    /// The cipher's initial value, base64; `null` when there is none.
+    #[serde(rename = "InitialValue")]
+    pub initial_value: Option<String>,
+    /// SHA-256 of the clear text, base64; `null` when there is none.
+    #[serde(rename = "ClearTextHash")]
+    pub clear_text_hash: Option<String>,
+    /// How the user data was encrypted; `null` when it was not.
+    #[serde(rename = "CipherContext")]
+    pub cipher_context: Option<CipherContext>,
+    /// Why zedagent could not ready the cipher block (the inlined `ErrorAndTime`'s `Error`).
+    #[serde(rename = "Error")]
+    pub cipher_error: String,
+    /// The user data's own version (0: the config's `UUIDandVersion.Version` stands for it).
+    #[serde(rename = "CloudInitVersion")]
+    pub cloud_init_version: u32,
+}
+
+/// EVE's `CipherContext`: how a cipher block was made (eve-api's numeric schemes).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CipherContext {
+    /// Its ID.
+    #[serde(rename = "ContextID")]
+    pub context_id: String,
+    /// 1: ECDH.
+    #[serde(rename = "KeyExchangeScheme")]
+    pub key_exchange_scheme: i32,
+    /// 1: AES-256-CFB.
+    #[serde(rename = "EncryptionScheme")]
+    pub encryption_scheme: i32,
+    /// The controller certificate's hash, base64; `null` when there is none.
+    #[serde(rename = "ControllerCertHash")]
+    pub controller_cert_hash: Option<String>,
+    /// The device certificate's hash, base64; `null` when there is none.
+    #[serde(rename = "DeviceCertHash")]
+    pub device_cert_hash: Option<String>,
 }
 
 impl DomainConfig {
