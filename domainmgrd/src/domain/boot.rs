@@ -47,6 +47,20 @@ impl Domain {
         self.phase = Phase::Booting;
         self.status.domain_name = spec.name.clone();
         self.status.disk_status_list = translated.disks;
+        // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
+        if self.source == super::Source::Eve {
+            match self.cloud_init_disk() {
+                Ok(Some(path)) => {
+                    spec.disks.push(crate::cloudinit::disk_spec(&path));
+                    self.status.disk_status_list.push(crate::cloudinit::disk_status(&path));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.publish();
+                    return self.boot_failed(e.to_string());
+                }
+            }
+        }
         self.publish();
         // What xl puts into every domain from xl.conf, as xl reads it: afresh at each create.
         if let Err(e) = crate::xlconf::apply(self.shared.xl_conf.as_deref(), &mut spec) {
@@ -178,6 +192,15 @@ impl Domain {
         }
         self.status.adapters_failed = true;
         self.retry = Retry::At(super::after(ADAPTERS_RECHECK));
+    }
+
+    /// Builds the domain's cloud-init config disk (`cloudinit.rs`), if EVE would give it one.
+    fn cloud_init_disk(&self) -> Result<Option<std::path::PathBuf>, crate::cloudinit::CloudInitError> {
+        let Some(desired) = self.desired.as_ref() else {
+            return Ok(None);
+        };
+        let multipart = self.settings().process_cloud_init_multipart;
+        crate::cloudinit::prepare(&desired.config, multipart, &self.shared.cipher_keys, &self.shared.paths.status_dir)
     }
 
     fn boot_failed(&mut self, error: String) {

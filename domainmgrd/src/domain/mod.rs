@@ -136,6 +136,8 @@ pub struct Shared {
     pub xl_cfg_files: Arc<Mutex<std::collections::HashMap<PathBuf, Uuid>>>,
     /// xl.conf, applied to every spec before libxl sees it (`None`: xl's defaults).
     pub xl_conf: Option<PathBuf>,
+    /// The keys that decrypt EVE apps' encrypted cloud-init user data.
+    pub cipher_keys: crate::cloudinit::CipherKeys,
 }
 
 /// Where the domain is.
@@ -513,6 +515,7 @@ impl Domain {
     fn finish(&mut self) {
         self.forget_transient_run();
         self.release_xl_cfg();
+        crate::cloudinit::remove(&self.shared.paths.status_dir, self.uuid);
         self.clear_record();
         self.shared.registry.write().remove(&self.uuid);
         Outputs::unpublish(&self.shared.outputs.domain_status, &self.key);

@@ -198,6 +198,8 @@ mod tests {
         assert!(c.disable_logs && c.is_cipher && c.gpu_config == "x" && c.meta_data_type == 3);
         assert_eq!(c.cloud_init_user_data.as_deref(), Some("I2Nsb3VkLWNvbmZpZw=="));
         assert_eq!(c.cipher_data.as_deref(), Some("AAEC"));
+        assert_eq!((c.initial_value.as_deref(), c.clear_text_hash.as_deref()), (Some("AAE="), Some("AAE=")));
+        assert_eq!(c.cipher_context.as_ref().map(|x| x.context_id.as_str()), Some("c"));
         assert_eq!((c.io_adapter_list[0].eth_vf.vlan_id, c.io_adapter_list[0].eth_vf.index), (5, 1));
         // Unset, as Go writes them: nil slices and pointers as null, an empty EthVf as {}
         // (or null from another writer), a nil []byte as null.

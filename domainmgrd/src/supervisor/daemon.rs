@@ -57,6 +57,8 @@ pub struct Options {
     pub xl_conf: Option<PathBuf>,
     /// Where the EVE inputs come from (files or EVE's pubsub), and the agent's files.
     pub eve: EveOptions,
+    /// The keys that decrypt EVE apps' encrypted cloud-init user data.
+    pub cipher_keys: crate::cloudinit::CipherKeys,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -93,6 +95,7 @@ impl Options {
             xl_parser: XlParser::default(),
             xl_conf: None,
             eve: EveOptions::default(),
+            cipher_keys: crate::cloudinit::CipherKeys::default(),
         }
     }
 }
@@ -252,6 +255,7 @@ impl Daemon {
             host_stopped: Arc::new(crate::hoststate::host_stopped(paths).into()),
             xl_cfg_files: Arc::default(),
             xl_conf: options.xl_conf.clone(),
+            cipher_keys: options.cipher_keys.clone(),
         };
         crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);
