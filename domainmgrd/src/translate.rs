@@ -241,14 +241,9 @@ fn not_supported_yet(config: &DomainConfig) -> Result<(), (String, String, Strin
     if !config.gpu_config.is_empty() {
         return not_yet("GPUConfig", as_json(&config.gpu_config), "a GPU or display for the guest");
     }
-    // OpenStack metadata: EVE names the guest's SMBIOS product "OpenStack Compute", user
-    // data or not.
-    const OPENSTACK: u8 = 2;
-    if config.meta_data_type == OPENSTACK {
-        return not_yet("MetaDataType", "2".into(), "OpenStack metadata (the guest's SMBIOS product name)");
-    }
-    // User data (clear, or encrypted: IsCipher) becomes the guest's cloud-init config disk
-    // at boot (cloudinit.rs).
+    // User data (clear, or encrypted: IsCipher) becomes the guest's cloud-init config disk at
+    // boot, and OpenStack metadata (MetaDataType 2) the guest's SMBIOS product name
+    // (cloudinit.rs).
     for (i, a) in config.io_adapter_list.iter().enumerate() {
         if a.eth_vf.is_set() {
             return not_yet(
@@ -428,7 +423,8 @@ mod tests {
             Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (1, Some("I2Nsb3VkLWNvbmZpZw==".into()))),
             Box::new(|c| (c.meta_data_type, c.is_cipher) = (1, true)),
             Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (7, Some("eA==".into()))),
-            // A cloud-init config disk, made at boot (cloudinit.rs).
+            // A cloud-init config disk or the OpenStack product name, at boot (cloudinit.rs).
+            Box::new(|c| c.meta_data_type = 2),
             Box::new(|c| c.is_cipher = true),
             Box::new(|c| c.cloud_init_user_data = Some("I2Nsb3VkLWNvbmZpZw==".into())),
             Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (3, Some("I2Nsb3VkLWNvbmZpZw==".into()))),
@@ -444,7 +440,6 @@ mod tests {
             (Box::new(|c| c.vm.irqs = Some(vec![88, 86])), "IRQs = [88,86]: passing physical IRQs"),
             (Box::new(|c| c.vm.io_mem = Some(vec!["0xf7020,1".into()])), "IOMem = [\"0xf7020,1\"]"),
             (Box::new(|c| c.gpu_config = "legacy".into()), "GPUConfig = \"legacy\""),
-            (Box::new(|c| c.meta_data_type = 2), "MetaDataType = 2: OpenStack"),
             (
                 Box::new(|c| {
                     c.io_adapter_list = vec![crate::eve::IoAdapter {

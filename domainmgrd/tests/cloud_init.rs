@@ -1,8 +1,8 @@
 //! EVE apps' cloud-init config disks, driven through DomainConfig files against the simulated
 //! hypervisor: the disk libxl is asked for (EVE's xvdz, raw, read-only), how DomainStatus lists
 //! it, the image itself (read back with isoinfo), its rebuild from a changed config, its
-//! removal with the config, and encrypted user data without keys failing with an error that
-//! names the field and shows nothing of the data.
+//! removal with the config, encrypted user data without keys failing with an error that
+//! names the field and shows nothing of the data, and OpenStack metadata's SMBIOS product name.
 
 // Test helpers below fail by panicking, which is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,6 +18,7 @@ use domainmgrd::cloudinit::CipherKeys;
 use domainmgrd::eve::{Format, SwState};
 use serde_json::json;
 use uuid::Uuid;
+use xenctl::DomId;
 
 fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
@@ -111,4 +112,26 @@ fn encrypted_user_data_without_keys_fails_the_boot_naming_the_field_never_the_da
     env.write_config(&cfg);
     let st = env.wait_state(other, SwState::RUNNING);
     assert_eq!(st.disk_status_list.len(), 1, "no config disk");
+}
+
+#[test]
+fn openstack_metadata_names_the_smbios_product_before_unpause_and_gets_no_disk() {
+    let mut env = Env::new();
+    start(&mut env);
+    let uuid = Uuid::new_v4();
+    let mut cfg = config(uuid, "openstack", true);
+    cfg["MetaDataType"] = json!(2);
+    cfg["pubsub-large-CloudInitUserData"] = json!(b64("#cloud-config\n"));
+    env.write_config(&cfg);
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    assert_eq!(st.disk_status_list.len(), 1, "no config disk: zedrouter serves the metadata");
+    let domid = DomId::new(st.domain_id);
+    assert_eq!(env.sim.bios_strings(domid), [("system-product-name".to_string(), "OpenStack Compute".to_string())]);
+    // A drive gets no product name.
+    let other = Uuid::new_v4();
+    let mut cfg = config(other, "drive", true);
+    cfg["pubsub-large-CloudInitUserData"] = json!(b64("#cloud-config\n"));
+    env.write_config(&cfg);
+    let st = env.wait_state(other, SwState::RUNNING);
+    assert!(env.sim.bios_strings(DomId::new(st.domain_id)).is_empty());
 }

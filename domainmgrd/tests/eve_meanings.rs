@@ -151,13 +151,12 @@ fn an_unknown_virtualization_mode_runs_as_pv_and_nohyper_is_refused() {
 fn eve_fields_we_do_not_honour_yet_are_errors_when_set_and_ignored_when_neutral() {
     let mut env = Env::new();
     env.start();
-    let set: [(&str, Value, &str); 7] = [
+    let set: [(&str, Value, &str); 6] = [
         ("IRQs", json!([88, 86]), "IRQs = [88,86]"),
         ("IOMem", json!(["0xf7020,1"]), "IOMem = [\"0xf7020,1\"]"),
         ("DtDev", json!(["/smb/gpio@f7020000"]), "DtDev = [\"/smb/gpio@f7020000\"]"),
         ("DeviceTree", json!("guest.dtb"), "DeviceTree = \"guest.dtb\""),
         ("GPUConfig", json!("x"), "GPUConfig = \"x\""),
-        ("MetaDataType", json!(2), "MetaDataType = 2"),
         (
             "IoAdapterList",
             json!([{"Type": 9, "Name": "eth1vf0", "EthVf": {"Index": 1, "VlanID": 5}}]),

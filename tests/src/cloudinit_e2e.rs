@@ -1,7 +1,8 @@
 //! EVE apps' cloud-init config disks on real Xen: a `domainmgrd` process in dom0 boots an EVE
 //! app with user data; the box's PV test guest (`xenbox.cidata=1`) mounts every xvd disk that
 //! is an ISO 9660 image and prints its label and its files, which is what the test reads: what
-//! the guest itself saw. `xl list -l` is the oracle for the disk libxl was given.
+//! the guest itself saw. `xl list -l` is the oracle for the disk libxl was given, and
+//! `xenstore-read` for the SMBIOS product name of an OpenStack (`MetaDataType` 2) app.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -123,12 +124,29 @@ fn config_disk_seen_by_the_guest(_ctx: &Context) -> TestResult {
     ensure(seen.files == want, || format!("the guest saw {:#?}\nwanted {want:#?}", seen.files))?;
     halt(&daemon, &uuid, &mut config)?;
 
+    // MetaDataType 2 (OpenStack): no disk, and EVE's SMBIOS product name in xenstore.
+    config["Activate"] = true.into();
+    config["UUIDandVersion"]["Version"] = "3".into();
+    config["MetaDataType"] = 2.into();
+    let (name3, seen, st) = boot_and_look(&daemon, &uuid, &config)?;
+    let _cleanup3 = Cleanup(vec![name3.clone()]);
+    ensure(seen.files.is_empty() && seen.label.is_empty(), || format!("the guest saw {seen:?}"))?;
+    ensure(!image.exists(), || format!("{} is still there", image.display()))?;
+    let domid = st["DomainId"].as_u64().unwrap_or_default();
+    let product = xenstore_read(&format!("/local/domain/{domid}/bios-strings/system-product-name"))?;
+    ensure(product == "OpenStack Compute", || format!("system-product-name {product:?}"))?;
+    halt(&daemon, &uuid, &mut config)?;
+
     // Deleted with its config.
     std::fs::remove_file(daemon.root.join(format!("zedmanager/DomainConfig/{uuid}.json"))).ctx("delete config")?;
     wait_until("the status to go", BOOT, || daemon.status(&uuid).is_none().then_some(()))?;
     ensure(!image.exists(), || format!("{} is still there", image.display()))?;
     let exit = daemon.terminate()?;
     ensure(exit.success(), || format!("domainmgrd exited {exit} on SIGTERM"))
+}
+
+fn xenstore_read(path: &str) -> TestResult<String> {
+    Ok(run("xenstore-read", &[path])?.trim().to_string())
 }
 
 /// The domain's config as libxl recorded it (`xl list -l NAME`).

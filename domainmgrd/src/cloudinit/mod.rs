@@ -11,6 +11,8 @@
 //! status lists it last, as EVE does (`Devtype` cdrom, `Format` RAW). This module owns deciding
 //! that, the files, the image and its removal; the domain thread calls [`prepare`] at each boot
 //! and [`remove`] when the domain is deleted. User data is never logged or put in an error.
+//! It also names the SMBIOS product of `MetaDataType` 2 (OpenStack) guests
+//! ([`smbios_product_name`]), EVE's other way of pointing cloud-init at its metadata.
 
 mod cipher;
 mod multipart;
@@ -198,6 +200,13 @@ fn declares_hostname(user_data: &str) -> bool {
         (Some(h), Some(f), Some(p)) => h || f || p,
         _ => false,
     }
+}
+
+/// The SMBIOS product name EVE gives the guest, if any: "OpenStack Compute" for
+/// `MetaDataType` 2 (EVE's xen-start writes it in xenstore while the domain is paused), so that
+/// cloud-init in the guest looks for zedrouter's OpenStack metadata server, user data or not.
+pub fn smbios_product_name(config: &DomainConfig) -> Option<&'static str> {
+    (config.meta_data_type == META_DATA_OPENSTACK).then_some("OpenStack Compute")
 }
 
 /// Where a domain's config disk lives: `<status-dir>/cloudinit/<uuid>.cidata`.

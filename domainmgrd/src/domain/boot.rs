@@ -106,6 +106,7 @@ impl Domain {
                 return;
             }
         };
+        self.set_smbios_product(domid);
         if let Err(e) = self.run_paused(domid, &spec) {
             self.clear_record();
             self.boot_failed(e.to_string());
@@ -192,6 +193,17 @@ impl Domain {
         }
         self.status.adapters_failed = true;
         self.retry = Retry::At(super::after(ADAPTERS_RECHECK));
+    }
+
+    /// EVE's SMBIOS product name for OpenStack metadata (`cloudinit.rs`), while the domain is
+    /// paused; as in EVE, a failure only costs the guest its metadata hint.
+    fn set_smbios_product(&self, domid: DomId) {
+        let product = self.desired.as_ref().filter(|d| d.source == super::Source::Eve);
+        if let Some(product) = product.and_then(|d| crate::cloudinit::smbios_product_name(&d.config))
+            && let Err(e) = self.shared.hv.set_bios_string(domid, "system-product-name", product)
+        {
+            log::warn!("{}: cannot set its SMBIOS product name: {e}", self.name());
+        }
     }
 
     /// Builds the domain's cloud-init config disk (`cloudinit.rs`), if EVE would give it one.
