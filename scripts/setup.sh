@@ -8,7 +8,8 @@
 # extra packages (QEMU, debootstrap...) when it is first built (tests/xen-box/build.sh).
 # For the Debian package (scripts/package.sh): cargo-deb (built from crates.io into
 # $CARGO_HOME/bin, beside cargo), help2man for the man pages, dpkg-dev (dpkg-shlibdeps),
-# systemd (systemd-analyze verify), man-db and lintian for the checks.
+# systemd (systemd-analyze verify), man-db and lintian for the checks. genisoimage builds EVE
+# apps' cloud-init config disks (the daemon runs it; its unit tests read the ISOs back with isoinfo).
 # For the fuzz targets (scripts/fuzz.sh, which test.sh runs): rustup's nightly toolchain and
 # cargo-fuzz, installed like cargo-deb.
 # Re-runs are cheap. Never removes a package.
@@ -19,7 +20,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(libxen-dev libclang-dev pkg-config gcc libc6-dev make git ca-certificates curl
-  dpkg-dev help2man man-db systemd lintian qemu-utils)
+  dpkg-dev help2man man-db systemd lintian qemu-utils genisoimage)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -55,6 +55,9 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn disable_vif_offload(&self, domid: DomId, vif_count: usize) -> HvResult<()>;
     /// The dom0 names of the domain's first `vif_count` vifs.
     fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>>;
+    /// Sets one of the SMBIOS strings an HVM guest's firmware reads at its start
+    /// (`/local/domain/<domid>/bios-strings/<key>` in xenstore), before unpause.
+    fn set_bios_string(&self, domid: DomId, key: &str, value: &str) -> HvResult<()>;
     /// Asks the guest to shut down (`Error::NoPvDrivers` if it cannot be asked).
     fn shutdown(&self, domid: DomId) -> HvResult<()>;
     /// Presses the ACPI power button.
@@ -136,6 +139,9 @@ impl Hypervisor for LibxlHypervisor {
                 Ok(self.ctx.xenstore().read_opt(&path)?.unwrap_or_else(|| format!("vif{domid}.{n}")))
             })
             .collect()
+    }
+    fn set_bios_string(&self, domid: DomId, key: &str, value: &str) -> HvResult<()> {
+        self.ctx.xenstore().write(&format!("/local/domain/{}/bios-strings/{key}", domid.get()), value)
     }
     fn shutdown(&self, domid: DomId) -> HvResult<()> {
         self.ctx.shutdown(domid)

@@ -10,6 +10,7 @@
 
 pub mod adapters;
 pub mod agent;
+pub mod cloudinit;
 pub mod configfile;
 pub mod console;
 pub mod control;

@@ -88,6 +88,15 @@ struct Cli {
     /// go into every domain. A missing file means xl's defaults.
     #[arg(long, default_value = xenctl::XL_CONF_PATH, value_name = "FILE")]
     xl_conf: PathBuf,
+    /// The device's ECDH private key (PEM), to decrypt EVE apps' encrypted cloud-init user
+    /// data (IsCipher); EVE's soft key. Read when needed.
+    #[arg(long, default_value = domainmgrd::cloudinit::DEFAULT_DEVICE_KEY, value_name = "FILE")]
+    device_key: PathBuf,
+    /// The controller certificates an encrypted user data's cipher context names by hash:
+    /// zedagent's ControllerCert checkpoints (<hash>.json) or <hash>.pem files
+    /// [default: <ZEDAGENT_DIR>/ControllerCert].
+    #[arg(long, value_name = "DIR")]
+    controller_certs: Option<PathBuf>,
     /// Serve Prometheus metrics (GET /metrics) on HOST:PORT or unix:PATH; off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<domainmgrd::prometheus::Listen>,
@@ -186,6 +195,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.host_config = cli.host_config;
     options.xl_conf = Some(cli.xl_conf);
     options.getty_command = cli.getty_command;
+    options.cipher_keys = domainmgrd::cloudinit::CipherKeys {
+        device_key: cli.device_key,
+        controller_certs: cli.controller_certs.unwrap_or_else(|| zedagent_dir.join("ControllerCert")),
+    };
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let daemon = Daemon::start(options, Arc::new(hv))?;
     log::info!("domainmgrd {} running", env!("CARGO_PKG_VERSION"));

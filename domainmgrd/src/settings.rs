@@ -34,6 +34,9 @@ pub struct Settings {
     /// `debug.enable.console`: a login on the host's console (EVE's key, default true; see
     /// getty.rs).
     pub enable_console: bool,
+    /// `process.cloud-init.multipart`: lay out multipart cloud-init user data as files on every
+    /// app's config disk, not only for `MetaDataType` 3 (EVE's key; default false).
+    pub process_cloud_init_multipart: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             metric_interval: Duration::from_secs(60),
             enable_usb: true,
             enable_console: true,
+            process_cloud_init_multipart: false,
         }
     }
 }
@@ -69,7 +73,7 @@ pub struct SettingsError {
 pub const MAX_SECONDS: u64 = 86_400 * 365;
 
 /// Every key we know, for `--help` and error messages.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "timer.boot.retry",
     "timer.domain.shutdown",
     "timer.domain.destroy",
@@ -77,6 +81,7 @@ pub const KEYS: [&str; 7] = [
     "timer.metric.interval",
     "debug.enable.usb",
     "debug.enable.console",
+    "process.cloud-init.multipart",
 ];
 
 impl Settings {
@@ -100,25 +105,23 @@ impl Settings {
             }
             Ok(Duration::from_secs(n))
         };
+        let boolean = || -> Result<bool, SettingsError> {
+            match value {
+                Value::Bool(b) => Ok(*b),
+                Value::String(s) if s == "true" => Ok(true),
+                Value::String(s) if s == "false" => Ok(false),
+                _ => Err(err("expected true or false")),
+            }
+        };
         match key {
             "timer.boot.retry" => self.boot_retry = seconds()?,
             "timer.domain.shutdown" => self.shutdown_timeout = seconds()?,
             "timer.domain.destroy" => self.destroy_timeout = seconds()?,
             "timer.domain.poll" => self.poll_interval = seconds()?,
             "timer.metric.interval" => self.metric_interval = seconds()?,
-            "debug.enable.usb" | "debug.enable.console" => {
-                let on = match value {
-                    Value::Bool(b) => *b,
-                    Value::String(s) if s == "true" => true,
-                    Value::String(s) if s == "false" => false,
-                    _ => return Err(err("expected true or false")),
-                };
-                if key == "debug.enable.usb" {
-                    self.enable_usb = on;
-                } else {
-                    self.enable_console = on;
-                }
-            }
+            "debug.enable.usb" => self.enable_usb = boolean()?,
+            "debug.enable.console" => self.enable_console = boolean()?,
+            "process.cloud-init.multipart" => self.process_cloud_init_multipart = boolean()?,
             _ => return Err(err(&format!("unknown key; known keys: {}", KEYS.join(", ")))),
         }
         Ok(())
@@ -155,7 +158,8 @@ impl Settings {
             };
             for key in KEYS {
                 if let Some(item) = items.get(key) {
-                    let field = if key.starts_with("debug.") { "BoolValue" } else { "IntValue" };
+                    let boolean = key.starts_with("debug.") || key == "process.cloud-init.multipart";
+                    let field = if boolean { "BoolValue" } else { "IntValue" };
                     let value = item.get(field).cloned().unwrap_or(Value::Null);
                     self.set(origin, key, &value)?;
                 }
@@ -238,12 +242,15 @@ mod tests {
             r#"{"GlobalSettings": {
                 "timer.boot.retry": {"Key": "timer.boot.retry", "ItemType": 1, "IntValue": 30, "StrValue": "", "BoolValue": false, "TriStateValue": 0},
                 "debug.enable.usb": {"Key": "debug.enable.usb", "ItemType": 2, "IntValue": 0, "BoolValue": false},
+                "process.cloud-init.multipart": {"Key": "process.cloud-init.multipart", "ItemType": 2, "BoolValue": true},
                 "timer.config.interval": {"IntValue": 60}
               }, "AgentSettings": {}}"#,
         )
         .unwrap();
         assert_eq!(s.boot_retry, Duration::from_secs(30));
         assert!(!s.enable_usb);
+        assert!(s.process_cloud_init_multipart, "EVE: AddBoolItem(ProcessCloudInitMultiPart, false)");
+        assert!(!Settings::default().process_cloud_init_multipart);
     }
 
     #[test]

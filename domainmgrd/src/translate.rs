@@ -253,29 +253,9 @@ fn not_supported_yet(config: &DomainConfig) -> Result<(), (String, String, Strin
     if let Some(v) = vm.io_mem.as_ref().filter(|v| !v.is_empty()) {
         return not_yet("IOMem", as_json(v), "passing I/O memory through (iomem)");
     }
-    // OpenStack metadata: EVE names the guest's SMBIOS product "OpenStack Compute", user
-    // data or not.
-    const OPENSTACK: u8 = 2;
-    if config.meta_data_type == OPENSTACK {
-        return not_yet("MetaDataType", "2".into(), "OpenStack metadata (the guest's SMBIOS product name)");
-    }
-    // User data (clear, or encrypted: IsCipher) becomes a cloud-init CD-ROM for the guest
-    // when MetaDataType is a drive (0, or 3 for multipart); under 1 (none) or a number EVE
-    // does not know, EVE's domainmgr gives the guest nothing of it (zedrouter's metadata
-    // server serves it, not us). CipherData without IsCipher is never read by EVE. Without
-    // user data, MetaDataType asks for nothing. The value is not shown: user data may hold
-    // secrets and the status is world-readable.
-    const DRIVE: u8 = 0;
-    const DRIVE_MULTIPART: u8 = 3;
-    if matches!(config.meta_data_type, DRIVE | DRIVE_MULTIPART) {
-        if config.is_cipher {
-            return not_yet("IsCipher", "true".into(), "encrypted cloud-init user data (a cloud-init drive)");
-        }
-        if let Some(data) = &config.cloud_init_user_data {
-            let value = format!("({} bytes of base64, not shown)", data.len());
-            return not_yet("pubsub-large-CloudInitUserData", value, "cloud-init user data (a cloud-init drive)");
-        }
-    }
+    // User data (clear, or encrypted: IsCipher) becomes the guest's cloud-init config disk at
+    // boot, and OpenStack metadata (MetaDataType 2) the guest's SMBIOS product name
+    // (cloudinit.rs).
     for (i, a) in config.io_adapter_list.iter().enumerate() {
         if a.eth_vf.is_set() {
             return not_yet(
@@ -472,6 +452,11 @@ mod tests {
             Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (1, Some("I2Nsb3VkLWNvbmZpZw==".into()))),
             Box::new(|c| (c.meta_data_type, c.is_cipher) = (1, true)),
             Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (7, Some("eA==".into()))),
+            // A cloud-init config disk or the OpenStack product name, at boot (cloudinit.rs).
+            Box::new(|c| c.meta_data_type = 2),
+            Box::new(|c| c.is_cipher = true),
+            Box::new(|c| c.cloud_init_user_data = Some("I2Nsb3VkLWNvbmZpZw==".into())),
+            Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (3, Some("I2Nsb3VkLWNvbmZpZw==".into()))),
         ];
         for mutate in neutral {
             let mut c = config();
@@ -483,12 +468,6 @@ mod tests {
             (Box::new(|c| c.vm.dt_dev = Some(vec!["/smb/gpio@f7020000".into()])), "DtDev = [\"/smb/gpio@f7020000\"]"),
             (Box::new(|c| c.vm.irqs = Some(vec![88, 86])), "IRQs = [88,86]: passing physical IRQs"),
             (Box::new(|c| c.vm.io_mem = Some(vec!["0xf7020,1".into()])), "IOMem = [\"0xf7020,1\"]"),
-            (Box::new(|c| c.meta_data_type = 2), "MetaDataType = 2: OpenStack"),
-            (Box::new(|c| c.is_cipher = true), "IsCipher = true: encrypted cloud-init user data"),
-            (
-                Box::new(|c| c.cloud_init_user_data = Some("I2Nsb3VkLWNvbmZpZw==".into())),
-                "pubsub-large-CloudInitUserData = (20 bytes of base64, not shown): cloud-init user data",
-            ),
             (
                 Box::new(|c| {
                     c.io_adapter_list = vec![crate::eve::IoAdapter {

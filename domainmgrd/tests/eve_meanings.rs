@@ -152,14 +152,11 @@ fn an_unknown_virtualization_mode_runs_as_pv_and_nohyper_is_refused() {
 fn eve_fields_we_do_not_honour_yet_are_errors_when_set_and_ignored_when_neutral() {
     let mut env = Env::new();
     env.start();
-    let set: [(&str, Value, &str); 8] = [
+    let set: [(&str, Value, &str); 5] = [
         ("IRQs", json!([88, 86]), "IRQs = [88,86]"),
         ("IOMem", json!(["0xf7020,1"]), "IOMem = [\"0xf7020,1\"]"),
         ("DtDev", json!(["/smb/gpio@f7020000"]), "DtDev = [\"/smb/gpio@f7020000\"]"),
         ("DeviceTree", json!("guest.dtb"), "DeviceTree = \"guest.dtb\""),
-        ("MetaDataType", json!(2), "MetaDataType = 2"),
-        ("IsCipher", json!(true), "IsCipher = true"),
-        ("pubsub-large-CloudInitUserData", json!("I2Nsb3VkLWNvbmZpZw=="), "pubsub-large-CloudInitUserData = ("),
         (
             "IoAdapterList",
             json!([{"Type": 9, "Name": "eth1vf0", "EthVf": {"Index": 1, "VlanID": 5}}]),

@@ -260,17 +260,21 @@ fn large_fields_arrive_through_their_files_and_the_files_are_removed() {
     let mut c = config(uuid, "app", true);
     c["pubsub-large-CloudInitUserData"] = json!("I2Nsb3VkLWNvbmZpZwo=");
     agents.zedmanager.set_large(&uuid.to_string(), &c.to_string(), &large_root(&env));
-    // Read through the file: cloud-init is not honoured yet, so the status says so (an error
-    // naming the field), which it could not without the value.
+    // Read through the file: the guest's cloud-init config disk holds the value, which it
+    // could not without the file.
     assert!(
-        status
-            .wait_for(WAIT, |v| v.items.get(&uuid.to_string()).is_some_and(|s| {
-                s["Error"].as_str().is_some_and(|e| e.contains("pubsub-large-CloudInitUserData"))
-            })),
+        status.wait_for(WAIT, |v| state_of(v, uuid) == Some(RUNNING)),
         "{:?}",
         status.view().items.get(&uuid.to_string())
     );
-    assert_eq!(domains_of(&env, uuid), 0, "not booted without its user data");
+    let disks = status.view().items[&uuid.to_string()]["DiskStatusList"].clone();
+    assert_eq!(disks[1]["Vdev"], "xvdz", "{disks}");
+    let image = disks[1]["FileLocation"].as_str().unwrap_or_default().to_string();
+    let out = std::process::Command::new("isoinfo")
+        .args(["-R", "-x", "/user-data", "-i", &image])
+        .output()
+        .expect("isoinfo (Debian's genisoimage): run ./scripts/setup.sh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "#cloud-config\n");
     let dir = large_root(&env).join("zedmanager/DomainConfig");
     let left: Vec<_> =
         std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();

@@ -42,10 +42,10 @@ KEY_PKGS=("xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" linux-image-amd64
 # qemu-system-xen is the device model of HVM guests and the backend of qcow2 disks (qdisk),
 # 9pfs and PV framebuffers; seabios and ovmf are HVM firmware, ipxe-qemu the emulated NICs'
 # option ROMs, grub-xen-host the PV/PVH GRUB images that boot disk images; qemu-utils makes
-# qcow2 images for tests.
+# qcow2 images for tests; genisoimage makes EVE apps' cloud-init config disks (as EVE's mkisofs).
 DOM0_PKGS=(linux-image-amd64 "xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" xenstore-utils
            iproute2 bridge-utils busybox-static kmod procps e2fsprogs pciutils iputils-ping
-           qemu-system-xen qemu-utils seabios ovmf ipxe-qemu grub-xen-host)
+           qemu-system-xen qemu-utils seabios ovmf ipxe-qemu grub-xen-host genisoimage)
 HOST_PKGS=(debootstrap cpio e2fsprogs file xz-utils gzip)
 IMG_SIZE="${XENBOX_IMG_SIZE:-2G}"
 APT_UPDATE="${XENBOX_APT_UPDATE:-auto}"
@@ -345,8 +345,9 @@ G="$WORK/guest-initrd"
 mkdir -p "$G"/{bin,sbin,proc,sys,dev,etc,tmp,lib/modules}
 cp "$BUSYBOX" "$G/bin/busybox"
 # The PV front ends; for HVM guests without PV drivers the emulated e1000 and IDE disk (ata_piix,
-# sd_mod) and the ACPI power button (button, evdev: busybox acpid reads the input event).
-GUEST_MODULES=(xen-netfront xen-blkfront xen-pcifront e1000 ata_piix sd_mod button evdev)
+# sd_mod) and the ACPI power button (button, evdev: busybox acpid reads the input event); isofs
+# reads a cloud-init config disk (xenbox.cidata=1).
+GUEST_MODULES=(xen-netfront xen-blkfront xen-pcifront e1000 ata_piix sd_mod button evdev isofs)
 copy_modules "$G/lib/modules" "${GUEST_MODULES[@]}"
 for m in "${GUEST_MODULES[@]}"; do
   grep -q "^${m//-/[-_]}\.ko" "$G/lib/modules/modules.order" || log "note: $m is built in (no module)"

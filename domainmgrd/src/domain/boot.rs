@@ -48,6 +48,20 @@ impl Domain {
         self.status.domain_name = spec.name.clone();
         self.status.disk_status_list = translated.disks;
         self.status.boot_note = translated.boot_note.unwrap_or_default();
+        // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
+        if self.source == super::Source::Eve {
+            match self.cloud_init_disk() {
+                Ok(Some(path)) => {
+                    spec.disks.push(crate::cloudinit::disk_spec(&path));
+                    self.status.disk_status_list.push(crate::cloudinit::disk_status(&path));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.publish();
+                    return self.boot_failed(e.to_string());
+                }
+            }
+        }
         self.publish();
         // EVE looks at each image before it boots an app: one whose real format is not its
         // config's is not booted.
@@ -102,6 +116,7 @@ impl Domain {
                 return;
             }
         };
+        self.set_smbios_product(domid);
         if let Err(e) = self.run_paused(domid, &spec) {
             self.clear_record();
             self.boot_failed(e.to_string());
@@ -188,6 +203,26 @@ impl Domain {
         }
         self.status.adapters_failed = true;
         self.retry = Retry::At(super::after(ADAPTERS_RECHECK));
+    }
+
+    /// EVE's SMBIOS product name for OpenStack metadata (`cloudinit.rs`), while the domain is
+    /// paused; as in EVE, a failure only costs the guest its metadata hint.
+    fn set_smbios_product(&self, domid: DomId) {
+        let product = self.desired.as_ref().filter(|d| d.source == super::Source::Eve);
+        if let Some(product) = product.and_then(|d| crate::cloudinit::smbios_product_name(&d.config))
+            && let Err(e) = self.shared.hv.set_bios_string(domid, "system-product-name", product)
+        {
+            log::warn!("{}: cannot set its SMBIOS product name: {e}", self.name());
+        }
+    }
+
+    /// Builds the domain's cloud-init config disk (`cloudinit.rs`), if EVE would give it one.
+    fn cloud_init_disk(&self) -> Result<Option<std::path::PathBuf>, crate::cloudinit::CloudInitError> {
+        let Some(desired) = self.desired.as_ref() else {
+            return Ok(None);
+        };
+        let multipart = self.settings().process_cloud_init_multipart;
+        crate::cloudinit::prepare(&desired.config, multipart, &self.shared.cipher_keys, &self.shared.paths.status_dir)
     }
 
     fn boot_failed(&mut self, error: String) {

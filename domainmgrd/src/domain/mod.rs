@@ -138,6 +138,8 @@ pub struct Shared {
     pub xl_conf: Option<PathBuf>,
     /// How an EVE app's disk images are checked against their formats before a boot.
     pub disk_probe: crate::diskformat::Probe,
+    /// The keys that decrypt EVE apps' encrypted cloud-init user data.
+    pub cipher_keys: crate::cloudinit::CipherKeys,
 }
 
 /// Where the domain is.
@@ -519,6 +521,7 @@ impl Domain {
     fn finish(&mut self) {
         self.forget_transient_run();
         self.release_xl_cfg();
+        crate::cloudinit::remove(&self.shared.paths.status_dir, self.uuid);
         self.clear_record();
         self.shared.registry.write().remove(&self.uuid);
         Outputs::unpublish(&self.shared.outputs.domain_status, &self.key);

@@ -92,6 +92,42 @@ pub struct DomainConfig {
     /// The encrypted user data, base64 (Go's `[]byte`); `null` when there is none.
     #[serde(rename = "pubsub-large-CipherData")]
     pub cipher_data: Option<String>,
+    /// The cipher's initial value, base64; `null` when there is none.
+    #[serde(rename = "InitialValue")]
+    pub initial_value: Option<String>,
+    /// SHA-256 of the clear text, base64; `null` when there is none.
+    #[serde(rename = "ClearTextHash")]
+    pub clear_text_hash: Option<String>,
+    /// How the user data was encrypted; `null` when it was not.
+    #[serde(rename = "CipherContext")]
+    pub cipher_context: Option<CipherContext>,
+    /// Why zedagent could not ready the cipher block (the inlined `ErrorAndTime`'s `Error`).
+    #[serde(rename = "Error")]
+    pub cipher_error: String,
+    /// The user data's own version (0: the config's `UUIDandVersion.Version` stands for it).
+    #[serde(rename = "CloudInitVersion")]
+    pub cloud_init_version: u32,
+}
+
+/// EVE's `CipherContext`: how a cipher block was made (eve-api's numeric schemes).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CipherContext {
+    /// Its ID.
+    #[serde(rename = "ContextID")]
+    pub context_id: String,
+    /// 1: ECDH.
+    #[serde(rename = "KeyExchangeScheme")]
+    pub key_exchange_scheme: i32,
+    /// 1: AES-256-CFB.
+    #[serde(rename = "EncryptionScheme")]
+    pub encryption_scheme: i32,
+    /// The controller certificate's hash, base64; `null` when there is none.
+    #[serde(rename = "ControllerCertHash")]
+    pub controller_cert_hash: Option<String>,
+    /// The device certificate's hash, base64; `null` when there is none.
+    #[serde(rename = "DeviceCertHash")]
+    pub device_cert_hash: Option<String>,
 }
 
 impl DomainConfig {
@@ -162,6 +198,8 @@ mod tests {
         assert!(c.disable_logs && c.is_cipher && c.gpu_config == "x" && c.meta_data_type == 3);
         assert_eq!(c.cloud_init_user_data.as_deref(), Some("I2Nsb3VkLWNvbmZpZw=="));
         assert_eq!(c.cipher_data.as_deref(), Some("AAEC"));
+        assert_eq!((c.initial_value.as_deref(), c.clear_text_hash.as_deref()), (Some("AAE="), Some("AAE=")));
+        assert_eq!(c.cipher_context.as_ref().map(|x| x.context_id.as_str()), Some("c"));
         assert_eq!((c.io_adapter_list[0].eth_vf.vlan_id, c.io_adapter_list[0].eth_vf.index), (5, 1));
         // Unset, as Go writes them: nil slices and pointers as null, an empty EthVf as {}
         // (or null from another writer), a nil []byte as null.

@@ -16,7 +16,7 @@ mod config;
 mod shared;
 mod status;
 
-pub use config::{DiskConfig, DomainConfig};
+pub use config::{CipherContext, DiskConfig, DomainConfig};
 pub use shared::{
     CpuList, EthVf, Format, GoMac, IoAdapter, IoType, UuidAndVersion, VifConfig, VmConfig, VmMode, go_time,
 };

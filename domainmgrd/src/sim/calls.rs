@@ -259,6 +259,15 @@ impl Hypervisor for SimHypervisor {
         Ok(domid)
     }
 
+    fn set_bios_string(&self, domid: DomId, key: &str, value: &str) -> HvResult<()> {
+        self.enter(Op::BiosString);
+        let mut st = self.shared.state.lock();
+        target(&mut st, domid, Op::BiosString, "xenstore write")?;
+        st.bios_strings.entry(domid.get()).or_default().push((key.to_string(), value.to_string()));
+        self.park_if_killed(&mut st);
+        Ok(())
+    }
+
     fn sysrq(&self, domid: DomId, key: char) -> HvResult<()> {
         self.enter(Op::Sysrq);
         let mut st = self.shared.state.lock();

@@ -91,6 +91,8 @@ pub enum Op {
     Restore,
     /// `sysrq`.
     Sysrq,
+    /// `set_bios_string`.
+    BiosString,
     /// `destroy`.
     Destroy,
 }
@@ -142,6 +144,8 @@ struct State {
     /// Devices taken back from pciback, in order, with whether their dom0 driver was rebound.
     pci_removals: Vec<(Bdf, bool)>,
     sysrqs: Vec<(DomId, char)>,
+    /// SMBIOS strings set, by domain: (key, value).
+    bios_strings: HashMap<u32, Vec<(String, String)>>,
     gates: HashMap<(Uuid, Op), GateState>,
     /// Per-op gates ([`SimHypervisor::hold`]): every guest's calls of the op.
     op_gates: HashMap<Op, OpGate>,
@@ -388,6 +392,11 @@ impl SimHypervisor {
     /// The SysRq keys sent, in order.
     pub fn sysrqs(&self) -> Vec<(DomId, char)> {
         self.shared.state.lock().sysrqs.clone()
+    }
+
+    /// The SMBIOS strings set for domain `domid` (key, value), in order.
+    pub fn bios_strings(&self, domid: DomId) -> Vec<(String, String)> {
+        self.shared.state.lock().bios_strings.get(&domid.get()).cloned().unwrap_or_default()
     }
 
     /// The domain with id `domid`, if it exists.

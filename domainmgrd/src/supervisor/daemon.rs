@@ -64,6 +64,8 @@ pub struct Options {
     /// The host console's getty, run while `debug.enable.console` is true (see getty.rs);
     /// `None`: none.
     pub getty_command: Option<String>,
+    /// The keys that decrypt EVE apps' encrypted cloud-init user data.
+    pub cipher_keys: crate::cloudinit::CipherKeys,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -106,6 +108,7 @@ impl Options {
             eve: EveOptions::default(),
             disk_probe: crate::diskformat::Probe::default(),
             getty_command: None,
+            cipher_keys: crate::cloudinit::CipherKeys::default(),
         }
     }
 }
@@ -278,6 +281,7 @@ impl Daemon {
             xl_cfg_files: Arc::default(),
             xl_conf: options.xl_conf.clone(),
             disk_probe: options.disk_probe.clone(),
+            cipher_keys: options.cipher_keys.clone(),
         };
         crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);

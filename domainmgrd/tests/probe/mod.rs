@@ -99,6 +99,9 @@ impl Hypervisor for Probe {
     fn vif_names(&self, domid: DomId, vif_count: usize) -> HvResult<Vec<String>> {
         self.sim.vif_names(domid, vif_count)
     }
+    fn set_bios_string(&self, domid: DomId, key: &str, value: &str) -> HvResult<()> {
+        self.sim.set_bios_string(domid, key, value)
+    }
     fn shutdown(&self, domid: DomId) -> HvResult<()> {
         self.sim.shutdown(domid)
     }
