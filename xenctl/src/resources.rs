@@ -87,7 +87,7 @@ pub struct RdmSpec {
 const XL_UNDEFINED_RDM_POLICY: xen_sys::libxl_rdm_reserve_policy = 0x7fff_0000;
 
 impl RdmPolicy {
-    fn to_libxl(policy: Option<RdmPolicy>) -> xen_sys::libxl_rdm_reserve_policy {
+    pub(crate) fn to_libxl(policy: Option<RdmPolicy>) -> xen_sys::libxl_rdm_reserve_policy {
         match policy {
             None => xen_sys::LIBXL_RDM_RESERVE_POLICY_INVALID,
             Some(RdmPolicy::Strict) => xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT,
