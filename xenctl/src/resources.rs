@@ -45,6 +45,13 @@ pub struct IomemRange {
     pub gfn: Option<u64>,
 }
 
+impl IomemRange {
+    /// Reads a range as xl reads an `iomem` item: `START,PAGES[@GFN]`, in hex.
+    pub fn from_xl(text: &str) -> std::result::Result<IomemRange, String> {
+        iomem_from_xl(text)
+    }
+}
+
 /// Which reserved device memory (RDM) regions libxl keeps out of an HVM guest's RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
