@@ -31,6 +31,9 @@ pub struct Settings {
     /// storage modules loaded (EVE's key; default true, as EVE's `types/global.go` has it:
     /// a console keyboard works until the controller says otherwise).
     pub enable_usb: bool,
+    /// `debug.enable.vga`: keep the boot VGA adapter in dom0 while no domain uses it, for
+    /// dom0's console (EVE's key; default true, as EVE's `types/global.go` has it).
+    pub enable_vga: bool,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(60),
             metric_interval: Duration::from_secs(60),
             enable_usb: true,
+            enable_vga: true,
         }
     }
 }
@@ -65,13 +69,14 @@ pub struct SettingsError {
 pub const MAX_SECONDS: u64 = 86_400 * 365;
 
 /// Every key we know, for `--help` and error messages.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     "timer.boot.retry",
     "timer.domain.shutdown",
     "timer.domain.destroy",
     "timer.domain.poll",
     "timer.metric.interval",
     "debug.enable.usb",
+    "debug.enable.vga",
 ];
 
 impl Settings {
@@ -101,12 +106,17 @@ impl Settings {
             "timer.domain.destroy" => self.destroy_timeout = seconds()?,
             "timer.domain.poll" => self.poll_interval = seconds()?,
             "timer.metric.interval" => self.metric_interval = seconds()?,
-            "debug.enable.usb" => {
-                self.enable_usb = match value {
+            "debug.enable.usb" | "debug.enable.vga" => {
+                let on = match value {
                     Value::Bool(b) => *b,
                     Value::String(s) if s == "true" => true,
                     Value::String(s) if s == "false" => false,
                     _ => return Err(err("expected true or false")),
+                };
+                if key == "debug.enable.usb" {
+                    self.enable_usb = on;
+                } else {
+                    self.enable_vga = on;
                 }
             }
             _ => return Err(err(&format!("unknown key; known keys: {}", KEYS.join(", ")))),
@@ -218,6 +228,7 @@ mod tests {
         assert_eq!(s.boot_retry, Duration::from_secs(600));
         assert_eq!(s.metric_interval, Duration::from_secs(60));
         assert!(s.enable_usb, "EVE: AddBoolItem(UsbAccess, true)");
+        assert!(s.enable_vga, "EVE: AddBoolItem(VgaAccess, true)");
     }
 
     #[test]
@@ -228,12 +239,13 @@ mod tests {
             r#"{"GlobalSettings": {
                 "timer.boot.retry": {"Key": "timer.boot.retry", "ItemType": 1, "IntValue": 30, "StrValue": "", "BoolValue": false, "TriStateValue": 0},
                 "debug.enable.usb": {"Key": "debug.enable.usb", "ItemType": 2, "IntValue": 0, "BoolValue": false},
+                "debug.enable.vga": {"Key": "debug.enable.vga", "ItemType": 2, "IntValue": 0, "BoolValue": false},
                 "timer.config.interval": {"IntValue": 60}
               }, "AgentSettings": {}}"#,
         )
         .unwrap();
         assert_eq!(s.boot_retry, Duration::from_secs(30));
-        assert!(!s.enable_usb);
+        assert!(!s.enable_usb && !s.enable_vga);
     }
 
     #[test]

@@ -393,9 +393,11 @@ impl Supervisor {
         match loaded {
             Ok(s) => {
                 log::info!("settings reloaded: {s:?}");
-                let usb = s.enable_usb;
+                let (usb, vga) = (s.enable_usb, s.enable_vga);
                 *self.shared.settings.write() = s;
-                self.shared.adapters.lock().set_enable_usb(usb);
+                let mut adapters = self.shared.adapters.lock();
+                adapters.set_enable_usb(usb);
+                adapters.set_enable_vga(vga);
             }
             Err(e) => log::error!("keeping the current settings: {e}"),
         }
