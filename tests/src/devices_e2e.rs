@@ -326,9 +326,12 @@ fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
             format!("libxl's usbctrls: {}", config["usbctrls"])
         })?;
         let usbdev = &config["usbdevs"][0];
-        ensure(usbdev["u"]["hostbus"] == bus && usbdev["u"]["hostaddr"] == dev && usbdev["port"] == 1, || {
-            format!("libxl's usbdevs: {} (wanted bus {bus} device {dev})", config["usbdevs"])
-        })?;
+        ensure(
+            usbdev["type.hostdev"]["hostbus"] == bus
+                && usbdev["type.hostdev"]["hostaddr"] == dev
+                && usbdev["port"] == 1,
+            || format!("libxl's usbdevs: {} (wanted bus {bus} device {dev})", config["usbdevs"]),
+        )?;
         let b = bundle(&daemon, "tablet");
         ensure(b["UsedByUUID"] == uuid, || format!("tablet: {b}"))?;
         cfg["Activate"] = false.into();
