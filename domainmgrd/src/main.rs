@@ -145,6 +145,7 @@ const SETTINGS_HELP: &str = "Settings (seconds unless noted):
   timer.metric.interval  metrics interval (60)
   debug.enable.usb       keep USB controllers and USB input/storage in dom0 (true/false, true)
   debug.enable.console   run --getty-command on the host's console (true/false, true)
+  debug.enable.vga       keep the boot VGA adapter in dom0 while no guest uses it (true/false, true)
 
 Logging: RUST_LOG (default info; RUST_LOG=xen=debug shows libxl's own messages).";
 
@@ -189,7 +190,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.adapter_sources = Sources {
         adapter_list: zedagent_dir.join("PhysicalIOAdapterList/global.json"),
         network_status: nim_dir.join("DeviceNetworkStatus/global.json"),
-        host: Host { sysfs: cli.sysfs_root, modprobe: cli.modprobe },
+        host: Host { sysfs: cli.sysfs_root, modprobe: cli.modprobe, ..Host::default() },
     };
     options.metrics_listen = cli.metrics_listen;
     options.host_config = cli.host_config;

@@ -37,6 +37,9 @@ pub struct Settings {
     /// `process.cloud-init.multipart`: lay out multipart cloud-init user data as files on every
     /// app's config disk, not only for `MetaDataType` 3 (EVE's key; default false).
     pub process_cloud_init_multipart: bool,
+    /// `debug.enable.vga`: keep the boot VGA adapter in dom0 while no domain uses it, for
+    /// dom0's console (EVE's key; default true, as EVE's `types/global.go` has it).
+    pub enable_vga: bool,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             enable_usb: true,
             enable_console: true,
             process_cloud_init_multipart: false,
+            enable_vga: true,
         }
     }
 }
@@ -73,7 +77,7 @@ pub struct SettingsError {
 pub const MAX_SECONDS: u64 = 86_400 * 365;
 
 /// Every key we know, for `--help` and error messages.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "timer.boot.retry",
     "timer.domain.shutdown",
     "timer.domain.destroy",
@@ -82,6 +86,7 @@ pub const KEYS: [&str; 8] = [
     "debug.enable.usb",
     "debug.enable.console",
     "process.cloud-init.multipart",
+    "debug.enable.vga",
 ];
 
 impl Settings {
@@ -122,6 +127,7 @@ impl Settings {
             "debug.enable.usb" => self.enable_usb = boolean()?,
             "debug.enable.console" => self.enable_console = boolean()?,
             "process.cloud-init.multipart" => self.process_cloud_init_multipart = boolean()?,
+            "debug.enable.vga" => self.enable_vga = boolean()?,
             _ => return Err(err(&format!("unknown key; known keys: {}", KEYS.join(", ")))),
         }
         Ok(())
@@ -232,6 +238,7 @@ mod tests {
         assert_eq!(s.boot_retry, Duration::from_secs(600));
         assert_eq!(s.metric_interval, Duration::from_secs(60));
         assert!(s.enable_usb, "EVE: AddBoolItem(UsbAccess, true)");
+        assert!(s.enable_vga, "EVE: AddBoolItem(VgaAccess, true)");
     }
 
     #[test]
@@ -243,12 +250,13 @@ mod tests {
                 "timer.boot.retry": {"Key": "timer.boot.retry", "ItemType": 1, "IntValue": 30, "StrValue": "", "BoolValue": false, "TriStateValue": 0},
                 "debug.enable.usb": {"Key": "debug.enable.usb", "ItemType": 2, "IntValue": 0, "BoolValue": false},
                 "process.cloud-init.multipart": {"Key": "process.cloud-init.multipart", "ItemType": 2, "BoolValue": true},
+                "debug.enable.vga": {"Key": "debug.enable.vga", "ItemType": 2, "IntValue": 0, "BoolValue": false},
                 "timer.config.interval": {"IntValue": 60}
               }, "AgentSettings": {}}"#,
         )
         .unwrap();
         assert_eq!(s.boot_retry, Duration::from_secs(30));
-        assert!(!s.enable_usb);
+        assert!(!s.enable_usb && !s.enable_vga);
         assert!(s.process_cloud_init_multipart, "EVE: AddBoolItem(ProcessCloudInitMultiPart, false)");
         assert!(!Settings::default().process_cloud_init_multipart);
     }

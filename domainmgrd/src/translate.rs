@@ -222,8 +222,27 @@ pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Tran
 
     let pci_permissive = kinds::hardware(&mut spec, vm.virtualization_mode);
 
-    // IoAdapterList is resolved to PCI devices when the domain boots (adapters/mod.rs): which
-    // devices are free depends on the adapter list and the other domains at that moment.
+    // Host hardware the config itself names, as EVE's xl config gives it: for every mode
+    // (xl reads these for any guest type). The IRQs come first; the adapters' are added at
+    // boot after them, each once.
+    for (i, &irq) in vm.irqs.iter().flatten().enumerate() {
+        let irq = u32::try_from(irq)
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| err(&format!("IRQs[{i}]"), irq.to_string(), "not an IRQ number"))?;
+        if !spec.resources.irqs.contains(&irq) {
+            spec.resources.irqs.push(irq);
+        }
+    }
+    for (i, range) in vm.io_mem.iter().flatten().enumerate() {
+        let parsed = xenctl::IomemRange::from_xl(range).map_err(|e| err(&format!("IOMem[{i}]"), as_json(range), &e))?;
+        spec.resources.iomem.push(parsed);
+    }
+    spec.resources.dtdevs = vm.dt_dev.clone().unwrap_or_default();
+    spec.resources.device_tree = non_empty(&vm.device_tree);
+
+    // IoAdapterList is resolved when the domain boots (adapters/): which adapters are free
+    // depends on the adapter list and the other domains at that moment.
 
     // The spec's own checks (names, sizes, kind rules), reported with EVE's field names.
     spec.validate().map_err(|e| match e {
@@ -240,19 +259,6 @@ fn not_supported_yet(config: &DomainConfig) -> Result<(), (String, String, Strin
     let not_yet = |field: &str, value: String, what: &str| {
         Err((field.to_string(), value, format!("{what} is not supported yet")))
     };
-    let vm = &config.vm;
-    if !vm.device_tree.is_empty() {
-        return not_yet("DeviceTree", as_json(&vm.device_tree), "a device tree for the guest (device_tree)");
-    }
-    if let Some(v) = vm.dt_dev.as_ref().filter(|v| !v.is_empty()) {
-        return not_yet("DtDev", as_json(v), "passing device tree nodes through (dtdev)");
-    }
-    if let Some(v) = vm.irqs.as_ref().filter(|v| !v.is_empty()) {
-        return not_yet("IRQs", as_json(v), "passing physical IRQs through (irqs)");
-    }
-    if let Some(v) = vm.io_mem.as_ref().filter(|v| !v.is_empty()) {
-        return not_yet("IOMem", as_json(v), "passing I/O memory through (iomem)");
-    }
     // User data (clear, or encrypted: IsCipher) becomes the guest's cloud-init config disk at
     // boot, and OpenStack metadata (MetaDataType 2) the guest's SMBIOS product name
     // (cloudinit.rs).
@@ -290,6 +296,10 @@ fn eve_field(spec_field: &str) -> String {
         "cpus" => "CPUs",
         "disks" => "DiskConfigList",
         "vifs" => "VifList",
+        "resources.irqs" => "IRQs",
+        "resources.iomem" => "IOMem",
+        "resources.dtdevs" => "DtDev",
+        "resources.device_tree" => "DeviceTree",
         other => other,
     };
     if rest.is_empty() { eve.to_string() } else { format!("{eve}[{rest}") }
@@ -447,6 +457,8 @@ mod tests {
         let neutral: Vec<Mutation> = vec![
             Box::new(|c| c.vm.dt_dev = Some(vec![])),
             Box::new(|c| c.vm.irqs = Some(vec![])),
+            Box::new(|c| c.vm.irqs = Some(vec![88, 86])),
+            Box::new(|c| c.vm.device_tree = "guest.dtb".into()),
             Box::new(|c| c.disable_logs = true),
             Box::new(|c| (c.meta_data_type, c.cipher_data) = (3, Some("AAE=".into()))),
             Box::new(|c| (c.meta_data_type, c.cloud_init_user_data) = (1, Some("I2Nsb3VkLWNvbmZpZw==".into()))),
@@ -463,28 +475,51 @@ mod tests {
             mutate(&mut c);
             assert!(t(&c).is_ok(), "{c:?}");
         }
-        let set: Vec<(Mutation, &str)> = vec![
-            (Box::new(|c| c.vm.device_tree = "guest.dtb".into()), "DeviceTree = \"guest.dtb\": a device tree"),
-            (Box::new(|c| c.vm.dt_dev = Some(vec!["/smb/gpio@f7020000".into()])), "DtDev = [\"/smb/gpio@f7020000\"]"),
-            (Box::new(|c| c.vm.irqs = Some(vec![88, 86])), "IRQs = [88,86]: passing physical IRQs"),
-            (Box::new(|c| c.vm.io_mem = Some(vec!["0xf7020,1".into()])), "IOMem = [\"0xf7020,1\"]"),
-            (
-                Box::new(|c| {
-                    c.io_adapter_list = vec![crate::eve::IoAdapter {
-                        name: "eth1vf0".into(),
-                        eth_vf: crate::eve::EthVf { vlan_id: 5, ..Default::default() },
-                        ..Default::default()
-                    }]
-                }),
-                "IoAdapterList[0].EthVf = {\"VlanID\":5}: SR-IOV",
-            ),
-        ];
+        let set: Vec<(Mutation, &str)> = vec![(
+            Box::new(|c| {
+                c.io_adapter_list = vec![crate::eve::IoAdapter {
+                    name: "eth1vf0".into(),
+                    eth_vf: crate::eve::EthVf { vlan_id: 5, ..Default::default() },
+                    ..Default::default()
+                }]
+            }),
+            "IoAdapterList[0].EthVf = {\"VlanID\":5}: SR-IOV",
+        )];
         for (mutate, want) in set {
             let mut c = config();
             mutate(&mut c);
             let e = t(&c).unwrap_err().to_string();
             assert!(e.contains(want) && e.ends_with("is not supported yet"), "{e}\n  wanted: {want}");
         }
+    }
+
+    #[test]
+    fn host_hardware_the_config_names_is_given_as_eves_xl_config_gives_it() {
+        // As EVE's xl config says it: irqs = [88,86], iomem = ["f7020,1"], dtdev = [...],
+        // device_tree = "...".
+        let mut c = config();
+        c.vm.irqs = Some(vec![88, 86, 88]);
+        c.vm.io_mem = Some(vec!["0xf7020,1".into(), "fed00,2@fed00".into()]);
+        c.vm.dt_dev = Some(vec!["/smb/gpio@f7020000".into()]);
+        c.vm.device_tree = "/persist/guest.dtb".into();
+        let s = t(&c).unwrap().spec;
+        assert_eq!(s.resources.irqs, [88, 86]);
+        assert_eq!(
+            s.resources.iomem,
+            [
+                xenctl::IomemRange { start: 0xf7020, pages: 1, gfn: None },
+                xenctl::IomemRange { start: 0xfed00, pages: 2, gfn: Some(0xfed00) }
+            ]
+        );
+        assert_eq!(s.resources.dtdevs, ["/smb/gpio@f7020000"]);
+        assert_eq!(s.resources.device_tree.as_deref(), Some("/persist/guest.dtb"));
+        let text = s.to_xl_config().unwrap();
+        for line in
+            ["irqs = [ 88, 86 ]", "iomem = [ \"f7020,1\", \"fed00,2@fed00\" ]", "dtdev = [ \"/smb/gpio@f7020000\" ]"]
+        {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert_eq!(DomainSpec::from_xl_config_text("x.cfg", &text).unwrap(), s);
     }
 
     #[test]
@@ -508,6 +543,15 @@ mod tests {
             (Box::new(|c| c.vif_list[0].mtu = 1), "x.json: VifList[0].MTU = 1: must be 68 to 65535"),
             (Box::new(|c| c.vm.cpus.0 = vec![9999]), "x.json: CPUs = \"9999\""),
             (Box::new(|c| c.uuid_and_version.uuid = Uuid::nil()), "UUIDandVersion.UUID"),
+            (Box::new(|c| c.vm.irqs = Some(vec![3, -1])), "x.json: IRQs[1] = -1: not an IRQ number"),
+            (
+                Box::new(|c| c.vm.io_mem = Some(vec!["fed00".into()])),
+                "x.json: IOMem[0] = \"fed00\": not an I/O memory range",
+            ),
+            (
+                Box::new(|c| c.vm.dt_dev = Some(vec![String::new()])),
+                "x.json: DtDev[0] = \"\": an empty device-tree path",
+            ),
         ];
         for (mutate, want) in cases {
             let mut c = config();

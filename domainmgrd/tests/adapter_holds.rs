@@ -70,13 +70,43 @@ fn adapters_kept_in_dom0_used_elsewhere_or_not_pci_are_errors_never_skipped() {
     assert!(e.contains(&format!("adapter eth1 is used by domain {first}")), "{e}");
 
     let e = failure(Uuid::new_v4(), "typo", &[(1, "eth9")]);
-    assert!(e.contains("has no adapter eth9 of type 1"), "{e}");
+    assert!(e.contains("Name = \"eth9\": the PhysicalIOAdapterList has no adapter, assignment group or label"), "{e}");
 
-    let e = failure(Uuid::new_v4(), "console", &[(3, "COM1")]);
-    assert!(
-        e.contains("adapter COM1 is the serial port /dev/ttyS0, not a PCI device; only PCI passthrough is supported"),
-        "{e}"
-    );
+    // EVE refuses an entry without an assignment group ("not assignable").
+    let mut list = adapters();
+    list.push(serde_json::json!({"Ptype": 3, "Phylabel": "COM2", "Logicallabel": "COM2", "Assigngrp": "",
+        "Phyaddr": {"Serial": "/dev/ttyS1", "Irq": "3", "Ioports": "2f8-2ff"}}));
+    set_list(&env, &list);
+    wait_bundle(&env, "COM2", "listed", |b| !b.is_null());
+    let e = failure(Uuid::new_v4(), "ungrouped", &[(3, "COM2")]);
+    assert!(e.contains("adapter COM2 is not assignable: it has no assignment group (Assigngrp)"), "{e}");
+}
+
+#[test]
+fn adapters_are_found_as_eve_finds_them_and_non_pci_ones_are_held_too() {
+    let (env, _probe) = edge_box();
+    // By group name, type ignored, case ignored: the dual-port card and the serial port.
+    let uuid = Uuid::new_v4();
+    env.write_config(&domain_with_adapters(uuid, "gateway", &[(0, "CARD"), (1, "com1")]));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    let d = env.sim.info_of(st.domain_id).unwrap();
+    let given: HashSet<Bdf> = d.spec.pcis.iter().map(|p| p.bdf).collect();
+    assert_eq!(given, [NIC2A, NIC2B].map(bdf).into_iter().collect());
+    // A PV guest gets the serial port's IRQ and I/O ports (EVE gives its device to HVM only).
+    assert_eq!(d.spec.resources.irqs, [4]);
+    assert_eq!(d.spec.resources.ioports, [xenctl::IoportRange::new(0x3f8, 0x3ff)]);
+    assert!(d.spec.serial_ports.is_empty());
+    let com1 = bundle(&env, "COM1");
+    assert_eq!(com1["UsedByUUID"], uuid.to_string(), "{com1}");
+    assert!(!pciback(&com1) && com1["Irq"] == "4" && com1["Ioports"] == "3f8-3ff", "{com1}");
+
+    let other = Uuid::new_v4();
+    env.write_config(&domain_with_adapters(other, "second", &[(3, "COM1")]));
+    let st = env.wait_status(other, "failed", |s| s.adapters_failed);
+    assert!(st.error.error.contains(&format!("adapter COM1 is used by domain {uuid}")), "{}", st.error.error);
+
+    stop_domain(&env, uuid, "gateway", &[(0, "CARD"), (1, "com1")]);
+    wait_bundle(&env, "COM1", "released", |b| b["UsedByUUID"] == Uuid::nil().to_string());
 }
 
 #[test]
@@ -222,4 +252,32 @@ fn a_slow_pciback_bind_holds_up_no_halt_and_no_boot() {
     gate.open();
     wait_bundle(&env, "eth1", "in pciback", pciback);
     assert_eq!(env.control(&Request::PciList).data["adapters"]["Initialized"], Value::Bool(true));
+}
+
+#[test]
+fn an_adapter_kept_in_dom0_but_no_port_goes_to_its_domain_and_comes_back() {
+    // EVE keeps a WLAN card in dom0 while unused, yet lets a domain have it: libxl seizes it
+    // at the create, and it returns to dom0 when the domain halts.
+    let (env, _probe) = edge_box();
+    const WLAN: &str = "0000:03:00.0";
+    env.sim.add_pci_device(bdf(WLAN));
+    let mut list = adapters();
+    list.push(adapter(5, "wlan0", WLAN, "wlan0", "wlan0"));
+    set_list(&env, &list);
+    let wlan = wait_bundle(&env, "wlan0", "kept in dom0", |b| b["KeepInHost"] == true);
+    assert!(!pciback(&wlan) && !env.sim.pciback().contains(&bdf(WLAN)), "{wlan}");
+
+    let uuid = Uuid::new_v4();
+    env.write_config(&domain_with_adapters(uuid, "wifi", &[(5, "wlan0")]));
+    let st = env.wait_state(uuid, SwState::RUNNING);
+    let d = env.sim.info_of(st.domain_id).unwrap();
+    assert_eq!(d.spec.pcis.iter().map(|p| (p.bdf, p.seize)).collect::<Vec<_>>(), [(bdf(WLAN), true)]);
+    assert!(env.sim.pciback().contains(&bdf(WLAN)), "seized by the create");
+    let wlan = bundle(&env, "wlan0");
+    assert!(wlan["UsedByUUID"] == uuid.to_string() && pciback(&wlan) && errors(&wlan).is_empty(), "{wlan}");
+
+    stop_domain(&env, uuid, "wifi", &[(5, "wlan0")]);
+    wait_bundle(&env, "wlan0", "back in dom0", |b| !pciback(b) && b["UsedByUUID"] == Uuid::nil().to_string());
+    assert_eq!(removed(&env, WLAN), [true]);
+    assert!(!env.sim.pciback().contains(&bdf(WLAN)));
 }

@@ -1,7 +1,9 @@
 //! End-to-end tests of domainmgrd's PCI adapter policy and metrics on real Xen, in the box with
 //! two emulated e1000 NICs behind an emulated IOMMU: one stays dom0's port, the other goes to
 //! pciback and to a guest that names it in its IoAdapterList, and back to dom0's e1000 driver
-//! when nim says dom0 uses it as a port. Metrics are checked in the files and on Prometheus.
+//! when nim says dom0 uses it as a port. Non-PCI adapters too: a serial port bundle gives a PV
+//! guest its I/O ports and IRQ, and a USB device bundle a USB device (when the box has one).
+//! Metrics are checked in the files and on Prometheus.
 
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
     vec![
         ("daemon_adapters_port_stays_other_nic_passed_to_guest_released_then_rebound_as_a_port", adapters_on_real_xen),
         ("daemon_metrics_cpu_grows_memory_matches_xl_halted_says_so", metrics_on_real_xen),
+        ("daemon_adapters_serial_port_bundle_gives_a_pv_guest_its_ioports_and_irq", serial_port_adapter_on_real_xen),
+        ("daemon_adapters_usb_device_bundle_is_forwarded_to_a_pv_guest", usb_device_adapter_on_real_xen),
     ]
 }
 
@@ -203,4 +207,142 @@ fn metrics_on_real_xen(ctx: &Context) -> TestResult {
     ensure(halted["UsedMemory"] == 0, || format!("{halted}"))?;
     daemon.terminate()?;
     Ok(())
+}
+
+/// A daemon with an adapter list of dom0's port and `extra`, nim naming that port; started.
+fn daemon_with_adapters(name: &str, extra: Value) -> TestResult<DaemonProcess> {
+    let port = std::env::var("XENBOX_DOM0_NIC").unwrap_or_else(|_| "0000:00:02.0".into());
+    let port_if = ifname_of(&port).ok_or_else(|| format!("{port} has no network interface in dom0"))?;
+    let mut daemon = DaemonProcess::new(name, &["timer.domain.shutdown:20"]);
+    let zedagent = daemon.root.join("zedagent");
+    let nim = daemon.root.join("nim");
+    daemon.args = vec![format!("--zedagent-dir={}", zedagent.display()), format!("--nim-dir={}", nim.display())];
+    write(
+        &zedagent.join("PhysicalIOAdapterList/global.json"),
+        &json!({"Initialized": true, "AdapterList": [
+            {"Ptype": 1, "Phylabel": "port0", "Logicallabel": "port0", "Assigngrp": "port0",
+             "Phyaddr": {"PciLong": port, "Ifname": port_if}, "Usage": 1},
+            extra]}),
+    )?;
+    write(&nim.join("DeviceNetworkStatus/global.json"), &json!({"Ports": [{"IfName": port_if}]}))?;
+    daemon.start()?;
+    Ok(daemon)
+}
+
+/// libxl's config of the running domain `name`, as `xl list -l` prints it.
+fn xl_config_of(name: &str) -> TestResult<Value> {
+    let text = xl(&["list", "-l", name])?;
+    let v: Value = serde_json::from_str(&text).ctx("xl list -l JSON")?;
+    Ok(v[0]["config"].clone())
+}
+
+fn serial_port_adapter_on_real_xen(_ctx: &Context) -> TestResult {
+    // Xen keeps COM1 for its console; COM2's ports and IRQ must be free of dom0.
+    let ioports = std::fs::read_to_string("/proc/ioports").ctx("read /proc/ioports")?;
+    ensure(!ioports.lines().any(|l| l.trim_start().starts_with("02f8-02ff")), || {
+        format!("dom0 uses COM2's ports:\n{ioports}")
+    })?;
+    let com2 = json!({"Ptype": 3, "Phylabel": "COM2", "Logicallabel": "COM2", "Assigngrp": "COM2",
+        "Phyaddr": {"Serial": "/dev/ttyS1", "Irq": "3", "Ioports": "2f8-2ff"}, "Usage": 2});
+    let mut daemon = daemon_with_adapters("dm-com2", com2)?;
+    let result = (|| -> TestResult {
+        wait_until("COM2 published", BOOT, || (!bundle(&daemon, "COM2").is_null()).then_some(()))?;
+        let uuid = xenctl::Uuid::new_v4().to_string();
+        let mut cfg = eve_config(&uuid, "dm-com2", 112, true, "");
+        // Named by its logical label in another case, with another type: EVE's lookup.
+        cfg["IoAdapterList"] = json!([{"Type": 0, "Name": "com2"}]);
+        daemon.write_config(&cfg)?;
+        let st = daemon.wait_status(&uuid, "RUNNING", BOOT, |s| s["State"] == 115)?;
+        let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+        wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+        let config = xl_config_of(&name)?;
+        let b_info = &config["b_info"];
+        ensure(b_info["ioports"] == json!([{"first": 0x2f8, "number": 8}]), || {
+            format!("libxl's ioports: {} (b_info {b_info})", b_info["ioports"])
+        })?;
+        ensure(b_info["irqs"] == json!([3]), || format!("libxl's irqs: {}", b_info["irqs"]))?;
+        let b = bundle(&daemon, "COM2");
+        ensure(b["UsedByUUID"] == uuid && b.get("IsPCIBack").is_none(), || format!("COM2: {b}"))?;
+
+        cfg["Activate"] = false.into();
+        daemon.write_config(&cfg)?;
+        daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
+        wait_until("COM2 released", BOOT, || {
+            (bundle(&daemon, "COM2")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
+        })?;
+        Ok(())
+    })();
+    let _ = daemon.terminate();
+    result
+}
+
+/// The first USB device (not a hub) in dom0's sysfs: its sysfs name (`1-1`), bus and device
+/// numbers.
+fn first_usb_device() -> Option<(String, u8, u8)> {
+    let dir = std::fs::read_dir("/sys/bus/usb/devices").ok()?;
+    let mut names: Vec<String> = dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names.into_iter().find_map(|n| {
+        // Devices are BUS-PORT[.PORT...]; interfaces have a ':', root hubs are usbN.
+        if n.contains(':') || !n.contains('-') {
+            return None;
+        }
+        let read = |f: &str| std::fs::read_to_string(format!("/sys/bus/usb/devices/{n}/{f}")).ok();
+        let class = read("bDeviceClass")?;
+        if class.trim() == "09" {
+            return None; // a hub
+        }
+        let bus = read("busnum")?.trim().parse().ok()?;
+        let dev = read("devnum")?.trim().parse().ok()?;
+        Some((n, bus, dev))
+    })
+}
+
+fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
+    // QEMU gives the box's dom0 a USB device with XENBOX_QEMU_EXTRA="-device qemu-xhci
+    // -device usb-tablet"; dom0 has no udev, so the controller's driver is loaded here.
+    let _ = run("modprobe", &["xhci_pci"]);
+    let found = wait_until("a USB device in dom0", Duration::from_secs(10), first_usb_device);
+    let Ok((sysname, bus, dev)) = found else {
+        println!(
+            "SKIPPED: dom0 has no USB device; run the box with XENBOX_QEMU_EXTRA=\"-device qemu-xhci -device usb-tablet\""
+        );
+        return Ok(());
+    };
+    // EVE's UsbAddr: bus and port path (sysfs names the device BUS-PORT).
+    let (bus_text, port) = sysname.split_once('-').ok_or("a USB device name without '-'")?;
+    let usb_addr = format!("{bus_text}:{port}");
+    let tablet = json!({"Ptype": 14, "Phylabel": "tablet", "Logicallabel": "tablet", "Assigngrp": "tablet",
+        "Phyaddr": {"UsbAddr": usb_addr}, "Usage": 2});
+    let mut daemon = daemon_with_adapters("dm-usb", tablet)?;
+    let result = (|| -> TestResult {
+        wait_until("tablet published", BOOT, || (!bundle(&daemon, "tablet").is_null()).then_some(()))?;
+        let uuid = xenctl::Uuid::new_v4().to_string();
+        let mut cfg = eve_config(&uuid, "dm-usb", 113, true, "");
+        cfg["IoAdapterList"] = json!([{"Type": 14, "Name": "tablet"}]);
+        daemon.write_config(&cfg)?;
+        let st =
+            daemon.wait_status(&uuid, "RUNNING or failed", BOOT, |s| s["State"] == 115 || s["BootFailed"] == true)?;
+        ensure(st["State"] == 115, || format!("the domain did not start: {}", st["Error"]))?;
+        let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+        let config = xl_config_of(&name)?;
+        ensure(config["usbctrls"][0]["version"] == 2 && config["usbctrls"][0]["ports"] == 6, || {
+            format!("libxl's usbctrls: {}", config["usbctrls"])
+        })?;
+        let usbdev = &config["usbdevs"][0];
+        ensure(
+            usbdev["type.hostdev"]["hostbus"] == bus
+                && usbdev["type.hostdev"]["hostaddr"] == dev
+                && usbdev["port"] == 1,
+            || format!("libxl's usbdevs: {} (wanted bus {bus} device {dev})", config["usbdevs"]),
+        )?;
+        let b = bundle(&daemon, "tablet");
+        ensure(b["UsedByUUID"] == uuid, || format!("tablet: {b}"))?;
+        cfg["Activate"] = false.into();
+        daemon.write_config(&cfg)?;
+        daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
+        Ok(())
+    })();
+    let _ = daemon.terminate();
+    result
 }

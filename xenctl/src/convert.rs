@@ -165,6 +165,10 @@ impl DomainSpec {
                 // union, STRICT (0). libxl ignores it outside HVM, but the config says it.
                 slot.rdm_policy = xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT;
             }
+            if let Some(policy) = pci.rdm_policy {
+                // The device's own `rdm_policy=`, which xl reads over the guest's.
+                slot.rdm_policy = crate::resources::RdmPolicy::to_libxl(Some(policy));
+            }
         }
         self.fill_pv_devices(d)?;
         d.on_poweroff = self.on_poweroff.to_libxl();

@@ -110,12 +110,17 @@ pub struct PciSpec {
     pub msitranslate: bool,
     /// Let the guest manage the device's power state (`power_mgmt=1`, HVM).
     pub power_mgmt: bool,
+    /// What libxl does when the device's reserved memory overlaps guest RAM
+    /// (`rdm_policy=`, HVM); `None`: the guest's `rdm` policy, as xl gives it. EVE passes USB
+    /// controllers `relaxed`: firmware often reserves memory for their legacy emulation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdm_policy: Option<crate::resources::RdmPolicy>,
 }
 
 impl PciSpec {
     /// A device with every option off.
     pub fn new(bdf: Bdf) -> PciSpec {
-        PciSpec { bdf, permissive: false, seize: false, msitranslate: false, power_mgmt: false }
+        PciSpec { bdf, permissive: false, seize: false, msitranslate: false, power_mgmt: false, rdm_policy: None }
     }
 }
 

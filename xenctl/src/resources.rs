@@ -45,6 +45,13 @@ pub struct IomemRange {
     pub gfn: Option<u64>,
 }
 
+impl IomemRange {
+    /// Reads a range as xl reads an `iomem` item: `START,PAGES[@GFN]`, in hex.
+    pub fn from_xl(text: &str) -> std::result::Result<IomemRange, String> {
+        iomem_from_xl(text)
+    }
+}
+
 /// Which reserved device memory (RDM) regions libxl keeps out of an HVM guest's RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,7 +94,7 @@ pub struct RdmSpec {
 const XL_UNDEFINED_RDM_POLICY: xen_sys::libxl_rdm_reserve_policy = 0x7fff_0000;
 
 impl RdmPolicy {
-    fn to_libxl(policy: Option<RdmPolicy>) -> xen_sys::libxl_rdm_reserve_policy {
+    pub(crate) fn to_libxl(policy: Option<RdmPolicy>) -> xen_sys::libxl_rdm_reserve_policy {
         match policy {
             None => xen_sys::LIBXL_RDM_RESERVE_POLICY_INVALID,
             Some(RdmPolicy::Strict) => xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT,

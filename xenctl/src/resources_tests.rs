@@ -243,3 +243,18 @@ fn serde_leaves_unset_resources_out() {
     let value = serde_json::to_value(&spec).unwrap();
     assert_eq!(value["resources"]["rdm"], serde_json::json!({"strategy": "host", "policy": "xl_undefined"}));
 }
+
+#[test]
+fn a_devices_own_rdm_policy_is_kept_written_and_read_back() {
+    // EVE's xl config for a USB controller: `pci = [ '00:14.0,rdm_policy=relaxed' ]`.
+    let j = json(&pv("pci = [ '00:14.0,rdm_policy=relaxed', '03:00.0' ]").unwrap());
+    assert_eq!(j["pcidevs"][0]["rdm_policy"], "relaxed");
+    assert_eq!(j["pcidevs"][1]["rdm_policy"], "strict", "the other device: as xl writes it for PV");
+    let mut usb = PciSpec::new("0000:00:14.0".parse().unwrap());
+    usb.rdm_policy = Some(RdmPolicy::Relaxed);
+    let spec = DomainSpec::hvm("h").pci(usb);
+    assert_eq!(json(&spec)["pcidevs"][0]["rdm_policy"], "relaxed");
+    let text = spec.to_xl_config().unwrap();
+    assert!(text.contains("0000:00:14.0,rdm_policy=relaxed"), "{text}");
+    assert_eq!(DomainSpec::from_xl_config_text("h.cfg", &text).unwrap(), spec);
+}

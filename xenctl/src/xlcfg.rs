@@ -230,6 +230,12 @@ impl DomainSpec {
                             let _ = write!(s, ",{key}=1");
                         }
                     }
+                    match p.rdm_policy {
+                        Some(crate::resources::RdmPolicy::Strict) => s.push_str(",rdm_policy=strict"),
+                        Some(crate::resources::RdmPolicy::Relaxed) => s.push_str(",rdm_policy=relaxed"),
+                        // xl has no word for it; the guest's own `rdm` line carries it.
+                        Some(crate::resources::RdmPolicy::XlUndefined) | None => {}
+                    }
                     s
                 })
                 .collect();

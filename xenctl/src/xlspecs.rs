@@ -166,9 +166,12 @@ pub(crate) fn pci_from_xl(spec: &str, defaults: PciDefaults) -> std::result::Res
     if pci.vdevfn != 0 {
         return Err("a virtual slot (@VSLOT or vslot=) is not supported".into());
     }
-    if pci.rdm_policy != xen_sys::LIBXL_RDM_RESERVE_POLICY_INVALID {
-        return Err("a per-device rdm_policy is not supported".into());
-    }
+    let rdm_policy = match pci.rdm_policy {
+        xen_sys::LIBXL_RDM_RESERVE_POLICY_INVALID => None,
+        xen_sys::LIBXL_RDM_RESERVE_POLICY_STRICT => Some(crate::resources::RdmPolicy::Strict),
+        xen_sys::LIBXL_RDM_RESERVE_POLICY_RELAXED => Some(crate::resources::RdmPolicy::Relaxed),
+        other => return Err(format!("rdm_policy: libxl's value {other} is not strict or relaxed")),
+    };
     let bdf = Bdf::from_libxl(&pci).ok_or("not a valid PCI address")?;
     Ok(PciSpec {
         bdf,
@@ -176,6 +179,7 @@ pub(crate) fn pci_from_xl(spec: &str, defaults: PciDefaults) -> std::result::Res
         seize: pci.seize,
         msitranslate: pci.msitranslate,
         power_mgmt: pci.power_mgmt,
+        rdm_policy,
     })
 }
 
@@ -263,13 +267,14 @@ mod tests {
         assert_eq!((p.bdf.to_string(), p.permissive, p.seize), ("0000:03:00.1".into(), true, false));
         let p = pci_from_xl("0000:03:00.0,permissive=0,seize=1,msitranslate=1,power_mgmt=1", d).unwrap();
         assert_eq!((p.permissive, p.seize, p.msitranslate, p.power_mgmt), (false, true, true, true));
+        let p = pci_from_xl("03:00.0,rdm_policy=relaxed", PciDefaults::default()).unwrap();
+        assert_eq!(p.rdm_policy, Some(crate::resources::RdmPolicy::Relaxed), "EVE's USB controllers");
         let p = pci_from_xl("bdf=0001:82:1e.5", PciDefaults::default()).unwrap();
         assert_eq!(p.bdf.to_string(), "0001:82:1e.5");
         for (spec, want) in [
             ("03:00.0@4", "virtual slot"),
             ("03:00.*", "all functions"),
             ("name=nic0", "name="),
-            ("03:00.0,rdm_policy=relaxed", "rdm_policy"),
             ("03:00.0,colour=red", "Unknown PCI_SPEC_STRING option: colour"),
             ("03:20.0", "not a PCI spec"),
             ("zz", "not a PCI spec"),

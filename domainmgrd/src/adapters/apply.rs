@@ -40,6 +40,9 @@ pub struct OperatorDone {
 /// Gets an operator's outcome, from the worker.
 pub type OperatorReply = Box<dyn FnOnce(Result<OperatorDone, String>) + Send>;
 
+/// The boot VGA adapters and the NVMe drives dom0 uses, as `policy::host_facts` finds them.
+type HostFacts = (BTreeSet<Bdf>, std::collections::BTreeMap<Bdf, String>);
+
 /// Work for the worker.
 pub(super) enum Job {
     /// Inputs or `debug.enable.usb` changed: USB modules, then the policy.
@@ -127,13 +130,29 @@ fn policy_pass(shared: &Mutex<Adapters>, hv: &dyn Hypervisor) {
             None
         }
     };
-    let moves = shared.lock().plan_policy(listed);
+    // The host facts (sysfs, procfs, zpool) are read without the lock.
+    let (list, host, enable_vga) = {
+        let a = shared.lock();
+        (a.list.clone(), a.sources.host.clone(), a.enable_vga)
+    };
+    let facts =
+        list.map(|l| policy::host_facts(&l.adapter_list, enable_vga, |b| host.is_boot_vga(b), |b| host.nvme_in_use(b)));
+    let moves = shared.lock().plan_policy(listed, facts.unwrap_or_default());
     let outcomes = execute(hv, &moves);
     shared.lock().commit(&moves, outcomes);
 }
 
 fn rebind(shared: &Mutex<Adapters>, hv: &dyn Hypervisor) {
-    let moves = shared.lock().plan_rebind();
+    // Devices kept in dom0 that a domain had were seized by libxl at its create: pciback has
+    // them now, whatever was last seen.
+    let listed = match hv.pci_assignable_list() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::error!("cannot list the assignable PCI devices ({e}); going by what was last seen");
+            None
+        }
+    };
+    let moves = shared.lock().plan_rebind(listed);
     if moves.is_empty() {
         return;
     }
@@ -233,13 +252,21 @@ fn unit_name(applied: &Applied, unit: &Unit) -> String {
 impl Adapters {
     /// A policy pass's plan: the verdict on the current inputs, published at once (so
     /// reservations follow it), and the moves that make the devices match it.
-    fn plan_policy(&mut self, listed: Option<Vec<Bdf>>) -> Vec<Move> {
+    fn plan_policy(&mut self, listed: Option<Vec<Bdf>>, host_facts: HostFacts) -> Vec<Move> {
         self.stale = false;
         if let Some(l) = listed {
             self.pciback = l.into_iter().collect();
         }
         let Some(list) = self.list.clone() else { return Vec::new() };
-        let verdict = policy::decide(&list.adapter_list, &self.ports(), self.enable_usb);
+        let (boot_vga, nvme_in_use) = host_facts;
+        let facts = policy::Facts {
+            ports: self.ports(),
+            enable_usb: self.enable_usb,
+            enable_vga: self.enable_vga,
+            boot_vga,
+            nvme_in_use,
+        };
+        let verdict = policy::decide(&list.adapter_list, &facts);
         let previous: BTreeSet<Bdf> =
             self.verdict.iter().flat_map(|a| a.verdict.units.iter().flat_map(|u| u.bdfs.iter().copied())).collect();
         let bad_addresses = verdict
@@ -287,13 +314,17 @@ impl Adapters {
                     }
                     match holder {
                         Some(uuid) => {
+                            // A domain may have a device kept in dom0 (EVE's assignments take
+                            // precedence); only a port it has is something to report.
                             let why = decision.reason.clone().unwrap_or_else(|| "it belongs in dom0".into());
                             let note = IoBundleError::now(format!(
                                 "{why}, but domain {uuid} uses it; it returns to dom0 when that domain halts"
                             ));
                             for b in &back {
                                 self.pending_rebind.insert(*b);
-                                notes.insert(*b, note.clone());
+                                if decision.is_port || self.overrides.contains_key(b) {
+                                    notes.insert(*b, note.clone());
+                                }
                             }
                         }
                         None => {
@@ -338,7 +369,14 @@ impl Adapters {
     }
 
     /// Devices released since the policy wanted them in dom0: back to dom0, nothing else.
-    fn plan_rebind(&mut self) -> Vec<Move> {
+    fn plan_rebind(&mut self, listed: Option<Vec<Bdf>>) -> Vec<Move> {
+        if let Some(l) = listed {
+            let moving = &self.moving;
+            // What is being moved now is the mover's to record.
+            let listed: BTreeSet<Bdf> = l.into_iter().filter(|b| !moving.contains_key(b)).collect();
+            self.pciback.retain(|b| moving.contains_key(b) || listed.contains(b));
+            self.pciback.extend(listed);
+        }
         let due: Vec<Bdf> = self
             .pending_rebind
             .iter()

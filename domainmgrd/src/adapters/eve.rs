@@ -22,7 +22,13 @@ pub struct PhysicalAddress {
     /// Serial device, `/dev/ttyS1`.
     #[serde(rename = "Serial")]
     pub serial: String,
-    /// USB address, `1:2.3`.
+    /// A physical IRQ, `3` (ISA devices such as serial ports; PV guests only).
+    #[serde(rename = "Irq")]
+    pub irq: String,
+    /// An x86 I/O port range, `2f8-2ff` (hex; PV guests only).
+    #[serde(rename = "Ioports")]
+    pub ioports: String,
+    /// USB address, `1:2.3`: bus number and port path.
     #[serde(rename = "UsbAddr")]
     pub usb_addr: String,
     /// USB vendor:product.
@@ -46,9 +52,13 @@ pub struct PhysicalIoAdapter {
     /// Label from the device model.
     #[serde(rename = "Logicallabel")]
     pub logicallabel: String,
-    /// Assignment group: members move to a domain (or stay in dom0) together.
+    /// Assignment group: members move to a domain (or stay in dom0) together. Empty: not
+    /// assignable.
     #[serde(rename = "Assigngrp")]
     pub assigngrp: String,
+    /// The group this one depends on: a USB device's names its controller's group.
+    #[serde(rename = "Parentassigngrp")]
+    pub parentassigngrp: String,
     /// Usage (EVE's PhyIoMemberUsage).
     #[serde(rename = "Usage")]
     pub usage: i32,
@@ -150,6 +160,9 @@ pub struct IoBundle {
     /// Assignment group.
     #[serde(rename = "AssignmentGroup", skip_serializing_if = "String::is_empty")]
     pub assignment_group: String,
+    /// The group it depends on.
+    #[serde(rename = "ParentAssignmentGroup", skip_serializing_if = "String::is_empty")]
+    pub parent_assignment_group: String,
     /// Usage.
     #[serde(rename = "Usage", skip_serializing_if = "is_zero")]
     pub usage: i32,
@@ -159,6 +172,12 @@ pub struct IoBundle {
     /// PCI address.
     #[serde(rename = "PciLong", skip_serializing_if = "String::is_empty")]
     pub pci_long: String,
+    /// Physical IRQ.
+    #[serde(rename = "Irq", skip_serializing_if = "String::is_empty")]
+    pub irq: String,
+    /// I/O port range.
+    #[serde(rename = "Ioports", skip_serializing_if = "String::is_empty")]
+    pub ioports: String,
     /// Serial device.
     #[serde(rename = "Serial", skip_serializing_if = "String::is_empty")]
     pub serial: String,
@@ -177,7 +196,7 @@ pub struct IoBundle {
     /// Part of (the group of) a dom0 network port.
     #[serde(rename = "IsPort", skip_serializing_if = "is_false")]
     pub is_port: bool,
-    /// Kept in dom0 (a port, or a USB controller while debug.enable.usb).
+    /// Kept in dom0 while no domain uses it (EVE's keep-in-host rules, `policy.rs`).
     #[serde(rename = "KeepInHost", skip_serializing_if = "is_false")]
     pub keep_in_host: bool,
     /// What went wrong with it (Go always writes the struct).

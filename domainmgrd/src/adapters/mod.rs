@@ -10,11 +10,15 @@
 //!
 //! The policy (`policy.rs`) is applied when an input arrives or changes, and only then; moving
 //! a device costs a driver unbind/bind, so nothing is moved twice. A domain reserves the
-//! adapters its `IoAdapterList` names when it boots (whole units: assignment groups and
-//! devices listed twice) and releases them when it halts; a released device the policy wants
-//! back in dom0 is then rebound to its dom0 driver, and nothing else moves. An adapter kept in
-//! dom0, not in pciback, not a PCI device or used by another domain is an error for the
-//! domain, never a silent skip. Operators (`domainctl pci assign|release`) move devices
+//! adapters its `IoAdapterList` names when it boots, found as EVE finds them (assignment
+//! group, then phylabel, then logical label; whole units: groups and devices listed twice),
+//! and releases them when it halts; what they give the guest (PCI devices, IRQs, I/O ports,
+//! serial ports, USB devices) goes into its spec by EVE's mode rules (`resources.rs`). A
+//! device the policy keeps in dom0 but that is no port is seized for the domain at its create
+//! (EVE's assignments take precedence over keeping in host); a released device the policy
+//! wants back in dom0 is then rebound to its dom0 driver, and nothing else moves. An adapter
+//! that is a dom0 port, has no assignment group, an unusable address, or is used by another
+//! domain is an error for the domain, never a silent skip. Operators (`domainctl pci assign|release`) move devices
 //! through the same path; their choice stands against the policy until they change it.
 //!
 //! Concurrency: the state lives behind one mutex that is never held across a hypervisor call
@@ -27,6 +31,7 @@ pub mod eve;
 mod holds;
 pub mod host;
 pub mod policy;
+pub mod resources;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -44,6 +49,7 @@ use self::eve::{
 };
 use self::host::Host;
 use self::policy::{Ports, Verdict};
+pub use self::resources::{BundleResources, Reservation};
 use crate::agent::{Input, Outputs};
 use crate::eve::IoAdapter;
 use crate::hypervisor::Hypervisor;
@@ -109,6 +115,8 @@ pub struct Adapters {
     /// dom0's ports as last accepted (a status with at least one port).
     network: Option<DeviceNetworkStatus>,
     enable_usb: bool,
+    /// `debug.enable.vga`.
+    enable_vga: bool,
     /// An input changed since the policy last ran.
     stale: bool,
     /// What modprobe was last asked to do with the USB modules (`None`: nothing yet).
@@ -119,6 +127,8 @@ pub struct Adapters {
     pciback: BTreeSet<Bdf>,
     /// Devices reserved by domains.
     held: BTreeMap<Bdf, Uuid>,
+    /// Entries reserved by domains, PCI or not, by `holds::bundle_key`.
+    held_bundles: BTreeMap<String, Uuid>,
     /// Adapters that running domains have, by name, before any list could resolve them.
     claims: HashMap<Uuid, Vec<IoAdapter>>,
     /// Devices that go back to dom0 when the domain holding them releases them.
@@ -170,11 +180,13 @@ impl Adapters {
             list: None,
             network: None,
             enable_usb,
+            enable_vga: true,
             stale: true,
             usb_loaded: None,
             verdict: None,
             pciback: BTreeSet::new(),
             held: BTreeMap::new(),
+            held_bundles: BTreeMap::new(),
             claims: HashMap::new(),
             pending_rebind: BTreeSet::new(),
             overrides: BTreeMap::new(),
@@ -276,6 +288,24 @@ impl Adapters {
         self.submit(Job::Reconcile);
     }
 
+    /// `debug.enable.vga` changed: the boot VGA adapter stays in dom0 (when true) or goes to
+    /// pciback, in the worker.
+    pub fn set_enable_vga(&mut self, enable: bool) {
+        if enable == self.enable_vga {
+            return;
+        }
+        self.enable_vga = enable;
+        self.stale = true;
+        log::info!("debug.enable.vga is now {enable}");
+        self.submit(Job::Reconcile);
+    }
+
+    /// The same adapters, with `debug.enable.vga` as given (at start, before anything moves).
+    pub fn with_enable_vga(mut self, enable: bool) -> Adapters {
+        self.enable_vga = enable;
+        self
+    }
+
     /// An operator moves `bdf` (and the rest of its unit) to pciback (`assign`) or back to
     /// dom0; `force` overrides the policy's keeping it in dom0. `reply` gets the outcome once
     /// the worker has done it.
@@ -360,13 +390,20 @@ impl Adapters {
                 phylabel: a.phylabel.clone(),
                 logicallabel: a.logicallabel.clone(),
                 assignment_group: a.assigngrp.clone(),
+                parent_assignment_group: a.parentassigngrp.clone(),
                 usage: a.usage,
                 ifname: a.phyaddr.ifname.clone(),
                 pci_long: a.phyaddr.pci_long.clone(),
+                irq: a.phyaddr.irq.clone(),
+                ioports: a.phyaddr.ioports.clone(),
                 serial: a.phyaddr.serial.clone(),
                 usb_addr: a.phyaddr.usb_addr.clone(),
                 usb_product: a.phyaddr.usb_product.clone(),
-                used_by_uuid: pci.and_then(|b| self.held.get(&b)).copied().unwrap_or_default(),
+                used_by_uuid: pci
+                    .and_then(|b| self.held.get(&b))
+                    .or_else(|| self.held_bundles.get(&holds::bundle_key(a)))
+                    .copied()
+                    .unwrap_or_default(),
                 is_pci_back: pci.is_some_and(|b| self.pciback.contains(&b)),
                 is_port: d.is_port,
                 keep_in_host: d.keep_in_host,

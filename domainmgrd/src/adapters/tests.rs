@@ -10,7 +10,7 @@ fn adapters(dir: &Path) -> Adapters {
     let sources = Sources {
         adapter_list: dir.join("zedagent/PhysicalIOAdapterList/global.json"),
         network_status: dir.join("nim/DeviceNetworkStatus/global.json"),
-        host: Host { sysfs: dir.join("sys"), modprobe: dir.join("no-modprobe") },
+        host: Host { sysfs: dir.join("sys"), modprobe: dir.join("no-modprobe"), ..Host::default() },
     };
     let outputs = Outputs::open(&dir.join("domainmgr"), None).unwrap();
     Adapters::new(Arc::new(SimHypervisor::new()), sources, Arc::new(outputs), false)

@@ -26,7 +26,7 @@ impl Domain {
         // A guest's own reboot gets again the devices its adapters resolved to (EVE's xl
         // restarts it without looking at them again), unless its config now names others.
         let rebooting = self.rebooting;
-        let keep = rebooting && !self.held_pcis.is_empty() && self.status.io_adapter_list == wanted;
+        let keep = rebooting && !self.held_adapters.is_empty() && self.status.io_adapter_list == wanted;
         if rebooting && !keep {
             self.release_adapters();
         }
@@ -77,18 +77,25 @@ impl Domain {
 
         if !wanted.is_empty() {
             // Bound first: the guard must be gone before boot_failed locks again.
-            let reserved =
-                if keep { Ok(self.held_pcis.clone()) } else { self.shared.adapters.lock().reserve(self.uuid, &wanted) };
-            match reserved {
-                Ok(bdfs) => {
+            let reserved = if keep {
+                Ok(self.held_adapters.clone())
+            } else {
+                self.shared.adapters.lock().reserve(self.uuid, &wanted)
+            };
+            // What the adapters give, by the guest's mode, into the spec (adapters/resources.rs).
+            let host = self.shared.adapters.lock().sources().host.clone();
+            let mode = self.desired.as_ref().map(|d| d.config.vm.virtualization_mode).unwrap_or_default();
+            let filled = reserved.and_then(|r| r.fill(mode, &host, &mut spec).map(|()| r));
+            match filled {
+                Ok(reservation) => {
                     self.status.adapters_failed = false;
                     // EVE's meaning: the adapters it holds, listed only once reserved.
                     self.status.io_adapter_list = wanted;
                     // FML's `pci_permissive = 1` is every device's default, as xl reads it.
-                    let pci =
-                        |bdf| xenctl::PciSpec { permissive: translated.pci_permissive, ..xenctl::PciSpec::new(bdf) };
-                    spec.pcis = bdfs.iter().copied().map(pci).collect();
-                    self.held_pcis = bdfs;
+                    if translated.pci_permissive {
+                        spec.pcis.iter_mut().for_each(|p| p.permissive = true);
+                    }
+                    self.held_adapters = reservation;
                 }
                 Err(e) => {
                     self.status.adapters_failed = true;

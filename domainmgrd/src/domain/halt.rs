@@ -108,7 +108,7 @@ impl Domain {
     /// Gives its adapters back (it is gone, or its boot failed).
     pub(super) fn release_adapters(&mut self) {
         self.shared.adapters.lock().release(self.uuid);
-        self.held_pcis.clear();
+        self.held_adapters = crate::adapters::Reservation::default();
         self.status.io_adapter_list.clear();
     }
 

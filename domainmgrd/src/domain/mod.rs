@@ -256,8 +256,9 @@ pub struct Domain {
     /// The guest rebooted and is being created again: to EVE that is one run (xl's own
     /// restart keeps the task), so it stays activated, keeps its adapters and boot time.
     rebooting: bool,
-    /// The PCI devices its adapters resolved to at its boot, which a reboot gives it again.
-    held_pcis: Vec<xenctl::Bdf>,
+    /// What its adapters resolved to at its boot (PCI devices, IRQs, I/O ports, serial ports,
+    /// USB devices), which a reboot gives it again.
+    held_adapters: crate::adapters::Reservation,
     /// An EVE app's console hub while it runs (see console.rs), or the domain whose console
     /// could not be opened (said once).
     console: Option<(DomId, Option<crate::console::Hub>)>,
@@ -322,7 +323,7 @@ impl Domain {
             previous_tries: previous.map(|p| p.tried_count),
             first_published: None,
             rebooting: false,
-            held_pcis: Vec::new(),
+            held_adapters: crate::adapters::Reservation::default(),
             console: None,
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);

@@ -58,12 +58,16 @@ impl Hypervisor for SimHypervisor {
             } else if Self::take_fault(&mut st, spec.uuid, Op::Create) {
                 Err(failed("create", subject()))
             } else if spec.pcis.iter().any(|p| {
-                // As libxl: a passed-through device must be assignable and not already in use.
+                // As libxl: a passed-through device must be assignable (or seized: libxl
+                // makes it so) and not already in use.
                 let in_use = st.domains.values().any(|d| d.spec.pcis.iter().any(|q| q.bdf == p.bdf));
-                !st.pciback.contains(&p.bdf) || in_use
+                !(st.pciback.contains(&p.bdf) || p.seize) || in_use
             }) {
                 Err(Error::Libxl { op: "create", subject: subject(), code: LibxlErrorCode::ERROR_FAIL })
             } else {
+                for p in spec.pcis.iter().filter(|p| p.seize) {
+                    st.pciback.insert(p.bdf);
+                }
                 Ok(new_domain(&mut st, spec, DomainState::Paused))
             }
         };

@@ -238,7 +238,8 @@ impl Daemon {
         // the USB modules and apply the policy (once nim has named dom0's ports), all before any
         // domain thread runs.
         let mut adapters =
-            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), Arc::clone(&outputs), settings.enable_usb);
+            Adapters::new(Arc::clone(&hv), options.adapter_sources.clone(), Arc::clone(&outputs), settings.enable_usb)
+                .with_enable_vga(settings.enable_vga);
         if let Some((list, network)) = &inputs.adapters {
             adapters.use_inputs(list.clone(), network.clone());
         }

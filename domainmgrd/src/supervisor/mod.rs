@@ -395,9 +395,12 @@ impl Supervisor {
         match loaded {
             Ok(s) => {
                 log::info!("settings reloaded: {s:?}");
-                let (usb, console) = (s.enable_usb, s.enable_console);
+                let (usb, vga, console) = (s.enable_usb, s.enable_vga, s.enable_console);
                 *self.shared.settings.write() = s;
-                self.shared.adapters.lock().set_enable_usb(usb);
+                let mut adapters = self.shared.adapters.lock();
+                adapters.set_enable_usb(usb);
+                adapters.set_enable_vga(vga);
+                drop(adapters);
                 self.getty.apply(console);
             }
             Err(e) => log::error!("keeping the current settings: {e}"),

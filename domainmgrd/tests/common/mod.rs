@@ -74,7 +74,7 @@ impl Env {
         Sources {
             adapter_list: root.join("zedagent/PhysicalIOAdapterList/global.json"),
             network_status: root.join("nim/DeviceNetworkStatus/global.json"),
-            host: Host { sysfs: root.join("sys"), modprobe },
+            host: Host { sysfs: root.join("sys"), modprobe, procfs: root.join("proc"), zpool: root.join("no-zpool") },
         }
     }
 

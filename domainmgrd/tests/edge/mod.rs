@@ -40,7 +40,7 @@ pub fn adapters() -> Vec<Value> {
         adapter(1, "eth2", NIC2A, "eth2", "card"),
         adapter(1, "eth3", NIC2B, "eth3", "card"),
         json!({"Ptype": 3, "Phylabel": "COM1", "Logicallabel": "COM1", "Assigngrp": "COM1",
-               "Phyaddr": {"Serial": "/dev/ttyS0"}}),
+               "Phyaddr": {"Serial": "/dev/ttyS0", "Irq": "4", "Ioports": "3f8-3ff"}}),
     ]
 }
 
