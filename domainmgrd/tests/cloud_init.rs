@@ -135,3 +135,19 @@ fn openstack_metadata_names_the_smbios_product_before_unpause_and_gets_no_disk()
     let st = env.wait_state(other, SwState::RUNNING);
     assert!(env.sim.bios_strings(DomId::new(st.domain_id)).is_empty());
 }
+
+#[test]
+fn twenty_six_disks_leave_no_room_for_the_config_disk_and_say_so() {
+    let mut env = Env::new();
+    start(&mut env);
+    let uuid = Uuid::new_v4();
+    let mut cfg = config(uuid, "full", true);
+    let disks: Vec<_> =
+        (0..26).map(|i| json!({"FileLocation": format!("/persist/img/d{i}.img"), "Format": 1})).collect();
+    cfg["DiskConfigList"] = json!(disks);
+    cfg["pubsub-large-CloudInitUserData"] = json!(b64("#cloud-config\n"));
+    env.write_config(&cfg);
+    let st = env.wait_status(uuid, "boot failure", |s| s.boot_failed);
+    assert_eq!(st.error.error, "DiskConfigList: 26 disks leave no room for the cloud-init disk, xvdz");
+    assert!(env.sim.domains_of(uuid).is_empty(), "not created");
+}

@@ -51,6 +51,14 @@ impl Domain {
         // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
         if self.source == super::Source::Eve {
             match self.cloud_init_disk() {
+                Ok(Some(path)) if spec.disks.iter().any(|d| d.vdev == crate::cloudinit::disk_spec(&path).vdev) => {
+                    self.publish();
+                    let vdev = crate::cloudinit::disk_spec(&path).vdev;
+                    return self.boot_failed(format!(
+                        "DiskConfigList: {} disks leave no room for the cloud-init disk, {vdev}",
+                        spec.disks.len()
+                    ));
+                }
                 Ok(Some(path)) => {
                     spec.disks.push(crate::cloudinit::disk_spec(&path));
                     self.status.disk_status_list.push(crate::cloudinit::disk_status(&path));
