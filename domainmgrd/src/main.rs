@@ -199,6 +199,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.cipher_keys = domainmgrd::cloudinit::CipherKeys {
         device_key: cli.device_key,
         controller_certs: cli.controller_certs.unwrap_or_else(|| zedagent_dir.join("ControllerCert")),
+        // Subscribed at the start, in pubsub mode.
+        controller_topic: None,
     };
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     let daemon = Daemon::start(options, Arc::new(hv))?;

@@ -42,6 +42,7 @@ fn start(env: &mut Env) {
     options.cipher_keys = CipherKeys {
         device_key: root.join("certs/ecdh.key.pem"),
         controller_certs: root.join("zedagent/ControllerCert"),
+        controller_topic: None,
     };
     env.start_with(options);
 }

@@ -60,6 +60,16 @@ impl Topic {
         }
     }
 
+    /// Tests only: a topic as if its publisher had published `items`.
+    #[cfg(test)]
+    pub(crate) fn published(agent_dir: &Path, topic: &str, items: &[(&str, Vec<u8>)]) -> Topic {
+        let t = Topic::new(agent_dir, topic);
+        for (key, value) in items {
+            t.apply(Event::Update { key: (*key).to_string(), value: value.clone() });
+        }
+        t
+    }
+
     /// `<agent>/<Topic>`.
     pub fn name(&self) -> &str {
         &self.name

@@ -9,8 +9,10 @@
 //! - the device key: a PEM file holding the P-256 private key (SEC1, as EVE writes
 //!   `/persist/certs/ecdh.key.pem` under a `PRIVATE KEY` label, or PKCS#8). A key held in a
 //!   TPM (EVE's `ECDHZGen`) cannot be used: such devices are not supported.
-//! - the controller certificates: a directory with zedagent's `ControllerCert` checkpoints,
-//!   `<hex of the hash>.json` (EVE's JSON: `Cert` is the PEM, base64), or `<hex>.pem` files.
+//! - the controller certificates: zedagent's `ControllerCert` topic, subscribed over EVE's
+//!   pubsub as EVE's domainmgr subscribes to it (keyed by the hex of the hash; `Cert` is the
+//!   PEM, base64); else (files mode, or a certificate not published) a directory of
+//!   `<hex of the hash>.json` in that shape, or `<hex>.pem` files.
 
 use std::path::{Path, PathBuf};
 
@@ -32,17 +34,23 @@ const KEA_ECDH: i32 = 1;
 const SA_AES_256_CFB: i32 = 1;
 
 /// Where the keys that decrypt `IsCipher` user data are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CipherKeys {
     /// The device's ECDH private key (PEM).
     pub device_key: PathBuf,
-    /// The controller certificates, by hash.
+    /// The controller certificates, by hash, as files.
     pub controller_certs: PathBuf,
+    /// zedagent's `ControllerCert` topic, when subscribed (pubsub mode): looked in first.
+    pub controller_topic: Option<std::sync::Arc<crate::agent::Topic>>,
 }
 
 impl Default for CipherKeys {
     fn default() -> Self {
-        CipherKeys { device_key: DEFAULT_DEVICE_KEY.into(), controller_certs: DEFAULT_CONTROLLER_CERT_DIR.into() }
+        CipherKeys {
+            device_key: DEFAULT_DEVICE_KEY.into(),
+            controller_certs: DEFAULT_CONTROLLER_CERT_DIR.into(),
+            controller_topic: None,
+        }
     }
 }
 
@@ -77,7 +85,8 @@ pub(super) fn decrypt_user_data(config: &DomainConfig, keys: &CipherKeys) -> Res
     let iv = b64("InitialValue", &config.initial_value)?;
     let iv: [u8; 16] = iv.try_into().map_err(|v: Vec<u8>| format!("InitialValue has {} bytes, not 16", v.len()))?;
     let cert_hash = b64("CipherContext.ControllerCertHash", &context.controller_cert_hash)?;
-    let controller = controller_key(&keys.controller_certs, &hex(&cert_hash))?;
+    let published = keys.controller_topic.as_ref().and_then(|t| t.get(&hex(&cert_hash)));
+    let controller = controller_key(published, &keys.controller_certs, &hex(&cert_hash))?;
     let device = device_key(&keys.device_key)?;
 
     let key = shared_key(&device, &controller);
@@ -128,21 +137,25 @@ fn device_key(path: &Path) -> Result<p256::SecretKey, String> {
         .map_err(|_| bad("is not a P-256 private key"))
 }
 
+/// The PEM of a `ControllerCert` object (EVE's JSON: `Cert`, base64); `what` names it.
+fn cert_of_json(text: &[u8], what: &str) -> Result<Vec<u8>, String> {
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("{what}: not JSON ({e})"))?;
+    let cert = value.get("Cert").and_then(|c| c.as_str()).ok_or(format!("{what}: no Cert"))?;
+    base64::engine::general_purpose::STANDARD.decode(cert).map_err(|e| format!("{what}: Cert is not base64 ({e})"))
+}
+
 /// The public key of the controller certificate whose hash is `hash_hex`: the first
-/// certificate of the chain in its file.
-fn controller_key(dir: &Path, hash_hex: &str) -> Result<p256::PublicKey, String> {
+/// certificate of the chain `published` in zedagent's topic, else in its file under `dir`.
+fn controller_key(published: Option<Vec<u8>>, dir: &Path, hash_hex: &str) -> Result<p256::PublicKey, String> {
     if hash_hex.is_empty() {
         return Err("CipherContext.ControllerCertHash is empty".into());
     }
     let json = dir.join(format!("{hash_hex}.json"));
-    let pem = if json.exists() {
+    let pem = if let Some(text) = published {
+        cert_of_json(&text, &format!("ControllerCert {hash_hex}"))?
+    } else if json.exists() {
         let text = read_small(&json, "controller certificate")?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| format!("{}: not JSON ({e})", json.display()))?;
-        let cert = value.get("Cert").and_then(|c| c.as_str()).ok_or(format!("{}: no Cert", json.display()))?;
-        base64::engine::general_purpose::STANDARD
-            .decode(cert)
-            .map_err(|e| format!("{}: Cert is not base64 ({e})", json.display()))?
+        cert_of_json(&text, &json.display().to_string())?
     } else {
         let file = dir.join(format!("{hash_hex}.pem"));
         if !file.exists() {
@@ -225,7 +238,11 @@ aYbInsGsUSsYeRZp5jCwVkpXhri8GhydZw==
         std::fs::create_dir_all(dir.join("ControllerCert")).unwrap();
         let checkpoint = serde_json::json!({"HashAlgo": 1, "Type": 1, "Cert": b64(CONTROLLER_CERT.as_bytes()), "CertHash": b64(&CERT_HASH)});
         std::fs::write(dir.join("ControllerCert/cafe0001.json"), checkpoint.to_string()).unwrap();
-        CipherKeys { device_key: dir.join("ecdh.key.pem"), controller_certs: dir.join("ControllerCert") }
+        CipherKeys {
+            device_key: dir.join("ecdh.key.pem"),
+            controller_certs: dir.join("ControllerCert"),
+            controller_topic: None,
+        }
     }
 
     #[test]
@@ -234,6 +251,16 @@ aYbInsGsUSsYeRZp5jCwVkpXhri8GhydZw==
         let keys = keys(dir.path());
         let c = encrypted("I2Nsb3VkLWNvbmZpZwo=");
         assert_eq!(decrypt_user_data(&c, &keys).unwrap(), "I2Nsb3VkLWNvbmZpZwo=");
+        // zedagent's ControllerCert topic, as subscribed in pubsub mode, before any file.
+        let checkpoint = std::fs::read(dir.path().join("ControllerCert/cafe0001.json")).unwrap();
+        let topic =
+            crate::agent::Topic::published(Path::new("/run/zedagent"), "ControllerCert", &[("cafe0001", checkpoint)]);
+        let from_topic = CipherKeys {
+            controller_certs: dir.path().join("nowhere"),
+            controller_topic: Some(std::sync::Arc::new(topic)),
+            ..keys.clone()
+        };
+        assert_eq!(decrypt_user_data(&c, &from_topic).unwrap(), "I2Nsb3VkLWNvbmZpZwo=");
         // A PEM certificate file instead of zedagent's checkpoint.
         std::fs::remove_file(dir.path().join("ControllerCert/cafe0001.json")).unwrap();
         std::fs::write(dir.path().join("ControllerCert/cafe0001.pem"), CONTROLLER_CERT).unwrap();

@@ -21,7 +21,11 @@ fn config(meta_data_type: u8, user_data: Option<&str>) -> DomainConfig {
 }
 
 fn no_keys() -> CipherKeys {
-    CipherKeys { device_key: "/nonexistent/ecdh.key.pem".into(), controller_certs: "/nonexistent/certs".into() }
+    CipherKeys {
+        device_key: "/nonexistent/ecdh.key.pem".into(),
+        controller_certs: "/nonexistent/certs".into(),
+        controller_topic: None,
+    }
 }
 
 fn files(t: &Tree) -> Vec<(&str, &str)> {

@@ -282,7 +282,10 @@ impl Daemon {
             xl_cfg_files: Arc::default(),
             xl_conf: options.xl_conf.clone(),
             disk_probe: options.disk_probe.clone(),
-            cipher_keys: options.cipher_keys.clone(),
+            cipher_keys: crate::cloudinit::CipherKeys {
+                controller_topic: inputs.controller_certs.clone(),
+                ..options.cipher_keys.clone()
+            },
         };
         crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);
@@ -409,6 +412,8 @@ pub(super) struct Inputs {
     pub adapters: Option<(Input, Input)>,
     /// The settings: a file, zedagent's ConfigItemValueMap, or none (defaults and flags).
     pub settings: Option<Input>,
+    /// zedagent's ControllerCert (`None`: files), for encrypted cloud-init user data.
+    pub controller_certs: Option<Arc<crate::agent::Topic>>,
     subscriptions: Vec<Subscribed>,
 }
 
@@ -418,7 +423,13 @@ impl Inputs {
     fn subscribe(options: &Options, changes: &Sender<Change>) -> Inputs {
         let file_settings = options.settings_file.clone().map(Input::File);
         let InputMode::Pubsub { redial, large_root } = &options.eve.inputs else {
-            return Inputs { configs: None, adapters: None, settings: file_settings, subscriptions: Vec::new() };
+            return Inputs {
+                configs: None,
+                adapters: None,
+                settings: file_settings,
+                controller_certs: None,
+                subscriptions: Vec::new(),
+            };
         };
         let start = |agent_dir: &std::path::Path, topic: &str, to_change: fn(Notice) -> Option<Change>| {
             let tx = changes.clone();
@@ -460,7 +471,11 @@ impl Inputs {
         let adapters = Some((Input::Topic(Arc::clone(&list.topic)), Input::Topic(Arc::clone(&network.topic))));
         subscriptions.push(list);
         subscriptions.push(network);
-        Inputs { configs: Some(configs), adapters, settings, subscriptions }
+        // Read when a domain's encrypted user data is decrypted; nothing to tell anyone meanwhile.
+        let certs = start(&zedagent, "ControllerCert", |_| None);
+        let controller_certs = Some(Arc::clone(&certs.topic));
+        subscriptions.push(certs);
+        Inputs { configs: Some(configs), adapters, settings, controller_certs, subscriptions }
     }
 
     /// Waits up to `limit` for zedmanager's first snapshot if its socket is there, so that the
