@@ -58,21 +58,12 @@ fn adapters_on_real_xen(_ctx: &Context) -> TestResult {
     let free = std::env::var("XENBOX_PASSTHROUGH_NIC").unwrap_or_else(|_| "0000:00:03.0".into());
     let port_if = ifname_of(&port).ok_or_else(|| format!("{port} has no network interface in dom0"))?;
     let free_if = ifname_of(&free).unwrap_or_else(|| "eth1".into());
-
-    let mut daemon = DaemonProcess::new("dm-adapters", &["timer.domain.shutdown:20"]);
-    let zedagent = daemon.root.join("zedagent");
-    let nim = daemon.root.join("nim");
-    daemon.args = vec![format!("--zedagent-dir={}", zedagent.display()), format!("--nim-dir={}", nim.display())];
-    write(
-        &zedagent.join("PhysicalIOAdapterList/global.json"),
-        &json!({"Initialized": true, "AdapterList": [
-            {"Ptype": 1, "Phylabel": "port0", "Logicallabel": "port0", "Assigngrp": "port0",
-             "Phyaddr": {"PciLong": port, "Ifname": port_if}, "Usage": 1},
-            {"Ptype": 1, "Phylabel": "nic1", "Logicallabel": "nic1", "Assigngrp": "nic1",
-             "Phyaddr": {"PciLong": free, "Ifname": free_if}, "Usage": 2}]}),
+    let mut daemon = daemon_with_adapters(
+        "dm-adapters",
+        json!({"Ptype": 1, "Phylabel": "nic1", "Logicallabel": "nic1", "Assigngrp": "nic1",
+               "Phyaddr": {"PciLong": free, "Ifname": free_if}, "Usage": 2}),
     )?;
-    write(&nim.join("DeviceNetworkStatus/global.json"), &json!({"Ports": [{"IfName": port_if}]}))?;
-    daemon.start()?;
+    let nim = daemon.root.join("nim");
 
     let result = (|| -> TestResult {
         wait_until("nic1 in pciback", BOOT, || (bundle(&daemon, "nic1")["IsPCIBack"] == true).then_some(()))?;
