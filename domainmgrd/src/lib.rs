@@ -34,6 +34,23 @@ pub mod translate;
 pub mod watcher;
 pub mod xlconf;
 
+/// Spawns `command`, trying again for a moment while its program is busy (ETXTBSY): its file
+/// is open for writing somewhere for an instant: just written (a package upgrade, a test), with
+/// a child of another thread of this process forked before that descriptor was closed and not
+/// yet exec'd. It passes; so does a try.
+pub fn spawn_when_not_busy(command: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut busy_tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) && busy_tries < 20 => {
+                busy_tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// An error and its sources as one line: "outer: inner: innermost".
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

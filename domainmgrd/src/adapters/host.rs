@@ -90,7 +90,10 @@ impl Host {
                 return Some(format!("{name} is held by {}", h.file_name().to_string_lossy()));
             }
         }
-        match Command::new(&self.zpool).args(["list", "-vHP"]).output() {
+        let mut zpool = Command::new(&self.zpool);
+        zpool.args(["list", "-vHP"]).stdin(std::process::Stdio::null());
+        zpool.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        match crate::spawn_when_not_busy(&mut zpool).and_then(std::process::Child::wait_with_output) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => Some(format!("cannot run {} ({e}), so it may be in a ZFS pool", self.zpool.display())),
             Ok(out) if !out.status.success() => Some(format!(

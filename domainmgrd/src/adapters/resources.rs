@@ -128,9 +128,11 @@ impl Reservation {
             }
         }
         if !serials.is_empty() {
-            let mut ports = vec![spec.serial.take().unwrap_or_else(|| "pty".into())];
-            ports.append(&mut serials);
-            spec.serial_ports = ports;
+            // After the `pty` translate gives every HVM guest (or its own serial, else a pty).
+            if spec.serial_ports.is_empty() {
+                spec.serial_ports.push(spec.serial.take().unwrap_or_else(|| "pty".into()));
+            }
+            spec.serial_ports.append(&mut serials);
         }
         if !usb_devices.is_empty() {
             if usb_devices.len() > USB_PORTS as usize {

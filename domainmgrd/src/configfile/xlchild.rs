@@ -105,20 +105,8 @@ impl XlParser {
             command.arg(format!("{HOST_CPUS_ARG}{json}"));
         }
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // ETXTBSY: the helper's file is open for writing somewhere, for a moment: just
-        // written (a package upgrade, a test), with a child of another thread of this process
-        // forked before that descriptor was closed and not yet exec'd. It passes; so does a try.
-        let mut busy_tries = 0;
-        let mut child = loop {
-            match command.spawn() {
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) && busy_tries < 20 => {
-                    busy_tries += 1;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                other => break other,
-            }
-        }
-        .map_err(|e| format!("cannot run the xl.cfg parser {}: {e}", self.helper.display()))?;
+        let mut child = crate::spawn_when_not_busy(&mut command)
+            .map_err(|e| format!("cannot run the xl.cfg parser {}: {e}", self.helper.display()))?;
         // Each pipe has its own thread: the helper may stop reading, or never write.
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let bytes = bytes.to_vec();

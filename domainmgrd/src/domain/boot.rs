@@ -50,23 +50,27 @@ impl Domain {
         self.status.boot_note = translated.boot_note.unwrap_or_default();
         // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
         if self.source == super::Source::Eve {
-            match self.cloud_init_disk() {
-                Ok(Some(path)) if spec.disks.iter().any(|d| d.vdev == crate::cloudinit::disk_spec(&path).vdev) => {
-                    self.publish();
-                    let vdev = crate::cloudinit::disk_spec(&path).vdev;
-                    return self.boot_failed(format!(
-                        "DiskConfigList: {} disks leave no room for the cloud-init disk, {vdev}",
-                        spec.disks.len()
-                    ));
+            let disk = self.cloud_init_disk().map_err(|e| e.to_string()).and_then(|path| {
+                let Some(path) = path else { return Ok(None) };
+                let disk = crate::cloudinit::disk_spec(&path);
+                match spec.disks.iter().any(|d| d.vdev == disk.vdev) {
+                    true => Err(format!(
+                        "DiskConfigList: {} disks leave no room for the cloud-init disk, {}",
+                        spec.disks.len(),
+                        disk.vdev
+                    )),
+                    false => Ok(Some((disk, crate::cloudinit::disk_status(&path)))),
                 }
-                Ok(Some(path)) => {
-                    spec.disks.push(crate::cloudinit::disk_spec(&path));
-                    self.status.disk_status_list.push(crate::cloudinit::disk_status(&path));
+            });
+            match disk {
+                Ok(Some((disk, status))) => {
+                    spec.disks.push(disk);
+                    self.status.disk_status_list.push(status);
                 }
                 Ok(None) => {}
                 Err(e) => {
                     self.publish();
-                    return self.boot_failed(e.to_string());
+                    return self.boot_failed(e);
                 }
             }
         }
