@@ -99,7 +99,7 @@ fn config_disk_seen_by_the_guest(_ctx: &Context) -> TestResult {
             && last["FileLocation"] == image.display().to_string(),
         || format!("DiskStatusList {disks:?}"),
     )?;
-    let xl_disks = xl_list_long(&name)?["disks"].as_array().cloned().unwrap_or_default();
+    let xl_disks = xl_config(&name)?["disks"].as_array().cloned().unwrap_or_default();
     let xvdz = xl_disks.iter().find(|d| d["vdev"] == "xvdz").cloned().unwrap_or_default();
     ensure(xvdz["pdev_path"] == image.display().to_string() && xvdz["readwrite"].as_u64().unwrap_or(0) == 0, || {
         format!("xl list -l disks: {xl_disks:?}")
@@ -143,17 +143,6 @@ fn config_disk_seen_by_the_guest(_ctx: &Context) -> TestResult {
     ensure(!image.exists(), || format!("{} is still there", image.display()))?;
     let exit = daemon.terminate()?;
     ensure(exit.success(), || format!("domainmgrd exited {exit} on SIGTERM"))
-}
-
-fn xenstore_read(path: &str) -> TestResult<String> {
-    Ok(run("xenstore-read", &[path])?.trim().to_string())
-}
-
-/// The domain's config as libxl recorded it (`xl list -l NAME`).
-fn xl_list_long(name: &str) -> TestResult<Value> {
-    let text = xl(&["list", "-l", name])?;
-    let v: Value = serde_json::from_str(&text).ctx("xl list -l JSON")?;
-    Ok(v[0]["config"].clone())
 }
 
 fn base64(text: &str) -> String {

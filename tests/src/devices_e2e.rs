@@ -2,7 +2,8 @@
 //! two emulated e1000 NICs behind an emulated IOMMU: one stays dom0's port, the other goes to
 //! pciback and to a guest that names it in its IoAdapterList, and back to dom0's e1000 driver
 //! when nim says dom0 uses it as a port. Non-PCI adapters too: a serial port bundle gives a PV
-//! guest its I/O ports and IRQ, and a USB device bundle a USB device (when the box has one).
+//! guest its I/O ports and IRQ, and a USB device bundle dom0's USB tablet (to a PV guest, and to
+//! an HVM guest that enumerates it).
 //! Metrics are checked in the files and on Prometheus.
 
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use xenctl::Context;
 
+use crate::guests_e2e::{HVM_BOOT, hvm_turn};
 use crate::*;
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -22,6 +24,11 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("daemon_adapters_serial_port_bundle_gives_a_pv_guest_its_ioports_and_irq", serial_port_adapter_on_real_xen),
         ("daemon_adapters_usb_device_bundle_is_forwarded_to_a_pv_guest", usb_device_adapter_on_real_xen),
     ]
+}
+
+/// The HVM tests, run in a box of their own.
+pub fn hvm_tests() -> Vec<(&'static str, E2eTest)> {
+    vec![("hvm_eve_app_sees_the_usb_device_of_its_adapter_bundle", hvm_usb_device_adapter_on_real_xen)]
 }
 
 /// The network interface dom0 has for a PCI device, if any.
@@ -220,13 +227,6 @@ fn daemon_with_adapters(name: &str, extra: Value) -> TestResult<DaemonProcess> {
     Ok(daemon)
 }
 
-/// libxl's config of the running domain `name`, as `xl list -l` prints it.
-fn xl_config_of(name: &str) -> TestResult<Value> {
-    let text = xl(&["list", "-l", name])?;
-    let v: Value = serde_json::from_str(&text).ctx("xl list -l JSON")?;
-    Ok(v[0]["config"].clone())
-}
-
 fn serial_port_adapter_on_real_xen(_ctx: &Context) -> TestResult {
     // Xen keeps COM1 for its console; COM2's ports and IRQ must be free of dom0.
     let ioports = std::fs::read_to_string("/proc/ioports").ctx("read /proc/ioports")?;
@@ -246,7 +246,7 @@ fn serial_port_adapter_on_real_xen(_ctx: &Context) -> TestResult {
         let st = daemon.wait_status(&uuid, "RUNNING", BOOT, |s| s["State"] == 115)?;
         let name = st["DomainName"].as_str().unwrap_or_default().to_string();
         wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
-        let config = xl_config_of(&name)?;
+        let config = xl_config(&name)?;
         let b_info = &config["b_info"];
         ensure(b_info["ioports"] == json!([{"first": 0x2f8, "number": 8}]), || {
             format!("libxl's ioports: {} (b_info {b_info})", b_info["ioports"])
@@ -289,22 +289,40 @@ fn first_usb_device() -> Option<(String, u8, u8)> {
     })
 }
 
-fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
-    // QEMU gives the box's dom0 a USB device with XENBOX_QEMU_EXTRA="-device qemu-xhci
-    // -device usb-tablet"; dom0 has no udev, so the controller's driver is loaded here.
+/// dom0's USB device (run.sh gives the box a tablet on an xHCI controller) as EVE names it: its
+/// adapter entry (`UsbAddr` is bus and port path; sysfs names the device BUS-PORT), bus and
+/// device numbers. dom0 has no udev: the controller's driver is loaded here.
+fn dom0_tablet() -> TestResult<(Value, String, u8, u8)> {
     let _ = run("modprobe", &["xhci_pci"]);
-    let found = wait_until("a USB device in dom0", Duration::from_secs(10), first_usb_device);
-    let Ok((sysname, bus, dev)) = found else {
-        println!(
-            "SKIPPED: dom0 has no USB device; run the box with XENBOX_QEMU_EXTRA=\"-device qemu-xhci -device usb-tablet\""
-        );
-        return Ok(());
-    };
-    // EVE's UsbAddr: bus and port path (sysfs names the device BUS-PORT).
+    let (sysname, bus, dev) =
+        wait_until("a USB device in dom0 (run.sh gives the box a tablet)", Duration::from_secs(10), first_usb_device)?;
     let (bus_text, port) = sysname.split_once('-').ok_or("a USB device name without '-'")?;
-    let usb_addr = format!("{bus_text}:{port}");
     let tablet = json!({"Ptype": 14, "Phylabel": "tablet", "Logicallabel": "tablet", "Assigngrp": "tablet",
-        "Phyaddr": {"UsbAddr": usb_addr}, "Usage": 2});
+        "Phyaddr": {"UsbAddr": format!("{bus_text}:{port}")}, "Usage": 2});
+    Ok((tablet, sysname, bus, dev))
+}
+
+/// Checks libxl's USB controller and device of the running domain `name`: EVE's version-2
+/// controller with 6 ports and dom0's device `bus`.`dev` on its port 1, as `xl usb-list` reads
+/// them back (for a PV guest's `qusb` controller libxl 4.17 leaves the device out of `xl list
+/// -l`), and the bundle used by `uuid`.
+fn check_usb_forwarded(daemon: &DaemonProcess, name: &str, uuid: &str, bus: u8, dev: u8) -> TestResult {
+    let config = xl_config(name)?;
+    ensure(config["usbctrls"][0]["version"] == 2 && config["usbctrls"][0]["ports"] == 6, || {
+        format!("libxl's usbctrls: {}", config["usbctrls"])
+    })?;
+    let list = xl(&["usb-list", name])?;
+    let want = format!("Port 1: Bus {bus:03} Device {dev:03}");
+    ensure(list.contains(&want), || format!("xl usb-list {name}: wanted {want:?}:\n{list}"))?;
+    let b = bundle(daemon, "tablet");
+    ensure(b["UsedByUUID"] == uuid, || format!("tablet: {b}"))
+}
+
+/// A PV guest: libxl forwards the device through QEMU's PV USB back end (`qusb`; dom0 has no
+/// usbback). Debian's kernel has no PV USB front end (`CONFIG_USB_XEN_HCD` is off), so the guest
+/// cannot see it: the HVM test below is the one where the guest reads the device.
+fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
+    let (tablet, sysname, bus, dev) = dom0_tablet()?;
     let mut daemon = daemon_with_adapters("dm-usb", tablet)?;
     let result = (|| -> TestResult {
         wait_until("tablet published", BOOT, || (!bundle(&daemon, "tablet").is_null()).then_some(()))?;
@@ -316,22 +334,58 @@ fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
             daemon.wait_status(&uuid, "RUNNING or failed", BOOT, |s| s["State"] == 115 || s["BootFailed"] == true)?;
         ensure(st["State"] == 115, || format!("the domain did not start: {}", st["Error"]))?;
         let name = st["DomainName"].as_str().unwrap_or_default().to_string();
-        let config = xl_config_of(&name)?;
-        ensure(config["usbctrls"][0]["version"] == 2 && config["usbctrls"][0]["ports"] == 6, || {
-            format!("libxl's usbctrls: {}", config["usbctrls"])
-        })?;
-        let usbdev = &config["usbdevs"][0];
-        ensure(
-            usbdev["type.hostdev"]["hostbus"] == bus
-                && usbdev["type.hostdev"]["hostaddr"] == dev
-                && usbdev["port"] == 1,
-            || format!("libxl's usbdevs: {} (wanted bus {bus} device {dev})", config["usbdevs"]),
-        )?;
-        let b = bundle(&daemon, "tablet");
-        ensure(b["UsedByUUID"] == uuid, || format!("tablet: {b}"))?;
+        let _cleanup = Cleanup(vec![name.clone()]);
+        check_usb_forwarded(&daemon, &name, &uuid, bus, dev)?;
+        let domid = st["DomainId"].as_u64().unwrap_or_default();
+        let backend = xenstore_read(&format!("/local/domain/0/backend/qusb/{domid}/0/port/1"))?;
+        ensure(backend == sysname, || format!("QEMU's qusb back end has {backend:?} on port 1, not {sysname}"))?;
         cfg["Activate"] = false.into();
         daemon.write_config(&cfg)?;
         daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
+        wait_until("tablet released", BOOT, || {
+            (bundle(&daemon, "tablet")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
+        })?;
+        Ok(())
+    })();
+    let _ = daemon.terminate();
+    result
+}
+
+/// An HVM guest: libxl's device-model controller (QEMU's EHCI) with dom0's tablet on it, which
+/// the guest's kernel enumerates: its console names the device by its serial number.
+fn hvm_usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
+    let _turn = hvm_turn();
+    let (tablet, _, bus, dev) = dom0_tablet()?;
+    let mut daemon = daemon_with_adapters("dm-usb-hvm", tablet)?;
+    let result = (|| -> TestResult {
+        wait_until("tablet published", BOOT, || (!bundle(&daemon, "tablet").is_null()).then_some(()))?;
+        let uuid = xenctl::Uuid::new_v4().to_string();
+        let kernel =
+            std::env::var("XENBOX_GUEST_KERNEL_COMPRESSED").unwrap_or_else(|_| "/var/lib/xenbox/vmlinuz".into());
+        let mut cfg = eve_config(&uuid, "dm-usb-hvm", 114, true, "console=hvc0");
+        cfg["VirtualizationMode"] = 1.into();
+        cfg["Kernel"] = kernel.into();
+        cfg["Memory"] = 262144.into();
+        cfg["IoAdapterList"] = json!([{"Type": 14, "Name": "tablet"}]);
+        daemon.write_config(&cfg)?;
+        let st = daemon
+            .wait_status(&uuid, "RUNNING or failed", HVM_BOOT, |s| s["State"] == 115 || s["BootFailed"] == true)?;
+        ensure(st["State"] == 115, || format!("the domain did not start: {}", st["Error"]))?;
+        let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+        let _cleanup = Cleanup(vec![name.clone()]);
+        check_usb_forwarded(&daemon, &name, &uuid, bus, dev)?;
+        wait_console(&name, "XENBOX-GUEST-READY", HVM_BOOT)?;
+        let console = console_text(&name);
+        ensure(console.contains("XENBOX-GUEST-USB") && console.contains("serial=xenbox-dom0-tablet"), || {
+            let usb: Vec<&str> = console.lines().filter(|l| l.contains("XENBOX-GUEST-USB")).collect();
+            format!("the guest did not see dom0's tablet; its USB devices: {usb:?}")
+        })?;
+        cfg["Activate"] = false.into();
+        daemon.write_config(&cfg)?;
+        daemon.wait_status(&uuid, "HALTED", HVM_BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
+        wait_until("tablet released", BOOT, || {
+            (bundle(&daemon, "tablet")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
+        })?;
         Ok(())
     })();
     let _ = daemon.terminate();

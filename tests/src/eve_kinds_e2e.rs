@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 use xenctl::Context;
 
-use crate::guests_e2e::{BOOT, HVM_BOOT, gone, grub_disk, hvm_turn, xl_config};
+use crate::guests_e2e::{BOOT, HVM_BOOT, gone, grub_disk, hvm_turn};
 use crate::*;
 
 /// The tests of this module that run in the suite's box, for xen-e2e.

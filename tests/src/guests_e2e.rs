@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use xenctl::Context;
 
 use crate::*;
@@ -154,12 +153,6 @@ fn create(d: &DaemonProcess, name: &str, text: &str) -> TestResult {
 }
 
 /// The domain's configuration as libxl recorded it, from `xl list -l NAME`.
-pub(crate) fn xl_config(name: &str) -> TestResult<Value> {
-    let text = xl(&["list", "-l", name])?;
-    let v: Value = serde_json::from_str(&text).ctx("xl list -l JSON")?;
-    Ok(v[0]["config"].clone())
-}
-
 /// The kernel and initramfs of the box's test guest.
 fn guest_files() -> (String, String) {
     let spec = test_guest("x", "");

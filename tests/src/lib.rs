@@ -151,6 +151,18 @@ pub fn tail(text: &str, n: usize) -> String {
 }
 
 /// Runs `xl ARGS`; its stdout, or an error with its stderr.
+/// libxl's config of the running domain `name`, as `xl list -l` prints it.
+pub fn xl_config(name: &str) -> TestResult<serde_json::Value> {
+    let text = xl(&["list", "-l", name])?;
+    let v: serde_json::Value = serde_json::from_str(&text).ctx("xl list -l JSON")?;
+    Ok(v[0]["config"].clone())
+}
+
+/// A xenstore node's value, trimmed.
+pub fn xenstore_read(path: &str) -> TestResult<String> {
+    Ok(run("xenstore-read", &[path])?.trim().to_string())
+}
+
 pub fn xl(args: &[&str]) -> TestResult<String> {
     run("xl", args)
 }

@@ -279,8 +279,12 @@ cp "$ROOTFS/boot/vmlinuz-$KVER" "$STAGE/vmlinuz"
 log "trimming the root filesystem"
 M="$ROOTFS/usr/lib/modules/$KVER/kernel"
 rm -rf "$M/sound" \
-  "$M/drivers/"{gpu,media,infiniband,iio,staging,comedi,usb,hid,hwmon,bluetooth,mmc,isdn,nfc,video,thunderbolt,mtd,leds,power,watchdog} \
+  "$M/drivers/"{gpu,media,infiniband,iio,staging,comedi,hwmon,bluetooth,mmc,isdn,nfc,video,thunderbolt,mtd,leds,power,watchdog} \
   "$M/drivers/net/"{wireless,can,usb} "$M/net/"{wireless,mac80211,bluetooth}
+# Of USB and HID what the USB adapter tests use: dom0's xHCI (run.sh gives it a tablet), the
+# HVM guest's EHCI (libxl's version-2 controller) and a tablet's HID driver.
+find "$M/drivers/usb" -mindepth 1 -maxdepth 1 ! -name core ! -name common ! -name host -exec rm -rf {} +
+find "$M/drivers/hid" -mindepth 1 -maxdepth 1 ! -name usbhid ! -name 'hid.ko*' ! -name 'hid-generic.ko*' -exec rm -rf {} +
 find "$M/drivers/net/ethernet" -mindepth 1 -maxdepth 1 ! -name intel -exec rm -rf {} +
 # Of SCSI only what an emulated IDE disk needs (libata sits on the SCSI core and disk driver).
 find "$M/drivers/scsi" -type f ! -name 'scsi_mod.ko*' ! -name 'sd_mod.ko*' ! -name 'scsi_common.ko*' -delete
@@ -346,8 +350,10 @@ mkdir -p "$G"/{bin,sbin,proc,sys,dev,etc,tmp,lib/modules}
 cp "$BUSYBOX" "$G/bin/busybox"
 # The PV front ends; for HVM guests without PV drivers the emulated e1000 and IDE disk (ata_piix,
 # sd_mod) and the ACPI power button (button, evdev: busybox acpid reads the input event); isofs
-# reads a cloud-init config disk (xenbox.cidata=1).
-GUEST_MODULES=(xen-netfront xen-blkfront xen-pcifront e1000 ata_piix sd_mod button evdev isofs)
+# reads a cloud-init config disk (xenbox.cidata=1); an HVM guest's USB controller (QEMU's EHCI,
+# libxl's version 2) and the tablet passed through to it.
+GUEST_MODULES=(xen-netfront xen-blkfront xen-pcifront e1000 ata_piix sd_mod button evdev isofs
+  ehci-pci usbhid hid-generic)
 copy_modules "$G/lib/modules" "${GUEST_MODULES[@]}"
 for m in "${GUEST_MODULES[@]}"; do
   grep -q "^${m//-/[-_]}\.ko" "$G/lib/modules/modules.order" || log "note: $m is built in (no module)"

@@ -211,6 +211,8 @@ QEMU_ARGS=(
   -device virtio-9p-pci,fsdev=share,mount_tag=host0,addr=0x5
   -netdev user,id=net0,restrict=on -device e1000,netdev=net0,addr=0x2,mac=52:54:00:12:34:02,romfile=
   -netdev user,id=net1,restrict=on -device e1000,netdev=net1,addr=0x3,mac=52:54:00:12:34:03,romfile=
+  # A USB device for the USB adapter tests to pass through.
+  -device qemu-xhci,id=xhci,addr=0x6 -device usb-tablet,bus=xhci.0,serial=xenbox-dom0-tablet
 )
 # shellcheck disable=SC2206
 [ -n "${XENBOX_QEMU_EXTRA:-}" ] && QEMU_ARGS+=($XENBOX_QEMU_EXTRA)
