@@ -1,6 +1,8 @@
 #!/bin/bash
-# bench-box.sh - benchmarks on real Xen in the box: domainmgrd side by side with xl
-# (one guest, four guests, poweroff -> HALTED latency, host boot/stop of eight guests, metrics).
+# bench-box.sh [devices] - benchmarks on real Xen in the box: domainmgrd side by side with xl
+# (one guest, four guests, poweroff -> HALTED latency, host boot/stop of eight guests, metrics);
+# with `devices`, the native device setup's instead (create/destroy with a vif, a disk, both;
+# four and eight guests at once vs the xendomains loop and parallel xl).
 # Prints a Markdown table. The box gets 3 GiB (dom0 keeps 1 GiB) so eight guests fit.
 # Release builds; the box must be buildable (tests/xen-box/build.sh, root).
 set -euo pipefail
@@ -9,4 +11,5 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p domainmgrd --bins -p xen-tests --bin xen-bench
 XENBOX_MEM=${XENBOX_MEM:-3072} exec tests/xen-box/run.sh --timeout 3600 \
   --file target/release/domainmgrd --file target/release/domainctl --file target/release/domainmgrd-xlparse \
-  --env DOMAINMGRD=/mnt/host/domainmgrd --env DOMAINCTL=/mnt/host/domainctl -- target/release/xen-bench
+  --file packaging/libexec/native-hotplug --env NATIVE_HOTPLUG=/mnt/host/native-hotplug \
+  --env DOMAINMGRD=/mnt/host/domainmgrd --env DOMAINCTL=/mnt/host/domainctl -- target/release/xen-bench "$@"

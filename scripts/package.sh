@@ -115,6 +115,7 @@ for spec in \
   '-rwxr-xr-x ./usr/sbin/domainmgrd' \
   '-rwxr-xr-x ./usr/sbin/domainctl' \
   '-rwxr-xr-x ./usr/libexec/domainmgrd/domainmgrd-xlparse' \
+  '-rwxr-xr-x ./usr/libexec/domainmgrd/native-hotplug' \
   '-rw-r--r-- ./lib/systemd/system/domainmgrd.service' \
   '-rw-r--r-- ./lib/systemd/system/domainmgr-host.service' \
   '-rw-r--r-- ./etc/default/domainmgr' \

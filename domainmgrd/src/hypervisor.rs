@@ -96,15 +96,79 @@ pub trait Hypervisor: Send + Sync + 'static {
 }
 
 /// The real hypervisor, through libxl.
+///
+/// Creates, restores and destroys run on a pool of independent libxl contexts (by default up
+/// to [`LibxlHypervisor::WORKERS`], opened as they are first needed): libxl does all of one ctx's
+/// work under one lock, domain builds and device waits included, so on the shared context two
+/// creates would take turns. Everything else, quick calls and watches, uses the shared one.
+/// (Saves stay there too: libxl's save helper process does their work, and the ctx lock is
+/// free while it runs.)
 #[derive(Debug, Clone)]
 pub struct LibxlHypervisor {
     ctx: Context,
+    workers: std::sync::Arc<Workers>,
+}
+
+/// The pool of independent contexts: the idle ones, how many were opened, and how many may be.
+#[derive(Debug, Default)]
+struct Workers {
+    idle: parking_lot::Mutex<(Vec<Context>, usize)>,
+    freed: parking_lot::Condvar,
+    max: usize,
 }
 
 impl LibxlHypervisor {
-    /// Opens the process's libxl context.
+    /// How many creates, restores and destroys run at once at most, by default.
+    pub const WORKERS: usize = 4;
+
+    /// Opens the process's libxl context, with [`Self::WORKERS`] worker contexts.
     pub fn open() -> HvResult<LibxlHypervisor> {
-        Ok(LibxlHypervisor { ctx: Context::new()? })
+        Self::open_with(Self::WORKERS)
+    }
+
+    /// Opens the process's libxl context, with up to `workers` worker contexts (0: every
+    /// operation on the shared context).
+    pub fn open_with(workers: usize) -> HvResult<LibxlHypervisor> {
+        let workers = Workers { max: workers, ..Workers::default() };
+        Ok(LibxlHypervisor { ctx: Context::new()?, workers: std::sync::Arc::new(workers) })
+    }
+
+    /// Runs `op` on an idle worker context (opening one if fewer than the pool's size are
+    /// open, else waiting for one); on the shared context if the pool has none, or another
+    /// context cannot be opened.
+    fn on_worker<T>(&self, op: impl FnOnce(&Context) -> HvResult<T>) -> HvResult<T> {
+        if self.workers.max == 0 {
+            return op(&self.ctx);
+        }
+        let ctx = {
+            let mut idle = self.workers.idle.lock();
+            loop {
+                if let Some(ctx) = idle.0.pop() {
+                    break Some(ctx);
+                }
+                if idle.1 < self.workers.max {
+                    idle.1 += 1;
+                    break None;
+                }
+                self.workers.freed.wait(&mut idle);
+            }
+        };
+        let ctx = match ctx {
+            Some(ctx) => ctx,
+            None => match Context::new_independent() {
+                Ok(ctx) => ctx,
+                Err(e) => {
+                    log::warn!("cannot open another libxl context ({e}); using the shared one");
+                    self.workers.idle.lock().1 -= 1;
+                    self.workers.freed.notify_one();
+                    return op(&self.ctx);
+                }
+            },
+        };
+        let result = op(&ctx);
+        self.workers.idle.lock().0.push(ctx);
+        self.workers.freed.notify_one();
+        result
     }
 
     /// The libxl context.
@@ -123,7 +187,7 @@ fn not_found_is_none<T>(r: HvResult<T>) -> HvResult<Option<T>> {
 
 impl Hypervisor for LibxlHypervisor {
     fn create_paused(&self, spec: &DomainSpec) -> HvResult<DomId> {
-        self.ctx.create_paused(spec)
+        self.on_worker(|ctx| ctx.create_paused(spec))
     }
     fn unpause(&self, domid: DomId) -> HvResult<()> {
         self.ctx.unpause(domid)
@@ -150,7 +214,7 @@ impl Hypervisor for LibxlHypervisor {
         self.ctx.power_button(domid)
     }
     fn destroy(&self, domid: DomId) -> HvResult<()> {
-        self.ctx.destroy(domid)
+        self.on_worker(|ctx| ctx.destroy(domid))
     }
     fn info(&self, domid: DomId) -> HvResult<Option<DomainInfo>> {
         not_found_is_none(self.ctx.info(domid))
@@ -177,7 +241,7 @@ impl Hypervisor for LibxlHypervisor {
         self.ctx.resume(domid)
     }
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
-        self.ctx.restore_paused(spec, path)
+        self.on_worker(|ctx| ctx.restore_paused(spec, path))
     }
     fn sysrq(&self, domid: DomId, key: char) -> HvResult<()> {
         self.ctx.sysrq(domid, key)

@@ -24,6 +24,7 @@ pub mod hoststate;
 pub mod hypervisor;
 pub mod images;
 pub mod metrics;
+pub mod native;
 pub mod prometheus;
 pub mod records;
 pub mod serve;

@@ -114,6 +114,15 @@ struct Cli {
     /// stopped with SIGUSR1 when it turns false, as EVE's domainmgr runs its rungetty.sh.
     #[arg(long, value_name = "COMMAND")]
     getty_command: Option<String>,
+    /// The no-op hotplug script libxl runs for the vifs and disks the daemon sets up itself
+    /// (in-process: netlink, loop devices; see the README), or `off` to leave every device to
+    /// Xen's hotplug scripts. A missing script turns it off, with a warning.
+    #[arg(long, default_value = "/usr/libexec/domainmgrd/native-hotplug", value_name = "FILE|off")]
+    native_hotplug: String,
+    /// How many creates, restores and destroys run at once, each on a libxl context of its own
+    /// (libxl does one context's work under one lock); 0 runs them all on the shared context.
+    #[arg(long, default_value_t = LibxlHypervisor::WORKERS, value_name = "N")]
+    libxl_contexts: usize,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
@@ -164,7 +173,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let hv = LibxlHypervisor::open()?;
+    let hv = LibxlHypervisor::open_with(cli.libxl_contexts)?;
     if cli.show {
         return show(&hv);
     }
@@ -196,6 +205,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.host_config = cli.host_config;
     options.xl_conf = Some(cli.xl_conf);
     options.getty_command = cli.getty_command;
+    options.native_hotplug = (cli.native_hotplug != "off").then(|| PathBuf::from(cli.native_hotplug));
     options.cipher_keys = domainmgrd::cloudinit::CipherKeys {
         device_key: cli.device_key,
         controller_certs: cli.controller_certs.unwrap_or_else(|| zedagent_dir.join("ControllerCert")),

@@ -137,7 +137,7 @@ fn hvm_ignores_power_button(_ctx: &Context) -> TestResult {
 }
 
 /// A started daemon rooted at `/tmp/<name>`.
-fn daemon(name: &str) -> TestResult<DaemonProcess> {
+pub(crate) fn daemon(name: &str) -> TestResult<DaemonProcess> {
     let mut d = DaemonProcess::new(name, &["timer.domain.shutdown:60"]);
     d.start()?;
     d.wait_ready()?;
@@ -145,7 +145,7 @@ fn daemon(name: &str) -> TestResult<DaemonProcess> {
 }
 
 /// Writes `text` as `<name>.cfg` beside the daemon and runs `domainctl create` on it.
-fn create(d: &DaemonProcess, name: &str, text: &str) -> TestResult {
+pub(crate) fn create(d: &DaemonProcess, name: &str, text: &str) -> TestResult {
     let cfg = d.root.join(format!("{name}.cfg"));
     std::fs::write(&cfg, text).ctx("write cfg")?;
     let out = d.domainctl_ok(&["create", &cfg.display().to_string()])?;
@@ -154,7 +154,7 @@ fn create(d: &DaemonProcess, name: &str, text: &str) -> TestResult {
 
 /// The domain's configuration as libxl recorded it, from `xl list -l NAME`.
 /// The kernel and initramfs of the box's test guest.
-fn guest_files() -> (String, String) {
+pub(crate) fn guest_files() -> (String, String) {
     let spec = test_guest("x", "");
     (spec.kernel.unwrap_or_default(), spec.ramdisk.unwrap_or_default())
 }

@@ -18,6 +18,7 @@ pub mod eve_e2e;
 pub mod eve_kinds_e2e;
 pub mod guests_e2e;
 pub mod host_e2e;
+pub mod native_e2e;
 pub mod xlcfg_e2e;
 
 /// An end-to-end test: it gets the shared context.
@@ -288,6 +289,12 @@ pub struct DaemonProcess {
     /// VM exit (an `rdtsc` or a hypercall) under QEMU's TCG emulation of SVM, and the suite's
     /// many EVE apps would make that a flake; the tests of PVH itself turn it on.
     pub pv_as_pvh: bool,
+    /// Whether it sets up vifs and disks itself (`--native-hotplug=$NATIVE_HOTPLUG`, the
+    /// no-op script beside the binaries in the box), else Xen's hotplug scripts do. On by
+    /// default where `NATIVE_HOTPLUG` is set.
+    pub native: bool,
+    /// Its `RUST_LOG` (`info` by default).
+    pub rust_log: String,
 }
 
 impl DaemonProcess {
@@ -309,6 +316,8 @@ impl DaemonProcess {
             args: Vec::new(),
             pubsub: false,
             pv_as_pvh: false,
+            native: true,
+            rust_log: "info".into(),
         }
     }
 
@@ -332,9 +341,13 @@ impl DaemonProcess {
         if !self.pv_as_pvh {
             cmd.arg("--pv-as-pvh=never");
         }
+        match std::env::var("NATIVE_HOTPLUG") {
+            Ok(script) if self.native => cmd.arg(format!("--native-hotplug={script}")),
+            _ => cmd.arg("--native-hotplug=off"),
+        };
         cmd.args(&self.args);
         let child = cmd
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.rust_log)
             .stdout(log.try_clone().ctx("log")?)
             .stderr(log)
             .spawn()

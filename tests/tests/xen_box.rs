@@ -79,10 +79,16 @@ fn end_to_end_on_real_xen(name: &str, filter: &[&str]) -> Result<(), Failed> {
         .arg(format!("--file={}", bins.join("domainctl").display()))
         // Beside the daemon in /mnt/host/, where it looks for it first.
         .arg(format!("--file={}", bins.join("domainmgrd-xlparse").display()))
+        // The packaged no-op hotplug script: the daemons set up vifs and disks themselves.
+        .arg(format!(
+            "--file={}",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/libexec/native-hotplug").display()
+        ))
         .args([
             "--env=RUST_BACKTRACE=1",
             "--env=DOMAINMGRD=/mnt/host/domainmgrd",
             "--env=DOMAINCTL=/mnt/host/domainctl",
+            "--env=NATIVE_HOTPLUG=/mnt/host/native-hotplug",
         ])
         .arg("--")
         .arg(suite)

@@ -1,4 +1,5 @@
-//! [`Context`]: the process's one libxl context, shared by all threads.
+//! [`Context`]: the process's libxl context, shared by all threads (and, for work that must run
+//! beside it, independent ones).
 //!
 //! Opening it checks, in order, that Xen runs and this is dom0, that the loaded libxenlight is
 //! the Xen version our bindings were generated for, then allocates the libxl ctx with a logger
@@ -72,8 +73,8 @@ pub struct XenVersions {
 
 /// A handle on the process's libxl context. Cheap to clone; all clones share one context.
 ///
-/// libxl allows one ctx per process to own SIGCHLD, so [`Context::new`] returns the existing
-/// context while one is alive. Every method takes `&self` and may be called from any thread.
+/// [`Context::new`] returns the process's shared context (the existing one while one is alive);
+/// [`Context::new_independent`] opens another, for work that must not wait for the shared one. Every method takes `&self` and may be called from any thread.
 #[derive(Clone, Debug)]
 pub struct Context {
     pub(crate) inner: Arc<Inner>,
@@ -122,6 +123,18 @@ impl Context {
         let inner = Arc::new(Inner::new(library)?);
         *slot = Arc::downgrade(&inner);
         Ok(Context { inner })
+    }
+
+    /// A context of its own, beside the process's shared one ([`Context::new`]), with its own
+    /// event thread and SIGCHLD forwarder. libxl does a ctx's work under that ctx's one lock
+    /// (a domain build, its forks and waits included), so operations on one ctx take turns; a
+    /// tool that creates, restores or destroys several domains at once gives each its own
+    /// context. libxl allows several ctxs in `libxl_sigchld_owner_mainloop` mode, each told of
+    /// every SIGCHLD (each reaps only its own children).
+    pub fn new_independent() -> Result<Context> {
+        check_xen_present(Path::new("/"))?;
+        let library = check_library_version()?;
+        Ok(Context { inner: Arc::new(Inner::new(library)?) })
     }
 
     /// The raw `libxl_ctx *`, for callers who need a libxl function this crate does not wrap.

@@ -43,6 +43,8 @@ impl Domain {
             return self.destroy_half_created(domid);
         }
         self.arm_watch(domid);
+        // The loop devices its disks hold, re-found in xenstore (native.rs).
+        self.native_loops = self.shared.native.as_ref().map(|n| n.held(domid.get())).unwrap_or_default();
         if let Some(d) = &self.desired
             && !d.config.io_adapter_list.is_empty()
         {
@@ -98,6 +100,8 @@ impl Domain {
     }
 
     fn destroy_half_created(&mut self, domid: DomId) {
+        // Its disks' loop devices, to release once it is gone.
+        self.native_loops = self.shared.native.as_ref().map(|n| n.held(domid.get())).unwrap_or_default();
         log::warn!(
             "{}: domain {domid} was left half-created by an earlier domainmgrd; destroying it to create it again",
             self.name()
@@ -114,6 +118,7 @@ impl Domain {
             return;
         }
         self.clear_record();
+        self.release_native_loops();
         self.phase = Phase::Idle { halted: false };
         // It was being created because it was wanted: an EVE domain is created again if its
         // config still says so; an autostart or transient one (whose create host-start or an

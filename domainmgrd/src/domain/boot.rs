@@ -11,7 +11,6 @@ use xenctl::{DomId, DomainSpec};
 
 use super::{Domain, Phase, Retry};
 use crate::eve::{ErrorDescription, VifInfo};
-use crate::hypervisor::HvResult;
 use crate::records::Step;
 
 /// How often a domain waiting for its adapters looks again.
@@ -116,6 +115,7 @@ impl Domain {
                 }
             }
         }
+        self.prepare_native(&mut spec);
         // Exactly what libxl is asked for, the reserved devices included.
         self.write_xl_cfg(&spec);
         if let Err(e) = self.record_fresh_boot() {
@@ -138,7 +138,7 @@ impl Domain {
         self.set_smbios_product(domid);
         if let Err(e) = self.run_paused(domid, &spec) {
             self.clear_record();
-            self.boot_failed(e.to_string());
+            self.boot_failed(e);
             return;
         }
         log::debug!("{name}: domain {domid} booted in {:?}", started.elapsed());
@@ -149,8 +149,19 @@ impl Domain {
     /// zedmanager learns the names as soon as the interfaces exist), unpaused; then RUNNING,
     /// with the `running` record and the status (domid, boot time) to say so. On an error the
     /// domain is destroyed and unwatched, and the error returned for the caller to report.
-    pub(super) fn run_paused(&mut self, domid: DomId, spec: &DomainSpec) -> HvResult<()> {
+    pub(super) fn run_paused(&mut self, domid: DomId, spec: &DomainSpec) -> Result<(), String> {
         self.arm_watch(domid);
+        // The devices the daemon sets up itself (native.rs), checked before the guest runs.
+        if let Some(native) = self.shared.native.clone() {
+            match native.attach(domid.get()) {
+                Ok(done) => self.native_loops = done.loops,
+                Err((e, partial)) => {
+                    let e = self.abandon_start(domid, format!("device setup failed: {e}"));
+                    native.release(&partial.loops);
+                    return Err(e);
+                }
+            }
+        }
         let hv = std::sync::Arc::clone(&self.shared.hv);
         let named = hv.disable_vif_offload(domid, spec.vifs.len()).and_then(|()| hv.vif_names(domid, spec.vifs.len()));
         let names = match named {
@@ -180,15 +191,36 @@ impl Domain {
         Ok(())
     }
 
-    /// Destroys and unwatches a domain whose start failed with `e`; `e`, for the caller.
-    fn abandon_start(&mut self, domid: DomId, e: xenctl::Error) -> xenctl::Error {
+    /// Gives the devices the daemon sets up itself the no-op script (native.rs).
+    pub(super) fn prepare_native(&self, spec: &mut DomainSpec) {
+        if let Some(native) = &self.shared.native {
+            let taken = crate::native::prepare(spec, native.script());
+            log::debug!("{}: {taken} device(s) set up natively", self.name());
+        }
+    }
+
+    /// Detaches the loop devices its disks held that the kernel has not cleared (blkback
+    /// never opened them: a start that failed half-way).
+    pub(super) fn release_native_loops(&mut self) {
+        let loops = std::mem::take(&mut self.native_loops);
+        if let Some(native) = &self.shared.native
+            && !loops.is_empty()
+        {
+            native.release(&loops);
+        }
+    }
+
+    /// Destroys and unwatches a domain whose start failed with `e`, and lets go of the loop
+    /// devices its disks held; `e`, for the caller.
+    fn abandon_start(&mut self, domid: DomId, e: impl std::fmt::Display) -> String {
         if let Err(d) = self.shared.hv.destroy(domid) {
             log::error!("{}: destroying domain {domid} after a failed start: {d}", self.name());
         }
+        self.release_native_loops();
         self.watch = None;
         // Its vifs' names went with it.
         self.status.vif_list.clear();
-        e
+        e.to_string()
     }
 
     /// The vifs as the status reports them: the config's, each with the name its backend got

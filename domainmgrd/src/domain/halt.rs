@@ -82,6 +82,7 @@ impl Domain {
     /// The domain no longer exists.
     pub(super) fn gone(&mut self, then: AfterDeath) {
         self.watch = None;
+        self.release_native_loops();
         // A guest's own reboot that is still wanted is one run to EVE (xl restarts it under
         // the same task; zedmanager reads Activated=false as the app going down): its
         // adapters stay held for the create that follows at once.

@@ -52,6 +52,7 @@ impl Domain {
         let mut spec = self.check_image(image)?;
         // After the check: the image's record holds the domain's own config, without xl.conf.
         crate::xlconf::apply(self.shared.xl_conf.as_deref(), &mut spec)?;
+        self.prepare_native(&mut spec);
         self.phase = Phase::Booting;
         self.publish();
         self.status.domain_name = spec.name.clone();

@@ -140,6 +140,8 @@ pub struct Shared {
     pub disk_probe: crate::diskformat::Probe,
     /// The keys that decrypt EVE apps' encrypted cloud-init user data.
     pub cipher_keys: crate::cloudinit::CipherKeys,
+    /// The daemon's own device setup (native.rs); `None`: Xen's hotplug scripts do it all.
+    pub native: Option<Arc<xen_hotplug::NativeDevices>>,
 }
 
 /// Where the domain is.
@@ -259,6 +261,8 @@ pub struct Domain {
     /// What its adapters resolved to at its boot (PCI devices, IRQs, I/O ports, serial ports,
     /// USB devices), which a reboot gives it again.
     held_adapters: crate::adapters::Reservation,
+    /// The loop devices its disks hold (native.rs): released when the domain is gone.
+    native_loops: Vec<xen_hotplug::HeldLoop>,
     /// An EVE app's console hub while it runs (see console.rs), or the domain whose console
     /// could not be opened (said once).
     console: Option<(DomId, Option<crate::console::Hub>)>,
@@ -324,6 +328,7 @@ impl Domain {
             first_published: None,
             rebooting: false,
             held_adapters: crate::adapters::Reservation::default(),
+            native_loops: Vec::new(),
             console: None,
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,6 +66,9 @@ pub struct Options {
     pub getty_command: Option<String>,
     /// The keys that decrypt EVE apps' encrypted cloud-init user data.
     pub cipher_keys: crate::cloudinit::CipherKeys,
+    /// The no-op hotplug script that hands a device's setup to the daemon (native.rs);
+    /// `None`: Xen's hotplug scripts set up every device.
+    pub native_hotplug: Option<PathBuf>,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -109,6 +112,7 @@ impl Options {
             disk_probe: crate::diskformat::Probe::default(),
             getty_command: None,
             cipher_keys: crate::cloudinit::CipherKeys::default(),
+            native_hotplug: None,
         }
     }
 }
@@ -286,6 +290,7 @@ impl Daemon {
                 controller_topic: inputs.controller_certs.clone(),
                 ..options.cipher_keys.clone()
             },
+            native: open_native(options.native_hotplug.as_deref()),
         };
         crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);
@@ -431,7 +436,7 @@ impl Inputs {
                 subscriptions: Vec::new(),
             };
         };
-        let start = |agent_dir: &std::path::Path, topic: &str, to_change: fn(Notice) -> Option<Change>| {
+        let start = |agent_dir: &Path, topic: &str, to_change: fn(Notice) -> Option<Change>| {
             let tx = changes.clone();
             Subscribed::start(agent_dir, topic, *redial, large_root.clone(), move |notice| {
                 if let Some(change) = to_change(notice) {
@@ -447,9 +452,8 @@ impl Inputs {
                 Notice::Restarted(n) => Change::ConfigsRestarted(n),
             })
         });
-        let agent_dir_of = |file: &std::path::Path| -> PathBuf {
-            file.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default()
-        };
+        let agent_dir_of =
+            |file: &Path| -> PathBuf { file.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default() };
         let adapters_changed =
             |n: Notice| matches!(n, Notice::Updated(_) | Notice::Deleted(_)).then_some(Change::Adapters);
         let zedagent = agent_dir_of(&options.adapter_sources.adapter_list);
@@ -480,7 +484,7 @@ impl Inputs {
 
     /// Waits up to `limit` for zedmanager's first snapshot if its socket is there, so that the
     /// domains found running are taken over with their configs.
-    fn wait_for_configs(&self, config_dir: &std::path::Path, limit: Duration) {
+    fn wait_for_configs(&self, config_dir: &Path, limit: Duration) {
         let Some(configs) = &self.configs else { return };
         if !config_dir.join("DomainConfig.sock").exists() {
             return;
@@ -498,6 +502,26 @@ impl Inputs {
         }
         for s in self.subscriptions {
             s.stop();
+        }
+    }
+}
+
+/// The daemon's own device setup with `script` as libxl's no-op, if it can be had: the script
+/// must exist, and netlink must open. Otherwise, said in the log, Xen's scripts do it all.
+fn open_native(script: Option<&Path>) -> Option<Arc<xen_hotplug::NativeDevices>> {
+    let script = script?;
+    if !script.is_file() {
+        log::warn!("{} is missing: Xen's hotplug scripts set up every device", script.display());
+        return None;
+    }
+    match xen_hotplug::NativeDevices::open(script) {
+        Ok(n) => {
+            log::info!("vifs and disks are set up natively (libxl runs {} for them)", script.display());
+            Some(Arc::new(n))
+        }
+        Err(e) => {
+            log::warn!("cannot open netlink ({e}): Xen's hotplug scripts set up every device");
+            None
         }
     }
 }

@@ -4,7 +4,12 @@
 //! (xendomains' sequential `xl` vs `domainctl host-start`/`host-stop`), and one metrics sample.
 //! Prints a Markdown table.
 //!
-//! Run with `scripts/bench-box.sh` (it builds release binaries and boots the box).
+//! `xen-bench devices` runs only the device benchmark instead: create and destroy of one guest
+//! with no device, a vif, a file disk and both, through the daemon (native device setup) vs
+//! `xl`, and four and eight such guests at once (the daemon's creates at once vs the xendomains
+//! loop vs parallel `xl create` processes).
+//!
+//! Run with `scripts/bench-box.sh [devices]` (it builds release binaries and boots the box).
 
 use std::time::{Duration, Instant};
 
@@ -122,8 +127,148 @@ fn host_rows(ctx: &Context, rows: &mut Vec<(String, String)>, stop_delay: u32) -
     Ok(())
 }
 
+/// The devices of a device-benchmark guest.
+#[derive(Clone, Copy)]
+enum Devs {
+    None,
+    Vif,
+    Disk,
+    Both,
+}
+
+impl Devs {
+    fn label(self) -> &'static str {
+        match self {
+            Devs::None => "no device",
+            Devs::Vif => "a vif",
+            Devs::Disk => "a file disk",
+            Devs::Both => "a vif and a file disk",
+        }
+    }
+}
+
+/// An xl.cfg of the test guest with `devs` (its disk a sparse 64 MiB file of its own); its path.
+fn device_cfg(name: &str, devs: Devs) -> TestResult<String> {
+    let mut lines = String::new();
+    if matches!(devs, Devs::Vif | Devs::Both) {
+        lines += "vif = [ 'bridge=xenbr0' ]\n";
+    }
+    if matches!(devs, Devs::Disk | Devs::Both) {
+        let image = format!("/tmp/{name}.img");
+        std::fs::File::create(&image).and_then(|f| f.set_len(64 << 20)).ctx("disk image")?;
+        lines += &format!("disk = [ 'format=raw,vdev=xvda,access=rw,target={image}' ]\n");
+    }
+    let path = format!("/tmp/{name}.cfg");
+    let text = format!(
+        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4\"\nmemory = 128\nvcpus = 1\n{lines}",
+        std::env::var("XENBOX_GUEST_KERNEL").unwrap_or_default(),
+        std::env::var("XENBOX_GUEST_RAMDISK").unwrap_or_default()
+    );
+    std::fs::write(&path, text).ctx("write xl cfg")?;
+    Ok(path)
+}
+
+/// Runs `f` on every item at once, one thread each; the time until all returned.
+fn at_once(items: &[String], f: impl Fn(&str) -> TestResult + Sync) -> TestResult<Duration> {
+    let t = Instant::now();
+    let results: Vec<TestResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a thread panicked".into()))).collect()
+    });
+    results.into_iter().collect::<TestResult<Vec<()>>>()?;
+    Ok(t.elapsed())
+}
+
+/// Issue 16's table: one guest per device set, xl vs the daemon, create and destroy; then four
+/// and eight guests with both devices at once.
+fn device_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult {
+    ensure(std::env::var("NATIVE_HOTPLUG").is_ok(), || "NATIVE_HOTPLUG is not set: no native device setup".into())?;
+    let mut d = DaemonProcess::new("bench-native", &["timer.domain.shutdown:30"]);
+    d.start()?;
+    d.wait_ready()?;
+    for (k, devs) in [Devs::None, Devs::Vif, Devs::Disk, Devs::Both].into_iter().enumerate() {
+        let (mut xc, mut xd, mut dc, mut dd) = (vec![], vec![], vec![], vec![]);
+        for r in 0..ROUNDS {
+            let name = format!("bench-dev-xl-{k}-{r}");
+            let cfg = device_cfg(&name, devs)?;
+            let t = Instant::now();
+            xl(&["create", "--quiet", &cfg])?;
+            xc.push(t.elapsed());
+            let t = Instant::now();
+            xl(&["destroy", &name])?;
+            gone(ctx, &name)?;
+            xd.push(t.elapsed());
+
+            let name = format!("bench-dev-dm-{k}-{r}");
+            let cfg = device_cfg(&name, devs)?;
+            let t = Instant::now();
+            d.domainctl_ok(&["create", &cfg])?;
+            dc.push(t.elapsed());
+            let t = Instant::now();
+            d.domainctl_ok(&["destroy", &name])?;
+            gone(ctx, &name)?;
+            dd.push(t.elapsed());
+        }
+        let what = devs.label();
+        rows.push((format!("one guest, {what}: `xl create` returns"), fmt(&xc)));
+        rows.push((format!("one guest, {what}: `domainctl create` returns (RUNNING)"), fmt(&dc)));
+        rows.push((format!("one guest, {what}: `xl destroy` -> gone"), fmt(&xd)));
+        rows.push((format!("one guest, {what}: `domainctl destroy` -> gone"), fmt(&dd)));
+    }
+    for n in [4usize, 8] {
+        let (mut seq, mut par, mut dm) = (vec![], vec![], vec![]);
+        for r in 0..ROUNDS {
+            let names: Vec<String> = (0..n).map(|i| format!("bench-many{n}-{r}-{i}")).collect();
+            let cfgs: Vec<String> = names.iter().map(|m| device_cfg(m, Devs::Both)).collect::<TestResult<_>>()?;
+            let destroy_all = |how: &dyn Fn(&str) -> TestResult| -> TestResult {
+                for m in &names {
+                    how(m)?;
+                    gone(ctx, m)?;
+                }
+                Ok(())
+            };
+            let t = Instant::now();
+            for c in &cfgs {
+                xl(&["create", "--quiet", c])?;
+            }
+            seq.push(t.elapsed());
+            destroy_all(&|m| xl(&["destroy", m]).map(drop))?;
+            par.push(at_once(&cfgs, |c| xl(&["create", "--quiet", c]).map(drop))?);
+            destroy_all(&|m| xl(&["destroy", m]).map(drop))?;
+            dm.push(at_once(&cfgs, |c| d.domainctl_ok(&["create", c]).map(drop))?);
+            destroy_all(&|m| d.domainctl_ok(&["destroy", m]).map(drop))?;
+        }
+        rows.push((format!("{n} guests with a vif and a disk: `xl create` one after another (xendomains)"), fmt(&seq)));
+        rows.push((format!("{n} guests with a vif and a disk: {n} `xl create` processes at once"), fmt(&par)));
+        rows.push((format!("{n} guests with a vif and a disk: {n} `domainctl create` at once"), fmt(&dm)));
+    }
+    d.terminate()?;
+    Ok(())
+}
+
+fn print_rows(ctx: &Context, rows: Vec<(String, String)>) -> Result<(), String> {
+    let host = ctx.host_info().ctx("host")?;
+    println!(
+        "\nXen {} in the box: {} CPUs, {} MiB; median of {ROUNDS} rounds",
+        host.xen_version,
+        host.nr_cpus,
+        host.total_memory_bytes >> 20
+    );
+    println!("| measure | time |");
+    println!("|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let ctx = Context::new().ctx("open")?;
+    if std::env::args().nth(1).as_deref() == Some("devices") {
+        let mut rows = Vec::new();
+        device_rows(&ctx, &mut rows)?;
+        return print_rows(&ctx, rows);
+    }
     let mut daemon = DaemonProcess::new("bench-dm", &["timer.boot.retry:3600", "timer.domain.shutdown:30"]);
     daemon.start()?;
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -265,17 +410,5 @@ fn main() -> Result<(), String> {
     rows.push(("one metrics sample, 4 guests + dom0 (libxl list + physinfo + files)".into(), fmt(&samples)));
     drop(guards);
 
-    let host = ctx.host_info().ctx("host")?;
-    println!(
-        "\nXen {} in the box: {} CPUs, {} MiB; median of {ROUNDS} rounds",
-        host.xen_version,
-        host.nr_cpus,
-        host.total_memory_bytes >> 20
-    );
-    println!("| measure | time |");
-    println!("|---|---|");
-    for (k, v) in rows {
-        println!("| {k} | {v} |");
-    }
-    Ok(())
+    print_rows(&ctx, rows)
 }
