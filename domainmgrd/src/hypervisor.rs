@@ -93,6 +93,9 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf>;
     /// Sends the domain's shutdown and death events to `events` until the guard is dropped.
     fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>>;
+    /// Declares the daemon's no-op device script (native.rs): save images leave it out of
+    /// their config, so another toolstack restores them with its default scripts.
+    fn set_private_script(&self, _script: &std::path::Path) {}
 }
 
 /// The real hypervisor, through libxl.
@@ -257,5 +260,8 @@ impl Hypervisor for LibxlHypervisor {
     }
     fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>> {
         Ok(Box::new(self.ctx.watch_domain_into(domid, events)?))
+    }
+    fn set_private_script(&self, script: &std::path::Path) {
+        self.ctx.set_private_script(script);
     }
 }

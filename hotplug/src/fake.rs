@@ -127,8 +127,11 @@ impl Blocks for FakeBlocks {
         Ok(())
     }
     fn backing(&self, dev: &Path) -> Option<(u64, u64)> {
-        let minor: u32 = dev.to_str()?.strip_prefix("/dev/loop")?.parse().ok()?;
-        self.backing_of(7, minor)
+        let (major, minor) = self.devnum(dev)?;
+        self.backing_of(major, minor)
+    }
+    fn devnum(&self, dev: &Path) -> Option<(u32, u32)> {
+        Some((7, dev.to_str()?.strip_prefix("/dev/loop")?.parse().ok()?))
     }
     fn backing_of(&self, major: u32, minor: u32) -> Option<(u64, u64)> {
         (major == 7).then(|| self.loops.lock().unwrap().get(&minor).map(|l| l.0)).flatten()

@@ -187,18 +187,54 @@ impl<S: Store, L: Links, P: Blocks> NativeDevices<S, L, P> {
     }
 
     /// Detaches `loops` once their domain is gone or failed: each only if it still points at
-    /// its file (a freed loop device may have been reused). A loop device blkback still holds
-    /// is only marked to go when closed (the kernel's lazy detach).
+    /// its file and no disk back end of the host names it (a freed loop device may have been
+    /// taken again, by another domain's disk on the same file: that happens under the same
+    /// lock, so it is either not attached yet or named by its back end). A loop device still
+    /// open is only marked to go when closed (the kernel's lazy detach).
     pub fn release(&self, loops: &[HeldLoop]) {
+        if loops.is_empty() {
+            return;
+        }
+        let _claim = self.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _lock = match self.lock_file.as_deref().map(vbd::lock).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                log::warn!("cannot release loop devices: {e}");
+                return;
+            }
+        };
+        let named = self.named_devices();
         for l in loops {
+            let devnum = self.blocks.devnum(&l.dev);
             match self.blocks.backing(&l.dev) {
-                Some(ident) if ident == l.ident => match self.blocks.detach(&l.dev) {
-                    Ok(()) => log::info!("{} ({}) detached", l.dev.display(), l.file.display()),
-                    Err(e) => log::warn!("cannot detach {} ({}): {e}", l.dev.display(), l.file.display()),
-                },
-                _ => log::debug!("{} no longer holds {}: nothing to release", l.dev.display(), l.file.display()),
+                Some(ident) if ident == l.ident && !devnum.is_some_and(|d| named.contains(&d)) => {
+                    match self.blocks.detach(&l.dev) {
+                        Ok(()) => log::info!("{} ({}) detached", l.dev.display(), l.file.display()),
+                        Err(e) => log::warn!("cannot detach {} ({}): {e}", l.dev.display(), l.file.display()),
+                    }
+                }
+                _ => log::debug!("{} no longer holds {} for us: left alone", l.dev.display(), l.file.display()),
             }
         }
+    }
+
+    /// The `physical-device` of every vbd back end of the host.
+    fn named_devices(&self) -> Vec<(u32, u32)> {
+        let base = "/local/domain/0/backend/vbd";
+        let mut out = Vec::new();
+        for dom in self.store.list(base) {
+            for dev in self.store.list(&format!("{base}/{dom}")) {
+                if let Some(d) = self
+                    .store
+                    .get(&format!("{base}/{dom}/{dev}/physical-device"))
+                    .as_deref()
+                    .and_then(vbd::parse_devnum)
+                {
+                    out.push(d);
+                }
+            }
+        }
+        out
     }
 
     /// The device ids of `domid`'s back ends of `kind` in dom0 that name our script.

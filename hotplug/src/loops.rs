@@ -48,6 +48,8 @@ pub trait Blocks {
     fn detach(&self, dev: &Path) -> Result<(), String>;
     /// The identity (device, inode) of the file behind loop device `dev`, if it is attached.
     fn backing(&self, dev: &Path) -> Option<(u64, u64)>;
+    /// The device number of `dev`, if it is a block device.
+    fn devnum(&self, dev: &Path) -> Option<(u32, u32)>;
     /// The identity of the file behind the loop device numbered `major:minor`, if it is one.
     fn backing_of(&self, major: u32, minor: u32) -> Option<(u64, u64)>;
     /// Whether the block device `major:minor` is mounted in dom0.
@@ -102,8 +104,15 @@ impl Blocks for LoopCtl {
     }
 
     fn backing(&self, dev: &Path) -> Option<(u64, u64)> {
-        let st = rustix::fs::stat(dev).ok()?;
-        self.backing_of(rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev))
+        let (major, minor) = self.devnum(dev)?;
+        self.backing_of(major, minor)
+    }
+
+    fn devnum(&self, dev: &Path) -> Option<(u32, u32)> {
+        match self.kind(dev).ok()? {
+            Kind::Block { major, minor } => Some((major, minor)),
+            _ => None,
+        }
     }
 
     fn backing_of(&self, major: u32, minor: u32) -> Option<(u64, u64)> {

@@ -235,6 +235,10 @@ fn a_failure_after_a_loop_device_hands_it_back_for_release() {
     let (e, partial) = nd.attach(3).unwrap_err();
     assert_eq!(e.to_string(), "domain 3: vbd 51728: blkback: 2 opening /dev/loop1");
     assert_eq!(partial.loops.len(), 2);
+    // Not while the back ends name them; once the domain is destroyed (its back ends gone).
+    nd.release(&partial.loops);
+    assert_eq!(nd.blocks.loops.lock().unwrap().len(), 2);
+    nd.store.0.lock().unwrap().retain(|k, _| !k.starts_with("/local/domain/0/backend/vbd/3/"));
     nd.release(&partial.loops);
     assert!(nd.blocks.loops.lock().unwrap().is_empty());
 }
@@ -246,8 +250,12 @@ fn release_detaches_only_a_loop_device_that_still_holds_its_file() {
     nd.blocks.loops.lock().unwrap().insert(1, ((0x801, 99), false));
     let held =
         |m: u32| HeldLoop { dev: PathBuf::from(format!("/dev/loop{m}")), file: "/img/a".into(), ident: (0x801, 10) };
-    // loop1 was freed and reused for another file; loop2 is gone.
-    nd.release(&[held(0), held(1), held(2)]);
+    // loop1 was freed and reused for another file; loop2 is gone; loop3 was freed and taken
+    // again for the same file by another domain's disk, whose back end names it.
+    nd.blocks.loops.lock().unwrap().insert(3, ((0x801, 10), true));
+    nd.store.set("/local/domain/0/backend/vbd/9/51712/physical-device", "7:3");
+    nd.release(&[held(0), held(1), held(2), held(3)]);
     assert_eq!(*nd.blocks.detached.lock().unwrap(), vec![PathBuf::from("/dev/loop0")]);
     assert!(nd.blocks.loops.lock().unwrap().contains_key(&1));
+    assert!(nd.blocks.loops.lock().unwrap().contains_key(&3));
 }

@@ -46,7 +46,11 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
         .and_then(|()| nd.store.put(&format!("{dir}/physical-device"), &format!("{major:x}:{minor:x}")))
         .and_then(|()| nd.store.put(&format!("{dir}/hotplug-status"), "connected"));
     if let Err(e) = written {
-        nd.release(held.as_slice());
+        if let Some(h) = &held
+            && let Err(d) = nd.blocks.detach(&h.dev)
+        {
+            log::warn!("cannot detach {}: {d}", h.dev.display());
+        }
         return Err(format!("write its back end: {e}"));
     }
     Ok(held)
@@ -96,7 +100,7 @@ pub(crate) fn writable(mode: Option<&str>) -> bool {
 }
 
 /// Takes the block script's lock file (an exclusive `flock`), creating it if needed.
-fn lock(path: &Path) -> Result<std::fs::File, String> {
+pub(crate) fn lock(path: &Path) -> Result<std::fs::File, String> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }

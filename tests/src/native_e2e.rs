@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("native_read_write_disk_used_by_an_xl_domain_is_refused", shared_disk_refused),
         ("native_custom_script_runs_and_a_half_way_failure_cleans_up", custom_script_and_failure),
         ("native_two_creates_build_their_domains_at_once", two_creates_overlap),
+        ("native_save_image_restores_under_xl_with_xens_scripts", saved_then_xl_restores),
     ]
 }
 
@@ -277,4 +278,31 @@ fn two_creates_overlap(_ctx: &Context) -> TestResult {
         wait_until("the domain to be gone", BOOT, || gone(n))?;
     }
     Ok(())
+}
+
+/// A save image of a domain with native devices names none of the daemon's script: `xl
+/// restore` gives its devices Xen's scripts, and they work.
+fn saved_then_xl_restores(_ctx: &Context) -> TestResult {
+    let name = unique_name("native-save");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let d = daemon("dm-native-save")?;
+    let image = d.root.join("disk.img");
+    disk_image_with_words(&image)?;
+    let devices =
+        format!("vif = [ 'bridge=xenbr0' ]\ndisk = [ 'format=raw,vdev=xvda,access=rw,target={}' ]\n", image.display());
+    create(&d, &name, &cfg(&name, "", &devices))?;
+    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
+    let saved = d.root.join("guest.save");
+    d.domainctl_ok(&["save", &name, &saved.display().to_string()])?;
+    let header = std::fs::read(&saved).ctx("read the image")?;
+    let header = String::from_utf8_lossy(&header[..header.len().min(64 << 10)]).into_owned();
+    ensure(!header.contains("native-hotplug"), || "the image's config names the daemon's script".into())?;
+    xl(&["restore", &saved.display().to_string()])?;
+    ensure(backend_node(&name, "vif", "script")?.ends_with("/vif-bridge"), || "vif script".into())?;
+    ensure(backend_node(&name, "vbd", "script")?.ends_with("/block"), || "vbd script".into())?;
+    ensure(backend_node(&name, "vif", "hotplug-status")? == "connected", || "vif-bridge did not connect it".into())?;
+    ensure(loops_of(&image).len() == 1, || format!("loop devices: {:?}", loops_of(&image)))?;
+    xl(&["destroy", &name])?;
+    wait_until("xl's loop device to go", Duration::from_secs(30), || loops_of(&image).is_empty().then_some(()))
+        .map(drop)
 }

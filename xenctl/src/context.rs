@@ -89,6 +89,9 @@ pub(crate) struct Inner {
     event_loop: Mutex<Option<(EventLoopStop, JoinHandle<()>)>>,
     sigchld: Mutex<Option<(signal_hook::iterator::Handle, JoinHandle<()>)>>,
     pub(crate) xenstore: Xenstore,
+    /// Device scripts this process gives libxl that mean nothing outside it (see
+    /// [`Context::set_private_script`]).
+    pub(crate) private_scripts: Mutex<Vec<String>>,
     versions: XenVersions,
     // Dropped after the ctx (see Drop): the ctx logs through it until freed.
     logger: Option<Logger>,
@@ -135,6 +138,17 @@ impl Context {
         check_xen_present(Path::new("/"))?;
         let library = check_library_version()?;
         Ok(Context { inner: Arc::new(Inner::new(library)?) })
+    }
+
+    /// Declares `script` a device script private to this process (a no-op standing for work the
+    /// process does itself): the config in a save image leaves it out, so the device gets the
+    /// default script when `xl restore` (or any other toolstack) restores the image.
+    pub fn set_private_script(&self, script: &Path) {
+        let script = script.display().to_string();
+        let mut scripts = self.inner.private_scripts.lock();
+        if !scripts.contains(&script) {
+            scripts.push(script);
+        }
     }
 
     /// The raw `libxl_ctx *`, for callers who need a libxl function this crate does not wrap.
@@ -200,6 +214,7 @@ impl Inner {
             event_loop: Mutex::new(None),
             sigchld: Mutex::new(None),
             xenstore: Xenstore::new(),
+            private_scripts: Mutex::new(Vec::new()),
             versions: XenVersions {
                 headers: xen_sys::VENDORED_XEN_VERSION.to_string(),
                 library,

@@ -247,6 +247,9 @@ impl Context {
         // Saved images must not pin the old domid (xl does the same unless asked to).
         // SAFETY: cfg is exclusively ours; a plain field write.
         unsafe { (*cfg.as_mut_ptr()).c_info.domid = 0 };
+        let private = self.inner.private_scripts.lock().clone();
+        // SAFETY: cfg is initialised and exclusively ours; its device arrays hold num_* elements.
+        unsafe { drop_private_scripts(cfg.as_mut_ptr(), &private) };
         self.config_to_json(&mut cfg, || Subject::Domain(domid))
     }
 
@@ -266,6 +269,40 @@ impl Context {
             subject: subject(),
             code: crate::error::LibxlErrorCode::ERROR_FAIL,
         })
+    }
+}
+
+/// Clears (to libxl's default) every vif and disk script of `cfg` that is one of `private`.
+///
+/// # Safety
+/// `cfg` is an initialised config, exclusively the caller's, whose `nics` and `disks` arrays
+/// hold `num_nics` and `num_disks` elements.
+unsafe fn drop_private_scripts(cfg: *mut xen_sys::libxl_domain_config, private: &[String]) {
+    if private.is_empty() {
+        return;
+    }
+    let is_private = |script: *mut std::ffi::c_char| {
+        // SAFETY: a non-null script is a NUL-terminated string libxl allocated.
+        !script.is_null()
+            && private.iter().any(|p| unsafe { std::ffi::CStr::from_ptr(script) }.to_bytes() == p.as_bytes())
+    };
+    // SAFETY: the caller's guarantee; each script is freed once and replaced by NULL.
+    unsafe {
+        let cfg = &mut *cfg;
+        for i in 0..usize::try_from(cfg.num_nics).unwrap_or(0) {
+            let nic = &mut *cfg.nics.add(i);
+            if is_private(nic.script) {
+                libc::free(nic.script.cast());
+                nic.script = std::ptr::null_mut();
+            }
+        }
+        for i in 0..usize::try_from(cfg.num_disks).unwrap_or(0) {
+            let disk = &mut *cfg.disks.add(i);
+            if is_private(disk.script) {
+                libc::free(disk.script.cast());
+                disk.script = std::ptr::null_mut();
+            }
+        }
     }
 }
 

@@ -292,6 +292,9 @@ impl Daemon {
             },
             native: open_native(options.native_hotplug.as_deref()),
         };
+        if let Some(native) = &shared.native {
+            shared.hv.set_private_script(native.script());
+        }
         crate::xlconf::log_at_start(options.xl_conf.as_deref());
         publish_capabilities(shared.hv.as_ref(), &outputs);
         let sampler = Sampler::new(Arc::clone(&shared.hv), Arc::clone(&outputs), Arc::clone(&shared.registry));
