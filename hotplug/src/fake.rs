@@ -97,6 +97,8 @@ pub(crate) struct FakeBlocks {
     pub loops: Mutex<BTreeMap<u32, Attached>>,
     pub mounted: Mutex<Vec<(u32, u32)>>,
     pub detached: Mutex<Vec<PathBuf>>,
+    /// vbds (domid, devid) blkback never opens.
+    pub never_opened: Mutex<Vec<(u32, u32)>>,
 }
 
 impl FakeBlocks {
@@ -117,7 +119,7 @@ impl Blocks for FakeBlocks {
         let mut loops = self.loops.lock().unwrap();
         let minor = (0..).find(|m| !loops.contains_key(m)).unwrap_or(0);
         loops.insert(minor, ((dev, ino), read_only));
-        Ok(LoopDev { path: format!("/dev/loop{minor}").into(), major: 7, minor })
+        Ok(LoopDev { path: format!("/dev/loop{minor}").into(), major: 7, minor, open: None })
     }
     fn detach(&self, dev: &Path) -> Result<(), String> {
         let minor: u32 =
@@ -135,6 +137,9 @@ impl Blocks for FakeBlocks {
     }
     fn backing_of(&self, major: u32, minor: u32) -> Option<(u64, u64)> {
         (major == 7).then(|| self.loops.lock().unwrap().get(&minor).map(|l| l.0)).flatten()
+    }
+    fn backend_opened(&self, domid: u32, devid: u32) -> bool {
+        !self.never_opened.lock().unwrap().contains(&(domid, devid))
     }
     fn mounted(&self, major: u32, minor: u32) -> bool {
         self.mounted.lock().unwrap().contains(&(major, minor))

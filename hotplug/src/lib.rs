@@ -100,6 +100,8 @@ pub struct NativeDevices<S = xenctl::Xenstore, L = Rtnl, P = LoopCtl> {
     /// lock file serialises it with other toolstacks).
     claim: std::sync::Mutex<()>,
     lock_file: Option<PathBuf>,
+    /// How long blkback gets to open a disk's device once told of it.
+    blkback_open: std::time::Duration,
 }
 
 /// The lock file Xen's block script takes around its sharing check (`locking.sh`'s `block`
@@ -131,7 +133,14 @@ impl<S: Store, L: Links, P: Blocks> NativeDevices<S, L, P> {
             blocks: loops,
             claim: std::sync::Mutex::new(()),
             lock_file,
+            blkback_open: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// Sets how long blkback gets to open a disk's device once told of it (10 s).
+    pub fn with_blkback_wait(mut self, wait: std::time::Duration) -> Self {
+        self.blkback_open = wait;
+        self
     }
 
     /// The no-op script: devices whose back end names it are handled here.

@@ -28,7 +28,7 @@ pub enum Kind {
 }
 
 /// A loop device attached to a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct LoopDev {
     /// `/dev/loopN`.
     pub path: PathBuf,
@@ -36,6 +36,9 @@ pub struct LoopDev {
     pub major: u32,
     /// Minor number.
     pub minor: u32,
+    /// Holds the device open: attached with autoclear, it is cleared the moment its last
+    /// opener closes it, so it must stay open until blkback has opened it.
+    pub open: Option<std::fs::File>,
 }
 
 /// dom0's block layer.
@@ -54,6 +57,9 @@ pub trait Blocks {
     fn backing_of(&self, major: u32, minor: u32) -> Option<(u64, u64)>;
     /// Whether the block device `major:minor` is mounted in dom0.
     fn mounted(&self, major: u32, minor: u32) -> bool;
+    /// Whether blkback opened the device of vbd `devid` of `domid` (it then lists it in sysfs:
+    /// `/sys/bus/xen-backend/devices/vbd-<domid>-<devid>/physical_device`).
+    fn backend_opened(&self, domid: u32, devid: u32) -> bool;
 }
 
 /// The real block layer.
@@ -90,7 +96,8 @@ impl Blocks for LoopCtl {
                 Ok(()) => {
                     let path = dev.path().ok_or("a loop device without a path")?;
                     let (major, minor) = (dev.major().unwrap_or(LOOP_MAJOR), dev.minor().map_err(|e| e.to_string())?);
-                    return Ok(LoopDev { path, major, minor });
+                    let open = std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+                    return Ok(LoopDev { path, major, minor, open: Some(open) });
                 }
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => last = e.to_string(),
                 Err(e) => return Err(format!("attach {} to a loop device: {e}", file.display())),
@@ -122,6 +129,10 @@ impl Blocks for LoopCtl {
         let file = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/loop/backing_file")).ok()?;
         // A deleted backing file reads as "<path> (deleted)": no longer any path's identity.
         ident(Path::new(file.trim_end_matches('\n')))
+    }
+
+    fn backend_opened(&self, domid: u32, devid: u32) -> bool {
+        Path::new(&format!("/sys/bus/xen-backend/devices/vbd-{domid}-{devid}/physical_device")).exists()
     }
 
     fn mounted(&self, major: u32, minor: u32) -> bool {

@@ -11,7 +11,8 @@ const NOOP: &str = "/usr/libexec/domainmgrd/native-hotplug";
 type Nd = NativeDevices<FakeStore, FakeLinks, FakeBlocks>;
 
 fn nd() -> Nd {
-    let nd = NativeDevices::with(NOOP, FakeStore::default(), FakeLinks::default(), FakeBlocks::default(), None);
+    let nd = NativeDevices::with(NOOP, FakeStore::default(), FakeLinks::default(), FakeBlocks::default(), None)
+        .with_blkback_wait(std::time::Duration::from_millis(50));
     nd.links.add(1, "xenbr0", 1500);
     nd
 }
@@ -241,6 +242,17 @@ fn a_failure_after_a_loop_device_hands_it_back_for_release() {
     nd.store.0.lock().unwrap().retain(|k, _| !k.starts_with("/local/domain/0/backend/vbd/3/"));
     nd.release(&partial.loops);
     assert!(nd.blocks.loops.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_disk_blkback_never_opens_fails_its_check() {
+    let nd = nd();
+    nd.blocks.file("/img/a", 10);
+    vbd(&nd, 3, 51712, NOOP, "/img/a", "w");
+    nd.blocks.never_opened.lock().unwrap().push((3, 51712));
+    let (e, partial) = nd.attach(3).unwrap_err();
+    assert_eq!(e.to_string(), "domain 3: vbd 51712: blkback did not open its device");
+    assert_eq!(partial.loops.len(), 1);
 }
 
 #[test]

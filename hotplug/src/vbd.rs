@@ -26,17 +26,18 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
     let _lock = nd.lock_file.as_deref().map(lock).transpose()?;
     let kind = nd.blocks.kind(path)?;
     sharing::check(nd, domid, devid, &params, kind, write)?;
-    let (major, minor, dev, held) = match kind {
+    // The loop device stays open (`_open`) until blkback has it: see `LoopDev::open`.
+    let (major, minor, dev, held, _open) = match kind {
         Kind::Block { major, minor } => {
             if write && nd.blocks.mounted(major, minor) {
                 return Err(format!("{params} is mounted in dom0, and so cannot be given to a guest read-write"));
             }
-            (major, minor, PathBuf::from(&params), None)
+            (major, minor, PathBuf::from(&params), None, None)
         }
         Kind::File { dev, ino } => {
             let l = nd.blocks.attach(path, !write)?;
             let held = HeldLoop { dev: l.path.clone(), file: PathBuf::from(&params), ident: (dev, ino) };
-            (l.major, l.minor, l.path, Some(held))
+            (l.major, l.minor, l.path, Some(held), l.open)
         }
         Kind::Other => return Err(format!("{params} is neither a block device nor a regular file")),
     };
@@ -53,10 +54,21 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
         }
         return Err(format!("write its back end: {e}"));
     }
+    // blkback opens the device as it sees `physical-device` (a watch: milliseconds).
+    let deadline = std::time::Instant::now() + nd.blkback_open;
+    while !nd.blocks.backend_opened(domid, devid) {
+        if std::time::Instant::now() >= deadline {
+            // Its check fails the create; the caller destroys the domain and releases `held`.
+            log::warn!("domain {domid}: blkback did not open {} within {:?}", dev.display(), nd.blkback_open);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     Ok(held)
 }
 
-/// blkback took the device: no error reported for it, and its back end is not closing.
+/// blkback took the device: no error reported for it, it opened it, and its back end is not
+/// closing.
 pub(crate) fn check<S: Store, L: Links, P: Blocks>(
     nd: &NativeDevices<S, L, P>,
     domid: u32,
@@ -66,6 +78,9 @@ pub(crate) fn check<S: Store, L: Links, P: Blocks>(
     if let Some(e) = nd.store.get(&format!("/local/domain/0/error{}/error", dir.trim_start_matches("/local/domain/0")))
     {
         return Err(format!("blkback: {e}"));
+    }
+    if !nd.blocks.backend_opened(domid, devid) {
+        return Err("blkback did not open its device".into());
     }
     match nd.store.get(&format!("{dir}/state")).as_deref() {
         Some("5" | "6") => Err("blkback closed it".into()),

@@ -127,11 +127,20 @@ fn restart_in_between(_ctx: &Context) -> TestResult {
     let _cleanup = Cleanup(vec![name.clone()]);
     let mut d = daemon("dm-native-rst")?;
     let image = d.root.join("disk.img");
-    disk_image_with_words(&image)?;
+    let words = disk_image_with_words(&image)?;
     let devices = format!("disk = [ 'format=raw,vdev=xvda,access=ro,target={}' ]\n", image.display());
-    create(&d, &name, &cfg(&name, "", &devices))?;
-    wait_console(&name, "XENBOX-GUEST-READY", BOOT)?;
-    ensure(loops_of(&image).len() == 1, || format!("loop devices: {:?}", loops_of(&image)))?;
+    create(&d, &name, &cfg(&name, "xenbox.disk_io=1", &devices))?;
+    // The guest reads the file through the loop device (kept open until blkback had it: one
+    // attached with autoclear goes the moment its last opener closes it).
+    wait_console(&name, &format!("XENBOX-GUEST-DISK-READ xvda {words}"), BOOT)?;
+    ensure(loops_of(&image).len() == 1, || {
+        format!(
+            "loop devices: {:?}; xl block-list: {:?}; the daemon's log: {}",
+            loops_of(&image),
+            xl(&["block-list", &name]),
+            std::fs::read_to_string(d.root.join("daemon.log")).unwrap_or_default()
+        )
+    })?;
     d.kill9()?;
     d.start()?;
     d.wait_ready()?;
@@ -192,7 +201,7 @@ fn custom_script_and_failure(_ctx: &Context) -> TestResult {
     create(&d, &name, &cfg(&name, "", &devices))?;
     wait_console(&name, "XENBOX-GUEST-NET eth0", BOOT)?;
     let ran = std::fs::read_to_string(&mark).unwrap_or_default();
-    ensure(ran.starts_with("online /local/domain/0/backend/vif/"), || format!("the script's mark: {ran:?}"))?;
+    ensure(ran.starts_with("online backend/vif/"), || format!("the script's mark: {ran:?}"))?;
     d.domainctl_ok(&["destroy", &name])?;
     wait_until("the domain to be gone", BOOT, || gone(&name))?;
 
