@@ -46,7 +46,8 @@ pub(crate) struct FakeLinks {
 
 impl FakeLinks {
     pub fn add(&self, index: u32, name: &str, mtu: u32) {
-        self.links.lock().unwrap().push(Link { index, name: name.into(), mtu, master: None, up: false });
+        let kind = name.starts_with("xenbr").then(|| "bridge".to_string());
+        self.links.lock().unwrap().push(Link { index, name: name.into(), mtu, master: None, up: false, kind });
     }
     pub fn by_name(&self, name: &str) -> Option<Link> {
         self.links.lock().unwrap().iter().find(|l| l.name == name).cloned()

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_MULTIPART, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// What device setup needs to know of an interface.
@@ -22,6 +22,8 @@ pub struct Link {
     pub master: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// Its kind (`bridge`, `openvswitch`, `vif`...), when the kernel says.
+    pub kind: Option<String>,
 }
 
 /// Network interface operations. Errors are messages for the operator.
@@ -149,12 +151,20 @@ fn link_of(l: &LinkMessage) -> Link {
         mtu: 0,
         master: None,
         up: l.header.flags.contains(LinkFlags::Up),
+        kind: None,
     };
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Mtu(m) => link.mtu = *m,
             LinkAttribute::Controller(m) if *m != 0 => link.master = Some(*m),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
             _ => {}
         }
     }

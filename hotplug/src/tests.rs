@@ -101,6 +101,15 @@ fn a_missing_bridge_or_interface_or_a_taken_name_fails_naming_it() {
     assert_eq!(e.to_string(), "domain 3: vif 0: vif3.0: the bridge br9 does not exist");
     assert!(get(&nd, "/local/domain/0/backend/vif/3/0/hotplug-status").is_none());
 
+    // An openvswitch bridge: not ours to plug into.
+    let nd = self::nd();
+    nd.links.add(7, "vif3.0", 1500);
+    nd.links.add(9, "ovsbr0", 1500);
+    nd.links.links.lock().unwrap()[2].kind = Some("openvswitch".into());
+    vif(&nd, 3, 0, NOOP, &[("bridge", "ovsbr0")]);
+    let why = nd.attach(3).unwrap_err().0.why;
+    assert!(why.starts_with("vif3.0: ovsbr0 is not a Linux bridge (openvswitch)"), "{why}");
+
     let nd = self::nd();
     vif(&nd, 5, 0, NOOP, &[]);
     assert_eq!(nd.attach(5).unwrap_err().0.to_string(), "domain 5: vif 0: netback made no interface vif5.0");

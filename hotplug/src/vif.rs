@@ -64,6 +64,13 @@ fn plug<S: Store, L: Links, P: Blocks>(
     let bridge_name = nd.store.get(&format!("{dir}/bridge")).filter(|b| !b.is_empty()).ok_or("no bridge given")?;
     let bridge =
         nd.links.get(&bridge_name)?.ok_or_else(|| format!("{name}: the bridge {bridge_name} does not exist"))?;
+    if bridge.kind.as_deref() != Some("bridge") {
+        return Err(format!(
+            "{name}: {bridge_name} is not a Linux bridge ({}); native setup plugs vifs into Linux bridges only: \
+             give this vif its script (for openvswitch, script=vif-openvswitch)",
+            bridge.kind.as_deref().unwrap_or("no kind")
+        ));
+    }
     let mtu = match nd.store.get(&format!("{dir}/mtu")) {
         Some(m) => m.trim().parse().map_err(|_| format!("{dir}/mtu: {m:?} is not an MTU"))?,
         None => bridge.mtu,

@@ -255,16 +255,22 @@ fn serial_port_adapter_on_real_xen(_ctx: &Context) -> TestResult {
         let b = bundle(&daemon, "COM2");
         ensure(b["UsedByUUID"] == uuid && b.get("IsPCIBack").is_none(), || format!("COM2: {b}"))?;
 
-        cfg["Activate"] = false.into();
-        daemon.write_config(&cfg)?;
-        daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
-        wait_until("COM2 released", BOOT, || {
-            (bundle(&daemon, "COM2")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
-        })?;
-        Ok(())
+        halt_and_release(&daemon, &mut cfg, &uuid, "COM2", BOOT)
     })();
     let _ = daemon.terminate();
     result
+}
+
+/// Deactivates the EVE app `uuid` (its config `cfg`), waits for it to halt within `timeout`,
+/// and for the adapter bundle `label` to be free again.
+fn halt_and_release(daemon: &DaemonProcess, cfg: &mut Value, uuid: &str, label: &str, timeout: Duration) -> TestResult {
+    cfg["Activate"] = false.into();
+    daemon.write_config(cfg)?;
+    daemon.wait_status(uuid, "HALTED", timeout, |s| s["State"] == 119 && s["DomainId"] == 0)?;
+    wait_until(&format!("{label} released"), BOOT, || {
+        (bundle(daemon, label)["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
+    })
+    .map(drop)
 }
 
 /// The first USB device (not a hub) in dom0's sysfs: its sysfs name (`1-1`), bus and device
@@ -339,13 +345,7 @@ fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
         let domid = st["DomainId"].as_u64().unwrap_or_default();
         let backend = xenstore_read(&format!("/local/domain/0/backend/qusb/{domid}/0/port/1"))?;
         ensure(backend == sysname, || format!("QEMU's qusb back end has {backend:?} on port 1, not {sysname}"))?;
-        cfg["Activate"] = false.into();
-        daemon.write_config(&cfg)?;
-        daemon.wait_status(&uuid, "HALTED", BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
-        wait_until("tablet released", BOOT, || {
-            (bundle(&daemon, "tablet")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
-        })?;
-        Ok(())
+        halt_and_release(&daemon, &mut cfg, &uuid, "tablet", BOOT)
     })();
     let _ = daemon.terminate();
     result
@@ -380,13 +380,7 @@ fn hvm_usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
             let usb: Vec<&str> = console.lines().filter(|l| l.contains("XENBOX-GUEST-USB")).collect();
             format!("the guest did not see dom0's tablet; its USB devices: {usb:?}")
         })?;
-        cfg["Activate"] = false.into();
-        daemon.write_config(&cfg)?;
-        daemon.wait_status(&uuid, "HALTED", HVM_BOOT, |s| s["State"] == 119 && s["DomainId"] == 0)?;
-        wait_until("tablet released", BOOT, || {
-            (bundle(&daemon, "tablet")["UsedByUUID"] == xenctl::Uuid::nil().to_string()).then_some(())
-        })?;
-        Ok(())
+        halt_and_release(&daemon, &mut cfg, &uuid, "tablet", HVM_BOOT)
     })();
     let _ = daemon.terminate();
     result

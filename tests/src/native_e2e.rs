@@ -286,7 +286,7 @@ fn two_creates_overlap(_ctx: &Context) -> TestResult {
     for n in &names {
         wait_until("the domain to be gone", BOOT, || gone(n))?;
     }
-    Ok(())
+    std::fs::remove_file(&big).ctx("remove the big ramdisk")
 }
 
 /// A save image of a domain with native devices names none of the daemon's script: `xl
@@ -307,6 +307,8 @@ fn saved_then_xl_restores(_ctx: &Context) -> TestResult {
     let header = String::from_utf8_lossy(&header[..header.len().min(64 << 10)]).into_owned();
     ensure(!header.contains("native-hotplug"), || "the image's config names the daemon's script".into())?;
     xl(&["restore", &saved.display().to_string()])?;
+    // The box's /tmp is memory: a 128 MiB image must not stay for the tests that follow.
+    let _ = std::fs::remove_file(&saved);
     ensure(backend_node(&name, "vif", "script")?.ends_with("/vif-bridge"), || "vif script".into())?;
     ensure(backend_node(&name, "vbd", "script")?.ends_with("/block"), || "vbd script".into())?;
     ensure(backend_node(&name, "vif", "hotplug-status")? == "connected", || "vif-bridge did not connect it".into())?;

@@ -39,11 +39,17 @@ fn xl_cfg(name: &str) -> TestResult<String> {
     xl_cfg_with(name, "")
 }
 
-/// An xl.cfg for the test guest with `xenbox_args` on its command line; its path.
+/// An xl.cfg for the test guest with `xenbox_args` on its command line and a vif; its path.
 fn xl_cfg_with(name: &str, xenbox_args: &str) -> TestResult<String> {
+    xl_cfg_lines(name, xenbox_args, "vif = [ \"bridge=xenbr0\" ]\n")
+}
+
+/// An xl.cfg for the test guest with `xenbox_args` on its command line and `lines` (devices);
+/// its path.
+fn xl_cfg_lines(name: &str, xenbox_args: &str, lines: &str) -> TestResult<String> {
     let path = format!("/tmp/{name}.cfg");
     let text = format!(
-        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4 {xenbox_args}\"\nmemory = 128\nvcpus = 1\nvif = [ \"bridge=xenbr0\" ]\n",
+        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4 {xenbox_args}\"\nmemory = 128\nvcpus = 1\n{lines}",
         std::env::var("XENBOX_GUEST_KERNEL").unwrap_or_default(),
         std::env::var("XENBOX_GUEST_RAMDISK").unwrap_or_default()
     );
@@ -158,14 +164,7 @@ fn device_cfg(name: &str, devs: Devs) -> TestResult<String> {
         std::fs::File::create(&image).and_then(|f| f.set_len(64 << 20)).ctx("disk image")?;
         lines += &format!("disk = [ 'format=raw,vdev=xvda,access=rw,target={image}' ]\n");
     }
-    let path = format!("/tmp/{name}.cfg");
-    let text = format!(
-        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 loglevel=4\"\nmemory = 128\nvcpus = 1\n{lines}",
-        std::env::var("XENBOX_GUEST_KERNEL").unwrap_or_default(),
-        std::env::var("XENBOX_GUEST_RAMDISK").unwrap_or_default()
-    );
-    std::fs::write(&path, text).ctx("write xl cfg")?;
-    Ok(path)
+    xl_cfg_lines(name, "", &lines)
 }
 
 /// Runs `f` on every item at once, one thread each; the time until all returned.
