@@ -71,11 +71,12 @@ fn a_vif_takes_its_back_end_mtu_over_the_bridge() {
 fn an_hvm_vif_plugs_qemus_tap_too() {
     let nd = nd();
     nd.links.add(7, "vif4.0", 1500);
-    nd.links.add(8, "nbu2-emu", 1500);
+    nd.links.add(8, "vif4.0-emu", 1500);
     vif(&nd, 4, 0, NOOP, &[("vifname", "nbu2"), ("type", "vif_ioemu")]);
     nd.attach(4).unwrap();
+    // Renamed after the vif, as the script renames it.
     let tap = nd.links.by_name("nbu2-emu").unwrap();
-    assert_eq!((tap.master, tap.up), (Some(1), true));
+    assert_eq!((tap.index, tap.master, tap.up), (8, Some(1), true));
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! never takes it for its own), the back end's MTU or else the bridge's (written to the front
 //! end, at the device's real path: the script's own path is wrong for a custom `vifname`), made
 //! a port of its bridge and up; then `hotplug-status = connected`, which netback waits for.
-//! An HVM guest's emulated NIC (`type = vif_ioemu`) also has QEMU's tap, `<name>-emu`: the same
-//! but for the rename and the status.
+//! An HVM guest's emulated NIC (`type = vif_ioemu`) also has QEMU's tap, which libxl names
+//! `vif<domid>.<devid>-emu`: renamed to `<vifname>-emu` and plugged the same way.
 
 use crate::{Blocks, Links, NativeDevices, Store, backend};
 
@@ -27,30 +27,39 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
     let dir = backend("vif", domid, devid);
     let netback = format!("vif{domid}.{devid}");
     let want = name(nd, domid, devid);
-    // Under netback's name, or already renamed by a setup a previous daemon began.
-    let link = match nd.links.get(&netback)? {
-        Some(l) => l,
-        None => nd.links.get(&want)?.ok_or_else(|| format!("netback made no interface {netback}"))?,
-    };
-    if link.name != want {
-        if nd.links.get(&want)?.is_some() {
-            return Err(format!("cannot rename {netback} to {want}: an interface of that name exists"));
-        }
-        nd.links.set_up(link.index, false)?;
-        nd.links.rename(link.index, &want).map_err(|e| format!("rename {netback} to {want}: {e}"))?;
-    }
+    let link = named(nd, &netback, &want)?.ok_or_else(|| format!("netback made no interface {netback}"))?;
     let mtu = plug(nd, &dir, link.index, &want)?;
     nd.store.put(&format!("/local/domain/{domid}/device/vif/{devid}/mtu"), &mtu.to_string())?;
     if nd.store.get(&format!("{dir}/type")).as_deref() == Some("vif_ioemu") {
-        let tap = format!("{want}-emu");
-        match nd.links.get(&tap)? {
-            Some(t) => {
-                plug(nd, &dir, t.index, &tap)?;
+        // libxl names QEMU's tap after netback's interface; the script renames it too.
+        match named(nd, &format!("{netback}-emu"), &format!("{want}-emu"))? {
+            Some(tap) => {
+                plug(nd, &dir, tap.index, &tap.name)?;
             }
-            None => log::debug!("domain {domid}: no {tap} in dom0 (no device model here)"),
+            None => log::debug!("domain {domid}: no {netback}-emu in dom0 (no device model here)"),
         }
     }
     nd.store.put(&format!("{dir}/hotplug-status"), "connected")
+}
+
+/// The interface made as `made`, renamed to `want` (down, as a rename needs): found under
+/// either name (a setup a previous daemon began may have renamed it already); `None` if
+/// neither exists.
+fn named<S: Store, L: Links, P: Blocks>(
+    nd: &NativeDevices<S, L, P>,
+    made: &str,
+    want: &str,
+) -> Result<Option<crate::Link>, String> {
+    let Some(mut link) = nd.links.get(made)? else { return nd.links.get(want) };
+    if link.name != want {
+        if nd.links.get(want)?.is_some() {
+            return Err(format!("cannot rename {made} to {want}: an interface of that name exists"));
+        }
+        nd.links.set_up(link.index, false)?;
+        nd.links.rename(link.index, want).map_err(|e| format!("rename {made} to {want}: {e}"))?;
+        link.name = want.to_string();
+    }
+    Ok(Some(link))
 }
 
 /// Puts interface `index` (`name`) on the back end's bridge, with the back end's MTU or the
