@@ -26,6 +26,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("native_custom_script_runs_and_a_half_way_failure_cleans_up", custom_script_and_failure),
         ("native_two_creates_build_their_domains_at_once", two_creates_overlap),
         ("native_save_image_restores_under_xl_with_xens_scripts", saved_then_xl_restores),
+        ("native_block_device_disk_is_used_as_it_is_and_left_attached", block_device_disk),
     ]
 }
 
@@ -316,4 +317,33 @@ fn saved_then_xl_restores(_ctx: &Context) -> TestResult {
     xl(&["destroy", &name])?;
     wait_until("xl's loop device to go", Duration::from_secs(30), || loops_of(&image).is_empty().then_some(()))
         .map(drop)
+}
+
+/// A `phy:` disk on a block device (here a loop device the test attached itself): blkback gets
+/// the device as it is, and the daemon never detaches a device it did not attach.
+fn block_device_disk(_ctx: &Context) -> TestResult {
+    let name = unique_name("native-phy");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let d = daemon("dm-native-phy")?;
+    let image = d.root.join("disk.img");
+    let words = disk_image_with_words(&image)?;
+    let dev = run("losetup", &["-f", "--show", &image.display().to_string()])?.trim().to_string();
+    let result = (|| -> TestResult {
+        let devices = format!("disk = [ 'phy:{dev},xvda,w' ]\n");
+        create(&d, &name, &cfg(&name, "xenbox.disk_io=1", &devices))?;
+        wait_console(&name, &format!("XENBOX-GUEST-DISK-READ xvda {words}"), BOOT)?;
+        ensure(backend_node(&name, "vbd", "physical-device-path")? == dev, || "physical-device-path".into())?;
+        // sysfs says major:minor in decimal; blkback's node wants hex.
+        let dev_name = dev.trim_start_matches("/dev/").to_string();
+        let numbers = std::fs::read_to_string(format!("/sys/class/block/{dev_name}/dev")).ctx("its numbers")?;
+        let hex: Vec<String> =
+            numbers.trim().split(':').map(|n| n.parse::<u32>().map(|n| format!("{n:x}")).unwrap_or_default()).collect();
+        let want = hex.join(":");
+        ensure(backend_node(&name, "vbd", "physical-device")? == want, || format!("physical-device, wanted {want}"))?;
+        d.domainctl_ok(&["destroy", &name])?;
+        wait_until("the domain to be gone", BOOT, || gone(&name))?;
+        ensure(loops_of(&image) == [dev_name], || format!("{dev} was detached: {:?}", loops_of(&image)))
+    })();
+    let _ = run("losetup", &["-d", &dev]);
+    result
 }
