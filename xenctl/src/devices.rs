@@ -234,6 +234,13 @@ impl DiskSpec {
         if self.target.is_none() && !self.cdrom {
             return Err(Error::invalid(format!("{field}.target"), "", "only a CD-ROM drive may have no target"));
         }
+        if let Some(t) = self.target.as_deref().filter(|t| t.chars().any(char::is_control)) {
+            return Err(Error::invalid(
+                format!("{field}.target"),
+                t.escape_debug().to_string(),
+                "a control character in a disk's path (a line break...) is not a path xl's disk parser reads",
+            ));
+        }
         Ok(())
     }
 
@@ -572,6 +579,11 @@ mod tests {
         assert!(d.validate("disks[0]").is_err());
         d.cdrom = true;
         assert!(d.validate("disks[0]").is_ok());
+        // Found by fuzzing an EVE DomainConfig: a FileLocation with a line break was written
+        // into the xl config, which xl's disk parser then refused.
+        let d = DiskSpec::new("/persist/v\nx.img", "xvda");
+        let e = d.validate("disks[0]").unwrap_err().to_string();
+        assert!(e.starts_with("invalid disks[0].target \"/persist/v\\\\nx.img\": a control character"), "{e}");
     }
 
     #[test]
