@@ -302,6 +302,8 @@ fn eve_field(spec_field: &str) -> String {
         "resources.device_tree" => "DeviceTree",
         other => other,
     };
+    // A disk's path is its FileLocation.
+    let rest = if head == "disks" { rest.replace("].target", "].FileLocation") } else { rest.to_string() };
     if rest.is_empty() { eve.to_string() } else { format!("{eve}[{rest}") }
 }
 
@@ -536,6 +538,10 @@ mod tests {
                 "x.json: DiskConfigList[1].Format = 5: VMDK images",
             ),
             (Box::new(|c| c.disk_config_list[0].file_location.clear()), "DiskConfigList[0].FileLocation"),
+            (
+                Box::new(|c| c.disk_config_list[1].file_location = "/v/a\nb.img".into()),
+                "x.json: DiskConfigList[1].FileLocation = \"/v/a\\\\nb.img\": a control character",
+            ),
             (
                 Box::new(|c| c.vif_list[0].mac = GoMac(Some([1, 0x8f, 0xa1, 0, 0, 1]))),
                 "x.json: VifList[0].Mac = 01:8f:a1:00:00:01: a multicast address cannot name an interface",
