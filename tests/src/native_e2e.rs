@@ -76,6 +76,20 @@ fn backend_node(name: &str, kind: &str, node: &str) -> TestResult<String> {
     xenstore_read(&format!("{base}/{devid}/{node}"))
 }
 
+/// `domainctl create` of `text` as `<name>.cfg`, which must fail: its output (stdout, stderr).
+fn create_fails(d: &DaemonProcess, name: &str, text: &str) -> TestResult<(i32, String)> {
+    let path = d.root.join(format!("{name}.cfg"));
+    std::fs::write(&path, text).ctx("write cfg")?;
+    let out = d.domainctl(&["create", &path.display().to_string()])?;
+    Ok((out.code, format!("{}{}", out.stdout, out.stderr)))
+}
+
+/// `xl destroy NAME`, then waits for the loop devices on `image` to go.
+fn xl_destroy_and_wait_loops(name: &str, image: &Path) -> TestResult {
+    xl(&["destroy", name])?;
+    wait_until("xl's loop device to go", Duration::from_secs(30), || loops_of(image).is_empty().then_some(())).map(drop)
+}
+
 /// dom0 pings the guest's IPv6 link-local address (its MAC's EUI-64) over the bridge.
 fn ping_guest(mac_tail: &str) -> TestResult {
     let addr = format!("fe80::216:3eff:fe{mac_tail}%{}", std::env::var("XENBOX_BRIDGE").unwrap_or("xenbr0".into()));
@@ -170,18 +184,13 @@ fn shared_disk_refused(_ctx: &Context) -> TestResult {
     ensure(loops_of(&image).len() == 1, || format!("xl's loop devices: {:?}", loops_of(&image)))?;
     // Ours asks for it read-only: refused, naming xl's domain; nothing left behind.
     let ro = format!("disk = [ 'format=raw,vdev=xvda,access=ro,target={}' ]\n", image.display());
-    let path = d.root.join(format!("{name}.cfg"));
-    std::fs::write(&path, cfg(&name, "", &ro)).ctx("write cfg")?;
-    let out = d.domainctl(&["create", &path.display().to_string()])?;
-    let text = format!("{}{}", out.stdout, out.stderr);
-    ensure(out.code != 0 && text.contains("in use read-write by domain") && text.contains(&xl_name), || {
-        format!("domainctl create: exit {}: {text}", out.code)
+    let (code, text) = create_fails(&d, &name, &cfg(&name, "", &ro))?;
+    ensure(code != 0 && text.contains("in use read-write by domain") && text.contains(&xl_name), || {
+        format!("domainctl create: exit {code}: {text}")
     })?;
     ensure(!running(&name)?, || format!("{name} exists after its refused create"))?;
     ensure(loops_of(&image).len() == 1, || format!("loop devices after the refusal: {:?}", loops_of(&image)))?;
-    xl(&["destroy", &xl_name])?;
-    wait_until("xl's loop device to go", Duration::from_secs(30), || loops_of(&image).is_empty().then_some(()))
-        .map(drop)
+    xl_destroy_and_wait_loops(&xl_name, &image)
 }
 
 fn custom_script_and_failure(_ctx: &Context) -> TestResult {
@@ -217,12 +226,9 @@ fn custom_script_and_failure(_ctx: &Context) -> TestResult {
         image.display(),
         missing.display()
     );
-    let path = d.root.join(format!("{name}.cfg"));
-    std::fs::write(&path, cfg(&name, "", &devices)).ctx("write cfg")?;
-    let out = d.domainctl(&["create", &path.display().to_string()])?;
-    let text = format!("{}{}", out.stdout, out.stderr);
-    ensure(out.code != 0 && text.contains("device setup failed") && text.contains("missing.img"), || {
-        format!("domainctl create: exit {}: {text}", out.code)
+    let (code, text) = create_fails(&d, &name, &cfg(&name, "", &devices))?;
+    ensure(code != 0 && text.contains("device setup failed") && text.contains("missing.img"), || {
+        format!("domainctl create: exit {code}: {text}")
     })?;
     wait_until("the failed domain to be gone", BOOT, || gone(&name))?;
     ensure(loops_of(&image).is_empty(), || format!("loop devices left: {:?}", loops_of(&image)))
@@ -314,9 +320,7 @@ fn saved_then_xl_restores(_ctx: &Context) -> TestResult {
     ensure(backend_node(&name, "vbd", "script")?.ends_with("/block"), || "vbd script".into())?;
     ensure(backend_node(&name, "vif", "hotplug-status")? == "connected", || "vif-bridge did not connect it".into())?;
     ensure(loops_of(&image).len() == 1, || format!("loop devices: {:?}", loops_of(&image)))?;
-    xl(&["destroy", &name])?;
-    wait_until("xl's loop device to go", Duration::from_secs(30), || loops_of(&image).is_empty().then_some(()))
-        .map(drop)
+    xl_destroy_and_wait_loops(&name, &image)
 }
 
 /// A `phy:` disk on a block device (here a loop device the test attached itself): blkback gets
