@@ -73,3 +73,24 @@ pub(crate) fn test_wait_for(what: &str, f: impl Fn() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Tests only (unit and integration): helpers that must not live twice.
+#[doc(hidden)]
+pub mod testing {
+    use std::path::Path;
+
+    /// Writes an executable script at `path` that a test then runs (or has the daemon run).
+    ///
+    /// Not `fs::write` then `chmod`: while this process holds the file open for writing,
+    /// another test thread may fork, and its child keeps a copy of that descriptor until it
+    /// execs. Running the script meanwhile fails with ETXTBSY ("Text file busy"), as it did in
+    /// CI. `install` writes the file in a process of its own, which has exited before this
+    /// returns, so no descriptor open for writing is ever left in this process's children.
+    pub fn write_script(path: &Path, text: &str) {
+        let staged = path.with_extension("staged");
+        std::fs::write(&staged, text).unwrap();
+        let status = std::process::Command::new("install").arg("-m755").arg(&staged).arg(path).status().unwrap();
+        assert!(status.success(), "install {} failed: {status}", path.display());
+        std::fs::remove_file(&staged).unwrap();
+    }
+}

@@ -110,8 +110,7 @@ echo \"$1\" >> {log}\nexec {real} \"$@\"\n",
         log = log.display(),
         real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
     );
-    std::fs::write(&helper, script).unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    domainmgrd::testing::write_script(&helper, &script);
     (helper, log)
 }
 
@@ -156,8 +155,7 @@ fn a_helper_failure_is_tried_again_at_the_next_rescan() {
         repaired = repaired.display(),
         real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
     );
-    std::fs::write(&helper, script).unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    domainmgrd::testing::write_script(&helper, &script);
     let mut options = env.options();
     options.xl_parser = XlParser::new(&helper);
     env.start_with(options);
@@ -217,8 +215,7 @@ fn a_slow_parse_never_blocks_the_supervisor() {
         gate = gate.display(),
         real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
     );
-    std::fs::write(&helper, script).unwrap();
-    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    domainmgrd::testing::write_script(&helper, &script);
     let mut options = env.options();
     options.xl_parser = XlParser::new(&helper).with_timeout(std::time::Duration::from_secs(60));
     env.start_with(options);

@@ -175,8 +175,7 @@ mod tests {
 
     fn fake_program(dir: &std::path::Path, name: &str, script: &str) -> PathBuf {
         let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        crate::testing::write_script(&path, &format!("#!/bin/sh\n{script}\n"));
         path
     }
 
@@ -241,9 +240,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("calls");
         let fake = dir.path().join("modprobe");
-        std::fs::write(&fake, format!("#!/bin/sh\necho \"$@\" >> {}\n[ \"$1\" != -r ]\n", log.display())).unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&fake).unwrap().permissions(), 0o755);
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        crate::testing::write_script(
+            &fake,
+            &format!("#!/bin/sh\necho \"$@\" >> {}\n[ \"$1\" != -r ]\n", log.display()),
+        );
         let host = Host { modprobe: fake, ..Host::default() };
         host.usb_modules(true).unwrap();
         let err = host.usb_modules(false).unwrap_err();

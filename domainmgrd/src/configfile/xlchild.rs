@@ -264,8 +264,7 @@ mod tests {
         // A stand-in that never answers (a shell that ignores its input and waits).
         let dir = tempfile::tempdir().unwrap();
         let hang = dir.path().join("hang");
-        std::fs::write(&hang, "#!/bin/sh\nexec sleep 3600\n").unwrap();
-        std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        crate::testing::write_script(&hang, "#!/bin/sh\nexec sleep 3600\n");
         let parser = XlParser::new(&hang).with_timeout(Duration::from_millis(200));
         let e = parser.parse("g.cfg", b"name = 'g'\n").unwrap_err();
         assert!(e.starts_with("g.cfg: the xl.cfg parser took longer than 200ms and was killed"), "{e}");
@@ -276,8 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = |name: &str, body: &str| {
             let path = dir.path().join(name);
-            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            crate::testing::write_script(&path, &format!("#!/bin/sh\n{body}\n"));
             XlParser::new(path)
         };
         let e = script("abort", "echo 'it went wrong' >&2; kill -ABRT $$").parse("g.cfg", b"").unwrap_err();

@@ -68,8 +68,7 @@ impl Env {
         let modprobe = root.join("modprobe");
         if !modprobe.exists() {
             let script = format!("#!/bin/sh\necho \"$@\" >> {}\n", root.join("modprobe.log").display());
-            std::fs::write(&modprobe, script).unwrap();
-            std::fs::set_permissions(&modprobe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            domainmgrd::testing::write_script(&modprobe, &script);
         }
         Sources {
             adapter_list: root.join("zedagent/PhysicalIOAdapterList/global.json"),
