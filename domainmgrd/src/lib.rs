@@ -88,9 +88,14 @@ pub mod testing {
     /// returns, so no descriptor open for writing is ever left in this process's children.
     pub fn write_script(path: &Path, text: &str) {
         let staged = path.with_extension("staged");
-        std::fs::write(&staged, text).unwrap();
-        let status = std::process::Command::new("install").arg("-m755").arg(&staged).arg(path).status().unwrap();
-        assert!(status.success(), "install {} failed: {status}", path.display());
-        std::fs::remove_file(&staged).unwrap();
+        let written = std::fs::write(&staged, text)
+            .and_then(|()| std::process::Command::new("install").arg("-m755").arg(&staged).arg(path).status())
+            .and_then(|status| match status.success() {
+                true => std::fs::remove_file(&staged),
+                false => Err(std::io::Error::other(format!("install exited with {status}"))),
+            });
+        if let Err(e) = written {
+            panic!("cannot write the script {}: {e}", path.display());
+        }
     }
 }
