@@ -10,13 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use domainmgrd::configfile::XlParser;
+use domainmgrd::configfile::DRY_RUN_ARG;
 use domainmgrd::control::{self, CallError, Request, Response, exit};
 use domainmgrd::domain::Report;
-use domainmgrd::error_chain;
 use domainmgrd::settings::MAX_SECONDS;
-use domainmgrd::supervisor::{ListRow, MetricRow, load_domain_file};
-use domainmgrd::translate::PvBoot;
+use domainmgrd::supervisor::{ListRow, MetricRow};
 
 /// Control domainmgrd, the Xen domain manager: list, start, stop, save and restore domains, boot
 /// and shut down the host's domains.
@@ -355,28 +353,18 @@ fn show(cmd: &Cmd, r: &Response) {
     }
 }
 
-/// `create --dry-run`: the libxl JSON for a file, as `xl -N create` prints it.
+/// `create --dry-run`: the libxl JSON for a file, as `xl -N create` prints it. The xl.cfg
+/// helper does it (`domainmgrd-xlparse --dry-run`, see [`dry_run_json`](domainmgrd::supervisor::dry_run_json)):
+/// it links libxl, and this binary then needs no Xen library, so it starts fast (every
+/// `domainctl` command, in a dom0, under load).
 fn dry_run(file: &Path, xl_conf: &Path) -> i32 {
-    // The same parse as the daemon's: in a child, the helper beside this binary (or the
-    // packaged one), so that a hostile file cannot crash or exhaust domainctl either.
-    // On a Xen host CPU lists read as xl reads them there; elsewhere `all` is no pinning.
-    // An EVE config's PV app is PVH, or PV, as the daemon would run it here (with the
-    // daemon's default images).
-    let ctx = xenctl::Context::new().ok();
-    let host = ctx.as_ref().and_then(|ctx| ctx.host_cpus().ok());
-    let cap_hvm = ctx.as_ref().and_then(|ctx| ctx.host_info().ok()).is_some_and(|h| h.cap_hvm);
-    let pv = PvBoot::for_host(cap_hvm, true, PvBoot::PVH_FIRMWARE.into(), PvBoot::PV_GRUB.into());
-    let spec = load_domain_file(file, &XlParser::default().with_host(host), &pv)
-        .and_then(|l| l.translated.map(|t| t.spec).map_err(|e| e.to_string()))
-        .and_then(|mut spec| domainmgrd::xlconf::apply(Some(xl_conf), &mut spec).map(|()| spec));
-    match spec.and_then(|s| s.to_libxl_json().map_err(|e| error_chain(&e))) {
-        Ok(out) => {
-            println!("{out}");
-            0
-        }
+    let helper = domainmgrd::configfile::default_helper();
+    let status = std::process::Command::new(&helper).arg(DRY_RUN_ARG).arg(file).arg(xl_conf).status();
+    match status {
+        Ok(s) => s.code().unwrap_or(exit::FAILED),
         Err(e) => {
-            eprintln!("domainctl: {e}");
-            1
+            eprintln!("domainctl: cannot run {}: {e}", helper.display());
+            exit::FAILED
         }
     }
 }

@@ -1,11 +1,37 @@
-//! domainmgrd-xlparse: parses one xl.cfg file for domainmgrd and domainctl, in a process of its
-//! own, so that libxlutil aborting or exhausting memory on a hostile file ends this process
-//! and not the daemon. It limits its own memory and CPU time first, reads the file's bytes on
-//! stdin and writes the result as JSON on stdout: `domainmgrd-xlparse SOURCE < FILE`, where
-//! SOURCE names the file in errors. The daemon runs it; people need not.
+//! domainmgrd-xlparse: the libxl side of domainmgrd's tools, in a process of its own.
+//!
+//! - `domainmgrd-xlparse SOURCE < FILE` parses one xl.cfg file for domainmgrd and domainctl,
+//!   so that libxlutil aborting or exhausting memory on a hostile file ends this process and
+//!   not the daemon. It limits its own memory and CPU time first, reads the file's bytes on
+//!   stdin and writes the result as JSON on stdout; SOURCE names the file in errors.
+//! - `domainmgrd-xlparse --dry-run FILE XL_CONF` is `domainctl create --dry-run`: it prints the
+//!   libxl JSON of FILE (an xl.cfg, parsed as above in a child of its own, or an EVE
+//!   DomainConfig) with XL_CONF's settings, so that `domainctl` itself links no Xen library.
+//!
+//! The daemon and domainctl run it; people need not.
 
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    domainmgrd::configfile::helper_main()
+use std::path::Path;
+use std::process::ExitCode;
+
+use domainmgrd::configfile::DRY_RUN_ARG;
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    match args.as_slice() {
+        [mode, file, xl_conf] if *mode == DRY_RUN_ARG => {
+            match domainmgrd::supervisor::dry_run_json(Path::new(file), Path::new(xl_conf)) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("domainctl: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => domainmgrd::configfile::helper_main(),
+    }
 }

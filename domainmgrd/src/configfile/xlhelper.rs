@@ -23,6 +23,10 @@ use crate::error_chain;
 /// The helper binary's file name.
 pub const HELPER_NAME: &str = "domainmgrd-xlparse";
 
+/// The helper's first argument for its other job, `domainctl create --dry-run`:
+/// `domainmgrd-xlparse --dry-run FILE XL_CONF` prints the libxl JSON of FILE (see the binary).
+pub const DRY_RUN_ARG: &str = "--dry-run";
+
 /// The helper's optional second argument: the host's CPUs ([`HostCpus`] as JSON), for CPU lists
 /// such as `cpus = "all"` that xl reads against the host.
 pub(crate) const HOST_CPUS_ARG: &str = "--host-cpus=";

@@ -482,6 +482,28 @@ pub fn load_domain_file(file: &Path, parser: &XlParser, pv: &translate::PvBoot) 
     }
 }
 
+/// `domainctl create --dry-run`: the libxl JSON of a domain file, as `xl -N create` prints it,
+/// with `xl_conf`'s settings applied as the daemon applies them. The parse is the daemon's (in
+/// a child, `parser`); on a Xen host CPU lists read as xl reads them there (elsewhere `all` is
+/// no pinning), and an EVE config's PV app runs as PVH or PV as the daemon would run it here.
+/// It needs libxl (for the JSON and the host), so it runs in the helper
+/// (`domainmgrd-xlparse --dry-run`), not in `domainctl`, which then links no Xen library.
+pub fn dry_run_json(file: &Path, xl_conf: &Path) -> Result<String, String> {
+    let ctx = xenctl::Context::new().ok();
+    let host = ctx.as_ref().and_then(|ctx| ctx.host_cpus().ok());
+    let cap_hvm = ctx.as_ref().and_then(|ctx| ctx.host_info().ok()).is_some_and(|h| h.cap_hvm);
+    let pv = translate::PvBoot::for_host(
+        cap_hvm,
+        true,
+        translate::PvBoot::PVH_FIRMWARE.into(),
+        translate::PvBoot::PV_GRUB.into(),
+    );
+    let loaded = load_domain_file(file, &XlParser::default().with_host(host), &pv)?;
+    let mut spec = loaded.translated.map(|t| t.spec).map_err(|e| e.to_string())?;
+    crate::xlconf::apply(Some(xl_conf), &mut spec)?;
+    spec.to_libxl_json().map_err(|e| error_chain(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
