@@ -104,9 +104,9 @@ fn hostile_autostart_files_are_reported_and_the_daemon_keeps_serving() {
 fn counting_helper(env: &Env) -> (PathBuf, PathBuf) {
     let log = env.dir.path().join("parses.log");
     let helper = env.dir.path().join("counting-xlparse");
+    // Its stdin is the file's name, a NUL, the file; the daemon starts it ahead of the file.
     let script = format!(
-        "#!/bin/sh
-echo \"$1\" >> {log}\nexec {real} \"$@\"\n",
+        "#!/bin/sh\nin=$(mktemp)\ncat > \"$in\"\ntr '\\0' '\\n' < \"$in\" | head -n 1 >> {log}\nexec {real} \"$@\" < \"$in\"\n",
         log = log.display(),
         real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
     );
@@ -210,7 +210,7 @@ fn a_slow_parse_never_blocks_the_supervisor() {
     let started = env.dir.path().join("parse-started");
     let helper = env.dir.path().join("gated-xlparse");
     let script = format!(
-        "#!/bin/sh\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.01; done\nexec {real} \"$@\"\n",
+        "#!/bin/sh\nin=$(mktemp)\ncat > \"$in\"\ntouch {started}\nwhile [ ! -e {gate} ]; do sleep 0.01; done\nexec {real} \"$@\" < \"$in\"\n",
         started = started.display(),
         gate = gate.display(),
         real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),

@@ -72,13 +72,13 @@ fn a_blow_up_no_filter_knows_is_stopped_by_the_childs_memory_limit() {
     // MiB: with the helper's limit lowered to 16 MiB, the limit is what stops it.
     let text = format!("name = 'g'\nkernel = '/k'\n{}", "k += [\"a\"]\n".repeat(2_000));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_domainmgrd-xlparse"))
-        .arg("/etc/xen/auto/bomb.cfg")
         .env(MEMORY_ENV, "16")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let input = [b"/etc/xen/auto/bomb.cfg\0", text.as_bytes()].concat();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &input).unwrap();
     let out = child.wait_with_output().unwrap();
     let reply = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -127,4 +127,87 @@ fn deep_nesting_is_a_parse_error() {
     let text = format!("name = 'g'\nkernel = '/k'\nk = {}'a'{}\n", "[".repeat(20_000), "]".repeat(20_000));
     let e = parser().parse("deep.cfg", text.as_bytes()).unwrap_err();
     assert!(e.starts_with("deep.cfg:3: "), "{e}");
+}
+
+/// A stand-in helper that logs `started PID` when it starts and `parsed PID SOURCE` once it has
+/// its input, then parses it with the real helper.
+fn logging_helper(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let log = dir.join("helper.log");
+    let helper = dir.join("logging-xlparse");
+    let script = format!(
+        "#!/bin/sh\necho started $$ >> {log}\nin=$(mktemp)\ncat > \"$in\"\necho parsed $$ $(tr '\\0' '\\n' < \"$in\" | head -n 1) >> {log}\nexec {real} \"$@\" < \"$in\"\n",
+        log = log.display(),
+        real = env!("CARGO_BIN_EXE_domainmgrd-xlparse"),
+    );
+    domainmgrd::testing::write_script(&helper, &script);
+    (helper, log)
+}
+
+/// The helpers started (their PIDs, in order) and what each parsed (PID and source).
+fn helper_log(log: &std::path::Path) -> (Vec<String>, Vec<(String, String)>) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let (mut started, mut parsed) = (vec![], vec![]);
+    for line in text.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        match words[..] {
+            ["started", pid] => started.push(pid.to_string()),
+            ["parsed", pid, source] => parsed.push((pid.to_string(), source.to_string())),
+            _ => panic!("{line:?}"),
+        }
+    }
+    (started, parsed)
+}
+
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+#[test]
+fn with_a_spare_each_parse_uses_a_helper_started_ahead_and_starts_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let (helper, log) = logging_helper(dir.path());
+    let wait_for = |started: usize, parsed: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (s, p) = helper_log(&log);
+            if (s.len(), p.len()) == (started, parsed) {
+                return (s, p);
+            }
+            assert!(std::time::Instant::now() < deadline, "{s:?} {p:?}, wanted {started} started, {parsed} parsed");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    // Without a spare, a helper starts for each file, when it comes.
+    let cold = XlParser::new(&helper);
+    cold.parse("a.cfg", PV_KERNEL.as_bytes()).unwrap();
+    wait_for(1, 1);
+    std::fs::remove_file(&log).unwrap();
+
+    // With one, a helper is waiting before the first file.
+    let parser = XlParser::new(&helper).with_spare();
+    let (first, _) = wait_for(1, 0);
+    let child = parser.parse("a.cfg", PV_KERNEL.as_bytes()).unwrap();
+    assert_eq!(child, parse_xl_config("a.cfg", PV_KERNEL.as_bytes()).unwrap());
+    // The file went to the one started ahead, and the next is waiting already.
+    let (started, parsed) = wait_for(2, 1);
+    assert_eq!(parsed, [(first[0].clone(), "a.cfg".to_string())]);
+    let spare = started[1].clone();
+    assert!(alive(&spare));
+
+    // A spare that died meanwhile is not used: a new helper parses, and a new spare waits.
+    std::process::Command::new("kill").arg("-9").arg(&spare).status().unwrap();
+    parser.parse("b.cfg", PV_KERNEL.as_bytes()).unwrap();
+    let (started, parsed) = wait_for(4, 2);
+    assert_eq!(parsed[1].1, "b.cfg");
+    assert_ne!(parsed[1].0, spare);
+    let spare =
+        started.iter().find(|pid| !parsed.iter().any(|(p, _)| p == *pid) && **pid != started[1]).unwrap().clone();
+    assert!(alive(&spare));
+
+    // A clone shares the spare; dropping the last parser kills it.
+    let clone = parser.clone();
+    drop(parser);
+    assert!(alive(&spare));
+    drop(clone);
+    assert!(!alive(&spare), "the spare {spare} outlived its parser");
 }

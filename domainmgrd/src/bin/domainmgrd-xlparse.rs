@@ -1,9 +1,10 @@
 //! domainmgrd-xlparse: the libxl side of domainmgrd's tools, in a process of its own.
 //!
-//! - `domainmgrd-xlparse SOURCE < FILE` parses one xl.cfg file for domainmgrd and domainctl,
-//!   so that libxlutil aborting or exhausting memory on a hostile file ends this process and
-//!   not the daemon. It limits its own memory and CPU time first, reads the file's bytes on
-//!   stdin and writes the result as JSON on stdout; SOURCE names the file in errors.
+//! - `domainmgrd-xlparse [--host-cpus=JSON]` parses one xl.cfg file for domainmgrd and
+//!   domainctl, so that libxlutil aborting or exhausting memory on a hostile file ends this
+//!   process and not the daemon. It limits its own memory and CPU time first, then reads its
+//!   stdin (a name for the file in errors, a NUL byte, the file's bytes) and writes the result
+//!   as JSON on stdout.
 //! - `domainmgrd-xlparse --dry-run FILE XL_CONF` is `domainctl create --dry-run`: it prints the
 //!   libxl JSON of FILE (an xl.cfg, parsed as above in a child of its own, or an EVE
 //!   DomainConfig) with XL_CONF's settings, so that `domainctl` itself links no Xen library.

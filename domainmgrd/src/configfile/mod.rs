@@ -23,7 +23,9 @@ mod xlchild;
 mod xlhelper;
 
 pub use xlchild::{XlParseError, XlParser, default_helper};
-pub use xlhelper::{DRY_RUN_ARG, HELPER_NAME, LIMITS, Limits, MEMORY_ENV, helper_main, parse_xl_config, parse_xl_config_on};
+pub use xlhelper::{
+    DRY_RUN_ARG, HELPER_NAME, LIMITS, Limits, MEMORY_ENV, helper_main, parse_xl_config, parse_xl_config_on,
+};
 
 /// A kind of config file: what it is called in errors and how large it may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

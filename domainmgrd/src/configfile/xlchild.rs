@@ -3,11 +3,18 @@
 //! limits its own memory and CPU time; this side bounds the wall-clock time (killing and
 //! reaping a helper that takes longer) and how much of its output it keeps, and turns a
 //! crash, a kill by a limit or a timeout into an error naming the file and what happened.
+//!
+//! One helper per file, so no parse ever sees another's state. The daemon keeps one started
+//! ahead ([`XlParser::with_spare`]): a helper's start (loading libxenlight and the Xen
+//! libraries under it) was a third of a create's time in a dom0 under load, and a spare has
+//! done it before the file comes. The spare waits on its stdin, using no CPU; should the
+//! daemon die, its stdin closes and it exits.
 
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xenctl::{HostCpus, XlConfigFile};
@@ -37,11 +44,27 @@ pub fn default_helper() -> PathBuf {
 }
 
 /// Parses xl.cfg bytes in a child process, the helper binary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct XlParser {
     helper: PathBuf,
     timeout: Duration,
     host: Option<HostCpus>,
+    /// With [`with_spare`](Self::with_spare): the helper started ahead, shared by the clones.
+    spare: Option<Arc<Spare>>,
+}
+
+/// A helper started ahead of its file, waiting on its stdin. Killed (and reaped) when the
+/// last parser that could use it goes.
+#[derive(Debug, Default)]
+struct Spare(parking_lot::Mutex<Option<Child>>);
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.get_mut().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Default for XlParser {
@@ -55,13 +78,23 @@ impl XlParser {
     /// A parser that runs `helper`, allowing it 10 s of wall-clock time (its CPU-time limit is
     /// 2 s: the rest is room for a loaded host).
     pub fn new(helper: impl Into<PathBuf>) -> XlParser {
-        XlParser { helper: helper.into(), timeout: Duration::from_secs(10), host: None }
+        XlParser { helper: helper.into(), timeout: Duration::from_secs(10), host: None, spare: None }
     }
 
     /// The same, reading CPU lists on this host (`cpus = "all"`, `nodes:N`) as xl reads them
-    /// there; without it `all` is no pinning and node lists are refused.
+    /// there; without it `all` is no pinning and node lists are refused. (A spare started
+    /// for another host is not used.)
     pub fn with_host(self, host: Option<HostCpus>) -> XlParser {
-        XlParser { host, ..self }
+        let spare = self.spare.as_ref().map(|_| Arc::default());
+        XlParser { host, spare, ..self }
+    }
+
+    /// The same, keeping one helper started ahead of the next file (and starting it now), so
+    /// that a parse does not wait for a helper's start. The daemon's parser.
+    pub fn with_spare(self) -> XlParser {
+        let parser = XlParser { spare: Some(Arc::default()), ..self };
+        parser.refill_spare();
+        parser
     }
 
     /// The same, with another wall-clock limit.
@@ -95,25 +128,54 @@ impl XlParser {
         reply.result.map_err(XlParseError::File)
     }
 
-    fn run(&self, source: &str, bytes: &[u8]) -> Result<Reply, String> {
-        let started = Instant::now();
-        let deadline = started + self.timeout;
+    /// A started helper: the spare if there is a live one (and a new spare started in its
+    /// place), else a new one.
+    fn helper_child(&self) -> Result<Child, String> {
+        // One that has exited already (killed, or the helper was broken when it started) is
+        // reaped here and not used.
+        let spare = self.spare.as_ref().and_then(|spare| spare.0.lock().take());
+        let live = spare.and_then(|mut child| matches!(child.try_wait(), Ok(None)).then_some(child));
+        let child = live.map_or_else(|| self.start(), Ok);
+        self.refill_spare();
+        child
+    }
+
+    fn refill_spare(&self) {
+        let Some(spare) = &self.spare else { return };
+        let mut slot = spare.0.lock();
+        if slot.is_none() {
+            match self.start() {
+                Ok(child) => *slot = Some(child),
+                Err(e) => log::debug!("no spare xl.cfg parser: {e}"),
+            }
+        }
+    }
+
+    fn start(&self) -> Result<Child, String> {
         let mut command = Command::new(&self.helper);
-        command.arg(source);
         if let Some(host) = &self.host {
             let json = serde_json::to_string(host).map_err(|e| format!("the host's CPUs as JSON: {e}"))?;
             command.arg(format!("{HOST_CPUS_ARG}{json}"));
         }
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = crate::spawn_when_not_busy(&mut command)
-            .map_err(|e| format!("cannot run the xl.cfg parser {}: {e}", self.helper.display()))?;
+        crate::spawn_when_not_busy(&mut command)
+            .map_err(|e| format!("cannot run the xl.cfg parser {}: {e}", self.helper.display()))
+    }
+
+    fn run(&self, source: &str, bytes: &[u8]) -> Result<Reply, String> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut child = self.helper_child()?;
         // Each pipe has its own thread: the helper may stop reading, or never write.
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let bytes = bytes.to_vec();
+        // The source, a NUL, the file (a source name cannot hold a NUL; a record's name might).
+        let mut input = source.replace('\0', "\\0").into_bytes();
+        input.push(0);
+        input.extend_from_slice(bytes);
         spawn_detached("xlparse-in", move || {
             if let Some(mut stdin) = stdin {
                 // A helper that dies first closes the pipe: its exit status says why.
-                let _ = stdin.write_all(&bytes);
+                let _ = stdin.write_all(&input);
             }
         });
         let out = read_in_thread("xlparse-out", stdout, MAX_REPLY_BYTES + 1);

@@ -27,7 +27,7 @@ pub const HELPER_NAME: &str = "domainmgrd-xlparse";
 /// `domainmgrd-xlparse --dry-run FILE XL_CONF` prints the libxl JSON of FILE (see the binary).
 pub const DRY_RUN_ARG: &str = "--dry-run";
 
-/// The helper's optional second argument: the host's CPUs ([`HostCpus`] as JSON), for CPU lists
+/// The helper's optional argument: the host's CPUs ([`HostCpus`] as JSON), for CPU lists
 /// such as `cpus = "all"` that xl reads against the host.
 pub(crate) const HOST_CPUS_ARG: &str = "--host-cpus=";
 
@@ -98,27 +98,25 @@ pub fn parse_xl_config_on(source: &str, bytes: &[u8], host: Option<&HostCpus>) -
     })
 }
 
-/// The `domainmgrd-xlparse` binary: `domainmgrd-xlparse SOURCE < FILE`. Puts [`LIMITS`] on
-/// itself, no core dumps and no file writes, reads at most [`XL_CFG`]'s cap from stdin,
-/// parses it with [`parse_xl_config`] (SOURCE names the file in errors) and writes a JSON
-/// reply on stdout. Exit status 0 whenever it could answer, parse errors included.
+/// The `domainmgrd-xlparse` binary: `domainmgrd-xlparse [--host-cpus=JSON]`, its stdin
+/// SOURCE, a NUL byte, then the file's bytes. Puts [`LIMITS`] on itself, no core dumps and no
+/// file writes, before it reads a byte (so a helper may be started ahead of its file, and
+/// wait for it: see [`XlParser`](super::XlParser)); reads at most [`XL_CFG`]'s cap, parses it
+/// with [`parse_xl_config`] (SOURCE names the file in errors) and writes a JSON reply on
+/// stdout. Exit status 0 whenever it could answer, parse errors included.
 pub fn helper_main() -> ExitCode {
     if let Err(e) = limit_self(&lowered(LIMITS, std::env::var(MEMORY_ENV).ok().as_deref())) {
         eprintln!("{HELPER_NAME}: cannot limit itself, so it does not parse: {e}");
         return ExitCode::from(3);
     }
-    let Some(source) = std::env::args_os().nth(1).map(|s| s.to_string_lossy().into_owned()) else {
-        eprintln!(
-            "usage: {HELPER_NAME} SOURCE [{HOST_CPUS_ARG}JSON] < FILE (the daemon runs it; SOURCE names FILE in errors)"
-        );
-        return ExitCode::from(2);
-    };
-    let host = match std::env::args_os().nth(2).map(|a| a.to_string_lossy().into_owned()) {
+    let host = match std::env::args_os().nth(1).map(|a| a.to_string_lossy().into_owned()) {
         None => None,
         Some(arg) => match arg.strip_prefix(HOST_CPUS_ARG).map(serde_json::from_str::<HostCpus>) {
             Some(Ok(host)) => Some(host),
             _ => {
-                eprintln!("{HELPER_NAME}: {arg:?}: expected {HOST_CPUS_ARG} and the host's CPUs as JSON");
+                eprintln!(
+                    "usage: {HELPER_NAME} [{HOST_CPUS_ARG}JSON] < SOURCE NUL FILE (the daemon runs it; SOURCE names FILE in errors)"
+                );
                 return ExitCode::from(2);
             }
         },
@@ -126,12 +124,20 @@ pub fn helper_main() -> ExitCode {
     if log::set_logger(&WARNINGS).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
     }
-    let mut bytes = Vec::new();
-    if let Err(e) = std::io::stdin().lock().take(XL_CFG.max_bytes + 1).read_to_end(&mut bytes) {
+    let mut input = Vec::new();
+    let cap = MAX_SOURCE_BYTES + 1 + XL_CFG.max_bytes + 1;
+    if let Err(e) = std::io::stdin().lock().take(cap).read_to_end(&mut input) {
         eprintln!("{HELPER_NAME}: reading stdin: {e}");
         return ExitCode::from(1);
     }
-    let result = parse_xl_config_on(&source, &bytes, host.as_ref());
+    let Some(nul) = input.iter().take(MAX_SOURCE_BYTES as usize + 1).position(|&b| b == 0) else {
+        // The daemon went away (an empty stdin) or this is not the daemon.
+        eprintln!("{HELPER_NAME}: stdin does not start with a source name and a NUL byte");
+        return ExitCode::from(2);
+    };
+    let source = String::from_utf8_lossy(&input[..nul]).into_owned();
+    let bytes = &input[nul + 1..];
+    let result = parse_xl_config_on(&source, bytes, host.as_ref());
     let reply = Reply { result, warnings: std::mem::take(&mut *WARNINGS.0.lock()) };
     let mut out = std::io::stdout().lock();
     match serde_json::to_writer(&mut out, &reply).map_err(std::io::Error::from).and_then(|()| out.flush()) {
@@ -142,6 +148,9 @@ pub fn helper_main() -> ExitCode {
         }
     }
 }
+
+/// The longest source name the helper reads (a path, `PATH_MAX`).
+pub(crate) const MAX_SOURCE_BYTES: u64 = 4096;
 
 /// An environment variable that lowers (never raises) the helper's memory limit, in MiB: for
 /// tests of the limit itself, and hosts that want it tighter.

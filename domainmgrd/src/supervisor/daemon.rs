@@ -173,6 +173,8 @@ impl Daemon {
                 log::warn!("cannot read the host's CPUs ({e}); xl.cfg CPU lists naming all or NUMA nodes are refused")
             }
         }
+        // A helper started ahead of each xl.cfg parse (see `configfile/xlchild.rs`).
+        options.xl_parser = options.xl_parser.with_spare();
         // EVE's xen-start runs PV apps as PVH when `xl info` says the host runs HVM guests;
         // when the host cannot be read, it says nothing, and they run as PV.
         let cap_hvm = hv.host_info().map(|h| h.cap_hvm).unwrap_or_else(|e| {
