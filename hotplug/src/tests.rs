@@ -281,3 +281,23 @@ fn release_detaches_only_a_loop_device_that_still_holds_its_file() {
     assert!(nd.blocks.loops.lock().unwrap().contains_key(&1));
     assert!(nd.blocks.loops.lock().unwrap().contains_key(&3));
 }
+
+#[test]
+fn a_disk_waiting_for_blkback_holds_up_no_other_domains_disk() {
+    // The block script's lock covers the sharing check and the claim, not blkback's open.
+    let nd = nd().with_blkback_wait(std::time::Duration::from_secs(5));
+    nd.blocks.file("/img/a", 1);
+    nd.blocks.file("/img/b", 2);
+    vbd(&nd, 1, 51712, NOOP, "/img/a", "w");
+    vbd(&nd, 2, 51712, NOOP, "/img/b", "w");
+    nd.blocks.never_opened.lock().unwrap().push((1, 51712));
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| nd.attach(1));
+        while get(&nd, "/local/domain/0/backend/vbd/1/51712/physical-device").is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(nd.attach(2).is_ok());
+        assert!(!slow.is_finished(), "domain 2's disk waited for domain 1's blkback");
+        assert!(slow.join().unwrap().is_err());
+    });
+}

@@ -22,8 +22,8 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
     let params = get("params").filter(|p| !p.is_empty()).ok_or("no disk path (params) in its back end")?;
     let write = writable(get("mode").as_deref());
     let path = Path::new(&params);
-    let _claim = nd.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let _lock = nd.lock_file.as_deref().map(lock).transpose()?;
+    let claim = nd.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock_held = nd.lock_file.as_deref().map(lock).transpose()?;
     let kind = nd.blocks.kind(path)?;
     sharing::check(nd, domid, devid, &params, kind, write)?;
     // The loop device stays open (`_open`) until blkback has it: see `LoopDev::open`.
@@ -54,6 +54,11 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
         }
         return Err(format!("write its back end: {e}"));
     }
+    // The claim is in xenstore now, where every later sharing check sees it: the locks go
+    // before the wait for blkback (as the block script releases its lock once it has
+    // written), so other domains' disks are not held up behind this one.
+    drop(lock_held);
+    drop(claim);
     // blkback opens the device as it sees `physical-device` (a watch: milliseconds).
     let deadline = std::time::Instant::now() + nd.blkback_open;
     while !nd.blocks.backend_opened(domid, devid) {
