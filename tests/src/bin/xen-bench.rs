@@ -10,7 +10,9 @@
 //! loop vs parallel `xl create` processes).
 //!
 //! Run with `scripts/bench-box.sh [devices]` (it builds release binaries and boots the box).
+//! With `XENBENCH_LOG_DIR` set, `devices` copies the daemon's log there.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use xen_tests::*;
@@ -266,6 +268,12 @@ fn device_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult {
         row(rows, format!("{what}: {n} `domainctl create` at once"), fmt(&dm) + &failures(&dm_failed));
     }
     d.terminate()?;
+    // For a look at where the time went: the daemon's log (its lines are stamped).
+    if let Ok(dir) = std::env::var("XENBENCH_LOG_DIR") {
+        let to = Path::new(&dir).join("bench-native-daemon.log");
+        std::fs::copy(d.root.join("daemon.log"), &to).ctx("copy the daemon's log")?;
+        println!("the daemon's log: {}", to.display());
+    }
     Ok(())
 }
 
@@ -418,7 +426,7 @@ fn main() -> Result<(), String> {
             },
         );
     }
-    let paths = std::sync::Arc::new(domainmgrd::files::Paths::under(std::path::Path::new("/tmp/bench-metrics")));
+    let paths = std::sync::Arc::new(domainmgrd::files::Paths::under(Path::new("/tmp/bench-metrics")));
     paths.create_all().ctx("metrics dirs")?;
     let hv = domainmgrd::hypervisor::LibxlHypervisor::open().ctx("hypervisor")?;
     let outputs = domainmgrd::agent::Outputs::open(&paths.status_dir, None).ctx("publications")?;
