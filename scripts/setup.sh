@@ -10,6 +10,8 @@
 # $CARGO_HOME/bin, beside cargo), help2man for the man pages, dpkg-dev (dpkg-shlibdeps),
 # systemd (systemd-analyze verify), man-db and lintian for the checks. genisoimage builds EVE
 # apps' cloud-init config disks (the daemon runs it; its unit tests read the ISOs back with isoinfo).
+# busybox-static and util-linux's unshare: the container init's tests run it as PID 1 of a new
+# PID namespace on a busybox root filesystem.
 # For the fuzz targets (scripts/fuzz.sh, which test.sh runs): rustup's nightly toolchain and
 # cargo-fuzz, installed like cargo-deb.
 # Re-runs are cheap. Never removes a package.
@@ -20,7 +22,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(libxen-dev libclang-dev pkg-config gcc libc6-dev make git ca-certificates curl
-  dpkg-dev help2man man-db systemd lintian qemu-utils genisoimage)
+  dpkg-dev help2man man-db systemd lintian qemu-utils genisoimage busybox-static util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
