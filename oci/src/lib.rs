@@ -20,6 +20,7 @@
 mod config;
 mod image;
 mod layer;
+pub mod layout;
 mod rootfs;
 mod store;
 mod unpack;
