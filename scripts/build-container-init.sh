@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 target=x86_64-unknown-linux-gnu
 target_dir=${CARGO_TARGET_DIR:-target/static}
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+# Stripped: the initramfs carries it into every container guest (2.8 MB, not 15.7).
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C strip=symbols" \
   cargo build --release -p xen-container-init --bin xen-container-init \
   --target "$target" --target-dir "$target_dir" "$@"
 

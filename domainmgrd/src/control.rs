@@ -63,6 +63,11 @@ pub enum Request {
         /// The file (read by the daemon).
         file: PathBuf,
     },
+    /// Run a container image as a transient domain (see `container/`).
+    Run {
+        /// What to run, and how (its `cmd` field cannot sit beside the request's own tag).
+        container: crate::container::RunRequest,
+    },
     /// Save a managed domain to a file (default: the save directory) and stop it.
     Save {
         /// Name, UUID or domid.
@@ -375,6 +380,15 @@ mod tests {
         assert_eq!(text, r#"{"cmd":"stop","domain":"web","force":true,"timeout_secs":5}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
         assert_eq!(serde_json::to_string(&Request::HostStart).unwrap(), r#"{"cmd":"host-start"}"#);
+        // A container's own `cmd` beside the request's tag.
+        let run = crate::container::RunRequest {
+            image: "/i.tar".into(),
+            cmd: Some(vec!["sh".into()]),
+            env: vec!["A=1".into()],
+            ..Default::default()
+        };
+        let r = Request::Run { container: run };
+        assert_eq!(serde_json::from_str::<Request>(&serde_json::to_string(&r).unwrap()).unwrap(), r);
     }
 
     #[test]

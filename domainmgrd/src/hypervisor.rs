@@ -93,6 +93,11 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf>;
     /// Sends the domain's shutdown and death events to `events` until the guard is dropped.
     fn watch(&self, domid: DomId, events: Sender<DomainEvent>) -> HvResult<Box<dyn WatchGuard>>;
+    /// A key of the guest's own xenstore directory (`/local/domain/<domid>/<key>`), which the
+    /// guest may write: untrusted. `None` if there is none.
+    fn guest_key(&self, _domid: DomId, _key: &str) -> HvResult<Option<String>> {
+        Ok(None)
+    }
     /// Declares the daemon's no-op device script (native.rs): save images leave it out of
     /// their config, so another toolstack restores them with its default scripts.
     fn set_private_script(&self, _script: &std::path::Path) {}
@@ -215,6 +220,9 @@ impl Hypervisor for LibxlHypervisor {
     }
     fn shutdown(&self, domid: DomId) -> HvResult<()> {
         self.ctx.shutdown(domid)
+    }
+    fn guest_key(&self, domid: DomId, key: &str) -> HvResult<Option<String>> {
+        self.ctx.xenstore().read_opt(&format!("/local/domain/{}/{key}", domid.get()))
     }
     fn power_button(&self, domid: DomId) -> HvResult<()> {
         self.ctx.power_button(domid)

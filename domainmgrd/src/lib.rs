@@ -13,6 +13,7 @@ pub mod agent;
 pub mod cloudinit;
 pub mod configfile;
 pub mod console;
+pub mod container;
 pub mod control;
 pub mod diskformat;
 pub mod domain;

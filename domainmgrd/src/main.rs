@@ -123,6 +123,17 @@ struct Cli {
     /// (libxl does one context's work under one lock); 0 runs them all on the shared context.
     #[arg(long, default_value_t = LibxlHypervisor::WORKERS, value_name = "N")]
     libxl_contexts: usize,
+    /// The static init of container guests (`domainctl run`).
+    #[arg(long, default_value = domainmgrd::container::PACKAGED_INIT, value_name = "FILE")]
+    container_init: PathBuf,
+    /// The kernel container guests boot (default: dom0's, /boot/vmlinuz-RELEASE). An ELF
+    /// image (vmlinux) runs as PVH where the host runs HVM guests; a bzImage as PV.
+    #[arg(long, value_name = "FILE")]
+    container_kernel: Option<PathBuf>,
+    /// That kernel's modules directory (default: dom0's, /lib/modules/RELEASE), or `none` for a
+    /// kernel with 9pfs and the network front end built in.
+    #[arg(long, value_name = "DIR|none")]
+    container_modules: Option<String>,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
@@ -206,6 +217,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     options.xl_conf = Some(cli.xl_conf);
     options.getty_command = cli.getty_command;
     options.native_hotplug = (cli.native_hotplug != "off").then(|| PathBuf::from(cli.native_hotplug));
+    options.containers.init = cli.container_init;
+    if let Some(kernel) = cli.container_kernel {
+        options.containers.kernel = kernel;
+    }
+    match cli.container_modules.as_deref() {
+        Some("none") => options.containers.modules_dir = None,
+        Some(dir) => options.containers.modules_dir = Some(PathBuf::from(dir)),
+        None => {}
+    }
     options.cipher_keys = domainmgrd::cloudinit::CipherKeys {
         device_key: cli.device_key,
         controller_certs: cli.controller_certs.unwrap_or_else(|| zedagent_dir.join("ControllerCert")),

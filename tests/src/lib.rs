@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 
 pub mod cloudinit_e2e;
+pub mod container_e2e;
 pub mod devices_e2e;
 pub mod eve_e2e;
 pub mod eve_kinds_e2e;

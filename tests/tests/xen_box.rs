@@ -64,10 +64,27 @@ fn build_domainmgrd(suite: &Path) -> Result<PathBuf, Failed> {
     Ok(dir.to_path_buf())
 }
 
+/// Builds the container guests' init, static (scripts/build-container-init.sh): its path.
+fn build_container_init() -> Result<PathBuf, Failed> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-container-init.sh");
+    let out = Command::new(&script)
+        .arg("--quiet")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let path = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err(format!("{} failed ({})", script.display(), out.status).into());
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    Ok(path)
+}
+
 /// Boots a box and runs `xen-e2e FILTER...` in its dom0 (`name` says which run, in messages).
 fn end_to_end_on_real_xen(name: &str, filter: &[&str]) -> Result<(), Failed> {
     let suite = Path::new(env!("CARGO_BIN_EXE_xen-e2e"));
     let bins = build_domainmgrd(suite)?;
+    let init = build_container_init()?;
     eprintln!(
         "{name}: booting the Xen box to run {} {} in dom0 (the first run builds the box: a few minutes)",
         suite.display(),
@@ -84,7 +101,10 @@ fn end_to_end_on_real_xen(name: &str, filter: &[&str]) -> Result<(), Failed> {
             "--file={}",
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/libexec/native-hotplug").display()
         ))
+        // The static init of container guests (`domainctl run`).
+        .arg(format!("--file={}", init.display()))
         .args([
+            "--env=CONTAINER_INIT=/mnt/host/xen-container-init",
             "--env=RUST_BACKTRACE=1",
             "--env=DOMAINMGRD=/mnt/host/domainmgrd",
             "--env=DOMAINCTL=/mnt/host/domainctl",

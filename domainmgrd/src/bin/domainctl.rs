@@ -40,6 +40,8 @@ const AFTER_HELP: &str = "Examples:
   domainctl start web                  start it again (and forget the stop)
   domainctl create /etc/xen/test.cfg   run a one-off domain from an xl.cfg (or EVE JSON) file
   domainctl create --dry-run web.cfg   print the libxl config xl -N create would, without Xen
+  domainctl run --bridge xenbr0 img.tar -- sh -c 'echo hi'
+                                       run a container image as a Xen guest
   domainctl save web /srv/web.save     save web and stop it; domainctl restore /srv/web.save
   domainctl host-stop                  what xendomains stop does, per /etc/default/domainmgr
 
@@ -102,6 +104,38 @@ enum Cmd {
         xl_conf: PathBuf,
         /// The file.
         file: PathBuf,
+    },
+    /// Run a container image (an OCI layout directory or tar, or a `docker save` archive) as a
+    /// one-off Xen guest: its entrypoint runs in a small VM that boots the container kernel
+    /// and mounts the unpacked image over 9pfs; the domain powers off when it exits, and its
+    /// exit status is in `status`.
+    Run {
+        /// The domain's name (default: the image's file name and a short id).
+        #[arg(long)]
+        name: Option<String>,
+        /// MiB of memory.
+        #[arg(long, default_value_t = 128)]
+        memory: u64,
+        /// vCPUs.
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// K=V, added to the image's environment (repeatable).
+        #[arg(long, value_name = "K=V")]
+        env: Vec<String>,
+        /// A network interface on this bridge, configured by DHCP in the guest.
+        #[arg(long)]
+        bridge: Option<String>,
+        /// Replaces the image's entrypoint (one word; its arguments go after `--`).
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// Seconds between SIGTERM and SIGKILL when the container is stopped.
+        #[arg(long, value_name = "S")]
+        stop_timeout: Option<u32>,
+        /// The image.
+        image: PathBuf,
+        /// Replaces the image's cmd.
+        #[arg(last = true)]
+        cmd: Vec<String>,
     },
     /// Save a managed domain (it stops) to FILE, or to the SAVE directory.
     Save {
@@ -210,6 +244,19 @@ fn request_of(cmd: &Cmd) -> Request {
         Cmd::Destroy { domain } => Request::Destroy { domain: domain.clone() },
         Cmd::Restart { domain, timeout } => Request::Restart { domain: domain.clone(), timeout_secs: *timeout },
         Cmd::Create { file, .. } => Request::Create { file: absolute(file) },
+        Cmd::Run { name, memory, vcpus, env, bridge, entrypoint, stop_timeout, image, cmd } => Request::Run {
+            container: domainmgrd::container::RunRequest {
+                image: absolute(image),
+                name: name.clone(),
+                memory_mib: Some(*memory),
+                vcpus: Some(*vcpus),
+                env: env.clone(),
+                bridge: bridge.clone(),
+                entrypoint: entrypoint.clone().map(|e| vec![e]),
+                cmd: (!cmd.is_empty()).then(|| cmd.clone()),
+                stop_timeout_secs: *stop_timeout,
+            },
+        },
         Cmd::Save { domain, file } => Request::Save { domain: domain.clone(), file: file.as_deref().map(absolute) },
         Cmd::Restore { file } => Request::Restore { file: absolute(file) },
         Cmd::Console { domain, .. } => Request::Console { domain: domain.clone() },

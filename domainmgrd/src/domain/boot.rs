@@ -47,6 +47,7 @@ impl Domain {
         self.status.domain_name = spec.name.clone();
         self.status.disk_status_list = translated.disks;
         self.status.boot_note = translated.boot_note.unwrap_or_default();
+        self.status.exit_status = None;
         // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
         if self.source == super::Source::Eve {
             let disk = self.cloud_init_disk().map_err(|e| e.to_string()).and_then(|path| {

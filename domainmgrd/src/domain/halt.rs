@@ -151,6 +151,15 @@ impl Domain {
 
     /// The guest shut down by itself (or after a request we did not make).
     pub(super) fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
+        // A container's init leaves its entrypoint's exit status in the guest's own xenstore
+        // directory, gone with the domain: read it first (container/).
+        let key = self.shared.hv.guest_key(domid, xen_container_init::EXIT_KEY).ok().flatten();
+        if let Some(status) = crate::container::read_exit_status(key.as_deref()) {
+            log::info!("{}: domain {domid}'s container exited with status {status}", self.name());
+            self.status.exit_status = Some(status);
+        } else if let Some(bad) = key {
+            log::warn!("{}: domain {domid} wrote {bad:?} as its exit status: not one", self.name());
+        }
         if reason == ShutdownReason::Suspend && !self.unwanted() {
             // Someone saves it (xl save): they destroy it once saved, or resume it if the
             // save fails. Destroying it now would ruin their save, its config known or not.

@@ -150,6 +150,7 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
         boot_failed: false,
         adapters_failed: false,
         boot_note: String::new(),
+        exit_status: None,
         disable_logs: false,
         vm: Default::default(),
     }

@@ -194,6 +194,11 @@ pub struct DomainStatus {
     /// PV through GRUB); not in EVE's struct, and not written when empty.
     #[serde(rename = "BootNote", default, skip_serializing_if = "String::is_empty")]
     pub boot_note: String,
+    /// A container's entrypoint's exit status (0-255, or 128 + the signal), as its init wrote
+    /// it when the guest powered off (`domainctl run`); not in EVE's struct, not written when
+    /// there is none.
+    #[serde(rename = "ExitStatus", default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
     /// From the config.
     #[serde(flatten)]
     pub vm: VmConfig,
@@ -273,6 +278,7 @@ mod tests {
             boot_failed: false,
             adapters_failed: false,
             boot_note: String::new(),
+            exit_status: None,
             disable_logs: false,
             vm: VmConfig::default(),
         };

@@ -69,6 +69,8 @@ pub struct Options {
     /// The no-op hotplug script that hands a device's setup to the daemon (native.rs);
     /// `None`: Xen's hotplug scripts set up every device.
     pub native_hotplug: Option<PathBuf>,
+    /// How `domainctl run` boots container images (see `container/`).
+    pub containers: crate::container::Containers,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -98,7 +100,6 @@ impl Options {
     /// Options with EVE's default directories.
     pub fn new(paths: Paths) -> Options {
         Options {
-            paths,
             settings_file: None,
             config_flags: Vec::new(),
             rescan_interval: Duration::from_secs(60),
@@ -113,6 +114,8 @@ impl Options {
             getty_command: None,
             cipher_keys: crate::cloudinit::CipherKeys::default(),
             native_hotplug: None,
+            containers: crate::container::Containers::for_this_host(&paths.state_dir),
+            paths,
         }
     }
 }

@@ -144,6 +144,7 @@ impl Supervisor {
                 Err(e) => answer(Response::error_with_exit(e, exit::UNKNOWN_DOMAIN)),
             },
             Request::Create { file } => self.create(&file, reply),
+            Request::Run { container } => self.run_container(container, reply),
             Request::Restore { file } => self.restore(&file, reply),
             Request::Console { domain } => answer(self.console(&domain)),
             Request::PciList => answer(self.pci_list()),
@@ -323,6 +324,26 @@ impl Supervisor {
         });
         if let Err(e) = spawned {
             let _ = on_error.send(Response::error(format!("cannot start a thread to read the file: {e}")));
+        }
+    }
+
+    /// `domainctl run IMAGE`: the image unpacked and its domain's xl.cfg written (on a thread:
+    /// an unpack takes a while), then created as `create` does.
+    fn run_container(&mut self, run: crate::container::RunRequest, reply: Sender<Response>) {
+        let containers = self.options.containers.clone();
+        let parser = self.options.xl_parser.clone();
+        let pv = self.options.eve.pv_boot.clone();
+        let cap_hvm = self.shared.hv.host_info().is_ok_and(|h| h.cap_hvm);
+        let back = self.handback.0.clone();
+        let on_error = reply.clone();
+        let spawned = std::thread::Builder::new().name("run-prepare".into()).spawn(move || {
+            let loaded = containers
+                .prepare(&run, Uuid::new_v4(), cap_hvm)
+                .and_then(|p| load_domain_file(&p.config, &parser, &pv));
+            let _ = back.send(Box::new(move |sup: &mut Supervisor| sup.create_loaded(loaded, reply)));
+        });
+        if let Err(e) = spawned {
+            let _ = on_error.send(Response::error(format!("cannot start a thread to prepare the container: {e}")));
         }
     }
 

@@ -44,6 +44,7 @@ fn main() {
     tests.extend(devices_e2e::hvm_tests());
     tests.extend(host_e2e::tests());
     tests.extend(native_e2e::tests());
+    tests.extend(container_e2e::tests());
     tests.extend(eve_e2e::tests());
     tests.extend(cloudinit_e2e::tests());
     tests.extend(guests_e2e::tests());

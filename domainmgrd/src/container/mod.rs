@@ -1,0 +1,310 @@
+//! Containers as Xen guests: `domainctl run IMAGE` turns a container image into a transient
+//! domain. [`Containers::prepare`] unpacks the image (xen-oci) into a bundle directory of its
+//! own under the state directory (`containers/<uuid>/rootfs`, made once), writes the run spec
+//! the guest's init reads (`xen-container.json`, xen-container-init's [`RunSpec`]) and an
+//! xl.cfg for the domain (`domain.cfg`: the kernel, the cached initramfs of [`initrd`], the
+//! bundle as a 9pfs share, the vif), which then goes the way of any `domainctl create FILE`:
+//! the same parse, xl.conf, native devices and status. The guest's init writes the
+//! entrypoint's exit status into its own xenstore directory; the daemon reads it as the guest
+//! powers off (any domain's: [`read_exit_status`] takes it as untrusted input).
+
+pub mod initrd;
+
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+use xen_container_init::RunSpec;
+
+pub use initrd::InitrdParts;
+
+/// Where the container init is installed by the Debian package.
+pub const PACKAGED_INIT: &str = "/usr/lib/domainmgrd/xen-container-init";
+
+/// How the host boots containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Containers {
+    /// `<state>/containers`: a bundle per container, the initramfs cache.
+    pub dir: PathBuf,
+    /// The static init (`xen-container-init`).
+    pub init: PathBuf,
+    /// The guest kernel: dom0's by default.
+    pub kernel: PathBuf,
+    /// Its modules (`/lib/modules/<version>`), `None` for a kernel with all built in.
+    pub modules_dir: Option<PathBuf>,
+}
+
+impl Containers {
+    /// Under `state_dir`, with dom0's running kernel and its modules, and the packaged init.
+    pub fn for_this_host(state_dir: &Path) -> Containers {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+        Containers {
+            dir: state_dir.join("containers"),
+            init: PathBuf::from(PACKAGED_INIT),
+            kernel: PathBuf::from(format!("/boot/vmlinuz-{release}")),
+            modules_dir: Some(PathBuf::from(format!("/lib/modules/{release}"))).filter(|d| d.is_dir()),
+        }
+    }
+}
+
+/// What `domainctl run` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunRequest {
+    /// The image: an OCI layout (directory or tar) or a `docker save` archive.
+    pub image: PathBuf,
+    /// The domain's name (default: the image's file name and a short id).
+    pub name: Option<String>,
+    /// MiB (default 128).
+    pub memory_mib: Option<u64>,
+    /// vCPUs (default 1).
+    pub vcpus: Option<u32>,
+    /// `K=V`, added to the image's environment (replacing a key it sets).
+    pub env: Vec<String>,
+    /// A vif on this bridge, configured by DHCP in the guest.
+    pub bridge: Option<String>,
+    /// Replaces the image's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's cmd.
+    pub cmd: Option<Vec<String>>,
+    /// Seconds between SIGTERM and SIGKILL at a graceful stop (default 10).
+    pub stop_timeout_secs: Option<u32>,
+}
+
+/// A prepared container: its domain's xl.cfg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// `<bundle>/domain.cfg`.
+    pub config: PathBuf,
+    /// The domain's name.
+    pub name: String,
+}
+
+/// A domain name from an image path: its file name without extensions, in xl's alphabet.
+fn name_from(image: &Path, uuid: Uuid) -> String {
+    let stem = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = stem.split('.').next().unwrap_or_default();
+    let clean: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).take(40).collect();
+    let clean = if clean.is_empty() { "container".to_string() } else { clean };
+    format!("{clean}-{}", &uuid.simple().to_string()[..8])
+}
+
+/// A string as an xl.cfg double-quoted value (refusing what it cannot hold).
+fn quoted(what: &str, value: &str) -> Result<String, String> {
+    if value.chars().any(|c| c == '"' || c == '\\' || c == '\'' || c.is_control()) {
+        return Err(format!("{what} {value:?}: quotes, backslashes and control characters cannot go into an xl.cfg"));
+    }
+    Ok(format!("\"{value}\""))
+}
+
+impl Containers {
+    /// The initramfs, built once per init and kernel modules directory (its name says which).
+    fn initrd(&self) -> Result<PathBuf, String> {
+        let stamp = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs())
+        };
+        let init_meta =
+            std::fs::metadata(&self.init).map_err(|e| format!("the container init {}: {e}", self.init.display()))?;
+        let kver = self.modules_dir.as_ref().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let name = format!(
+            "initrd-{}-{:x}-{:x}.cpio",
+            kver.as_deref().unwrap_or("builtin"),
+            init_meta.len(),
+            stamp(&self.init) ^ self.modules_dir.as_deref().map_or(0, |d| stamp(&d.join("modules.dep")))
+        );
+        let path = self.dir.join(name);
+        if !path.is_file() {
+            initrd::build(&InitrdParts { init: self.init.clone(), modules_dir: self.modules_dir.clone() }, &path)?;
+            log::info!("built the container initramfs {}", path.display());
+        }
+        Ok(path)
+    }
+
+    /// Unpacks the image (once: a bundle's root filesystem is reused), writes the run spec and
+    /// the domain's xl.cfg. Errors name the image and what failed.
+    pub fn prepare(&self, req: &RunRequest, uuid: Uuid, cap_hvm: bool) -> Result<Prepared, String> {
+        let image = &req.image;
+        let name = req.name.clone().unwrap_or_else(|| name_from(image, uuid));
+        let name_value = quoted("the name", &name)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let opened = xen_oci::Image::open(image).map_err(|e| e.to_string())?;
+        let config = opened.config();
+        let argv = config.argv(req.entrypoint.clone(), req.cmd.clone()).map_err(|e| e.to_string())?;
+        let bundle = self.dir.join(uuid.to_string());
+        std::fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+        let rootfs = bundle.join("rootfs");
+        if !rootfs.is_dir() {
+            let done = opened.unpack(&rootfs).map_err(|e| e.to_string())?;
+            for w in &done.warnings {
+                log::warn!("{}: {w}", image.display());
+            }
+            log::info!(
+                "{}: unpacked {} layers ({} entries, {} bytes) into {}",
+                image.display(),
+                done.layers,
+                done.entries,
+                done.bytes,
+                rootfs.display()
+            );
+        }
+        let mut env = config.env.clone();
+        for kv in &req.env {
+            let key = kv.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        let spec = RunSpec {
+            argv,
+            env,
+            cwd: if config.working_dir.is_empty() { "/".into() } else { config.working_dir.clone() },
+            user: config.user.clone(),
+            hostname: name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect(),
+            stop_timeout_secs: req.stop_timeout_secs.unwrap_or(10),
+            // The vif's MAC is libxl's choice, unknown here: with no entry, the init configures
+            // every eth* by DHCP.
+            network: vec![],
+            dns: vec![],
+        };
+        let json = spec.to_json()?;
+        let spec_path = bundle.join(xen_container_init::SPEC_FILE);
+        std::fs::write(&spec_path, json).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+
+        let initrd = self.initrd()?;
+        // PVH where the host runs HVM guests and the kernel is an ELF image (Xen 4.17 boots no
+        // bzImage as PVH); PV otherwise.
+        let elf = std::fs::File::open(&self.kernel)
+            .and_then(|mut f| {
+                let mut magic = [0u8; 4];
+                std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"\x7fELF")
+            })
+            .map_err(|e| format!("the container kernel {}: {e}", self.kernel.display()))?;
+        let kind = if cap_hvm && elf { "pvh" } else { "pv" };
+        let mut cfg = format!(
+            "# Written by domainmgrd for `domainctl run {image}`.\nname = {name}\nuuid = \"{uuid}\"\ntype = \"{kind}\"\nkernel = {kernel}\nramdisk = {initrd}\nextra = \"console=hvc0 quiet\"\nmemory = {memory}\nvcpus = {vcpus}\non_poweroff = \"destroy\"\non_reboot = \"restart\"\non_crash = \"destroy\"\np9 = [ \"tag={tag},security_model=none,path={bundle}\" ]\n",
+            image = image.display(),
+            name = name_value,
+            kernel = quoted("the kernel", &self.kernel.to_string_lossy())?,
+            initrd = quoted("the initramfs", &initrd.to_string_lossy())?,
+            memory = req.memory_mib.unwrap_or(128),
+            vcpus = req.vcpus.unwrap_or(1),
+            tag = xen_container_init::SHARE_TAG,
+            bundle = quoted("the bundle", &bundle.to_string_lossy())?.trim_matches('"'),
+        );
+        if let Some(bridge) = &req.bridge {
+            cfg += &format!("vif = [ \"bridge={}\" ]\n", quoted("the bridge", bridge)?.trim_matches('"'));
+        }
+        let config_path = bundle.join("domain.cfg");
+        std::fs::write(&config_path, cfg).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        Ok(Prepared { config: config_path, name })
+    }
+}
+
+/// A guest's exit status as its init wrote it (`data/container-exit-status`), or `None` if it
+/// wrote none or something that is not a status (the guest owns the key: untrusted).
+pub fn read_exit_status(value: Option<&str>) -> Option<i32> {
+    value.and_then(xen_container_init::parse_exit_status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image whose one layer holds `bin/app`; its run config.
+    fn image(dir: &Path) -> PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append_data(&mut h, "bin/app", &b"hi\n"[..]).unwrap();
+        let run = xen_oci::RunConfig {
+            entrypoint: vec!["/bin/app".into()],
+            cmd: vec!["--serve".into()],
+            env: vec!["PATH=/bin".into(), "MODE=image".into()],
+            working_dir: "/srv".into(),
+            user: "1000".into(),
+        };
+        let path = dir.join("web.oci");
+        xen_oci::layout::write_layout(&path, &[b.into_inner().unwrap()], &run).unwrap();
+        path
+    }
+
+    fn containers(dir: &Path, kernel: &[u8]) -> Containers {
+        std::fs::write(dir.join("vmlinux"), kernel).unwrap();
+        std::fs::write(dir.join("init"), b"\x7fELF init").unwrap();
+        Containers {
+            dir: dir.join("state/containers"),
+            init: dir.join("init"),
+            kernel: dir.join("vmlinux"),
+            modules_dir: None,
+        }
+    }
+
+    #[test]
+    fn an_image_becomes_a_bundle_a_run_spec_and_an_xl_cfg_xl_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = containers(dir.path(), b"\x7fELF kernel");
+        let uuid = Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
+        let req = RunRequest {
+            image: image(dir.path()),
+            env: vec!["MODE=run".into(), "EXTRA=1".into()],
+            bridge: Some("xenbr0".into()),
+            cmd: Some(vec!["--once".into()]),
+            memory_mib: Some(64),
+            ..RunRequest::default()
+        };
+        let p = c.prepare(&req, uuid, true).unwrap();
+        assert_eq!(p.name, "web-12345678");
+        let bundle = c.dir.join(uuid.to_string());
+        assert_eq!(std::fs::read(bundle.join("rootfs/bin/app")).unwrap(), b"hi\n");
+        let spec = RunSpec::from_json(&std::fs::read(bundle.join(xen_container_init::SPEC_FILE)).unwrap()).unwrap();
+        assert_eq!(spec.argv, ["/bin/app", "--once"]);
+        assert_eq!(spec.env, ["PATH=/bin", "MODE=run", "EXTRA=1"]);
+        assert_eq!((spec.cwd.as_str(), spec.user.as_str(), spec.stop_timeout_secs), ("/srv", "1000", 10));
+        // The xl.cfg, read as the daemon reads any (libxlutil, in-process here).
+        let text = std::fs::read(&p.config).unwrap();
+        let parsed = crate::configfile::parse_xl_config("domain.cfg", &text).unwrap().spec;
+        assert_eq!(parsed.name, "web-12345678");
+        assert_eq!(parsed.p9s.len(), 1);
+        assert_eq!((parsed.p9s[0].tag.as_str(), parsed.p9s[0].path.as_str()), ("share_dir", bundle.to_str().unwrap()));
+        assert_eq!(parsed.vifs.len(), 1);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("type = \"pvh\"\n") && text.contains("memory = 64\n"), "{text}");
+        assert!(c.dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("initrd-")));
+
+        // Again (a restart): the root filesystem is reused, not unpacked over.
+        std::fs::write(bundle.join("rootfs/kept"), b"state").unwrap();
+        c.prepare(&req, uuid, true).unwrap();
+        assert!(bundle.join("rootfs/kept").exists());
+    }
+
+    #[test]
+    fn a_bzimage_or_a_host_without_hvm_runs_pv_and_bad_input_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = containers(dir.path(), b"MZ bzImage");
+        let req = RunRequest { image: image(dir.path()), ..RunRequest::default() };
+        let p = c.prepare(&req, Uuid::new_v4(), true).unwrap();
+        assert!(std::fs::read_to_string(p.config).unwrap().contains("type = \"pv\"\n"));
+        let bad = RunRequest { name: Some("a\"b".into()), ..req.clone() };
+        let e = c.prepare(&bad, Uuid::new_v4(), true).unwrap_err();
+        assert!(e.contains("cannot go into an xl.cfg"), "{e}");
+        let missing = RunRequest { image: dir.path().join("nope"), ..req };
+        assert!(c.prepare(&missing, Uuid::new_v4(), true).unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn an_exit_status_is_taken_only_when_it_is_one() {
+        assert_eq!(read_exit_status(Some("3")), Some(3));
+        assert_eq!(read_exit_status(Some("137\n")), Some(137));
+        for bad in ["", "-1", "256", "3; rm -rf /", "x"] {
+            assert_eq!(read_exit_status(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(read_exit_status(None), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! End-to-end tests of containers as Xen guests (`domainctl run`, domainmgrd's `container/`,
+//! xen-oci, xen-container-init) on real Xen, in the box: an OCI image built here from dom0's
+//! static busybox runs as a guest (the box's guest kernel, dom0's modules in the initramfs, the
+//! image over 9pfs), prints its arguments and environment on its console, exits 3, and the
+//! daemon reads status 3 as the guest powers off.
+//!
+//! Needs the static init in the share: `$CONTAINER_INIT` (scripts/build-container-init.sh).
+
+use std::time::Duration;
+
+use xenctl::Context;
+
+use crate::guests_e2e::gone;
+use crate::*;
+
+const BOOT: Duration = Duration::from_secs(240);
+
+/// The tests of this module, for xen-e2e.
+pub fn tests() -> Vec<(&'static str, E2eTest)> {
+    vec![("container_image_runs_prints_its_args_and_env_and_exits_3", runs_and_exits)]
+}
+
+/// A one-layer image: dom0's static busybox as /bin/busybox and /bin/sh; its run config.
+fn busybox_image(dir: &Path, entrypoint: &[&str], cmd: &[&str]) -> TestResult<PathBuf> {
+    let busybox = std::fs::read("/bin/busybox").ctx("dom0's /bin/busybox")?;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| -> TestResult {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        if let Some(l) = link {
+            h.set_link_name(l).ctx("link")?;
+        }
+        h.set_cksum();
+        b.append_data(&mut h, path, data).ctx("tar")
+    };
+    for d in ["bin", "etc", "tmp", "srv"] {
+        add(d, tar::EntryType::Directory, &[], None)?;
+    }
+    add("bin/busybox", tar::EntryType::Regular, &busybox, None)?;
+    add("bin/sh", tar::EntryType::Symlink, &[], Some("busybox"))?;
+    add(
+        "etc/passwd",
+        tar::EntryType::Regular,
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n",
+        None,
+    )?;
+    add("etc/group", tar::EntryType::Regular, b"root:x:0:\napp:x:1000:\n", None)?;
+    let layer = b.into_inner().ctx("tar")?;
+    let run = xen_oci::RunConfig {
+        entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        env: vec!["PATH=/bin".into(), "GREETING=from-the-image".into()],
+        working_dir: "/srv".into(),
+        user: "app".into(),
+    };
+    let path = dir.join("busybox.oci");
+    let _ = std::fs::remove_dir_all(&path);
+    xen_oci::layout::write_layout(&path, &[layer], &run).ctx("write the image")?;
+    Ok(path)
+}
+
+/// A daemon that runs containers with the box's guest kernel (an ELF: PVH) and the init from
+/// the share.
+fn container_daemon(name: &str) -> TestResult<DaemonProcess> {
+    let init = std::env::var("CONTAINER_INIT").map_err(|_| "CONTAINER_INIT is not set (the static init)")?;
+    let kernel = std::env::var("XENBOX_GUEST_KERNEL").map_err(|_| "XENBOX_GUEST_KERNEL is not set")?;
+    let mut d = DaemonProcess::new(name, &["timer.domain.shutdown:60"]);
+    d.args = vec![format!("--container-init={init}"), format!("--container-kernel={kernel}")];
+    d.start()?;
+    d.wait_ready()?;
+    Ok(d)
+}
+
+fn runs_and_exits(_ctx: &Context) -> TestResult {
+    let name = unique_name("ctr");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let d = container_daemon("dm-container")?;
+    let image = busybox_image(
+        &d.root,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo ARGS: \"$@\"; echo ENV: GREETING=$GREETING EXTRA=$EXTRA; echo ID: $(id -u):$(id -g) CWD: $(pwd); exit 3",
+            "sh",
+        ],
+        &["default-arg"],
+    )?;
+    let out = d.domainctl_ok(&[
+        "run",
+        "--name",
+        &name,
+        "--env",
+        "EXTRA=from-the-cli",
+        &image.display().to_string(),
+        "--",
+        "one",
+        "two",
+    ])?;
+    ensure(out.contains("started"), || format!("domainctl run said: {out}"))?;
+    wait_until("the container's exit line", BOOT, || console_text(&name).contains("XENCONTAINER-EXIT").then_some(()))
+        .map_err(|e| format!("{e}; console:\n{}", tail(&console_text(&name), 40)))?;
+    let console = console_text(&name);
+    for want in [
+        "ARGS: one two",
+        "ENV: GREETING=from-the-image EXTRA=from-the-cli",
+        "ID: 1000:1000 CWD: /srv",
+        "XENCONTAINER-EXIT 3",
+    ] {
+        ensure(console.contains(want), || format!("the console lacks {want:?}:\n{}", tail(&console, 40)))?;
+    }
+    wait_until("the container's domain to be gone", BOOT, || gone(&name))?;
+    let log = std::fs::read_to_string(d.root.join("daemon.log")).unwrap_or_default();
+    ensure(log.contains(&format!("{name}: domain")) && log.contains("container exited with status 3"), || {
+        format!("the daemon did not read status 3:\n{}", tail(&log, 30))
+    })
+}
