@@ -321,6 +321,9 @@ fn show(cmd: &Cmd, r: &Response) {
                 if !field("Error").is_empty() {
                     println!("  error: {} ({}; {})", field("Error"), field("ErrorTime"), field("ErrorRetryCondition"));
                 }
+                if let Some(code) = s["ExitStatus"].as_i64() {
+                    println!("  exit status {code}");
+                }
             }
         }
         Cmd::HostStart | Cmd::HostStop => {

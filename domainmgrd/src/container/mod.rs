@@ -38,7 +38,7 @@ impl Containers {
     pub fn for_this_host(state_dir: &Path) -> Containers {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
         Containers {
-            dir: state_dir.join("containers"),
+            dir: containers_dir(state_dir),
             init: PathBuf::from(PACKAGED_INIT),
             kernel: PathBuf::from(format!("/boot/vmlinuz-{release}")),
             modules_dir: Some(PathBuf::from(format!("/lib/modules/{release}"))).filter(|d| d.is_dir()),
@@ -198,6 +198,61 @@ impl Containers {
         let config_path = bundle.join("domain.cfg");
         std::fs::write(&config_path, cfg).map_err(|e| format!("{}: {e}", config_path.display()))?;
         Ok(Prepared { config: config_path, name })
+    }
+}
+
+/// `<state>/containers`: a bundle per container (`<uuid>/`), the initramfs cache.
+pub fn containers_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("containers")
+}
+
+/// What is left of a container whose domain is gone: `<containers>/<uuid>/exit.json`, written
+/// as its transient domain goes, read by `domainctl status NAME` afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Exited {
+    /// The domain's name.
+    pub name: String,
+    /// The domain's (and the bundle's) UUID.
+    pub uuid: Uuid,
+    /// The entrypoint's exit status.
+    pub exit_status: i32,
+    /// When its domain went, RFC 3339.
+    pub at: String,
+}
+
+impl Exited {
+    /// Writes the record into the container's bundle, if `uuid` is a container's.
+    pub fn record(&self, containers: &Path) -> std::io::Result<()> {
+        let bundle = containers.join(self.uuid.to_string());
+        if !bundle.is_dir() {
+            return Ok(());
+        }
+        let tmp = bundle.join(".exit.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, bundle.join("exit.json"))
+    }
+
+    /// The latest record of the container named (or with the UUID) `arg`.
+    pub fn find(containers: &Path, arg: &str) -> Option<Exited> {
+        let dir = std::fs::read_dir(containers).ok()?;
+        dir.flatten()
+            .filter_map(|e| std::fs::read(e.path().join("exit.json")).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Exited>(&bytes).ok())
+            .filter(|x| x.name == arg || x.uuid.to_string() == arg)
+            .max_by(|a, b| a.at.cmp(&b.at))
+    }
+
+    /// As `domainctl status` shows a domain's status (EVE's field names, our `ExitStatus`).
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "DisplayName": self.name,
+            "DomainName": self.name,
+            "StateName": "EXITED",
+            "DomainId": 0,
+            "UUIDandVersion": {"UUID": self.uuid, "Version": ""},
+            "ExitStatus": self.exit_status,
+            "ExitTime": self.at,
+        })
     }
 }
 

@@ -100,6 +100,12 @@ impl Domain {
                 self.run_error = None;
                 self.status.boot_failed = false;
             }
+            // A transient domain is over when its guest stops, as `xl create`'s is; a managed
+            // one is booted again after timer.boot.retry.
+            AfterDeath::GuestStopped if self.source == super::Source::Transient => {
+                self.retry = Retry::Never;
+                self.guest_ended = true;
+            }
             AfterDeath::GuestStopped => self.retry = Retry::At(super::after(self.settings().boot_retry)),
             AfterDeath::Reboot => self.retry = Retry::Now,
             AfterDeath::Saved => self.on_saved(),

@@ -249,6 +249,8 @@ pub struct Domain {
     waiters: Vec<Waiter>,
     /// It has run under this thread (a transient domain is forgotten once it stops).
     ever_ran: bool,
+    /// A transient domain whose guest stopped by itself: its run is over, as `xl create`'s.
+    guest_ended: bool,
     /// Told to forget it: end without touching it.
     forget: bool,
     /// The boot attempts the previous daemon reported (an adopted domain keeps counting).
@@ -323,6 +325,7 @@ impl Domain {
             halt_note: None,
             waiters: Vec::new(),
             ever_ran: false,
+            guest_ended: false,
             forget: false,
             previous_tries: previous.map(|p| p.tried_count),
             first_published: None,
@@ -486,6 +489,7 @@ impl Domain {
     /// Acts on the difference between what is wanted and where the domain is.
     fn reconcile(&mut self) {
         match self.phase {
+            Phase::Idle { .. } if self.guest_ended => self.finished = true,
             Phase::Idle { .. } if self.wanted() => {
                 let due = match self.retry {
                     Retry::Now => true,
@@ -525,6 +529,17 @@ impl Domain {
     /// The status file goes last: to its readers (zedmanager) its removal means everything
     /// else about the domain is gone too; the waiting requests hear of it after that.
     fn finish(&mut self) {
+        if let Some(exit_status) = self.status.exit_status.filter(|_| self.source == Source::Transient) {
+            let exited = crate::container::Exited {
+                name: self.domain_name(),
+                uuid: self.uuid,
+                exit_status,
+                at: chrono::Utc::now().to_rfc3339(),
+            };
+            if let Err(e) = exited.record(&crate::container::containers_dir(&self.shared.paths.state_dir)) {
+                log::error!("{}: cannot record its container's exit status: {e}", self.name());
+            }
+        }
         self.forget_transient_run();
         self.release_xl_cfg();
         crate::cloudinit::remove(&self.shared.paths.status_dir, self.uuid);

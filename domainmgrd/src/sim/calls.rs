@@ -263,6 +263,12 @@ impl Hypervisor for SimHypervisor {
         Ok(domid)
     }
 
+    fn guest_key(&self, domid: DomId, key: &str) -> HvResult<Option<String>> {
+        let st = self.shared.state.lock();
+        let live = st.domains.contains_key(&domid.get());
+        Ok(st.guest_keys.get(&(domid.get(), key.to_string())).filter(|_| live).cloned())
+    }
+
     fn set_bios_string(&self, domid: DomId, key: &str, value: &str) -> HvResult<()> {
         self.enter(Op::BiosString);
         let mut st = self.shared.state.lock();

@@ -146,6 +146,8 @@ struct State {
     sysrqs: Vec<(DomId, char)>,
     /// SMBIOS strings set, by domain: (key, value).
     bios_strings: HashMap<u32, Vec<(String, String)>>,
+    /// Keys the guests wrote in their own xenstore directories (domid, key).
+    guest_keys: HashMap<(u32, String), String>,
     gates: HashMap<(Uuid, Op), GateState>,
     /// Per-op gates ([`SimHypervisor::hold`]): every guest's calls of the op.
     op_gates: HashMap<Op, OpGate>,
@@ -418,6 +420,11 @@ impl SimHypervisor {
         if let Some(d) = self.shared.state.lock().domains.get_mut(&domid.get()) {
             d.cpu_time_ns = ns;
         }
+    }
+
+    /// The guest writes `key` in its own xenstore directory (gone with the domain).
+    pub fn guest_write(&self, domid: DomId, key: &str, value: &str) {
+        self.shared.state.lock().guest_keys.insert((domid.get(), key.to_string()), value.to_string());
     }
 
     /// The guest powers itself off.

@@ -270,7 +270,14 @@ impl Supervisor {
             Some(arg) => {
                 let key = match self.resolve(arg) {
                     Ok(k) => k,
-                    Err(e) => return Response::error_with_exit(e, exit::STATUS_UNKNOWN),
+                    // A container that ran and is gone: its exit status.
+                    Err(e) => {
+                        let dir = crate::container::containers_dir(&self.options.paths.state_dir);
+                        return match crate::container::Exited::find(&dir, arg) {
+                            Some(x) => Response::data_with_exit(x.status_json(), exit::NOT_RUNNING),
+                            None => Response::error_with_exit(e, exit::STATUS_UNKNOWN),
+                        };
+                    }
                 };
                 match domain::read_status(&self.shared.outputs, &key) {
                     Some(st) => {
