@@ -16,19 +16,11 @@ use domainmgrd::control::{Request, exit};
 
 /// A one-layer image (`bin/app`).
 fn image(dir: &Path) -> PathBuf {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(3);
-    h.set_mode(0o755);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    b.append_data(&mut h, "bin/app", &b"hi\n"[..]).unwrap();
+    let mut layer = xen_oci::layout::Layer::new();
+    layer.file("bin/app", b"hi\n", 0o755).unwrap();
     let run = xen_oci::RunConfig { entrypoint: vec!["/bin/app".into()], ..Default::default() };
     let path = dir.join("app.oci");
-    xen_oci::layout::write_layout(&path, &[b.into_inner().unwrap()], &run).unwrap();
+    xen_oci::layout::write_layout(&path, &[layer.finish().unwrap()], &run).unwrap();
     path
 }
 

@@ -11,6 +11,71 @@ use sha2::{Digest, Sha256};
 
 use crate::RunConfig;
 
+/// A layer being written: an uncompressed tar of entries owned by root, dated 0.
+pub struct Layer(tar::Builder<Vec<u8>>);
+
+impl std::fmt::Debug for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layer").finish_non_exhaustive()
+    }
+}
+
+impl Default for Layer {
+    fn default() -> Self {
+        Layer(tar::Builder::new(Vec::new()))
+    }
+}
+
+impl Layer {
+    /// An empty layer.
+    pub fn new() -> Layer {
+        Layer::default()
+    }
+
+    fn add(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        data: &[u8],
+        link: Option<&str>,
+    ) -> std::io::Result<&mut Self> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        if let Some(target) = link {
+            h.set_link_name(target)?;
+        }
+        h.set_cksum();
+        self.0.append_data(&mut h, path, data)?;
+        Ok(self)
+    }
+
+    /// A directory.
+    pub fn dir(&mut self, path: &str, mode: u32) -> std::io::Result<&mut Self> {
+        self.add(path, tar::EntryType::Directory, mode, &[], None)
+    }
+
+    /// A regular file.
+    pub fn file(&mut self, path: &str, data: &[u8], mode: u32) -> std::io::Result<&mut Self> {
+        self.add(path, tar::EntryType::Regular, mode, data, None)
+    }
+
+    /// A symbolic link to `target`.
+    pub fn symlink(&mut self, path: &str, target: &str) -> std::io::Result<&mut Self> {
+        self.add(path, tar::EntryType::Symlink, 0o777, &[], Some(target))
+    }
+
+    /// The tar archive.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        self.0.into_inner()
+    }
+}
+
 /// Writes a blob; its descriptor.
 fn blob(dir: &Path, media_type: &str, data: &[u8]) -> std::io::Result<Value> {
     let hex = format!("{:x}", Sha256::digest(data));
@@ -65,17 +130,9 @@ mod tests {
     #[test]
     fn a_written_layout_opens_and_unpacks_with_its_config() {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(3);
-        h.set_mode(0o755);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append_data(&mut h, "bin/app", &b"hi\n"[..]).unwrap();
-        let layer = b.into_inner().unwrap();
+        let mut layer = Layer::new();
+        layer.dir("bin", 0o755).unwrap().file("bin/app", b"hi\n", 0o755).unwrap().symlink("bin/sh", "app").unwrap();
+        let layer = layer.finish().unwrap();
         let run = RunConfig {
             entrypoint: vec!["/bin/app".into()],
             cmd: vec!["x".into()],
@@ -88,5 +145,6 @@ mod tests {
         assert_eq!(image.config(), &run);
         image.unpack(&dir.path().join("root")).unwrap();
         assert_eq!(std::fs::read(dir.path().join("root/bin/app")).unwrap(), b"hi\n");
+        assert_eq!(std::fs::read_link(dir.path().join("root/bin/sh")).unwrap(), Path::new("app"));
     }
 }

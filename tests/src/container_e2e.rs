@@ -23,34 +23,14 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
 /// A one-layer image: dom0's static busybox as /bin/busybox and /bin/sh; its run config.
 fn busybox_image(dir: &Path, entrypoint: &[&str], cmd: &[&str]) -> TestResult<PathBuf> {
     let busybox = std::fs::read("/bin/busybox").ctx("dom0's /bin/busybox")?;
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| -> TestResult {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o755);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        if let Some(l) = link {
-            h.set_link_name(l).ctx("link")?;
-        }
-        h.set_cksum();
-        b.append_data(&mut h, path, data).ctx("tar")
-    };
+    let mut layer = xen_oci::layout::Layer::new();
     for d in ["bin", "etc", "tmp", "srv"] {
-        add(d, tar::EntryType::Directory, &[], None)?;
+        layer.dir(d, 0o755).ctx("tar")?;
     }
-    add("bin/busybox", tar::EntryType::Regular, &busybox, None)?;
-    add("bin/sh", tar::EntryType::Symlink, &[], Some("busybox"))?;
-    add(
-        "etc/passwd",
-        tar::EntryType::Regular,
-        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n",
-        None,
-    )?;
-    add("etc/group", tar::EntryType::Regular, b"root:x:0:\napp:x:1000:\n", None)?;
-    let layer = b.into_inner().ctx("tar")?;
+    layer.file("bin/busybox", &busybox, 0o755).ctx("tar")?.symlink("bin/sh", "busybox").ctx("tar")?;
+    layer.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/srv:/bin/sh\n", 0o644).ctx("tar")?;
+    layer.file("etc/group", b"root:x:0:\napp:x:1000:\n", 0o644).ctx("tar")?;
+    let layer = layer.finish().ctx("tar")?;
     let run = xen_oci::RunConfig {
         entrypoint: entrypoint.iter().map(|s| s.to_string()).collect(),
         cmd: cmd.iter().map(|s| s.to_string()).collect(),

@@ -268,16 +268,8 @@ mod tests {
 
     /// An image whose one layer holds `bin/app`; its run config.
     fn image(dir: &Path) -> PathBuf {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(3);
-        h.set_mode(0o755);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        b.append_data(&mut h, "bin/app", &b"hi\n"[..]).unwrap();
+        let mut layer = xen_oci::layout::Layer::new();
+        layer.file("bin/app", b"hi\n", 0o755).unwrap();
         let run = xen_oci::RunConfig {
             entrypoint: vec!["/bin/app".into()],
             cmd: vec!["--serve".into()],
@@ -286,7 +278,7 @@ mod tests {
             user: "1000".into(),
         };
         let path = dir.join("web.oci");
-        xen_oci::layout::write_layout(&path, &[b.into_inner().unwrap()], &run).unwrap();
+        xen_oci::layout::write_layout(&path, &[layer.finish().unwrap()], &run).unwrap();
         path
     }
 
