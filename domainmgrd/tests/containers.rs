@@ -41,16 +41,22 @@ fn started(env: &mut Env) -> PathBuf {
     image(dir)
 }
 
-/// Runs the image as `name`, powers its guest off after it wrote `status` as its exit
-/// status, and waits for the transient domain to be gone: `domainctl status NAME`'s answer.
-fn run_and_exit(env: &Env, image: &Path, name: &str, status: &str) -> domainmgrd::control::Response {
+/// Runs the image as `name`, ends it after its guest wrote `status` as its exit status (the
+/// guest powers off, or with `stop` an operator stops it), and waits for the transient domain
+/// to be gone: `domainctl status NAME`'s answer.
+fn run_and_end(env: &Env, image: &Path, name: &str, status: &str, stop: bool) -> domainmgrd::control::Response {
     let run = RunRequest { image: image.to_path_buf(), name: Some(name.into()), ..Default::default() };
     let r = env.control(&Request::Run { container: run });
     assert!(r.ok, "{r:?}");
     let dom = env.sim_named(name).pop().expect("its domain");
     assert_eq!(dom.spec.p9s.len(), 1, "the bundle is shared over 9pfs");
     env.sim.guest_write(dom.domid, xen_container_init::EXIT_KEY, status);
-    env.sim.guest_poweroff(dom.domid);
+    if stop {
+        let r = env.control(&Request::Stop { domain: name.into(), force: false, timeout_secs: None });
+        assert!(r.ok, "{r:?}");
+    } else {
+        env.sim.guest_poweroff(dom.domid);
+    }
     env.wait_for("the container's transient domain to go", || {
         env.control(&Request::List).data.to_string().find(name).is_none()
     });
@@ -61,12 +67,16 @@ fn run_and_exit(env: &Env, image: &Path, name: &str, status: &str) -> domainmgrd
 fn a_containers_exit_status_is_in_its_status_after_its_domain_is_gone() {
     let mut env = Env::new();
     let image = started(&mut env);
-    let r = run_and_exit(&env, &image, "app", "3");
+    let r = run_and_end(&env, &image, "app", "3", false);
     assert_eq!(r.exit, exit::NOT_RUNNING, "{r:?}");
     assert_eq!((r.data["StateName"].as_str(), r.data["ExitStatus"].as_i64()), (Some("EXITED"), Some(3)), "{r:?}");
 
     // What a guest writes is not believed unless it is a status.
-    let r = run_and_exit(&env, &image, "liar", "3; echo pwned");
+    let r = run_and_end(&env, &image, "liar", "3; echo pwned", false);
     assert_eq!(r.exit, exit::STATUS_UNKNOWN, "{r:?}");
     assert!(r.data["ExitStatus"].is_null(), "{r:?}");
+
+    // Stopped by an operator (its init stops the entrypoint, which exits 0): the same.
+    let r = run_and_end(&env, &image, "svc", "0", true);
+    assert_eq!((r.data["StateName"].as_str(), r.data["ExitStatus"].as_i64()), (Some("EXITED"), Some(0)), "{r:?}");
 }

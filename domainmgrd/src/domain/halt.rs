@@ -136,6 +136,7 @@ impl Domain {
             (Phase::Halting { domid, stage, then, .. }, DomainEvent::Shutdown { .. })
                 if stage != HaltStage::Destroyed =>
             {
+                self.note_exit_status(domid);
                 self.destroy(domid, then)
             }
             (Phase::Halting { then, .. } | Phase::Broken { then, .. }, DomainEvent::Death { .. }) => self.gone(then),
@@ -156,9 +157,9 @@ impl Domain {
     }
 
     /// The guest shut down by itself (or after a request we did not make).
-    pub(super) fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
-        // A container's init leaves its entrypoint's exit status in the guest's own xenstore
-        // directory, gone with the domain: read it first (container/).
+    /// A container's init leaves its entrypoint's exit status in the guest's own xenstore
+    /// directory, gone with the domain: read as it shuts down, whoever asked (container/).
+    fn note_exit_status(&mut self, domid: DomId) {
         let key = self.shared.hv.guest_key(domid, xen_container_init::EXIT_KEY).ok().flatten();
         if let Some(status) = crate::container::read_exit_status(key.as_deref()) {
             log::info!("{}: domain {domid}'s container exited with status {status}", self.name());
@@ -166,6 +167,10 @@ impl Domain {
         } else if let Some(bad) = key {
             log::warn!("{}: domain {domid} wrote {bad:?} as its exit status: not one", self.name());
         }
+    }
+
+    pub(super) fn guest_shutdown(&mut self, domid: DomId, reason: ShutdownReason) {
+        self.note_exit_status(domid);
         if reason == ShutdownReason::Suspend && !self.unwanted() {
             // Someone saves it (xl save): they destroy it once saved, or resume it if the
             // save fails. Destroying it now would ruin their save, its config known or not.
