@@ -2,7 +2,9 @@
 //! xen-oci, xen-container-init) on real Xen, in the box: an OCI image built here from dom0's
 //! static busybox runs as a guest (the box's guest kernel, dom0's modules in the initramfs, the
 //! image over 9pfs), prints its arguments and environment on its console, exits 3, and the
-//! daemon reads status 3 as the guest powers off.
+//! daemon reads status 3 as the guest powers off; `domainctl stop` reaches the entrypoint as
+//! SIGTERM (status 0 from its trap), and one that ignores SIGTERM is killed after
+//! `--stop-timeout` (status 137); `domainctl status` says so once the domain is gone.
 //!
 //! Needs the static init in the share: `$CONTAINER_INIT` (scripts/build-container-init.sh).
 
@@ -17,7 +19,10 @@ const BOOT: Duration = Duration::from_secs(240);
 
 /// The tests of this module, for xen-e2e.
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
-    vec![("container_image_runs_prints_its_args_and_env_and_exits_3", runs_and_exits)]
+    vec![
+        ("container_image_runs_prints_its_args_and_env_and_exits_3", runs_and_exits),
+        ("container_stops_gracefully_and_one_ignoring_sigterm_is_killed", stops_gracefully_or_killed),
+    ]
 }
 
 /// A one-layer image: dom0's static busybox as /bin/busybox and /bin/sh; its run config.
@@ -94,8 +99,39 @@ fn runs_and_exits(_ctx: &Context) -> TestResult {
         ensure(console.contains(want), || format!("the console lacks {want:?}:\n{}", tail(&console, 40)))?;
     }
     wait_until("the container's domain to be gone", BOOT, || gone(&name))?;
-    let log = std::fs::read_to_string(d.root.join("daemon.log")).unwrap_or_default();
-    ensure(log.contains(&format!("{name}: domain")) && log.contains("container exited with status 3"), || {
-        format!("the daemon did not read status 3:\n{}", tail(&log, 30))
+    status_says(&d, &name, 3)
+}
+
+/// `domainctl status NAME` of a container whose domain is gone must say `exit status N`.
+fn status_says(d: &DaemonProcess, name: &str, code: i32) -> TestResult {
+    let out = d.domainctl(&["status", name])?;
+    ensure(out.stdout.contains("EXITED") && out.stdout.contains(&format!("exit status {code}")), || {
+        format!("domainctl status {name} (exit {}): {}{}", out.code, out.stdout, out.stderr)
     })
+}
+
+fn stops_gracefully_or_killed(_ctx: &Context) -> TestResult {
+    let (polite, stubborn) = (unique_name("ctr-term"), unique_name("ctr-kill"));
+    let _cleanup = Cleanup(vec![polite.clone(), stubborn.clone()]);
+    let d = container_daemon("dm-container-stop")?;
+    let image = busybox_image(&d.root, &["/bin/sh", "-c"], &[])?;
+    let loop_with = |trap: &str| format!("trap {trap} TERM; echo READY; while :; do sleep 1; done");
+    for (name, script, timeout, status) in
+        [(&polite, loop_with("'echo GOT-TERM; exit 0'"), "10", 0), (&stubborn, loop_with("''"), "2", 137)]
+    {
+        let image = image.display().to_string();
+        d.domainctl_ok(&["run", "--name", name, "--stop-timeout", timeout, &image, "--", &script])?;
+        wait_until("the container to be ready", BOOT, || console_text(name).contains("READY").then_some(()))
+            .map_err(|e| format!("{e}; console:\n{}", tail(&console_text(name), 40)))?;
+        d.domainctl_ok(&["stop", name])?;
+        let exit_line = format!("XENCONTAINER-EXIT {status}");
+        wait_until("the container's exit line", BOOT, || console_text(name).contains(&exit_line).then_some(()))
+            .map_err(|e| format!("{e}; console:\n{}", tail(&console_text(name), 40)))?;
+        if status == 0 {
+            ensure(console_text(name).contains("GOT-TERM"), || "the entrypoint never saw SIGTERM".into())?;
+        }
+        wait_until("the container's domain to be gone", BOOT, || gone(name))?;
+        status_says(&d, name, status)?;
+    }
+    Ok(())
 }
