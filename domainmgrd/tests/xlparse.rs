@@ -196,6 +196,12 @@ fn with_a_spare_each_parse_uses_a_helper_started_ahead_and_starts_the_next() {
 
     // A spare that died meanwhile is not used: a new helper parses, and a new spare waits.
     std::process::Command::new("kill").arg("-9").arg(&spare).status().unwrap();
+    // kill(1) returns before the signal has ended it: wait until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(&spare) {
+        assert!(std::time::Instant::now() < deadline, "the spare {spare} survived SIGKILL");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     parser.parse("b.cfg", PV_KERNEL.as_bytes()).unwrap();
     let (started, parsed) = wait_for(4, 2);
     assert_eq!(parsed[1].1, "b.cfg");
