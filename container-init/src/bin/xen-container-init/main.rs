@@ -142,6 +142,14 @@ fn run(mode: &Mode, signals: &Signals, kept: &mut Option<Kept>) -> Result<superv
         Mode::Test(dir) => Some(setup::open_dir(dir)?),
     };
     *kept = Some(Kept { root: setup::open_dir(Path::new("/"))?, status_sink });
+    if matches!(mode, Mode::Guest) {
+        // PID 1 shares its root with the kernel (CLONE_FS from init_task): chrooted, the
+        // kernel's usermode helpers would look for /sbin/poweroff in the image, and the
+        // domain's shutdown would never reach the entrypoint. Its own copy first.
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS) {
+            say(format!("unshare(CLONE_FS): {e} (a shutdown request may not reach the entrypoint)"));
+        }
+    }
     setup::chroot(&rootfs)?;
     say(format!("running in {}", rootfs.display()));
 
