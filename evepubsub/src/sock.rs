@@ -47,7 +47,11 @@ pub(crate) fn listen(path: &Path, backlog: i32) -> Result<OwnedFd, Error> {
             return Err(Error::InUse(path.to_owned()));
         }
         log::debug!("removing stale socket {}", path.display());
-        std::fs::remove_file(path).map_err(|e| Error::io("remove stale socket", path, e))?;
+        // Its old publisher, closing as we look, may remove it first: gone either way.
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove stale socket", path, e)),
+            _ => {}
+        }
     }
     let addr = SocketAddrUnix::new(path).map_err(|e| Error::io("socket address", path, e))?;
     let fd = new_socket().map_err(|e| Error::io("socket", path, e))?;
