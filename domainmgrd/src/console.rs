@@ -152,43 +152,61 @@ impl Pump {
     fn run(mut self, stop: &AtomicBool) {
         let tick = Timespec { tv_sec: 0, tv_nsec: 250_000_000 };
         while !stop.load(Ordering::Relaxed) {
-            let (pty_ready, listener_ready, ready_clients) = {
-                let mut fds = Vec::with_capacity(2 + self.clients.len());
-                let mut pty_events = PollFlags::IN;
-                if !self.to_guest.is_empty() {
-                    pty_events |= PollFlags::OUT;
-                }
-                fds.push(PollFd::new(&self.pty, pty_events));
-                fds.push(PollFd::new(&self.listener, PollFlags::IN));
-                for c in &self.clients {
-                    fds.push(PollFd::from_borrowed_fd(c.as_fd(), PollFlags::IN));
-                }
-                if let Err(e) = poll(&mut fds, Some(&tick)) {
-                    if e == rustix::io::Errno::INTR {
-                        continue;
-                    }
-                    log::error!("{}: console: poll: {e}", self.config.name);
-                    return;
-                }
-                let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
-                (ready[0], ready[1], ready[2..].to_vec())
-            };
-            if !pty_ready.is_empty() && !self.pump_pty(pty_ready) {
-                return; // the console ended: the domain went
-            }
-            if !listener_ready.is_empty() {
-                self.accept();
-            }
-            let mut gone = Vec::new();
-            for (i, r) in ready_clients.iter().enumerate() {
-                if !r.is_empty() && !self.client_typed(i) {
-                    gone.push(i);
-                }
-            }
-            for i in gone.into_iter().rev() {
-                self.clients.remove(i);
+            if !self.turn(tick) {
+                return;
             }
         }
+        // Stopped (the domain went, or the daemon stops): what the guest wrote last and the
+        // pty still holds goes to the log first. A container's last lines are its exit.
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.pty.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.guest_wrote(&buf[..n]);
+        }
+    }
+
+    /// One wait for the pty, the socket and the clients, and what they have; false when the
+    /// hub is done.
+    fn turn(&mut self, tick: Timespec) -> bool {
+        let (pty_ready, listener_ready, ready_clients) = {
+            let mut fds = Vec::with_capacity(2 + self.clients.len());
+            let mut pty_events = PollFlags::IN;
+            if !self.to_guest.is_empty() {
+                pty_events |= PollFlags::OUT;
+            }
+            fds.push(PollFd::new(&self.pty, pty_events));
+            fds.push(PollFd::new(&self.listener, PollFlags::IN));
+            for c in &self.clients {
+                fds.push(PollFd::from_borrowed_fd(c.as_fd(), PollFlags::IN));
+            }
+            if let Err(e) = poll(&mut fds, Some(&tick)) {
+                if e == rustix::io::Errno::INTR {
+                    return true;
+                }
+                log::error!("{}: console: poll: {e}", self.config.name);
+                return false;
+            }
+            let ready: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+            (ready[0], ready[1], ready[2..].to_vec())
+        };
+        if !pty_ready.is_empty() && !self.pump_pty(pty_ready) {
+            return false; // the console ended: the domain went
+        }
+        if !listener_ready.is_empty() {
+            self.accept();
+        }
+        let mut gone = Vec::new();
+        for (i, r) in ready_clients.iter().enumerate() {
+            if !r.is_empty() && !self.client_typed(i) {
+                gone.push(i);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
+        }
+        true
     }
 
     /// Moves bytes between the pty and the rest; false when the console is gone.

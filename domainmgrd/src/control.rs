@@ -85,6 +85,12 @@ pub enum Request {
         /// Name, UUID or domid.
         domain: String,
     },
+    /// Where a domain's collected console log is (a container's, or an EVE app's), and
+    /// whether the domain still runs; a container's outlives it.
+    Logs {
+        /// Name or UUID.
+        domain: String,
+    },
     /// PCI adapters: the published AssignableAdapters and the pciback list.
     PciList,
     /// Bind a PCI device (with the rest of its assignment group) to pciback by hand.

@@ -1,7 +1,9 @@
 //! `domainctl run` on the simulated hypervisor: a container image becomes a transient domain
 //! (its bundle, run spec and xl.cfg written by the daemon), the exit status its guest writes
 //! into its own xenstore directory is read as it powers off, and `status NAME` still says it
-//! once the transient domain is gone; a status that is not one is not believed.
+//! once the transient domain is gone; a status that is not one is not believed. Its console
+//! is collected into its bundle, and `domainctl logs` prints it, also after the domain went
+//! (whose root filesystem goes with it).
 //! (The guest side, on real Xen: tests/src/container_e2e.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -71,12 +73,65 @@ fn a_containers_exit_status_is_in_its_status_after_its_domain_is_gone() {
     assert_eq!(r.exit, exit::NOT_RUNNING, "{r:?}");
     assert_eq!((r.data["StateName"].as_str(), r.data["ExitStatus"].as_i64()), (Some("EXITED"), Some(3)), "{r:?}");
 
-    // What a guest writes is not believed unless it is a status.
+    // What a guest writes is not believed unless it is a status: its run is over, with no
+    // exit status.
     let r = run_and_end(&env, &image, "liar", "3; echo pwned", false);
-    assert_eq!(r.exit, exit::STATUS_UNKNOWN, "{r:?}");
+    assert_eq!(r.exit, exit::NOT_RUNNING, "{r:?}");
+    assert_eq!(r.data["StateName"].as_str(), Some("EXITED"), "{r:?}");
     assert!(r.data["ExitStatus"].is_null(), "{r:?}");
 
     // Stopped by an operator (its init stops the entrypoint, which exits 0): the same.
     let r = run_and_end(&env, &image, "svc", "0", true);
     assert_eq!((r.data["StateName"].as_str(), r.data["ExitStatus"].as_i64()), (Some("EXITED"), Some(0)), "{r:?}");
+}
+
+fn domainctl(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_domainctl"))
+        .arg("--socket")
+        .arg(env.paths().run_dir.join("domainmgrd.sock"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn a_containers_console_is_its_log_until_its_last_line_and_after_it_exited() {
+    let mut env = Env::new();
+    let image = started(&mut env);
+    env.sim.real_consoles();
+    let run = RunRequest { image, name: Some("talker".into()), ..Default::default() };
+    let r = env.control(&Request::Run { container: run });
+    assert!(r.ok, "{r:?}");
+    let dom = env.sim_named("talker").pop().expect("its domain");
+    let uuid = dom.spec.uuid;
+    let bundle = domainmgrd::container::containers_dir(&env.paths().state_dir).join(uuid.to_string());
+    // The daemon's hub holds the console once the domain runs (its socket is there).
+    let socket = env.paths().run_dir.join("console").join(format!("{uuid}.sock"));
+    env.wait_for("the console hub", || socket.exists());
+    env.sim.guest_print(dom.domid, "one\r\ntwo\r\n");
+    env.wait_for("the first lines in the log", || {
+        std::fs::read_to_string(bundle.join("console.log")).unwrap_or_default().contains("two")
+    });
+    let (code, out, err) = domainctl(&env, &["logs", "talker"]);
+    assert_eq!((code, out.as_str()), (0, "one\r\ntwo\r\n"), "{err}");
+    let (code, out, _) = domainctl(&env, &["logs", "-n", "1", "talker"]);
+    assert_eq!((code, out.as_str()), (0, "two\r\n"));
+
+    // Its last words, written just before it powers off, are not lost.
+    env.sim.guest_write(dom.domid, xen_container_init::EXIT_KEY, "0");
+    env.sim.guest_print(dom.domid, "last words\r\n");
+    env.sim.guest_poweroff(dom.domid);
+    env.wait_for("the container's transient domain to go", || {
+        env.control(&Request::List).data.to_string().find("talker").is_none()
+    });
+    let (code, out, err) = domainctl(&env, &["logs", "--follow", "talker"]);
+    assert_eq!((code, out.as_str()), (0, "one\r\ntwo\r\nlast words\r\n"), "{err}");
+    // The run is over: the root filesystem went, the record and the log stay.
+    assert!(!bundle.join("rootfs").exists() && bundle.join("exit.json").exists());
+
+    // Unknown names are an error.
+    let (code, _, err) = domainctl(&env, &["logs", "nobody"]);
+    assert_eq!(code, exit::UNKNOWN_DOMAIN, "{err}");
 }

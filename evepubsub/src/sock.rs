@@ -49,7 +49,9 @@ pub(crate) fn listen(path: &Path, backlog: i32) -> Result<OwnedFd, Error> {
         log::debug!("removing stale socket {}", path.display());
         // Its old publisher, closing as we look, may remove it first: gone either way.
         match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove stale socket", path, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove stale socket", path, e));
+            }
             _ => {}
         }
     }

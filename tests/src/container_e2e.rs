@@ -4,7 +4,8 @@
 //! image over 9pfs), prints its arguments and environment on its console, exits 3, and the
 //! daemon reads status 3 as the guest powers off; `domainctl stop` reaches the entrypoint as
 //! SIGTERM (status 0 from its trap), and one that ignores SIGTERM is killed after
-//! `--stop-timeout` (status 137); `domainctl status` says so once the domain is gone.
+//! `--stop-timeout` (status 137); `domainctl status` says so once the domain is gone, and
+//! `domainctl logs` prints its console, which the daemon collected, to the last line.
 //!
 //! Needs the static init in the share: `$CONTAINER_INIT` (scripts/build-container-init.sh).
 
@@ -99,7 +100,13 @@ fn runs_and_exits(_ctx: &Context) -> TestResult {
         ensure(console.contains(want), || format!("the console lacks {want:?}:\n{}", tail(&console, 40)))?;
     }
     wait_until("the container's domain to be gone", BOOT, || gone(&name))?;
-    status_says(&d, &name, 3)
+    status_says(&d, &name, 3)?;
+    // The daemon collected the same console, to the last line, and keeps it after the domain.
+    let logs = d.domainctl_ok(&["logs", &name])?;
+    for want in ["ARGS: one two", "ENV: GREETING=from-the-image EXTRA=from-the-cli", "XENCONTAINER-EXIT 3"] {
+        ensure(logs.contains(want), || format!("domainctl logs {name} lacks {want:?}:\n{}", tail(&logs, 40)))?;
+    }
+    Ok(())
 }
 
 /// `domainctl status NAME` of a container whose domain is gone must say `exit status N`.

@@ -157,6 +157,17 @@ enum Cmd {
         #[arg(long)]
         attach: bool,
     },
+    /// Print a container's console log (also after it exited), or an EVE app's.
+    Logs {
+        /// Name or UUID.
+        domain: String,
+        /// Keep printing what the guest writes until its domain is gone.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (then what follows, with --follow).
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<usize>,
+    },
     /// PCI passthrough: list, or move a device to or from pciback by hand.
     Pci {
         #[command(subcommand)]
@@ -200,6 +211,7 @@ fn run(cli: &Cli) -> i32 {
     let request = match &cli.command {
         Cmd::Create { dry_run: true, file, xl_conf } => return dry_run(file, xl_conf),
         Cmd::Console { domain, attach: true } => return attach(cli, domain),
+        Cmd::Logs { domain, follow, tail } => return logs(cli, domain, *follow, *tail),
         other => request_of(other),
     };
     let response = match control::call(&cli.socket, &request) {
@@ -260,6 +272,7 @@ fn request_of(cmd: &Cmd) -> Request {
         Cmd::Save { domain, file } => Request::Save { domain: domain.clone(), file: file.as_deref().map(absolute) },
         Cmd::Restore { file } => Request::Restore { file: absolute(file) },
         Cmd::Console { domain, .. } => Request::Console { domain: domain.clone() },
+        Cmd::Logs { domain, .. } => Request::Logs { domain: domain.clone() },
         Cmd::Pci { action: PciCmd::List } => Request::PciList,
         Cmd::Pci { action: PciCmd::Assign { bdf, force } } => Request::PciAssign { bdf: bdf.clone(), force: *force },
         Cmd::Pci { action: PciCmd::Release { bdf } } => Request::PciRelease { bdf: bdf.clone() },
@@ -419,6 +432,94 @@ fn dry_run(file: &Path, xl_conf: &Path) -> i32 {
     }
 }
 
+/// `logs NAME`: the console log the daemon collects, the older file first; with `follow`,
+/// what comes next too (across a cut-over to the older file) until the domain is gone.
+fn logs(cli: &Cli, domain: &str, follow: bool, tail: Option<usize>) -> i32 {
+    let ask = || match control::call(&cli.socket, &Request::Logs { domain: domain.to_string() }) {
+        Ok(r) if r.ok => Ok(r.data),
+        Ok(r) => {
+            eprintln!("domainctl: {}", r.error.unwrap_or_default());
+            Err(r.exit)
+        }
+        Err(e) => Err(call_failed(&cli.command, &e)),
+    };
+    let data = match ask() {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let Some(log) = data["log"].as_str().map(PathBuf::from) else {
+        eprintln!("domainctl: the daemon named no log");
+        return exit::FAILED;
+    };
+    let older = log.with_extension("log.1");
+    let mut text = std::fs::read(&older).unwrap_or_default();
+    let current = std::fs::read(&log).unwrap_or_default();
+    let mut pos = current.len() as u64;
+    text.extend(current);
+    if let Some(n) = tail {
+        text = last_lines(&text, n).to_vec();
+    }
+    let mut out = std::io::stdout();
+    if out.write_all(&text).and_then(|()| out.flush()).is_err() {
+        return exit::OK; // the reader went (a pipe into head)
+    }
+    if !follow {
+        return exit::OK;
+    }
+    let mut running = data["running"].as_bool().unwrap_or(false);
+    let mut turns = 0u32;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let len = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let mut new = Vec::new();
+        if len < pos {
+            // Cut over: the rest of the old file, then the new one from its start.
+            new.extend(read_from(&older, pos));
+            pos = 0;
+        }
+        let more = read_from(&log, pos);
+        pos += more.len() as u64;
+        new.extend(more);
+        if out.write_all(&new).and_then(|()| out.flush()).is_err() {
+            return exit::OK;
+        }
+        if !running {
+            break;
+        }
+        turns += 1;
+        if turns.is_multiple_of(4) {
+            running = match ask() {
+                Ok(d) => d["running"].as_bool().unwrap_or(false),
+                Err(code) => return code,
+            };
+        }
+    }
+    exit::OK
+}
+
+/// The last `n` lines of `text` (a last line without its newline counts).
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &[];
+    }
+    // The final newline ends the last line; it does not start another.
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(n - 1).map_or(0, |(i, _)| i + 1);
+    &text[start..]
+}
+
+/// What `path` holds from byte `pos` on.
+fn read_from(path: &Path, pos: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        use std::io::Seek;
+        if f.seek(std::io::SeekFrom::Start(pos)).is_ok() {
+            let _ = f.read_to_end(&mut bytes);
+        }
+    }
+    bytes
+}
+
 /// `console --attach`: relays this terminal and the console's tty until Ctrl-].
 fn attach(cli: &Cli, domain: &str) -> i32 {
     let r = match control::call(&cli.socket, &Request::Console { domain: domain.to_string() }) {
@@ -496,4 +597,18 @@ fn relay<R: Read + Send + 'static, W: Write>(domain: &str, path: &Path, mut from
     }
     eprintln!("\ndetached");
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn tail_keeps_the_last_lines_whole() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 2), b"b\nc");
+        assert_eq!(last_lines(b"a\nb\n", 5), b"a\nb\n");
+        assert_eq!(last_lines(b"a\nb\n", 0), b"");
+        assert_eq!(last_lines(b"", 3), b"");
+    }
 }

@@ -206,6 +206,25 @@ pub fn containers_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("containers")
 }
 
+/// The console log in a container's bundle (`domainctl logs`): it outlives the domain, as its
+/// exit record does. One older file, `console.log.1`, beside it.
+pub const CONSOLE_LOG: &str = "console.log";
+
+/// The bundle of the container whose domain has UUID `uuid`, if that domain is a container's.
+pub fn bundle_of(containers: &Path, uuid: Uuid) -> Option<PathBuf> {
+    let bundle = containers.join(uuid.to_string());
+    bundle.join(xen_container_init::SPEC_FILE).is_file().then_some(bundle)
+}
+
+/// A container's run is over (its transient domain is gone, and no saved image of it waits
+/// to be restored): its root filesystem goes, its exit record and console log stay.
+pub fn end_run(bundle: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(bundle.join("rootfs")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// What is left of a container whose domain is gone: `<containers>/<uuid>/exit.json`, written
 /// as its transient domain goes, read by `domainctl status NAME` afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -214,8 +233,9 @@ pub struct Exited {
     pub name: String,
     /// The domain's (and the bundle's) UUID.
     pub uuid: Uuid,
-    /// The entrypoint's exit status.
-    pub exit_status: i32,
+    /// The entrypoint's exit status; `None` when the guest wrote none (it crashed, or was
+    /// destroyed before its init could say).
+    pub exit_status: Option<i32>,
     /// When its domain went, RFC 3339.
     pub at: String,
 }
@@ -232,7 +252,8 @@ impl Exited {
         std::fs::rename(&tmp, bundle.join("exit.json"))
     }
 
-    /// The latest record of the container named (or with the UUID) `arg`.
+    /// The latest record of the container named (or with the UUID) `arg`; its bundle is
+    /// [`bundle_of`] its `uuid`.
     pub fn find(containers: &Path, arg: &str) -> Option<Exited> {
         let dir = std::fs::read_dir(containers).ok()?;
         dir.flatten()

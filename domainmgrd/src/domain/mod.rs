@@ -268,6 +268,9 @@ pub struct Domain {
     /// An EVE app's console hub while it runs (see console.rs), or the domain whose console
     /// could not be opened (said once).
     console: Option<(DomId, Option<crate::console::Hub>)>,
+    /// A container's bundle (container/), when the domain runs one: its console is collected
+    /// into the bundle, and its exit is recorded there.
+    container: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -281,6 +284,7 @@ impl Domain {
     pub fn new(shared: Shared, key: String, uuid: Uuid, desired: Option<Loaded>) -> Domain {
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let poll = shared.settings.read().poll_interval;
+        let container = crate::container::bundle_of(&crate::container::containers_dir(&shared.paths.state_dir), uuid);
         let mut status = empty_status(uuid);
         // Keep what the previous daemon reported (boot time, tries, the vifs and disks it gave
         // the domain), to be overwritten as we learn.
@@ -333,6 +337,7 @@ impl Domain {
             held_adapters: crate::adapters::Reservation::default(),
             native_loops: Vec::new(),
             console: None,
+            container,
         };
         domain.operator_stopped = domain.shared.paths.operator_stopped(uuid);
         if let Some(loaded) = desired {
@@ -529,16 +534,8 @@ impl Domain {
     /// The status file goes last: to its readers (zedmanager) its removal means everything
     /// else about the domain is gone too; the waiting requests hear of it after that.
     fn finish(&mut self) {
-        if let Some(exit_status) = self.status.exit_status.filter(|_| self.source == Source::Transient) {
-            let exited = crate::container::Exited {
-                name: self.domain_name(),
-                uuid: self.uuid,
-                exit_status,
-                at: chrono::Utc::now().to_rfc3339(),
-            };
-            if let Err(e) = exited.record(&crate::container::containers_dir(&self.shared.paths.state_dir)) {
-                log::error!("{}: cannot record its container's exit status: {e}", self.name());
-            }
+        if let Some(bundle) = self.container.clone().filter(|_| self.source == Source::Transient && !self.forget) {
+            self.end_container_run(&bundle);
         }
         self.forget_transient_run();
         self.release_xl_cfg();

@@ -351,6 +351,28 @@ impl Domain {
         }
     }
 
+    /// A container's run is over: its exit is recorded in its bundle (`domainctl status NAME`
+    /// reads it once the domain is gone) and its root filesystem goes, unless a saved image of
+    /// the domain waits to be restored (which needs it).
+    pub(super) fn end_container_run(&mut self, bundle: &std::path::Path) {
+        if hoststate::saved(&self.shared.paths, self.uuid).is_some() {
+            return;
+        }
+        let exited = crate::container::Exited {
+            name: self.domain_name(),
+            uuid: self.uuid,
+            exit_status: self.status.exit_status,
+            at: chrono::Utc::now().to_rfc3339(),
+        };
+        if let Err(e) = exited.record(&crate::container::containers_dir(&self.shared.paths.state_dir)) {
+            log::error!("{}: cannot record its container's exit: {e}", self.name());
+        }
+        match crate::container::end_run(bundle) {
+            Ok(()) => log::info!("{}: its run is over; its root filesystem is removed", self.name()),
+            Err(e) => log::error!("{}: cannot remove its root filesystem under {}: {e}", self.name(), bundle.display()),
+        }
+    }
+
     /// A transient domain that ends without an image waiting to be restored leaves nothing
     /// behind (its run id only mattered for judging such an image).
     pub(super) fn forget_transient_run(&mut self) {

@@ -41,10 +41,12 @@ impl Domain {
     }
 
     /// Keeps an EVE app's console hub running while the domain runs, as EVE's `xen-start`
-    /// keeps `xl console` on it; none for other domains (their consoles stay `xl console`'s).
+    /// keeps `xl console` on it, and a container's (its log in its bundle, `domainctl logs`);
+    /// none for other domains (their consoles stay `xl console`'s).
     fn sync_console(&mut self) {
         // Its console lasts as long as the domain: its shutdown is on it too.
-        let running = self.current_domid().filter(|_| self.source == super::Source::Eve);
+        let collected = self.source == super::Source::Eve || self.container.is_some();
+        let running = self.current_domid().filter(|_| collected);
         let Some(domid) = running else {
             self.console = None;
             return;
@@ -56,8 +58,14 @@ impl Domain {
             return;
         }
         self.console = None; // the old hub goes first: it owns the socket's name
-        let (log, socket) = crate::console::paths(&self.shared.paths.run_dir, &self.key);
-        let to_daemon_log = !self.desired.as_ref().is_some_and(|d| d.config.disable_logs);
+        let (mut log, socket) = crate::console::paths(&self.shared.paths.run_dir, &self.key);
+        if let Some(bundle) = &self.container {
+            log = bundle.join(crate::container::CONSOLE_LOG);
+        }
+        // An EVE app's lines go to the daemon's log too (EVE's log collector takes them from
+        // there) unless it says `DisableLogs`; a container's only to its own log.
+        let to_daemon_log =
+            self.source == super::Source::Eve && !self.desired.as_ref().is_some_and(|d| d.config.disable_logs);
         let name = self.name();
         let hub = self.shared.hv.console_tty(domid).map_err(|e| e.to_string()).and_then(|tty| {
             let config = crate::console::HubConfig { name: name.clone(), tty, log, socket, to_daemon_log };

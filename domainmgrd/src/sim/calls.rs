@@ -166,6 +166,7 @@ impl Hypervisor for SimHypervisor {
             }
         } else {
             st.domains.remove(&domid.get());
+            st.consoles.remove(&domid.get());
             emit(&st, domid.get(), DomainEvent::Death { domid });
         }
         self.pass_gate(&mut st, uuid, Op::Destroy);
@@ -291,7 +292,17 @@ impl Hypervisor for SimHypervisor {
         let mut st = self.shared.state.lock();
         self.park_if_killed(&mut st);
         st.domains.get(&domid.get()).ok_or_else(|| not_found("console", domid))?;
-        Ok(std::path::PathBuf::from(format!("/dev/pts/sim{domid}")))
+        if !st.real_consoles {
+            return Ok(std::path::PathBuf::from(format!("/dev/pts/sim{domid}")));
+        }
+        let master = match st.consoles.entry(domid.get()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(open_pty().map_err(|e| pty_error("open a pty", e))?)
+            }
+        };
+        let name = rustix::pty::ptsname(master, Vec::new()).map_err(|e| pty_error("name a pty", e))?;
+        Ok(std::path::PathBuf::from(name.to_string_lossy().into_owned()))
     }
 
     fn host_cpus(&self) -> HvResult<HostCpus> {
@@ -358,4 +369,16 @@ impl SimHypervisor {
             }
         });
     }
+}
+
+/// A new pty's master, its slave unlocked.
+fn open_pty() -> rustix::io::Result<std::fs::File> {
+    let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    Ok(std::fs::File::from(master))
+}
+
+fn pty_error(op: &'static str, e: rustix::io::Errno) -> Error {
+    Error::Io { op, path: "/dev/ptmx".into(), source: e.into() }
 }

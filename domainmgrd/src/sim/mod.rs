@@ -148,6 +148,10 @@ struct State {
     bios_strings: HashMap<u32, Vec<(String, String)>>,
     /// Keys the guests wrote in their own xenstore directories (domid, key).
     guest_keys: HashMap<(u32, String), String>,
+    /// Whether consoles are real ptys ([`SimHypervisor::real_consoles`]).
+    real_consoles: bool,
+    /// Each domain's console: the pty's master (the guest's side, xenconsoled's in Xen).
+    consoles: HashMap<u32, std::fs::File>,
     gates: HashMap<(Uuid, Op), GateState>,
     /// Per-op gates ([`SimHypervisor::hold`]): every guest's calls of the op.
     op_gates: HashMap<Op, OpGate>,
@@ -427,6 +431,21 @@ impl SimHypervisor {
         self.shared.state.lock().guest_keys.insert((domid.get(), key.to_string()), value.to_string());
     }
 
+    /// Gives each domain a real console from now on: a pty whose other side
+    /// [`guest_print`](Self::guest_print) writes, closed as the domain goes (as xenconsoled
+    /// closes it). Without, `console_tty` names a tty that does not exist.
+    pub fn real_consoles(&self) {
+        self.shared.state.lock().real_consoles = true;
+    }
+
+    /// The guest writes `text` on its console (see [`real_consoles`](Self::real_consoles)).
+    pub fn guest_print(&self, domid: DomId, text: &str) {
+        let mut st = self.shared.state.lock();
+        if let Some(master) = st.consoles.get_mut(&domid.get()) {
+            let _ = std::io::Write::write_all(master, text.as_bytes());
+        }
+    }
+
     /// The guest powers itself off.
     pub fn guest_poweroff(&self, domid: DomId) {
         self.shut_down(domid.get(), ShutdownReason::Poweroff);
@@ -452,6 +471,7 @@ impl SimHypervisor {
                 d.state = DomainState::Dying;
             }
         } else if st.domains.remove(&domid.get()).is_some() {
+            st.consoles.remove(&domid.get());
             emit(&st, domid.get(), DomainEvent::Death { domid });
         }
     }

@@ -145,6 +145,7 @@ impl Supervisor {
             },
             Request::Create { file } => self.create(&file, reply),
             Request::Run { container } => self.run_container(container, reply),
+            Request::Logs { domain } => drop(reply.send(self.logs(&domain))),
             Request::Restore { file } => self.restore(&file, reply),
             Request::Console { domain } => answer(self.console(&domain)),
             Request::PciList => answer(self.pci_list()),
@@ -420,6 +421,35 @@ impl Supervisor {
             Ok(tty) => Response::data(serde_json::json!({"domid": domid, "tty": tty, "socket": socket})),
             Err(e) => Response::error(e.to_string()),
         }
+    }
+
+    /// `domainctl logs NAME`: a container's console log is in its bundle, there as long as the
+    /// bundle is (after the domain too); an EVE app's is under the run directory.
+    fn logs(&self, arg: &str) -> Response {
+        let containers = crate::container::containers_dir(&self.options.paths.state_dir);
+        let (log, running) = match self.resolve(arg) {
+            Ok(key) => {
+                let uuid = key.parse().unwrap_or_default();
+                let domid = self.shared.registry.read().get(&uuid).map_or(0, |b| b.domain_id);
+                let eve = self.domains.get(&key).is_some_and(|h| h.source == Source::Eve);
+                match crate::container::bundle_of(&containers, uuid) {
+                    Some(bundle) => (bundle.join(crate::container::CONSOLE_LOG), domid != 0),
+                    None if eve => (crate::console::paths(&self.options.paths.run_dir, &key).0, domid != 0),
+                    None => {
+                        return Response::error(format!(
+                            "{arg}: its console is not collected (only containers' and EVE apps' are); `domainctl console {arg}` attaches to it"
+                        ));
+                    }
+                }
+            }
+            Err(e) => match crate::container::Exited::find(&containers, arg)
+                .and_then(|x| crate::container::bundle_of(&containers, x.uuid))
+            {
+                Some(bundle) => (bundle.join(crate::container::CONSOLE_LOG), false),
+                None => return Response::error_with_exit(e, exit::UNKNOWN_DOMAIN),
+            },
+        };
+        Response::data(serde_json::json!({"log": log, "running": running}))
     }
 
     fn pci_list(&self) -> Response {
