@@ -5,10 +5,13 @@
 //! daemon reads status 3 as the guest powers off; `domainctl stop` reaches the entrypoint as
 //! SIGTERM (status 0 from its trap), and one that ignores SIGTERM is killed after
 //! `--stop-timeout` (status 137); `domainctl status` says so once the domain is gone, and
-//! `domainctl logs` prints its console, which the daemon collected, to the last line.
+//! `domainctl logs` prints its console, which the daemon collected, to the last line; with
+//! `--bridge`, the container's init takes an address by DHCP (from busybox's udhcpd on the
+//! bridge in dom0) before its entrypoint runs, and dom0 pings it there.
 //!
 //! Needs the static init in the share: `$CONTAINER_INIT` (scripts/build-container-init.sh).
 
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use xenctl::Context;
@@ -23,6 +26,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
     vec![
         ("container_image_runs_prints_its_args_and_env_and_exits_3", runs_and_exits),
         ("container_stops_gracefully_and_one_ignoring_sigterm_is_killed", stops_gracefully_or_killed),
+        ("container_with_a_vif_gets_an_address_by_dhcp_and_dom0_reaches_it", gets_its_network),
     ]
 }
 
@@ -140,5 +144,76 @@ fn stops_gracefully_or_killed(_ctx: &Context) -> TestResult {
         wait_until("the container's domain to be gone", BOOT, || gone(name))?;
         status_says(&d, name, status)?;
     }
+    Ok(())
+}
+
+/// dom0's side of the container network test: an address on the bridge and a DHCP server
+/// there, both gone when dropped.
+struct DhcpServer {
+    bridge: String,
+    child: Child,
+}
+
+const DOM0_ADDRESS: &str = "10.99.0.1/24";
+
+impl DhcpServer {
+    fn start(dir: &Path) -> TestResult<DhcpServer> {
+        let bridge = std::env::var("XENBOX_BRIDGE").unwrap_or_else(|_| "xenbr0".into());
+        let conf = dir.join("udhcpd.conf");
+        let leases = dir.join("udhcpd.leases");
+        std::fs::write(&leases, b"").ctx("the lease file")?;
+        std::fs::write(
+            &conf,
+            format!(
+                "start 10.99.0.100\nend 10.99.0.150\ninterface {bridge}\nlease_file {}\nopt subnet 255.255.255.0\nopt router 10.99.0.1\nopt lease 600\n",
+                leases.display()
+            ),
+        )
+        .ctx("udhcpd.conf")?;
+        run("ip", &["addr", "replace", DOM0_ADDRESS, "dev", &bridge])?;
+        let child = Command::new("busybox")
+            .args(["udhcpd", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ctx("busybox udhcpd")?;
+        Ok(DhcpServer { bridge, child })
+    }
+}
+
+impl Drop for DhcpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = run("ip", &["addr", "del", DOM0_ADDRESS, "dev", &self.bridge]);
+    }
+}
+
+fn gets_its_network(_ctx: &Context) -> TestResult {
+    let name = unique_name("ctr-net");
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let d = container_daemon("dm-container-net")?;
+    let _dhcp = DhcpServer::start(&d.root)?;
+    let image = busybox_image(&d.root, &["/bin/sh", "-c"], &[])?;
+    let script = "busybox ip -4 -o addr show dev eth0; echo READY; while :; do sleep 1; done";
+    let bridge = std::env::var("XENBOX_BRIDGE").unwrap_or_else(|_| "xenbr0".into());
+    d.domainctl_ok(&["run", "--name", &name, "--bridge", &bridge, &image.display().to_string(), "--", script])?;
+    wait_until("the container to be ready", BOOT, || console_text(&name).contains("READY").then_some(()))
+        .map_err(|e| format!("{e}; console:\n{}", tail(&console_text(&name), 40)))?;
+    // `2: eth0    inet 10.99.0.100/24 brd ...`: the lease, on the container's eth0.
+    let console = console_text(&name);
+    let address = console
+        .lines()
+        .find_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1))
+        .and_then(|a| a.split('/').next())
+        .filter(|a| a.starts_with("10.99.0."))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no DHCP address on the container's eth0; console:\n{}", tail(&console, 40)))?;
+    wait_until(&format!("dom0 to ping the container at {address}"), Duration::from_secs(60), || {
+        run("ping", &["-c", "1", "-W", "2", &address]).ok()
+    })?;
+    d.domainctl_ok(&["stop", &name])?;
+    wait_until("the container's domain to be gone", BOOT, || gone(&name))?;
     Ok(())
 }
