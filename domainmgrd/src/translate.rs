@@ -51,12 +51,15 @@ pub struct Translated {
     /// What the status says about how the app boots when it is not what its mode says (a PV
     /// app run as PVH, or through GRUB), for the operator.
     pub boot_note: Option<String>,
+    /// A container app's volume (its first disk is of Format CONTAINER): shared with the guest
+    /// over 9pfs as `share_dir`, its run spec written there at boot (container/eve.rs).
+    pub container_volume: Option<std::path::PathBuf>,
 }
 
 impl Translated {
     /// A spec as it is, with nothing else to say (an xl.cfg file's).
     pub fn of_spec(spec: DomainSpec) -> Translated {
-        Translated { spec, disks: Vec::new(), pci_permissive: false, boot_note: None }
+        Translated { spec, disks: Vec::new(), pci_permissive: false, boot_note: None, container_volume: None }
     }
 }
 
@@ -152,6 +155,7 @@ pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Tran
     kinds::display(&mut spec, vm, &config.gpu_config, pv_mode);
 
     let mut disks = Vec::new();
+    let mut container_volume = None;
     for (i, d) in config.disk_config_list.iter().enumerate() {
         let field = |f: &str| format!("DiskConfigList[{i}].{f}");
         if d.file_location.trim().is_empty() {
@@ -162,6 +166,31 @@ pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Tran
             return Err(err("DiskConfigList", format!("{} disks", config.disk_config_list.len()), "at most 26 disks"));
         };
         let vdev = format!("xvd{letter}");
+        // A container app's root: a directory (EVE's volume, `rootfs/` and `image-config.json`),
+        // no disk; shared over 9pfs below (EVE's configToStatus: no Devtype, MountDir `/`).
+        if d.format == Format::CONTAINER {
+            if i != 0 {
+                return Err(err(
+                    &field("Format"),
+                    "8".into(),
+                    "a container volume other than the app's first disk (EVE mounts it into the first one's root filesystem) is not supported yet",
+                ));
+            }
+            container_volume = Some(std::path::PathBuf::from(d.file_location.trim()));
+            disks.push(DiskStatus {
+                volume_key: d.volume_key.clone(),
+                read_only: d.read_only,
+                file_location: d.file_location.clone(),
+                format: d.format,
+                mount_dir: "/".into(),
+                display_name: d.display_name.clone(),
+                devtype: String::new(),
+                vdev,
+                wwn: d.wwn.clone(),
+                custom_meta: d.custom_meta.clone(),
+            });
+            continue;
+        }
         // An ISO image is a raw disk to EVE's Xen backend (its status says "cdrom", but the
         // xl config it writes gives the image as a disk like any other).
         let format = match d.format {
@@ -200,6 +229,19 @@ pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Tran
             wwn: d.wwn.clone(),
             custom_meta: d.custom_meta.clone(),
         });
+    }
+
+    // EVE's xen-tools container shares the volume as its `/mnt` (its status says so); the
+    // daemon shares the volume itself.
+    if let Some(volume) = &container_volume {
+        let path = volume.to_string_lossy().into_owned();
+        spec.p9s.push(xenctl::P9Spec {
+            tag: xen_container_init::SHARE_TAG.into(),
+            path: path.clone(),
+            security_model: xenctl::P9Spec::SECURITY_NONE.into(),
+            backend_domain: None,
+        });
+        disks.push(DiskStatus { file_location: path, devtype: "9P".into(), ..DiskStatus::default() });
     }
 
     for (i, v) in config.vif_list.iter().enumerate() {
@@ -249,7 +291,7 @@ pub fn translate(config: &DomainConfig, file: &Path, pv: &PvBoot) -> Result<Tran
         xenctl::Error::InvalidSpec { field, value, reason } => err(&eve_field(&field), format!("{value:?}"), &reason),
         other => err("(config)", String::new(), &other.to_string()),
     })?;
-    Ok(Translated { spec, disks, pci_permissive, boot_note })
+    Ok(Translated { spec, disks, pci_permissive, boot_note, container_volume })
 }
 
 /// The fields EVE honours and we do not yet: the first one set to something that changes

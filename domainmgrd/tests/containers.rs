@@ -3,7 +3,8 @@
 //! into its own xenstore directory is read as it powers off, and `status NAME` still says it
 //! once the transient domain is gone; a status that is not one is not believed. Its console
 //! is collected into its bundle, and `domainctl logs` prints it, also after the domain went
-//! (whose root filesystem goes with it).
+//! (whose root filesystem goes with it). An EVE app whose first disk is of Format CONTAINER
+//! runs its volume's image the same way, with the variables of its cloud-init user data.
 //! (The guest side, on real Xen: tests/src/container_e2e.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -134,4 +135,77 @@ fn a_containers_console_is_its_log_until_its_last_line_and_after_it_exited() {
     // Unknown names are an error.
     let (code, _, err) = domainctl(&env, &["logs", "nobody"]);
     assert_eq!(code, exit::UNKNOWN_DOMAIN, "{err}");
+}
+
+/// An EVE container volume as EVE's volume manager leaves it (with its root filesystem in
+/// place): `rootfs/` and `image-config.json`.
+fn eve_volume(dir: &Path, with_root: bool) -> PathBuf {
+    let v = dir.join(format!("{}#0.container", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(v.join("rootfs")).unwrap();
+    if with_root {
+        std::fs::create_dir_all(v.join("rootfs/bin")).unwrap();
+        std::fs::write(v.join("rootfs/bin/app"), b"hi").unwrap();
+    }
+    let image = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {"Entrypoint": ["/bin/app"], "Cmd": ["--serve"], "Env": ["PATH=/bin"], "WorkingDir": "/srv"}
+    });
+    std::fs::write(v.join("image-config.json"), image.to_string()).unwrap();
+    v
+}
+
+/// The DomainConfig zedmanager writes for a container app (its defaults for the kernel, the
+/// ramdisk and the arguments), with `user_data` as its cloud-init user data.
+fn eve_container_config(uuid: uuid::Uuid, volume: &Path, user_data: &str) -> serde_json::Value {
+    use base64::Engine;
+    let mut c = common::config(uuid, "ctr", true);
+    c["Kernel"] = "/hostfs/boot/kernel".into();
+    c["Ramdisk"] = "/usr/lib/xen/boot/runx-initrd".into();
+    c["ExtraArgs"] = "console=hvc0 root=9p dhcp=1 mtu=1500".into();
+    c["DiskConfigList"] = serde_json::json!([{"FileLocation": volume, "ReadOnly": false, "Format": 8}]);
+    c["pubsub-large-CloudInitUserData"] = base64::engine::general_purpose::STANDARD.encode(user_data).into();
+    c
+}
+
+#[test]
+fn an_eve_container_app_runs_its_volumes_image_with_its_user_datas_variables() {
+    let mut env = Env::new();
+    started(&mut env);
+    let volume = eve_volume(env.dir.path(), true);
+    let uuid = uuid::Uuid::new_v4();
+    env.write_config(&eve_container_config(uuid, &volume, "MODE=app\nEVE_ECO_CMD=/bin/app --once\n"));
+    let st = env.wait_state(uuid, domainmgrd::eve::SwState::RUNNING);
+    let dom = env.sim.domains().into_iter().find(|d| d.spec.uuid == uuid).expect("its domain");
+    // No disk: the volume is shared over 9pfs, as EVE's xl config shares it; the container
+    // kernel and initramfs in place of EVE's.
+    assert!(dom.spec.disks.is_empty(), "{:?}", dom.spec.disks);
+    assert_eq!(dom.spec.p9s.len(), 1);
+    assert_eq!((dom.spec.p9s[0].tag.as_str(), dom.spec.p9s[0].path.as_str()), ("share_dir", volume.to_str().unwrap()));
+    assert_eq!(dom.spec.kernel.as_deref(), Some(env.dir.path().join("vmlinux").to_str().unwrap()));
+    assert!(dom.spec.ramdisk.as_deref().is_some_and(|r| r.contains("/containers/initrd-")), "{:?}", dom.spec.ramdisk);
+    let spec =
+        xen_container_init::RunSpec::from_json(&std::fs::read(volume.join(xen_container_init::SPEC_FILE)).unwrap())
+            .unwrap();
+    assert_eq!(spec.argv, ["/bin/app", "--once"]);
+    assert_eq!(spec.env, ["PATH=/bin", "EVE_ECO_CMD=/bin/app --once", "MODE=app"]);
+    assert_eq!(spec.cwd, "/srv");
+    assert_eq!(spec.network.len(), 1, "the vif by its MAC");
+    // The status says what EVE's says: the container disk, the 9P share, the volume, the variables.
+    let devtypes: Vec<_> = st.disk_status_list.iter().map(|d| (d.devtype.as_str(), d.mount_dir.as_str())).collect();
+    assert_eq!(devtypes, [("", "/"), ("9P", "")]);
+    assert_eq!(st.oci_config_dir, volume.to_str().unwrap());
+    assert_eq!(st.env_variables.as_ref().and_then(|e| e.get("MODE")).map(String::as_str), Some("app"));
+
+    // A volume whose root filesystem is not there (EVE would mount its containerd snapshot
+    // there): its boot fails, saying so.
+    let empty = eve_volume(env.dir.path(), false);
+    let other = uuid::Uuid::new_v4();
+    env.write_config(&eve_container_config(other, &empty, "A=1"));
+    let st = env.wait_status(other, "the boot to fail", |s| s.boot_failed);
+    assert!(st.error.error.contains("no root filesystem"), "{:?}", st.error);
+    // User data that is not variables: EVE's error.
+    let bad = uuid::Uuid::new_v4();
+    env.write_config(&eve_container_config(bad, &volume, "not a variable"));
+    let st = env.wait_status(bad, "the boot to fail", |s| s.boot_failed);
+    assert!(st.error.error.contains("Error processing environment variables"), "{:?}", st.error);
 }

@@ -32,6 +32,21 @@ impl RunConfig {
         }
     }
 
+    /// The run configuration in an image config file as EVE's volume manager writes it beside a
+    /// container's root filesystem (`image-config.json`: the OCI image configuration).
+    pub fn read_image_config(path: &std::path::Path) -> Result<RunConfig, Error> {
+        let text = std::fs::read(path).map_err(|source| Error::Read {
+            image: path.to_owned(),
+            what: "the image configuration".into(),
+            source,
+        })?;
+        let config: ImageConfiguration = serde_json::from_slice(&text).map_err(|e| Error::Format {
+            image: path.to_owned(),
+            why: format!("not an OCI image configuration: {e}"),
+        })?;
+        Ok(RunConfig::from_image(&config))
+    }
+
     /// The command line to run, after a user's overrides, by Docker's rules: an overridden
     /// entrypoint (even an empty one) drops the image's cmd, so the result is the new
     /// entrypoint followed by the overriding cmd, if any; an overridden cmd alone replaces the
@@ -60,6 +75,30 @@ mod tests {
 
     fn image() -> RunConfig {
         RunConfig { entrypoint: v(&["/bin/tini", "--"]), cmd: v(&["nginx", "-g", "daemon off;"]), ..Default::default() }
+    }
+
+    #[test]
+    fn an_image_config_file_as_eve_writes_it_is_read_and_a_bad_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image-config.json");
+        std::fs::write(
+            &path,
+            r#"{"architecture": "amd64", "os": "linux",
+                "config": {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "id"], "Env": ["PATH=/bin"],
+                           "WorkingDir": "/srv", "User": "app"},
+                "rootfs": {"type": "layers", "diff_ids": []}}"#,
+        )
+        .unwrap();
+        let c = RunConfig::read_image_config(&path).unwrap();
+        assert_eq!(
+            (c.argv(None, None).unwrap(), c.env, c.working_dir, c.user),
+            (v(&["/bin/sh", "-c", "id"]), v(&["PATH=/bin"]), "/srv".to_string(), "app".to_string())
+        );
+        std::fs::write(&path, b"{\"config\": 3}").unwrap();
+        let e = RunConfig::read_image_config(&path).unwrap_err().to_string();
+        assert!(e.contains("image-config.json") && e.contains("not an OCI image configuration"), "{e}");
+        let e = RunConfig::read_image_config(&dir.path().join("nope.json")).unwrap_err().to_string();
+        assert!(e.contains("nope.json"), "{e}");
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub fn tree(config: &DomainConfig, process_multipart: bool, keys: &CipherKeys) -
 
 /// The user data in clear, `None` when there is none (EVE's `fetchCloudInit`: base64 of the
 /// text; encrypted, the cipher's clear text carries it, with the clear field as a fallback).
-fn user_data(config: &DomainConfig, keys: &CipherKeys) -> Result<Option<String>, CloudInitError> {
+pub fn user_data(config: &DomainConfig, keys: &CipherKeys) -> Result<Option<String>, CloudInitError> {
     let base64_text = if config.is_cipher {
         match cipher::decrypt_user_data(config, keys) {
             Ok(text) => Some(text),

@@ -8,6 +8,7 @@
 //! entrypoint's exit status into its own xenstore directory; the daemon reads it as the guest
 //! powers off (any domain's: [`read_exit_status`] takes it as untrusted input).
 
+pub mod eve;
 pub mod initrd;
 
 use std::path::{Path, PathBuf};
@@ -116,6 +117,7 @@ impl Containers {
         );
         let path = self.dir.join(name);
         if !path.is_file() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
             initrd::build(&InitrdParts { init: self.init.clone(), modules_dir: self.modules_dir.clone() }, &path)?;
             log::info!("built the container initramfs {}", path.display());
         }
@@ -174,13 +176,7 @@ impl Containers {
         let initrd = self.initrd()?;
         // PVH where the host runs HVM guests and the kernel is an ELF image (Xen 4.17 boots no
         // bzImage as PVH); PV otherwise.
-        let elf = std::fs::File::open(&self.kernel)
-            .and_then(|mut f| {
-                let mut magic = [0u8; 4];
-                std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"\x7fELF")
-            })
-            .map_err(|e| format!("the container kernel {}: {e}", self.kernel.display()))?;
-        let kind = if cap_hvm && elf { "pvh" } else { "pv" };
+        let kind = if cap_hvm && is_elf(&self.kernel)? { "pvh" } else { "pv" };
         let mut cfg = format!(
             "# Written by domainmgrd for `domainctl run {image}`.\nname = {name}\nuuid = \"{uuid}\"\ntype = \"{kind}\"\nkernel = {kernel}\nramdisk = {initrd}\nextra = \"console=hvc0 quiet\"\nmemory = {memory}\nvcpus = {vcpus}\non_poweroff = \"destroy\"\non_reboot = \"restart\"\non_crash = \"destroy\"\np9 = [ \"tag={tag},security_model=none,path={bundle}\" ]\n",
             image = image.display(),
@@ -199,6 +195,17 @@ impl Containers {
         std::fs::write(&config_path, cfg).map_err(|e| format!("{}: {e}", config_path.display()))?;
         Ok(Prepared { config: config_path, name })
     }
+}
+
+/// Whether the kernel at `path` is an ELF image (which Xen 4.17 boots as PVH; a bzImage only
+/// as PV).
+fn is_elf(path: &Path) -> Result<bool, String> {
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            let mut magic = [0u8; 4];
+            std::io::Read::read_exact(&mut f, &mut magic).map(|()| magic == *b"\x7fELF")
+        })
+        .map_err(|e| format!("the container kernel {}: {e}", path.display()))
 }
 
 /// `<state>/containers`: a bundle per container (`<uuid>/`), the initramfs cache.

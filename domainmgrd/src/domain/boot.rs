@@ -48,8 +48,17 @@ impl Domain {
         self.status.disk_status_list = translated.disks;
         self.status.boot_note = translated.boot_note.unwrap_or_default();
         self.status.exit_status = None;
-        // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
-        if self.source == super::Source::Eve {
+        self.status.oci_config_dir = String::new();
+        self.status.env_variables = None;
+        // A container app: its run spec into its volume (its user data gives variables, no
+        // config disk), its kernel and initramfs.
+        if let Some(volume) = &translated.container_volume {
+            if let Err(e) = self.prepare_container(volume, &mut spec) {
+                self.publish();
+                return self.boot_failed(e);
+            }
+        } else if self.source == super::Source::Eve {
+            // EVE apps' cloud-init config disk, from the config as it is now: after their disks.
             let disk = self.cloud_init_disk().map_err(|e| e.to_string()).and_then(|path| {
                 let Some(path) = path else { return Ok(None) };
                 let disk = crate::cloudinit::disk_spec(&path);
@@ -269,6 +278,26 @@ impl Domain {
     }
 
     /// Builds the domain's cloud-init config disk (`cloudinit.rs`), if EVE would give it one.
+    /// An EVE container app (container/eve.rs): EVE's `EnvVariables` from its user data, its
+    /// run spec written into its volume, the container kernel and initramfs.
+    fn prepare_container(&mut self, volume: &std::path::Path, spec: &mut DomainSpec) -> Result<(), String> {
+        let Some(desired) = self.desired.as_ref() else { return Ok(()) };
+        let user_data =
+            crate::cloudinit::user_data(&desired.config, &self.shared.cipher_keys).map_err(|e| e.to_string())?;
+        let env = match user_data {
+            Some(text) => Some(crate::container::eve::env_variables(&text)?),
+            None => None,
+        };
+        let vifs: Vec<(Option<String>, u32)> =
+            spec.vifs.iter().map(|v| (v.mac.map(|m| m.to_string()), v.mtu.unwrap_or(0))).collect();
+        let run = crate::container::eve::run_spec(volume, &env.clone().unwrap_or_default(), &vifs, &spec.name)?;
+        crate::container::eve::prepare(&self.shared.containers, volume, &run, spec)?;
+        self.status.oci_config_dir = volume.to_string_lossy().into_owned();
+        self.status.env_variables = env;
+        log::info!("{}: container {:?} from {}", self.name(), run.argv, volume.display());
+        Ok(())
+    }
+
     fn cloud_init_disk(&self) -> Result<Option<std::path::PathBuf>, crate::cloudinit::CloudInitError> {
         let Some(desired) = self.desired.as_ref() else {
             return Ok(None);

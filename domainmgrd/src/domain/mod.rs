@@ -142,6 +142,8 @@ pub struct Shared {
     pub cipher_keys: crate::cloudinit::CipherKeys,
     /// The daemon's own device setup (native.rs); `None`: Xen's hotplug scripts do it all.
     pub native: Option<Arc<xen_hotplug::NativeDevices>>,
+    /// How containers boot: their kernel and init (EVE's container apps too).
+    pub containers: Arc<crate::container::Containers>,
 }
 
 /// Where the domain is.

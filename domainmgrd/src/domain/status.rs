@@ -159,6 +159,8 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
         adapters_failed: false,
         boot_note: String::new(),
         exit_status: None,
+        oci_config_dir: String::new(),
+        env_variables: None,
         disable_logs: false,
         vm: Default::default(),
     }

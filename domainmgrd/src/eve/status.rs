@@ -199,6 +199,14 @@ pub struct DomainStatus {
     /// there is none.
     #[serde(rename = "ExitStatus", default, skip_serializing_if = "Option::is_none")]
     pub exit_status: Option<i32>,
+    /// A container app's volume, holding its image configuration (EVE's "folder holding an OCI
+    /// Image config for this domain"); empty for VMs.
+    #[serde(rename = "OCIConfigDir", default)]
+    pub oci_config_dir: String,
+    /// The variables a container app gets from its cloud-init user data (EVE's map: no
+    /// order).
+    #[serde(rename = "EnvVariables", default)]
+    pub env_variables: Option<std::collections::BTreeMap<String, String>>,
     /// From the config.
     #[serde(flatten)]
     pub vm: VmConfig,
@@ -279,6 +287,8 @@ mod tests {
             adapters_failed: false,
             boot_note: String::new(),
             exit_status: None,
+            oci_config_dir: String::new(),
+            env_variables: None,
             disable_logs: false,
             vm: VmConfig::default(),
         };

@@ -296,6 +296,7 @@ impl Daemon {
                 ..options.cipher_keys.clone()
             },
             native: open_native(options.native_hotplug.as_deref()),
+            containers: Arc::new(options.containers.clone()),
         };
         if let Some(native) = &shared.native {
             shared.hv.set_private_script(native.script());

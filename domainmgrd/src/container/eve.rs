@@ -1,0 +1,284 @@
+//! EVE's container apps: an app whose first disk is of Format CONTAINER runs its image the way
+//! EVE runs one on Xen (pillar's domainmgr and `hypervisor/xen.go`, xen-tools' runx initrd),
+//! with the daemon's container kernel and init. The volume EVE's volume manager prepared is
+//! shared with the guest as it is: `<volume>/rootfs`, the image's root filesystem, and
+//! `<volume>/image-config.json`, its OCI image configuration. At each boot the daemon writes
+//! the run spec the guest's init reads into the volume ([`SPEC_FILE`]), as EVE writes
+//! `cmdline`, `environment` and `ug` there: the image's entrypoint and cmd, env (a default
+//! `PATH` when it has none), working directory and user; then the variables of the app's
+//! cloud-init user data ([`env_variables`]: EVE's `EnvVariables`), of which `EVE_ECO_CMD`
+//! replaces the command line; each vif by its MAC with its MTU, by DHCP (EVE's `dhcp=1`).
+//! The kernel and ramdisk zedmanager fills in for a container ([`EVE_KERNEL`],
+//! [`EVE_RAMDISK`], which live in EVE's xen-tools container) mean the host's container kernel
+//! and the daemon's initramfs; an app that names its own gets them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use xen_container_init::{NetConfig, RunSpec, SPEC_FILE};
+use xenctl::{DomainKind, DomainSpec};
+
+use super::Containers;
+
+/// The kernel zedmanager gives a container app that names none (the host's, in EVE's
+/// xen-tools container).
+pub const EVE_KERNEL: &str = "/hostfs/boot/kernel";
+/// The ramdisk zedmanager gives a container app that names none (EVE's runx init).
+pub const EVE_RAMDISK: &str = "/usr/lib/xen/boot/runx-initrd";
+/// The variable whose value replaces a container's command line (split at white space).
+pub const ECO_CMD: &str = "EVE_ECO_CMD";
+/// The image configuration EVE's volume manager writes into a container volume.
+pub const IMAGE_CONFIG: &str = "image-config.json";
+/// The `PATH` a container gets when its image sets no environment (containerd's default).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The variables a container app takes from its cloud-init user data, as EVE's domainmgr reads
+/// them: a `#cloud-config` document's `runcmd` entries, or else every line, each `KEY=VALUE`
+/// (spaces and double quotes around the key and the value trimmed), then parsed as an env file
+/// (go-envparse: blank lines and `#` comments skipped, `export` allowed, escapes in the value).
+/// Any line that is not a variable is an error naming it.
+pub fn env_variables(user_data: &str) -> Result<BTreeMap<String, String>, String> {
+    let lines: Vec<String> = if user_data.split('\n').next().is_some_and(|l| l.starts_with("#cloud-config")) {
+        runcmd(user_data)?
+    } else {
+        user_data.split('\n').map(str::to_string).collect()
+    };
+    let mut vars = BTreeMap::new();
+    for line in &lines {
+        let text = match line.split_once('=') {
+            Some((k, v)) => format!("{}=\"{}\"", k.trim_matches([' ', '"']), v.trim_matches([' ', '"'])),
+            None => line.clone(),
+        };
+        if let Some((key, value)) =
+            env_line(&text).map_err(|e| format!("Error processing environment variables: {e}"))?
+        {
+            vars.insert(key, value);
+        }
+    }
+    Ok(vars)
+}
+
+/// A `#cloud-config` document's `runcmd` list (each entry a string, as EVE's `CloudConfig`
+/// struct reads it).
+fn runcmd(text: &str) -> Result<Vec<String>, String> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("failed to unmarshal cloud-init userdata: {e}"))?;
+    let Some(doc) = docs.first() else { return Ok(Vec::new()) };
+    match &doc["runcmd"] {
+        Yaml::BadValue | Yaml::Null => Ok(Vec::new()),
+        Yaml::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Yaml::String(s) => Ok(s.clone()),
+                Yaml::Integer(n) => Ok(n.to_string()),
+                other => {
+                    Err(format!("failed to unmarshal cloud-init userdata: runcmd entry {other:?} is not a string"))
+                }
+            })
+            .collect(),
+        other => Err(format!("failed to unmarshal cloud-init userdata: runcmd is {other:?}, not a list")),
+    }
+}
+
+/// One line of an env file: `None` for a blank line or a comment.
+fn env_line(line: &str) -> Result<Option<(String, String)>, String> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let body = trimmed.strip_prefix("export ").map_or(trimmed, str::trim_start);
+    let Some((key, value)) = body.split_once('=') else {
+        return Err(format!("line {trimmed:?}: not KEY=VALUE"));
+    };
+    let key_ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !key_ok {
+        return Err(format!("line {trimmed:?}: {key:?} is not a variable name"));
+    }
+    Ok(Some((key.to_string(), unquote(value).map_err(|e| format!("line {trimmed:?}: {e}"))?)))
+}
+
+/// A value as an env file gives it: bare, `'single'` (as it is) or `"double"` quoted (with
+/// backslash escapes); nothing may follow the closing quote but a comment.
+fn unquote(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let Some(quote) = value.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+        if value.contains(['"', '\'']) {
+            return Err("a quote inside an unquoted value".into());
+        }
+        return Ok(value.split(" #").next().unwrap_or_default().trim_end().to_string());
+    };
+    let mut out = String::new();
+    let mut chars = value[1..].chars();
+    loop {
+        match chars.next() {
+            None => return Err("the quoted value does not end".into()),
+            Some(c) if c == quote => break,
+            Some('\\') if quote == '"' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some(c @ ('\\' | '"' | '$' | '`' | '\'')) => out.push(c),
+                Some(c) => return Err(format!("unknown escape \\{c}")),
+                None => return Err("the quoted value does not end".into()),
+            },
+            Some(c) => out.push(c),
+        }
+    }
+    let rest = chars.as_str().trim();
+    if !rest.is_empty() && !rest.starts_with('#') {
+        return Err(format!("{rest:?} after the closing quote"));
+    }
+    Ok(out)
+}
+
+/// The run spec of the container app in `volume`: its image's configuration, `env` added
+/// (replacing what the image sets for the same name), `EVE_ECO_CMD` as its command line when
+/// set, `vifs` (MAC and MTU) by DHCP. Errors name the volume and what is missing.
+pub fn run_spec(
+    volume: &Path,
+    env: &BTreeMap<String, String>,
+    vifs: &[(Option<String>, u32)],
+    hostname: &str,
+) -> Result<RunSpec, String> {
+    let rootfs = volume.join("rootfs");
+    let has_root = std::fs::read_dir(&rootfs).map(|mut d| d.next().is_some());
+    match has_root {
+        Ok(true) => {}
+        Ok(false) | Err(_) => {
+            return Err(format!(
+                "{}: no root filesystem there (EVE's domainmgr mounts the volume's containerd snapshot at rootfs; domainmgrd takes the volume with its root filesystem in place)",
+                rootfs.display()
+            ));
+        }
+    }
+    let image = xen_oci::RunConfig::read_image_config(&volume.join(IMAGE_CONFIG)).map_err(|e| e.to_string())?;
+    let mut vars = if image.env.is_empty() { vec![DEFAULT_PATH.to_string()] } else { image.env.clone() };
+    for (k, v) in env {
+        vars.retain(|e| e.split('=').next() != Some(k.as_str()));
+        vars.push(format!("{k}={v}"));
+    }
+    let argv = match env.get(ECO_CMD).map(|c| c.trim_matches([' ', '"'])).filter(|c| !c.is_empty()) {
+        Some(cmd) => cmd.split_whitespace().map(str::to_string).collect(),
+        None => image.argv(None, None).map_err(|e| format!("{}: {e}", volume.join(IMAGE_CONFIG).display()))?,
+    };
+    // By MAC when every vif has one (zedmanager gives each one); else DHCP on every eth*.
+    let network = if vifs.iter().all(|(mac, _)| mac.is_some()) {
+        vifs.iter()
+            .map(|(mac, mtu)| NetConfig {
+                mac: mac.clone().unwrap_or_default(),
+                mtu: (*mtu != 0).then_some(*mtu),
+                dhcp: true,
+                ..NetConfig::default()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(RunSpec {
+        argv,
+        env: vars,
+        cwd: if image.working_dir.is_empty() { "/".into() } else { image.working_dir.clone() },
+        user: image.user.clone(),
+        hostname: hostname.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect(),
+        network,
+        ..RunSpec::default()
+    })
+}
+
+/// At boot: writes `run` into the volume and gives `spec` the container kernel and initramfs
+/// where it has EVE's defaults (or none); an ELF kernel runs as PVH where `spec` asks for it,
+/// any other (a bzImage, which Xen 4.17 boots only as PV) as PV.
+pub fn prepare(containers: &Containers, volume: &Path, run: &RunSpec, spec: &mut DomainSpec) -> Result<(), String> {
+    let json = run.to_json()?;
+    let path = volume.join(SPEC_FILE);
+    let tmp = volume.join(format!(".{SPEC_FILE}.tmp"));
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if spec.kernel.as_deref().is_none_or(|k| k == EVE_KERNEL) {
+        spec.kernel = Some(containers.kernel.to_string_lossy().into_owned());
+    }
+    if spec.ramdisk.as_deref().is_none_or(|r| r == EVE_RAMDISK) {
+        spec.ramdisk = Some(containers.initrd()?.to_string_lossy().into_owned());
+    }
+    let kernel = PathBuf::from(spec.kernel.clone().unwrap_or_default());
+    if spec.kind == DomainKind::Pvh && !super::is_elf(&kernel)? {
+        spec.kind = DomainKind::Pv;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_variables_are_read_as_eves_domainmgr_reads_them() {
+        // The old syntax: a line each, quotes and spaces trimmed.
+        let got = env_variables("A=1\n\"B\" = \"two words\"\nC=x=y\n\n# a comment\n").unwrap();
+        assert_eq!(got, vars(&[("A", "1"), ("B", "two words"), ("C", "x=y")]));
+        // A cloud-config's runcmd entries.
+        let cc = "#cloud-config\nruncmd:\n  - EVE_ECO_CMD=/bin/sh -c 'echo hi'\n  - MODE=test\nwrite_files: []\n";
+        assert_eq!(env_variables(cc).unwrap(), vars(&[("EVE_ECO_CMD", "/bin/sh -c 'echo hi'"), ("MODE", "test")]));
+        assert_eq!(env_variables("#cloud-config\nhostname: x\n").unwrap(), BTreeMap::new());
+        // What is not a variable fails, naming the line.
+        for bad in ["just words", "1X=2", "A=x\"y", "#cloud-config\nruncmd: 3\n", "#cloud-config\nruncmd: [[a]]\n"] {
+            let e = env_variables(bad).unwrap_err();
+            assert!(e.contains("Error processing") || e.contains("unmarshal"), "{bad:?}: {e}");
+        }
+        assert!(env_variables("just words").unwrap_err().contains("just words"));
+    }
+
+    fn volume(dir: &Path, config: &str) -> PathBuf {
+        let v = dir.join("vol.container");
+        std::fs::create_dir_all(v.join("rootfs/bin")).unwrap();
+        std::fs::write(v.join(IMAGE_CONFIG), config).unwrap();
+        v
+    }
+
+    const IMAGE: &str = r#"{"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {"Entrypoint": ["/bin/app"], "Cmd": ["--serve"], "Env": ["PATH=/bin", "MODE=image"],
+                   "WorkingDir": "/srv", "User": "app"}}"#;
+
+    #[test]
+    fn the_run_spec_is_the_images_with_the_apps_variables_and_eco_cmd() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = volume(dir.path(), IMAGE);
+        let vifs = [(Some("00:16:3e:00:00:01".to_string()), 1400), (Some("00:16:3e:00:00:02".to_string()), 0)];
+        let spec = run_spec(&v, &vars(&[("MODE", "app"), ("X", "1")]), &vifs, "app.1.2").unwrap();
+        assert_eq!(spec.argv, ["/bin/app", "--serve"]);
+        assert_eq!(spec.env, ["PATH=/bin", "MODE=app", "X=1"]);
+        assert_eq!((spec.cwd.as_str(), spec.user.as_str(), spec.hostname.as_str()), ("/srv", "app", "app12"));
+        assert_eq!(spec.network.len(), 2);
+        assert_eq!((spec.network[0].mtu, spec.network[1].mtu, spec.network[1].dhcp), (Some(1400), None, true));
+        let spec = run_spec(&v, &vars(&[(ECO_CMD, " \"/bin/sh -c true\" ")]), &[(None, 0)], "a").unwrap();
+        assert_eq!(spec.argv, ["/bin/sh", "-c", "true"]);
+        assert!(spec.network.is_empty(), "a vif without a MAC: DHCP on every interface");
+        // No environment in the image: containerd's PATH.
+        let v2 = volume(
+            &dir.path().join("2"),
+            r#"{"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "config": {"Cmd": ["sh"]}}"#,
+        );
+        assert_eq!(run_spec(&v2, &BTreeMap::new(), &[], "a").unwrap().env, [DEFAULT_PATH]);
+    }
+
+    #[test]
+    fn a_volume_without_its_root_filesystem_or_image_config_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = volume(dir.path(), IMAGE);
+        std::fs::remove_dir_all(v.join("rootfs")).unwrap();
+        std::fs::create_dir(v.join("rootfs")).unwrap();
+        let e = run_spec(&v, &BTreeMap::new(), &[], "a").unwrap_err();
+        assert!(e.contains("vol.container/rootfs") && e.contains("no root filesystem"), "{e}");
+        let v = volume(&dir.path().join("b"), IMAGE);
+        std::fs::write(v.join("rootfs/bin/sh"), b"").unwrap();
+        std::fs::remove_file(v.join(IMAGE_CONFIG)).unwrap();
+        let e = run_spec(&v, &BTreeMap::new(), &[], "a").unwrap_err();
+        assert!(e.contains(IMAGE_CONFIG), "{e}");
+    }
+}
