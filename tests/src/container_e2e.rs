@@ -7,7 +7,9 @@
 //! `--stop-timeout` (status 137); `domainctl status` says so once the domain is gone, and
 //! `domainctl logs` prints its console, which the daemon collected, to the last line; with
 //! `--bridge`, the container's init takes an address by DHCP (from busybox's udhcpd on the
-//! bridge in dom0) before its entrypoint runs, and dom0 pings it there.
+//! bridge in dom0) before its entrypoint runs, and dom0 pings it there. An EVE DomainConfig
+//! of Format CONTAINER (as zedmanager writes it, EVE's kernel and runx paths included) runs
+//! its volume's image with its user data's variables, and its exit status is in DomainStatus.
 //!
 //! Needs the static init in the share: `$CONTAINER_INIT` (scripts/build-container-init.sh).
 
@@ -27,6 +29,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("container_image_runs_prints_its_args_and_env_and_exits_3", runs_and_exits),
         ("container_stops_gracefully_and_one_ignoring_sigterm_is_killed", stops_gracefully_or_killed),
         ("container_with_a_vif_gets_an_address_by_dhcp_and_dom0_reaches_it", gets_its_network),
+        ("eve_container_app_runs_its_volume_with_its_user_data_variables_and_exits_5", eve_container_app),
     ]
 }
 
@@ -216,4 +219,46 @@ fn gets_its_network(_ctx: &Context) -> TestResult {
     d.domainctl_ok(&["stop", &name])?;
     wait_until("the container's domain to be gone", BOOT, || gone(&name))?;
     Ok(())
+}
+
+/// An EVE container app: the volume as EVE's volume manager leaves it (the image's root
+/// filesystem in `rootfs/`, its OCI image configuration in `image-config.json`), the config as
+/// zedmanager writes it; the app's variables come from its user data (EVE's old syntax).
+fn eve_container_app(_ctx: &Context) -> TestResult {
+    let d = container_daemon("dm-eve-ctr")?;
+    let _dhcp = DhcpServer::start(&d.root)?;
+    let uuid = xenctl::Uuid::new_v4().to_string();
+    let script = "echo EVE-CTR GREETING=$GREETING; busybox ip -4 -o addr show dev eth0; exit 5";
+    let image = busybox_image(&d.root, &["/bin/sh", "-c", script], &[])?;
+    let volume = d.root.join(format!("persist/vault/volumes/{uuid}#0.container"));
+    std::fs::create_dir_all(&volume).ctx("the volume")?;
+    xen_oci::Image::open(&image).and_then(|i| i.unpack(&volume.join("rootfs"))).map_err(|e| e.to_string())?;
+    let image_config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {"Entrypoint": ["/bin/sh", "-c", script], "Env": ["PATH=/bin"], "WorkingDir": "/srv", "User": "app"}
+    });
+    std::fs::write(volume.join("image-config.json"), image_config.to_string()).ctx("image-config.json")?;
+
+    let mut config = eve_config(&uuid, "dm-eve-ctr", 125, true, "");
+    config["Kernel"] = "/hostfs/boot/kernel".into();
+    config["Ramdisk"] = "/usr/lib/xen/boot/runx-initrd".into();
+    config["ExtraArgs"] = "console=hvc0 root=9p dhcp=1".into();
+    config["DiskConfigList"] = serde_json::json!([{"FileLocation": volume, "ReadOnly": false, "Format": 8}]);
+    config["VifList"][0]["Mac"] = "ABY+XAAB".into(); // 00:16:3e:5c:00:01, Go's []byte in JSON
+    config["pubsub-large-CloudInitUserData"] = "R1JFRVRJTkc9ZnJvbS1ldmUK".into(); // GREETING=from-eve
+    d.write_config(&config)?;
+    let st = d.wait_status(&uuid, "the container's exit status", BOOT, |s| s["ExitStatus"].as_i64() == Some(5))?;
+    let name = st["DomainName"].as_str().unwrap_or_default().to_string();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    let console = console_text(&name);
+    ensure(console.contains("EVE-CTR GREETING=from-eve") && console.contains("inet 10.99.0."), || {
+        format!("console of {name}:\n{}", tail(&console, 40))
+    })?;
+    ensure(st["OCIConfigDir"] == volume.display().to_string() && st["EnvVariables"]["GREETING"] == "from-eve", || {
+        format!("status: {st}")
+    })?;
+    // Its Activate off: it stays down.
+    config["Activate"] = false.into();
+    d.write_config(&config)?;
+    d.wait_status(&uuid, "HALTED", BOOT, state_is(HALTED)).map(drop)
 }

@@ -94,6 +94,15 @@ pub(super) fn eve_xl_config(c: &DomainConfig, disks: &[DiskStatus], hvm: bool) -
     if !disk_items.is_empty() {
         let _ = writeln!(out, "disk = [{}]", disk_items.join(","));
     }
+    // A container's volume (EVE's path is `/mnt`, where its xen-tools container mounts it).
+    let p9: Vec<String> = disks
+        .iter()
+        .filter(|d| d.devtype == "9P")
+        .map(|d| format!("'tag=share_dir,security_model=none,path={}'", d.file_location))
+        .collect();
+    if !p9.is_empty() {
+        let _ = writeln!(out, "p9 = [{}]", p9.join(","));
+    }
     let vifs: Vec<String> = c
         .vif_list
         .iter()
@@ -248,5 +257,36 @@ mod tests {
         assert_eq!(ours.kernel.as_deref(), Some(PvBoot::PV_GRUB));
         theirs.kernel = ours.kernel.clone();
         assert_eq!(ours, theirs, "{text}");
+    }
+
+    #[test]
+    fn a_container_app_is_what_xl_makes_of_the_config_eve_writes() {
+        // As zedmanager fills it in: its kernel, ramdisk and arguments; the container volume
+        // first, a block volume after it (xvdb: the container disk counts).
+        let mut c = config(VmMode::PV);
+        c.vm.kernel = "/hostfs/boot/kernel".into();
+        c.vm.ramdisk = "/usr/lib/xen/boot/runx-initrd".into();
+        c.vm.extra_args = "console=hvc0 root=9p dhcp=1 mtu=1500,9000".into();
+        c.disk_config_list[0] = DiskConfig {
+            file_location: "/persist/vault/volumes/0f1e#0.container".into(),
+            format: Format::CONTAINER,
+            ..Default::default()
+        };
+        c.disk_config_list.truncate(2);
+        for hvm in [true, false] {
+            let (ours, theirs, text) = both(&c, hvm);
+            assert!(ours == theirs, "hvm={hvm}\n{text}{}", diff(&ours, &theirs));
+            assert!(
+                text.contains(
+                    "p9 = ['tag=share_dir,security_model=none,path=/persist/vault/volumes/0f1e#0.container']"
+                )
+            );
+            assert!(text.contains("disk = ['/persist/vault/volumes/b.img,raw,xvdb,ro']"), "{text}");
+        }
+        // Only the first disk may be a container's.
+        c.disk_config_list[1].format = Format::CONTAINER;
+        let pv = PvBoot::for_host(true, true, PvBoot::PVH_FIRMWARE.into(), PvBoot::PV_GRUB.into());
+        let e = translate(&c, Path::new("x.json"), &pv).unwrap_err();
+        assert_eq!(e.field, "DiskConfigList[1].Format");
     }
 }
