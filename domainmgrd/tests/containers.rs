@@ -4,7 +4,8 @@
 //! once the transient domain is gone; a status that is not one is not believed. Its console
 //! is collected into its bundle, and `domainctl logs` prints it, also after the domain went
 //! (whose root filesystem goes with it). An EVE app whose first disk is of Format CONTAINER
-//! runs its volume's image the same way, with the variables of its cloud-init user data.
+//! runs its volume's image the same way, with the variables of its cloud-init user data and a
+//! `#cloud-config`'s files written into its root filesystem.
 //! (The guest side, on real Xen: tests/src/container_e2e.rs.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -195,6 +196,16 @@ fn an_eve_container_app_runs_its_volumes_image_with_its_user_datas_variables() {
     assert_eq!(devtypes, [("", "/"), ("9P", "")]);
     assert_eq!(st.oci_config_dir, volume.to_str().unwrap());
     assert_eq!(st.env_variables.as_ref().and_then(|e| e.get("MODE")).map(String::as_str), Some("app"));
+
+    // A #cloud-config: its runcmd's variables, its write_files in the root filesystem.
+    let volume2 = eve_volume(env.dir.path(), true);
+    let cc = uuid::Uuid::new_v4();
+    let user_data = "#cloud-config\nruncmd:\n  - MODE=cc\nwrite_files:\n  - path: /etc/app.conf\n    content: from-eve\n    permissions: '0644'\n";
+    env.write_config(&eve_container_config(cc, &volume2, user_data));
+    let st = env.wait_state(cc, domainmgrd::eve::SwState::RUNNING);
+    assert_eq!(st.env_variables.as_ref().and_then(|e| e.get("MODE")).map(String::as_str), Some("cc"));
+    assert_eq!(std::fs::read_to_string(volume2.join("rootfs/etc/app.conf")).unwrap(), "from-eve");
+    assert_eq!(std::fs::read_to_string(volume2.join("rootfs/meta-data")).unwrap(), format!("instance-id: {cc}/1\n"));
 
     // A volume whose root filesystem is not there (EVE would mount its containerd snapshot
     // there): its boot fails, saying so.

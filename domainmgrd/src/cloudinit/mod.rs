@@ -153,7 +153,7 @@ pub fn user_data(config: &DomainConfig, keys: &CipherKeys) -> Result<Option<Stri
 /// EVE's `getCloudInitVersion`: `CloudInitVersion` when set (it changes only when the user data
 /// does, so the guest does not run cloud-init again at every config change), else the config's
 /// version.
-fn version(config: &DomainConfig) -> String {
+pub fn version(config: &DomainConfig) -> String {
     if config.cloud_init_version > 0 {
         config.cloud_init_version.to_string()
     } else {

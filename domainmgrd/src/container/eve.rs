@@ -209,6 +209,176 @@ pub fn prepare(containers: &Containers, volume: &Path, run: &RunSpec, spec: &mut
     Ok(())
 }
 
+/// A `#cloud-config`'s `write_files` entry, as EVE's `cloudconfig.WritableFile` reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WritableFile {
+    /// Where, inside the root filesystem.
+    pub path: String,
+    /// The content, encoded as `encoding` says.
+    pub content: String,
+    /// Octal mode (EVE requires it: a file without is an error).
+    pub permissions: String,
+    /// `plain` (or empty), `b64`/`base64`, `gz`/`gzip`, `gz+b64` and the like.
+    pub encoding: String,
+    /// Not applied (EVE warns and leaves the owner).
+    pub owner: String,
+}
+
+/// The largest file a `gzip` entry may decompress to (EVE's `MaxDecompressedContentSize`).
+const MAX_DECOMPRESSED: u64 = 10 << 20;
+
+/// The `write_files` of a `#cloud-config` user data (none for any other); `path` and `content`
+/// are required, as EVE's validator requires them.
+pub fn writable_files(user_data: &str) -> Result<Vec<WritableFile>, String> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    if !user_data.split('\n').next().is_some_and(|l| l.starts_with("#cloud-config")) {
+        return Ok(Vec::new());
+    }
+    let bad = |why: String| format!("failed to unmarshal cloud-init userdata: {why}");
+    let docs = YamlLoader::load_from_str(user_data).map_err(|e| bad(e.to_string()))?;
+    let Some(doc) = docs.first() else { return Ok(Vec::new()) };
+    let items = match &doc["write_files"] {
+        Yaml::BadValue | Yaml::Null => return Ok(Vec::new()),
+        Yaml::Array(items) => items,
+        other => return Err(bad(format!("write_files is {other:?}, not a list"))),
+    };
+    let field = |item: &Yaml, key: &str| -> Result<String, String> {
+        match &item[key] {
+            Yaml::BadValue | Yaml::Null => Ok(String::new()),
+            Yaml::String(s) => Ok(s.clone()),
+            Yaml::Integer(n) => Ok(n.to_string()),
+            other => Err(bad(format!("write_files {key} {other:?} is not a string"))),
+        }
+    };
+    let mut files = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let f = WritableFile {
+            path: field(item, "path")?,
+            content: field(item, "content")?,
+            permissions: field(item, "permissions")?,
+            encoding: field(item, "encoding")?,
+            owner: field(item, "owner")?,
+        };
+        if f.path.is_empty() || f.content.is_empty() {
+            return Err(format!("write_files[{i}]: path and content are required"));
+        }
+        files.push(f);
+    }
+    Ok(files)
+}
+
+/// EVE's `getVersionFromMetaFile`: the version after the `/` of `instance-id:`.
+fn recorded_version(meta_data: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(meta_data).ok()?;
+    let line = text.lines().find(|l| l.starts_with("instance-id:"))?;
+    line.split('/').nth(1)?.trim().parse().ok()
+}
+
+/// Writes `files` into `rootfs` and records `version` in `rootfs/meta-data`
+/// (`instance-id: <uuid>/<version>`) when `version` is newer than the one recorded there (a
+/// version that is not a number always is, as in EVE); true when it did.
+pub fn apply_write_files(
+    rootfs: &Path,
+    uuid: uuid::Uuid,
+    version: &str,
+    files: &[WritableFile],
+) -> Result<bool, String> {
+    let meta_data = rootfs.join("meta-data");
+    let current = recorded_version(&meta_data).unwrap_or(0);
+    let newer = version.parse::<u64>().map_or(true, |v| current < v);
+    if !newer {
+        return Ok(false);
+    }
+    // The files first (EVE records the version first): one that fails is tried again at the
+    // next boot, not forgotten.
+    for f in files {
+        write_file(rootfs, f).map_err(|e| format!("Failed to apply cloud-init config. Error {e}"))?;
+    }
+    write_in_root(rootfs, "meta-data", format!("instance-id: {uuid}/{version}\n").as_bytes(), 0o644)
+        .map_err(|e| format!("Failed to write cloud-init metadata file. Error {e}"))?;
+    Ok(true)
+}
+
+/// One `write_files` entry, as EVE's `cloudconfig.WriteFile` writes it.
+fn write_file(rootfs: &Path, f: &WritableFile) -> Result<(), String> {
+    use base64::Engine;
+    let mode = u32::from_str_radix(&f.permissions, 8)
+        .map_err(|e| format!("{}: permissions {:?}: {e}", f.path, f.permissions))?;
+    let b64 =
+        |text: &str| base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("{}: {e}", f.path));
+    let gunzip = |bytes: &[u8]| -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(flate2::read::GzDecoder::new(bytes), MAX_DECOMPRESSED + 1),
+            &mut out,
+        )
+        .map_err(|e| format!("{}: {e}", f.path))?;
+        if out.len() as u64 > MAX_DECOMPRESSED {
+            return Err(format!("{}: maximum decompressed content size exceeded", f.path));
+        }
+        Ok(out)
+    };
+    let content = match f.encoding.as_str() {
+        "b64" | "base64" => b64(&f.content)?,
+        "plain" | "" => f.content.clone().into_bytes(),
+        "gz+base64" | "gzip+base64" | "gz+b64" | "gzip+b64" => gunzip(&b64(&f.content)?)?,
+        "gzip" | "gz" => gunzip(f.content.as_bytes())?,
+        _ => return Err("unsupported encoding type. Only base64, plain and gzip are supported".into()),
+    };
+    if !f.owner.is_empty() {
+        log::warn!("Changing owner of files written by cloud-init is not supported yet ({})", f.path);
+    }
+    write_in_root(rootfs, &f.path, &content, mode)
+}
+
+/// Writes `content` at `path` inside `root` (created with its directories, replaced whole),
+/// refusing a path that leaves the root or goes through a symlink: the image is untrusted, and
+/// a link there would point into dom0's own filesystem.
+fn write_in_root(root: &Path, path: &str, content: &[u8], mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut parts = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            std::path::Component::Normal(p) => parts.push(p),
+            std::path::Component::ParentDir if parts.pop().is_some() => {}
+            std::path::Component::ParentDir => {
+                return Err(format!(
+                    "detected possible attempt to write file outside of root path. invalid path {path}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    let Some((name, dirs)) = parts.split_last() else { return Err(format!("invalid path {path:?}")) };
+    let mut at = root.to_path_buf();
+    for d in dirs {
+        at.push(d);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("{path}: {} is a symlink in the image: not followed", at.display()));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("{path}: {} is not a directory", at.display())),
+            Err(_) => {
+                std::fs::create_dir(&at).map_err(|e| format!("{}: {e}", at.display()))?;
+                let _ = std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+    }
+    let target = at.join(name);
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink() || m.is_dir()) {
+        return Err(format!("{path}: {} is a symlink or a directory in the image: not replaced", target.display()));
+    }
+    let tmp = at.join(format!(".{}.eve-tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, content)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777)))
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: {e}", target.display())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +450,50 @@ mod tests {
         std::fs::remove_file(v.join(IMAGE_CONFIG)).unwrap();
         let e = run_spec(&v, &BTreeMap::new(), &[], "a").unwrap_err();
         assert!(e.contains(IMAGE_CONFIG), "{e}");
+    }
+
+    #[test]
+    fn write_files_are_written_once_per_cloud_init_version_and_never_outside_or_through_links() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, b"zipped").unwrap();
+            base64::engine::general_purpose::STANDARD.encode(e.finish().unwrap())
+        };
+        let user_data = format!(
+            "#cloud-config\nwrite_files:\n  - path: /etc/app/conf\n    content: hello\n    permissions: '0640'\n  - path: /data/z\n    content: {gz}\n    encoding: gz+b64\n    permissions: '0600'\n"
+        );
+        let files = writable_files(&user_data).unwrap();
+        assert_eq!(files.len(), 2);
+        let uuid = uuid::Uuid::from_u128(7);
+        assert!(apply_write_files(&rootfs, uuid, "2", &files).unwrap());
+        assert_eq!(std::fs::read(rootfs.join("etc/app/conf")).unwrap(), b"hello");
+        assert_eq!(std::fs::read(rootfs.join("data/z")).unwrap(), b"zipped");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(rootfs.join("etc/app/conf")).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(std::fs::read_to_string(rootfs.join("meta-data")).unwrap(), format!("instance-id: {uuid}/2\n"));
+        // The same version again: not rewritten (the guest's own changes stay).
+        std::fs::write(rootfs.join("etc/app/conf"), b"changed in the guest").unwrap();
+        assert!(!apply_write_files(&rootfs, uuid, "2", &files).unwrap());
+        assert_eq!(std::fs::read(rootfs.join("etc/app/conf")).unwrap(), b"changed in the guest");
+        assert!(apply_write_files(&rootfs, uuid, "3", &files).unwrap());
+        assert_eq!(std::fs::read(rootfs.join("etc/app/conf")).unwrap(), b"hello");
+
+        // Out of the root, through a symlink the image planted, or without permissions: refused.
+        std::os::unix::fs::symlink("/tmp", rootfs.join("evil")).unwrap();
+        for (path, perms) in [("../../x", "0644"), ("/evil/x", "0644"), ("/etc/y", "")] {
+            let f = WritableFile {
+                path: path.into(),
+                content: "x".into(),
+                permissions: perms.into(),
+                ..Default::default()
+            };
+            assert!(apply_write_files(&rootfs, uuid, "9", &[f]).is_err(), "{path}");
+        }
+        assert!(writable_files("#cloud-config\nwrite_files:\n  - path: /a\n").unwrap_err().contains("required"));
+        assert!(writable_files("KEY=1").unwrap().is_empty());
     }
 }

@@ -284,13 +284,23 @@ impl Domain {
         let Some(desired) = self.desired.as_ref() else { return Ok(()) };
         let user_data =
             crate::cloudinit::user_data(&desired.config, &self.shared.cipher_keys).map_err(|e| e.to_string())?;
-        let env = match user_data {
-            Some(text) => Some(crate::container::eve::env_variables(&text)?),
-            None => None,
+        let (env, files) = match &user_data {
+            Some(text) => {
+                (Some(crate::container::eve::env_variables(text)?), crate::container::eve::writable_files(text)?)
+            }
+            None => (None, Vec::new()),
         };
         let vifs: Vec<(Option<String>, u32)> =
             spec.vifs.iter().map(|v| (v.mac.map(|m| m.to_string()), v.mtu.unwrap_or(0))).collect();
         let run = crate::container::eve::run_spec(volume, &env.clone().unwrap_or_default(), &vifs, &spec.name)?;
+        let version = crate::cloudinit::version(&desired.config);
+        if crate::container::eve::apply_write_files(&volume.join("rootfs"), self.uuid, &version, &files)? {
+            log::info!(
+                "{}: cloud-init version {version}: {} file(s) written into its root filesystem",
+                self.name(),
+                files.len()
+            );
+        }
         crate::container::eve::prepare(&self.shared.containers, volume, &run, spec)?;
         self.status.oci_config_dir = volume.to_string_lossy().into_owned();
         self.status.env_variables = env;
