@@ -34,7 +34,7 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
 }
 
 /// A one-layer image: dom0's static busybox as /bin/busybox and /bin/sh; its run config.
-fn busybox_image(dir: &Path, entrypoint: &[&str], cmd: &[&str]) -> TestResult<PathBuf> {
+pub fn busybox_image(dir: &Path, entrypoint: &[&str], cmd: &[&str]) -> TestResult<PathBuf> {
     let busybox = std::fs::read("/bin/busybox").ctx("dom0's /bin/busybox")?;
     let mut layer = xen_oci::layout::Layer::new();
     for d in ["bin", "etc", "tmp", "srv"] {
@@ -59,7 +59,7 @@ fn busybox_image(dir: &Path, entrypoint: &[&str], cmd: &[&str]) -> TestResult<Pa
 
 /// A daemon that runs containers with the box's guest kernel (an ELF: PVH) and the init from
 /// the share.
-fn container_daemon(name: &str) -> TestResult<DaemonProcess> {
+pub fn container_daemon(name: &str) -> TestResult<DaemonProcess> {
     let init = std::env::var("CONTAINER_INIT").map_err(|_| "CONTAINER_INIT is not set (the static init)")?;
     let kernel = std::env::var("XENBOX_GUEST_KERNEL").map_err(|_| "XENBOX_GUEST_KERNEL is not set")?;
     let mut d = DaemonProcess::new(name, &["timer.domain.shutdown:60"]);

@@ -6,8 +6,9 @@
 set -eu
 d=/usr/local/lib/domainmgrd-bench
 mkdir -p "$d"
-for f in domainmgrd domainctl domainmgrd-xlparse native-hotplug xen-bench; do
+for f in domainmgrd domainctl domainmgrd-xlparse native-hotplug xen-bench xen-container-init; do
   cp "/mnt/host/$f" "$d/$f"
 done
 export DOMAINMGRD="$d/domainmgrd" DOMAINCTL="$d/domainctl" NATIVE_HOTPLUG="$d/native-hotplug"
+export CONTAINER_INIT="$d/xen-container-init"
 exec "$d/xen-bench" "$@"

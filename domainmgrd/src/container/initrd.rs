@@ -22,6 +22,8 @@ pub struct InitrdParts {
     /// The guest kernel's modules directory (`/lib/modules/<version>`), or `None` for a kernel
     /// with everything built in.
     pub modules_dir: Option<PathBuf>,
+    /// Modules beyond [`GUEST_MODULES`] (a bundle on a disk needs `xen_blkfront` and `ext4`).
+    pub extra_modules: Vec<String>,
 }
 
 /// A module's canonical name: `9pnet-xen.ko.xz` and `9pnet_xen` are both `9pnet_xen`.
@@ -126,7 +128,9 @@ pub fn build(parts: &InitrdParts, out: &Path) -> Result<(), String> {
         let read =
             |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
         let builtin = read("modules.builtin").unwrap_or_default();
-        for file in load_order(&read("modules.dep")?, &builtin, GUEST_MODULES)? {
+        let mut wanted: Vec<&str> = GUEST_MODULES.to_vec();
+        wanted.extend(parts.extra_modules.iter().map(String::as_str));
+        for file in load_order(&read("modules.dep")?, &builtin, &wanted)? {
             let name = format!("{}.ko", module_name(&file));
             nodes.push((format!("lib/modules/{name}"), Node::File(read_module(&dir.join(&file))?, 0o644)));
             order.push_str(&name);
@@ -212,7 +216,7 @@ kernel/drivers/other.ko.xz:
         let init = dir.path().join("init-bin");
         std::fs::write(&init, b"\x7fELF init").unwrap();
         let out = dir.path().join("initrd.cpio");
-        build(&InitrdParts { init, modules_dir: Some(modules) }, &out).unwrap();
+        build(&InitrdParts { init, modules_dir: Some(modules), extra_modules: vec![] }, &out).unwrap();
         assert!(!out.with_extension("partial").exists());
 
         let mut entries = BTreeMap::new();
@@ -242,7 +246,7 @@ kernel/drivers/other.ko.xz:
     fn a_missing_init_or_module_is_an_error_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("initrd.cpio");
-        let parts = InitrdParts { init: dir.path().join("nope"), modules_dir: None };
+        let parts = InitrdParts { init: dir.path().join("nope"), modules_dir: None, extra_modules: vec![] };
         assert!(build(&parts, &out).unwrap_err().starts_with("the container init "));
         std::fs::write(dir.path().join("nope"), b"x").unwrap();
         std::fs::create_dir(dir.path().join("m")).unwrap();

@@ -118,7 +118,9 @@ impl Containers {
         let path = self.dir.join(name);
         if !path.is_file() {
             std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-            initrd::build(&InitrdParts { init: self.init.clone(), modules_dir: self.modules_dir.clone() }, &path)?;
+            let parts =
+                InitrdParts { init: self.init.clone(), modules_dir: self.modules_dir.clone(), extra_modules: vec![] };
+            initrd::build(&parts, &path)?;
             log::info!("built the container initramfs {}", path.display());
         }
         Ok(path)

@@ -9,7 +9,13 @@
 //! `xl`, and four and eight such guests at once (the daemon's creates at once vs the xendomains
 //! loop vs parallel `xl create` processes).
 //!
-//! Run with `scripts/bench-box.sh [devices]` (it builds release binaries and boots the box).
+//! `xen-bench containers` runs the container start benchmark: `domainctl run` of a busybox
+//! image to its entrypoint's first console line, against the same image booted as a VM from a
+//! disk: the same kernel, init and run spec, the bundle on an ext4 image instead of 9pfs
+//! (`xencontainer.disk=/dev/xvda`), created through the same daemon.
+//!
+//! Run with `scripts/bench-box.sh [devices|containers]` (it builds release binaries and boots
+//! the box).
 //! With `XENBENCH_LOG_DIR` set, `devices` copies the daemon's log there.
 
 use std::path::Path;
@@ -293,8 +299,93 @@ fn print_rows(ctx: &Context, rows: Vec<(String, String)>) -> Result<(), String> 
     Ok(())
 }
 
+/// Issue 17's table: a container's start to its first line, over 9pfs and from a disk.
+fn container_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult {
+    use xen_tests::container_e2e::{busybox_image, container_daemon};
+    let d = container_daemon("bench-ctr")?;
+    let script = "echo FIRST-LINE";
+    let image = busybox_image(&d.root, &["/bin/sh", "-c", script], &[])?;
+    let first_line = |name: &str, t: Instant| -> TestResult<Duration> {
+        wait_until(&format!("{name}'s first line"), LONG, || console_text(name).contains("FIRST-LINE").then_some(()))
+            .map_err(|e| format!("{e}; console:\n{}", tail(&console_text(name), 30)))?;
+        let took = t.elapsed();
+        gone(ctx, name)?;
+        Ok(took)
+    };
+    // (the command's return: the domain created and unpaused; the first line)
+    let run_ctr = |name: &str| -> TestResult<(Duration, Duration)> {
+        let t = Instant::now();
+        d.domainctl_ok(&["run", "--name", name, &image.display().to_string()])?;
+        let returned = t.elapsed();
+        Ok((returned, first_line(name, t)?))
+    };
+    // The first run builds the initramfs (cached after) and unpacks the image, as every run does.
+    let (_, cold) = run_ctr("bench-ctr-cold")?;
+    row(rows, "`domainctl run` to the first line, first run (builds the initramfs)".into(), fmt(&[cold]));
+
+    // The VM: the same bundle on an ext4 image, the same init with the block front end and ext4.
+    let bundle = d.root.join("vm-bundle");
+    std::fs::create_dir_all(&bundle).ctx("the VM's bundle")?;
+    xen_oci::Image::open(&image).and_then(|i| i.unpack(&bundle.join("rootfs"))).map_err(|e| e.to_string())?;
+    let spec = xen_container_init::RunSpec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec!["PATH=/bin".into(), "GREETING=from-the-image".into()],
+        cwd: "/srv".into(),
+        user: "app".into(),
+        ..Default::default()
+    };
+    std::fs::write(bundle.join(xen_container_init::SPEC_FILE), spec.to_json()?).ctx("the run spec")?;
+    let disk = d.root.join("vm-bundle.ext4");
+    std::fs::File::create(&disk).and_then(|f| f.set_len(64 << 20)).ctx("the disk image")?;
+    run("mkfs.ext4", &["-q", "-F", "-d", &bundle.display().to_string(), &disk.display().to_string()])?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ctx("osrelease")?;
+    let initrd = d.root.join("vm-initrd.cpio");
+    let parts = domainmgrd::container::initrd::InitrdParts {
+        init: std::env::var("CONTAINER_INIT").map_err(|_| "CONTAINER_INIT is not set")?.into(),
+        modules_dir: Some(format!("/lib/modules/{}", release.trim()).into()),
+        // ext4 asks for crc32c at mount time (a soft dependency modules.dep does not list).
+        extra_modules: vec!["xen_blkfront".into(), "crc32c_generic".into(), "ext4".into()],
+    };
+    domainmgrd::container::initrd::build(&parts, &initrd)?;
+    let vm_cfg = |name: &str| -> TestResult<String> {
+        let path = d.root.join(format!("{name}.cfg"));
+        let text = format!(
+            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nramdisk = \"{}\"\nextra = \"console=hvc0 quiet xencontainer.disk=/dev/xvda\"\nmemory = 128\nvcpus = 1\non_poweroff = \"destroy\"\ndisk = [ \"format=raw,vdev=xvda,access=rw,target={}\" ]\n",
+            std::env::var("XENBOX_GUEST_KERNEL").unwrap_or_default(),
+            initrd.display(),
+            disk.display()
+        );
+        std::fs::write(&path, text).ctx("the VM's xl.cfg")?;
+        Ok(path.display().to_string())
+    };
+    let (mut ctr, mut ctr_ret, mut vm, mut vm_ret) = (vec![], vec![], vec![], vec![]);
+    for r in 0..ROUNDS {
+        let (returned, first) = run_ctr(&format!("bench-ctr-{r}"))?;
+        ctr_ret.push(returned);
+        ctr.push(first);
+        let name = format!("bench-ctr-vm-{r}");
+        let cfg = vm_cfg(&name)?;
+        let t = Instant::now();
+        d.domainctl_ok(&["create", &cfg])?;
+        vm_ret.push(t.elapsed());
+        vm.push(first_line(&name, t)?);
+    }
+    row(rows, "`domainctl run` returns (image unpacked, domain RUNNING)".into(), fmt(&ctr_ret));
+    row(rows, "`domainctl run` to the first line (9pfs)".into(), fmt(&ctr));
+    row(rows, "the same image as a VM from an ext4 disk: `domainctl create` returns".into(), fmt(&vm_ret));
+    row(rows, "the same image as a VM from an ext4 disk: to the first line".into(), fmt(&vm));
+    let ratio = median(ctr).as_secs_f64() / median(vm).as_secs_f64();
+    row(rows, "container / VM".into(), format!("{ratio:.2}"));
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let ctx = Context::new().ctx("open")?;
+    if std::env::args().nth(1).as_deref() == Some("containers") {
+        let mut rows = Vec::new();
+        container_rows(&ctx, &mut rows)?;
+        return print_rows(&ctx, rows);
+    }
     if std::env::args().nth(1).as_deref() == Some("devices") {
         let mut rows = Vec::new();
         device_rows(&ctx, &mut rows)?;

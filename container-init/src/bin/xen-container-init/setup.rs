@@ -111,9 +111,31 @@ pub fn share_tag(cmdline: &str) -> String {
         .to_string()
 }
 
-/// Mounts the 9p share on [`SHARE_MOUNT`].
+/// The block device holding the bundle instead of the 9p share: `xencontainer.disk=/dev/xvda`
+/// on the kernel command line (an ext4 filesystem with the spec file and `rootfs/`, as the share
+/// would have them: the same image booted from a disk, for comparison), or `None`.
+pub fn bundle_disk(cmdline: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("xencontainer.disk="))
+        .filter(|d| d.starts_with("/dev/") && !d.contains(".."))
+        .map(str::to_string)
+}
+
+/// Mounts the bundle on [`SHARE_MOUNT`]: the 9p share, or the disk [`bundle_disk`] names (once
+/// its front end has connected: up to 30 s).
 pub fn mount_share() -> Result<(), String> {
-    let tag = share_tag(&fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(disk) = bundle_disk(&cmdline) {
+        fs::create_dir_all(SHARE_MOUNT).map_err(|e| format!("create {SHARE_MOUNT}: {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !Path::new(&disk).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        return rustix::mount::mount(disk.as_str(), SHARE_MOUNT, "ext4", MountFlags::empty(), None)
+            .map_err(|e| format!("mount {disk} (ext4) on {SHARE_MOUNT}: {e}"));
+    }
+    let tag = share_tag(&cmdline);
     fs::create_dir_all(SHARE_MOUNT).map_err(|e| format!("create {SHARE_MOUNT}: {e}"))?;
     rustix::mount::mount(tag.as_str(), SHARE_MOUNT, "9p", MountFlags::empty(), Some(c"trans=xen,version=9p2000.L"))
         .map_err(|e| format!("mount 9p share {tag:?} on {SHARE_MOUNT}: {e}"))
@@ -170,6 +192,13 @@ pub fn write_resolv_conf(servers: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_disk_from_cmdline() {
+        assert_eq!(bundle_disk("console=hvc0 xencontainer.disk=/dev/xvda quiet").as_deref(), Some("/dev/xvda"));
+        assert_eq!(bundle_disk("console=hvc0"), None);
+        assert_eq!(bundle_disk("xencontainer.disk=xvda xencontainer.disk=/dev/../x"), None);
+    }
 
     #[test]
     fn share_tag_from_cmdline() {
