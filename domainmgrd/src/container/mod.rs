@@ -225,6 +225,28 @@ pub fn bundle_of(containers: &Path, uuid: Uuid) -> Option<PathBuf> {
     bundle.join(xen_container_init::SPEC_FILE).is_file().then_some(bundle)
 }
 
+/// How many finished containers keep their bundle (exit record, console log): the oldest
+/// beyond this go when another finishes.
+pub const KEEP_EXITED: usize = 64;
+
+/// Removes the bundles of finished containers (an exit record, no root filesystem) beyond the
+/// newest `keep`; what it removed.
+pub fn prune_exited(containers: &Path, keep: usize) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(containers) else { return Vec::new() };
+    let mut done: Vec<(String, PathBuf)> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|b| !b.join("rootfs").exists())
+        .filter_map(|b| {
+            let x: Exited = serde_json::from_slice(&std::fs::read(b.join("exit.json")).ok()?).ok()?;
+            Some((x.at, b))
+        })
+        .collect();
+    done.sort();
+    let excess = done.len().saturating_sub(keep);
+    done.into_iter().take(excess).filter_map(|(_, b)| std::fs::remove_dir_all(&b).is_ok().then_some(b)).collect()
+}
+
 /// A container's run is over (its transient domain is gone, and no saved image of it waits
 /// to be restored): its root filesystem goes, its exit record and console log stay.
 pub fn end_run(bundle: &Path) -> std::io::Result<()> {
@@ -383,5 +405,26 @@ mod tests {
             assert_eq!(read_exit_status(Some(bad)), None, "{bad:?}");
         }
         assert_eq!(read_exit_status(None), None);
+    }
+
+    #[test]
+    fn only_the_newest_finished_containers_keep_their_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        let finished = |n: u128, at: &str, running: bool| {
+            let uuid = Uuid::from_u128(n);
+            std::fs::create_dir_all(dir.path().join(uuid.to_string())).unwrap();
+            if running {
+                std::fs::create_dir_all(dir.path().join(uuid.to_string()).join("rootfs")).unwrap();
+            }
+            Exited { name: format!("c{n}"), uuid, exit_status: Some(0), at: at.into() }.record(dir.path()).unwrap();
+            dir.path().join(uuid.to_string())
+        };
+        let old = finished(1, "2026-12-01T00:00:00Z", false);
+        let mid = finished(2, "2026-12-02T00:00:00Z", false);
+        let new = finished(3, "2026-12-03T00:00:00Z", false);
+        let live = finished(4, "2026-11-01T00:00:00Z", true); // its root filesystem is there: kept
+        assert_eq!(prune_exited(dir.path(), 2), vec![old.clone()]);
+        assert!(!old.exists() && mid.exists() && new.exists() && live.exists());
+        assert!(prune_exited(dir.path(), 2).is_empty());
     }
 }

@@ -371,6 +371,10 @@ impl Domain {
             Ok(()) => log::info!("{}: its run is over; its root filesystem is removed", self.name()),
             Err(e) => log::error!("{}: cannot remove its root filesystem under {}: {e}", self.name(), bundle.display()),
         }
+        let containers = crate::container::containers_dir(&self.shared.paths.state_dir);
+        for old in crate::container::prune_exited(&containers, crate::container::KEEP_EXITED) {
+            log::info!("removed the bundle of an older finished container, {}", old.display());
+        }
     }
 
     /// A transient domain that ends without an image waiting to be restored leaves nothing
