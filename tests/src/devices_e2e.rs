@@ -298,6 +298,14 @@ fn first_usb_device() -> Option<(String, u8, u8)> {
 /// dom0's USB device (run.sh gives the box a tablet on an xHCI controller) as EVE names it: its
 /// adapter entry (`UsbAddr` is bus and port path; sysfs names the device BUS-PORT), bus and
 /// device numbers. dom0 has no udev: the controller's driver is loaded here.
+/// dom0's one USB device: one test at a time forwards it (run together, the PV and HVM tests
+/// would take it from each other; CI runs them in different boxes).
+static TABLET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock_tablet() -> std::sync::MutexGuard<'static, ()> {
+    TABLET.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn dom0_tablet() -> TestResult<(Value, String, u8, u8)> {
     let _ = run("modprobe", &["xhci_pci"]);
     let (sysname, bus, dev) =
@@ -328,6 +336,7 @@ fn check_usb_forwarded(daemon: &DaemonProcess, name: &str, uuid: &str, bus: u8, 
 /// usbback). Debian's kernel has no PV USB front end (`CONFIG_USB_XEN_HCD` is off), so the guest
 /// cannot see it: the HVM test below is the one where the guest reads the device.
 fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
+    let _tablet = lock_tablet();
     let (tablet, sysname, bus, dev) = dom0_tablet()?;
     let mut daemon = daemon_with_adapters("dm-usb", tablet)?;
     let result = (|| -> TestResult {
@@ -355,6 +364,7 @@ fn usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
 /// the guest's kernel enumerates: its console names the device by its serial number.
 fn hvm_usb_device_adapter_on_real_xen(_ctx: &Context) -> TestResult {
     let _turn = hvm_turn();
+    let _tablet = lock_tablet();
     let (tablet, _, bus, dev) = dom0_tablet()?;
     let mut daemon = daemon_with_adapters("dm-usb-hvm", tablet)?;
     let result = (|| -> TestResult {
