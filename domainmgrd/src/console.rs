@@ -157,13 +157,14 @@ impl Pump {
             }
         }
         // Stopped (the domain went, or the daemon stops): what the guest wrote last and the
-        // pty still holds goes to the log first. A container's last lines are its exit.
+        // pty still holds goes to the log first. A container's last lines are its exit. At
+        // most 64 KiB: a guest writing without pause must not hold the stop up.
         let mut buf = [0u8; 4096];
-        while let Ok(n) = self.pty.read(&mut buf) {
-            if n == 0 {
-                break;
+        for _ in 0..16 {
+            match self.pty.read(&mut buf) {
+                Ok(n) if n > 0 => self.guest_wrote(&buf[..n]),
+                _ => break,
             }
-            self.guest_wrote(&buf[..n]);
         }
     }
 
@@ -296,6 +297,15 @@ impl Pump {
             }
             Err(e) => e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted,
         }
+    }
+}
+
+/// Where the daemon collects a domain's console: a container's in its bundle (it outlives the
+/// domain), an EVE app's under `run_dir` (see [`paths`]).
+pub fn log_path(run_dir: &Path, key: &str, container_bundle: Option<&Path>) -> PathBuf {
+    match container_bundle {
+        Some(bundle) => bundle.join(crate::container::CONSOLE_LOG),
+        None => paths(run_dir, key).0,
     }
 }
 

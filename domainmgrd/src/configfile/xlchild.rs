@@ -121,23 +121,23 @@ impl XlParser {
             // The helper would refuse it too; no need to start one.
             return super::parse_xl_config_on(source, bytes, self.host.as_ref()).map_err(XlParseError::File);
         }
-        let reply = self.run(source, bytes).map_err(|e| XlParseError::Helper(format!("{source}: {e}")))?;
+        let reply = self.run(source, bytes);
+        self.refill_spare();
+        let reply = reply.map_err(|e| XlParseError::Helper(format!("{source}: {e}")))?;
         for warning in &reply.warnings {
             log::warn!("{warning}");
         }
         reply.result.map_err(XlParseError::File)
     }
 
-    /// A started helper: the spare if there is a live one (and a new spare started in its
-    /// place), else a new one.
+    /// A started helper: the spare if there is a live one, else a new one. (The next spare
+    /// starts once this parse is done: its start would compete with the parse.)
     fn helper_child(&self) -> Result<Child, String> {
         // One that has exited already (killed, or the helper was broken when it started) is
         // reaped here and not used.
         let spare = self.spare.as_ref().and_then(|spare| spare.0.lock().take());
         let live = spare.and_then(|mut child| matches!(child.try_wait(), Ok(None)).then_some(child));
-        let child = live.map_or_else(|| self.start(), Ok);
-        self.refill_spare();
-        child
+        live.map_or_else(|| self.start(), Ok)
     }
 
     fn refill_spare(&self) {

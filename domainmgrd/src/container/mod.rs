@@ -232,17 +232,10 @@ pub const KEEP_EXITED: usize = 64;
 /// Removes the bundles of finished containers (an exit record, no root filesystem) beyond the
 /// newest `keep`; what it removed.
 pub fn prune_exited(containers: &Path, keep: usize) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(containers) else { return Vec::new() };
-    let mut done: Vec<(String, PathBuf)> = dir
-        .flatten()
-        .map(|e| e.path())
-        .filter(|b| !b.join("rootfs").exists())
-        .filter_map(|b| {
-            let x: Exited = serde_json::from_slice(&std::fs::read(b.join("exit.json")).ok()?).ok()?;
-            Some((x.at, b))
-        })
-        .collect();
-    done.sort();
+    // A bundle whose root filesystem is still there is running, or waits to be restored.
+    let mut done: Vec<(Exited, PathBuf)> =
+        Exited::all(containers).filter(|(_, b)| !b.join("rootfs").exists()).collect();
+    done.sort_by(|a, b| a.0.at.cmp(&b.0.at));
     let excess = done.len().saturating_sub(keep);
     done.into_iter().take(excess).filter_map(|(_, b)| std::fs::remove_dir_all(&b).is_ok().then_some(b)).collect()
 }
@@ -286,12 +279,19 @@ impl Exited {
     /// The latest record of the container named (or with the UUID) `arg`; its bundle is
     /// [`bundle_of`] its `uuid`.
     pub fn find(containers: &Path, arg: &str) -> Option<Exited> {
-        let dir = std::fs::read_dir(containers).ok()?;
-        dir.flatten()
-            .filter_map(|e| std::fs::read(e.path().join("exit.json")).ok())
-            .filter_map(|bytes| serde_json::from_slice::<Exited>(&bytes).ok())
+        Exited::all(containers)
+            .map(|(x, _)| x)
             .filter(|x| x.name == arg || x.uuid.to_string() == arg)
             .max_by(|a, b| a.at.cmp(&b.at))
+    }
+
+    /// Every readable record under `containers`, with its bundle.
+    fn all(containers: &Path) -> impl Iterator<Item = (Exited, PathBuf)> {
+        std::fs::read_dir(containers).into_iter().flatten().flatten().filter_map(|e| {
+            let bundle = e.path();
+            let x = serde_json::from_slice::<Exited>(&std::fs::read(bundle.join("exit.json")).ok()?).ok()?;
+            Some((x, bundle))
+        })
     }
 
     /// As `domainctl status` shows a domain's status (EVE's field names, our `ExitStatus`).

@@ -277,7 +277,6 @@ impl Domain {
         }
     }
 
-    /// Builds the domain's cloud-init config disk (`cloudinit.rs`), if EVE would give it one.
     /// An EVE container app (container/eve.rs): EVE's `EnvVariables` from its user data, its
     /// run spec written into its volume, the container kernel and initramfs.
     fn prepare_container(&mut self, volume: &std::path::Path, spec: &mut DomainSpec) -> Result<(), String> {
@@ -308,6 +307,7 @@ impl Domain {
         Ok(())
     }
 
+    /// Builds the domain's cloud-init config disk (`cloudinit.rs`), if EVE would give it one.
     fn cloud_init_disk(&self) -> Result<Option<std::path::PathBuf>, crate::cloudinit::CloudInitError> {
         let Some(desired) = self.desired.as_ref() else {
             return Ok(None);

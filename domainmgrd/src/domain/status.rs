@@ -58,10 +58,9 @@ impl Domain {
             return;
         }
         self.console = None; // the old hub goes first: it owns the socket's name
-        let (mut log, socket) = crate::console::paths(&self.shared.paths.run_dir, &self.key);
-        if let Some(bundle) = &self.container {
-            log = bundle.join(crate::container::CONSOLE_LOG);
-        }
+        let run_dir = &self.shared.paths.run_dir;
+        let socket = crate::console::paths(run_dir, &self.key).1;
+        let log = crate::console::log_path(run_dir, &self.key, self.container.as_deref());
         // An EVE app's lines go to the daemon's log too (EVE's log collector takes them from
         // there) unless it says `DisableLogs`; a container's only to its own log.
         let to_daemon_log =

@@ -2,6 +2,7 @@
 //! here; those that act on one domain go to its thread, whose report becomes the answer.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -341,10 +342,12 @@ impl Supervisor {
         let containers = self.options.containers.clone();
         let parser = self.options.xl_parser.clone();
         let pv = self.options.eve.pv_boot.clone();
-        let cap_hvm = self.shared.hv.host_info().is_ok_and(|h| h.cap_hvm);
+        let hv = Arc::clone(&self.shared.hv);
         let back = self.handback.0.clone();
         let on_error = reply.clone();
         let spawned = std::thread::Builder::new().name("run-prepare".into()).spawn(move || {
+            // Asked here, not on the supervisor's thread: libxl may be slow under load.
+            let cap_hvm = hv.host_info().is_ok_and(|h| h.cap_hvm);
             let loaded = containers
                 .prepare(&run, Uuid::new_v4(), cap_hvm)
                 .and_then(|p| load_domain_file(&p.config, &parser, &pv));
@@ -432,20 +435,18 @@ impl Supervisor {
                 let uuid = key.parse().unwrap_or_default();
                 let domid = self.shared.registry.read().get(&uuid).map_or(0, |b| b.domain_id);
                 let eve = self.domains.get(&key).is_some_and(|h| h.source == Source::Eve);
-                match crate::container::bundle_of(&containers, uuid) {
-                    Some(bundle) => (bundle.join(crate::container::CONSOLE_LOG), domid != 0),
-                    None if eve => (crate::console::paths(&self.options.paths.run_dir, &key).0, domid != 0),
-                    None => {
-                        return Response::error(format!(
-                            "{arg}: its console is not collected (only containers' and EVE apps' are); `domainctl console {arg}` attaches to it"
-                        ));
-                    }
+                let bundle = crate::container::bundle_of(&containers, uuid);
+                if bundle.is_none() && !eve {
+                    return Response::error(format!(
+                        "{arg}: its console is not collected (only containers' and EVE apps' are); `domainctl console {arg}` attaches to it"
+                    ));
                 }
+                (crate::console::log_path(&self.options.paths.run_dir, &key, bundle.as_deref()), domid != 0)
             }
             Err(e) => match crate::container::Exited::find(&containers, arg)
                 .and_then(|x| crate::container::bundle_of(&containers, x.uuid))
             {
-                Some(bundle) => (bundle.join(crate::container::CONSOLE_LOG), false),
+                Some(bundle) => (crate::console::log_path(&self.options.paths.run_dir, arg, Some(&bundle)), false),
                 None => return Response::error_with_exit(e, exit::UNKNOWN_DOMAIN),
             },
         };
