@@ -11,7 +11,8 @@
 # systemd (systemd-analyze verify), man-db and lintian for the checks. genisoimage builds EVE
 # apps' cloud-init config disks (the daemon runs it; its unit tests read the ISOs back with isoinfo).
 # busybox-static and util-linux's unshare: the container init's tests run it as PID 1 of a new
-# PID namespace on a busybox root filesystem.
+# PID namespace on a busybox root filesystem. containerd: the tests of EVE's container volumes
+# (xen-ctrd's, the daemon's, and the box's, which copies it into dom0) start a private one.
 # For the fuzz targets (scripts/fuzz.sh, which test.sh runs): rustup's nightly toolchain and
 # cargo-fuzz, installed like cargo-deb.
 # Re-runs are cheap. Never removes a package.
@@ -22,7 +23,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(libxen-dev libclang-dev pkg-config gcc libc6-dev make git ca-certificates curl
-  dpkg-dev help2man man-db systemd lintian qemu-utils genisoimage busybox-static util-linux)
+  dpkg-dev help2man man-db systemd lintian qemu-utils genisoimage busybox-static util-linux containerd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
