@@ -21,7 +21,7 @@ mod user;
 pub mod xenstore;
 
 pub use lookup::{DEFAULT_PATH, env_value, find_executable};
-pub use spec::{MAX_SPEC_BYTES, NetConfig, RunSpec, parse_cidr, parse_mac};
+pub use spec::{MAX_SPEC_BYTES, NetConfig, RunSpec, VolumeMount, parse_cidr, parse_mac};
 pub use user::{User, resolve_user};
 
 /// The run spec's file name in the share's root.

@@ -15,6 +15,7 @@ const MAX_STRING: usize = 128 << 10;
 const MAX_NETWORKS: usize = 16;
 const MAX_DNS: usize = 8;
 const MAX_HOSTNAME: usize = 64;
+const MAX_VOLUMES: usize = 26;
 
 /// What to run in the guest and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,39 @@ pub struct RunSpec {
     /// Name servers for `/etc/resolv.conf`; empty leaves the image's file alone (unless DHCP
     /// gives some).
     pub dns: Vec<String>,
+    /// Block volumes mounted into the root filesystem before the entrypoint starts, as EVE's
+    /// runx initrd mounts an app's volumes at their `MountDir`s.
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// A block device of the guest mounted at a directory of the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// The guest's device name, `xvdb`.
+    pub device: String,
+    /// Where, absolute in the container (created if missing).
+    pub target: String,
+    /// Mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// A device name of letters and digits, an absolute target with no `..`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.device.is_empty() || self.device.len() > 32 || !self.device.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("device: {:?} is not a device name", self.device));
+        }
+        check_string("target", &self.target)?;
+        if !self.target.starts_with('/')
+            || self.target.split('/').any(|c| c == "..")
+            || self.target.trim_matches('/').is_empty()
+        {
+            return Err(format!("target: {:?} is not an absolute directory below /", self.target));
+        }
+        Ok(())
+    }
 }
 
 impl Default for RunSpec {
@@ -53,6 +87,7 @@ impl Default for RunSpec {
             stop_timeout_secs: 10,
             network: Vec::new(),
             dns: Vec::new(),
+            volumes: Vec::new(),
         }
     }
 }
@@ -135,6 +170,12 @@ impl RunSpec {
         }
         for (i, d) in self.dns.iter().enumerate() {
             d.parse::<IpAddr>().map_err(|_| format!("dns[{i}]: {d:?} is not an IP address"))?;
+        }
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(format!("volumes: more than {MAX_VOLUMES}"));
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            v.validate().map_err(|e| format!("volumes[{i}]: {e}"))?;
         }
         Ok(())
     }
@@ -232,6 +273,25 @@ mod tests {
     }
 
     #[test]
+    fn volumes_name_a_device_and_a_directory_below_the_root() {
+        let spec = |device: &str, target: &str| RunSpec {
+            argv: vec!["sh".into()],
+            volumes: vec![VolumeMount { device: device.into(), target: target.into(), read_only: false }],
+            ..RunSpec::default()
+        };
+        assert!(spec("xvdb", "/var/lib/data").validate().is_ok());
+        for (device, target, want) in [
+            ("../sda", "/data", "volumes[0]: device: \"../sda\" is not a device name"),
+            ("", "/data", "volumes[0]: device: \"\" is not a device name"),
+            ("xvdb", "data", "volumes[0]: target: \"data\" is not an absolute directory below /"),
+            ("xvdb", "/data/../../etc", "volumes[0]: target: \"/data/../../etc\" is not an absolute directory below /"),
+            ("xvdb", "/", "volumes[0]: target: \"/\" is not an absolute directory below /"),
+        ] {
+            assert_eq!(spec(device, target).validate().unwrap_err(), want);
+        }
+    }
+
+    #[test]
     fn full_spec_round_trips() {
         let spec = RunSpec {
             argv: vec!["nginx".into(), "-g".into(), "daemon off;".into()],
@@ -251,6 +311,7 @@ mod tests {
                 NetConfig { mac: "00:16:3e:00:00:02".into(), dhcp: true, ..Default::default() },
             ],
             dns: vec!["10.0.0.1".into(), "fd00::1".into()],
+            volumes: vec![VolumeMount { device: "xvdb".into(), target: "/data".into(), read_only: true }],
         };
         let json = spec.to_json().unwrap();
         assert_eq!(RunSpec::from_json(&json).unwrap(), spec);

@@ -134,6 +134,14 @@ struct Cli {
     /// kernel with 9pfs and the network front end built in.
     #[arg(long, value_name = "DIR|none")]
     container_modules: Option<String>,
+    /// The containerd whose snapshots EVE's container volumes are (mounted at
+    /// `<volume>/rootfs` before the app boots), or `off` to take volumes only with their root
+    /// filesystem in place. Not running: volumes are taken as they are.
+    #[arg(long, default_value = xen_ctrd::EVE_USER_SOCKET, value_name = "SOCKET|off")]
+    containerd_socket: String,
+    /// The containerd namespace of those snapshots.
+    #[arg(long, default_value = xen_ctrd::DEFAULT_NAMESPACE, value_name = "NAMESPACE")]
+    containerd_namespace: String,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
@@ -226,6 +234,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Some(dir) => options.containers.modules_dir = Some(PathBuf::from(dir)),
         None => {}
     }
+    options.containers.snapshots = (cli.containerd_socket != "off").then(|| {
+        xen_ctrd::Snapshots::new(&cli.containerd_socket, &cli.containerd_namespace, xen_ctrd::DEFAULT_SNAPSHOTTER)
+    });
     options.cipher_keys = domainmgrd::cloudinit::CipherKeys {
         device_key: cli.device_key,
         controller_certs: cli.controller_certs.unwrap_or_else(|| zedagent_dir.join("ControllerCert")),

@@ -40,6 +40,7 @@ fn started(env: &mut Env) -> PathBuf {
         init: dir.join("init"),
         kernel: dir.join("vmlinux"),
         modules_dir: None,
+        snapshots: None,
     };
     env.start_with(options);
     image(dir)
@@ -136,6 +137,100 @@ fn a_containers_console_is_its_log_until_its_last_line_and_after_it_exited() {
     // Unknown names are an error.
     let (code, _, err) = domainctl(&env, &["logs", "nobody"]);
     assert_eq!(code, exit::UNKNOWN_DOMAIN, "{err}");
+}
+
+/// An EVE container app whose volume is a containerd snapshot, as EVE's volume manager leaves
+/// it (a private containerd stands in for EVE's user containerd): the daemon mounts it at
+/// `<volume>/rootfs` for the run, keeps it over a guest's reboot, unmounts it when the app is
+/// deactivated and when its config is deleted; the app's writes stay in the snapshot.
+#[test]
+fn an_eve_container_apps_containerd_snapshot_is_mounted_for_its_runs_only() {
+    let ctrd = match xen_ctrd::testing::PrivateContainerd::start() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("SKIPPED an_eve_container_apps_containerd_snapshot_is_mounted_for_its_runs_only: {why}");
+            return;
+        }
+    };
+    let snaps = ctrd.snapshots(xen_ctrd::DEFAULT_NAMESPACE);
+    let chain = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    xen_ctrd::testing::commit_layer(&snaps, chain, |root| {
+        std::fs::create_dir(root.join("bin"))?;
+        std::fs::write(root.join("bin/app"), "from the image")
+    })
+    .unwrap();
+    let mut env = Env::new();
+    env.write_host_config("");
+    let mut options = env.options();
+    std::fs::write(env.dir.path().join("vmlinux"), b"\x7fELF kernel").unwrap();
+    std::fs::write(env.dir.path().join("init"), b"\x7fELF init").unwrap();
+    options.containers = Containers {
+        dir: domainmgrd::container::containers_dir(&env.paths().state_dir),
+        init: env.dir.path().join("init"),
+        kernel: env.dir.path().join("vmlinux"),
+        modules_dir: None,
+        snapshots: Some(snaps.clone()),
+    };
+    env.start_with(options);
+    // The volume: image-config.json, an empty rootfs/, and the snapshot of its name.
+    let volume = eve_volume(env.dir.path(), false);
+    let key = volume.file_name().unwrap().to_str().unwrap().to_string();
+    snaps.prepare(&key, chain, &[xen_ctrd::testing::GC_ROOT]).unwrap();
+    let rootfs = volume.join("rootfs");
+
+    let uuid = uuid::Uuid::new_v4();
+    let mut config = eve_container_config(
+        uuid,
+        &volume,
+        "#cloud-config\nwrite_files:\n  - path: /etc/by-eve\n    content: written\n    permissions: '0644'\n",
+    );
+    env.write_config(&config);
+    let st = env.wait_state(uuid, domainmgrd::eve::SwState::RUNNING);
+    assert!(!st.boot_failed, "{:?}", st.error);
+    assert!(xen_ctrd::mounted(&rootfs).unwrap(), "the snapshot is mounted for the run");
+    assert_eq!(std::fs::read_to_string(rootfs.join("bin/app")).unwrap(), "from the image");
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/by-eve")).unwrap(), "written");
+
+    // The guest reboots itself: the same run, the mount stays (once).
+    let domid = env.sim.domains().into_iter().find(|d| d.spec.uuid == uuid).unwrap().domid;
+    env.sim.guest_reboot(domid);
+    env.wait_for("the guest's new domain", || {
+        env.sim.domains().iter().any(|d| d.spec.uuid == uuid && d.domid != domid)
+    });
+    env.wait_state(uuid, domainmgrd::eve::SwState::RUNNING);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts.matches(rootfs.to_str().unwrap()).count(), 1, "mounted once");
+
+    // Deactivated: halted and unmounted; what it wrote stays in the snapshot.
+    config["Activate"] = false.into();
+    env.write_config(&config);
+    env.wait_for("the app to halt and its root to be unmounted", || !xen_ctrd::mounted(&rootfs).unwrap());
+    assert!(env.sim.domains().iter().all(|d| d.spec.uuid != uuid));
+    let probe = tempfile::tempdir().unwrap();
+    snaps.mounts(&key).unwrap()[0].mount_at(probe.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(probe.path().join("etc/by-eve")).unwrap(), "written");
+    xen_ctrd::unmount(probe.path()).unwrap();
+
+    // Activated again, then deleted: mounted for the run, unmounted with the config.
+    config["Activate"] = true.into();
+    env.write_config(&config);
+    env.wait_state(uuid, domainmgrd::eve::SwState::RUNNING);
+    assert!(xen_ctrd::mounted(&rootfs).unwrap());
+    env.delete_config(uuid);
+    env.wait_for("the status to go", || env.status(uuid).is_none());
+    assert!(!xen_ctrd::mounted(&rootfs).unwrap(), "unmounted with its config");
+
+    // A volume that containerd has no snapshot for and that holds no root filesystem.
+    let bare = eve_volume(env.dir.path(), false);
+    let other = uuid::Uuid::new_v4();
+    env.write_config(&eve_container_config(other, &bare, "A=1"));
+    let st = env.wait_status(other, "the boot to fail", |s| s.boot_failed);
+    let want = format!("no snapshot {:?}", bare.file_name().unwrap().to_str().unwrap());
+    assert!(st.error.error.contains(&want), "{:?}", st.error);
+    env.delete_config(other);
+    env.wait_for("the status to go", || env.status(other).is_none());
+    env.stop();
+    snaps.remove(&key).unwrap();
 }
 
 /// An EVE container volume as EVE's volume manager leaves it (with its root filesystem in

@@ -30,6 +30,25 @@ use std::path::PathBuf;
 pub use config::RunConfig;
 pub use image::Image;
 
+/// Writes `content` as the file `rel` (relative, without `..`) of the root filesystem `root`,
+/// mode `mode`, as a process chrooted there would: symlinks on the way, and one at `rel`
+/// itself, resolve inside the root and never lead out of it; missing parents are made (0755).
+/// The file is written aside and renamed into place (through a symlink, written in place).
+pub fn write_file_in_root(
+    root: &std::path::Path,
+    rel: &std::path::Path,
+    content: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a plain relative path", rel.display()),
+        ));
+    }
+    rootfs::Rootfs::open(root)?.write_file(rel, content, mode)
+}
+
 /// Caps on what unpacking an image may write, against images built to fill the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

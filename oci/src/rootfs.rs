@@ -77,6 +77,45 @@ impl Rootfs {
         Ok(dir)
     }
 
+    /// Writes `content` as the file `rel` (its parents made as [`Rootfs::make_dir`] makes
+    /// them), mode `mode`: written aside and renamed into place; where a symlink is, through
+    /// it, resolved inside the root; a directory there is an error.
+    pub(crate) fn write_file(&self, rel: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let name = rel.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let dir = self.make_dir(rel.parent().unwrap_or(Path::new("")))?;
+        let mode = Mode::from_raw_mode(mode & 0o7777);
+        let write = |fd: OwnedFd| -> io::Result<()> {
+            let mut file = std::fs::File::from(fd);
+            file.write_all(content)?;
+            rustix::fs::fchmod(&file, mode)?;
+            file.sync_all()
+        };
+        match lstat_at(&dir, name)? {
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+                let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+                write(rustix::fs::openat2(&self.root, rel, flags, mode, resolve)?)
+            }
+            Some(st) if is_dir(&st) => Err(io::Error::new(io::ErrorKind::IsADirectory, "a directory is there")),
+            _ => {
+                let mut tmp = std::ffi::OsString::from(".");
+                tmp.push(name);
+                tmp.push(".xen-tmp");
+                remove_at(&dir, &tmp)?;
+                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let written = rustix::fs::openat(&dir, tmp.as_os_str(), flags, mode)
+                    .map_err(io::Error::from)
+                    .and_then(write)
+                    .and_then(|()| Ok(rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name)?));
+                if written.is_err() {
+                    let _ = remove_at(&dir, &tmp);
+                }
+                written
+            }
+        }
+    }
+
     /// `openat2(root, rel, O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
     fn resolve(&self, rel: &Path) -> Result<OwnedFd, Errno> {
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };

@@ -29,7 +29,10 @@ pub fn tests() -> Vec<(&'static str, E2eTest)> {
         ("container_image_runs_prints_its_args_and_env_and_exits_3", runs_and_exits),
         ("container_stops_gracefully_and_one_ignoring_sigterm_is_killed", stops_gracefully_or_killed),
         ("container_with_a_vif_gets_an_address_by_dhcp_and_dom0_reaches_it", gets_its_network),
-        ("eve_container_app_runs_its_volume_with_its_user_data_variables_and_exits_5", eve_container_app),
+        (
+            "eve_container_app_runs_its_volumes_containerd_snapshot_with_its_user_data_variables_and_exits_5",
+            eve_container_app,
+        ),
     ]
 }
 
@@ -60,10 +63,16 @@ pub fn busybox_image(dir: &Path, entrypoint: &[&str], cmd: &[&str]) -> TestResul
 /// A daemon that runs containers with the box's guest kernel (an ELF: PVH) and the init from
 /// the share.
 pub fn container_daemon(name: &str) -> TestResult<DaemonProcess> {
+    container_daemon_with(name, &[])
+}
+
+/// [`container_daemon`] with more arguments.
+fn container_daemon_with(name: &str, more: &[String]) -> TestResult<DaemonProcess> {
     let init = std::env::var("CONTAINER_INIT").map_err(|_| "CONTAINER_INIT is not set (the static init)")?;
     let kernel = std::env::var("XENBOX_GUEST_KERNEL").map_err(|_| "XENBOX_GUEST_KERNEL is not set")?;
     let mut d = DaemonProcess::new(name, &["timer.domain.shutdown:60"]);
     d.args = vec![format!("--container-init={init}"), format!("--container-kernel={kernel}")];
+    d.args.extend(more.iter().cloned());
     d.start()?;
     d.wait_ready()?;
     Ok(d)
@@ -222,17 +231,35 @@ fn gets_its_network(_ctx: &Context) -> TestResult {
 }
 
 /// An EVE container app: the volume as EVE's volume manager leaves it (the image's root
-/// filesystem in `rootfs/`, its OCI image configuration in `image-config.json`), the config as
+/// filesystem a containerd snapshot named after it, its OCI image configuration in
+/// `image-config.json`), the config as
 /// zedmanager writes it; the app's variables come from its user data (EVE's old syntax).
 fn eve_container_app(_ctx: &Context) -> TestResult {
-    let d = container_daemon("dm-eve-ctr")?;
+    // EVE's user containerd, with the image's layer and the volume's snapshot in it as EVE's
+    // volume manager leaves them (containerd from the share: run.sh's --file).
+    let ctrd = xen_ctrd::testing::PrivateContainerd::start()?;
+    let snaps = ctrd.snapshots(xen_ctrd::DEFAULT_NAMESPACE);
+    let d = container_daemon_with("dm-eve-ctr", &[format!("--containerd-socket={}", ctrd.socket().display())])?;
     let _dhcp = DhcpServer::start(&d.root)?;
     let uuid = xenctl::Uuid::new_v4().to_string();
-    let script = "echo EVE-CTR GREETING=$GREETING; busybox ip -4 -o addr show dev eth0; exit 5";
+    let script = "echo EVE-CTR GREETING=$GREETING; busybox ip -4 -o addr show dev eth0; \
+                  echo EVE-VOL $(busybox grep ' /data ' /proc/mounts); exit 5";
     let image = busybox_image(&d.root, &["/bin/sh", "-c", script], &[])?;
+    // A blank data volume with a MountDir, as EVE's volume manager makes one.
+    let data = d.root.join("data.img");
+    std::fs::File::create(&data).and_then(|f| f.set_len(64 << 20)).ctx("the data volume")?;
+    let unpacked = d.root.join("unpacked");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    xen_oci::Image::open(&image).and_then(|i| i.unpack(&unpacked)).map_err(|e| e.to_string())?;
+    let chain = "sha256:5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+    xen_ctrd::testing::commit_layer(&snaps, chain, |root| {
+        let cp = std::process::Command::new("cp").arg("-a").arg(unpacked.join(".")).arg(root).status()?;
+        cp.success().then_some(()).ok_or_else(|| std::io::Error::other(format!("cp: {cp}")))
+    })?;
     let volume = d.root.join(format!("persist/vault/volumes/{uuid}#0.container"));
     std::fs::create_dir_all(&volume).ctx("the volume")?;
-    xen_oci::Image::open(&image).and_then(|i| i.unpack(&volume.join("rootfs"))).map_err(|e| e.to_string())?;
+    let key = format!("{uuid}#0.container");
+    snaps.prepare(&key, chain, &[xen_ctrd::testing::GC_ROOT]).map_err(|e| e.to_string())?;
     let image_config = serde_json::json!({
         "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
         "config": {"Entrypoint": ["/bin/sh", "-c", script], "Env": ["PATH=/bin"], "WorkingDir": "/srv", "User": "app"}
@@ -243,7 +270,10 @@ fn eve_container_app(_ctx: &Context) -> TestResult {
     config["Kernel"] = "/hostfs/boot/kernel".into();
     config["Ramdisk"] = "/usr/lib/xen/boot/runx-initrd".into();
     config["ExtraArgs"] = "console=hvc0 root=9p dhcp=1".into();
-    config["DiskConfigList"] = serde_json::json!([{"FileLocation": volume, "ReadOnly": false, "Format": 8}]);
+    config["DiskConfigList"] = serde_json::json!([
+        {"FileLocation": volume, "ReadOnly": false, "Format": 8},
+        {"FileLocation": data, "ReadOnly": false, "Format": 1, "MountDir": "/data"}
+    ]);
     config["VifList"][0]["Mac"] = "ABY+XAAB".into(); // 00:16:3e:5c:00:01, Go's []byte in JSON
     config["pubsub-large-CloudInitUserData"] = "R1JFRVRJTkc9ZnJvbS1ldmUK".into(); // GREETING=from-eve
     d.write_config(&config)?;
@@ -254,9 +284,20 @@ fn eve_container_app(_ctx: &Context) -> TestResult {
     ensure(console.contains("EVE-CTR GREETING=from-eve") && console.contains("inet 10.99.0."), || {
         format!("console of {name}:\n{}", tail(&console, 40))
     })?;
+    // The blank volume got a file system in dom0 and is mounted at its MountDir, read-write.
+    ensure(console.contains("EVE-VOL /dev/xvdb /data ext4 rw"), || {
+        format!("the data volume is not mounted at /data; console of {name}:\n{}", tail(&console, 40))
+    })?;
     ensure(st["OCIConfigDir"] == volume.display().to_string() && st["EnvVariables"]["GREETING"] == "from-eve", || {
         format!("status: {st}")
     })?;
+    // Its domain gone, the snapshot is unmounted; the run spec the daemon wrote for it stays in
+    // the volume beside it.
+    let rootfs = volume.join("rootfs");
+    wait_until("its root filesystem to be unmounted", BOOT, || {
+        (!xen_ctrd::mounted(&rootfs).unwrap_or(true)).then_some(())
+    })?;
+    ensure(volume.join(xen_container_init::SPEC_FILE).exists(), || "no run spec in the volume".into())?;
     // Its Activate off: it stays down.
     config["Activate"] = false.into();
     d.write_config(&config)?;

@@ -103,6 +103,10 @@ fn end_to_end_on_real_xen(name: &str, filter: &[&str]) -> Result<(), Failed> {
         ))
         // The static init of container guests (`domainctl run`).
         .arg(format!("--file={}", init.display()))
+        // containerd, for EVE's container volumes (its snapshots): the host's, as scripts/setup.sh
+        // installs it (a static Go program but for libc).
+        .args(xen_ctrd::testing::find_binary().map(|c| format!("--file={}", c.display())))
+        .arg("--env=CONTAINERD=/mnt/host/containerd")
         .args([
             "--env=CONTAINER_INIT=/mnt/host/xen-container-init",
             "--env=RUST_BACKTRACE=1",

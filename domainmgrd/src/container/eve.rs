@@ -2,7 +2,11 @@
 //! EVE runs one on Xen (pillar's domainmgr and `hypervisor/xen.go`, xen-tools' runx initrd),
 //! with the daemon's container kernel and init. The volume EVE's volume manager prepared is
 //! shared with the guest as it is: `<volume>/rootfs`, the image's root filesystem, and
-//! `<volume>/image-config.json`, its OCI image configuration. At each boot the daemon writes
+//! `<volume>/image-config.json`, its OCI image configuration. EVE's volume manager leaves the
+//! root filesystem as a containerd snapshot named after the volume; as EVE's domainmgr does,
+//! the daemon mounts it at `rootfs` before the first boot ([`mount_root`], through xen-ctrd)
+//! and unmounts it when the app is halted for good ([`unmount_root`]); a volume with its root
+//! filesystem in place is taken as it is. At each boot the daemon writes
 //! the run spec the guest's init reads into the volume ([`SPEC_FILE`]), as EVE writes
 //! `cmdline`, `environment` and `ug` there: the image's entrypoint and cmd, env (a default
 //! `PATH` when it has none), working directory and user; then the variables of the app's
@@ -147,8 +151,9 @@ pub fn run_spec(
         Ok(true) => {}
         Ok(false) | Err(_) => {
             return Err(format!(
-                "{}: no root filesystem there (EVE's domainmgr mounts the volume's containerd snapshot at rootfs; domainmgrd takes the volume with its root filesystem in place)",
-                rootfs.display()
+                "{}: no root filesystem there (containerd has no snapshot {:?} to mount there, and the volume holds none in place)",
+                rootfs.display(),
+                snapshot_id(volume)
             ));
         }
     }
@@ -184,6 +189,117 @@ pub fn run_spec(
         network,
         ..RunSpec::default()
     })
+}
+
+/// The block volumes of a container app that go into its root filesystem, as EVE's runx
+/// initrd mounts them: each disk with a `MountDir` (its `Devtype` not the container's nor the
+/// 9P share's), by the device name the guest gives it, read-only if the disk is. A `MountDir`
+/// that is not an absolute directory below `/` is an error naming it.
+pub fn volume_mounts(disks: &[crate::eve::DiskStatus]) -> Result<Vec<xen_container_init::VolumeMount>, String> {
+    let mut mounts = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        if d.devtype.is_empty() || d.devtype == "9P" || d.mount_dir.is_empty() {
+            continue;
+        }
+        let mount = xen_container_init::VolumeMount {
+            device: d.vdev.clone(),
+            target: d.mount_dir.clone(),
+            read_only: d.read_only,
+        };
+        mount.validate().map_err(|e| format!("DiskConfigList[{i}].MountDir: {:?}: {e}", d.mount_dir))?;
+        mounts.push(mount);
+    }
+    Ok(mounts)
+}
+
+/// How much of a volume must be zeros for it to be blank: where every file system and
+/// partition table this kernel knows keeps its signature.
+const BLANK_PROBE: usize = 1 << 20;
+
+/// Gives a blank raw volume (`path`, a file or a block device, its first MiB all zeros) an ext4
+/// file system, as EVE's runx initrd does in the guest (`mke2fs -t ext4` where `blkid` finds
+/// none); here in dom0, with `mkfs.ext4`, before the guest boots. Whether it did.
+pub fn format_if_blank(path: &Path) -> Result<bool, String> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(BLANK_PROBE);
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    file.take(BLANK_PROBE as u64).read_to_end(&mut head).map_err(|e| format!("{}: {e}", path.display()))?;
+    if head.is_empty() || head.iter().any(|&b| b != 0) {
+        return Ok(false);
+    }
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("mkfs.ext4 {}: {e}", path.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mkfs.ext4 {}: {}: {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(true)
+}
+
+/// The file in which EVE's upgrade converter left the snapshot name of a volume whose
+/// directory name is not it.
+pub const SNAPSHOT_ID_FILE: &str = "snapshotid.txt";
+
+/// The containerd snapshot of container volume `volume`, as EVE's `GetSnapshotID` names it:
+/// what `snapshotid.txt` in it says, else the volume directory's name (volumemgr's
+/// `<uuid>#<generation>.container`).
+pub fn snapshot_id(volume: &Path) -> String {
+    match std::fs::read_to_string(volume.join(SNAPSHOT_ID_FILE)) {
+        Ok(id) if !id.trim().is_empty() => id.trim_end_matches(['\n', '\r']).to_string(),
+        _ => volume.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+/// How a container volume's root filesystem came to be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// Already mounted (by an earlier boot, or by someone else).
+    Mounted,
+    /// Mounted now from containerd's snapshot of that name.
+    MountedNow(String),
+    /// In place in the volume (no containerd, or no snapshot of the volume's name).
+    InPlace,
+}
+
+/// Before a container app boots, as EVE's domainmgr does: its volume's containerd snapshot
+/// mounted at `<volume>/rootfs`, unless something is mounted there already. A volume that
+/// containerd has no snapshot for (or no containerd) is taken with its root filesystem in
+/// place; [`run_spec`] then checks there is one.
+pub fn mount_root(snapshots: Option<&xen_ctrd::Snapshots>, volume: &Path) -> Result<Root, String> {
+    let rootfs = volume.join("rootfs");
+    if xen_ctrd::mounted(&rootfs).map_err(|e| e.to_string())? {
+        return Ok(Root::Mounted);
+    }
+    let Some(snapshots) = snapshots.filter(|s| s.socket().exists()) else {
+        return Ok(Root::InPlace);
+    };
+    let id = snapshot_id(volume);
+    let failed =
+        |e: &dyn std::fmt::Display| format!("{}: failed to mount containerd snapshot {id:?}: {e}", rootfs.display());
+    match snapshots.mounts(&id) {
+        Ok(mounts) => {
+            let first = mounts.first().ok_or_else(|| failed(&"containerd returned no mounts"))?;
+            std::fs::create_dir_all(&rootfs).map_err(|e| failed(&e))?;
+            first.mount_at(&rootfs).map_err(|e| failed(&e))?;
+            Ok(Root::MountedNow(id))
+        }
+        Err(e) if e.is_not_found() => Ok(Root::InPlace),
+        Err(e) => Err(failed(&e)),
+    }
+}
+
+/// After a container app's domain is gone for good (halted, deactivated, deleted; not for a
+/// guest's own reboot): what is mounted at `<volume>/rootfs` unmounted, as EVE's domainmgr
+/// does. Whether something was.
+pub fn unmount_root(volume: &Path) -> Result<bool, String> {
+    xen_ctrd::unmount(&volume.join("rootfs")).map_err(|e| e.to_string())
 }
 
 /// At boot: writes `run` into the volume and gives `spec` the container kernel and initramfs
@@ -332,10 +448,10 @@ fn write_file(rootfs: &Path, f: &WritableFile) -> Result<(), String> {
 }
 
 /// Writes `content` at `path` inside `root` (created with its directories, replaced whole),
-/// refusing a path that leaves the root or goes through a symlink: the image is untrusted, and
-/// a link there would point into dom0's own filesystem.
+/// refusing a path that leaves the root, as EVE does; the image is untrusted, so its symlinks
+/// are followed only inside the root, as the guest would see them (xen-oci's
+/// `write_file_in_root`), never into dom0's own filesystem.
 fn write_in_root(root: &Path, path: &str, content: &[u8], mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
     let mut parts = Vec::new();
     for c in Path::new(path).components() {
         match c {
@@ -349,39 +465,62 @@ fn write_in_root(root: &Path, path: &str, content: &[u8], mode: u32) -> Result<(
             _ => {}
         }
     }
-    let Some((name, dirs)) = parts.split_last() else { return Err(format!("invalid path {path:?}")) };
-    let mut at = root.to_path_buf();
-    for d in dirs {
-        at.push(d);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("{path}: {} is a symlink in the image: not followed", at.display()));
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("{path}: {} is not a directory", at.display())),
-            Err(_) => {
-                std::fs::create_dir(&at).map_err(|e| format!("{}: {e}", at.display()))?;
-                let _ = std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755));
-            }
-        }
+    if parts.is_empty() {
+        return Err(format!("invalid path {path:?}"));
     }
-    let target = at.join(name);
-    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink() || m.is_dir()) {
-        return Err(format!("{path}: {} is a symlink or a directory in the image: not replaced", target.display()));
-    }
-    let tmp = at.join(format!(".{}.eve-tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, content)
-        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode & 0o7777)))
-        .and_then(|()| std::fs::rename(&tmp, &target))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{}: {e}", target.display())
-        })
+    let rel: PathBuf = parts.iter().collect();
+    xen_oci::write_file_in_root(root, &rel, content, mode).map_err(|e| format!("{path}: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_with_a_mount_dir_are_mounted_in_the_container_by_their_guest_device() {
+        let disk = |devtype: &str, vdev: &str, mount_dir: &str, read_only: bool| crate::eve::DiskStatus {
+            devtype: devtype.into(),
+            vdev: vdev.into(),
+            mount_dir: mount_dir.into(),
+            read_only,
+            ..Default::default()
+        };
+        let disks = [
+            disk("", "xvda", "/", false),
+            disk("hdd", "xvdb", "/data", false),
+            disk("hdd", "xvdc", "", false),
+            disk("AppCustom", "xvdd", "/opt/conf", true),
+            disk("9P", "", "", false),
+        ];
+        let mounts = volume_mounts(&disks).unwrap();
+        let got: Vec<_> = mounts.iter().map(|m| (m.device.as_str(), m.target.as_str(), m.read_only)).collect();
+        assert_eq!(got, [("xvdb", "/data", false), ("xvdd", "/opt/conf", true)]);
+        let e = volume_mounts(&[disk("", "xvda", "/", false), disk("hdd", "xvdb", "data/../..", false)]).unwrap_err();
+        assert!(e.starts_with("DiskConfigList[1].MountDir: \"data/../..\""), "{e}");
+    }
+
+    #[test]
+    fn only_a_blank_volume_is_given_a_file_system() {
+        if std::process::Command::new("mkfs.ext4").arg("-V").output().is_err() {
+            eprintln!("SKIPPED only_a_blank_volume_is_given_a_file_system: no mkfs.ext4 (e2fsprogs)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let blank = dir.path().join("blank.img");
+        std::fs::File::create(&blank).unwrap().set_len(16 << 20).unwrap();
+        assert!(format_if_blank(&blank).unwrap());
+        let head = std::fs::read(&blank).unwrap();
+        assert_eq!(&head[1024 + 56..1024 + 58], &[0x53, 0xef], "an ext superblock");
+        // Now it has one: left alone, as is any volume with data in its first MiB.
+        assert!(!format_if_blank(&blank).unwrap());
+        let data = dir.path().join("data.img");
+        let mut bytes = vec![0u8; 4 << 20];
+        bytes[(1 << 20) - 1] = 1;
+        std::fs::write(&data, &bytes).unwrap();
+        assert!(!format_if_blank(&data).unwrap());
+        assert_eq!(std::fs::read(&data).unwrap(), bytes);
+        assert!(format_if_blank(&dir.path().join("missing")).unwrap_err().contains("missing"));
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -482,9 +621,20 @@ mod tests {
         assert!(apply_write_files(&rootfs, uuid, "3", &files).unwrap());
         assert_eq!(std::fs::read(rootfs.join("etc/app/conf")).unwrap(), b"hello");
 
-        // Out of the root, through a symlink the image planted, or without permissions: refused.
-        std::os::unix::fs::symlink("/tmp", rootfs.join("evil")).unwrap();
-        for (path, perms) in [("../../x", "0644"), ("/evil/x", "0644"), ("/etc/y", "")] {
+        // A symlink the image planted is followed inside the root only.
+        std::os::unix::fs::symlink("/outside", rootfs.join("evil")).unwrap();
+        std::fs::create_dir(rootfs.join("outside")).unwrap();
+        let through = WritableFile {
+            path: "/evil/x".into(),
+            content: "in the root".into(),
+            permissions: "0644".into(),
+            ..Default::default()
+        };
+        assert!(apply_write_files(&rootfs, uuid, "4", &[through]).unwrap());
+        assert_eq!(std::fs::read(rootfs.join("outside/x")).unwrap(), b"in the root");
+        assert!(!Path::new("/outside/x").exists());
+        // Out of the root, or without permissions: refused.
+        for (path, perms) in [("../../x", "0644"), ("/etc/y", "")] {
             let f = WritableFile {
                 path: path.into(),
                 content: "x".into(),

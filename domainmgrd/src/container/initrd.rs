@@ -3,7 +3,8 @@
 //! it (Linux's Xen shutdown handler runs them), `/dev/console`, and the kernel modules the init
 //! loads before it mounts its share: 9pfs over Xen and the network front end, with what they
 //! depend on (from the kernel's `modules.dep`), decompressed, in load order in
-//! `/lib/modules/modules.order`. A module the kernel has built in (`modules.builtin`) is left
+//! `/lib/modules/modules.order`; those of block volumes ([`VOLUME_MODULES`]) in
+//! `/lib/modules/modules.volumes`. A module the kernel has built in (`modules.builtin`) is left
 //! out. The archive is cpio `newc` (the `cpio` crate), uncompressed: the kernel reads it as it
 //! is, and under emulation decompressing would cost more than reading.
 
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// The modules a container guest needs; their dependencies come with them.
 pub const GUEST_MODULES: &[&str] = &["9pnet_xen", "9p", "xen_netfront"];
+/// The modules a container's block volumes need, listed apart (`modules.volumes`): the init
+/// loads them only for a run spec with volumes.
+pub const VOLUME_MODULES: &[&str] = &["xen_blkfront", "crc32c_generic", "ext4"];
 
 /// What goes into the initramfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,20 +128,36 @@ pub fn build(parts: &InitrdParts, out: &Path) -> Result<(), String> {
         nodes.push((format!("sbin/{name}"), Node::Symlink("/init")));
     }
     let mut order = String::new();
+    let mut volumes = String::new();
     if let Some(dir) = &parts.modules_dir {
         let read =
             |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
         let builtin = read("modules.builtin").unwrap_or_default();
         let mut wanted: Vec<&str> = GUEST_MODULES.to_vec();
         wanted.extend(parts.extra_modules.iter().map(String::as_str));
-        for file in load_order(&read("modules.dep")?, &builtin, &wanted)? {
-            let name = format!("{}.ko", module_name(&file));
-            nodes.push((format!("lib/modules/{name}"), Node::File(read_module(&dir.join(&file))?, 0o644)));
+        let dep = read("modules.dep")?;
+        let main = load_order(&dep, &builtin, &wanted)?;
+        for file in &main {
+            let name = format!("{}.ko", module_name(file));
+            nodes.push((format!("lib/modules/{name}"), Node::File(read_module(&dir.join(file))?, 0o644)));
             order.push_str(&name);
             order.push('\n');
         }
+        // A kernel without them still runs containers, only not their volumes: the list says why.
+        match load_order(&dep, &builtin, VOLUME_MODULES) {
+            Ok(files) => {
+                for file in files.iter().filter(|f| !main.contains(f)) {
+                    let name = format!("{}.ko", module_name(file));
+                    nodes.push((format!("lib/modules/{name}"), Node::File(read_module(&dir.join(file))?, 0o644)));
+                    volumes.push_str(&name);
+                    volumes.push('\n');
+                }
+            }
+            Err(e) => volumes = format!("# {e}\n"),
+        }
     }
     nodes.push(("lib/modules/modules.order".into(), Node::File(order.into_bytes(), 0o644)));
+    nodes.push(("lib/modules/modules.volumes".into(), Node::File(volumes.into_bytes(), 0o644)));
 
     let partial = out.with_extension("partial");
     let written = write_cpio(&nodes, &partial).and_then(|()| std::fs::rename(&partial, out));
@@ -178,6 +198,9 @@ kernel/fs/9p/9p.ko.xz: kernel/net/9p/9pnet.ko.xz kernel/fs/netfs/netfs.ko.xz ker
 kernel/fs/fscache/fscache.ko.xz: kernel/fs/netfs/netfs.ko.xz
 kernel/drivers/net/xen-netfront.ko.xz:
 kernel/drivers/other.ko.xz:
+kernel/drivers/block/xen-blkfront.ko.xz:
+kernel/crypto/crc32c_generic.ko.xz:
+kernel/fs/ext4/ext4.ko.xz: kernel/fs/netfs/netfs.ko.xz
 ";
 
     #[test]
@@ -240,6 +263,28 @@ kernel/drivers/other.ko.xz:
         assert_eq!(entries["lib/modules/netfs.ko"].2, b"ELF netfs");
         let order = String::from_utf8(entries["lib/modules/modules.order"].2.clone()).unwrap();
         assert_eq!(order, "netfs.ko\n9pnet.ko\n9pnet_xen.ko\nfscache.ko\n9p.ko\nxen_netfront.ko\n");
+        // The volumes' modules apart, without what the first list loads already.
+        let volumes = String::from_utf8(entries["lib/modules/modules.volumes"].2.clone()).unwrap();
+        assert_eq!(volumes, "xen_blkfront.ko\ncrc32c_generic.ko\next4.ko\n");
+        assert_eq!(entries["lib/modules/ext4.ko"].2, b"ELF ext4");
+    }
+
+    #[test]
+    fn a_kernel_without_the_volumes_modules_still_gets_an_initramfs_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let modules = dir.path().join("modules");
+        std::fs::create_dir_all(modules.join("k")).unwrap();
+        for m in ["9pnet_xen", "9p", "xen-netfront"] {
+            std::fs::write(modules.join(format!("k/{m}.ko")), b"ELF").unwrap();
+        }
+        std::fs::write(modules.join("modules.dep"), "k/9pnet_xen.ko:\nk/9p.ko:\nk/xen-netfront.ko:\n").unwrap();
+        let init = dir.path().join("init-bin");
+        std::fs::write(&init, b"\x7fELF init").unwrap();
+        let out = dir.path().join("initrd.cpio");
+        build(&InitrdParts { init, modules_dir: Some(modules), extra_modules: vec![] }, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("# the guest kernel has no module xen_blkfront"), "modules.volumes says why");
     }
 
     #[test]

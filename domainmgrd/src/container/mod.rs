@@ -32,6 +32,10 @@ pub struct Containers {
     pub kernel: PathBuf,
     /// Its modules (`/lib/modules/<version>`), `None` for a kernel with all built in.
     pub modules_dir: Option<PathBuf>,
+    /// The containerd whose snapshots EVE's container volumes are ([`eve::mount_root`]):
+    /// EVE's user containerd by default, `None` to take volumes only with their root
+    /// filesystem in place.
+    pub snapshots: Option<xen_ctrd::Snapshots>,
 }
 
 impl Containers {
@@ -43,6 +47,7 @@ impl Containers {
             init: PathBuf::from(PACKAGED_INIT),
             kernel: PathBuf::from(format!("/boot/vmlinuz-{release}")),
             modules_dir: Some(PathBuf::from(format!("/lib/modules/{release}"))).filter(|d| d.is_dir()),
+            snapshots: Some(xen_ctrd::Snapshots::eve()),
         }
     }
 }
@@ -110,7 +115,8 @@ impl Containers {
             std::fs::metadata(&self.init).map_err(|e| format!("the container init {}: {e}", self.init.display()))?;
         let kver = self.modules_dir.as_ref().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned());
         let name = format!(
-            "initrd-{}-{:x}-{:x}.cpio",
+            // v2: with modules.volumes.
+            "initrd-v2-{}-{:x}-{:x}.cpio",
             kver.as_deref().unwrap_or("builtin"),
             init_meta.len(),
             stamp(&self.init) ^ self.modules_dir.as_deref().map_or(0, |d| stamp(&d.join("modules.dep")))
@@ -170,6 +176,7 @@ impl Containers {
             // every eth* by DHCP.
             network: vec![],
             dns: vec![],
+            volumes: vec![],
         };
         let json = spec.to_json()?;
         let spec_path = bundle.join(xen_container_init::SPEC_FILE);
@@ -342,6 +349,7 @@ mod tests {
             init: dir.join("init"),
             kernel: dir.join("vmlinux"),
             modules_dir: None,
+            snapshots: None,
         }
     }
 

@@ -281,6 +281,12 @@ impl Domain {
     /// run spec written into its volume, the container kernel and initramfs.
     fn prepare_container(&mut self, volume: &std::path::Path, spec: &mut DomainSpec) -> Result<(), String> {
         let Some(desired) = self.desired.as_ref() else { return Ok(()) };
+        match crate::container::eve::mount_root(self.shared.containers.snapshots.as_ref(), volume)? {
+            crate::container::eve::Root::MountedNow(id) => {
+                log::info!("{}: containerd snapshot {id:?} mounted at {}/rootfs", self.name(), volume.display());
+            }
+            root => log::debug!("{}: root filesystem of {}: {root:?}", self.name(), volume.display()),
+        }
         let user_data =
             crate::cloudinit::user_data(&desired.config, &self.shared.cipher_keys).map_err(|e| e.to_string())?;
         let (env, files) = match &user_data {
@@ -291,7 +297,16 @@ impl Domain {
         };
         let vifs: Vec<(Option<String>, u32)> =
             spec.vifs.iter().map(|v| (v.mac.map(|m| m.to_string()), v.mtu.unwrap_or(0))).collect();
-        let run = crate::container::eve::run_spec(volume, &env.clone().unwrap_or_default(), &vifs, &spec.name)?;
+        let mut run = crate::container::eve::run_spec(volume, &env.clone().unwrap_or_default(), &vifs, &spec.name)?;
+        run.volumes = crate::container::eve::volume_mounts(&self.status.disk_status_list)?;
+        for mount in run.volumes.iter().filter(|m| !m.read_only) {
+            let disk = spec.disks.iter().find(|d| d.vdev == mount.device && d.format == xenctl::DiskFormat::Raw);
+            if let Some(target) = disk.and_then(|d| d.target.as_deref())
+                && crate::container::eve::format_if_blank(std::path::Path::new(target))?
+            {
+                log::info!("{}: blank volume {target} given an ext4 file system for {}", self.name(), mount.target);
+            }
+        }
         let version = crate::cloudinit::version(&desired.config);
         if crate::container::eve::apply_write_files(&volume.join("rootfs"), self.uuid, &version, &files)? {
             log::info!(

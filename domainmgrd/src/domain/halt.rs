@@ -89,6 +89,7 @@ impl Domain {
         self.rebooting = then == AfterDeath::Reboot && self.wanted();
         if !self.rebooting {
             self.release_adapters();
+            self.unmount_container_root();
         }
         self.clear_record();
         self.status.domain_id = 0;
@@ -113,6 +114,20 @@ impl Domain {
     }
 
     /// Gives its adapters back (it is gone, or its boot failed).
+    /// An EVE container app's root filesystem, mounted from containerd at its boot, is
+    /// unmounted when its domain is gone for good (container/eve.rs).
+    pub(super) fn unmount_container_root(&self) {
+        let volume =
+            self.desired.as_ref().and_then(|d| d.translated.as_ref().ok()).and_then(|t| t.container_volume.clone());
+        if let Some(volume) = volume {
+            match crate::container::eve::unmount_root(&volume) {
+                Ok(true) => log::info!("{}: unmounted {}/rootfs", self.name(), volume.display()),
+                Ok(false) => {}
+                Err(e) => log::error!("{}: cannot unmount its root filesystem: {e}", self.name()),
+            }
+        }
+    }
+
     pub(super) fn release_adapters(&mut self) {
         self.shared.adapters.lock().release(self.uuid);
         self.held_adapters = crate::adapters::Reservation::default();

@@ -540,6 +540,10 @@ impl Domain {
             self.end_container_run(&bundle);
         }
         self.forget_transient_run();
+        // A deleted container app that never ran, or whose boot failed, may hold its mount.
+        if !self.forget && self.current_domid().is_none() {
+            self.unmount_container_root();
+        }
         self.release_xl_cfg();
         crate::cloudinit::remove(&self.shared.paths.status_dir, self.uuid);
         self.clear_record();

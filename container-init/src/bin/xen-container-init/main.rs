@@ -19,6 +19,7 @@ mod net;
 mod setup;
 mod signals;
 mod supervise;
+mod volumes;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -47,6 +48,8 @@ struct Kept {
     root: OwnedFd,
     /// Guest: /dev/xen/xenbus; test: the test directory (for `exit-status`).
     status_sink: Option<OwnedFd>,
+    /// The volumes mounted in the root filesystem, to unmount at the end.
+    volumes: Vec<PathBuf>,
 }
 
 fn main() {
@@ -105,7 +108,7 @@ fn pid1(mode: Mode) -> ! {
     if let Some(kept) = &kept {
         let _ = setup::unchroot(&kept.root);
     }
-    unmount_all(&mode);
+    unmount_all(&mode, kept.as_ref().map_or(&[][..], |k| k.volumes.as_slice()));
     rustix::fs::sync();
     end(&mode, action)
 }
@@ -141,7 +144,13 @@ fn run(mode: &Mode, signals: &Signals, kept: &mut Option<Kept>) -> Result<superv
         },
         Mode::Test(dir) => Some(setup::open_dir(dir)?),
     };
-    *kept = Some(Kept { root: setup::open_dir(Path::new("/"))?, status_sink });
+    let volumes = if matches!(mode, Mode::Guest) && !spec.volumes.is_empty() {
+        setup::load_modules_from(setup::VOLUME_MODULES_LIST);
+        volumes::mount(&rootfs, &spec.volumes)
+    } else {
+        Vec::new()
+    };
+    *kept = Some(Kept { root: setup::open_dir(Path::new("/"))?, status_sink, volumes });
     if matches!(mode, Mode::Guest) {
         // PID 1 shares its root with the kernel (CLONE_FS from init_task): chrooted, the
         // kernel's usermode helpers would look for /sbin/poweroff in the image, and the
@@ -294,13 +303,15 @@ fn xenbus_write(dev: &OwnedFd, path: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// Unmounts the container's filesystems and the share (lazily when busy), best effort.
-fn unmount_all(mode: &Mode) {
+/// Unmounts the container's volumes, its filesystems and the share (lazily when busy), best
+/// effort.
+fn unmount_all(mode: &Mode, volumes: &[PathBuf]) {
     let share = match mode {
         Mode::Guest => PathBuf::from(setup::SHARE_MOUNT),
         Mode::Test(dir) => dir.clone(),
     };
-    let mut points = setup::pseudo_mount_points(&share.join("rootfs"));
+    let mut points: Vec<PathBuf> = volumes.iter().rev().cloned().collect();
+    points.extend(setup::pseudo_mount_points(&share.join("rootfs")));
     if matches!(mode, Mode::Guest) {
         points.push(share);
     }

@@ -72,12 +72,21 @@ pub fn open_console() -> Result<(), String> {
     Ok(())
 }
 
+/// The modules the block volumes need (the block front end, their file systems), loaded only
+/// when the run spec has volumes.
+pub const VOLUME_MODULES_LIST: &str = "modules.volumes";
+
 /// Loads the modules listed in /lib/modules/modules.order, in order. A module already there
 /// (or built in) is fine; other failures are printed and the next module is tried: the share's
 /// mount tells clearly if something it needs is missing.
 pub fn load_modules() {
+    load_modules_from("modules.order");
+}
+
+/// Loads the modules listed in /lib/modules/`list`, as [`load_modules`] does.
+pub fn load_modules_from(list: &str) {
     let dir = Path::new("/lib/modules");
-    let order = match fs::read_to_string(dir.join("modules.order")) {
+    let order = match fs::read_to_string(dir.join(list)) {
         Ok(o) => o,
         Err(e) => {
             say(format!("no module list ({e}), loading none"));
