@@ -91,6 +91,8 @@ pub enum Request {
         /// Name or UUID.
         domain: String,
     },
+    /// The domains' own copies of shared images (diskcopies.rs), with their sizes.
+    DiskCopies,
     /// PCI adapters: the published AssignableAdapters and the pciback list.
     PciList,
     /// Bind a PCI device (with the rest of its assignment group) to pciback by hand.

@@ -15,6 +15,7 @@ pub mod configfile;
 pub mod console;
 pub mod container;
 pub mod control;
+pub mod diskcopies;
 pub mod diskformat;
 pub mod domain;
 pub mod eve;

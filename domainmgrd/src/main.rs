@@ -142,6 +142,22 @@ struct Cli {
     /// The containerd namespace of those snapshots.
     #[arg(long, default_value = xen_ctrd::DEFAULT_NAMESPACE, value_name = "NAMESPACE")]
     containerd_namespace: String,
+    /// The shared, read-only image store: a writable disk whose image is a file under it gets
+    /// the domain's own copy, `<persist-dir>/img/<image>-<uuid>.<ext>`, made once and kept until
+    /// the domain's config is deleted; `off`: disks use their images in place.
+    #[arg(long, default_value = domainmgrd::diskcopies::EVE_IMAGE_STORE, value_name = "DIR|off")]
+    image_store: String,
+    /// Where the copies go (in its `img/`).
+    #[arg(long, default_value = domainmgrd::diskcopies::EVE_PERSIST, value_name = "DIR")]
+    persist_dir: PathBuf,
+    /// How copies are made: `auto` (a reflink where the file system can, an overlay on a qcow2
+    /// image, else a sparse copy), or only `reflink`, `overlay`, `sparse` or `plain`.
+    #[arg(long, default_value = "auto", value_name = "METHOD", value_parser = parse_copy_choice)]
+    disk_copy: domainmgrd::diskcopies::Choice,
+    /// At most this many MiB a second per copy (0: no limit), so that a large copy leaves the
+    /// running guests some of the disk's bandwidth.
+    #[arg(long, default_value_t = 0, value_name = "MIB")]
+    disk_copy_rate: u64,
     /// Print the host's CPUs and memory and its domains, then exit.
     #[arg(long)]
     show: bool,
@@ -176,6 +192,12 @@ const SETTINGS_HELP: &str = "Settings (seconds unless noted):
   debug.enable.vga       keep the boot VGA adapter in dom0 while no guest uses it (true/false, true)
 
 Logging: RUST_LOG (default info; RUST_LOG=xen=debug shows libxl's own messages).";
+
+/// `--disk-copy`.
+fn parse_copy_choice(word: &str) -> Result<domainmgrd::diskcopies::Choice, String> {
+    domainmgrd::diskcopies::Choice::from_word(word)
+        .ok_or_else(|| format!("{word:?}: auto, reflink, overlay, sparse or plain"))
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -236,6 +258,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     options.containers.snapshots = (cli.containerd_socket != "off").then(|| {
         xen_ctrd::Snapshots::new(&cli.containerd_socket, &cli.containerd_namespace, xen_ctrd::DEFAULT_SNAPSHOTTER)
+    });
+    options.disk_copies = (cli.image_store != "off").then(|| domainmgrd::diskcopies::DiskCopies {
+        store: PathBuf::from(&cli.image_store),
+        dir: cli.persist_dir.join("img"),
+        choice: cli.disk_copy,
+        rate_mib: (cli.disk_copy_rate > 0).then_some(cli.disk_copy_rate),
     });
     options.cipher_keys = domainmgrd::cloudinit::CipherKeys {
         device_key: cli.device_key,

@@ -15,6 +15,7 @@ use xenctl::{Context, DomId, DomainSpec, ShutdownAction};
 pub mod cloudinit_e2e;
 pub mod container_e2e;
 pub mod devices_e2e;
+pub mod diskcopy_e2e;
 pub mod eve_e2e;
 pub mod eve_kinds_e2e;
 pub mod guests_e2e;

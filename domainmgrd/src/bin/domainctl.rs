@@ -168,6 +168,8 @@ enum Cmd {
         #[arg(short = 'n', long, value_name = "N")]
         tail: Option<usize>,
     },
+    /// List the domains' own copies of shared images (`<persist>/img`) and their sizes.
+    Copies,
     /// PCI passthrough: list, or move a device to or from pciback by hand.
     Pci {
         #[command(subcommand)]
@@ -273,6 +275,7 @@ fn request_of(cmd: &Cmd) -> Request {
         Cmd::Restore { file } => Request::Restore { file: absolute(file) },
         Cmd::Console { domain, .. } => Request::Console { domain: domain.clone() },
         Cmd::Logs { domain, .. } => Request::Logs { domain: domain.clone() },
+        Cmd::Copies => Request::DiskCopies,
         Cmd::Pci { action: PciCmd::List } => Request::PciList,
         Cmd::Pci { action: PciCmd::Assign { bdf, force } } => Request::PciAssign { bdf: bdf.clone(), force: *force },
         Cmd::Pci { action: PciCmd::Release { bdf } } => Request::PciRelease { bdf: bdf.clone() },
@@ -355,6 +358,22 @@ fn show(cmd: &Cmd, r: &Response) {
             }
         }
         Cmd::Console { .. } => println!("{}", r.data["tty"].as_str().unwrap_or("")),
+        Cmd::Copies => {
+            let rows: Vec<domainmgrd::supervisor::CopyRow> = serde_json::from_value(r.data.clone()).unwrap_or_default();
+            println!("{:<32} {:>9} {:>9} {:<8} Copy", "Domain", "Size(MiB)", "Disk(MiB)", "Method");
+            for c in rows {
+                let domain = c.domain.or_else(|| c.uuid.map(|u| u.to_string())).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<32} {:>9} {:>9} {:<8} {}{}",
+                    domain,
+                    c.size.div_ceil(1 << 20),
+                    c.allocated.div_ceil(1 << 20),
+                    c.method.as_deref().unwrap_or("-"),
+                    c.path.display(),
+                    c.backing.map(|b| format!(" (on {})", b.display())).unwrap_or_default()
+                );
+            }
+        }
         Cmd::Metrics => {
             println!(
                 "{:<32} {:>5} {:>10} {:>8} {:>8} {:>5}  Running",

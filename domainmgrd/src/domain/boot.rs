@@ -90,6 +90,11 @@ impl Domain {
             self.boot_failed(e);
             return;
         }
+        // Its own copies of the shared images it writes to (made once, on this thread).
+        if let Err(e) = self.use_disk_copies(&mut spec) {
+            self.boot_failed(e);
+            return;
+        }
         // What xl puts into every domain from xl.conf, as xl reads it: afresh at each create.
         if let Err(e) = crate::xlconf::apply(self.shared.xl_conf.as_deref(), &mut spec) {
             self.boot_failed(e);
@@ -274,6 +279,41 @@ impl Domain {
             && let Err(e) = self.shared.hv.set_bios_string(domid, "system-product-name", product)
         {
             log::warn!("{}: cannot set its SMBIOS product name: {e}", self.name());
+        }
+    }
+
+    /// Gives the disks that write to a shared image the domain's own copy (diskcopies.rs),
+    /// publishing how far each copy has come as it is made (at most every 64 MiB).
+    fn use_disk_copies(&mut self, spec: &mut DomainSpec) -> Result<(), String> {
+        let Some(copies) = self.shared.disk_copies.clone() else { return Ok(()) };
+        let name = self.name();
+        let mut last_log = Instant::now();
+        let made = copies.apply(self.uuid, spec, &mut |now| {
+            self.status.disk_copies = now.to_vec();
+            self.publish();
+            if let Some(c) = now.last().filter(|_| last_log.elapsed() >= Duration::from_secs(5)) {
+                last_log = Instant::now();
+                log::info!("{name}: copying {} for {}: {} of {} MiB", c.image, c.vdev, c.done >> 20, c.total >> 20);
+            }
+        });
+        match made {
+            Ok(made) => {
+                for c in made.iter().filter(|c| !c.reused) {
+                    log::info!(
+                        "{name}: {} is its own {} copy of {} ({} MiB)",
+                        c.copy,
+                        c.method,
+                        c.image,
+                        c.total >> 20
+                    );
+                }
+                self.status.disk_copies = made;
+                Ok(())
+            }
+            Err(e) => {
+                self.status.disk_copies.clear();
+                Err(e)
+            }
         }
     }
 

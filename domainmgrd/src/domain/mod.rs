@@ -144,6 +144,8 @@ pub struct Shared {
     pub native: Option<Arc<xen_hotplug::NativeDevices>>,
     /// How containers boot: their kernel and init (EVE's container apps too).
     pub containers: Arc<crate::container::Containers>,
+    /// The domains' own copies of shared images; `None`: disks use their images in place.
+    pub disk_copies: Option<Arc<crate::diskcopies::DiskCopies>>,
 }
 
 /// Where the domain is.
@@ -543,6 +545,12 @@ impl Domain {
         // A deleted container app that never ran, or whose boot failed, may hold its mount.
         if !self.forget && self.current_domid().is_none() {
             self.unmount_container_root();
+        }
+        // Its own copies of shared images go with its config (not with a forget).
+        if let Some(copies) = self.shared.disk_copies.as_ref().filter(|_| !self.forget) {
+            for path in copies.remove_for(self.uuid) {
+                log::info!("{}: removed its disk copy {}", self.name(), path.display());
+            }
         }
         self.release_xl_cfg();
         crate::cloudinit::remove(&self.shared.paths.status_dir, self.uuid);

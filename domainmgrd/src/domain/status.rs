@@ -160,6 +160,7 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
         exit_status: None,
         oci_config_dir: String::new(),
         env_variables: None,
+        disk_copies: Vec::new(),
         disable_logs: false,
         vm: Default::default(),
     }

@@ -207,6 +207,10 @@ pub struct DomainStatus {
     /// order).
     #[serde(rename = "EnvVariables", default)]
     pub env_variables: Option<std::collections::BTreeMap<String, String>>,
+    /// The domain's own copies of shared images (diskcopies.rs), with how far each has come
+    /// while it is being made; not in EVE's struct, not written when there are none.
+    #[serde(rename = "DiskCopies", default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_copies: Vec<crate::diskcopies::DiskCopyStatus>,
     /// From the config.
     #[serde(flatten)]
     pub vm: VmConfig,
@@ -289,6 +293,7 @@ mod tests {
             exit_status: None,
             oci_config_dir: String::new(),
             env_variables: None,
+            disk_copies: Vec::new(),
             disable_logs: false,
             vm: VmConfig::default(),
         };

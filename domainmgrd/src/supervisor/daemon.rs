@@ -71,6 +71,9 @@ pub struct Options {
     pub native_hotplug: Option<PathBuf>,
     /// How `domainctl run` boots container images (see `container/`).
     pub containers: crate::container::Containers,
+    /// The domains' own copies of shared images (see `diskcopies.rs`); `None`: every disk
+    /// uses its image in place.
+    pub disk_copies: Option<crate::diskcopies::DiskCopies>,
 }
 
 /// How the daemon meets EVE's other agents.
@@ -115,6 +118,7 @@ impl Options {
             cipher_keys: crate::cloudinit::CipherKeys::default(),
             native_hotplug: None,
             containers: crate::container::Containers::for_this_host(&paths.state_dir),
+            disk_copies: None,
             paths,
         }
     }
@@ -297,7 +301,12 @@ impl Daemon {
             },
             native: open_native(options.native_hotplug.as_deref()),
             containers: Arc::new(options.containers.clone()),
+            disk_copies: options.disk_copies.clone().map(Arc::new),
         };
+        // Copies a killed daemon left half made: never used, removed.
+        if let Some(copies) = &shared.disk_copies {
+            copies.remove_partials();
+        }
         if let Some(native) = &shared.native {
             shared.hv.set_private_script(native.script());
         }

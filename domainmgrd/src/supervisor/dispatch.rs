@@ -26,6 +26,25 @@ use crate::translate;
 /// One domain of `domainctl metrics`. Without a domain (halted) there is no domid, CPU
 /// counter, memory or vCPU to show: `None`, not 0; EVE's own numbers (the last CPU time,
 /// AllocatedMB) stay.
+/// A row of `domainctl copies`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRow {
+    /// The copy.
+    pub path: PathBuf,
+    /// Its apparent size in bytes.
+    pub size: u64,
+    /// The bytes it takes on disk (a reflink's shared extents included).
+    pub allocated: u64,
+    /// How it was made, where recorded.
+    pub method: Option<String>,
+    /// The shared image an overlay reads from (it must be kept).
+    pub backing: Option<PathBuf>,
+    /// The domain whose copy it is, by the UUID in its name.
+    pub uuid: Option<Uuid>,
+    /// That domain's name, if the daemon knows it.
+    pub domain: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
     /// The app's name.
@@ -149,6 +168,7 @@ impl Supervisor {
             Request::Logs { domain } => drop(reply.send(self.logs(&domain))),
             Request::Restore { file } => self.restore(&file, reply),
             Request::Console { domain } => answer(self.console(&domain)),
+            Request::DiskCopies => answer(self.disk_copies()),
             Request::PciList => answer(self.pci_list()),
             Request::PciAssign { bdf, force } => self.pci(&bdf, true, force, reply),
             Request::PciRelease { bdf } => self.pci(&bdf, false, false, reply),
@@ -451,6 +471,38 @@ impl Supervisor {
             },
         };
         Response::data(serde_json::json!({"log": log, "running": running}))
+    }
+
+    /// The copies in `<persist>/img`, each with the domain whose it is (by the UUID in its
+    /// name) when the daemon knows it.
+    fn disk_copies(&self) -> Response {
+        let Some(copies) = &self.shared.disk_copies else {
+            return Response::error("disk copies are off (--image-store=off)");
+        };
+        let list = match copies.list() {
+            Ok(l) => l,
+            Err(e) => return Response::error(e),
+        };
+        let rows: Vec<CopyRow> = list
+            .into_iter()
+            .map(|c| {
+                let stem = c.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let uuid = stem.len().checked_sub(36).and_then(|i| stem.get(i..)).and_then(|u| u.parse::<Uuid>().ok());
+                let name = uuid
+                    .and_then(|u| domain::read_status(&self.shared.outputs, &u.to_string()))
+                    .map(|s| s.display_name);
+                CopyRow {
+                    path: c.path,
+                    size: c.size,
+                    allocated: c.allocated,
+                    method: c.method.map(|m| m.as_str().to_string()),
+                    backing: c.backing,
+                    uuid,
+                    domain: name,
+                }
+            })
+            .collect();
+        Response::data(serde_json::to_value(rows).unwrap_or_default())
     }
 
     fn pci_list(&self) -> Response {

@@ -113,7 +113,7 @@ enum Ended {
 
 mod autostart;
 mod daemon;
-pub use dispatch::{ListRow, MetricRow, dry_run_json, load_domain_file, xl_letters};
+pub use dispatch::{CopyRow, ListRow, MetricRow, dry_run_json, load_domain_file, xl_letters};
 mod dispatch;
 mod host;
 mod threads;

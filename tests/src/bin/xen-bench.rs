@@ -14,8 +14,12 @@
 //! disk: the same kernel, init and run spec, the bundle on an ext4 image instead of 9pfs
 //! (`xencontainer.disk=/dev/xvda`), created through the same daemon.
 //!
-//! Run with `scripts/bench-box.sh [devices|containers]` (it builds release binaries and boots
-//! the box).
+//! `xen-bench disk-copies` runs the disk copy benchmark: the first boot of a guest from its own
+//! copy of a 1 GiB shared image, by reflink (XFS), qcow2 overlay, sparse and plain copy (ext4),
+//! against the image in place.
+//!
+//! Run with `scripts/bench-box.sh [devices|containers|disk-copies]` (it builds release binaries
+//! and boots the box).
 //! With `XENBENCH_LOG_DIR` set, `devices` copies the daemon's log there.
 
 use std::path::Path;
@@ -379,8 +383,105 @@ fn container_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult
     Ok(())
 }
 
+/// Issue 19's table: the time to the first boot of a guest from its own copy of a 1 GiB shared
+/// image (256 MiB of data in 8 extents, the rest holes), by each way of making the copy, on the
+/// file systems of the two disks `scripts/bench-box.sh disk-copies` gives the box: an XFS with
+/// reflink and an ext4 (found by their types).
+fn disk_copy_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult {
+    let mut mounted = std::collections::BTreeMap::new();
+    for dev in ["vdb", "vdc"] {
+        let kind = std::process::Command::new("blkid")
+            .args(["-o", "value", "-s", "TYPE", &format!("/dev/{dev}")])
+            .output()
+            .ctx("blkid")?;
+        let kind = String::from_utf8_lossy(&kind.stdout).trim().to_string();
+        let at = format!("/bench-{kind}");
+        std::fs::create_dir_all(&at).ctx("mount point")?;
+        run("mount", &[&format!("/dev/{dev}"), &at])?;
+        mounted.insert(kind, std::path::PathBuf::from(at));
+    }
+    let (Some(xfs), Some(ext4)) = (mounted.get("xfs").cloned(), mounted.get("ext4").cloned()) else {
+        return Err(format!("the bench disks are not one XFS and one ext4: {mounted:?}"));
+    };
+    const SHA: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+    let image_on = |fs: &Path| -> TestResult<std::path::PathBuf> {
+        let image = fs.join(format!("store/{SHA}/disk.img"));
+        if image.exists() {
+            return Ok(image);
+        }
+        std::fs::create_dir_all(image.parent().ok_or("no parent")?).ctx("the store")?;
+        std::fs::create_dir_all(fs.join("persist")).ctx("persist")?;
+        let f = std::fs::File::create(&image).ctx("the image")?;
+        f.set_len(1 << 30).ctx("size the image")?;
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut chunk = vec![0u8; 1 << 20];
+        for extent in 0..8u64 {
+            for mib in 0..32u64 {
+                for b in chunk.chunks_mut(8) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+                }
+                std::os::unix::fs::FileExt::write_all_at(&f, &chunk, (extent * 128 + mib) << 20).ctx("fill")?;
+            }
+        }
+        f.sync_all().ctx("sync the image")?;
+        Ok(image)
+    };
+    let cases: [(&str, &Path, &str, bool); 6] = [
+        ("the image in place, read-only (no copy)", &ext4, "auto", true),
+        ("reflink (XFS)", &xfs, "reflink", false),
+        ("qcow2 overlay (ext4)", &ext4, "overlay", false),
+        ("sparse copy (ext4)", &ext4, "sparse", false),
+        ("plain copy (ext4)", &ext4, "plain", false),
+        ("sparse copy on XFS (copy_file_range shares extents)", &xfs, "sparse", false),
+    ];
+    for (i, (what, fs, method, read_only)) in cases.into_iter().enumerate() {
+        let image = image_on(fs)?;
+        let name = format!("bench-copy-{i}");
+        let mut d = DaemonProcess::new(&name, &["timer.domain.poll:3600"]);
+        d.args = vec![
+            format!("--image-store={}", fs.join("store").display()),
+            format!("--persist-dir={}", fs.join("persist").display()),
+            format!("--disk-copy={method}"),
+        ];
+        d.start()?;
+        d.wait_ready()?;
+        let (mut to_running, mut to_ready) = (vec![], vec![]);
+        for r in 0..ROUNDS {
+            let uuid = xenctl::Uuid::new_v4().to_string();
+            let mut config = eve_config(&uuid, &name, 140 + r as u32, true, "");
+            config["DiskConfigList"] = serde_json::json!([{"FileLocation": image, "ReadOnly": read_only, "Format": 1}]);
+            run("sh", &["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])?;
+            let t = Instant::now();
+            d.write_config(&config)?;
+            let st = d.wait_status(&uuid, "RUNNING", LONG * 3, state_is(RUNNING))?;
+            to_running.push(t.elapsed());
+            let domain = st["DomainName"].as_str().unwrap_or_default().to_string();
+            wait_console(&domain, "XENBOX-GUEST-READY", LONG)?;
+            to_ready.push(t.elapsed());
+            if !read_only && st["DiskCopies"][0]["Method"] != *method && method != "auto" {
+                return Err(format!("{what}: the copy was made by {}", st["DiskCopies"][0]["Method"]));
+            }
+            std::fs::remove_file(d.root.join(format!("zedmanager/DomainConfig/{uuid}.json"))).ctx("delete config")?;
+            wait_until("the status to go", LONG, || d.status(&uuid).is_none().then_some(()))?;
+            gone(ctx, &domain)?;
+        }
+        row(rows, format!("{what}: config to RUNNING"), fmt(&to_running));
+        row(rows, format!("{what}: config to the guest's READY"), fmt(&to_ready));
+        d.terminate()?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
     let ctx = Context::new().ctx("open")?;
+    if std::env::args().nth(1).as_deref() == Some("disk-copies") {
+        let mut rows = Vec::new();
+        disk_copy_rows(&ctx, &mut rows)?;
+        return print_rows(&ctx, rows);
+    }
     if std::env::args().nth(1).as_deref() == Some("containers") {
         let mut rows = Vec::new();
         container_rows(&ctx, &mut rows)?;
