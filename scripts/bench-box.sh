@@ -23,7 +23,7 @@ if [ "${1:-}" = disk-copies ]; then
   truncate -s 6G "$scratch"/xfs.img "$scratch"/ext4.img
   mkfs.xfs -q -m reflink=1 "$scratch"/xfs.img
   mkfs.ext4 -q -F "$scratch"/ext4.img
-  export XENBOX_QEMU_EXTRA="-drive id=bxfs,if=none,file=$scratch/xfs.img,format=raw,cache=unsafe -device virtio-blk-pci,drive=bxfs -drive id=bext4,if=none,file=$scratch/ext4.img,format=raw,cache=unsafe -device virtio-blk-pci,drive=bext4"
+  export XENBOX_QEMU_EXTRA="-drive id=bxfs,if=none,file=$scratch/xfs.img,format=raw,cache=unsafe -device virtio-blk-pci,drive=bxfs,addr=0x10 -drive id=bext4,if=none,file=$scratch/ext4.img,format=raw,cache=unsafe -device virtio-blk-pci,drive=bext4,addr=0x11"
 fi
 XENBOX_MEM=${XENBOX_MEM:-3072} exec tests/xen-box/run.sh --timeout 3600 \
   --file target/release/domainmgrd --file target/release/domainctl --file target/release/domainmgrd-xlparse \
