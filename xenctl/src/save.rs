@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use crate::context::Context;
@@ -184,22 +184,28 @@ impl Context {
             path: path.into(),
             reason: "carries no domain config; give one with restore_paused".into(),
         })?;
-        let mut cfg = LibxlDomainConfig::empty();
-        let json_c = raw::c_string("saved config", &json)?;
-        // SAFETY: ctx is live; cfg is initialised and empty; json_c is a valid C string.
-        let rc = unsafe { xen_sys::libxl_domain_config_from_json(self.raw(), cfg.as_mut_ptr(), json_c.as_ptr()) };
-        if rc != 0 {
-            return Err(Error::BadSaveImage {
-                path: path.into(),
-                reason: format!("its config JSON does not parse ({rc})"),
-            });
-        }
+        let mut cfg = self.config_from_json(&json, path)?;
         // SAFETY: c_info.name is null or a string owned by cfg.
         let name = unsafe { raw::string_from_c(cfg.as_raw().c_info.name) }.unwrap_or_else(|| "(unnamed)".into());
         // Let Xen pick a fresh domid, as xl restore does by default.
         // SAFETY: cfg is exclusively ours; a plain field write.
         unsafe { (*cfg.as_mut_ptr()).c_info.domid = 0 };
         self.restore_with(&mut cfg, path, &name)
+    }
+
+    /// Parses the libxl JSON config carried by the image (or stream) `source`.
+    pub(crate) fn config_from_json(&self, json: &str, source: &Path) -> Result<LibxlDomainConfig> {
+        let mut cfg = LibxlDomainConfig::empty();
+        let json_c = raw::c_string("saved config", json)?;
+        // SAFETY: ctx is live; cfg is initialised and empty; json_c is a valid C string.
+        let rc = unsafe { xen_sys::libxl_domain_config_from_json(self.raw(), cfg.as_mut_ptr(), json_c.as_ptr()) };
+        if rc != 0 {
+            return Err(Error::BadSaveImage {
+                path: source.into(),
+                reason: format!("its config JSON does not parse ({rc})"),
+            });
+        }
+        Ok(cfg)
     }
 
     fn restore_with(&self, cfg: &mut LibxlDomainConfig, path: &Path, name: &str) -> Result<DomId> {
@@ -211,28 +217,47 @@ impl Context {
             path: path.into(),
             source,
         })?;
+        let domid = self.restore_from_fd(cfg, file.as_fd(), None, header.stream_version, name)?;
+        log::info!("domain '{name}' restored paused from {} as domain {domid}", path.display());
+        Ok(domid)
+    }
+
+    /// Restores a domain configured by `cfg`, paused, from the libxl stream (of
+    /// `stream_version`) that `stream` is positioned at, with libxl's restore parameters set
+    /// as xl's `create_domain` sets them for a plain (not Remus/COLO) stream. `send_back` is
+    /// the fd xl hands libxl beside an incoming migration stream (libxl uses it only for
+    /// COLO). Returns when libxl has read the whole stream.
+    pub(crate) fn restore_from_fd(
+        &self,
+        cfg: &mut LibxlDomainConfig,
+        stream: BorrowedFd<'_>,
+        send_back: Option<BorrowedFd<'_>>,
+        stream_version: u32,
+        name: &str,
+    ) -> Result<DomId> {
         let mut params = Owned::<xen_sys::libxl_domain_restore_params>::new();
         params.checkpointed_stream = xen_sys::LIBXL_CHECKPOINTED_STREAM_NONE as i32;
-        params.stream_version = header.stream_version;
+        params.stream_version = stream_version;
+        // SAFETY: params is initialised and ours; a plain defbool write, as xl does.
+        unsafe { xen_sys::libxl_defbool_set(&mut params.userspace_colo_proxy, false) };
         let mut domid: u32 = xen_sys::INVALID_DOMID as u32;
         // SAFETY: ctx is live; cfg and params are initialised and ours for the whole
-        // synchronous call; the fd is open and positioned at the stream; no send-back fd.
+        // synchronous call; both fds are open for it (borrowed), the stream positioned at the
+        // libxl stream.
         let rc = unsafe {
             xen_sys::libxl_domain_create_restore(
                 self.raw(),
                 cfg.as_mut_ptr(),
                 &mut domid,
-                file.as_raw_fd(),
-                -1,
+                stream.as_raw_fd(),
+                send_back.map_or(-1, |fd| fd.as_raw_fd()),
                 params.as_ptr(),
                 std::ptr::null(),
                 std::ptr::null(),
             )
         };
         check(rc, "restore", || Subject::Named(name.to_string()))?;
-        let domid = DomId::new(domid);
-        log::info!("domain '{name}' restored paused from {} as domain {domid}", path.display());
-        Ok(domid)
+        Ok(DomId::new(domid))
     }
 
     /// The running domain's configuration as libxl JSON (what `xl -N create` prints), as libxl

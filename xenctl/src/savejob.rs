@@ -17,13 +17,14 @@
 //! events (usually the context's event-loop thread). It is identified to libxl by a number that
 //! is never reused (the `for_callback` value `libxl_ao_abort` matches on), and it finds the
 //! job's channel and the image file in a process-wide table by that number. The file stays
-//! open there until libxl is done with it, even if the [`SaveJob`] is dropped first.
+//! open there until libxl is done with it, even if the [`SaveJob`] is dropped first. The same
+//! machinery ([`Context::start_suspend`]) suspends to any fd: migration streams to a socket.
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,13 +40,21 @@ use crate::info::DomainState;
 use crate::save::SaveImageHeader;
 use crate::types::{DomId, ShutdownReason};
 
-/// A save in flight: what its completion callback needs.
+/// A suspend in flight: what its completion callback needs.
 struct InFlight {
-    done: Sender<(c_int, File)>,
-    file: File,
+    done: Sender<(c_int, OwnedFd)>,
+    fd: OwnedFd,
 }
 
-/// Saves in flight by their id (libxl's `for_callback`).
+/// A `libxl_domain_suspend` started by [`Context::start_suspend`]: `done` delivers libxl's
+/// return code and the fd back once libxl is done with it; `id` names it to
+/// [`abort_suspend`].
+pub(crate) struct Suspend {
+    pub(crate) id: u64,
+    pub(crate) done: Receiver<(c_int, OwnedFd)>,
+}
+
+/// Suspends in flight by their id (libxl's `for_callback`).
 static IN_FLIGHT: Mutex<Option<HashMap<u64, InFlight>>> = Mutex::new(None);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -58,19 +67,19 @@ fn how(id: u64) -> xen_sys::libxl_asyncop_how {
     }
 }
 
-/// libxl's completion callback of a save.
+/// libxl's completion callback of a suspend.
 ///
 /// # Safety
-/// Only libxl calls it, once per save started by [`Context::begin_save`], with that save's
-/// `for_callback` (its id).
+/// Only libxl calls it, once per suspend started by [`Context::start_suspend`], with that
+/// suspend's `for_callback` (its id).
 unsafe extern "C" fn save_done(_ctx: *mut xen_sys::libxl_ctx, rc: c_int, for_callback: *mut c_void) {
     let _ = std::panic::catch_unwind(|| {
         let id = for_callback as usize as u64;
         let slot = IN_FLIGHT.lock().as_mut().and_then(|m| m.remove(&id));
         match slot {
-            // If the job was dropped, the file closes here and nobody hears the result.
-            Some(InFlight { done, file }) => drop(done.send((rc, file))),
-            None => log::error!("libxl completed save {id}, which is not in flight"),
+            // If the job was dropped, the fd closes here and nobody hears the result.
+            Some(InFlight { done, fd }) => drop(done.send((rc, fd))),
+            None => log::error!("libxl completed suspend {id}, which is not in flight"),
         }
     });
 }
@@ -84,7 +93,7 @@ pub struct SaveJob {
     id: u64,
     domid: DomId,
     partial: PathBuf,
-    done: Receiver<(c_int, File)>,
+    done: Receiver<(c_int, OwnedFd)>,
     ended: bool,
 }
 
@@ -109,31 +118,38 @@ impl Context {
             let _ = std::fs::remove_file(partial);
             return Err(io("write save image")(e));
         }
-        let fd = file.as_raw_fd();
+        let Suspend { id, done } = match self.start_suspend(domid, OwnedFd::from(file), 0) {
+            Ok(started) => started,
+            Err(rc) => {
+                let _ = std::fs::remove_file(partial);
+                return Err(Error::from_libxl("save", Subject::Domain(domid), rc));
+            }
+        };
+        log::debug!("domain {domid}: saving to {}", partial.display());
+        Ok(SaveJob { inner: Arc::clone(&self.inner), id, domid, partial: partial.to_path_buf(), done, ended: false })
+    }
+
+    /// Starts libxl's suspend of `domid` to `fd` in the background, with `flags`
+    /// (`LIBXL_SUSPEND_*`): the stream is written to `fd`, which stays open until libxl is
+    /// done and then comes back through [`Suspend::done`] with libxl's return code.
+    /// `Err(rc)`: libxl refused to start; `fd` is closed and no callback will come.
+    pub(crate) fn start_suspend(&self, domid: DomId, fd: OwnedFd, flags: c_int) -> Result<Suspend, c_int> {
+        let raw_fd = fd.as_raw_fd();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        IN_FLIGHT.lock().get_or_insert_with(HashMap::new).insert(id, InFlight { done: tx, file });
+        IN_FLIGHT.lock().get_or_insert_with(HashMap::new).insert(id, InFlight { done: tx, fd });
         let how = how(id);
         // SAFETY: ctx is live; the fd stays open in IN_FLIGHT until the completion callback
         // takes it; libxl copies *how; save_done is the callback for this id.
-        let rc = unsafe { xen_sys::libxl_domain_suspend(self.raw(), domid.get(), fd, 0, &how) };
+        let rc = unsafe { xen_sys::libxl_domain_suspend(self.raw(), domid.get(), raw_fd, flags, &how) };
         if rc != 0 {
             // Not started: libxl will not call back.
             IN_FLIGHT.lock().as_mut().and_then(|m| m.remove(&id));
-            let _ = std::fs::remove_file(partial);
-            return Err(Error::from_libxl("save", Subject::Domain(domid), rc));
+            return Err(rc);
         }
         // The operation registered fds and timeouts the event-loop thread must poll.
         self.inner.wake_event_loop();
-        log::debug!("domain {domid}: saving to {}", partial.display());
-        Ok(SaveJob {
-            inner: Arc::clone(&self.inner),
-            id,
-            domid,
-            partial: partial.to_path_buf(),
-            done: rx,
-            ended: false,
-        })
+        Ok(Suspend { id, done: rx })
     }
 
     /// Lets a domain that was suspended for a save run again (libxl's resume with
@@ -150,15 +166,14 @@ impl Context {
     }
 
     /// Resumes `domid` if it is suspended (shut down for a save); anything else is left alone.
-    fn resume_if_suspended(&self, domid: DomId) {
+    /// `Ok(true)`: it was suspended and now runs again.
+    pub(crate) fn resume_if_suspended(&self, domid: DomId) -> Result<bool> {
         match self.info(domid) {
             Ok(info) if info.state == DomainState::Shutdown(ShutdownReason::Suspend) => {
-                if let Err(e) = self.resume(domid) {
-                    log::error!("domain {domid}: resume after a failed save failed too: {e}");
-                }
+                self.resume(domid).map(|()| true)
             }
-            Ok(_) | Err(Error::DomainNotFound { .. }) => {}
-            Err(e) => log::warn!("domain {domid}: cannot tell whether it needs resuming: {e}"),
+            Ok(_) | Err(Error::DomainNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -184,7 +199,7 @@ impl SaveJob {
             return Some(Err(self.failed(LibxlErrorCode::ERROR_INVAL)));
         }
         let (rc, file) = match self.done.recv_deadline(deadline) {
-            Ok((rc, file)) => (rc, Some(file)),
+            Ok((rc, fd)) => (rc, Some(File::from(fd))),
             Err(RecvTimeoutError::Timeout) => return None,
             // The callback's sender is only dropped after it sent.
             Err(RecvTimeoutError::Disconnected) => (xen_sys::ERROR_FAIL, None),
@@ -200,7 +215,9 @@ impl SaveJob {
         };
         if result.is_err() {
             let _ = std::fs::remove_file(&self.partial);
-            Context { inner: Arc::clone(&self.inner) }.resume_if_suspended(self.domid);
+            if let Err(e) = (Context { inner: Arc::clone(&self.inner) }).resume_if_suspended(self.domid) {
+                log::error!("domain {}: resume after a failed save failed too: {e}", self.domid);
+            }
         }
         Some(result)
     }
@@ -221,19 +238,24 @@ impl SaveJob {
         if self.ended {
             return;
         }
-        let how = how(self.id);
-        // SAFETY: ctx is live; how identifies this job's operation (ids are never reused, so
-        // it cannot match another save).
-        let rc = unsafe { xen_sys::libxl_ao_abort(self.inner.raw(), &how) };
-        match rc {
+        match abort_suspend(&self.inner, self.id) {
             0 => log::info!("domain {}: save to {} is being aborted", self.domid, self.partial.display()),
-            _ => log::debug!("domain {}: abort of its save: {rc} (it has ended)", self.domid),
+            rc => log::debug!("domain {}: abort of its save: {rc} (it has ended)", self.domid),
         }
     }
 
     fn failed(&self, code: LibxlErrorCode) -> Error {
         Error::Libxl { op: "save", subject: Subject::Domain(self.domid), code }
     }
+}
+
+/// Asks libxl to cut the suspend with `id` short: libxl's return code (non-zero if it had
+/// ended already).
+pub(crate) fn abort_suspend(inner: &Inner, id: u64) -> c_int {
+    let how = how(id);
+    // SAFETY: ctx is live; how identifies that operation (ids are never reused, so it cannot
+    // match another suspend).
+    unsafe { xen_sys::libxl_ao_abort(inner.raw(), &how) }
 }
 
 impl Drop for SaveJob {
