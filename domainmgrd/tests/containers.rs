@@ -171,7 +171,7 @@ fn an_eve_container_apps_containerd_snapshot_is_mounted_for_its_runs_only() {
         modules_dir: None,
         snapshots: Some(snaps.clone()),
     };
-    env.start_with(options);
+    env.start_with(options.clone());
     // The volume: image-config.json, an empty rootfs/, and the snapshot of its name.
     let volume = eve_volume(env.dir.path(), false);
     let key = volume.file_name().unwrap().to_str().unwrap().to_string();
@@ -190,6 +190,13 @@ fn an_eve_container_apps_containerd_snapshot_is_mounted_for_its_runs_only() {
     assert!(xen_ctrd::mounted(&rootfs).unwrap(), "the snapshot is mounted for the run");
     assert_eq!(std::fs::read_to_string(rootfs.join("bin/app")).unwrap(), "from the image");
     assert_eq!(std::fs::read_to_string(rootfs.join("etc/by-eve")).unwrap(), "written");
+
+    // The daemon restarts: the guest runs on, its root stays mounted, once.
+    env.stop();
+    env.start_with(options);
+    env.wait_state(uuid, domainmgrd::eve::SwState::RUNNING);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts.matches(rootfs.to_str().unwrap()).count(), 1, "mounted once after a restart");
 
     // The guest reboots itself: the same run, the mount stays (once).
     let domid = env.sim.domains().into_iter().find(|d| d.spec.uuid == uuid).unwrap().domid;
