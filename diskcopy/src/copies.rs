@@ -81,6 +81,11 @@ pub fn ensure_copy(req: &CopyRequest, progress: &mut dyn FnMut(Progress), cancel
     file.sync_all().map_err(|e| Error::dest("fsync", dest, e))?;
     let stat = file.metadata().map_err(|e| Error::io("stat", &partial, e))?;
     drop(file);
+    // Cut short after the last chunk (while the caller's last progress report ran): still
+    // nothing at the final name.
+    if cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Cancelled { path: dest.to_owned() });
+    }
 
     if !rename_into_place(&partial, dest)? {
         // Made meanwhile by someone else: theirs is whole, ours goes with the guard.

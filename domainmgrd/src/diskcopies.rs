@@ -12,11 +12,14 @@
 //! field) and log. A copy goes when its domain's config is deleted ([`DiskCopies::remove_for`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 use xen_diskcopy::{CopyRequest, Method, Strategy};
 use xenctl::{DiskBackend, DiskFormat, DomainSpec};
+
+/// How often a copy waiting for its rate looks at its cancel flag.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// EVE's verified images (its domainmgr's `appImg.obj/verified/<sha>/<file>`).
 pub const EVE_IMAGE_STORE: &str = "/persist/downloads/appImg.obj/verified";
@@ -123,10 +126,10 @@ impl DiskCopies {
         &self,
         uuid: Uuid,
         spec: &mut DomainSpec,
+        cancel: &AtomicBool,
         progress: &mut dyn FnMut(&[DiskCopyStatus]),
     ) -> Result<Vec<DiskCopyStatus>, String> {
         let mut done: Vec<DiskCopyStatus> = Vec::new();
-        let cancel = AtomicBool::new(false);
         for disk in spec.disks.iter_mut() {
             let Some((source, image)) = self.source_of(disk) else { continue };
             let source_format = match disk.format {
@@ -166,10 +169,13 @@ impl DiskCopies {
                     progress(&all);
                     if let Some(rate) = self.rate_mib.filter(|r| *r > 0) {
                         let due = std::time::Duration::from_secs_f64(p.done as f64 / (rate as f64 * 1048576.0));
-                        std::thread::sleep(due.saturating_sub(started.elapsed()));
+                        // Ahead of the rate: wait, a little at a time, unless cut short.
+                        while started.elapsed() < due && !cancel.load(Ordering::SeqCst) {
+                            std::thread::sleep(due.saturating_sub(started.elapsed()).min(CANCEL_POLL));
+                        }
                     }
                 };
-                xen_diskcopy::ensure_copy(&request, &mut report, &cancel).map_err(|e| fail(&crate::error_chain(&e)))?
+                xen_diskcopy::ensure_copy(&request, &mut report, cancel).map_err(|e| fail(&crate::error_chain(&e)))?
             };
             status.reused = outcome.reused;
             status.method = outcome.method.map(|m| m.as_str().to_string()).unwrap_or_default();

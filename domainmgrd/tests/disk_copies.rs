@@ -145,3 +145,22 @@ fn other_domains_boot_while_a_copy_is_made() {
         env.wait_status_within(slow, "its boot", std::time::Duration::from_secs(30), |s| s.state == SwState::RUNNING);
     assert_eq!(st.disk_copies.len(), 1);
 }
+
+#[test]
+fn a_config_deleted_during_its_copy_cuts_the_copy_short_and_never_boots() {
+    let mut env = Env::new();
+    let (mut options, image, copies) = with_store(&env);
+    // 3 MiB at 1 MiB/s: three seconds at least, unless cut short.
+    options.disk_copies = Some(DiskCopies { rate_mib: Some(1), ..copies.clone() });
+    env.start_with(options);
+    let uuid = Uuid::new_v4();
+    let mut config = config(uuid, "copying", true);
+    config["DiskConfigList"] = serde_json::json!([{"FileLocation": image, "ReadOnly": false, "Format": 1}]);
+    env.write_config(&config);
+    env.wait_status(uuid, "its copy under way", |s| !s.disk_copies.is_empty());
+    let creates = env.sim.calls(domainmgrd::sim::Op::Create);
+    env.delete_config(uuid);
+    env.wait_for("the status to go", || env.status(uuid).is_none());
+    assert_eq!(env.sim.calls(domainmgrd::sim::Op::Create), creates, "it was created after all");
+    assert!(std::fs::read_dir(&copies.dir).unwrap().next().is_none(), "nothing of the copy is left");
+}

@@ -1,5 +1,7 @@
 use super::*;
 
+static NO_CANCEL: AtomicBool = AtomicBool::new(false);
+
 fn disk(target: &Path, vdev: &str, format: DiskFormat, readonly: bool) -> xenctl::DiskSpec {
     xenctl::DiskSpec { format, readonly, ..xenctl::DiskSpec::new(target.to_str().unwrap(), vdev) }
 }
@@ -39,7 +41,7 @@ fn writable_disks_from_the_store_get_their_own_copy_made_once() {
         disk(&s.outside, "xvdc", DiskFormat::Raw, false),
     ];
     let mut reports = 0;
-    let copies = s.copies.apply(uuid, &mut spec, &mut |_| reports += 1).unwrap();
+    let copies = s.copies.apply(uuid, &mut spec, &NO_CANCEL, &mut |_| reports += 1).unwrap();
     assert!(reports >= 1, "progress is reported");
     let copy =
         s.copies.dir.join(format!("5E0BEBE7E83EDE141C3B86B3D9E3EE9105F2E93C201F6CD5912BE9EBC965F19B-{uuid}.img"));
@@ -56,7 +58,7 @@ fn writable_disks_from_the_store_get_their_own_copy_made_once() {
     std::fs::write(&copy, b"written by the guest").unwrap();
     let mut again = DomainSpec::new("vm", xenctl::DomainKind::Pv);
     again.disks = vec![disk(&s.sha_image, "xvda", DiskFormat::Raw, false)];
-    let copies = s.copies.apply(uuid, &mut again, &mut |_| {}).unwrap();
+    let copies = s.copies.apply(uuid, &mut again, &NO_CANCEL, &mut |_| {}).unwrap();
     assert!(copies[0].reused);
     assert_eq!(std::fs::read(&copy).unwrap(), b"written by the guest");
     assert_eq!(std::fs::read(&s.sha_image).unwrap(), vec![7u8; 1 << 20], "the shared image is unchanged");
@@ -65,7 +67,7 @@ fn writable_disks_from_the_store_get_their_own_copy_made_once() {
     let other = Uuid::from_u128(2);
     let mut spec2 = DomainSpec::new("vm2", xenctl::DomainKind::Pv);
     spec2.disks = vec![disk(&s.sha_image, "xvda", DiskFormat::Raw, false)];
-    s.copies.apply(other, &mut spec2, &mut |_| {}).unwrap();
+    s.copies.apply(other, &mut spec2, &NO_CANCEL, &mut |_| {}).unwrap();
     assert_eq!(s.copies.list().unwrap().len(), 2);
     assert_eq!(s.copies.remove_for(uuid), vec![copy.clone()]);
     assert!(!copy.exists());
@@ -90,7 +92,7 @@ fn a_qcow2_image_gets_an_overlay_and_an_overlay_of_raw_is_qcow2() {
     let uuid = Uuid::from_u128(3);
     let mut spec = DomainSpec::new("vm", xenctl::DomainKind::Pv);
     spec.disks = vec![disk(&qcow2, "xvda", DiskFormat::Qcow2, false)];
-    let copies = s.copies.apply(uuid, &mut spec, &mut |_| {}).unwrap();
+    let copies = s.copies.apply(uuid, &mut spec, &NO_CANCEL, &mut |_| {}).unwrap();
     assert_eq!(copies[0].method, "overlay");
     let copy = PathBuf::from(spec.disks[0].target.clone().unwrap());
     assert_eq!(xen_diskcopy::overlay_backing(&copy).unwrap(), Some(qcow2.clone()));
@@ -100,7 +102,7 @@ fn a_qcow2_image_gets_an_overlay_and_an_overlay_of_raw_is_qcow2() {
     let mut spec = DomainSpec::new("vm", xenctl::DomainKind::Pv);
     spec.disks =
         vec![xenctl::DiskSpec { backend: DiskBackend::Phy, ..disk(&s.plain_image, "xvda", DiskFormat::Raw, false) }];
-    overlays.apply(uuid, &mut spec, &mut |_| {}).unwrap();
+    overlays.apply(uuid, &mut spec, &NO_CANCEL, &mut |_| {}).unwrap();
     assert_eq!((spec.disks[0].format, spec.disks[0].backend), (DiskFormat::Qcow2, DiskBackend::Auto));
     assert!(spec.disks[0].target.as_deref().unwrap().ends_with(&format!("golden-{uuid}.qcow2")));
 }
@@ -111,7 +113,7 @@ fn a_copy_that_cannot_be_made_is_an_error_naming_the_disk_and_leaves_nothing() {
     let reflinks = DiskCopies { choice: Choice::Only(Method::Reflink), ..s.copies.clone() };
     let mut spec = DomainSpec::new("vm", xenctl::DomainKind::Pv);
     spec.disks = vec![disk(&s.plain_image, "xvdb", DiskFormat::Raw, false)];
-    match reflinks.apply(Uuid::from_u128(4), &mut spec, &mut |_| {}) {
+    match reflinks.apply(Uuid::from_u128(4), &mut spec, &NO_CANCEL, &mut |_| {}) {
         // A file system that can clone (XFS, btrfs) makes it; most cannot.
         Ok(c) => assert_eq!(c[0].method, "reflink"),
         Err(e) => {

@@ -288,7 +288,8 @@ impl Domain {
         let Some(copies) = self.shared.disk_copies.clone() else { return Ok(()) };
         let name = self.name();
         let mut last_log = Instant::now();
-        let made = copies.apply(self.uuid, spec, &mut |now| {
+        let cancel = std::sync::Arc::clone(&self.copy_cancel);
+        let made = copies.apply(self.uuid, spec, &cancel, &mut |now| {
             self.status.disk_copies = now.to_vec();
             self.publish();
             if let Some(c) = now.last().filter(|_| last_log.elapsed() >= Duration::from_secs(5)) {

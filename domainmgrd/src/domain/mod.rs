@@ -267,6 +267,8 @@ pub struct Domain {
     /// What its adapters resolved to at its boot (PCI devices, IRQs, I/O ports, serial ports,
     /// USB devices), which a reboot gives it again.
     held_adapters: crate::adapters::Reservation,
+    /// Set by the supervisor to cut short a disk copy under way (diskcopies.rs).
+    copy_cancel: Arc<AtomicBool>,
     /// The loop devices its disks hold (native.rs): released when the domain is gone.
     native_loops: Vec<xen_hotplug::HeldLoop>,
     /// An EVE app's console hub while it runs (see console.rs), or the domain whose console
@@ -340,6 +342,7 @@ impl Domain {
             rebooting: false,
             held_adapters: crate::adapters::Reservation::default(),
             native_loops: Vec::new(),
+            copy_cancel: Arc::default(),
             console: None,
             container,
         };
@@ -352,6 +355,11 @@ impl Domain {
     }
 
     /// Where its config comes from (an EVE config unless a config or the supervisor said).
+    /// The flag that cuts short a disk copy this domain's thread is making.
+    pub fn copy_cancel(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.copy_cancel)
+    }
+
     pub fn source(&self) -> Source {
         self.source.clone()
     }
@@ -443,6 +451,7 @@ impl Domain {
     fn set_desired(&mut self, mut loaded: Loaded) {
         // A config that comes back while its domain is being removed wins.
         self.deleting = false;
+        self.copy_cancel.store(false, Ordering::SeqCst);
         // Only EVE configs say whether to run; for the others that is the thread's own state.
         // A domain adopted running before its config was known is active.
         if loaded.source != Source::Eve {

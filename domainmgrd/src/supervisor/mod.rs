@@ -43,6 +43,9 @@ use crate::{records, translate};
 
 struct DomainHandle {
     tx: Sender<Command>,
+    /// Set to cut short a disk copy the domain's thread is making (its config was deleted, or
+    /// the daemon stops): a copy can take minutes, and the thread hears commands only after.
+    cancel_copy: Arc<std::sync::atomic::AtomicBool>,
     thread: JoinHandle<Ended>,
     /// The config file's bytes last sent, to skip unchanged rescans.
     last_bytes: Option<Vec<u8>>,
@@ -418,6 +421,7 @@ impl Supervisor {
                 self.on_config_file(&key, None); // it was replaced, not removed
             } else if let Some(h) = self.domains.get_mut(&key) {
                 h.last_bytes = None;
+                h.cancel_copy.store(true, std::sync::atomic::Ordering::SeqCst);
                 let _ = h.tx.send(Command::Delete);
             }
         }

@@ -104,6 +104,7 @@ impl Supervisor {
             self.first_statuses.push(rx);
         }
         let (tx, rx) = crossbeam_channel::unbounded();
+        let cancel_copy = domain.copy_cancel();
         let source = domain.source();
         let outputs = Arc::clone(&self.shared.outputs);
         let registry = Arc::clone(&self.shared.registry);
@@ -124,7 +125,7 @@ impl Supervisor {
             });
         match spawned {
             Ok(thread) => {
-                self.domains.insert(key, DomainHandle { tx, thread, last_bytes: None, source });
+                self.domains.insert(key, DomainHandle { tx, cancel_copy, thread, last_bytes: None, source });
             }
             Err(e) => log::error!("{key}: cannot start its thread: {e}"),
         }
@@ -134,6 +135,7 @@ impl Supervisor {
     /// of a slow hypervisor call finishes that call first; its domain is left as it is.
     pub(super) fn stop_domains(&mut self) {
         for h in self.domains.values() {
+            h.cancel_copy.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = h.tx.send(Command::Stop);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
