@@ -37,6 +37,22 @@ mod overlay;
 #[cfg(test)]
 mod testutil;
 
+/// `n` pseudo-random bytes (xorshift64*), the same for the same seed; never long runs of zeros.
+/// Test and benchmark data (the tests' images and `diskcopy-bench`'s), not part of the API.
+#[doc(hidden)]
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
 use std::io;
 use std::path::PathBuf;
 

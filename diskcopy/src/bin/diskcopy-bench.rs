@@ -172,7 +172,7 @@ fn make_images(sparse: &Path, full: &Path) -> std::io::Result<()> {
         for block in 0..IMAGE / MIB {
             let at = block * MIB;
             if extents.iter().any(|&e| at >= e && at < e + 32 * MIB) {
-                f.write_all_at(&random_bytes(MIB as usize, block + 1), at)?;
+                f.write_all_at(&xen_diskcopy::random_bytes(MIB as usize, block + 1), at)?;
             } else if fill_holes {
                 f.write_all_at(&zeros, at)?;
             }
@@ -182,20 +182,6 @@ fn make_images(sparse: &Path, full: &Path) -> std::io::Result<()> {
         println!("image {}: {} MiB, {} MiB allocated", path.display(), m.len() / MIB, m.blocks() * 512 / MIB);
     }
     Ok(())
-}
-
-/// `n` pseudo-random bytes (xorshift64*).
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(n);
-    out
 }
 
 /// Copies an image to `dest` with the crate (keeping holes), replacing what is there.
