@@ -421,24 +421,31 @@ fn migrate_receive_stdio() -> i32 {
     }
 }
 
-/// The guest after a migration on this host: `name` runs as a domain other than `old`, still
-/// in its first boot (one `XENBOX-GUEST-UP` and one marker in its consoles, before and after),
-/// and alive (it answers a shutdown request, and says so on its console).
+/// The guest after a migration on this host: `name` runs as a domain other than `old`, and it
+/// is the same run of the guest, not a new boot: nothing monitors the arrived domain, so a
+/// guest that rebooted (or crashed) would be found shut down, not running; running, it answers
+/// a shutdown request as its init does, saying so on its console. (Its console cannot count its
+/// boots here: xenconsoled logs the arrived domain under `NAME--incoming` and may log again
+/// what the migrated console ring still holds.)
 fn migrated_guest_runs_its_one_boot(ctx: &Context, name: &str, old: DomId) -> TestResult {
     let domid = ctx.domid_of(name).ctx("domid_of")?.ok_or("no domain of that name after the migration")?;
     ensure(domid != old, || format!("{name} is still domain {old}"))?;
+    let info = ctx.info(domid).ctx("info after the migration")?;
+    ensure(matches!(info.state, DomainState::Running | DomainState::Blocked), || {
+        format!("the migrated guest is not running: {info:?}")
+    })?;
+    let t0 = info.cpu_time_ns;
+    wait_until("its CPU time to grow", Duration::from_secs(30), || {
+        (ctx.info(domid).ok()?.cpu_time_ns > t0).then_some(())
+    })?;
     let reason = ctx.shutdown_and_wait(domid, EVENT).ctx("shutdown after the migration")?;
     ensure(reason == Some(ShutdownReason::Poweroff), || format!("the migrated guest shut down with {reason:?}"))?;
-    // xenconsoled logs the arrived domain under the name it first saw: `NAME--incoming`.
     let console = || format!("{}{}", console_text(name), console_text(&format!("{name}--incoming")));
     wait_until("XENBOX-GUEST-POWEROFF on its console", Duration::from_secs(10), || {
         console().contains("XENBOX-GUEST-POWEROFF").then_some(())
     })
-    .map_err(|e| format!("{e}:\n{}", tail(&console(), 20)))?;
-    let console = console();
-    let boots = console.matches("XENBOX-GUEST-UP").count();
-    let markers = console.matches("XENBOX-MARKER before-migrate").count();
-    ensure(boots == 1 && markers == 1, || format!("{boots} boots, {markers} markers:\n{}", tail(&console, 20)))
+    .map_err(|e| format!("{e}:\n{}", tail(&console(), 20)))
+    .map(drop)
 }
 
 /// A PVH guest, live: the hypervisor tracks its dirty pages with HAP.
