@@ -96,14 +96,14 @@ impl DiskCopies {
         }
     }
 
-    /// The shared image of `disk` if it gets a copy, with the name its copy takes it by.
-    fn source_of(&self, disk: &xenctl::DiskSpec) -> Option<(PathBuf, String)> {
+    /// The shared image of `disk` if it gets a copy (it is under `store`, the store's
+    /// canonical path), with the name its copy takes it by.
+    fn source_of(store: &Path, disk: &xenctl::DiskSpec) -> Option<(PathBuf, String)> {
         if disk.readonly || disk.cdrom {
             return None;
         }
         let target = std::fs::canonicalize(disk.target.as_deref()?).ok()?;
-        let store = std::fs::canonicalize(&self.store).ok()?;
-        let rel = target.strip_prefix(&store).ok()?;
+        let rel = target.strip_prefix(store).ok()?;
         if !std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
             return None;
         }
@@ -130,8 +130,10 @@ impl DiskCopies {
         progress: &mut dyn FnMut(&[DiskCopyStatus]),
     ) -> Result<Vec<DiskCopyStatus>, String> {
         let mut done: Vec<DiskCopyStatus> = Vec::new();
+        // No store (not there, or not mounted yet): every disk uses its image in place.
+        let Ok(store) = std::fs::canonicalize(&self.store) else { return Ok(done) };
         for disk in spec.disks.iter_mut() {
-            let Some((source, image)) = self.source_of(disk) else { continue };
+            let Some((source, image)) = Self::source_of(&store, disk) else { continue };
             let source_format = match disk.format {
                 DiskFormat::Qcow2 => xen_diskcopy::DiskFormat::Qcow2,
                 _ => xen_diskcopy::DiskFormat::Raw,

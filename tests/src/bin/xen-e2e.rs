@@ -464,13 +464,8 @@ fn migrate_pv_to_xl(ctx: &Context) -> TestResult {
     migrate_to_xl(ctx, &test_guest(&name, "xenbox.marker=before-migrate"), false)
 }
 
-/// xenctl's sender to `xl migrate-receive` (xl's receiver, on this host): the guest moves,
-/// running on.
-fn migrate_to_xl(ctx: &Context, spec: &xenctl::DomainSpec, live: bool) -> TestResult {
-    let name = spec.name.clone();
-    let _cleanup = Cleanup(vec![name.clone(), format!("{name}--migratedaway"), format!("{name}--incoming")]);
-    let mut guard = boot(ctx, spec)?;
-    let old = guard.domid();
+/// `xl migrate-receive` started on this host, and the stream to it (its stdout and stdin).
+fn xl_migrate_receive() -> TestResult<(std::process::Child, xenctl::MigrationStream)> {
     let mut receiver = std::process::Command::new("xl")
         .arg("migrate-receive")
         .stdin(std::process::Stdio::piped())
@@ -480,7 +475,18 @@ fn migrate_to_xl(ctx: &Context, spec: &xenctl::DomainSpec, live: bool) -> TestRe
     let (Some(from), Some(to)) = (receiver.stdout.take(), receiver.stdin.take()) else {
         return Err("no pipes to xl migrate-receive".into());
     };
-    let outcome = ctx.migrate_send(old, live, xenctl::MigrationStream::new(from, to)).ctx("migrate_send")?;
+    Ok((receiver, xenctl::MigrationStream::new(from, to)))
+}
+
+/// xenctl's sender to `xl migrate-receive` (xl's receiver, on this host): the guest moves,
+/// running on.
+fn migrate_to_xl(ctx: &Context, spec: &xenctl::DomainSpec, live: bool) -> TestResult {
+    let name = spec.name.clone();
+    let _cleanup = Cleanup(vec![name.clone(), format!("{name}--migratedaway"), format!("{name}--incoming")]);
+    let mut guard = boot(ctx, spec)?;
+    let old = guard.domid();
+    let (mut receiver, stream) = xl_migrate_receive()?;
+    let outcome = ctx.migrate_send(old, live, stream).ctx("migrate_send")?;
     ensure(matches!(outcome, xenctl::MigrateOutcome::Migrated), || format!("migrate_send: {outcome:?}"))?;
     // Ours is the suspended copy, renamed: destroyed, as xl's sender does.
     ctx.destroy(old).ctx("destroy the source copy")?;
@@ -498,16 +504,8 @@ fn failed_migration_leaves_the_source(ctx: &Context) -> TestResult {
     let _cleanup = Cleanup(vec![name.clone(), format!("{name}--migratedaway"), format!("{name}--incoming")]);
     let guard = boot(ctx, &test_guest(&name, "xenbox.marker=before-migrate"))?;
     let domid = guard.domid();
-    let mut receiver = std::process::Command::new("xl")
-        .arg("migrate-receive")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .ctx("xl migrate-receive")?;
-    let (Some(from), Some(to)) = (receiver.stdout.take(), receiver.stdin.take()) else {
-        return Err("no pipes to xl migrate-receive".into());
-    };
-    match ctx.migrate_send(domid, true, xenctl::MigrationStream::new(from, to)) {
+    let (mut receiver, stream) = xl_migrate_receive()?;
+    match ctx.migrate_send(domid, true, stream) {
         Err(e) => eprintln!("migrate_send failed as expected: {e}"),
         Ok(outcome) => {
             return Err(format!(
