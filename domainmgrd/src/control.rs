@@ -75,6 +75,22 @@ pub enum Request {
         /// Where to save it.
         file: Option<PathBuf>,
     },
+    /// Migrate a managed domain to another host (`domainctl migrate`), as `xl migrate` does.
+    Migrate {
+        /// Name, UUID or domid.
+        domain: String,
+        /// The target host; with `ssh` empty, the whole transport command.
+        host: String,
+        /// The ssh command (xl's `-s`); `None`: `ssh -o BatchMode=yes`.
+        #[serde(default)]
+        ssh: Option<String>,
+        /// Copy its memory while it runs (pre-copy), else stop it and copy.
+        #[serde(default)]
+        live: bool,
+        /// Give up (before the point of no return) after this many seconds.
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+    },
     /// Restore a saved image (as a transient domain unless its config is managed).
     Restore {
         /// The image.

@@ -4,8 +4,9 @@
 //! The file is shell-style `KEY=value` lines (`#` comments, optional quotes); keys may carry the
 //! `XENDOMAINS_` prefix or not. An unknown key, or a value that cannot be used, is an error
 //! naming the file, the line and the key. xendomains keys that have no meaning here (the sleep
-//! tunables, `SHUTDOWN`'s xl arguments) are accepted and ignored; `MIGRATE` is refused, since
-//! migrating domains away at host stop is not supported yet.
+//! tunables, `SHUTDOWN`'s xl arguments) are accepted and ignored. `MIGRATE=<host>` migrates
+//! the domains there at host stop, live, as xendomains' `xl migrate <domain> <host>`; those that
+//! do not go are saved or shut down.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,13 @@ pub struct HostConfig {
     pub destroy_left: bool,
     /// `START_PARALLEL` (ours): how many domains host-start creates at once.
     pub start_parallel: usize,
+    /// `MIGRATE`: at host stop, migrate the domains to this host first (ssh, as
+    /// `domainctl migrate`).
+    pub migrate: Option<String>,
+    /// `MIGRATE_SSH` (ours): the ssh command for MIGRATE (xl's `-s`).
+    pub migrate_ssh: Option<String>,
+    /// `MIGRATE_PARALLEL` (ours): how many domains host-stop migrates at once.
+    pub migrate_parallel: usize,
 }
 
 impl Default for HostConfig {
@@ -47,6 +55,9 @@ impl Default for HostConfig {
             shutdown_all: false,
             destroy_left: true,
             start_parallel: 4,
+            migrate: None,
+            migrate_ssh: None,
+            migrate_parallel: 2,
         }
     }
 }
@@ -165,12 +176,19 @@ impl HostConfig {
                         .filter(|n| *n >= 1)
                         .ok_or_else(|| err(key, &format!("{value:?} is not a positive number")))?
                 }
-                "MIGRATE" if value.is_empty() => {}
+                "MIGRATE" if value.is_empty() => c.migrate = None,
                 "MIGRATE" => {
-                    return Err(err(
-                        key,
-                        "migrating domains away at host stop is not supported yet; leave it empty and set SAVE or let them shut down",
-                    ));
+                    // The host is checked as `domainctl migrate` checks it: a name or address.
+                    crate::migration::command_line(None, value, &[]).map_err(|e| err(key, &e))?;
+                    c.migrate = Some(value.to_string());
+                }
+                "MIGRATE_SSH" => c.migrate_ssh = (!value.is_empty()).then(|| value.to_string()),
+                "MIGRATE_PARALLEL" => {
+                    c.migrate_parallel = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| err(key, &format!("{value:?} is not a positive number")))?
                 }
                 ignored if IGNORED.contains(&ignored) => {
                     log::debug!("{file}:{}: {key} has no meaning for domainmgrd; ignored", n + 1);
@@ -178,7 +196,7 @@ impl HostConfig {
                 _ => {
                     return Err(err(
                         key,
-                        "unknown key; known: SAVE, RESTORE, AUTO, AUTO_ONLY, SYSRQ, STOP_MAXWAIT, SHUTDOWN_ALL, DESTROY_LEFT, START_PARALLEL (with or without XENDOMAINS_)",
+                        "unknown key; known: SAVE, RESTORE, AUTO, AUTO_ONLY, SYSRQ, STOP_MAXWAIT, SHUTDOWN_ALL, DESTROY_LEFT, START_PARALLEL, MIGRATE, MIGRATE_SSH, MIGRATE_PARALLEL (with or without XENDOMAINS_)",
                     ));
                 }
             }
@@ -226,11 +244,18 @@ XENDOMAINS_USLEEP=100000
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = HostConfig::parse("/etc/default/domainmgr", "SAVE=/x\nXENDOMAINS_MIGRATE=host2\n").unwrap_err();
+        let e =
+            HostConfig::parse("/etc/default/domainmgr", "SAVE=/x\nXENDOMAINS_MIGRATE='host2; reboot'\n").unwrap_err();
         assert!(
-            e.to_string().starts_with("/etc/default/domainmgr:2: XENDOMAINS_MIGRATE: migrating domains away"),
+            e.to_string().starts_with("/etc/default/domainmgr:2: XENDOMAINS_MIGRATE: host \"host2; reboot\""),
             "{e}"
         );
+        let c =
+            HostConfig::parse("f", "XENDOMAINS_MIGRATE=fe80::2%xenbr0\nMIGRATE_PARALLEL=3\nMIGRATE_SSH='ssh -p 2222'")
+                .unwrap();
+        assert_eq!(c.migrate.as_deref(), Some("fe80::2%xenbr0"));
+        assert_eq!((c.migrate_parallel, c.migrate_ssh.as_deref()), (3, Some("ssh -p 2222")));
+        assert!(HostConfig::parse("f", "MIGRATE_PARALLEL=0").is_err());
         let e = HostConfig::parse("f", "STOP_MAXWAIT=soon").unwrap_err();
         assert_eq!(e.to_string(), "f:1: STOP_MAXWAIT: \"soon\" is not a number of seconds");
         let e = HostConfig::parse("f", "STOP_MAXWAIT=18446744073709551615").unwrap_err();

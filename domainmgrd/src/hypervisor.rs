@@ -45,6 +45,22 @@ impl SaveInProgress for xenctl::SaveJob {
     }
 }
 
+/// A domain [`Hypervisor::migrate_receive`] received: running here, under its own name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Its domid here.
+    pub domid: DomId,
+    /// The config that came with it (libxl JSON).
+    pub config_json: String,
+    /// Whether the sender heard that it runs here (else its copy waits there, in doubt).
+    pub sender_notified: bool,
+}
+
+/// How [`Hypervisor::migrate_receive`] asks its caller about the domain that is coming, from
+/// the config that came with it (libxl JSON): `Err` refuses it, `Some(spec)` configures it
+/// instead of that config, `None` takes it as it came.
+pub type Choose<'a> = &'a mut dyn FnMut(&str) -> HvResult<Option<DomainSpec>>;
+
 /// What the daemon needs from a hypervisor. Every method may be called from any thread.
 pub trait Hypervisor: Send + Sync + 'static {
     /// Creates the domain, paused.
@@ -87,6 +103,25 @@ pub trait Hypervisor: Send + Sync + 'static {
     fn resume(&self, domid: DomId) -> HvResult<()>;
     /// Restores the image at `path` as a new domain configured by `spec`, paused.
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId>;
+    /// Sends the running domain to the receiver at the other end of `stream`, in xl's
+    /// migration protocol, live (pre-copy) or stopped and copied; see
+    /// [`xenctl::Context::migrate_send`] for what each outcome leaves here. Blocks for the whole
+    /// transfer; closing the peer's end cuts it short.
+    fn migrate_send(
+        &self,
+        domid: DomId,
+        live: bool,
+        stream: xenctl::MigrationStream,
+    ) -> HvResult<xenctl::MigrateOutcome>;
+    /// Receives a domain from the sender at the other end of `stream`: `choose` decides its
+    /// config, `prepare` runs on the paused copy before the sender hears it arrived; it runs
+    /// under its own name when this returns. On `Err` no copy is left here.
+    fn migrate_receive(
+        &self,
+        stream: xenctl::MigrationStream,
+        choose: Choose<'_>,
+        prepare: &mut dyn FnMut(DomId) -> HvResult<()>,
+    ) -> HvResult<Received>;
     /// Sends a SysRq key to the guest kernel.
     fn sysrq(&self, domid: DomId, key: char) -> HvResult<()>;
     /// The dom0 tty of the domain's console.
@@ -259,6 +294,25 @@ impl Hypervisor for LibxlHypervisor {
     }
     fn sysrq(&self, domid: DomId, key: char) -> HvResult<()> {
         self.ctx.sysrq(domid, key)
+    }
+    fn migrate_send(
+        &self,
+        domid: DomId,
+        live: bool,
+        stream: xenctl::MigrationStream,
+    ) -> HvResult<xenctl::MigrateOutcome> {
+        // On the shared context, as saves: libxl's save helper does the work.
+        self.ctx.migrate_send(domid, live, stream)
+    }
+    fn migrate_receive(
+        &self,
+        stream: xenctl::MigrationStream,
+        choose: Choose<'_>,
+        prepare: &mut dyn FnMut(DomId) -> HvResult<()>,
+    ) -> HvResult<Received> {
+        // A restore holds its context for the whole transfer: a worker's.
+        let r = self.on_worker(|ctx| ctx.migrate_receive(stream, choose, prepare))?;
+        Ok(Received { domid: r.domid, config_json: r.config_json, sender_notified: r.sender_notified })
     }
     fn console_tty(&self, domid: DomId) -> HvResult<std::path::PathBuf> {
         self.ctx.console_tty(domid)

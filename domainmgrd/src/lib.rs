@@ -26,6 +26,7 @@ pub mod hoststate;
 pub mod hypervisor;
 pub mod images;
 pub mod metrics;
+pub mod migration;
 pub mod native;
 pub mod prometheus;
 pub mod records;

@@ -257,6 +257,14 @@ pub enum Error {
         op: &'static str,
     },
 
+    /// The caller refused what was asked of it (a migration receiver that will not take the
+    /// domain that is coming: no config of it here, or it runs here already).
+    #[error("{reason}")]
+    Refused {
+        /// Why, for people.
+        reason: String,
+    },
+
     /// A thread or OS resource the context needs could not be set up.
     #[error("cannot {op}")]
     Os {

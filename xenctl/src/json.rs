@@ -9,6 +9,7 @@
 use crate::error::{Error, Result};
 use crate::raw::MallocString;
 use crate::spec::DomainSpec;
+use crate::types::{DomainKind, ShutdownAction};
 
 impl DomainSpec {
     /// The libxl domain config this spec becomes, as libxl's JSON: the same text
@@ -37,6 +38,62 @@ impl DomainSpec {
         // SAFETY: json is null or a malloc'd NUL-terminated string we now own.
         let json = unsafe { MallocString::from_raw(json) };
         json.map(|j| j.to_string_lossy()).ok_or(Error::OutOfMemory { op: "converting the domain config to JSON" })
+    }
+}
+
+impl DomainSpec {
+    /// A spec for a domain known only by its libxl JSON config (what a migration stream
+    /// carries): [`libxl_json`](DomainSpec::libxl_json) holds the config, used as it is, and
+    /// the fields describe it as far as the JSON says: name, UUID, type, memory, vCPUs and
+    /// the shutdown actions (libxl's defaults where it leaves them out). Needs no Xen.
+    pub fn from_libxl_json(json: &str) -> Result<DomainSpec> {
+        let bad =
+            |what: &str, value: String| Error::invalid(format!("libxl_json.{what}"), value, "not as libxl writes it");
+        let v: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| Error::invalid("libxl_json", e.to_string(), "not JSON"))?;
+        let c = &v["c_info"];
+        let b = &v["b_info"];
+        let kind = match c["type"].as_str() {
+            Some("pv") => DomainKind::Pv,
+            Some("pvh") => DomainKind::Pvh,
+            Some("hvm") => DomainKind::Hvm,
+            other => return Err(bad("c_info.type", format!("{other:?}"))),
+        };
+        let name = c["name"].as_str().ok_or_else(|| bad("c_info.name", c["name"].to_string()))?;
+        let mut spec = DomainSpec::new(name, kind);
+        if let Some(u) = c["uuid"].as_str() {
+            spec.uuid = u.parse().map_err(|_| bad("c_info.uuid", u.to_string()))?;
+        }
+        let max_kib = b["max_memkb"].as_u64();
+        if let Some(target) = b["target_memkb"].as_u64().or(max_kib) {
+            spec.memory_mib = (target / 1024).max(1);
+        }
+        spec.max_memory_mib = max_kib.map(|k| (k / 1024).max(1));
+        if let Some(max) = b["max_vcpus"].as_u64().filter(|&m| m > 0) {
+            spec.max_vcpus = Some(u32::try_from(max).map_err(|_| bad("b_info.max_vcpus", max.to_string()))?);
+            let online = b["avail_vcpus"].as_array().map_or(max, |a| a.len() as u64).max(1);
+            spec.vcpus = u32::try_from(online.min(max)).unwrap_or(1);
+        }
+        let action = |key: &str, default: ShutdownAction| match v[key].as_str() {
+            None => Ok(default),
+            Some("destroy") => Ok(ShutdownAction::Destroy),
+            Some("restart") => Ok(ShutdownAction::Restart),
+            Some("rename_restart") => Ok(ShutdownAction::RestartRename),
+            Some("preserve") => Ok(ShutdownAction::Preserve),
+            Some("coredump_destroy") => Ok(ShutdownAction::CoredumpDestroy),
+            Some("coredump_restart") => Ok(ShutdownAction::CoredumpRestart),
+            Some("soft_reset") => Ok(ShutdownAction::SoftReset),
+            Some(other) => Err(bad(key, other.to_string())),
+        };
+        // libxl's JSON leaves out its default (destroy) for every action.
+        spec.on_poweroff = action("on_poweroff", ShutdownAction::Destroy)?;
+        spec.on_reboot = action("on_reboot", ShutdownAction::Destroy)?;
+        spec.on_crash = action("on_crash", ShutdownAction::Destroy)?;
+        spec.on_watchdog = action("on_watchdog", ShutdownAction::Destroy)?;
+        spec.on_soft_reset = action("on_soft_reset", ShutdownAction::Destroy)?;
+        spec.libxl_json = Some(json.to_string());
+        spec.validate()?;
+        Ok(spec)
     }
 }
 
@@ -87,5 +144,30 @@ mod tests {
     #[test]
     fn an_invalid_spec_is_refused_before_libxl() {
         assert!(DomainSpec::pv("x").to_libxl_json().unwrap_err().to_string().contains("kernel"));
+    }
+
+    #[test]
+    fn a_spec_from_libxl_json_describes_it_and_keeps_it() {
+        let uuid = Uuid::parse_str("6ba7b810-9dad-11d1-80b4-00c04fd430c8").unwrap();
+        let spec = DomainSpec::pvh("mig")
+            .uuid(uuid)
+            .memory_mib(128)
+            .max_memory_mib(256)
+            .vcpus(2)
+            .kernel("/boot/vmlinuz")
+            .on_shutdown(ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Preserve);
+        let json = spec.to_libxl_json().unwrap();
+        let back = DomainSpec::from_libxl_json(&json).unwrap();
+        assert_eq!((back.name.as_str(), back.uuid, back.kind), ("mig", uuid, DomainKind::Pvh));
+        assert_eq!((back.memory_mib, back.max_memory_mib, back.vcpus, back.max_vcpus), (128, Some(256), 2, Some(2)));
+        assert_eq!(
+            (back.on_poweroff, back.on_reboot, back.on_crash),
+            (ShutdownAction::Destroy, ShutdownAction::Restart, ShutdownAction::Preserve)
+        );
+        assert_eq!(back.libxl_json.as_deref(), Some(json.as_str()));
+        assert!(back.to_xl_config().unwrap_err().to_string().contains("no xl.cfg form"));
+        for bad in ["{", r#"{"c_info":{"type":"pv"}}"#, r#"{"c_info":{"type":"arm","name":"x"}}"#] {
+            assert!(DomainSpec::from_libxl_json(bad).is_err(), "{bad}");
+        }
     }
 }

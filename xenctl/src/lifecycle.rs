@@ -23,7 +23,7 @@ impl Context {
     ///
     /// On failure libxl destroys whatever it had built; no half-created domain is left.
     pub fn create_paused(&self, spec: &DomainSpec) -> Result<DomId> {
-        let mut cfg = spec.to_libxl()?;
+        let mut cfg = self.libxl_config(spec)?;
         let mut domid: u32 = xen_sys::INVALID_DOMID as u32;
         let started = Instant::now();
         // SAFETY: ctx is live; cfg is an initialised config owned by us for the whole call;

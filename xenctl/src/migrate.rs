@@ -96,6 +96,11 @@ impl MigrationStream {
         MigrationStream { reader: File::from(reader.into()), writer: File::from(writer.into()) }
     }
 
+    /// The two fds back, as files: what this end reads from and writes to.
+    pub fn into_files(self) -> (File, File) {
+        (self.reader, self.writer)
+    }
+
     /// A stream both ways over one connected socket.
     pub fn from_socket(socket: UnixStream) -> Result<MigrationStream> {
         let reader = socket.try_clone().map_err(|source| Error::Os { op: "duplicate the migration socket", source })?;
@@ -188,8 +193,10 @@ impl Context {
     /// Receives a domain from the sender at the other end of `stream` (an `xl migrate` or a
     /// [`migrate_send`](Context::migrate_send)), as `xl migrate-receive` does: restores it
     /// paused, calls `prepare` with its domid, tells the sender it arrived, and on permission
-    /// to go gives it its name and unpauses it. `spec_override` configures it instead of the
-    /// config that came with it (it must describe the same guest).
+    /// to go gives it its name and unpauses it. `choose` is called with the config that came
+    /// with it (libxl JSON) before anything is restored: its `Err` refuses the domain (the
+    /// sender keeps it), `Some(spec)` configures it instead of that config (it must describe
+    /// the same guest, like `xl restore CONFIG`), `None` takes the config as it came.
     ///
     /// On `Err` no copy is left here (unless destroying it failed too, which is logged) and the
     /// sender, told or not, keeps and resumes its own. A failing `prepare` fails the migration
@@ -197,11 +204,11 @@ impl Context {
     pub fn migrate_receive(
         &self,
         stream: MigrationStream,
-        spec_override: Option<&DomainSpec>,
+        choose: impl FnOnce(&str) -> Result<Option<DomainSpec>>,
         prepare: impl FnOnce(DomId) -> Result<()>,
     ) -> Result<ReceivedDomain> {
         let MigrationStream { mut reader, mut writer } = stream;
-        let mut target = LibxlTarget { ctx: self, spec_override, prepare: Some(prepare), name: None };
+        let mut target = LibxlTarget { ctx: self, choose: Some(choose), prepare: Some(prepare), name: None };
         let arrived = migrate_wire::run_receiver(&mut reader, &mut writer, &mut target)?;
         log::info!(
             "domain '{}' migrated in, running as domain {}",
@@ -281,29 +288,37 @@ impl SourceDomain for LibxlSource<'_> {
 }
 
 /// The target's libxl side.
-struct LibxlTarget<'a, F> {
+struct LibxlTarget<'a, C, F> {
     ctx: &'a Context,
-    spec_override: Option<&'a DomainSpec>,
+    choose: Option<C>,
     prepare: Option<F>,
     /// The domain's own name, once its config is read.
     name: Option<String>,
 }
 
-impl<F> LibxlTarget<'_, F> {
+impl<C, F> LibxlTarget<'_, C, F> {
     fn incoming_name(name: &str) -> String {
         format!("{name}--incoming")
     }
 }
 
-impl<F: FnOnce(DomId) -> Result<()>> TargetDomain for LibxlTarget<'_, F> {
+impl<C, F> TargetDomain for LibxlTarget<'_, C, F>
+where
+    C: FnOnce(&str) -> Result<Option<DomainSpec>>,
+    F: FnOnce(DomId) -> Result<()>,
+{
     fn restore(&mut self, header: &SaveImageHeader, from: BorrowedFd<'_>, send_back: BorrowedFd<'_>) -> Result<DomId> {
-        let mut cfg = match (self.spec_override, &header.config_json) {
-            (Some(spec), _) => spec.to_libxl()?,
-            (None, Some(json)) => self.ctx.config_from_json(json, Path::new(INCOMING))?,
-            (None, None) => {
-                let reason = "carries no domain config".into();
-                return Err(Error::BadSaveImage { path: INCOMING.into(), reason });
-            }
+        let Some(json) = &header.config_json else {
+            let reason = "carries no domain config".into();
+            return Err(Error::BadSaveImage { path: INCOMING.into(), reason });
+        };
+        let chosen = match self.choose.take() {
+            Some(choose) => choose(json)?,
+            None => None,
+        };
+        let mut cfg = match &chosen {
+            Some(spec) => self.ctx.libxl_config(spec)?,
+            None => self.ctx.config_from_json(json, Path::new(INCOMING))?,
         };
         // SAFETY: c_info.name is null or a string owned by cfg.
         self.name = unsafe { raw::string_from_c(cfg.as_raw().c_info.name) };

@@ -172,7 +172,7 @@ impl Context {
     /// (as [`create_paused`](Context::create_paused) does). The spec must describe the same
     /// guest the image was saved from (memory size, devices); the image is not deleted.
     pub fn restore_paused(&self, spec: &DomainSpec, path: &Path) -> Result<DomId> {
-        let mut cfg = spec.to_libxl()?;
+        let mut cfg = self.libxl_config(spec)?;
         self.restore_with(&mut cfg, path, &spec.name)
     }
 
@@ -191,6 +191,19 @@ impl Context {
         // SAFETY: cfg is exclusively ours; a plain field write.
         unsafe { (*cfg.as_mut_ptr()).c_info.domid = 0 };
         self.restore_with(&mut cfg, path, &name)
+    }
+
+    /// The libxl config of `spec`: its fields converted, or its
+    /// [`libxl_json`](DomainSpec::libxl_json) parsed, for a fresh domid.
+    pub(crate) fn libxl_config(&self, spec: &DomainSpec) -> Result<LibxlDomainConfig> {
+        let Some(json) = &spec.libxl_json else {
+            return spec.to_libxl();
+        };
+        spec.validate()?;
+        let mut cfg = self.config_from_json(json, Path::new("(the domain's libxl JSON config)"))?;
+        // SAFETY: cfg is exclusively ours; a plain field write (as restore_paused_as_saved).
+        unsafe { (*cfg.as_mut_ptr()).c_info.domid = 0 };
+        Ok(cfg)
     }
 
     /// Parses the libxl JSON config carried by the image (or stream) `source`.

@@ -206,6 +206,13 @@ pub struct DomainSpec {
     /// unset: libxl's defaults.
     #[serde(default, skip_serializing_if = "HostDefaults::is_unset")]
     pub host_defaults: HostDefaults,
+    /// The whole config as libxl JSON, used as it is instead of the fields above (which then
+    /// only describe it: name, UUID, type, memory, vCPUs, shutdown actions). A domain received
+    /// by migration from a host where no config file of it exists here comes with nothing else
+    /// (see [`DomainSpec::from_libxl_json`]); creates then build it exactly as it ran there, as
+    /// xl does on a migrated domain's reboot. Such a spec has no xl.cfg form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libxl_json: Option<String>,
 }
 
 impl DomainSpec {
@@ -265,6 +272,7 @@ impl DomainSpec {
             usb_host_devices: Vec::new(),
             resources: HostResources::default(),
             host_defaults: HostDefaults::default(),
+            libxl_json: None,
         }
     }
 
@@ -409,6 +417,10 @@ impl DomainSpec {
     /// Every error names the field and value.
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
+        if self.libxl_json.is_some() {
+            // libxl parses and checks the JSON itself; the fields only describe it.
+            return Ok(());
+        }
         if self.memory_mib == 0 {
             return Err(Error::invalid("memory", "0", "a domain needs memory"));
         }

@@ -146,6 +146,13 @@ impl DomainSpec {
     /// disk's `trusted`), rather than write text that would read back as another spec.
     pub fn to_xl_config(&self) -> Result<String> {
         self.validate()?;
+        if self.libxl_json.is_some() {
+            return Err(Error::invalid(
+                "libxl_json",
+                self.name.clone(),
+                "a domain known only by its libxl JSON config (received by migration) has no xl.cfg form",
+            ));
+        }
         let mut out = String::new();
         let mut line = |key: &str, value: String| {
             let _ = writeln!(out, "{key} = {value}");

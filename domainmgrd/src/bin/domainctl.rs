@@ -43,6 +43,7 @@ const AFTER_HELP: &str = "Examples:
   domainctl run --bridge xenbr0 img.tar -- sh -c 'echo hi'
                                        run a container image as a Xen guest
   domainctl save web /srv/web.save     save web and stop it; domainctl restore /srv/web.save
+  domainctl migrate --live web host2   move web to host2 (ssh; its domainmgrd takes it over)
   domainctl host-stop                  what xendomains stop does, per /etc/default/domainmgr
 
 Exit status (the LSB's init-script codes, as xendomains used):
@@ -144,6 +145,54 @@ enum Cmd {
         /// The image file.
         file: Option<PathBuf>,
     },
+    /// Migrate a managed domain to another host, as `xl migrate` does: over ssh to HOST,
+    /// whose `domainctl migrate-receive` hands the stream to its domainmgrd. The domain runs
+    /// here until it runs there; any failure before that leaves it running here.
+    Migrate {
+        /// Name, UUID or domid.
+        domain: String,
+        /// The target host (a name or address; IPv6 with its %zone). With `-s ''`: the whole
+        /// command that reaches the receiver, e.g. 'ssh host xl migrate-receive'.
+        host: String,
+        /// Copy its memory while it runs, then stop it for the last pages (shorter downtime);
+        /// without it the guest is stopped for the whole copy (xl 4.17 always goes live).
+        #[arg(long)]
+        live: bool,
+        /// Give up after S seconds (before the domain has moved; it then runs here as before).
+        #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS))]
+        timeout: Option<u64>,
+        /// The ssh command instead of `ssh -o BatchMode=yes` (xl's -s); '' makes HOST the
+        /// whole command.
+        #[arg(short = 's', long = "ssh", value_name = "CMD")]
+        ssh: Option<String>,
+    },
+    /// Receive a migrating domain on stdin and stdout (what `domainctl migrate` and
+    /// `xl migrate -s '' NAME 'ssh HOST domainctl migrate-receive'` run here over ssh): the
+    /// local domainmgrd receives and manages it.
+    MigrateReceive {
+        /// How the domain was managed on the source (`eve`, `auto`, `transient`); domainmgrd
+        /// passes it. An EVE app is taken only if its config is here.
+        #[arg(long, value_name = "KIND", value_parser = ["eve", "auto", "transient"])]
+        source: Option<String>,
+        /// (xl's: no monitoring process; domainmgrd monitors it anyway.)
+        #[arg(short = 'e', hide = true)]
+        no_monitor: bool,
+        /// (xl's: stay in the foreground; ignored.)
+        #[arg(short = 'F', hide = true)]
+        foreground: bool,
+        /// (xl's: debug output; ignored.)
+        #[arg(short = 'd', hide = true)]
+        debug: bool,
+        /// (xl's: leave the domain paused; not offered.)
+        #[arg(short = 'p', hide = true)]
+        paused: bool,
+        /// (xl's: Remus, checkpointed streams; not offered.)
+        #[arg(short = 'r', hide = true)]
+        remus: bool,
+        /// (xl's: COLO; not offered.)
+        #[arg(long, hide = true)]
+        colo: bool,
+    },
     /// Restore a domain from an image saved by domainctl or host-stop.
     Restore {
         /// The image file.
@@ -214,6 +263,9 @@ fn run(cli: &Cli) -> i32 {
         Cmd::Create { dry_run: true, file, xl_conf } => return dry_run(file, xl_conf),
         Cmd::Console { domain, attach: true } => return attach(cli, domain),
         Cmd::Logs { domain, follow, tail } => return logs(cli, domain, *follow, *tail),
+        Cmd::MigrateReceive { source, paused, remus, colo, .. } => {
+            return migrate_receive(cli, source.clone(), *paused || *remus || *colo);
+        }
         other => request_of(other),
     };
     let response = match control::call(&cli.socket, &request) {
@@ -273,6 +325,15 @@ fn request_of(cmd: &Cmd) -> Request {
         },
         Cmd::Save { domain, file } => Request::Save { domain: domain.clone(), file: file.as_deref().map(absolute) },
         Cmd::Restore { file } => Request::Restore { file: absolute(file) },
+        Cmd::Migrate { domain, host, live, timeout, ssh } => Request::Migrate {
+            domain: domain.clone(),
+            host: host.clone(),
+            ssh: ssh.clone(),
+            live: *live,
+            timeout_secs: *timeout,
+        },
+        // Handled before any request is made.
+        Cmd::MigrateReceive { .. } => Request::List,
         Cmd::Console { domain, .. } => Request::Console { domain: domain.clone() },
         Cmd::Logs { domain, .. } => Request::Logs { domain: domain.clone() },
         Cmd::Copies => Request::DiskCopies,
@@ -432,6 +493,41 @@ fn show(cmd: &Cmd, r: &Response) {
             }
         }
         _ => {}
+    }
+}
+
+/// `migrate-receive`: hands stdin and stdout (the stream from and to the sender) to the local
+/// domainmgrd, and waits until the domain runs here or is refused. Nothing goes to stdout: it
+/// is the stream.
+fn migrate_receive(cli: &Cli, source: Option<String>, unsupported: bool) -> i32 {
+    use std::os::fd::AsFd;
+    if unsupported {
+        eprintln!("domainctl: migrate-receive: -p (paused), -r (Remus) and --colo are not offered");
+        return exit::USAGE;
+    }
+    let socket = cli.socket.with_file_name(domainmgrd::migration::SOCKET_NAME);
+    // ssh says who connected: "ADDRESS PORT LOCALPORT".
+    let peer = std::env::var("SSH_CLIENT").ok().and_then(|s| s.split_whitespace().next().map(str::to_string));
+    let request = domainmgrd::migration::ReceiveRequest { source, peer };
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    match domainmgrd::migration::hand_over(&socket, &request, stdin.as_fd(), stdout.as_fd()) {
+        Ok(a) if a.ok => {
+            eprintln!(
+                "domainctl: migrate-receive: {} runs here as domain {}, managed ({})",
+                a.name.as_deref().unwrap_or("the domain"),
+                a.domid.unwrap_or(0),
+                a.managed.as_deref().unwrap_or("?")
+            );
+            exit::OK
+        }
+        Ok(a) => {
+            eprintln!("domainctl: migrate-receive: {}", a.error.unwrap_or_else(|| "refused".into()));
+            exit::FAILED
+        }
+        Err(e) => {
+            eprintln!("domainctl: migrate-receive: {e}");
+            exit::FAILED
+        }
     }
 }
 

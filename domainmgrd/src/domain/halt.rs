@@ -110,6 +110,13 @@ impl Domain {
             AfterDeath::GuestStopped => self.retry = Retry::At(super::after(self.settings().boot_retry)),
             AfterDeath::Reboot => self.retry = Retry::Now,
             AfterDeath::Saved => self.on_saved(),
+            // It runs on another host: a transient domain's run here is over; a managed one
+            // waits for an operator (its stop was recorded).
+            AfterDeath::MigratedAway if self.source == super::Source::Transient => {
+                self.retry = Retry::Never;
+                self.guest_ended = true;
+            }
+            AfterDeath::MigratedAway => self.retry = Retry::Never,
         }
     }
 

@@ -22,6 +22,19 @@ use crate::hoststate;
 use crate::images;
 use crate::records::Step;
 
+/// Host-stop's settings for one domain.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HostStop<'a> {
+    /// Save here instead of shutting down.
+    pub save_dir: Option<&'a Path>,
+    /// SysRq keys to send first.
+    pub sysrq: &'a [char],
+    /// The watchdog.
+    pub maxwait: Duration,
+    /// Destroy it if the watchdog fires.
+    pub destroy_left: bool,
+}
+
 impl Domain {
     /// Whether `image` may be restored into this domain now: its config, for the restore.
     /// An error starting with "stale" means the image must never be restored.
@@ -217,17 +230,47 @@ impl Domain {
 
     pub(super) fn host_stop(
         &mut self,
-        save_dir: Option<&Path>,
-        sysrq: &[char],
-        maxwait: Duration,
-        destroy_left: bool,
+        stop: &HostStop<'_>,
+        migrate: Option<&(super::MigrateTo, Arc<Permits>)>,
         reply: Sender<Report>,
         since: Instant,
     ) {
+        let HostStop { save_dir, sysrq, maxwait, destroy_left } = *stop;
         let Some(domid) = self.running_domid() else {
             return self.report(&reply, since, true, "not running");
         };
         let deadline = since.checked_add(maxwait).unwrap_or_else(|| super::after(maxwait));
+        // MIGRATE first, as xendomains: what does not go is saved or shut down.
+        if let Some((to, permits)) = migrate {
+            let _permit = permits.acquire();
+            match self.migrate_out(to, Some(deadline)) {
+                super::migrate::Left::Migrated => {
+                    let verb = format!("migrated to {}", to.host);
+                    return self
+                        .waiters
+                        .push(Waiter { host_stop: true, ..Waiter::new(Want::Gone, reply, since, verb) });
+                }
+                super::migrate::Left::Stuck(e) => return self.report(&reply, since, false, e),
+                super::migrate::Left::Stayed(e) => {
+                    log::warn!(
+                        "{}: not migrated to {} ({e}); {}",
+                        self.name(),
+                        to.host,
+                        if save_dir.is_some() { "saving it" } else { "shutting it down" }
+                    );
+                    self.halt_note = Some(format!(" (not migrated to {}: {e})", to.host));
+                    if Instant::now() >= deadline {
+                        // The watchdog fired during the migration: what xendomains does next.
+                        self.halt_timeout = Some(Duration::from_millis(1));
+                        self.halt_destroy = destroy_left;
+                        self.begin_halt(domid);
+                        return self
+                            .waiters
+                            .push(Waiter { host_stop: true, ..Waiter::new(Want::Gone, reply, since, "shut down") });
+                    }
+                }
+            }
+        }
         for &key in sysrq {
             if let Err(e) = self.shared.hv.sysrq(domid, key) {
                 log::warn!("{}: sysrq {key}: {e}", self.name());
@@ -246,7 +289,8 @@ impl Domain {
                 Ok(SaveEnd::Watchdog) => return,
                 Err(e) => {
                     log::warn!("{}: {e}; shutting it down instead", self.name());
-                    self.halt_note = Some(format!(" (save failed: {e})"));
+                    let before = self.halt_note.take().unwrap_or_default();
+                    self.halt_note = Some(format!("{before} (save failed: {e})"));
                 }
             }
         }

@@ -62,10 +62,12 @@ mod bookkeeping;
 mod boot;
 mod halt;
 mod hostops;
+mod migrate;
 mod operator;
 mod save;
 mod status;
 mod timers;
+pub use migrate::MigrateTo;
 use operator::Waiter;
 pub use operator::{Operator, Permits, Report};
 pub use status::{empty_status, read_status};
@@ -112,6 +114,13 @@ pub enum Command {
     /// Host-start ended a host stop without a request for this domain: boot it now if it is
     /// wanted (an EVE domain with `Activate=true`), not after the retry timer.
     HostStarted,
+    /// It migrated in and runs here (`info`); `from` is the sender, if known.
+    MigratedIn {
+        /// The received domain.
+        info: Box<DomainInfo>,
+        /// The sending host.
+        from: Option<String>,
+    },
 }
 
 /// What every domain thread shares.
@@ -189,6 +198,8 @@ enum AfterDeath {
     Reboot,
     /// Someone saved (suspended) it: HALTED, not restarted by us.
     Saved,
+    /// It migrated to another host: HALTED, not restarted here (migrate.rs).
+    MigratedAway,
 }
 
 /// When an idle, wanted domain boots.
@@ -307,6 +318,7 @@ impl Domain {
             status.app_num = previous.app_num;
             status.io_adapter_list = previous.io_adapter_list.clone();
             status.vm = previous.vm.clone();
+            status.migration = previous.migration.clone();
         }
         let mut domain = Domain {
             shared,
@@ -500,6 +512,7 @@ impl Domain {
                     self.retry = Retry::Now;
                 }
             }
+            Command::MigratedIn { info, from } => self.migrated_in(*info, from),
             Command::Stop | Command::Forget | Command::Operator(..) => {}
         }
     }

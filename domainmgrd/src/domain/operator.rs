@@ -46,6 +46,8 @@ pub enum Operator {
         /// The image file.
         image: PathBuf,
     },
+    /// Migrate it to another host (it runs there, and stays stopped here).
+    Migrate(Box<super::MigrateTo>),
     /// Host boot: restore it from `image` if `restore` and the image is not stale, else start
     /// it if it is an autostart domain; at most as many at once as `permits` allows.
     HostStart {
@@ -66,6 +68,8 @@ pub enum Operator {
         maxwait: Duration,
         /// Destroy it if the watchdog fires.
         destroy_left: bool,
+        /// Migrate it here first (`MIGRATE`), at most as many at once as the permits allow.
+        migrate: Option<Box<(super::MigrateTo, Arc<Permits>)>>,
     },
 }
 
@@ -217,11 +221,14 @@ impl Domain {
                 Ok(domid) => self.report(&reply, since, true, format!("restored as domain {domid}")),
                 Err(e) => self.report(&reply, since, false, e),
             },
+            Operator::Migrate(to) => self.migrate_for(*to, reply, since),
             Operator::HostStart { image, restore, permits } => {
                 self.host_start(image.as_deref(), restore, &permits, &reply, since)
             }
-            Operator::HostStop { save_dir, sysrq, maxwait, destroy_left } => {
-                self.host_stop(save_dir.as_deref(), &sysrq, maxwait, destroy_left, reply, since)
+            Operator::HostStop { save_dir, sysrq, maxwait, destroy_left, migrate } => {
+                let stop =
+                    super::hostops::HostStop { save_dir: save_dir.as_deref(), sysrq: &sysrq, maxwait, destroy_left };
+                self.host_stop(&stop, migrate.as_deref(), reply, since)
             }
         }
     }

@@ -21,7 +21,9 @@ impl Domain {
             Phase::Running { paused: true, .. } => SwState::PAUSED,
             // Until the domain is gone it is HALTING (never HALTED while it exists), whether we
             // asked for the halt or the guest stopped on its own; one that rebooted is BOOTING.
-            Phase::Halting { then: AfterDeath::Halted | AfterDeath::GuestStopped, .. } => SwState::HALTING,
+            Phase::Halting {
+                then: AfterDeath::Halted | AfterDeath::GuestStopped | AfterDeath::MigratedAway, ..
+            } => SwState::HALTING,
             Phase::Halting { then: AfterDeath::Reboot, .. } => SwState::BOOTING,
             Phase::Broken { .. } => SwState::BROKEN,
         };
@@ -161,6 +163,7 @@ pub fn empty_status(uuid: Uuid) -> DomainStatus {
         oci_config_dir: String::new(),
         env_variables: None,
         disk_copies: Vec::new(),
+        migration: None,
         disable_logs: false,
         vm: Default::default(),
     }

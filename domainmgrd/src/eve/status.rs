@@ -211,6 +211,10 @@ pub struct DomainStatus {
     /// while it is being made; not in EVE's struct, not written when there are none.
     #[serde(rename = "DiskCopies", default, skip_serializing_if = "Vec::is_empty")]
     pub disk_copies: Vec<crate::diskcopies::DiskCopyStatus>,
+    /// Its last migration to or from another host (migration.rs); not in EVE's struct, not
+    /// written when there was none.
+    #[serde(rename = "Migration", default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::migration::MigrationStatus>,
     /// From the config.
     #[serde(flatten)]
     pub vm: VmConfig,
@@ -294,6 +298,7 @@ mod tests {
             oci_config_dir: String::new(),
             env_variables: None,
             disk_copies: Vec::new(),
+            migration: None,
             disable_logs: false,
             vm: VmConfig::default(),
         };

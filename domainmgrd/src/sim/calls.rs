@@ -238,6 +238,24 @@ impl Hypervisor for SimHypervisor {
         self.sim_resume(domid)
     }
 
+    fn migrate_send(
+        &self,
+        domid: DomId,
+        live: bool,
+        stream: xenctl::MigrationStream,
+    ) -> HvResult<xenctl::MigrateOutcome> {
+        self.sim_migrate_send(domid, live, stream)
+    }
+
+    fn migrate_receive(
+        &self,
+        stream: xenctl::MigrationStream,
+        choose: crate::hypervisor::Choose<'_>,
+        prepare: &mut dyn FnMut(DomId) -> HvResult<()>,
+    ) -> HvResult<crate::hypervisor::Received> {
+        self.sim_migrate_receive(stream, choose, prepare)
+    }
+
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
         self.enter(Op::Restore);
         spec.validate()?;

@@ -39,6 +39,7 @@ use xenctl::{Bdf, DomId, DomainEvent, DomainSpec, DomainState, Error, LibxlError
 
 mod calls;
 mod injection;
+mod migrate;
 mod save;
 #[cfg(test)]
 mod tests;
@@ -95,6 +96,8 @@ pub enum Op {
     BiosString,
     /// `destroy`.
     Destroy,
+    /// `migrate_send` (a fault fails it before anything is sent).
+    Migrate,
 }
 
 /// An injected failure: the next `count` calls of `op` for the guest fail.

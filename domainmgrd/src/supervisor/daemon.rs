@@ -160,6 +160,8 @@ pub struct Daemon {
     metrics: Option<(Sender<()>, JoinHandle<()>)>,
     prometheus: Option<prometheus::Server>,
     control: Option<control::Server>,
+    /// The migration socket (`domainctl migrate-receive` hands streams over there).
+    migrate: Option<crate::migration::Listener>,
     lock: Option<File>,
 }
 
@@ -352,6 +354,7 @@ impl Daemon {
             configs_restarted: None,
             agent_files,
             statuses_swept: false,
+            incoming: Default::default(),
         };
         sup.getty.apply(console_access);
         inputs.wait_for_configs(&sup.options.paths.config_dir, Duration::from_secs(2));
@@ -365,6 +368,14 @@ impl Daemon {
             log::warn!("{late} domain(s) had not written their status 30 s into the start; going on");
         }
 
+        // Migrations in, once the take-over is done; each hands its domain back to the supervisor.
+        let migrate_socket = sup.options.paths.run_dir.join(crate::migration::SOCKET_NAME);
+        let (hv_in, back) = (Arc::clone(&sup.shared.hv), sup.handback.0.clone());
+        let migrate = crate::migration::Listener::start(&migrate_socket, move |incoming| {
+            super::incoming::receive(incoming, &hv_in, &back)
+        })
+        .map_err(|source| StartError::Setup { path: migrate_socket.clone(), source })?;
+
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("supervisor".into())
@@ -376,6 +387,7 @@ impl Daemon {
             metrics: Some((metrics_stop, metrics_thread)),
             prometheus,
             control: Some(control),
+            migrate: Some(migrate),
             lock: Some(lock),
         })
     }
@@ -383,6 +395,7 @@ impl Daemon {
     /// Stops the daemon: every thread ends, every domain is left exactly as it is.
     pub fn stop(mut self) {
         drop(self.control.take());
+        drop(self.migrate.take());
         let _ = self.stop_tx.send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -405,6 +418,7 @@ impl Daemon {
     /// stuck, as they would in a killed process.
     pub fn abandon(mut self) {
         drop(self.control.take());
+        drop(self.migrate.take());
         let _ = self.stop_tx.send(());
         if let Some((stop, _)) = self.metrics.take() {
             let _ = stop.send(());

@@ -110,11 +110,7 @@ pub fn xl_letters(state: xenctl::DomainState) -> String {
 }
 
 fn source_name(s: &Source) -> &'static str {
-    match s {
-        Source::Eve => "eve",
-        Source::Auto(_) => "auto",
-        Source::Transient => "transient",
-    }
+    s.as_str()
 }
 
 /// Turns a domain thread's report into the answer for domainctl.
@@ -148,6 +144,13 @@ impl Supervisor {
                     format!("--timeout {t}: must be between 1 second and a year ({MAX_SECONDS} s)"),
                     exit::USAGE,
                 ))
+            }
+            Request::Migrate { timeout_secs: Some(t), .. } if !(1..=MAX_SECONDS).contains(&t) => answer(
+                Response::error_with_exit(format!("--timeout {t}: must be between 1 second and a year"), exit::USAGE),
+            ),
+            Request::Migrate { domain, host, ssh, live, timeout_secs } => {
+                let to = domain::MigrateTo { host, ssh, live, timeout: timeout_secs.map(Duration::from_secs) };
+                self.forward(&domain, Operator::Migrate(Box::new(to)), reply)
             }
             Request::Stop { domain, force, timeout_secs } => {
                 self.forward(&domain, Operator::Stop { force, timeout: timeout_secs.map(Duration::from_secs) }, reply)

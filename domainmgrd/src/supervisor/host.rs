@@ -260,6 +260,11 @@ impl Supervisor {
             sysrq: host.sysrq.clone(),
             maxwait: host.stop_maxwait,
             destroy_left: host.destroy_left,
+            migrate: host.migrate.clone().map(|to| {
+                let to =
+                    crate::domain::MigrateTo { host: to, ssh: host.migrate_ssh.clone(), live: true, timeout: None };
+                Box::new((to, Permits::new(host.migrate_parallel)))
+            }),
         };
         let jobs: Vec<Job> = self
             .domains
@@ -304,6 +309,10 @@ impl Supervisor {
 /// The settings host-stop uses, in a few words.
 fn describe(h: &HostConfig) -> String {
     let save = h.save_dir.as_ref().map_or_else(|| "shut down".to_string(), |d| format!("save to {}", d.display()));
+    let save = match &h.migrate {
+        Some(to) => format!("migrate to {to}, else {save}"),
+        None => save,
+    };
     format!(
         "{save}, STOP_MAXWAIT={}, DESTROY_LEFT={}, AUTO_ONLY={}, SHUTDOWN_ALL={}",
         h.stop_maxwait.as_secs(),

@@ -97,6 +97,8 @@ struct Supervisor {
     agent_files: Option<AgentFiles>,
     /// The statuses of configs gone while the daemon was away have been unpublished.
     statuses_swept: bool,
+    /// The UUIDs of domains being received by migration (incoming.rs).
+    incoming: std::collections::HashSet<Uuid>,
 }
 
 /// How long DomainStatus's "restarted" waits for the statuses of zedmanager's configs.
@@ -119,6 +121,7 @@ mod daemon;
 pub use dispatch::{CopyRow, ListRow, MetricRow, dry_run_json, load_domain_file, xl_letters};
 mod dispatch;
 mod host;
+mod incoming;
 mod threads;
 
 pub use daemon::{Daemon, Options, StartError};

@@ -65,7 +65,7 @@ impl Supervisor {
     }
 
     /// The hypervisor's domain with `uuid`, if there is one (one list call).
-    fn running_domain(&self, uuid: Uuid) -> Option<DomainInfo> {
+    pub(super) fn running_domain(&self, uuid: Uuid) -> Option<DomainInfo> {
         match self.shared.hv.list() {
             Ok(domains) => domains.into_iter().filter(|d| !d.domid.is_dom0()).find(|d| d.uuid == uuid),
             Err(e) => {

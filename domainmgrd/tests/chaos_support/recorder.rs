@@ -128,6 +128,22 @@ impl Hypervisor for Recorder {
     fn resume(&self, domid: DomId) -> HvResult<()> {
         self.sim.resume(domid)
     }
+    fn migrate_send(
+        &self,
+        domid: DomId,
+        live: bool,
+        stream: xenctl::MigrationStream,
+    ) -> HvResult<xenctl::MigrateOutcome> {
+        self.sim.migrate_send(domid, live, stream)
+    }
+    fn migrate_receive(
+        &self,
+        stream: xenctl::MigrationStream,
+        choose: domainmgrd::hypervisor::Choose<'_>,
+        prepare: &mut dyn FnMut(DomId) -> HvResult<()>,
+    ) -> HvResult<domainmgrd::hypervisor::Received> {
+        self.sim.migrate_receive(stream, choose, prepare)
+    }
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
         let made = self.sim.restore_paused(spec, path);
         self.record_make(Act::Restore, spec, &made);

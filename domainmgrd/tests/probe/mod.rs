@@ -157,6 +157,22 @@ impl Hypervisor for Probe {
     fn resume(&self, domid: DomId) -> HvResult<()> {
         self.sim.resume(domid)
     }
+    fn migrate_send(
+        &self,
+        domid: DomId,
+        live: bool,
+        stream: xenctl::MigrationStream,
+    ) -> HvResult<xenctl::MigrateOutcome> {
+        self.sim.migrate_send(domid, live, stream)
+    }
+    fn migrate_receive(
+        &self,
+        stream: xenctl::MigrationStream,
+        choose: domainmgrd::hypervisor::Choose<'_>,
+        prepare: &mut dyn FnMut(DomId) -> HvResult<()>,
+    ) -> HvResult<domainmgrd::hypervisor::Received> {
+        self.sim.migrate_receive(stream, choose, prepare)
+    }
     fn restore_paused(&self, spec: &DomainSpec, path: &std::path::Path) -> HvResult<DomId> {
         self.sim.restore_paused(spec, path)
     }

@@ -407,7 +407,8 @@ fn migrate_receive_stdio() -> i32 {
     let received = Context::new().map_err(|e| e.to_string()).and_then(|ctx| {
         let stdin = std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
         let stdout = std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?;
-        ctx.migrate_receive(xenctl::MigrationStream::new(stdin, stdout), None, |_| Ok(())).map_err(|e| e.to_string())
+        ctx.migrate_receive(xenctl::MigrationStream::new(stdin, stdout), |_| Ok(None), |_| Ok(()))
+            .map_err(|e| e.to_string())
     });
     match received {
         Ok(r) => {
