@@ -51,6 +51,13 @@ pub enum Step {
         /// Where the image goes once complete (it is written to `<image>.partial` first).
         image: PathBuf,
     },
+    /// A migration of it to another host was started and has not finished.
+    Migrating {
+        /// The domain id.
+        domid: u32,
+        /// The target, as given.
+        to: String,
+    },
 }
 
 /// Where a recorded domain's config comes from.
@@ -88,7 +95,9 @@ impl DomainRecord {
     pub fn domid(&self) -> Option<DomId> {
         match self.step {
             Step::Creating => None,
-            Step::Running { domid } | Step::Saving { domid, .. } => Some(DomId::new(domid)),
+            Step::Running { domid } | Step::Saving { domid, .. } | Step::Migrating { domid, .. } => {
+                Some(DomId::new(domid))
+            }
         }
     }
 }

@@ -232,3 +232,33 @@ fn host_stop_with_migrate_moves_every_domain_and_shuts_down_what_cannot_go() {
     assert!(text.starts_with("shut down (not migrated to nowhere:") && text.contains("Could not resolve"), "{text}");
     assert!(c.sim.domains_of(x).is_empty());
 }
+
+#[test]
+fn a_daemon_killed_mid_migration_leaves_a_guest_that_the_next_one_resumes() {
+    let mut a = Env::new();
+    let (uuid, _, _) = a.started_autostart_domain("web", "");
+    let domid = a.sim.domains_of(uuid)[0].domid;
+    a.sim.kill_client_at(a.sim.client_id(), Op::Migrate, 1, domainmgrd::sim::KillMoment::Middle);
+    let socket = a.paths().run_dir.join("domainmgrd.sock");
+    // Its answer never comes: the daemon dies with the guest suspended for the transfer.
+    std::thread::spawn(move || {
+        let request = Request::Migrate {
+            domain: "web".into(),
+            host: "sleep 5".into(),
+            ssh: Some(String::new()),
+            live: true,
+            timeout_secs: None,
+        };
+        let _ = domainmgrd::control::call(&socket, &request);
+    });
+    a.wait_for("the guest to be suspended for the migration", || {
+        a.sim.domains_of(uuid).iter().any(|d| d.state == xenctl::DomainState::Shutdown(xenctl::ShutdownReason::Suspend))
+    });
+    a.kill();
+    a.start();
+    let st = a.wait_status(uuid, "the migration's end in its status", |s| {
+        s.migration.as_ref().is_some_and(|m| m.state == "failed")
+    });
+    assert_eq!((st.state, st.domain_id), (SwState::RUNNING, domid.get()));
+    assert_eq!(running(&a, uuid), 1, "resumed: {:?}", a.sim.domains_of(uuid));
+}

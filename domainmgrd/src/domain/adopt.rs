@@ -5,6 +5,9 @@
 //! - a domain left suspended by a save cut short (`saving`) is resumed and the partial image
 //!   removed; if the image had already been put in place, the save is finished instead (the
 //!   domain is destroyed, saved);
+//! - a domain left suspended by a migration cut short (`migrating`) is resumed, unless it was
+//!   already renamed for the target's last step: then it is left suspended, in doubt
+//!   (`migrate.rs`);
 //! - any other is adopted untouched (same domid, events re-armed, adapters and boot count
 //!   kept); one that shut down or began dying while no daemon watched is handled at once, so
 //!   it is never published as running, and one suspended by someone else (`xl save`) is
@@ -64,6 +67,11 @@ impl Domain {
             && *saving == domid.get()
         {
             return self.finish_interrupted_save(info, image);
+        }
+        if let Some(Step::Migrating { domid: migrating, to }) = &step
+            && *migrating == domid.get()
+        {
+            return self.finish_interrupted_migration(info, to);
         }
         // Ours from now on, and not half-created: a later pause by an operator is not a create
         // cut short.

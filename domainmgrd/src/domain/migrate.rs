@@ -23,6 +23,7 @@ use super::operator::{Report, Waiter, Want};
 use super::{AfterDeath, Domain, Phase, Source};
 use crate::eve::ErrorDescription;
 use crate::migration::{self, MigrationStatus, Transport};
+use crate::records::Step;
 
 /// How long the transport gets to end after the migration, before it is killed.
 const TRANSPORT_GRACE: Duration = Duration::from_secs(10);
@@ -96,6 +97,14 @@ impl Domain {
         let Some(stream) = transport.stream() else {
             return Left::Stayed("the transport has no stdin or stdout".into());
         };
+        // A daemon killed from here on finds the record and finishes it (adopt.rs).
+        if let Err(e) = self.record(Step::Migrating { domid: domid.get(), to: peer.clone() }) {
+            let _ = transport.finish(Duration::ZERO);
+            return Left::Stayed(format!(
+                "cannot record the migration in {}: {e}",
+                self.shared.paths.run_dir.display()
+            ));
+        }
         self.status.migration = Some(MigrationStatus::out(&peer, "migrating"));
         self.publish();
         log::info!(
@@ -190,6 +199,49 @@ impl Domain {
                 let _ = self.events_tx.send(ev);
             }
         }
+    }
+
+    /// The daemon that drove this domain died while migrating it to `to` (`adopt.rs`). A copy
+    /// still suspended under its own name never got the target's "go": it is resumed and runs on
+    /// here. One renamed `NAME--migratedaway` may run on the target already: left suspended,
+    /// in doubt, as xl leaves it. One that runs was still being copied live: it runs on.
+    pub(super) fn finish_interrupted_migration(&mut self, info: DomainInfo, to: &str) {
+        let domid = info.domid;
+        let suspended = info.state == xenctl::DomainState::Shutdown(ShutdownReason::Suspend);
+        let away = info.name.as_deref().is_some_and(|n| n.ends_with("--migratedaway"));
+        if suspended && away {
+            let e = format!(
+                "a migration to {to} was cut short by a daemon restart in its last step: the domain may run on {to}; \
+                 this copy (domain {domid}) is kept suspended: if it runs there, destroy this one"
+            );
+            self.stuck(domid, to, "in-doubt", e);
+            return;
+        }
+        if suspended {
+            match self.shared.hv.resume(domid) {
+                Ok(()) => {
+                    log::warn!(
+                        "{}: domain {domid} was left suspended by a migration to {to} cut short; resumed it",
+                        self.name()
+                    );
+                    // The watch reported the suspend it found: stale now.
+                    self.watch = None;
+                    while self.events_rx.try_recv().is_ok() {}
+                    self.arm_watch(domid);
+                }
+                Err(e) => {
+                    let e = format!(
+                        "domain {domid} was left suspended by a migration to {to} cut short, and resuming it failed: {e}"
+                    );
+                    self.stuck(domid, to, "failed", e);
+                    return;
+                }
+            }
+        }
+        let e = "cut short by a daemon restart; it runs here as before".to_string();
+        self.status.migration = Some(MigrationStatus { error: Some(e), ..MigrationStatus::out(to, "failed") });
+        self.record_or_log(Step::Running { domid: domid.get() });
+        self.phase = Phase::Running { domid, paused: false };
     }
 
     /// A domain migrated in: `info` is it, running here; `from` the sender, if known.

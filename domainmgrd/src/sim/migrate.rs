@@ -49,6 +49,11 @@ impl SimHypervisor {
             d.state = DomainState::Shutdown(ShutdownReason::Suspend);
             let spec = d.spec.clone();
             emit(&st, domid.get(), DomainEvent::Shutdown { domid, reason: ShutdownReason::Suspend });
+            // A kill in its middle leaves the guest suspended, and the send never ends.
+            self.count_toward_kill(&mut st, Op::Migrate);
+            if self.dies_midway(&mut st) {
+                self.park_if_killed(&mut st);
+            }
             spec
         };
         self.delay(Op::Migrate);
