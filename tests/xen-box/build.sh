@@ -42,10 +42,13 @@ KEY_PKGS=("xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" linux-image-amd64
 # qemu-system-xen is the device model of HVM guests and the backend of qcow2 disks (qdisk),
 # 9pfs and PV framebuffers; seabios and ovmf are HVM firmware, ipxe-qemu the emulated NICs'
 # option ROMs, grub-xen-host the PV/PVH GRUB images that boot disk images; qemu-utils makes
-# qcow2 images for tests; genisoimage makes EVE apps' cloud-init config disks (as EVE's mkisofs).
+# qcow2 images for tests; genisoimage makes EVE apps' cloud-init config disks (as EVE's mkisofs);
+# openssh-server and -client join the dom0s of a pair of boxes (run-pair.sh; files/dom0-pair starts
+# sshd by hand, without systemd); iputils-ping pings IPv4 and IPv6 (ping6 is a link to it).
 DOM0_PKGS=(linux-image-amd64 "xen-hypervisor-$XEN_VER-amd64" "xen-utils-$XEN_VER" xenstore-utils
            iproute2 bridge-utils busybox-static kmod procps e2fsprogs pciutils iputils-ping
-           qemu-system-xen qemu-utils seabios ovmf ipxe-qemu grub-xen-host genisoimage)
+           qemu-system-xen qemu-utils seabios ovmf ipxe-qemu grub-xen-host genisoimage
+           openssh-server openssh-client)
 HOST_PKGS=(debootstrap cpio e2fsprogs file xz-utils gzip)
 IMG_SIZE="${XENBOX_IMG_SIZE:-2G}"
 APT_UPDATE="${XENBOX_APT_UPDATE:-auto}"
@@ -319,6 +322,10 @@ log "configuring dom0"
 install -m 0755 "$HERE/files/dom0-init" "$ROOTFS/usr/local/sbin/xenbox-init"
 install -m 0755 "$HERE/files/dom0-setup" "$ROOTFS/usr/local/sbin/xenbox-dom0-setup"
 install -m 0755 "$HERE/files/dom0-poweroff" "$ROOTFS/usr/local/sbin/xenbox-poweroff"
+install -m 0755 "$HERE/files/dom0-pair" "$ROOTFS/usr/local/sbin/xenbox-dom0-pair"
+# The host keys openssh-server's postinst made would be the same in every box: a box of a pair
+# makes its own (Ed25519) at boot, in xenbox-dom0-pair.
+rm -f "$ROOTFS"/etc/ssh/ssh_host_*
 mkdir -p "$ROOTFS/mnt/host" "$ROOTFS/var/lib/xenbox" "$ROOTFS/etc/xenbox"
 echo xen-dom0 > "$ROOTFS/etc/hostname"
 echo '/dev/vda / ext4 rw,noatime 0 1' > "$ROOTFS/etc/fstab"

@@ -27,6 +27,16 @@
 #                         Keys: Ctrl-A x quits QEMU; Ctrl-A c toggles QEMU's monitor; Xen's own
 #                         console (3 x Ctrl-A to Xen) is reached with Ctrl-A a, three times.
 #   --quiet, -q           no progress lines on stderr.
+#   --box-index N         this box's number, 1 (the default) or 2: dom0 is fe80::N on xenbr0 and
+#                         PROGRAM finds XENBOX_INDEX=N. For the two boxes of a pair.
+#   --peer-link listen:PORT | connect:PORT
+#                         a third e1000 (PCI 00:07.0, MAC 52:54:00:12:35:0N, N the box index) on a
+#                         QEMU socket link to another box: listen on 127.0.0.1:PORT, or connect to
+#                         it (the listening box's QEMU must be up first: QEMU 7.2 does not retry,
+#                         a refused connection leaves the link dead, silently). dom0 puts that NIC
+#                         into xenbr0 and, when the share holds a pair key (xenbox-pair-ssh/), runs
+#                         sshd and waits for the peer's; see files/dom0-pair. run-pair.sh does all
+#                         this.
 #   --help, -h            this text.
 #
 # Exit status: PROGRAM's; 124 when --timeout expired; 125 when the box failed (build failed, QEMU
@@ -39,7 +49,11 @@
 #   XENBOX_GUEST_KERNEL_COMPRESSED=/var/lib/xenbox/vmlinuz
 #   XENBOX_GUEST_RAMDISK=/var/lib/xenbox/domU-initrd.cpio.gz   the test guest (see files/guest-init)
 #   XENBOX_CONSOLE_LOG_DIR=/var/log/xen/console        guest consoles: guest-<name>.log
-#   XENBOX_BRIDGE=xenbr0                               bridge for guests' vifs (dom0: fe80::1)
+#   XENBOX_BRIDGE=xenbr0                               bridge for guests' vifs (dom0: fe80::N)
+#   XENBOX_INDEX=N                                     the box's --box-index (1 unless given)
+#   XENBOX_SELF_ADDR=fe80::N                           dom0's address on xenbr0
+#   XENBOX_PEER_ADDR=fe80::M                           with --peer-link: the other box's dom0
+#                                                      (ssh/ping it as fe80::M%xenbr0)
 #   XENBOX_PASSTHROUGH_NIC=0000:00:03.0                an e1000 free for PCI passthrough
 #   XENBOX_DOM0_NIC=0000:00:02.0                       an e1000 that stays in dom0
 #   XENBOX_VERSIONS=/var/lib/xenbox/versions.txt       package versions of the box
@@ -47,7 +61,7 @@
 #
 # The box: q35, TCG, -cpu max,-smap,-xsave,-xsaveopt,-avx,-avx2 (an XSAVE vCPU corrupts dom0
 # userspace under TCG), 2 GiB, 2 vCPUs, emulated Intel IOMMU (Xen iommu=1), two e1000 NICs on
-# isolated user-mode networks, dom0 with 1 GiB. The root disk is a snapshot: every run starts clean.
+# isolated user-mode networks (a third one with --peer-link), dom0 with 1 GiB. The root disk is a snapshot: every run starts clean.
 # Serial log of each run (lines stamped with seconds since QEMU started) and PROGRAM's output:
 # $CACHE_DIR/logs/<run>.log and <run>.output, CACHE_DIR defaulting to <repo>/target/xen-box.
 # On failure the last 60 lines of the serial log and its path go to stderr.
@@ -72,13 +86,13 @@ usage() { sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "$0"; }
 usage_error() { echo "run.sh: $*" >&2; echo "Try 'run.sh --help'." >&2; exit 2; }
 
 # ------------------------------------------------------------------------------ arguments
-TIMEOUT='' BOOT_TIMEOUT=300 KEEP=0 BUILD=1 INTERACTIVE=0
+TIMEOUT='' BOOT_TIMEOUT=300 KEEP=0 BUILD=1 INTERACTIVE=0 INDEX=1 PEER_LINK=''
 FILES=() ENVS=()
 while [ $# -gt 0 ]; do
   opt=$1 val=''
   case "$opt" in
     --*=*) val=${opt#*=} opt=${opt%%=*} ;;
-    --timeout|--boot-timeout|--file|--env)
+    --timeout|--boot-timeout|--file|--env|--box-index|--peer-link)
       [ $# -ge 2 ] || usage_error "$opt needs a value"
       val=$2; shift ;;
   esac
@@ -92,6 +106,8 @@ while [ $# -gt 0 ]; do
     --boot-timeout) BOOT_TIMEOUT=$val ;;
     --file) FILES+=("$val") ;;
     --env) ENVS+=("$val") ;;
+    --box-index) INDEX=$val ;;
+    --peer-link) PEER_LINK=$val ;;
     --) shift; break ;;
     -*) usage_error "unknown option $opt" ;;
     *) break ;;
@@ -110,6 +126,13 @@ for e in "${ENVS[@]}"; do
   [[ "$e" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage_error "--env wants NAME=VALUE, not '$e'"
 done
 for f in "${FILES[@]}"; do [ -e "$f" ] || usage_error "--file $f: no such file"; done
+[[ "$INDEX" =~ ^[12]$ ]] || usage_error "--box-index is 1 or 2, not '$INDEX'"
+PEER_NETDEV=''
+if [ -n "$PEER_LINK" ]; then
+  [[ "$PEER_LINK" =~ ^(listen|connect):([1-9][0-9]*)$ ]] && [ "${BASH_REMATCH[2]}" -le 65535 ] ||
+    usage_error "--peer-link wants listen:PORT or connect:PORT (PORT 1-65535), not '$PEER_LINK'"
+  PEER_NETDEV="socket,id=peer,${BASH_REMATCH[1]}=127.0.0.1:${BASH_REMATCH[2]}"
+fi
 
 # ------------------------------------------------------------------------------ the box
 if [ "$BUILD" = 1 ]; then
@@ -182,6 +205,8 @@ for f in "${FILES[@]}"; do copy_in "$f"; done
 {
   echo "# written by run.sh: sourced in dom0 before PROGRAM and by root's shell"
   echo "export XENBOX_PASSTHROUGH_NIC=$PASSTHROUGH_NIC XENBOX_DOM0_NIC=$DOM0_NIC"
+  echo "export XENBOX_INDEX=$INDEX XENBOX_SELF_ADDR=fe80::$INDEX"
+  [ -z "$PEER_LINK" ] || echo "export XENBOX_PEER_ADDR=fe80::$((3 - INDEX))"
   for e in "${ENVS[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
 } > "$CTL/env"
 if [ ${#PROGRAM[@]} -gt 0 ] && [ "$INTERACTIVE" = 0 ]; then
@@ -196,7 +221,7 @@ SMP="${XENBOX_SMP:-2}"
 DOM0_MEM="${XENBOX_DOM0_MEM:-1024M}"
 MODE=job; [ "$INTERACTIVE" = 1 ] && MODE=interactive
 XEN_CMDLINE="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP bootscrub=0 iommu=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all ${XENBOX_XEN_EXTRA:-}"
-DOM0_CMDLINE="console=hvc0 earlyprintk=xen xenbox.mode=$MODE ${XENBOX_DOM0_EXTRA:-}"
+DOM0_CMDLINE="console=hvc0 earlyprintk=xen xenbox.mode=$MODE xenbox.index=$INDEX ${XENBOX_DOM0_EXTRA:-}"
 # shellcheck disable=SC2054  # commas separate QEMU's sub-options
 QEMU_ARGS=(
   -machine q35 -accel "tcg,thread=$TCG_THREAD,tb-size=256" -cpu "$CPU" -m "$MEM" -smp "$SMP"
@@ -213,6 +238,11 @@ QEMU_ARGS=(
   -netdev user,id=net1,restrict=on -device e1000,netdev=net1,addr=0x3,mac=52:54:00:12:34:03,romfile=
   # A USB device for the USB adapter tests to pass through.
   -device qemu-xhci,id=xhci,addr=0x6 -device usb-tablet,bus=xhci.0,serial=xenbox-dom0-tablet
+)
+# The peer link: a point-to-point Ethernet over TCP to the other box's QEMU (files/dom0-pair).
+# shellcheck disable=SC2054
+[ -z "$PEER_NETDEV" ] || QEMU_ARGS+=(
+  -netdev "$PEER_NETDEV" -device "e1000,netdev=peer,addr=0x7,mac=52:54:00:12:35:0$INDEX,romfile="
 )
 # shellcheck disable=SC2206
 [ -n "${XENBOX_QEMU_EXTRA:-}" ] && QEMU_ARGS+=($XENBOX_QEMU_EXTRA)
