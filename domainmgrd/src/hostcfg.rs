@@ -140,6 +140,9 @@ impl HostConfig {
             let value = unquote(value);
             let name = key.strip_prefix("XENDOMAINS_").unwrap_or(key);
             let flag = |v: &str| boolean(v).ok_or_else(|| err(key, &format!("{v:?} is not true or false")));
+            let positive = |v: &str| {
+                v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| err(key, &format!("{v:?} is not a positive number")))
+            };
             match name {
                 "SAVE" => c.save_dir = (!value.is_empty()).then(|| PathBuf::from(value)),
                 "RESTORE" => c.restore = flag(value)?,
@@ -169,13 +172,7 @@ impl HostConfig {
                     c.shutdown_all = value.contains("--all") || flag(value)?;
                 }
                 "DESTROY_LEFT" => c.destroy_left = flag(value)?,
-                "START_PARALLEL" => {
-                    c.start_parallel = value
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| err(key, &format!("{value:?} is not a positive number")))?
-                }
+                "START_PARALLEL" => c.start_parallel = positive(value)?,
                 "MIGRATE" if value.is_empty() => c.migrate = None,
                 "MIGRATE" => {
                     // The host is checked as `domainctl migrate` checks it: a name or address.
@@ -183,13 +180,7 @@ impl HostConfig {
                     c.migrate = Some(value.to_string());
                 }
                 "MIGRATE_SSH" => c.migrate_ssh = (!value.is_empty()).then(|| value.to_string()),
-                "MIGRATE_PARALLEL" => {
-                    c.migrate_parallel = value
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| err(key, &format!("{value:?} is not a positive number")))?
-                }
+                "MIGRATE_PARALLEL" => c.migrate_parallel = positive(value)?,
                 ignored if IGNORED.contains(&ignored) => {
                     log::debug!("{file}:{}: {key} has no meaning for domainmgrd; ignored", n + 1);
                 }

@@ -21,6 +21,7 @@ pub mod eve_kinds_e2e;
 pub mod guests_e2e;
 pub mod host_e2e;
 pub mod native_e2e;
+pub mod twohost_e2e;
 pub mod xlcfg_e2e;
 
 /// An end-to-end test: it gets the shared context.
@@ -297,6 +298,9 @@ pub struct DaemonProcess {
     pub native: bool,
     /// Its `RUST_LOG` (`info` by default).
     pub rust_log: String,
+    /// Its run directory (its sockets): `<root>/run` unless set (the default one,
+    /// `/run/domainmgrd`, is what `domainctl` and `ssh HOST domainctl migrate-receive` find).
+    pub run_dir: Option<PathBuf>,
 }
 
 impl DaemonProcess {
@@ -320,7 +324,37 @@ impl DaemonProcess {
             pv_as_pvh: false,
             native: true,
             rust_log: "info".into(),
+            run_dir: None,
         }
+    }
+
+    /// Its run directory.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir.clone().unwrap_or_else(|| self.root.join("run"))
+    }
+
+    /// Its arguments (after the binary).
+    pub fn arguments(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--config-dir={}", self.root.join("zedmanager").display()),
+            format!("--status-dir={}", self.root.join("domainmgr").display()),
+            format!("--run-dir={}", self.run_dir().display()),
+            format!("--state-dir={}", self.root.join("state").display()),
+            format!("--host-config={}", self.root.join("host.conf").display()),
+            format!("--run-root={}", self.root.display()),
+            format!("--large-dir={}", self.root.join("persist/pubsub-large").display()),
+            (if self.pubsub { "--inputs=pubsub" } else { "--inputs=files" }).to_string(),
+        ];
+        args.extend(self.flags.iter().map(|f| format!("--config={f}")));
+        if !self.pv_as_pvh {
+            args.push("--pv-as-pvh=never".into());
+        }
+        match std::env::var("NATIVE_HOTPLUG") {
+            Ok(script) if self.native => args.push(format!("--native-hotplug={script}")),
+            _ => args.push("--native-hotplug=off".into()),
+        }
+        args.extend(self.args.iter().cloned());
+        args
     }
 
     /// Starts it (again).
@@ -329,25 +363,7 @@ impl DaemonProcess {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.root.join("daemon.log")).ctx("log")?;
         let mut cmd = Command::new(Self::binary());
-        cmd.arg(format!("--config-dir={}", self.root.join("zedmanager").display()))
-            .arg(format!("--status-dir={}", self.root.join("domainmgr").display()))
-            .arg(format!("--run-dir={}", self.root.join("run").display()))
-            .arg(format!("--state-dir={}", self.root.join("state").display()))
-            .arg(format!("--host-config={}", self.root.join("host.conf").display()))
-            .arg(format!("--run-root={}", self.root.display()))
-            .arg(format!("--large-dir={}", self.root.join("persist/pubsub-large").display()))
-            .arg(if self.pubsub { "--inputs=pubsub" } else { "--inputs=files" });
-        for f in &self.flags {
-            cmd.arg(format!("--config={f}"));
-        }
-        if !self.pv_as_pvh {
-            cmd.arg("--pv-as-pvh=never");
-        }
-        match std::env::var("NATIVE_HOTPLUG") {
-            Ok(script) if self.native => cmd.arg(format!("--native-hotplug={script}")),
-            _ => cmd.arg("--native-hotplug=off"),
-        };
-        cmd.args(&self.args);
+        cmd.args(self.arguments());
         let child = cmd
             .env("RUST_LOG", &self.rust_log)
             .stdout(log.try_clone().ctx("log")?)
@@ -386,7 +402,7 @@ impl DaemonProcess {
 
     /// Its control socket.
     pub fn socket(&self) -> PathBuf {
-        self.root.join("run/domainmgrd.sock")
+        self.run_dir().join("domainmgrd.sock")
     }
 
     /// Waits until it answers on its control socket.

@@ -347,7 +347,7 @@ mod tests {
         let xcpu = rustix::process::Signal::XCPU.as_raw();
         assert_eq!(
             e,
-            format!("g.cfg: the xl.cfg parser was killed by signal {xcpu} (SIGXCPU): it used up its 2 s of CPU time")
+            format!("g.cfg: the xl.cfg parser was killed by signal {xcpu} (SIGXCPU): it used up its 8 s of CPU time")
         );
         let e = script("fail", "exit 7").parse("g.cfg", b"").unwrap_err();
         assert!(e.starts_with("g.cfg: the xl.cfg parser failed (exit status: 7"), "{e}");

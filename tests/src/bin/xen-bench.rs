@@ -387,6 +387,98 @@ fn container_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult
 /// image (256 MiB of data in 8 extents, the rest holes), by each way of making the copy, on the
 /// file systems of the two disks `scripts/bench-box.sh disk-copies` gives the box: an XFS with
 /// reflink and an ext4 (found by their types).
+/// A ping of `addr` every 20 ms from this dom0, its replies timestamped (`ping -D`).
+struct Pinger {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Pinger {
+    fn start(addr: &str, out: &Path) -> TestResult<Pinger> {
+        let file = std::fs::File::create(out).ctx("ping output")?;
+        let child = std::process::Command::new("ping")
+            .args(["-6", "-D", "-n", "-i", "0.02", "-W", "1", addr])
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ctx("ping")?;
+        Ok(Pinger { child, out: out.to_path_buf() })
+    }
+
+    /// Stops it: the longest gap between two replies, and how many replies came.
+    fn stop(mut self) -> TestResult<(Duration, usize)> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).ctx("ping output")?;
+        let times: Vec<f64> = text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+            .collect();
+        let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        Ok((Duration::from_secs_f64(gap), times.len()))
+    }
+}
+
+/// Live migration to the peer box (run in box 1 of a pair, `scripts/bench-box.sh migrate`): a
+/// 128 MiB PVH guest moved by `domainctl migrate --live` (daemon to daemon) and by `xl migrate`
+/// (xl to xl), side by side in each round: the command's time, and the guest's downtime as the
+/// longest gap in its answers to a ping every 20 ms from this dom0 (the boxes' bridges are one
+/// link, so the guest answers from either host).
+fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
+    use xen_tests::twohost_e2e::{
+        PeerDaemon, console_here, daemon, guest_addr, guest_cfg, peer, ping_here, ssh, start_here, wait_count,
+    };
+    let peer = peer()?;
+    let mut here = daemon("bench-mig-a");
+    start_here(&mut here, "")?;
+    let there = PeerDaemon::start(&daemon("bench-mig-b"), "")?;
+    let mut results: std::collections::BTreeMap<&str, (Vec<Duration>, Vec<Duration>)> = Default::default();
+    for r in 0..ROUNDS {
+        for how in ["domainmgrd (domainctl migrate --live)", "domainmgrd (stop and copy)", "xl migrate"] {
+            let name = format!("bench-mig-{r}-{}", how.len());
+            let cfg = here.root.join(format!("{name}.cfg"));
+            std::fs::write(&cfg, guest_cfg(&name, 9, "")).ctx("cfg")?;
+            let xl_side = how.starts_with("xl");
+            if xl_side {
+                xl(&["create", &cfg.display().to_string()])?;
+            } else {
+                here.domainctl_ok(&["create", &cfg.display().to_string()])?;
+            }
+            wait_count("booted", 2, || console_here(&name))?;
+            let addr = guest_addr(9);
+            ping_here(&addr)?;
+            let pinger = Pinger::start(&addr, &here.root.join("ping.out"))?;
+            std::thread::sleep(Duration::from_secs(1));
+            let t = Instant::now();
+            if xl_side {
+                xl(&["migrate", &name, &peer])?;
+            } else if how.contains("live") {
+                here.domainctl_ok(&["migrate", "--live", &name, &peer])?;
+            } else {
+                here.domainctl_ok(&["migrate", &name, &peer])?;
+            }
+            let took = t.elapsed();
+            std::thread::sleep(Duration::from_secs(2));
+            let (gap, replies) = pinger.stop()?;
+            eprintln!("{how} round {r}: {took:?}, longest gap {gap:?} ({replies} replies)");
+            let e = results.entry(how).or_default();
+            e.0.push(took);
+            e.1.push(gap);
+            if xl_side {
+                ssh(&format!("xl destroy {name}"))?;
+            } else {
+                there.ctl(&format!("destroy {name}"))?;
+            }
+        }
+    }
+    for (how, (took, gap)) in results {
+        rows.push((format!("{how}: migration (command)"), fmt(&took)));
+        rows.push((format!("{how}: guest downtime (ping gap)"), fmt(&gap)));
+    }
+    Ok(())
+}
+
 fn disk_copy_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult {
     let mut mounted = std::collections::BTreeMap::new();
     for dev in ["vdb", "vdc"] {
@@ -477,6 +569,11 @@ fn disk_copy_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult
 
 fn main() -> Result<(), String> {
     let ctx = Context::new().ctx("open")?;
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        let mut rows = Vec::new();
+        migrate_rows(&mut rows)?;
+        return print_rows(&ctx, rows);
+    }
     if std::env::args().nth(1).as_deref() == Some("disk-copies") {
         let mut rows = Vec::new();
         disk_copy_rows(&ctx, &mut rows)?;

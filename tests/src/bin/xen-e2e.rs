@@ -55,6 +55,7 @@ fn main() {
     tests.extend(native_e2e::tests());
     tests.extend(container_e2e::tests());
     tests.extend(diskcopy_e2e::tests());
+    tests.extend(twohost_e2e::tests());
     tests.extend(eve_e2e::tests());
     tests.extend(cloudinit_e2e::tests());
     tests.extend(guests_e2e::tests());
