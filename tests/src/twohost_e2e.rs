@@ -6,7 +6,7 @@
 //! directory, so that `ssh HOST domainctl migrate-receive` (what `domainctl migrate` runs, as
 //! `xl migrate` runs `ssh HOST xl migrate-receive`) finds it.
 //!
-//! The guest counts on its console (`xenbox.tick`: "XENBOX-GUEST-TICK <n> <uptime>" every
+//! The guest counts on its console (`xenbox.tick`: `XENBOX-GUEST-TICK <n> <uptime>` every
 //! second from 1): after a migration the target's console shows the count going on past where
 //! the source left it, which a second boot (counting from 1 again, within seconds) cannot. Its
 //! vif answers a ping from the dom0 it runs on.
@@ -144,7 +144,7 @@ pub fn guest_addr(mac_tail: u8) -> String {
     format!("fe80::216:3eff:fe00:1{mac_tail:02x}%{}", bridge())
 }
 
-/// A line of the guest's count: "XENBOX-GUEST-TICK <count> <uptime>".
+/// A line of the guest's count: `XENBOX-GUEST-TICK <count> <uptime>`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, PartialOrd)]
 pub struct Tick {
     /// The count, from 1 at the guest's boot.

@@ -420,61 +420,66 @@ impl Pinger {
     }
 }
 
-/// Live migration to the peer box (run in box 1 of a pair, `scripts/bench-box.sh migrate`): a
-/// 128 MiB PVH guest moved by `domainctl migrate --live` (daemon to daemon) and by `xl migrate`
-/// (xl to xl), side by side in each round: the command's time, and the guest's downtime as the
-/// longest gap in its answers to a ping every 20 ms from this dom0 (the boxes' bridges are one
-/// link, so the guest answers from either host).
+/// Live migration between the boxes of a pair (run in box 1, `scripts/bench-box.sh migrate`): a
+/// 128 MiB PVH guest moved there and back by `domainctl migrate --live` (daemon to daemon), then
+/// once stopped and copied, and another moved there and back by `xl migrate` (xl to xl): each
+/// command's time, and the guest's downtime as the longest gap in its answers to a ping every
+/// 20 ms from this dom0 (the boxes' bridges are one link, so it answers from either host). The
+/// way back runs on the peer, over ssh like the way there, for both tools.
 fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     use xen_tests::twohost_e2e::{
-        PeerDaemon, console_here, daemon, guest_addr, guest_cfg, peer, ping_here, ssh, start_here, wait_count,
+        PeerDaemon, console_here, daemon, guest_addr, guest_cfg, me, peer, ping_here, ssh, start_here, wait_count,
     };
-    let peer = peer()?;
+    let (peer, me) = (peer()?, me());
     let mut here = daemon("bench-mig-a");
     start_here(&mut here, "")?;
     let there = PeerDaemon::start(&daemon("bench-mig-b"), "")?;
-    let mut results: std::collections::BTreeMap<&str, (Vec<Duration>, Vec<Duration>)> = Default::default();
-    for r in 0..ROUNDS {
-        for how in ["domainmgrd (domainctl migrate --live)", "domainmgrd (stop and copy)", "xl migrate"] {
-            let name = format!("bench-mig-{r}-{}", how.len());
-            let cfg = here.root.join(format!("{name}.cfg"));
-            std::fs::write(&cfg, guest_cfg(&name, 9, "")).ctx("cfg")?;
-            let xl_side = how.starts_with("xl");
-            if xl_side {
-                xl(&["create", &cfg.display().to_string()])?;
-            } else {
-                here.domainctl_ok(&["create", &cfg.display().to_string()])?;
+    let mut results: Vec<(&str, Vec<Duration>, Vec<Duration>)> = Vec::new();
+    let mut measure = |how: &'static str, addr: &str, go: &dyn Fn() -> TestResult<String>| -> TestResult {
+        ping_here(addr)?;
+        let pinger = Pinger::start(addr, &here.root.join("ping.out"))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
+        go()?;
+        let took = t.elapsed();
+        std::thread::sleep(Duration::from_secs(3));
+        let (gap, replies) = pinger.stop()?;
+        eprintln!("{how}: {took:?}, longest gap {gap:?} ({replies} replies)");
+        match results.iter_mut().find(|r| r.0 == how) {
+            Some(r) => {
+                r.1.push(took);
+                r.2.push(gap);
             }
-            wait_count("booted", 2, || console_here(&name))?;
-            let addr = guest_addr(9);
-            ping_here(&addr)?;
-            let pinger = Pinger::start(&addr, &here.root.join("ping.out"))?;
-            std::thread::sleep(Duration::from_secs(1));
-            let t = Instant::now();
-            if xl_side {
-                xl(&["migrate", &name, &peer])?;
-            } else if how.contains("live") {
-                here.domainctl_ok(&["migrate", "--live", &name, &peer])?;
-            } else {
-                here.domainctl_ok(&["migrate", &name, &peer])?;
-            }
-            let took = t.elapsed();
-            std::thread::sleep(Duration::from_secs(2));
-            let (gap, replies) = pinger.stop()?;
-            eprintln!("{how} round {r}: {took:?}, longest gap {gap:?} ({replies} replies)");
-            let e = results.entry(how).or_default();
-            e.0.push(took);
-            e.1.push(gap);
-            if xl_side {
-                ssh(&format!("xl destroy {name}"))?;
-            } else {
-                there.ctl(&format!("destroy {name}"))?;
-            }
+            None => results.push((how, vec![took], vec![gap])),
         }
-    }
-    for (how, (took, gap)) in results {
-        rows.push((format!("{how}: migration (command)"), fmt(&took)));
-        rows.push((format!("{how}: guest downtime (ping gap)"), fmt(&gap)));
+        Ok(())
+    };
+    // domainmgrd: there, back, there again stopped and copied.
+    let name = "bench-mig-dm";
+    let cfg = here.root.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, guest_cfg(name, 9, "")).ctx("cfg")?;
+    here.domainctl_ok(&["create", &cfg.display().to_string()])?;
+    wait_count("booted", 2, || console_here(name))?;
+    let addr = guest_addr(9);
+    let live = "domainmgrd: domainctl migrate --live";
+    measure(live, &addr, &|| here.domainctl_ok(&["migrate", "--live", name, &peer]))?;
+    measure(live, &addr, &|| there.ctl(&format!("migrate --live {name} {me}")))?;
+    measure("domainmgrd: domainctl migrate (stop and copy)", &addr, &|| here.domainctl_ok(&["migrate", name, &peer]))?;
+    there.ctl(&format!("destroy {name}"))?;
+    // xl.
+    let name = "bench-mig-xl";
+    let cfg = here.root.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, guest_cfg(name, 10, "")).ctx("cfg")?;
+    xl(&["create", &cfg.display().to_string()])?;
+    wait_count("booted", 2, || console_here(name))?;
+    let addr = guest_addr(10);
+    let xl_live = "xl: xl migrate (always live)";
+    measure(xl_live, &addr, &|| xl(&["migrate", name, &peer]))?;
+    measure(xl_live, &addr, &|| ssh(&format!("xl migrate {name} {me}")))?;
+    xl(&["destroy", name])?;
+    for (how, took, gap) in results {
+        rows.push((format!("{how}: the command (n={})", took.len()), fmt(&took)));
+        rows.push((format!("{how}: the guest's downtime (longest ping gap)"), fmt(&gap)));
     }
     Ok(())
 }
