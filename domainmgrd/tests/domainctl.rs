@@ -100,7 +100,7 @@ fn exit_statuses_follow_the_lsb_table_in_help() {
     for action in ["start", "stop", "destroy", "restart", "save", "console"] {
         assert_eq!(code(&[action, "nosuch"]), 5, "{action}");
     }
-    std::fs::write(&not_an_image, "MIGRATE=elsewhere\n").unwrap();
+    std::fs::write(&not_an_image, "MIGRATE='elsewhere; reboot'\n").unwrap();
     assert_eq!(code(&["host-start"]), 6);
     // 4 not root: a_user_other_than_root_is_refused; 7: without_the_daemon_it_says_so_and_exits_7.
 

@@ -371,12 +371,12 @@ fn a_bad_host_config_stops_host_start_but_host_stop_goes_on_with_the_last_good_s
     assert!(env.control(&Request::HostStart).ok);
     let conf = env.dir.path().join("host.conf");
     let good = std::fs::read_to_string(&conf).unwrap();
-    std::fs::write(&conf, format!("{good}XENDOMAINS_MIGRATE=\"--live host2\"\n")).unwrap();
+    std::fs::write(&conf, format!("{good}XENDOMAINS_STOP_MAXWAIT=soon\n")).unwrap();
 
     let r = env.control(&Request::HostStart);
     let err = r.error.clone().unwrap();
-    assert!(err.starts_with(&format!("{}:3: XENDOMAINS_MIGRATE:", conf.display())), "{err}");
-    assert!(err.contains("not supported") && err.contains("host-start refused"), "{err}");
+    assert!(err.starts_with(&format!("{}:3: XENDOMAINS_STOP_MAXWAIT:", conf.display())), "{err}");
+    assert!(err.contains("not a number of seconds") && err.contains("host-start refused"), "{err}");
     assert_eq!(r.exit, 6, "LSB: not configured");
 
     // At host shutdown a refusal would get every guest killed at poweroff: it goes on.
@@ -384,7 +384,7 @@ fn a_bad_host_config_stops_host_start_but_host_stop_goes_on_with_the_last_good_s
     let rs = reports(&r);
     assert_eq!((r.ok, r.exit), (false, 1), "{rs:#?}");
     let warning = report_of(&rs, "(settings)");
-    assert!(warning.outcome.starts_with(&format!("{}:3: XENDOMAINS_MIGRATE:", conf.display())), "{warning:?}");
+    assert!(warning.outcome.starts_with(&format!("{}:3: XENDOMAINS_STOP_MAXWAIT:", conf.display())), "{warning:?}");
     assert!(warning.outcome.contains("went on with the settings last read successfully: shut down"), "{warning:?}");
     assert_eq!(report_of(&rs, "web").outcome, "shut down");
     assert!(!running(&env, "web"));
