@@ -300,23 +300,22 @@ impl Listener {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let running = Arc::new(AtomicUsize::new(0));
         let thread = {
             let stop = Arc::clone(&stop);
-            std::thread::Builder::new().name("migrate-listen".into()).spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((conn, _)) => accept(conn, &handler, &running),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(100))
-                        }
-                        Err(e) => {
-                            log::warn!("migration socket: accept: {e}");
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
+            // Blocks in accept while idle; Drop wakes it with a connection of its own.
+            std::thread::Builder::new().name("migrate-listen".into()).spawn(move || loop {
+                let accepted = listener.accept();
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                match accepted {
+                    Ok((conn, _)) => accept(conn, &handler, &running),
+                    Err(e) => {
+                        log::warn!("migration socket: accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                 }
             })?
@@ -329,7 +328,10 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // Wakes the accept; if the socket is gone, the thread cannot be woken: left.
+            if UnixStream::connect(&self.path).is_ok() {
+                let _ = t.join();
+            }
         }
         let _ = std::fs::remove_file(&self.path);
     }
@@ -343,30 +345,33 @@ fn refuse(mut conn: UnixStream, error: String) {
     let _ = conn.write_all(&line);
 }
 
+/// Checks the peer and hands the connection to a thread of its own, which reads the request
+/// and runs `handler` (the listener goes back to accepting at once).
 fn accept<H: Fn(Incoming) + Send + Sync + 'static>(conn: UnixStream, handler: &Arc<H>, running: &Arc<AtomicUsize>) {
-    let _ = conn.set_nonblocking(false);
     match rustix::net::sockopt::socket_peercred(&conn) {
         Ok(cred) if cred.uid.is_root() || cred.uid == rustix::process::geteuid() => {}
         Ok(cred) => return refuse(conn, format!("refused a hand-over from uid {}", cred.uid.as_raw())),
         Err(e) => return refuse(conn, format!("cannot read the peer's credentials: {e}")),
     }
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let (request, stream) = match read_hand_over(&conn) {
-        Ok(got) => got,
-        Err(e) => return refuse(conn, e),
-    };
-    let _ = conn.set_read_timeout(None);
     if running.fetch_add(1, Ordering::SeqCst) >= MAX_RECEIVES {
         running.fetch_sub(1, Ordering::SeqCst);
         return refuse(conn, format!("{MAX_RECEIVES} migrations are being received already; try again later"));
     }
-    let (handler, running) = (Arc::clone(handler), Arc::clone(running));
+    let (handler, count) = (Arc::clone(handler), Arc::clone(running));
     let spawned = std::thread::Builder::new().name("migrate-in".into()).spawn(move || {
-        handler(Incoming { request, stream, responder: Responder { conn } });
-        running.fetch_sub(1, Ordering::SeqCst);
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        match read_hand_over(&conn) {
+            Ok((request, stream)) => {
+                let _ = conn.set_read_timeout(None);
+                handler(Incoming { request, stream, responder: Responder { conn } });
+            }
+            Err(e) => refuse(conn, e),
+        }
+        count.fetch_sub(1, Ordering::SeqCst);
     });
     if let Err(e) = spawned {
         log::error!("migration socket: cannot start a thread: {e}");
+        running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

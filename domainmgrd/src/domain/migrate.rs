@@ -20,7 +20,7 @@ use crossbeam_channel::Sender;
 use xenctl::{DomId, DomainEvent, DomainInfo, MigrateOutcome, ShutdownReason};
 
 use super::operator::{Report, Waiter, Want};
-use super::{AfterDeath, Domain, Phase, Source};
+use super::{AfterDeath, Domain, Phase};
 use crate::eve::ErrorDescription;
 use crate::migration::{self, MigrationStatus, Transport};
 use crate::records::Step;
@@ -50,17 +50,6 @@ pub(super) enum Left {
     Stayed(String),
     /// It cannot be known, or it is stuck here: nothing more may be done with it.
     Stuck(String),
-}
-
-impl Source {
-    /// The name `domainctl list` shows, and that a receiver hears.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Source::Eve => "eve",
-            Source::Auto(_) => "auto",
-            Source::Transient => "transient",
-        }
-    }
 }
 
 impl Domain {

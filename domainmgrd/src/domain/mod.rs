@@ -84,6 +84,17 @@ pub enum Source {
     Transient,
 }
 
+impl Source {
+    /// The name `domainctl list` shows, and that a receiver hears.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Eve => "eve",
+            Source::Auto(_) => "auto",
+            Source::Transient => "transient",
+        }
+    }
+}
+
 /// A config as loaded from its file.
 #[derive(Debug, Clone)]
 pub struct Loaded {

@@ -109,10 +109,6 @@ pub fn xl_letters(state: xenctl::DomainState) -> String {
     cols.iter().collect()
 }
 
-fn source_name(s: &Source) -> &'static str {
-    s.as_str()
-}
-
 /// Turns a domain thread's report into the answer for domainctl.
 pub(super) fn answer_from(report: Result<Report, String>) -> Response {
     match report {
@@ -266,7 +262,7 @@ impl Supervisor {
                 managed: managed.map(|b| b.state.clone()),
                 source: managed
                     .and_then(|_| self.domains.get(&d.uuid.to_string()))
-                    .map(|h| source_name(&h.source).to_string()),
+                    .map(|h| h.source.as_str().to_string()),
                 uuid: (!d.uuid.is_nil()).then_some(d.uuid),
             });
         }
@@ -281,7 +277,7 @@ impl Supervisor {
                 xl_state: String::new(),
                 cpu_seconds: None,
                 managed: Some(b.state.clone()),
-                source: self.domains.get(&u.to_string()).map(|h| source_name(&h.source).to_string()),
+                source: self.domains.get(&u.to_string()).map(|h| h.source.as_str().to_string()),
                 uuid: Some(*u),
             })
             .collect();
