@@ -24,8 +24,12 @@ pub struct ImageRecord {
     pub uuid: Uuid,
     /// Its name.
     pub name: String,
-    /// Its configuration when saved, as xl.cfg text.
+    /// Its configuration when saved, as xl.cfg text (empty when `libxl_json` holds it).
     pub xl_config: String,
+    /// Its configuration as libxl JSON instead, for a domain known only by that: one that
+    /// migrated in as transient has no xl.cfg form ([`xenctl::DomainSpec::from_libxl_json`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libxl_json: Option<String>,
     /// When it was saved.
     pub saved_at: DateTime<Utc>,
     /// The id of the run it was saved from (`None` from a domain whose fresh boot was never
@@ -48,6 +52,15 @@ pub enum ImageKind {
     /// A transient domain (domainctl create or restore): restored as a transient domain again,
     /// from the config in the record, as `domainctl restore` does.
     Transient,
+}
+
+/// How `spec` is recorded: its xl.cfg text, or, for a spec known only by its libxl JSON, that
+/// JSON (`xl_config` and `libxl_json` of [`ImageRecord`]).
+pub fn recorded_config(spec: &xenctl::DomainSpec) -> Result<(String, Option<String>), String> {
+    match &spec.libxl_json {
+        Some(json) => Ok((String::new(), Some(json.clone()))),
+        None => spec.to_xl_config().map(|text| (text, None)).map_err(|e| format!("it has no xl.cfg form: {e}")),
+    }
 }
 
 /// The record file of `image`.
@@ -194,6 +207,7 @@ mod tests {
             uuid: Uuid::new_v4(),
             name: "web".into(),
             xl_config: "name = \"web\"\n".into(),
+            libxl_json: None,
             saved_at: Utc::now(),
             boot_id: Some(Uuid::new_v4()),
             kind: ImageKind::Transient,

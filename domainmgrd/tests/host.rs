@@ -414,6 +414,7 @@ fn create_and_restore_refuse_a_uuid_that_an_unmanaged_domain_runs_with() {
         uuid,
         name: "same".into(),
         xl_config,
+        libxl_json: None,
         saved_at: chrono::Utc::now(),
         boot_id: None,
         kind: images::ImageKind::Transient,

@@ -246,6 +246,7 @@ fn a_restore_whose_record_holds_a_nul_byte_is_refused() {
         uuid: Uuid::new_v4(),
         name: "nul".into(),
         xl_config: "name = \"nul\0\"\ntype = 'pv'\nkernel = '/k'\n".into(),
+        libxl_json: None,
         saved_at: chrono::Utc::now(),
         boot_id: None,
         kind: images::ImageKind::Transient,

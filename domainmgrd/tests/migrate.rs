@@ -117,6 +117,21 @@ fn a_domain_without_a_config_there_arrives_transient_and_an_eve_app_without_one_
     b.wait_for("the rebooted guest to run again", || {
         b.sim.domains_of(web).iter().any(|x| x.domid != d.domid && live(x.state))
     });
+
+    // Host-stop with SAVE there saves it with that config (it has no xl.cfg form), and
+    // host-start restores it from the image, transient again.
+    b.write_host_config(&format!("SAVE={}", b.save_dir().display()));
+    let r = b.control(&Request::HostStop);
+    assert!(r.ok, "{r:?}");
+    assert!(r.data.to_string().contains("saved"), "{r:?}");
+    let record = domainmgrd::images::read_record(&b.save_dir().join("web")).unwrap();
+    assert!(record.libxl_json.is_some() && record.xl_config.is_empty(), "{record:?}");
+    assert!(b.sim.domains_of(web).is_empty());
+    let restores = b.sim.calls(Op::Restore);
+    let r = b.control(&Request::HostStart);
+    assert!(r.ok, "{r:?}");
+    b.wait_state(web, SwState::RUNNING);
+    assert_eq!((b.sim.calls(Op::Restore) - restores, running(&b, web)), (1, 1));
 }
 
 #[test]

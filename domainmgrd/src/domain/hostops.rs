@@ -47,8 +47,8 @@ impl Domain {
         if record.uuid != self.uuid {
             return Err(format!("stale: the image is of domain {}, not {}", record.uuid, self.uuid));
         }
-        let now = spec.to_xl_config().map_err(|e| e.to_string())?;
-        if now != record.xl_config {
+        let now = images::recorded_config(&spec)?;
+        if now != (record.xl_config, record.libxl_json) {
             return Err(format!("stale: its config changed since the save at {}", record.saved_at));
         }
         if record.boot_id != hoststate::boot_id(&self.shared.paths, self.uuid) {

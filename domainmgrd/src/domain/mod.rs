@@ -435,7 +435,12 @@ impl Domain {
             }
             self.reconcile();
             self.publish();
-            self.check_waiters();
+            // A thread that ends tells its waiters once its clean-up is done (finish): who
+            // heard that its domain is gone finds the thread gone too (host-start restoring the
+            // transient domain host-stop just saved spawns a new one).
+            if !self.finished {
+                self.check_waiters();
+            }
         }
         self.finish();
     }
@@ -590,6 +595,9 @@ impl Domain {
         self.clear_record();
         self.shared.registry.write().remove(&self.uuid);
         Outputs::unpublish(&self.shared.outputs.domain_status, &self.key);
+        if !self.forget {
+            self.check_waiters();
+        }
         for w in std::mem::take(&mut self.waiters) {
             self.report(&w.reply, w.since, !self.forget, "removed");
         }

@@ -64,7 +64,8 @@ impl Domain {
             return Err("not running".into());
         };
         let spec = self.spec().ok_or("its config cannot be used, so the image could not be matched to it")?;
-        let xl_config = spec.to_xl_config().map_err(|e| format!("its config has no xl form to record: {e}"))?;
+        let (xl_config, libxl_json) =
+            images::recorded_config(&spec).map_err(|e| format!("its config cannot be recorded: {e}"))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -72,6 +73,7 @@ impl Domain {
             uuid: self.uuid,
             name: spec.name.clone(),
             xl_config,
+            libxl_json,
             saved_at: Utc::now(),
             boot_id: hoststate::boot_id(&self.shared.paths, self.uuid),
             kind: if self.source == Source::Transient { ImageKind::Transient } else { ImageKind::Managed },

@@ -136,8 +136,15 @@ impl Supervisor {
         let key = record.uuid.to_string();
         if !self.domains.contains_key(&key) {
             self.refuse_if_running(record.uuid)?;
-            let parsed = self.options.xl_parser.parse(&record.name, record.xl_config.as_bytes());
-            let mut spec = parsed.map_err(|e| format!("its recorded config does not parse: {e}"))?.spec;
+            let mut spec = match &record.libxl_json {
+                // It came by migration, with libxl's JSON and no xl.cfg form.
+                Some(json) => xenctl::DomainSpec::from_libxl_json(json)
+                    .map_err(|e| format!("its recorded libxl JSON config cannot be used: {}", crate::error_chain(&e)))?,
+                None => {
+                    let parsed = self.options.xl_parser.parse(&record.name, record.xl_config.as_bytes());
+                    parsed.map_err(|e| format!("its recorded config does not parse: {e}"))?.spec
+                }
+            };
             spec.uuid = record.uuid;
             self.spawn(key.clone(), record.uuid, Some(loaded_from_spec(spec, Source::Transient)), None);
         }
@@ -166,6 +173,9 @@ impl Supervisor {
         if let Err(e) = hoststate::set_host_stopped(&self.shared.paths, false) {
             log::error!("host-start: cannot clear the host-stop record: {e}");
         }
+        // A transient domain that host-stop just saved ended its thread: joined first, so that
+        // its image finds no thread and is restored as a transient domain again.
+        self.reap_finished();
         self.rescan_auto();
         let mut known: Vec<Report> = self
             .auto_errors
