@@ -473,8 +473,49 @@ impl DaemonProcess {
     ) -> TestResult<serde_json::Value> {
         wait_until(what, timeout, || self.status(uuid).filter(|s| want(s))).map_err(|e| {
             let log = std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default();
-            format!("{e}; status: {:?}\ndaemon log tail:\n{}", self.status(uuid), tail(&log, 20))
+            format!(
+                "{e}; status: {:?}\ndaemon log tail:\n{}\n{}",
+                self.status(uuid),
+                tail(&log, 20),
+                self.threads()
+            )
         })
+    }
+
+    /// What the daemon's threads and child processes are doing now, from /proc: each thread's
+    /// name, state, wait channel and kernel stack, and each child's command line. For the
+    /// message of a test that timed out waiting for the daemon.
+    pub fn threads(&self) -> String {
+        let Some(pid) = self.child.as_ref().map(|c| c.id()) else { return "daemon: not running\n".into() };
+        let read = |p: String| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        let mut out = format!("daemon {pid}'s threads (tid name state wchan | kernel stack):\n");
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+        for task in tasks {
+            let dir = task.path().display().to_string();
+            let state = read(format!("{dir}/stat")).rsplit(") ").next().unwrap_or("?").chars().next().unwrap_or('?');
+            let stack: Vec<String> = read(format!("{dir}/stack"))
+                .lines()
+                .take(6)
+                .map(|l| l.split_whitespace().nth(1).unwrap_or(l).to_string())
+                .collect();
+            out += &format!(
+                "  {} {} {state} {} | {}\n",
+                task.file_name().to_string_lossy(),
+                read(format!("{dir}/comm")),
+                read(format!("{dir}/wchan")),
+                stack.join(" < ")
+            );
+        }
+        let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+        for p in procs {
+            let stat = read(format!("{}/stat", p.path().display()));
+            let ppid = stat.rsplit(") ").next().and_then(|r| r.split_whitespace().nth(1)).unwrap_or("");
+            if ppid == pid.to_string() {
+                let cmd = read(format!("{}/cmdline", p.path().display())).replace('\0', " ");
+                out += &format!("  child {}: {cmd}\n", p.file_name().to_string_lossy());
+            }
+        }
+        out
     }
 }
 
