@@ -306,16 +306,18 @@ impl Listener {
         let thread = {
             let stop = Arc::clone(&stop);
             // Blocks in accept while idle; Drop wakes it with a connection of its own.
-            std::thread::Builder::new().name("migrate-listen".into()).spawn(move || loop {
-                let accepted = listener.accept();
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                match accepted {
-                    Ok((conn, _)) => accept(conn, &handler, &running),
-                    Err(e) => {
-                        log::warn!("migration socket: accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
+            std::thread::Builder::new().name("migrate-listen".into()).spawn(move || {
+                loop {
+                    let accepted = listener.accept();
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match accepted {
+                        Ok((conn, _)) => accept(conn, &handler, &running),
+                        Err(e) => {
+                            log::warn!("migration socket: accept: {e}");
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
                     }
                 }
             })?

@@ -473,12 +473,7 @@ impl DaemonProcess {
     ) -> TestResult<serde_json::Value> {
         wait_until(what, timeout, || self.status(uuid).filter(|s| want(s))).map_err(|e| {
             let log = std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default();
-            format!(
-                "{e}; status: {:?}\ndaemon log tail:\n{}\n{}",
-                self.status(uuid),
-                tail(&log, 20),
-                self.threads()
-            )
+            format!("{e}; status: {:?}\ndaemon log tail:\n{}\n{}", self.status(uuid), tail(&log, 20), self.threads())
         })
     }
 

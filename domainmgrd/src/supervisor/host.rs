@@ -138,8 +138,9 @@ impl Supervisor {
             self.refuse_if_running(record.uuid)?;
             let mut spec = match &record.libxl_json {
                 // It came by migration, with libxl's JSON and no xl.cfg form.
-                Some(json) => xenctl::DomainSpec::from_libxl_json(json)
-                    .map_err(|e| format!("its recorded libxl JSON config cannot be used: {}", crate::error_chain(&e)))?,
+                Some(json) => xenctl::DomainSpec::from_libxl_json(json).map_err(|e| {
+                    format!("its recorded libxl JSON config cannot be used: {}", crate::error_chain(&e))
+                })?,
                 None => {
                     let parsed = self.options.xl_parser.parse(&record.name, record.xl_config.as_bytes());
                     parsed.map_err(|e| format!("its recorded config does not parse: {e}"))?.spec
