@@ -205,11 +205,13 @@ impl<S: Store, L: Links, P: Blocks> NativeDevices<S, L, P> {
             return;
         }
         let _claim = self.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _lock = match self.lock_file.as_deref().map(vbd::lock).transpose() {
+        // Without the lock, a loop device is still only detached if it backs the same file as
+        // when we attached it and no back end names it: better than leaking it.
+        let _lock = match self.lock_file.as_deref().map(|l| vbd::lock(l, vbd::LOCK_WAIT)).transpose() {
             Ok(l) => l,
             Err(e) => {
-                log::warn!("cannot release loop devices: {e}");
-                return;
+                log::warn!("releasing loop devices without the block lock: {e}");
+                None
             }
         };
         let named = self.named_devices();

@@ -5,6 +5,7 @@
 //! and `hotplug-status = connected`.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::{Blocks, HeldLoop, Kind, Links, NativeDevices, Store, backend, sharing};
 
@@ -23,7 +24,7 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
     let write = writable(get("mode").as_deref());
     let path = Path::new(&params);
     let claim = nd.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let lock_held = nd.lock_file.as_deref().map(lock).transpose()?;
+    let lock_held = nd.lock_file.as_deref().map(|l| lock(l, LOCK_WAIT)).transpose()?;
     let kind = nd.blocks.kind(path)?;
     sharing::check(nd, domid, devid, &params, kind, write)?;
     // The loop device stays open (`_open`) until blkback has it: see `LoopDev::open`.
@@ -60,14 +61,14 @@ pub(crate) fn setup<S: Store, L: Links, P: Blocks>(
     drop(lock_held);
     drop(claim);
     // blkback opens the device as it sees `physical-device` (a watch: milliseconds).
-    let deadline = std::time::Instant::now() + nd.blkback_open;
+    let deadline = Instant::now() + nd.blkback_open;
     while !nd.blocks.backend_opened(domid, devid) {
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             // Its check fails the create; the caller destroys the domain and releases `held`.
             log::warn!("domain {domid}: blkback did not open {} within {:?}", dev.display(), nd.blkback_open);
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(held)
 }
@@ -119,18 +120,86 @@ pub(crate) fn writable(mode: Option<&str>) -> bool {
     !mode.is_some_and(|m| m.starts_with('r'))
 }
 
-/// Takes the block script's lock file (an exclusive `flock`), creating it if needed.
-pub(crate) fn lock(path: &Path) -> Result<std::fs::File, String> {
+/// How long a wait for the block script's lock lasts. A toolstack holds it around a sharing
+/// check, never long: one that holds it longer is stuck, and a domain thread must not hang
+/// behind it for ever.
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Takes the block script's lock file as its `claim_lock` does (Xen's `locking.sh`): open it
+/// (creating it), an exclusive `flock`, and it is ours only if the file locked is still the
+/// one at `path` (`release_lock` removes the file while it holds it); else again, from the
+/// open. Gives up after `wait`.
+pub(crate) fn lock(path: &Path, wait: Duration) -> Result<std::fs::File, String> {
+    use rustix::fs::FlockOperation::NonBlockingLockExclusive;
+    use rustix::io::Errno;
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("open the lock {}: {e}", path.display()))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| format!("lock {}: {e}", path.display()))?;
-    Ok(f)
+    let deadline = Instant::now() + wait;
+    let held_too_long =
+        || format!("{} is still locked by another toolstack after {} s", path.display(), wait.as_secs());
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("open the lock {}: {e}", path.display()))?;
+        loop {
+            match rustix::fs::flock(&f, NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(Errno::INTR) => {}
+                Err(Errno::WOULDBLOCK) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Err(Errno::WOULDBLOCK) => return Err(held_too_long()),
+                Err(e) => return Err(format!("lock {}: {e}", path.display())),
+            }
+        }
+        let locked = rustix::fs::fstat(&f).map_err(|e| format!("lock {}: fstat: {e}", path.display()))?;
+        match rustix::fs::stat(path) {
+            Ok(now) if (now.st_dev, now.st_ino) == (locked.st_dev, locked.st_ino) => return Ok(f),
+            // Removed (or replaced) by the holder we waited for: the lock is the new file's.
+            _ if Instant::now() < deadline => {}
+            _ => return Err(held_too_long()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    fn open(path: &Path) -> std::fs::File {
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap()
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_is_waited_for_then_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("block");
+        let other = open(&path);
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let e = lock(&path, Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("still locked by another toolstack after"), "{e}");
+        drop(other);
+        lock(&path, Duration::from_millis(200)).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_its_holder_removes_is_not_ours_the_new_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("block");
+        let holder = open(&path);
+        rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let waiter = {
+            let path = path.clone();
+            std::thread::spawn(move || lock(&path, Duration::from_secs(10)))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        // As locking.sh's release_lock: remove the file while holding it, then let go.
+        std::fs::remove_file(&path).unwrap();
+        drop(holder);
+        let got = waiter.join().unwrap().unwrap();
+        let (got, now) = (rustix::fs::fstat(&got).unwrap(), rustix::fs::stat(&path).unwrap());
+        assert_eq!((got.st_dev, got.st_ino), (now.st_dev, now.st_ino), "locked the file at the path");
+    }
 }

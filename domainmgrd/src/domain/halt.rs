@@ -66,6 +66,7 @@ impl Domain {
         // a guest that stopped on its own is reported HALTING now, HALTED once it is gone.
         self.phase = self.awaiting_death(domid, then);
         self.publish();
+        log::info!("{}: destroying domain {domid}", self.name());
         match self.shared.hv.destroy(domid) {
             // The wait for its death starts when the destroy returns.
             Ok(()) => self.phase = self.awaiting_death(domid, then),
