@@ -442,7 +442,9 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
         let t = Instant::now();
         go()?;
         let took = t.elapsed();
-        std::thread::sleep(Duration::from_secs(3));
+        // Its downtime ends once it answers again: the gap is only whole after that.
+        ping_here(addr)?;
+        std::thread::sleep(Duration::from_secs(1));
         let (gap, replies) = pinger.stop()?;
         eprintln!("{how}: {took:?}, longest gap {gap:?} ({replies} replies)");
         match results.iter_mut().find(|r| r.0 == how) {
@@ -454,29 +456,34 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
         }
         Ok(())
     };
-    // domainmgrd: there, back, there again stopped and copied.
-    let name = "bench-mig-dm";
-    let cfg = here.root.join(format!("{name}.cfg"));
-    std::fs::write(&cfg, guest_cfg(name, 9, "")).ctx("cfg")?;
-    here.domainctl_ok(&["create", &cfg.display().to_string()])?;
-    wait_count("booted", 2, || console_here(name))?;
-    let addr = guest_addr(9);
+    // Both guests first, then the tools in turn (ours, xl, ours, xl...), so that neither
+    // always goes first: each round takes each guest there and back, live; then ours once
+    // more stopped and copied.
+    let (dm, xl_name) = ("bench-mig-dm", "bench-mig-xl");
+    for (name, n) in [(dm, 9), (xl_name, 10)] {
+        let cfg = here.root.join(format!("{name}.cfg"));
+        std::fs::write(&cfg, guest_cfg(name, n, "")).ctx("cfg")?;
+        let cfg = cfg.display().to_string();
+        if name == dm {
+            here.domainctl_ok(&["create", &cfg])?;
+        } else {
+            xl(&["create", &cfg])?;
+        }
+    }
+    wait_count("booted", 2, || console_here(dm))?;
+    wait_count("booted", 2, || console_here(xl_name))?;
+    let (dm_addr, xl_addr) = (guest_addr(9), guest_addr(10));
     let live = "domainmgrd: domainctl migrate --live";
-    measure(live, &addr, &|| here.domainctl_ok(&["migrate", "--live", name, &peer]))?;
-    measure(live, &addr, &|| there.ctl(&format!("migrate --live {name} {me}")))?;
-    measure("domainmgrd: domainctl migrate (stop and copy)", &addr, &|| here.domainctl_ok(&["migrate", name, &peer]))?;
-    there.ctl(&format!("destroy {name}"))?;
-    // xl.
-    let name = "bench-mig-xl";
-    let cfg = here.root.join(format!("{name}.cfg"));
-    std::fs::write(&cfg, guest_cfg(name, 10, "")).ctx("cfg")?;
-    xl(&["create", &cfg.display().to_string()])?;
-    wait_count("booted", 2, || console_here(name))?;
-    let addr = guest_addr(10);
     let xl_live = "xl: xl migrate (always live)";
-    measure(xl_live, &addr, &|| xl(&["migrate", name, &peer]))?;
-    measure(xl_live, &addr, &|| ssh(&format!("xl migrate {name} {me}")))?;
-    xl(&["destroy", name])?;
+    for _round in 0..2 {
+        measure(live, &dm_addr, &|| here.domainctl_ok(&["migrate", "--live", dm, &peer]))?;
+        measure(xl_live, &xl_addr, &|| xl(&["migrate", xl_name, &peer]))?;
+        measure(live, &dm_addr, &|| there.ctl(&format!("migrate --live {dm} {me}")))?;
+        measure(xl_live, &xl_addr, &|| ssh(&format!("xl migrate {xl_name} {me}")))?;
+    }
+    measure("domainmgrd: domainctl migrate (stop and copy)", &dm_addr, &|| here.domainctl_ok(&["migrate", dm, &peer]))?;
+    there.ctl(&format!("destroy {dm}"))?;
+    xl(&["destroy", xl_name])?;
     for (how, took, gap) in results {
         rows.push((format!("{how}: the command (n={})", took.len()), fmt(&took)));
         rows.push((format!("{how}: the guest's downtime (longest ping gap)"), fmt(&gap)));
