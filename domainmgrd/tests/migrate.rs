@@ -277,3 +277,26 @@ fn a_daemon_killed_mid_migration_leaves_a_guest_that_the_next_one_resumes() {
     assert_eq!((st.state, st.domain_id), (SwState::RUNNING, domid.get()));
     assert_eq!(running(&a, uuid), 1, "resumed: {:?}", a.sim.domains_of(uuid));
 }
+
+#[test]
+fn a_domain_that_comes_back_to_a_host_it_left_runs_there_again() {
+    let mut a = Env::new();
+    let (web, _, _) = a.started_autostart_domain("web", "");
+    let mut b = Env::new();
+    b.start();
+    // There (transient on B), back (adopted by its file on A), and there again: B's record that
+    // it left (stopped as by an operator) must not stop it when it comes back.
+    for (from, target, source) in [(&a, &b, "--source auto"), (&b, &a, "--source transient"), (&a, &b, "--source auto")]
+    {
+        let r = migrate(from, "web", to(target, source));
+        assert!(r.ok, "{r:?}");
+        target.wait_state(web, SwState::RUNNING);
+        // A transient domain that left is forgotten (its thread ends) before it can come back.
+        from.wait_for("the source to be done with it", || {
+            let list = from.control(&Request::List);
+            list.data.as_array().unwrap().iter().all(|r| r["name"] != "web" || r["source"] != "transient")
+        });
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!((running(&b, web), b.sim.calls(Op::Shutdown)), (1, 0), "it runs on B, not shut down");
+}

@@ -148,6 +148,11 @@ impl Supervisor {
             Err(e) => return fail(format!("cannot see domain {}: {e}", received.domid)),
         };
         let key = decision.uuid.to_string();
+        // It runs here by an operator's act: a record that it was stopped here (it left by
+        // migration before) must not make its new thread stop it before it hears MigratedIn.
+        if let Err(e) = self.shared.paths.set_operator_stopped(decision.uuid, false) {
+            log::error!("{}: cannot clear its stop record: {e}", decision.name);
+        }
         if let Some(spec) = decision.transient {
             self.spawn(key.clone(), decision.uuid, Some(loaded_from_spec(spec, Source::Transient)), Some(info.clone()));
         }
