@@ -290,6 +290,10 @@ impl Responder {
 #[derive(Debug)]
 pub struct Listener {
     path: PathBuf,
+    /// The listening socket, shared with the thread: Drop shuts it down to end its `accept`.
+    socket: UnixListener,
+    /// The socket file's device and inode: Drop removes the path only while it is still ours.
+    file: (u64, u64),
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -300,12 +304,14 @@ impl Listener {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let file = file_id(path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let running = Arc::new(AtomicUsize::new(0));
+        let socket = listener.try_clone()?;
         let thread = {
             let stop = Arc::clone(&stop);
-            // Blocks in accept while idle; Drop wakes it with a connection of its own.
+            // Blocks in accept while idle; Drop wakes it by shutting the socket down.
             std::thread::Builder::new().name("migrate-listen".into()).spawn(move || {
                 loop {
                     let accepted = listener.accept();
@@ -322,21 +328,29 @@ impl Listener {
                 }
             })?
         };
-        Ok(Listener { path: path.to_path_buf(), stop, thread: Some(thread) })
+        Ok(Listener { path: path.to_path_buf(), socket, file, stop, thread: Some(thread) })
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            // Wakes the accept; if the socket is gone, the thread cannot be woken: left.
-            if UnixStream::connect(&self.path).is_ok() {
-                let _ = t.join();
-            }
+        // Linux ends a blocked accept on a listening socket that is shut down (EINVAL), whatever
+        // became of its path; if that ever fails, the thread is left, not waited for.
+        let woken = rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Both).is_ok();
+        if let Some(t) = self.thread.take().filter(|_| woken) {
+            let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        // Another daemon may have bound the path since: its socket stays.
+        if file_id(&self.path).is_ok_and(|id| id == self.file) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 fn refuse(mut conn: UnixStream, error: String) {
@@ -430,6 +444,32 @@ mod tests {
         for bad in ["-oProxyCommand=x", "h; rm -rf /", "a b", "", "h\nx", "$(x)"] {
             assert!(command_line(None, bad, &[]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dropping_the_listener_leaves_a_socket_another_daemon_bound_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SOCKET_NAME);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let listener = Listener::start(&path, move |_| tx.send(()).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let other = UnixListener::bind(&path).unwrap();
+        other.set_nonblocking(true).unwrap();
+        let (dropped_tx, dropped) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            drop(listener);
+            dropped_tx.send(()).unwrap();
+        });
+        dropped.recv_timeout(Duration::from_secs(10)).expect("dropping the listener did not return");
+        assert!(path.exists(), "the other daemon's socket file was removed");
+        let err = other.accept().map(drop).expect_err("the drop connected to the other daemon");
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        assert!(rx.try_recv().is_err());
+        // Its own socket file goes with it.
+        drop(other);
+        std::fs::remove_file(&path).unwrap();
+        drop(Listener::start(&path, |_| {}).unwrap());
+        assert!(!path.exists());
     }
 
     #[test]

@@ -254,8 +254,8 @@ impl Domain {
         if let Err(e) = self.record_fresh_boot() {
             log::error!("{}: {e}", self.name());
         }
+        // The durable record was cleared by the receiver before this command (incoming.rs).
         self.operator_stopped = false;
-        let _ = self.shared.paths.set_operator_stopped(self.uuid, false);
         self.set_active(true);
         self.status.boot_time.get_or_insert_with(chrono::Utc::now);
         let peer = from.unwrap_or_else(|| "another host".into());
