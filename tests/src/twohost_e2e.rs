@@ -25,10 +25,11 @@ const LOGS: &str = "/var/log/xen/console";
 /// The tests of this module, for xen-e2e: only in a pair of boxes (`twohost_` selects them).
 pub fn tests() -> Vec<(&'static str, E2eTest)> {
     vec![
-        ("twohost_guest_migrates_live_both_ways_keeping_its_run_and_its_vif", both_ways),
-        ("twohost_migration_to_an_unreachable_or_refusing_host_leaves_the_guest_running", failures),
+        (
+            "twohost_one_guest_moved_by_xl_and_domainctl_both_ways_keeps_its_run_and_vif_and_failed_moves_leave_it_running",
+            one_guest_every_way,
+        ),
         ("twohost_host_stop_with_migrate_empties_the_source", host_stop_migrates),
-        ("twohost_xl_migrate_to_our_receiver_and_ours_to_xl_migrate_receive", xl_interop),
     ]
 }
 
@@ -225,89 +226,95 @@ pub fn row(list: &str, name: &str) -> TestResult<Value> {
         .ok_or_else(|| format!("{name} is not in {list}"))
 }
 
-/// Creates the ticking guest here with `domainctl create` and waits for its count.
-pub fn create_here(d: &DaemonProcess, name: &str, mac_tail: u8) -> TestResult<Tick> {
-    let cfg = d.root.join(format!("{name}.cfg"));
-    std::fs::write(&cfg, guest_cfg(name, mac_tail, "")).ctx("cfg")?;
-    d.domainctl_ok(&["create", &cfg.display().to_string()])?;
-    wait_count("booted here", 5, || console_here(name))
-}
-
-fn both_ways(_: &Context) -> TestResult {
+/// One guest, one boot, every kind of move: `xl migrate` to our receiver there, ours back here,
+/// two migrations that fail (it runs on here), ours there again (a host it left before), and
+/// ours back to `xl migrate-receive` here. After each move its count goes on on its new host and
+/// its vif answers there.
+fn one_guest_every_way(_: &Context) -> TestResult {
     let name = unique_name("mig2");
     let _cleanup = Cleanup(vec![name.clone(), format!("{name}--migratedaway"), format!("{name}--incoming")]);
     let mut a = daemon("mig-a");
     start_here(&mut a, "")?;
     let b = PeerDaemon::start(&daemon("mig-b"), "")?;
-    let before = create_here(&a, &name, 1)?;
-    ping_here(&guest_addr(1))?;
+    let (peer, me) = (peer()?, me());
+    let addr = guest_addr(1);
 
-    // Here to there, live.
+    // xl's domain, xl's sender, our receiver there.
+    let cfg = a.root.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, guest_cfg(&name, 1, "")).ctx("cfg")?;
+    xl(&["create", &cfg.display().to_string()])?;
+    let booted = wait_count("booted by xl here", 5, || console_here(&name))?;
+    ping_here(&addr)?;
+    let receiver = format!("ssh {peer} domainctl migrate-receive");
+    let out = Command::new("xl").args(["migrate", "-s", "", &name, &receiver]).output().ctx("xl migrate")?;
+    ensure(out.status.success(), || {
+        format!("xl migrate: {}: {}\npeer log:\n{}", out.status, String::from_utf8_lossy(&out.stderr), b.log_tail())
+    })?;
+    let from_xl = wait_ticks("there, sent by xl", booted, || console_there(&name))?;
+    ping_there(&addr)?;
+    let r = row(&b.ctl("--json list")?, &name)?;
+    ensure(r["managed"] == "RUNNING" && r["source"] == "transient", || format!("the peer: {r}"))?;
+    ensure(!running(&name)?, || "xl left a copy here".into())?;
+
+    // Ours, back here, live.
     let started = Instant::now();
-    let out = a.domainctl(&["migrate", "--live", &name, &peer()?])?;
-    ensure(out.code == 0, || {
-        format!("domainctl migrate: {} {}{}\npeer log:\n{}", out.code, out.stdout, out.stderr, b.log_tail())
-    })?;
-    eprintln!("migrated to the peer in {:.1} s: {}", started.elapsed().as_secs_f64(), out.stdout.trim());
-    ensure(!running(&name)?, || format!("{name} still runs here after its migration"))?;
-    let st = json(&b.ctl(&format!("--json status {name}"))?)?;
-    ensure(st["StateName"] == "RUNNING" || st["State"] == 3, || format!("the peer's status: {st}"))?;
-    ensure(st["Migration"]["Direction"] == "in", || format!("the peer's status says nothing of the migration: {st}"))?;
-    let there = wait_ticks("on the peer", before, || console_there(&name))?;
-    ping_there(&guest_addr(1))?;
-    ensure(ssh(&format!("xl list {name}")).is_ok(), || "xl on the peer does not list it".into())?;
-
-    // And back.
-    let out = b.ctl(&format!("migrate --live {name} {}", me()))?;
-    eprintln!("migrated back: {}", out.trim());
-    let back = wait_ticks("back here", there, || console_here(&name))?;
-    ping_here(&guest_addr(1))?;
+    let out = b.ctl(&format!("migrate --live {name} {me}"))?;
+    eprintln!("migrated here in {:.1} s: {}", started.elapsed().as_secs_f64(), out.trim());
+    let back = wait_ticks("back here", from_xl, || console_here(&name))?;
+    ping_here(&addr)?;
     ensure(ssh(&format!("xl list {name}")).is_err(), || "the peer still has it".into())?;
-    let list = a.domainctl_ok(&["--json", "list"])?;
-    let r = row(&list, &name)?;
-    ensure(r["managed"] == "RUNNING" && r["source"] == "transient", || format!("here: {r}"))?;
-    // There again: a domain that migrated before (it runs on the libxl config it came with)
-    // goes on counting too.
-    let out = a.domainctl(&["migrate", "--live", &name, &peer()?])?;
-    ensure(out.code == 0, || {
-        format!("domainctl migrate (again): {} {}{}\npeer log:\n{}", out.code, out.stdout, out.stderr, b.log_tail())
+    let st = json(&a.domainctl_ok(&["--json", "status", &name])?)?;
+    ensure(st["StateName"] == "RUNNING" && st["Migration"]["Direction"] == "in", || {
+        format!("the status here says nothing of the migration: {st}")
     })?;
-    let again = wait_ticks("on the peer again", back, || console_there(&name))?;
-    ping_there(&guest_addr(1))?;
-    eprintln!("the guest counted {before:?} here, {there:?} there, {back:?} back here, {again:?} there again: one run");
-    b.ctl(&format!("destroy {name}"))?;
-    Ok(())
-}
-
-fn failures(_: &Context) -> TestResult {
-    let name = unique_name("mig2-fail");
-    let _cleanup = Cleanup(vec![name.clone(), format!("{name}--migratedaway")]);
-    let mut a = daemon("mig-a");
-    start_here(&mut a, "")?;
-    let b = PeerDaemon::start(&daemon("mig-b"), "")?;
-    let mut count = create_here(&a, &name, 2)?;
-    let domid = xl_list()?.into_iter().find(|r| r.name == name).ok_or("not listed")?.domid;
+    let r = row(&a.domainctl_ok(&["--json", "list"])?, &name)?;
+    ensure(r["managed"] == "RUNNING" && r["source"] == "transient", || format!("here: {r}"))?;
+    let domid = xl_list()?.into_iter().find(|r| r.name == name).ok_or("not listed here")?.domid;
 
     // No host answers there: ssh fails, the guest runs on here.
-    let out = a.domainctl(&["migrate", "--live", "--timeout", "20", &name, &format!("fe80::99%{}", bridge())])?;
+    let out = a.domainctl(&["migrate", "--live", "--timeout", "15", &name, &format!("fe80::99%{}", bridge())])?;
     ensure(out.code != 0, || format!("a migration to nowhere succeeded: {}", out.stdout))?;
     eprintln!("unreachable: {}", out.stderr.trim());
-    count = wait_ticks("after the unreachable host", count, || console_here(&name))?;
-
+    let count = wait_ticks("after the unreachable host", back, || console_here(&name))?;
     // The peer refuses it: its host is stopped (host-stop refuses migrations until host-start).
     b.ctl("host-stop")?;
-    let out = a.domainctl(&["migrate", "--live", &name, &peer()?])?;
+    let out = a.domainctl(&["migrate", "--live", &name, &peer])?;
     ensure(out.code != 0, || format!("a refused migration succeeded: {}", out.stdout))?;
     ensure(out.stderr.contains("host-stop") || out.stderr.contains("stopped"), || format!("why: {}", out.stderr))?;
     eprintln!("refused: {}", out.stderr.trim());
-    wait_ticks("after the refusal", count, || console_here(&name))?;
+    let count = wait_ticks("after the refusal", count, || console_here(&name))?;
     let now = xl_list()?.into_iter().find(|r| r.name == name).ok_or("gone after the failures")?.domid;
     ensure(now == domid, || format!("it is domain {now} now, not {domid}"))?;
     ensure(ssh(&format!("xl list {name}")).is_err(), || "the peer has a copy".into())?;
     let st = json(&a.domainctl_ok(&["--json", "status", &name])?)?;
     ensure(st["Migration"]["State"] == "failed" && st["StateName"] == "RUNNING", || format!("status: {st}"))?;
     b.ctl("host-start")?;
-    a.domainctl_ok(&["destroy", &name])?;
+
+    // Ours, there again, live: to a host it left by our migration before.
+    let started = Instant::now();
+    let out = a.domainctl(&["migrate", "--live", &name, &peer])?;
+    ensure(out.code == 0, || {
+        format!("domainctl migrate: {} {}{}\npeer log:\n{}", out.code, out.stdout, out.stderr, b.log_tail())
+    })?;
+    eprintln!("migrated there in {:.1} s: {}", started.elapsed().as_secs_f64(), out.stdout.trim());
+    ensure(!running(&name)?, || format!("{name} still runs here after its migration"))?;
+    let there = wait_ticks("there again", count, || console_there(&name))?;
+    ping_there(&addr)?;
+    let st = json(&b.ctl(&format!("--json status {name}"))?)?;
+    ensure(st["StateName"] == "RUNNING" && st["Migration"]["Direction"] == "in", || format!("the peer: {st}"))?;
+
+    // Our sender there, xl's receiver here.
+    let out = b.ctl(&format!("migrate --live {name} -s '' 'ssh {me} xl migrate-receive'"))?;
+    eprintln!("to xl: {}", out.trim());
+    let last = wait_ticks("here, received by xl", there, || console_here(&name))?;
+    ping_here(&addr)?;
+    ensure(running(&name)?, || "xl does not run it here".into())?;
+    ensure(ssh(&format!("xl list {name}")).is_err(), || "the peer kept a copy".into())?;
+    eprintln!(
+        "the guest counted {booted:?} here, {from_xl:?} there, {back:?} back here, {there:?} there again, \
+         {last:?} here: one run"
+    );
+    xl(&["destroy", &name])?;
     Ok(())
 }
 
@@ -358,36 +365,5 @@ fn host_stop_migrates(_: &Context) -> TestResult {
     ensure(r1["source"] == "auto" && r2["source"] == "transient", || {
         format!("the peer manages them as {r1} and {r2}")
     })?;
-    Ok(())
-}
-
-fn xl_interop(_: &Context) -> TestResult {
-    let name = unique_name("mig2-xl");
-    let _cleanup = Cleanup(vec![name.clone(), format!("{name}--migratedaway"), format!("{name}--incoming")]);
-    let mut a = daemon("mig-a");
-    start_here(&mut a, "")?;
-    let b = PeerDaemon::start(&daemon("mig-b"), "")?;
-    let cfg = a.root.join(format!("{name}.cfg"));
-    std::fs::write(&cfg, guest_cfg(&name, 5, "")).ctx("cfg")?;
-    // xl's domain, xl's sender, our receiver on the peer.
-    xl(&["create", &cfg.display().to_string()])?;
-    let before = wait_count("booted by xl", 5, || console_here(&name))?;
-    let receiver = format!("ssh {} domainctl migrate-receive", peer()?);
-    let out = Command::new("xl").args(["migrate", "-s", "", &name, &receiver]).output().ctx("xl migrate")?;
-    ensure(out.status.success(), || {
-        format!("xl migrate: {}: {}\npeer log:\n{}", out.status, String::from_utf8_lossy(&out.stderr), b.log_tail())
-    })?;
-    let there = wait_ticks("on the peer, from xl", before, || console_there(&name))?;
-    let r = row(&b.ctl("--json list")?, &name)?;
-    ensure(r["managed"] == "RUNNING" && r["source"] == "transient", || format!("the peer: {r}"))?;
-    ensure(!running(&name)?, || "xl left a copy here".into())?;
-
-    // Our sender on the peer, xl's receiver here.
-    let out = b.ctl(&format!("migrate --live {name} -s '' 'ssh {} xl migrate-receive'", me()))?;
-    eprintln!("to xl: {}", out.trim());
-    wait_ticks("here, received by xl", there, || console_here(&name))?;
-    ensure(running(&name)?, || "xl does not run it here".into())?;
-    ensure(ssh(&format!("xl list {name}")).is_err(), || "the peer kept a copy".into())?;
-    xl(&["destroy", &name])?;
     Ok(())
 }
