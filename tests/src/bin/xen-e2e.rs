@@ -73,7 +73,13 @@ fn main() {
         .into_iter()
         .map(|(name, f)| {
             let ctx = ctx.clone();
-            Trial::test(name, move || f(&ctx).map_err(Failed::from))
+            // Each test's time, for the box runs' budget (libtest-mimic prints none).
+            Trial::test(name, move || {
+                let started = Instant::now();
+                let result = f(&ctx);
+                eprintln!("    {name}: {:.0} s", started.elapsed().as_secs_f64());
+                result.map_err(Failed::from)
+            })
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
