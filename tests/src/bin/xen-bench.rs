@@ -425,41 +425,50 @@ impl Pinger {
 /// once stopped and copied, and another moved there and back by `xl migrate` (xl to xl): each
 /// command's time, and the guest's downtime as the longest gap in its answers to a ping every
 /// 20 ms from this dom0 (the boxes' bridges are one link, so it answers from either host). The
-/// way back runs on the peer, over ssh like the way there, for both tools.
+/// way back runs on the peer, over ssh like the way there, for both tools. After each, the
+/// guest's console on its new host must show it counting on (no second boot).
 fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     use xen_tests::twohost_e2e::{
-        PeerDaemon, console_here, daemon, guest_addr, guest_cfg, me, peer, ping_here, ssh, start_here, wait_count,
+        PeerDaemon, console_here, console_there, daemon, guest_addr, guest_cfg, last_tick, me, peer, ping_here, ssh,
+        start_here, wait_count, wait_ticks,
     };
     let (peer, me) = (peer()?, me());
     let mut here = daemon("bench-mig-a");
     start_here(&mut here, "")?;
     let there = PeerDaemon::start(&daemon("bench-mig-b"), "")?;
     let mut results: Vec<(&str, Vec<Duration>, Vec<Duration>)> = Vec::new();
-    let mut measure = |how: &'static str, addr: &str, go: &dyn Fn() -> TestResult<String>| -> TestResult {
-        ping_here(addr)?;
-        let pinger = Pinger::start(addr, &here.root.join("ping.out"))?;
-        std::thread::sleep(Duration::from_secs(1));
-        let t = Instant::now();
-        go()?;
-        let took = t.elapsed();
-        // Its downtime ends once it answers again: the gap is only whole after that.
-        ping_here(addr)?;
-        std::thread::sleep(Duration::from_secs(1));
-        let (gap, replies) = pinger.stop()?;
-        eprintln!("{how}: {took:?}, longest gap {gap:?} ({replies} replies)");
-        match results.iter_mut().find(|r| r.0 == how) {
-            Some(r) => {
-                r.1.push(took);
-                r.2.push(gap);
+    let (dm, xl_name) = ("bench-mig-dm", "bench-mig-xl");
+    // `arrives_there`: where the guest runs after the command, whose console must show it counting
+    // on from where it was (a migration that ended in a new boot fails the bench).
+    let mut measure =
+        |how: &'static str, name: &str, arrives_there: bool, go: &dyn Fn() -> TestResult<String>| -> TestResult {
+            let addr = guest_addr(if name == dm { 9 } else { 10 });
+            let console = |there: bool| if there { console_there(name) } else { console_here(name) };
+            let tick = last_tick(&console(!arrives_there));
+            ping_here(&addr)?;
+            let pinger = Pinger::start(&addr, &here.root.join("ping.out"))?;
+            std::thread::sleep(Duration::from_secs(1));
+            let t = Instant::now();
+            go()?;
+            let took = t.elapsed();
+            // Its downtime ends once it answers again: the gap is only whole after that.
+            ping_here(&addr)?;
+            wait_ticks(how, tick, || console(arrives_there))?;
+            std::thread::sleep(Duration::from_secs(1));
+            let (gap, replies) = pinger.stop()?;
+            eprintln!("{how}: {took:?}, longest gap {gap:?} ({replies} replies)");
+            match results.iter_mut().find(|r| r.0 == how) {
+                Some(r) => {
+                    r.1.push(took);
+                    r.2.push(gap);
+                }
+                None => results.push((how, vec![took], vec![gap])),
             }
-            None => results.push((how, vec![took], vec![gap])),
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     // Both guests first, then the tools in turn (ours, xl, ours, xl...), so that neither
     // always goes first: each round takes each guest there and back, live; then ours once
     // more stopped and copied.
-    let (dm, xl_name) = ("bench-mig-dm", "bench-mig-xl");
     for (name, n) in [(dm, 9), (xl_name, 10)] {
         let cfg = here.root.join(format!("{name}.cfg"));
         std::fs::write(&cfg, guest_cfg(name, n, "")).ctx("cfg")?;
@@ -472,16 +481,15 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     }
     wait_count("booted", 2, || console_here(dm))?;
     wait_count("booted", 2, || console_here(xl_name))?;
-    let (dm_addr, xl_addr) = (guest_addr(9), guest_addr(10));
     let live = "domainmgrd: domainctl migrate --live";
     let xl_live = "xl: xl migrate (always live)";
     for _round in 0..2 {
-        measure(live, &dm_addr, &|| here.domainctl_ok(&["migrate", "--live", dm, &peer]))?;
-        measure(xl_live, &xl_addr, &|| xl(&["migrate", xl_name, &peer]))?;
-        measure(live, &dm_addr, &|| there.ctl(&format!("migrate --live {dm} {me}")))?;
-        measure(xl_live, &xl_addr, &|| ssh(&format!("xl migrate {xl_name} {me}")))?;
+        measure(live, dm, true, &|| here.domainctl_ok(&["migrate", "--live", dm, &peer]))?;
+        measure(xl_live, xl_name, true, &|| xl(&["migrate", xl_name, &peer]))?;
+        measure(live, dm, false, &|| there.ctl(&format!("migrate --live {dm} {me}")))?;
+        measure(xl_live, xl_name, false, &|| ssh(&format!("xl migrate {xl_name} {me}")))?;
     }
-    measure("domainmgrd: domainctl migrate (stop and copy)", &dm_addr, &|| here.domainctl_ok(&["migrate", dm, &peer]))?;
+    measure("domainmgrd: domainctl migrate (stop and copy)", dm, true, &|| here.domainctl_ok(&["migrate", dm, &peer]))?;
     there.ctl(&format!("destroy {dm}"))?;
     xl(&["destroy", xl_name])?;
     for (how, took, gap) in results {
