@@ -1,6 +1,6 @@
 #!/bin/bash
-# fuzz.sh - run the fuzz targets in fuzz/ (cargo-fuzz, libFuzzer) one after another, one
-# process at a time, and print a table: target, executions, crashes, seconds, exec/s.
+# fuzz.sh - run the fuzz targets in fuzz/ (cargo-fuzz, libFuzzer), one process per CPU at a
+# time (FUZZ_JOBS overrides), and print a table: target, executions, crashes, seconds, exec/s.
 #
 #   scripts/fuzz.sh [--seconds N | --runs N] [TARGET...]    (default: 30 s each, every target)
 #
@@ -68,36 +68,50 @@ dict=fuzz/corpus/xl_cfg.dict
 declare -A flags=([xl_cfg]="-dict=$dict")
 # libxlutil's one known leak (on files that fail to parse) is suppressed; see the file.
 export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-rows=()
-failed=0
-for t in "${targets[@]}"; do
+# One target's run; its row ("target executions crashes seconds") goes to its .row file.
+run_target() {
+  local t=$1 seeds=() log before start status=0 secs execs crashes
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-  seeds=()
   [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
   log=fuzz/artifacts/$t/last-run.log
-  before=$(find "fuzz/artifacts/$t" -type f ! -name '*.log' | wc -l)
-  echo "=== fuzz $t (${limit[*]})"
+  before=$(find "fuzz/artifacts/$t" -type f ! -name '*.log' ! -name '*.row' | wc -l)
   start=$(date +%s.%N)
-  status=0
   # shellcheck disable=SC2086 # flags holds zero or one word
   "$bin_dir/$t" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${limit[@]}" \
     -artifact_prefix="fuzz/artifacts/$t/" ${flags[$t]:-} "fuzz/corpus/$t" "${seeds[@]}" \
     >"$log" 2>&1 || status=$?
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  crashes=$(($(find "fuzz/artifacts/$t" -type f ! -name '*.log' | wc -l) - before))
+  crashes=$(($(find "fuzz/artifacts/$t" -type f ! -name '*.log' ! -name '*.row' | wc -l) - before))
   if ((status != 0)) && ((crashes == 0)); then crashes=1; fi # died without saving an input
   if ((crashes)); then
-    failed=1
     grep -E '^(==[0-9]+==|thread .* panicked|SUMMARY|artifact_prefix|Test unit written)' "$log" | head -20 || true
     echo "fuzz.sh: $t: crash; log in $log"
   fi
-  rows+=("$t ${execs:-0} $crashes $secs")
+  echo "$t ${execs:-0} $crashes $secs" >"fuzz/artifacts/$t/last-run.row"
+}
+
+# Each run is one single-threaded process: FUZZ_JOBS of them at a time (default: one per CPU).
+parallel=${FUZZ_JOBS:-$(nproc)}
+for t in "${targets[@]}"; do
+  while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
+  echo "=== fuzz $t (${limit[*]})"
+  rm -f "fuzz/artifacts/$t/last-run.row"
+  run_target "$t" &
+done
+wait
+rows=()
+failed=0
+for t in "${targets[@]}"; do
+  row=$(cat "fuzz/artifacts/$t/last-run.row" 2>/dev/null) || row="$t 0 1 0"
+  read -r _ _ crashes _ <<<"$row"
+  ((crashes == 0)) || failed=1
+  rows+=("$row")
 done
 
 printf '\n%-16s %12s %8s %9s %9s\n' target executions crashes seconds 'exec/s'
 for r in "${rows[@]}"; do
   read -r t execs crashes secs <<<"$r"
-  printf '%-16s %12s %8s %9s %9s\n' "$t" "$execs" "$crashes" "$secs" "$(awk -v n="$execs" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')"
+  printf '%-16s %12s %8s %9s %9s\n' "$t" "$execs" "$crashes" "$secs" "$(awk -v n="$execs" -v s="$secs" 'BEGIN { if (s > 0) printf "%.0f", n / s; else printf "-" }')"
 done
 exit "$failed"
