@@ -183,6 +183,13 @@ pub fn remove_durable(path: &Path) -> io::Result<()> {
 }
 
 /// Removes a file; a missing file is fine.
+/// The identity (device, inode) of the file at `path`, not following a symlink: a server keeps
+/// its socket's, to remove on drop that socket and nothing put at the path since.
+pub fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

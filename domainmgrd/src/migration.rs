@@ -293,7 +293,7 @@ pub struct Listener {
     /// The listening socket, shared with the thread: Drop shuts it down to end its `accept`.
     socket: UnixListener,
     /// The socket file's device and inode: Drop removes the path only while it is still ours.
-    file: (u64, u64),
+    file: Option<(u64, u64)>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -304,7 +304,7 @@ impl Listener {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        let file = file_id(path)?;
+        let file = crate::files::file_id(path);
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
         let running = Arc::new(AtomicUsize::new(0));
@@ -342,15 +342,10 @@ impl Drop for Listener {
             let _ = t.join();
         }
         // Another daemon may have bound the path since: its socket stays.
-        if file_id(&self.path).is_ok_and(|id| id == self.file) {
+        if self.file.is_some() && crate::files::file_id(&self.path) == self.file {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 fn refuse(mut conn: UnixStream, error: String) {

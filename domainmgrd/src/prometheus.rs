@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,11 +167,6 @@ fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-/// The inode of the socket we bound, to remove it (and nothing put there since) on drop.
-fn inode(path: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
 /// A running endpoint; stops on drop.
 #[derive(Debug)]
 pub struct Server {
@@ -204,7 +199,7 @@ impl Server {
             Listen::Tcp(addr) => crate::serve::Server::start("prometheus", TcpListener::bind(addr)?, LIMITS, http)?,
             Listen::Unix(path) => {
                 let l = bind_unix(path)?;
-                bound = inode(path);
+                bound = crate::files::file_id(path);
                 crate::serve::Server::start("prometheus", l, LIMITS, http)?
             }
         };
@@ -219,7 +214,7 @@ impl Drop for Server {
         self.endpoint.stop();
         if let Listen::Unix(path) = &self.listen
             && self.bound.is_some()
-            && inode(path) == self.bound
+            && crate::files::file_id(path) == self.bound
         {
             let _ = std::fs::remove_file(path);
         }

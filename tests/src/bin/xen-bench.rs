@@ -383,10 +383,6 @@ fn container_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult
     Ok(())
 }
 
-/// Issue 19's table: the time to the first boot of a guest from its own copy of a 1 GiB shared
-/// image (256 MiB of data in 8 extents, the rest holes), by each way of making the copy, on the
-/// file systems of the two disks `scripts/bench-box.sh disk-copies` gives the box: an XFS with
-/// reflink and an ext4 (found by their types).
 /// A ping of `addr` every 20 ms from this dom0, its replies timestamped (`ping -D`).
 struct Pinger {
     child: std::process::Child,
@@ -437,60 +433,67 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     start_here(&mut here, "")?;
     let there = PeerDaemon::start(&daemon("bench-mig-b"), "")?;
     let mut results: Vec<(&str, Vec<Duration>, Vec<Duration>)> = Vec::new();
-    let (dm, xl_name) = ("bench-mig-dm", "bench-mig-xl");
+    // Each guest: its name and its MAC's last byte.
+    let (dm, xl_guest) = (("bench-mig-dm", 9), ("bench-mig-xl", 10));
     // `arrives_there`: where the guest runs after the command, whose console must show it counting
     // on from where it was (a migration that ended in a new boot fails the bench).
-    let mut measure =
-        |how: &'static str, name: &str, arrives_there: bool, go: &dyn Fn() -> TestResult<String>| -> TestResult {
-            let addr = guest_addr(if name == dm { 9 } else { 10 });
-            let console = |there: bool| if there { console_there(name) } else { console_here(name) };
-            let tick = last_tick(&console(!arrives_there));
-            ping_here(&addr)?;
-            let pinger = Pinger::start(&addr, &here.root.join("ping.out"))?;
-            std::thread::sleep(Duration::from_secs(1));
-            let t = Instant::now();
-            go()?;
-            let took = t.elapsed();
-            // Its downtime ends once it answers again: the gap is only whole after that.
-            ping_here(&addr)?;
-            wait_ticks(how, tick, || console(arrives_there))?;
-            std::thread::sleep(Duration::from_secs(1));
-            let (gap, replies) = pinger.stop()?;
-            eprintln!("{how}: {took:?}, longest gap {gap:?} ({replies} replies)");
-            match results.iter_mut().find(|r| r.0 == how) {
-                Some(r) => {
-                    r.1.push(took);
-                    r.2.push(gap);
-                }
-                None => results.push((how, vec![took], vec![gap])),
+    let mut measure = |how: &'static str,
+                       (name, tail): (&str, u8),
+                       arrives_there: bool,
+                       go: &dyn Fn() -> TestResult<String>|
+     -> TestResult {
+        let addr = guest_addr(tail);
+        let console = |there: bool| if there { console_there(name) } else { console_here(name) };
+        let tick = last_tick(&console(!arrives_there));
+        ping_here(&addr)?;
+        let pinger = Pinger::start(&addr, &here.root.join("ping.out"))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
+        go()?;
+        let took = t.elapsed();
+        // Its downtime ends once it answers again: the gap is only whole after that.
+        ping_here(&addr)?;
+        wait_ticks(how, tick, || console(arrives_there))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let (gap, replies) = pinger.stop()?;
+        eprintln!("{how}: {took:?}, longest gap {gap:?} ({replies} replies)");
+        match results.iter_mut().find(|r| r.0 == how) {
+            Some(r) => {
+                r.1.push(took);
+                r.2.push(gap);
             }
-            Ok(())
-        };
+            None => results.push((how, vec![took], vec![gap])),
+        }
+        Ok(())
+    };
     // Both guests first, then the tools in turn (ours, xl, ours, xl...), so that neither
     // always goes first: each round takes each guest there and back, live; then ours once
     // more stopped and copied.
-    for (name, n) in [(dm, 9), (xl_name, 10)] {
+    for (name, tail) in [dm, xl_guest] {
         let cfg = here.root.join(format!("{name}.cfg"));
-        std::fs::write(&cfg, guest_cfg(name, n, "")).ctx("cfg")?;
+        std::fs::write(&cfg, guest_cfg(name, tail, "")).ctx("cfg")?;
         let cfg = cfg.display().to_string();
-        if name == dm {
+        if name == dm.0 {
             here.domainctl_ok(&["create", &cfg])?;
         } else {
             xl(&["create", &cfg])?;
         }
     }
-    wait_count("booted", 2, || console_here(dm))?;
+    let (dm_name, xl_name) = (dm.0, xl_guest.0);
+    wait_count("booted", 2, || console_here(dm_name))?;
     wait_count("booted", 2, || console_here(xl_name))?;
     let live = "domainmgrd: domainctl migrate --live";
     let xl_live = "xl: xl migrate (always live)";
     for _round in 0..2 {
-        measure(live, dm, true, &|| here.domainctl_ok(&["migrate", "--live", dm, &peer]))?;
-        measure(xl_live, xl_name, true, &|| xl(&["migrate", xl_name, &peer]))?;
-        measure(live, dm, false, &|| there.ctl(&format!("migrate --live {dm} {me}")))?;
-        measure(xl_live, xl_name, false, &|| ssh(&format!("xl migrate {xl_name} {me}")))?;
+        measure(live, dm, true, &|| here.domainctl_ok(&["migrate", "--live", dm_name, &peer]))?;
+        measure(xl_live, xl_guest, true, &|| xl(&["migrate", xl_name, &peer]))?;
+        measure(live, dm, false, &|| there.ctl(&format!("migrate --live {dm_name} {me}")))?;
+        measure(xl_live, xl_guest, false, &|| ssh(&format!("xl migrate {xl_name} {me}")))?;
     }
-    measure("domainmgrd: domainctl migrate (stop and copy)", dm, true, &|| here.domainctl_ok(&["migrate", dm, &peer]))?;
-    there.ctl(&format!("destroy {dm}"))?;
+    measure("domainmgrd: domainctl migrate (stop and copy)", dm, true, &|| {
+        here.domainctl_ok(&["migrate", dm_name, &peer])
+    })?;
+    there.ctl(&format!("destroy {dm_name}"))?;
     xl(&["destroy", xl_name])?;
     for (how, took, gap) in results {
         rows.push((format!("{how}: the command (n={})", took.len()), fmt(&took)));
@@ -499,6 +502,10 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     Ok(())
 }
 
+/// Issue 19's table: the time to the first boot of a guest from its own copy of a 1 GiB shared
+/// image (256 MiB of data in 8 extents, the rest holes), by each way of making the copy, on the
+/// file systems of the two disks `scripts/bench-box.sh disk-copies` gives the box: an XFS with
+/// reflink and an ext4 (found by their types).
 fn disk_copy_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult {
     let mut mounted = std::collections::BTreeMap::new();
     for dev in ["vdb", "vdc"] {
