@@ -2,8 +2,11 @@
 # fuzz.sh - run the fuzz targets in fuzz/ (cargo-fuzz, libFuzzer), one process per CPU at a
 # time (FUZZ_JOBS overrides), and print a table: target, executions, crashes, seconds, exec/s.
 #
-#   scripts/fuzz.sh [--seconds N | --runs N] [TARGET...]    (default: 30 s each, every target)
+#   scripts/fuzz.sh [--dev] [--seconds N | --runs N] [TARGET...]   (default: 30 s each, every target)
 #
+# The build is cargo-fuzz's default (optimized, debug assertions, AddressSanitizer); --dev builds
+# without optimization instead: the same checks and sanitizer, about three times quicker to build
+# and several times fewer executions a second (CI's short runs use it; see BENCHMARKS.md).
 # Every target runs with -timeout=10 (an input taking longer is a crash) and -rss_limit_mb=2048.
 # Each starts from its seeds: the repository's fixtures (tests/xlcfg/*.cfg,
 # packaging/default/domainmgr), the hand-written files in fuzz/seeds/<target>/, and a save
@@ -16,12 +19,14 @@ cd "$(dirname "$0")/.."
 
 toolchain=${FUZZ_TOOLCHAIN:-nightly}
 limit=(-max_total_time=30)
+profile=release
 targets=()
 while (($#)); do
   case $1 in
     --seconds) limit=(-max_total_time="$2"); shift 2 ;;
     --runs) limit=(-runs="$2"); shift 2 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --dev) profile=debug; shift ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -32,10 +37,13 @@ for t in "${targets[@]}"; do
   grep -qx "$t" <<<"$all" || { echo "fuzz.sh: no target $t (targets: $(echo $all))" >&2; exit 2; }
 done
 
-# One build for all targets: release, debug assertions and AddressSanitizer (cargo-fuzz's
-# defaults).
-(cd fuzz && cargo "+$toolchain" fuzz build)
-bin_dir=fuzz/target/$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')/release
+# One build for all targets, with debug assertions and AddressSanitizer (cargo-fuzz's defaults).
+if [ "$profile" = debug ]; then
+  (cd fuzz && cargo "+$toolchain" fuzz build --dev)
+else
+  (cd fuzz && cargo "+$toolchain" fuzz build)
+fi
+bin_dir=fuzz/target/$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')/$profile
 
 # Seeds generated from the repository, into the (untracked) corpus directories.
 seed() { mkdir -p "fuzz/corpus/$1"; cp "${@:2}" "fuzz/corpus/$1/"; }

@@ -10,6 +10,18 @@ cd "$(dirname "$0")/.."
 step() { printf '\n=== %s\n' "$*"; }
 start=$(date +%s)
 
+# CI builds a fresh clone once: incremental compilation's caches (about 5 GB here) would never be
+# read again, and full debug info makes every test binary several times larger. Line tables keep
+# panics' backtraces and the box's logs readable. A developer's own runs keep cargo's defaults.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+fi
+# Say what the disk holds before the build fills it: a run that stops on "No space left on
+# device" is then explained by its first lines.
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+echo "disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where $target_dir is"
+
 step "cargo fmt --check"
 cargo fmt --all --check
 cargo fmt --manifest-path fuzz/Cargo.toml --check
@@ -25,13 +37,17 @@ cargo test --workspace
 
 fuzz_seconds=${FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" != 0 ]; then
-  step "fuzz: every target for $fuzz_seconds s (scripts/fuzz.sh; a crash fails)"
+  # An unoptimized build (--dev): 3 min instead of 9 here, with the same sanitizer and debug
+  # assertions, for 10 to 20 times fewer executions in these short runs (BENCHMARKS.md,
+  # "Reliability"). Long runs by hand use the optimized build: scripts/fuzz.sh --runs N.
+  step "fuzz: every target for $fuzz_seconds s (scripts/fuzz.sh --dev; a crash fails)"
   fuzz_start=$(date +%s)
-  scripts/fuzz.sh --seconds "$fuzz_seconds"
+  scripts/fuzz.sh --dev --seconds "$fuzz_seconds"
   echo "fuzz: build and runs took $(( $(date +%s) - fuzz_start ))s"
 fi
 
 step "package: build and check the .deb"
 scripts/package.sh
 
+echo "disk: $target_dir holds $(du -sh "$target_dir" | cut -f1), fuzz/target $(du -sh fuzz/target 2>/dev/null | cut -f1); $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') left free"
 printf '\n=== all checks passed in %ss\n' "$(( $(date +%s) - start ))"
