@@ -383,6 +383,11 @@ fn container_rows(ctx: &Context, rows: &mut Vec<(String, String)>) -> TestResult
     Ok(())
 }
 
+/// Now, as UTC with milliseconds (the daemon log's form), for lining up with the daemons' logs.
+fn wall_clock() -> String {
+    run("date", &["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"]).map(|s| s.trim().to_string()).unwrap_or_else(|e| e)
+}
+
 /// A ping of `addr` every 20 ms from this dom0, its replies timestamped (`ping -D`).
 struct Pinger {
     child: std::process::Child,
@@ -449,8 +454,10 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
         let pinger = Pinger::start(&addr, &here.root.join("ping.out"))?;
         std::thread::sleep(Duration::from_secs(1));
         let t = Instant::now();
+        eprintln!("{how}: {name} starts at {}", wall_clock());
         go()?;
         let took = t.elapsed();
+        eprintln!("{how}: {name} returned at {}", wall_clock());
         // Its downtime ends once it answers again: the gap is only whole after that.
         ping_here(&addr)?;
         wait_ticks(how, tick, || console(arrives_there))?;
@@ -495,6 +502,12 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     })?;
     there.ctl(&format!("destroy {dm_name}"))?;
     xl(&["destroy", xl_name])?;
+    // Where the command time goes: both daemons' lines about the moves, with their times (the
+    // daemon's log has milliseconds), beside the starts and returns printed above.
+    let here_log = std::fs::read_to_string(here.root.join("daemon.log")).unwrap_or_default();
+    let here_lines: Vec<&str> = here_log.lines().filter(|l| l.contains(dm_name) || l.contains("migrat")).collect();
+    eprintln!("--- this host's daemon, {dm_name}:\n{}", here_lines.join("\n"));
+    eprintln!("--- the peer's daemon, {dm_name}:\n{}", there.log_lines(dm_name));
     for (how, took, gap) in results {
         rows.push((format!("{how}: the command (n={})", took.len()), fmt(&took)));
         rows.push((format!("{how}: the guest's downtime (longest ping gap)"), fmt(&gap)));
