@@ -21,7 +21,8 @@ fi
 # device" is then explained by its first lines.
 target_dir=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target_dir"
-echo "disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where $target_dir is"
+free_disk() { df -h --output=avail "$target_dir" | tail -1 | tr -d ' '; }
+echo "disk: $(free_disk) free where $target_dir is"
 
 step "cargo fmt --check"
 cargo fmt --all --check
@@ -50,5 +51,5 @@ fi
 step "package: build and check the .deb"
 scripts/package.sh
 
-echo "disk: $target_dir holds $(du -sh "$target_dir" | cut -f1), fuzz/target $(du -sh fuzz/target 2>/dev/null | cut -f1); $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') left free"
+echo "disk: $target_dir holds $(du -sh "$target_dir" | cut -f1), fuzz/target $(du -sh fuzz/target 2>/dev/null | cut -f1); $(free_disk) left free"
 printf '\n=== all checks passed in %ss\n' "$(( $(date +%s) - start ))"

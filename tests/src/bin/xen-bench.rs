@@ -504,10 +504,13 @@ fn migrate_rows(rows: &mut Vec<(String, String)>) -> TestResult {
     xl(&["destroy", xl_name])?;
     // Where the command time goes: both daemons' lines about the moves, with their times (the
     // daemon's log has milliseconds), beside the starts and returns printed above.
+    let about_the_moves = |log: &str| -> String {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(dm_name) || l.contains("migrat")).collect();
+        lines.join("\n")
+    };
     let here_log = std::fs::read_to_string(here.root.join("daemon.log")).unwrap_or_default();
-    let here_lines: Vec<&str> = here_log.lines().filter(|l| l.contains(dm_name) || l.contains("migrat")).collect();
-    eprintln!("--- this host's daemon, {dm_name}:\n{}", here_lines.join("\n"));
-    eprintln!("--- the peer's daemon, {dm_name}:\n{}", there.log_lines(dm_name));
+    eprintln!("--- this host's daemon, {dm_name}:\n{}", about_the_moves(&here_log));
+    eprintln!("--- the peer's daemon, {dm_name}:\n{}", about_the_moves(&there.log()));
     for (how, took, gap) in results {
         rows.push((format!("{how}: the command (n={})", took.len()), fmt(&took)));
         rows.push((format!("{how}: the guest's downtime (longest ping gap)"), fmt(&gap)));
