@@ -50,6 +50,23 @@ impl<T, E: Display> Ctx<T> for Result<T, E> {
     }
 }
 
+/// The domains Xen's log (`xl dmesg`) says died of a triple fault: "(XEN) d74v0 Triple fault -
+/// invoking HVM shutdown action 1". Under QEMU's TCG emulation of SVM the box's PVH guests now
+/// and then die so, on the way back from a VM exit (tests/xen-box/README.md); a triple fault is
+/// a reboot to Xen (`HVM_PARAM_TRIPLE_FAULT_REASON`), not a crash. Domain ids are not reused
+/// while the box is up, so the set only grows. Empty where `xl dmesg` cannot be read.
+pub fn triple_faulted_domains() -> std::collections::BTreeSet<u32> {
+    xl(&["dmesg"]).unwrap_or_default().lines().filter_map(triple_fault_domid).collect()
+}
+
+/// The domain id of a triple-fault line of Xen's log ("... d74v0 Triple fault ..."); None for
+/// any other line.
+fn triple_fault_domid(line: &str) -> Option<u32> {
+    let (before, _) = line.split_once(" Triple fault")?;
+    let vcpu = before.rsplit(' ').next()?;
+    vcpu.strip_prefix('d')?.split_once('v')?.0.parse().ok()
+}
+
 /// Fails with `msg` unless `cond`.
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(msg()) }
@@ -561,4 +578,23 @@ pub fn eve_config(uuid: &str, name: &str, app_num: u32, activate: bool, xenbox_a
         "VifList": [{"Bridge": env_path("XENBOX_BRIDGE", "xenbr0"), "Vif": format!("nbu{app_num}"), "MTU": 1500}],
         "IoAdapterList": null
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::triple_fault_domid;
+
+    #[test]
+    fn triple_fault_lines_give_their_domain() {
+        // As `xl dmesg` prints them (the serial log adds a time stamp before "(XEN)").
+        assert_eq!(triple_fault_domid("(XEN) d74v0 Triple fault - invoking HVM shutdown action 1"), Some(74));
+        assert_eq!(
+            triple_fault_domid("[ 191.467] (XEN) d24v1 Triple fault - invoking HVM shutdown action 1"),
+            Some(24)
+        );
+        assert_eq!(triple_fault_domid("(XEN) d63v0: upcall vector f3"), None);
+        assert_eq!(triple_fault_domid("(XEN) HVM d64v0 save: CPU"), None);
+        assert_eq!(triple_fault_domid("(XEN) device Triple fault"), None);
+        assert_eq!(triple_fault_domid("Triple fault"), None);
+    }
 }

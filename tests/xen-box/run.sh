@@ -220,7 +220,7 @@ MEM="${XENBOX_MEM:-2048}"
 SMP="${XENBOX_SMP:-2}"
 DOM0_MEM="${XENBOX_DOM0_MEM:-1024M}"
 MODE=job; [ "$INTERACTIVE" = 1 ] && MODE=interactive
-XEN_CMDLINE="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP bootscrub=0 iommu=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all ${XENBOX_XEN_EXTRA:-}"
+XEN_CMDLINE="dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=$SMP bootscrub=0 iommu=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all conring_size=1M ${XENBOX_XEN_EXTRA:-}"
 DOM0_CMDLINE="console=hvc0 earlyprintk=xen xenbox.mode=$MODE xenbox.index=$INDEX ${XENBOX_DOM0_EXTRA:-}"
 # shellcheck disable=SC2054  # commas separate QEMU's sub-options
 QEMU_ARGS=(
