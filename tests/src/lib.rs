@@ -117,9 +117,32 @@ pub fn disk_image_with_words(path: &Path) -> TestResult<String> {
     Ok(words)
 }
 
-/// A name no other test (or earlier run) uses.
+thread_local! {
+    /// Whether this thread runs a test for the second time (xen-e2e's runner, after a guest's
+    /// triple fault): see [`unique_name`].
+    static SECOND_RUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The console logs this thread read (see [`take_consoles_read`]).
+    static CONSOLES_READ: std::cell::RefCell<std::collections::BTreeSet<PathBuf>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
+/// A name no other test (or earlier run) uses: `e2e-BASE-PID`, and `e2e-BASE-PID-again` in a
+/// test's second run, so that nothing the first run left (xenconsoled appends to a name's log,
+/// here and on the peer host) is read as the second run's.
 pub fn unique_name(base: &str) -> String {
-    format!("e2e-{base}-{}", std::process::id())
+    let again = if SECOND_RUN.get() { "-again" } else { "" };
+    format!("e2e-{base}-{}{again}", std::process::id())
+}
+
+/// Marks the test this thread runs as in its second run (or not), for [`unique_name`].
+pub fn set_second_run(second: bool) {
+    SECOND_RUN.set(second);
+}
+
+/// The console logs this thread read through [`console_text`] since the last call: the logs of
+/// the guests of the test it runs (including those whose names are fixed, not unique).
+pub fn take_consoles_read() -> std::collections::BTreeSet<PathBuf> {
+    CONSOLES_READ.take()
 }
 
 /// Where xenconsoled logs the guest's console.
@@ -129,7 +152,10 @@ pub fn console_log(name: &str) -> PathBuf {
 
 /// The guest's console output so far ("" if none).
 pub fn console_text(name: &str) -> String {
-    std::fs::read(console_log(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    let path = console_log(name);
+    let text = std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    CONSOLES_READ.with_borrow_mut(|read| read.insert(path));
+    text
 }
 
 /// Waits until the guest's console shows a line containing `pattern`; returns that line.

@@ -94,11 +94,14 @@ fn main() {
 /// Under QEMU's emulation of SVM the box's PVH guests now and then die of a triple fault
 /// (tests/xen-box/README.md), whatever the toolstack: not what these tests test, and it can hit
 /// any test that boots one. Such a failure is printed, with the domains Xen names, and the test
-/// runs again from the start (its guards have destroyed its guests, its daemons are gone); a
-/// failure without a new triple fault, or a second failure, fails the test. With two tests at
-/// a time the fault may be the other test's guest: the second run then fails as the first did.
+/// runs again from the start: its guards have destroyed its guests and its daemons are gone;
+/// the console logs it read are removed, and its [`unique_name`]s are new ones, so that nothing
+/// of the first run is taken for the second's. A failure without a new triple fault, or a
+/// second failure, fails the test. With two tests at a time the fault may be the other test's
+/// guest: the second run then fails as the first did.
 fn run_once_more_after_a_triple_fault(name: &str, ctx: &Context, f: E2eTest) -> TestResult {
     let before = triple_faulted_domains();
+    take_consoles_read();
     let first = match f(ctx) {
         Ok(()) => return Ok(()),
         Err(e) => e,
@@ -112,26 +115,42 @@ fn run_once_more_after_a_triple_fault(name: &str, ctx: &Context, f: E2eTest) -> 
         "    {name}: failed while Xen's log shows a triple fault of {faulted} (the box's PVH flake under TCG); \
          running it once more. The first run said: {first}"
     );
-    f(ctx).map_err(|e| format!("{e}\n(it ran twice: the first run, during a triple fault of {faulted}, said: {first})"))
+    for log in take_consoles_read() {
+        let _ = std::fs::remove_file(log);
+    }
+    set_second_run(true);
+    let second = f(ctx);
+    set_second_run(false);
+    second.map_err(|e| format!("{e}\n(it ran twice: the first run, during a triple fault of {faulted}, said: {first})"))
 }
 
-/// The runner's retry, end to end: the first run boots a PVH kernel that dies of a triple
-/// fault at once ([`triple_fault_kernel`]), waits for Xen to shut it down and fails; the runner
-/// finds the triple fault in Xen's log and runs the test once more, which passes. Without the
-/// retry, or if Xen logged no triple fault, the test fails.
+/// The runner's retry, end to end. The first run boots the test guest to READY (its console
+/// log read), then a PVH kernel that dies of a triple fault at once ([`triple_fault_kernel`]),
+/// waits for Xen to shut that down, and fails. The runner finds the triple fault in Xen's log
+/// and runs the test once more: that run checks that its [`unique_name`] is new and the first
+/// run's console log is gone, and passes. Without the retry, or if Xen logged no triple fault,
+/// the test fails.
 fn fails_once_with_a_triple_fault(ctx: &Context) -> TestResult {
-    static RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if RAN.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return Ok(());
-    }
+    static FIRST_RUN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let name = unique_name("triple-fault");
-    let kernel = format!("/tmp/{name}.elf");
+    let mut first_run = FIRST_RUN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(first) = first_run.as_ref() {
+        ensure(name != *first, || format!("the second run's name is the first's: {name}"))?;
+        let log = console_log(first);
+        return ensure(!log.exists(), || format!("the first run's console log {} is still there", log.display()));
+    }
+    *first_run = Some(name.clone());
+    drop(first_run);
+    let ready = boot(ctx, &test_guest(&name, ""))?;
+    drop(ready);
+    let dying = format!("{name}-pvh");
+    let kernel = format!("/tmp/{dying}.elf");
     std::fs::write(&kernel, triple_fault_kernel()).ctx(&kernel)?;
-    let guard = create(ctx, &xenctl::DomainSpec::pvh(&name).memory_mib(32).kernel(&kernel))?;
+    let guard = create(ctx, &xenctl::DomainSpec::pvh(&dying).memory_mib(32).kernel(&kernel))?;
     ctx.unpause(guard.domid()).ctx("unpause")?;
-    let reason = wait_until(&format!("{name} to shut down"), BOOT, || shutdown_reason(ctx, guard.domid()))?;
+    let reason = wait_until(&format!("{dying} to shut down"), BOOT, || shutdown_reason(ctx, guard.domid()))?;
     let _ = std::fs::remove_file(&kernel);
-    Err(format!("{name} (domain {}) shut down ({reason}): this first run fails on purpose", guard.domid()))
+    Err(format!("{dying} (domain {}) shut down ({reason}): this first run fails on purpose", guard.domid()))
 }
 
 /// A PVH kernel that triple-faults: a 32-bit ELF loaded at 1 MiB whose one Xen note,
