@@ -118,25 +118,27 @@ pub fn disk_image_with_words(path: &Path) -> TestResult<String> {
 }
 
 thread_local! {
-    /// Whether this thread runs a test for the second time (xen-e2e's runner, after a guest's
+    /// Which run of its test this thread runs (1, or more in xen-e2e's runner after a guest's
     /// triple fault): see [`unique_name`].
-    static SECOND_RUN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static RUN: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
     /// The console logs this thread read (see [`take_consoles_read`]).
     static CONSOLES_READ: std::cell::RefCell<std::collections::BTreeSet<PathBuf>> =
         const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
 }
 
-/// A name no other test (or earlier run) uses: `e2e-BASE-PID`, and `e2e-BASE-PID-again` in a
-/// test's second run, so that nothing the first run left (xenconsoled appends to a name's log,
-/// here and on the peer host) is read as the second run's.
+/// A name no other test (or earlier run) uses: `e2e-BASE-PID`, and `e2e-BASE-PID-runN` in a
+/// test's Nth run, so that nothing an earlier run left (xenconsoled appends to a name's log,
+/// here and on the peer host) is read as this run's.
 pub fn unique_name(base: &str) -> String {
-    let again = if SECOND_RUN.get() { "-again" } else { "" };
-    format!("e2e-{base}-{}{again}", std::process::id())
+    match RUN.get() {
+        1 => format!("e2e-{base}-{}", std::process::id()),
+        n => format!("e2e-{base}-{}-run{n}", std::process::id()),
+    }
 }
 
-/// Marks the test this thread runs as in its second run (or not), for [`unique_name`].
-pub fn set_second_run(second: bool) {
-    SECOND_RUN.set(second);
+/// Sets which run of its test this thread runs (1 for the first), for [`unique_name`].
+pub fn set_run(run: u32) {
+    RUN.set(run);
 }
 
 /// The console logs this thread read through [`console_text`] since the last call: the logs of

@@ -70,7 +70,7 @@ fn main() {
         }
     };
     // Run by hand (`--ignored`) to see the runner's retry at work: a guest dies of a triple fault.
-    let ignored = ["runner_runs_a_test_once_more_after_a_triple_fault"];
+    let ignored = ["runner_runs_a_test_again_after_a_triple_fault"];
     tests.push((ignored[0], fails_once_with_a_triple_fault));
     let trials = tests
         .into_iter()
@@ -79,7 +79,7 @@ fn main() {
             // Each test's time, for the box runs' budget (libtest-mimic prints none).
             Trial::test(name, move || {
                 let started = Instant::now();
-                let result = run_once_more_after_a_triple_fault(name, &ctx, f);
+                let result = run_again_after_a_triple_fault(name, &ctx, f);
                 eprintln!("    {name}: {:.0} s", started.elapsed().as_secs_f64());
                 result.map_err(Failed::from)
             })
@@ -89,45 +89,53 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// Runs test `f`; if it fails while Xen's log gains a triple fault, runs it once more.
+/// How many times a test runs at most when each failed run saw a triple fault.
+const RUNS: u32 = 3;
+
+/// Runs test `f`; while it fails and Xen's log gains a triple fault meanwhile, runs it again,
+/// up to [`RUNS`] times in all.
 ///
-/// Under QEMU's emulation of SVM the box's PVH guests now and then die of a triple fault
-/// (tests/xen-box/README.md), whatever the toolstack: not what these tests test, and it can hit
-/// any test that boots one. Such a failure is printed, with the domains Xen names, and the test
-/// runs again from the start: its guards have destroyed its guests and its daemons are gone;
-/// the console logs it read are removed, and its [`unique_name`]s are new ones, so that nothing
-/// of the first run is taken for the second's. A failure without a new triple fault, or a
-/// second failure, fails the test. With two tests at a time the fault may be the other test's
-/// guest: the second run then fails as the first did.
-fn run_once_more_after_a_triple_fault(name: &str, ctx: &Context, f: E2eTest) -> TestResult {
-    let before = triple_faulted_domains();
+/// Under QEMU's emulation of SVM the box's PVH guests die of a triple fault now and then, at
+/// times several within a minute (tests/xen-box/README.md), whatever the toolstack: not what
+/// these tests test, and it can hit any test that boots one. Such a failure is printed, with
+/// the domains Xen names, and the test runs again from the start: its guards have destroyed
+/// its guests and its daemons are gone; the console logs it read are removed, and its
+/// [`unique_name`]s are new ones, so that nothing of an earlier run is taken for this one's. A
+/// failure without a new triple fault fails the test at once, with the earlier runs' failures.
+/// With two tests at a time the fault may be the other test's guest: the next run then fails
+/// as the first did.
+fn run_again_after_a_triple_fault(name: &str, ctx: &Context, f: E2eTest) -> TestResult {
+    let mut failures = Vec::new();
     take_consoles_read();
-    let first = match f(ctx) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
-    };
-    let faulted: Vec<String> = triple_faulted_domains().difference(&before).map(|d| format!("d{d}")).collect();
-    if faulted.is_empty() {
-        return Err(first);
+    let mut run = 1;
+    loop {
+        set_run(run);
+        let before = triple_faulted_domains();
+        let result = f(ctx);
+        set_run(1);
+        let Err(e) = result else { return Ok(()) };
+        let faulted: Vec<String> = triple_faulted_domains().difference(&before).map(|d| format!("d{d}")).collect();
+        if faulted.is_empty() || run == RUNS {
+            let earlier: String = failures.iter().map(|f| format!("\n(run {f})")).collect();
+            return Err(format!("{e}{earlier}"));
+        }
+        let faulted = faulted.join(", ");
+        eprintln!(
+            "    {name}: run {run} failed while Xen's log shows a triple fault of {faulted} (the box's PVH flake \
+             under TCG); running it again. It said: {e}"
+        );
+        failures.push(format!("{run}, during a triple fault of {faulted}, said: {e}"));
+        for log in take_consoles_read() {
+            let _ = std::fs::remove_file(log);
+        }
+        run += 1;
     }
-    let faulted = faulted.join(", ");
-    eprintln!(
-        "    {name}: failed while Xen's log shows a triple fault of {faulted} (the box's PVH flake under TCG); \
-         running it once more. The first run said: {first}"
-    );
-    for log in take_consoles_read() {
-        let _ = std::fs::remove_file(log);
-    }
-    set_second_run(true);
-    let second = f(ctx);
-    set_second_run(false);
-    second.map_err(|e| format!("{e}\n(it ran twice: the first run, during a triple fault of {faulted}, said: {first})"))
 }
 
 /// The runner's retry, end to end. The first run boots the test guest to READY (its console
 /// log read), then a PVH kernel that dies of a triple fault at once ([`triple_fault_kernel`]),
 /// waits for Xen to shut that down, and fails. The runner finds the triple fault in Xen's log
-/// and runs the test once more: that run checks that its [`unique_name`] is new and the first
+/// and runs the test again: that run checks that its [`unique_name`] is new and the first
 /// run's console log is gone, and passes. Without the retry, or if Xen logged no triple fault,
 /// the test fails.
 fn fails_once_with_a_triple_fault(ctx: &Context) -> TestResult {
